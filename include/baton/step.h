@@ -1,0 +1,127 @@
+// Baton step interface: what a built-in or user-defined step implements.
+//
+// A step is the code behind one pipeline entry (`uses: download`, `uses: my_step`). The engine
+// creates one `Step` object per pipeline entry when the pipeline is loaded (so bad `with:`
+// parameters are refused before anything runs) and calls `Run` once per attempt, possibly from
+// several threads at once for different jobs: `Run` must be thread-safe and keep per-attempt state
+// on its stack or in the context.
+//
+// A step knows nothing of scheduling. It receives the job's input, the small JSON results of the
+// job's earlier steps, a work folder on the node it runs on, the GPU ids it was granted, a
+// cancellation token and a sink for log lines and progress. It returns a small JSON result (which
+// travels with the job, possibly to other nodes) or an error value. Bulky artifacts are files in
+// the work folder; they stay on the node.
+//
+// Errors are values: return StepOutcome::Failure(...). An exception that escapes Run is caught
+// at the step boundary and becomes a failure with its message.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace baton {
+
+using Json = nlohmann::json;
+
+// Thrown while loading a pipeline when a step's `with:` parameters are invalid. The message names
+// the parameter and what is wrong ("with.seconds: must be a non-negative number"); the loader adds
+// file, line and step name.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Set by the engine when the attempt must stop (timeout, cancel, Ctrl-C). Long steps poll
+// `cancelled()` (or wait on it) and return StepOutcome::Cancelled() promptly.
+class CancelToken {
+ public:
+  bool cancelled() const noexcept { return flag_.load(std::memory_order_acquire); }
+  void cancel() noexcept { flag_.store(true, std::memory_order_release); }
+  // Sleeps up to `seconds`, waking early on cancel. Returns false when cancelled.
+  bool sleep_for(double seconds) const;
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+// Everything an attempt may read or do. Owned by the engine; valid for the duration of Run.
+struct StepContext {
+  std::string job;               // job id, e.g. "job-0"
+  std::string step;              // pipeline step name, e.g. "analyze"
+  std::string node;              // node name, e.g. "head"
+  int attempt = 1;               // 1-based
+  std::string input;             // the job's input line (URL, path, or "" for --jobs N)
+  const Json* results = nullptr; // {"<earlier step name>": <its result JSON>, ...}
+  std::filesystem::path workdir; // this job's folder on this node (exists)
+  std::filesystem::path outdir;  // the run's output folder (--out) on the driver's machine
+  std::vector<int> gpus;         // granted GPU device ids (also in CUDA_VISIBLE_DEVICES for children)
+  const CancelToken* cancel = nullptr;
+
+  // Log line attributed to this job/step/node (rendered in the seed's shape or as JSON).
+  std::function<void(LogLevel, std::string_view)> log;
+  // Progress event, e.g. {"bytes": 1234, "total": 5678, "rate": 1.2e6}. Cheap; may be throttled.
+  std::function<void(const Json&)> progress;
+  // Returns a local path for an artifact `relative` (to the producing job folder) made by earlier
+  // step `step` of this job, fetching it from another node when needed. Throws on failure.
+  std::function<std::filesystem::path(std::string_view step, std::string_view relative)> artifact;
+
+  bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }
+  // Result of an earlier step, or null JSON when that step did not run / is unknown.
+  const Json& result_of(std::string_view step_name) const;
+  void info(std::string_view msg) const { if (log) log(LogLevel::kInfo, msg); }
+  void warn(std::string_view msg) const { if (log) log(LogLevel::kWarn, msg); }
+};
+
+struct StepOutcome {
+  enum class Kind { kOk, kFailed, kCancelled };
+  Kind kind = Kind::kOk;
+  Json result;           // small JSON result (kOk)
+  std::string error;     // one-line reason (kFailed)
+  bool retryable = true; // false: retrying cannot help (404, bad input); the job fails now
+
+  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true}; }
+  static StepOutcome Failure(std::string error, bool retryable = true) {
+    return {Kind::kFailed, Json(), std::move(error), retryable};
+  }
+  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false}; }
+  bool ok() const { return kind == Kind::kOk; }
+};
+
+class Step {
+ public:
+  virtual ~Step() = default;
+  virtual StepOutcome Run(StepContext& ctx) const = 0;
+};
+
+// Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.
+using StepFactory = std::function<std::unique_ptr<Step>(const Json& with)>;
+
+// Process-wide registry of step kinds by `uses:` name. Built-ins are registered by
+// RegisterBuiltinSteps(); users add theirs before loading a pipeline. Thread-safe.
+class StepRegistry {
+ public:
+  static StepRegistry& Global();
+  void Register(std::string name, StepFactory factory);
+  bool Has(std::string_view name) const;
+  // Throws ConfigError when unknown or when the factory refuses `with`.
+  std::unique_ptr<Step> Create(std::string_view name, const Json& with) const;
+  std::vector<std::string> Names() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+  StepRegistry();
+};
+
+// Registers sleep, command, and (when built) download, analyze, llm, document.
+void RegisterBuiltinSteps(StepRegistry& registry = StepRegistry::Global());
+
+}  // namespace baton
