@@ -1,0 +1,38 @@
+// Small helpers shared by tests: temporary folders, free loopback ports, running programs.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace baton::testing {
+
+// A fresh folder under /tmp, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreeLoopbackPort();
+
+// Runs argv (no shell), returns its exit status (or -1 when it could not start). Output goes to
+// `log` when given, else is discarded.
+int RunProgram(const std::vector<std::string>& argv, const std::string& log = "");
+
+// Reads a whole file; "" when missing.
+std::string ReadFile(const std::filesystem::path& path);
+
+// The source tree (BATON_SOURCE_DIR set by ctest) and the build tree.
+std::filesystem::path SourceDir();
+std::filesystem::path BinaryDir();
+
+}  // namespace baton::testing
