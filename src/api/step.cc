@@ -11,7 +11,7 @@ bool CancelToken::sleep_for(double seconds) const {
   // Sleeps in short slices so cancellation is seen within ~10 ms without a condition variable
   // shared between the token and its waiters.
   using clock = std::chrono::steady_clock;
-  const auto end = clock::now() + std::chrono::duration<double>(seconds);
+  const auto end = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
   while (!cancelled()) {
     const auto now = clock::now();
     if (now >= end) return true;
