@@ -1,0 +1,659 @@
+#include "core/scheduler.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace baton::core {
+
+namespace {
+
+constexpr int32_t kUnlimited = 1 << 30;
+
+uint64_t Key(uint32_t job, uint32_t token) { return (uint64_t{job} << 32) | token; }
+
+bool LabelsMatch(const Labels& want, const Labels& have) {
+  for (const auto& [k, v] : want) {
+    bool found = false;
+    for (const auto& [hk, hv] : have) {
+      if (hk == k && hv == v) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
+// Whole-device count and the largest fraction of one device a demand needs.
+bool GpuTotalsAllow(Amount devices, Amount demand) {
+  if (demand == 0) return true;
+  if (demand < kUnit) return devices >= kUnit;
+  return devices >= demand;
+}
+
+}  // namespace
+
+const char* PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kReady: return "ready";
+    case Phase::kBackoff: return "backoff";
+    case Phase::kRunning: return "running";
+    case Phase::kSucceeded: return "succeeded";
+    case Phase::kFailed: return "failed";
+    case Phase::kCancelled: return "cancelled";
+  }
+  return "?";
+}
+
+const char* AttemptStatusName(AttemptStatus s) {
+  switch (s) {
+    case AttemptStatus::kOk: return "ok";
+    case AttemptStatus::kFailed: return "failed";
+    case AttemptStatus::kTimeout: return "timeout";
+    case AttemptStatus::kCancelled: return "cancelled";
+    case AttemptStatus::kLost: return "lost";
+  }
+  return "?";
+}
+
+Scheduler::Scheduler() = default;
+
+void Scheduler::SetPool(std::string_view name, double capacity) {
+  ResourceId id = table_.Intern(name);
+  table_.SetPool(id, true);
+  pool_total_.Set(id, ToAmount(capacity));
+  pool_free_.Set(id, ToAmount(capacity));
+}
+
+uint32_t Scheduler::AddPipeline(PipelineModel model) {
+  const auto pid = static_cast<uint32_t>(pipelines_.size());
+  PipelineState p;
+  const int n = static_cast<int>(model.steps.size());
+  p.anchor.resize(n);
+  p.is_anchor.assign(n, false);
+  for (int s = 0; s < n; ++s) {
+    p.demand.push_back(Demand::From(model.steps[s].demand, table_));
+    int a = s;
+    while (model.steps[a].same_node_as >= 0 && model.steps[a].same_node_as < a) a = model.steps[a].same_node_as;
+    p.anchor[s] = a;
+    if (a != s) {
+      p.is_anchor[a] = true;
+      if (p.first_bound < 0) p.first_bound = s;
+      p.last_bound = s;
+    }
+    Class c;
+    c.pipeline = pid;
+    c.step = static_cast<uint16_t>(s);
+    c.bound = a != s;
+    c.candidates.Resize(std::max<uint32_t>(64, static_cast<uint32_t>(nodes_.size())));
+    p.class_of.push_back(static_cast<uint32_t>(classes_.size()));
+    classes_.push_back(std::move(c));
+  }
+  p.model = std::move(model);
+  pipelines_.push_back(std::move(p));
+
+  class_order_.resize(classes_.size());
+  for (uint32_t i = 0; i < classes_.size(); ++i) class_order_[i] = i;
+  std::stable_sort(class_order_.begin(), class_order_.end(), [&](uint32_t a, uint32_t b) {
+    if (classes_[a].step != classes_[b].step) return classes_[a].step > classes_[b].step;
+    return classes_[a].pipeline < classes_[b].pipeline;
+  });
+
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    nodes_[i].backlog.push_back(0);
+    nodes_[i].admit_limit.push_back(0);
+    RecomputeStatic(i);
+    Refresh(i);
+  }
+  return pid;
+}
+
+void Scheduler::RecomputeStatic(uint32_t node) {
+  NodeState& n = nodes_[node];
+  n.static_ok.resize(classes_.size(), 0);
+  n.bound_ready.resize(classes_.size());
+  n.backlog.resize(pipelines_.size(), 0);
+  n.admit_limit.resize(pipelines_.size(), 0);
+  auto step_ok = [&](const PipelineState& p, int s) {
+    const Demand& d = p.demand[s];
+    if (!LabelsMatch(p.model.steps[s].labels, n.model.labels)) return false;
+    for (const auto& e : d.node_entries)
+      if (n.total.Get(e.id) < e.amount) return false;
+    for (const auto& e : d.pool_entries)
+      if (pool_total_.Get(e.id) < e.amount) return false;
+    return GpuTotalsAllow(n.total.Get(kGpu), d.gpu);
+  };
+  for (uint32_t cls = 0; cls < classes_.size(); ++cls) {
+    const Class& c = classes_[cls];
+    const PipelineState& p = pipelines_[c.pipeline];
+    bool ok = n.alive && step_ok(p, c.step);
+    if (ok && p.is_anchor[c.step]) {
+      for (int t = c.step + 1; t < static_cast<int>(p.anchor.size()) && ok; ++t)
+        if (p.anchor[t] == c.step) ok = step_ok(p, t);
+    }
+    n.static_ok[cls] = ok;
+  }
+  for (uint32_t pid = 0; pid < pipelines_.size(); ++pid) {
+    const PipelineState& p = pipelines_[pid];
+    if (p.first_bound < 0) {
+      n.admit_limit[pid] = kUnlimited;
+      continue;
+    }
+    const Demand& d = p.demand[p.first_bound];
+    int64_t cap = kUnlimited;
+    for (const auto& e : d.node_entries) cap = std::min<int64_t>(cap, n.total.Get(e.id) / e.amount);
+    if (d.gpu > 0) {
+      const int64_t devices = n.total.Get(kGpu) / kUnit;
+      cap = std::min<int64_t>(cap, d.gpu < kUnit ? devices * (kUnit / d.gpu) : n.total.Get(kGpu) / d.gpu);
+    }
+    n.admit_limit[pid] = static_cast<int32_t>(std::min<int64_t>(kUnlimited, cap * std::max(1, p.model.prefetch)));
+  }
+}
+
+uint32_t Scheduler::AddNode(NodeModel model) {
+  int existing = NodeIndex(model.name);
+  uint32_t idx;
+  if (existing >= 0) {
+    idx = static_cast<uint32_t>(existing);
+  } else {
+    idx = static_cast<uint32_t>(nodes_.size());
+    nodes_.emplace_back();
+    for (auto& c : classes_)
+      if (c.candidates.capacity() <= idx) c.candidates.Resize(std::max<uint32_t>(64, 2 * c.candidates.capacity()));
+  }
+  NodeState& n = nodes_[idx];
+  n.alive = true;
+  n.total = ResourceVector(table_.size());
+  for (ResourceId id : model.total.NonZero())
+    if (!table_.IsPool(id)) n.total.Set(id, model.total.Get(id));
+  n.free = n.total;
+  n.gpu_free.assign(static_cast<size_t>(n.total.Get(kGpu) / kUnit), kUnit);
+  n.model = std::move(model);
+  std::fill(n.backlog.begin(), n.backlog.end(), 0);
+  RecomputeStatic(idx);
+  Refresh(idx);
+  MarkDirty(idx);
+  return idx;
+}
+
+int Scheduler::NodeIndex(std::string_view name) const {
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].model.name == name) return static_cast<int>(i);
+  return -1;
+}
+
+bool Scheduler::Fits(const NodeState& n, const Demand& d) const {
+  for (const auto& e : d.node_entries)
+    if (n.free.Get(e.id) < e.amount) return false;
+  if (d.gpu == 0) return true;
+  if (d.gpu < kUnit) {
+    for (Amount f : n.gpu_free)
+      if (f >= d.gpu) return true;
+    return false;
+  }
+  Amount whole = 0;
+  for (Amount f : n.gpu_free)
+    if (f == kUnit) whole += kUnit;
+  return whole >= d.gpu;
+}
+
+bool Scheduler::PoolFits(const Demand& d) const {
+  for (const auto& e : d.pool_entries)
+    if (pool_free_.Get(e.id) < e.amount) return false;
+  return true;
+}
+
+bool Scheduler::CanTake(uint32_t node, uint32_t cls) const {
+  const NodeState& n = nodes_[node];
+  if (!n.alive || !n.static_ok[cls]) return false;
+  const Class& c = classes_[cls];
+  const PipelineState& p = pipelines_[c.pipeline];
+  if (!Fits(n, p.demand[c.step])) return false;
+  if (p.first_bound >= 0 && c.step == p.anchor[p.first_bound])
+    return n.backlog[c.pipeline] < n.admit_limit[c.pipeline];
+  return true;
+}
+
+void Scheduler::Refresh(uint32_t node) {
+  for (uint32_t cls = 0; cls < classes_.size(); ++cls)
+    if (!classes_[cls].bound) classes_[cls].candidates.Set(node, CanTake(node, cls));
+}
+
+void Scheduler::MarkDirty(uint32_t node) {
+  if (!nodes_[node].dirty) {
+    nodes_[node].dirty = true;
+    dirty_.push_back(node);
+  }
+}
+
+uint32_t Scheduler::Submit(uint32_t pipeline, double now) {
+  const auto id = static_cast<uint32_t>(jobs_.size());
+  JobState j{};
+  j.pipeline = pipeline;
+  j.phase = Phase::kReady;
+  j.node = -1;
+  j.failed_node = -1;
+  j.backlog_node = -1;
+  j.home_offset = static_cast<uint32_t>(homes_.size());
+  homes_.resize(homes_.size() + pipelines_[pipeline].model.steps.size(), -1);
+  jobs_.push_back(j);
+  MakeReady(id, now);
+  return id;
+}
+
+void Scheduler::MakeReady(uint32_t job, double now) {
+  JobState& j = jobs_[job];
+  const PipelineState& p = pipelines_[j.pipeline];
+  j.phase = Phase::kReady;
+  j.ready_at = now;
+  ++j.ready_token;
+  const uint32_t cls = p.class_of[j.step];
+  if (classes_[cls].bound) {
+    const int32_t home = homes_[j.home_offset + p.anchor[j.step]];
+    if (home < 0 || !nodes_[home].alive) {
+      ResetToAnchor(j, job, now);
+      return;
+    }
+    nodes_[home].bound_ready[cls].push(Key(job, j.ready_token));
+    MarkDirty(static_cast<uint32_t>(home));
+  } else {
+    classes_[cls].ready.push(Key(job, j.ready_token));
+  }
+}
+
+void Scheduler::ResetToAnchor(JobState& j, uint32_t job, double now) {
+  const PipelineState& p = pipelines_[j.pipeline];
+  const int a = p.anchor[j.step];
+  for (size_t s = a; s < p.anchor.size(); ++s) homes_[j.home_offset + s] = -1;
+  j.step = static_cast<uint16_t>(a);
+  j.failures = 0;
+  j.step_attempt = 0;
+  LeaveBacklog(j);
+  MakeReady(job, now);
+}
+
+void Scheduler::LeaveBacklog(JobState& j) {
+  if (j.backlog_node >= 0) {
+    NodeState& n = nodes_[j.backlog_node];
+    --n.backlog[j.pipeline];
+    const int32_t node = j.backlog_node;
+    j.backlog_node = -1;
+    if (n.alive) Refresh(static_cast<uint32_t>(node));
+  }
+}
+
+uint64_t Scheduler::GrantGpus(NodeState& n, Amount demand) {
+  if (demand == 0) return 0;
+  n.free.Add(kGpu, -demand);
+  if (demand < kUnit) {
+    // Best fit: the busiest device that still has room, so whole devices stay free for others.
+    size_t best = n.gpu_free.size();
+    for (size_t i = 0; i < n.gpu_free.size(); ++i)
+      if (n.gpu_free[i] >= demand && (best == n.gpu_free.size() || n.gpu_free[i] < n.gpu_free[best])) best = i;
+    n.gpu_free[best] -= demand;
+    return uint64_t{1} << best;
+  }
+  uint64_t mask = 0;
+  Amount need = demand;
+  for (size_t i = 0; i < n.gpu_free.size() && need > 0; ++i) {
+    if (n.gpu_free[i] == kUnit) {
+      n.gpu_free[i] = 0;
+      mask |= uint64_t{1} << i;
+      need -= kUnit;
+    }
+  }
+  return mask;
+}
+
+void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std::vector<Placement>* out) {
+  JobState& j = jobs_[job];
+  NodeState& n = nodes_[node];
+  const PipelineState& p = pipelines_[j.pipeline];
+  const Demand& d = p.demand[j.step];
+  for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
+  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
+  j.gpu_mask = GrantGpus(n, d.gpu);
+  j.phase = Phase::kRunning;
+  j.node = static_cast<int32_t>(node);
+  ++j.serial;
+  ++j.step_attempt;
+  const double timeout = p.model.steps[j.step].timeout;
+  const double deadline = timeout > 0 ? now + timeout : kNever;
+  if (timeout > 0) deadlines_.push({deadline, job, j.serial});
+  if (p.first_bound >= 0) {
+    if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {
+      j.backlog_node = static_cast<int32_t>(node);
+      ++n.backlog[j.pipeline];
+    } else if (j.step == p.first_bound) {
+      LeaveBacklog(j);
+    }
+  }
+  Refresh(node);
+  out->push_back({job, j.serial, j.step, j.step_attempt, node, j.gpu_mask, deadline});
+}
+
+void Scheduler::Release(JobState& j) {
+  if (j.node < 0) return;
+  NodeState& n = nodes_[j.node];
+  const Demand& d = pipelines_[j.pipeline].demand[j.step];
+  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, e.amount);
+  const auto node = static_cast<uint32_t>(j.node);
+  j.node = -1;
+  if (!n.alive) return;  // a lost node comes back with fresh resources
+  for (const auto& e : d.node_entries) n.free.Add(e.id, e.amount);
+  if (d.gpu > 0) {
+    n.free.Add(kGpu, d.gpu);
+    for (size_t i = 0; i < n.gpu_free.size(); ++i) {
+      if (j.gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] = d.gpu < kUnit ? n.gpu_free[i] + d.gpu : kUnit;
+    }
+  }
+  j.gpu_mask = 0;
+  Refresh(node);
+  MarkDirty(node);
+}
+
+void Scheduler::TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out) {
+  NodeState& n = nodes_[node];
+  if (!n.alive) return;
+  auto& q = n.bound_ready[cls];
+  const Class& c = classes_[cls];
+  const PipelineState& p = pipelines_[c.pipeline];
+  const Demand& d = p.demand[c.step];
+  while (!q.empty()) {
+    const uint64_t key = q.top();
+    const auto job = static_cast<uint32_t>(key >> 32);
+    const JobState& j = jobs_[job];
+    if (j.phase != Phase::kReady || j.ready_token != static_cast<uint32_t>(key) || j.step != c.step ||
+        j.pipeline != c.pipeline) {
+      q.pop();
+      continue;
+    }
+    if (!Fits(n, d) || !PoolFits(d)) return;
+    q.pop();
+    Place(job, node, cls, now, out);
+  }
+}
+
+void Scheduler::Decide(double now, std::vector<Placement>* out) {
+  while (!backoff_.empty() && backoff_.top().at <= now) {
+    const Timed t = backoff_.top();
+    backoff_.pop();
+    JobState& j = jobs_[t.job];
+    if (j.phase == Phase::kBackoff && j.serial == t.serial) MakeReady(t.job, now);
+  }
+  for (uint32_t cls : class_order_) {
+    Class& c = classes_[cls];
+    if (c.bound) {
+      for (uint32_t node : dirty_) TryPlaceBound(node, cls, now, out);
+      continue;
+    }
+    const Demand& d = pipelines_[c.pipeline].demand[c.step];
+    while (!c.ready.empty()) {
+      const uint64_t key = c.ready.top();
+      const auto job = static_cast<uint32_t>(key >> 32);
+      const JobState& j = jobs_[job];
+      if (j.phase != Phase::kReady || j.ready_token != static_cast<uint32_t>(key) || j.step != c.step ||
+          j.pipeline != c.pipeline) {
+        c.ready.pop();
+        continue;
+      }
+      if (!PoolFits(d)) break;
+      uint32_t node = c.candidates.FindNextWrapping(c.cursor);
+      if (node == NodeSet::kNone) break;
+      if (static_cast<int32_t>(node) == j.failed_node) {
+        const uint32_t other = c.candidates.FindNextWrapping(node + 1);
+        if (other != NodeSet::kNone) node = other;
+      }
+      c.ready.pop();
+      c.cursor = node + 1;
+      Place(job, node, cls, now, out);
+    }
+  }
+  for (uint32_t node : dirty_) nodes_[node].dirty = false;
+  dirty_.clear();
+}
+
+FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now) {
+  FinishResult r;
+  if (job >= jobs_.size()) return r;
+  JobState& j = jobs_[job];
+  if (j.phase != Phase::kRunning || j.serial != serial) return r;
+  const int32_t ran_on = j.node;
+  Release(j);
+  const PipelineState& p = pipelines_[j.pipeline];
+  const StepModel& step = p.model.steps[j.step];
+  const bool anchor_step = p.first_bound >= 0 && j.step == p.anchor[p.first_bound];
+  if (j.cancel_requested || status == AttemptStatus::kCancelled) {
+    j.phase = Phase::kCancelled;
+    LeaveBacklog(j);
+    r.kind = FinishResult::Kind::kCancelled;
+    return r;
+  }
+  switch (status) {
+    case AttemptStatus::kOk:
+      homes_[j.home_offset + j.step] = ran_on;
+      j.failures = 0;
+      j.step_attempt = 0;
+      j.failed_node = -1;
+      if (j.step + 1u >= p.model.steps.size()) {
+        j.phase = Phase::kSucceeded;
+        LeaveBacklog(j);
+        r.kind = FinishResult::Kind::kSucceeded;
+        return r;
+      }
+      ++j.step;
+      MakeReady(job, now);
+      r.kind = FinishResult::Kind::kNextStepReady;
+      return r;
+    case AttemptStatus::kLost:
+      if (anchor_step) LeaveBacklog(j);
+      MakeReady(job, now);
+      r.kind = FinishResult::Kind::kRequeued;
+      return r;
+    case AttemptStatus::kFailed:
+    case AttemptStatus::kTimeout:
+    default:
+      break;
+  }
+  ++j.failures;
+  j.failed_node = ran_on;
+  if (anchor_step) LeaveBacklog(j);
+  if (retryable && j.failures <= step.retries) {
+    double delay = step.backoff;
+    for (int i = 1; i < j.failures && delay < step.max_backoff; ++i) delay *= 2;
+    delay = std::min(delay, step.max_backoff);
+    j.phase = Phase::kBackoff;
+    j.ready_at = now + delay;
+    backoff_.push({j.ready_at, job, j.serial});
+    r.kind = FinishResult::Kind::kRetryScheduled;
+    r.retry_at = j.ready_at;
+    return r;
+  }
+  j.phase = Phase::kFailed;
+  r.kind = FinishResult::Kind::kFailed;
+  return r;
+}
+
+std::vector<AttemptRef> Scheduler::Cancel(uint32_t job) {
+  std::vector<AttemptRef> running;
+  if (job >= jobs_.size()) return running;
+  JobState& j = jobs_[job];
+  switch (j.phase) {
+    case Phase::kRunning:
+      j.cancel_requested = true;
+      running.push_back({job, j.serial, static_cast<uint32_t>(j.node)});
+      break;
+    case Phase::kReady:
+    case Phase::kBackoff:
+      j.cancel_requested = true;
+      j.phase = Phase::kCancelled;
+      LeaveBacklog(j);
+      break;
+    default:
+      break;
+  }
+  return running;
+}
+
+std::vector<AttemptRef> Scheduler::NodeLost(uint32_t node, double now) {
+  std::vector<AttemptRef> lost;
+  NodeState& n = nodes_[node];
+  if (!n.alive) return lost;
+  n.alive = false;
+  for (auto& c : classes_)
+    if (!c.bound) c.candidates.Erase(node);
+  for (auto& q : n.bound_ready) q = {};
+  for (uint32_t id = 0; id < jobs_.size(); ++id) {
+    JobState& j = jobs_[id];
+    if (j.phase == Phase::kSucceeded || j.phase == Phase::kFailed || j.phase == Phase::kCancelled) continue;
+    if (j.backlog_node == static_cast<int32_t>(node)) j.backlog_node = -1;
+    const PipelineState& p = pipelines_[j.pipeline];
+    const bool bound_to_lost = p.anchor[j.step] != j.step &&
+                               homes_[j.home_offset + p.anchor[j.step]] == static_cast<int32_t>(node);
+    if (j.phase == Phase::kRunning && j.node == static_cast<int32_t>(node)) {
+      lost.push_back({id, j.serial, node});
+      Release(j);
+      if (j.cancel_requested) {
+        j.phase = Phase::kCancelled;
+        continue;
+      }
+      MakeReady(id, now);  // a bound step finds its anchor gone and resets to it
+    } else if ((j.phase == Phase::kReady || j.phase == Phase::kBackoff) && bound_to_lost) {
+      ResetToAnchor(j, id, now);
+    }
+  }
+  std::fill(n.backlog.begin(), n.backlog.end(), 0);
+  return lost;
+}
+
+void Scheduler::Expired(double now, std::vector<AttemptRef>* out) {
+  while (!deadlines_.empty() && deadlines_.top().at <= now) {
+    const Timed t = deadlines_.top();
+    deadlines_.pop();
+    const JobState& j = jobs_[t.job];
+    if (j.phase == Phase::kRunning && j.serial == t.serial)
+      out->push_back({t.job, t.serial, static_cast<uint32_t>(j.node)});
+  }
+}
+
+double Scheduler::NextWakeup() const {
+  double t = kNever;
+  if (!backoff_.empty()) t = std::min(t, backoff_.top().at);
+  if (!deadlines_.empty()) t = std::min(t, deadlines_.top().at);
+  return t;
+}
+
+Scheduler::JobView Scheduler::Job(uint32_t job) const {
+  const JobState& j = jobs_[job];
+  return {j.pipeline, j.phase, j.step, j.step_attempt, j.node, j.ready_at};
+}
+
+int32_t Scheduler::Home(uint32_t job, uint16_t step) const { return homes_[jobs_[job].home_offset + step]; }
+
+uint64_t Scheduler::NodeGpusBusy(uint32_t node) const {
+  uint64_t mask = 0;
+  const auto& g = nodes_[node].gpu_free;
+  for (size_t i = 0; i < g.size(); ++i)
+    if (g[i] < kUnit) mask |= uint64_t{1} << i;
+  return mask;
+}
+
+std::string Scheduler::DescribeDemandGap(const PipelineState& p, int s) const {
+  const StepModel& step = p.model.steps[s];
+  const Demand& d = p.demand[s];
+  std::string why;
+  auto add = [&](const std::string& part) { why += (why.empty() ? "" : "; ") + part; };
+  if (!step.labels.empty()) {
+    bool any = false;
+    for (const auto& n : nodes_) any = any || (n.alive && LabelsMatch(step.labels, n.model.labels));
+    if (!any) {
+      std::string want;
+      for (const auto& [k, v] : step.labels) want += (want.empty() ? "" : ",") + k + "=" + v;
+      add("it needs labels " + want + ", which no node has");
+    }
+  }
+  auto offered = [&](ResourceId id) {
+    std::string list;
+    int shown = 0;
+    for (const auto& n : nodes_) {
+      if (!n.alive) continue;
+      if (shown++ == 4) {
+        list += ", ...";
+        break;
+      }
+      list += (list.empty() ? "" : ", ") + n.model.name + " " + FormatAmount(n.total.Get(id));
+    }
+    return list.empty() ? std::string("no live nodes") : list;
+  };
+  auto check = [&](ResourceId id, Amount want) {
+    Amount best = 0;
+    for (const auto& n : nodes_)
+      if (n.alive) best = std::max(best, n.total.Get(id));
+    const bool ok = id == kGpu ? [&] {
+      for (const auto& n : nodes_)
+        if (n.alive && GpuTotalsAllow(n.total.Get(kGpu), want)) return true;
+      return false;
+    }()
+                               : best >= want;
+    if (!ok)
+      add("it asks " + table_.Name(id) + ": " + FormatAmount(want) + " but the nodes offer " + table_.Name(id) +
+          ": " + offered(id));
+  };
+  for (const auto& e : d.node_entries) check(e.id, e.amount);
+  if (d.gpu > 0) check(kGpu, d.gpu);
+  for (const auto& e : d.pool_entries)
+    if (pool_total_.Get(e.id) < e.amount)
+      add("it asks pool " + table_.Name(e.id) + ": " + FormatAmount(e.amount) + " but the pool holds " +
+          FormatAmount(pool_total_.Get(e.id)));
+  return why;
+}
+
+std::string Scheduler::Infeasible(uint32_t pipeline) const {
+  const PipelineState& p = pipelines_[pipeline];
+  for (size_t s = 0; s < p.model.steps.size(); ++s) {
+    const uint32_t cls = p.class_of[s];
+    bool any = false;
+    for (const auto& n : nodes_) any = any || (n.alive && n.static_ok[cls]);
+    if (any) continue;
+    const std::string& name = p.model.steps[s].name;
+    std::string why = DescribeDemandGap(p, static_cast<int>(s));
+    if (why.empty() && p.is_anchor[s]) {
+      for (size_t t = s + 1; t < p.anchor.size() && why.empty(); ++t) {
+        if (p.anchor[t] != static_cast<int>(s)) continue;
+        std::string gap = DescribeDemandGap(p, static_cast<int>(t));
+        if (!gap.empty()) return "step '" + p.model.steps[t].name + "' can run on no node: " + gap;
+      }
+      why = "no single node can run it together with the steps bound to it by same_node_as";
+    }
+    if (why.empty()) why = "no node can run it";
+    return "step '" + name + "' can run on no node: " + why;
+  }
+  return "";
+}
+
+std::string Scheduler::WaitReason(uint32_t job, double now) const {
+  const JobState& j = jobs_[job];
+  const PipelineState& p = pipelines_[j.pipeline];
+  char buf[160];
+  switch (j.phase) {
+    case Phase::kRunning:
+      return "running on " + nodes_[j.node].model.name;
+    case Phase::kBackoff:
+      std::snprintf(buf, sizeof buf, "retry backoff (%.1fs left)", std::max(0.0, j.ready_at - now));
+      return buf;
+    case Phase::kReady: {
+      if (p.anchor[j.step] != j.step) {
+        const int32_t home = homes_[j.home_offset + p.anchor[j.step]];
+        return "waiting for node " + (home >= 0 ? nodes_[home].model.name : std::string("?")) + " (same_node_as " +
+               p.model.steps[p.anchor[j.step]].name + ")";
+      }
+      if (p.first_bound >= 0 && j.step == p.anchor[p.first_bound]) return "waiting for admission (nodes busy)";
+      return "waiting for resources";
+    }
+    default:
+      return PhaseName(j.phase);
+  }
+}
+
+}  // namespace baton::core

@@ -1,0 +1,226 @@
+// Scheduler: Baton's pure scheduling core (DESIGN.md, "Scheduling policy").
+//
+// The core holds the state of nodes, pipelines and jobs and decides where ready steps run. It does
+// no IO, starts no threads and reads no clock: `now` (seconds, any epoch) is always an argument,
+// so every decision is deterministic and tests drive it with fake time. Drivers (the embedded
+// runtime, the Redis head, the simulator) feed it events (Submit, Finish, AddNode, NodeLost,
+// Cancel) and carry out the placements Decide returns.
+//
+// Policy, in the order Decide applies it:
+//  1. Resources: a step is placed only where its demand fits the node's free resources (fixed-
+//     point, so fractions add up exactly), with GPUs granted as device ids: a demand below 1 shares
+//     one device, a whole number takes that many free devices. Pool resources are cluster-wide.
+//  2. Order: step classes are visited from the last step to the first (jobs further along go
+//     first); within a class, jobs in submission order.
+//  3. Locality: a step with `same_node_as` runs only on the node that ran that earlier step. Its
+//     chain's first step (the anchor) is placed only on nodes that could run every step bound to
+//     it (total capacity and labels), so no job starts where it cannot finish.
+//  4. Admission: an anchor step starts on a node only while that node's backlog (jobs whose
+//     anchor ran there and whose first bound step has not started) is below prefetch x the number
+//     of bound steps the node can run at once. Nodes therefore pull work at the pace of their own
+//     bottleneck: a node with 2 GPUs takes about twice the jobs of a node with 1, and an idle GPU
+//     elsewhere is never starved by a node hoarding inputs.
+//  5. Labels: all of a step's labels must match the node's.
+//  6. Failures: a failed or timed-out attempt is retried after an exponential backoff, preferring
+//     another node; a lost node's attempts are re-run, and when a locality-bound step's input was
+//     on the lost node the job goes back to the anchor step (lineage).
+//  7. Pools: a pool resource is taken from the cluster-wide pool, whichever node runs the step.
+//
+// Cost: each unbound step class keeps a NodeSet of the nodes that could take it now, refreshed
+// when a node's free resources change; a placement is a FindNext from a rotating cursor, so it
+// does not grow with the number of nodes. Locality-bound steps wait in per-node queues that are
+// looked at only when that node changed.
+//
+// Not thread-safe: one driver thread owns a Scheduler.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "core/node_set.h"
+#include "core/resources.h"
+
+namespace baton::core {
+
+enum class Phase : uint8_t { kReady, kBackoff, kRunning, kSucceeded, kFailed, kCancelled };
+enum class AttemptStatus : uint8_t { kOk, kFailed, kTimeout, kCancelled, kLost };
+
+const char* PhaseName(Phase p);
+const char* AttemptStatusName(AttemptStatus s);
+
+inline constexpr double kNever = std::numeric_limits<double>::infinity();
+
+// One decision: start attempt `serial` of job `job`'s step `step` on `node`.
+struct Placement {
+  uint32_t job;
+  uint32_t serial;        // identifies this attempt in Finish(); unique per job
+  uint16_t step;
+  uint16_t step_attempt;  // 1-based attempt number of this step (lost attempts count too)
+  uint32_t node;
+  uint64_t gpu_mask;      // granted GPU device ids as bits
+  double deadline;        // kNever when the step has no timeout
+};
+
+// A running attempt, as returned by NodeLost, Cancel and Expired.
+struct AttemptRef {
+  uint32_t job;
+  uint32_t serial;
+  uint32_t node;
+};
+
+// What a Finish did to the job.
+struct FinishResult {
+  enum class Kind { kIgnored, kNextStepReady, kRetryScheduled, kRequeued, kSucceeded, kFailed, kCancelled };
+  Kind kind = Kind::kIgnored;
+  double retry_at = 0;  // kRetryScheduled
+};
+
+class Scheduler {
+ public:
+  Scheduler();
+
+  ResourceTable& resources() { return table_; }
+  const ResourceTable& resources() const { return table_; }
+
+  // Declares a cluster-wide pool of `capacity` (DESIGN.md rule 7). REQUIRES: before AddPipeline.
+  void SetPool(std::string_view name, double capacity);
+
+  // Adds a pipeline. REQUIRES: same_node_as refers to an earlier step (the loader checks it).
+  uint32_t AddPipeline(PipelineModel model);
+  // Adds a node, or brings back a lost node of the same name (with fresh resources).
+  uint32_t AddNode(NodeModel model);
+  // Marks a node lost: its running attempts are returned (they are re-queued; the driver should
+  // forget them), and jobs whose locality-bound input lived there go back to the anchor step.
+  std::vector<AttemptRef> NodeLost(uint32_t node, double now);
+
+  // Submits a job of `pipeline`; its first step is ready at once. Job ids are dense, in order.
+  uint32_t Submit(uint32_t pipeline, double now);
+  // Cancels a job. Returns its running attempt, if any, for the driver to stop; the job ends
+  // when that attempt's Finish arrives (or at once when nothing runs).
+  std::vector<AttemptRef> Cancel(uint32_t job);
+
+  // Appends the placements possible now. Resources are reserved until Finish.
+  void Decide(double now, std::vector<Placement>* out);
+  // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.
+  FinishResult Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now);
+  // Running attempts whose deadline has passed (each reported once); the driver stops them and
+  // reports Finish(kTimeout).
+  void Expired(double now, std::vector<AttemptRef>* out);
+  // Earliest time at which Decide or Expired may have something new without any event: the next
+  // retry backoff end or attempt deadline. kNever when none.
+  double NextWakeup() const;
+
+  // "" when every step of the pipeline could run on some live node; otherwise one line naming the
+  // step, what it asks and what the nodes offer.
+  std::string Infeasible(uint32_t pipeline) const;
+
+  // Views.
+  struct JobView {
+    uint32_t pipeline;
+    Phase phase;
+    uint16_t step;
+    uint16_t step_attempt;
+    int32_t node;  // running node, else -1
+    double ready_at;
+  };
+  JobView Job(uint32_t job) const;
+  size_t job_count() const { return jobs_.size(); }
+  size_t node_count() const { return nodes_.size(); }
+  const NodeModel& NodeInfo(uint32_t node) const { return nodes_[node].model; }
+  bool NodeAlive(uint32_t node) const { return nodes_[node].alive; }
+  const ResourceVector& NodeFree(uint32_t node) const { return nodes_[node].free; }
+  uint64_t NodeGpusBusy(uint32_t node) const;
+  const PipelineModel& Pipeline(uint32_t p) const { return pipelines_[p].model; }
+  int NodeIndex(std::string_view name) const;
+  // Why a job is not running: "waiting for resources", "waiting for node X (same_node_as)", ...
+  std::string WaitReason(uint32_t job, double now) const;
+  // Node where `step` of `job` last succeeded, or -1.
+  int32_t Home(uint32_t job, uint16_t step) const;
+
+ private:
+  struct PipelineState {
+    PipelineModel model;
+    std::vector<Demand> demand;       // per step
+    std::vector<int> anchor;          // per step: root of its same_node_as chain (itself if none)
+    std::vector<bool> is_anchor;      // some later step is bound to it
+    int first_bound = -1;             // first step with same_node_as (admission), or -1
+    int last_bound = -1;
+    std::vector<uint32_t> class_of;   // per step: class index
+  };
+  struct NodeState {
+    NodeModel model;
+    bool alive = true;
+    ResourceVector total;
+    ResourceVector free;
+    std::vector<Amount> gpu_free;              // per device
+    std::vector<int32_t> backlog;              // per pipeline
+    std::vector<int32_t> admit_limit;          // per pipeline: prefetch x bound capacity
+    std::vector<uint8_t> static_ok;            // per class: labels and totals allow it
+    std::vector<std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>>> bound_ready;  // per class
+    bool dirty = false;
+  };
+  struct JobState {
+    uint32_t pipeline;
+    Phase phase;
+    uint16_t step;
+    uint16_t failures;      // failed attempts of the current step
+    uint16_t step_attempt;  // attempts of the current step
+    uint32_t serial;
+    uint32_t ready_token;
+    int32_t node = -1;      // running on
+    int32_t failed_node = -1;
+    int32_t backlog_node = -1;
+    uint64_t gpu_mask = 0;
+    double ready_at = 0;
+    bool cancel_requested = false;
+    uint32_t home_offset;   // into homes_
+  };
+  struct Class {
+    uint32_t pipeline;
+    uint16_t step;
+    bool bound;
+    NodeSet candidates;  // unbound classes only
+    uint32_t cursor = 0;
+    std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> ready;  // (job << 32 | token)
+  };
+  struct Timed {
+    double at;
+    uint32_t job;
+    uint32_t serial;
+    bool operator>(const Timed& o) const { return at > o.at; }
+  };
+
+  bool Fits(const NodeState& n, const Demand& d) const;
+  bool PoolFits(const Demand& d) const;
+  bool CanTake(uint32_t node, uint32_t cls) const;
+  void Refresh(uint32_t node);
+  void MarkDirty(uint32_t node);
+  void MakeReady(uint32_t job, double now);
+  void Place(uint32_t job, uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
+  void Release(JobState& j);
+  void LeaveBacklog(JobState& j);
+  void ResetToAnchor(JobState& j, uint32_t job, double now);
+  void RecomputeStatic(uint32_t node);
+  void TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
+  uint64_t GrantGpus(NodeState& n, Amount demand);
+  std::string DescribeDemandGap(const PipelineState& p, int step) const;
+
+  ResourceTable table_;
+  ResourceVector pool_total_;
+  ResourceVector pool_free_;
+  std::vector<PipelineState> pipelines_;
+  std::vector<NodeState> nodes_;
+  std::vector<JobState> jobs_;
+  std::vector<int32_t> homes_;
+  std::vector<Class> classes_;
+  std::vector<uint32_t> class_order_;  // classes by step index descending
+  std::vector<uint32_t> dirty_;
+  std::priority_queue<Timed, std::vector<Timed>, std::greater<>> backoff_;
+  std::priority_queue<Timed, std::vector<Timed>, std::greater<>> deadlines_;
+};
+
+}  // namespace baton::core
