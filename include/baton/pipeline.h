@@ -1,0 +1,84 @@
+// Pipeline and cluster descriptions, and their YAML loaders.
+//
+// A PipelineSpec is what a pipeline file says (DESIGN.md "Interfaces"): named steps in order,
+// each with `uses`, `with`, `resources`, `prefer`, `placement.same_node_as`, `placement.labels`,
+// `retries`, `backoff`, `timeout`. A ClusterSpec lists nodes (name, cpus, gpus, memory,
+// resources, labels, workdir) and cluster-wide `pools`. Loading validates everything a run needs
+// and throws LoadError with one line: "FILE:LINE: KEY: what is wrong".
+//
+// Plain values; thread-compatible.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "baton/step.h"
+
+namespace baton {
+
+// One-line, user-facing load error: "examples/x.yaml:12: steps[1].resources.gpu: must be >= 0".
+struct LoadError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct StepSpec {
+  std::string name;
+  std::string uses;
+  Json with = Json::object();
+  std::map<std::string, double> resources;  // required: cpu, gpu, memory (bytes), custom, pools
+  std::map<std::string, double> prefer;     // granted when free at placement (only gpu today)
+  std::string same_node_as;                 // earlier step name, or ""
+  std::map<std::string, std::string> labels;
+  int retries = 0;
+  double backoff = 1.0;      // seconds before the first retry; doubles each time
+  double max_backoff = 60.0;
+  double timeout = 0;        // seconds per attempt; 0 = none
+  int line = 0;              // where the step starts in its file
+};
+
+struct PipelineSpec {
+  std::string name;
+  int prefetch = 1;
+  std::vector<StepSpec> steps;
+  std::map<std::string, double> pools;  // defaults for cluster-wide pools (the cluster file wins)
+  std::filesystem::path file;           // "" when built in code
+
+  // Index of the step named `name`, or -1.
+  int StepIndex(const std::string& name) const;
+};
+
+struct NodeSpec {
+  std::string name;
+  double cpus = 1;
+  double gpus = 0;      // logical GPUs (like Ray's --num-gpus); device ids 0..gpus-1
+  double memory = 0;    // bytes
+  std::map<std::string, double> resources;
+  std::map<std::string, std::string> labels;
+  std::filesystem::path workdir;  // "" = OUT/nodes/<name>
+};
+
+struct ClusterSpec {
+  std::vector<NodeSpec> nodes;
+  std::map<std::string, double> pools;
+  std::filesystem::path file;
+};
+
+PipelineSpec LoadPipeline(const std::filesystem::path& file);
+PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file_name);
+ClusterSpec LoadCluster(const std::filesystem::path& file);
+ClusterSpec ParseCluster(const std::string& yaml, const std::string& file_name);
+
+// One node describing this machine: detected CPUs, memory and NVIDIA GPUs (0 when none), named
+// after the host, labelled role=head (it is the head of its own one-node cluster).
+NodeSpec DetectLocalNode();
+int DetectGpuCount();
+
+// "10s", "1.5m", "2h", "250ms" or a plain number of seconds. Throws std::invalid_argument.
+double ParseDuration(const std::string& text);
+// "16Gi", "512Mi", "2G", "1e9" or a plain number. Throws std::invalid_argument.
+double ParseQuantity(const std::string& text);
+
+}  // namespace baton

@@ -1,0 +1,123 @@
+// Runtime: runs a pipeline over many inputs in one process, on this machine or on virtual local
+// nodes described by a cluster file (the embedded driver of DESIGN.md).
+//
+//   baton::RegisterBuiltinSteps();
+//   auto pipeline = baton::LoadPipeline("examples/seed-demo.yaml");
+//   auto cluster = baton::LoadCluster("examples/clusters/seed-node.yaml");
+//   baton::RunOptions opts;
+//   opts.inputs = {"", "", "", ""};            // four jobs
+//   baton::Runtime runtime(pipeline, cluster, opts);   // validates; throws LoadError
+//   baton::RunReport report = runtime.Run();           // blocks until every job ended
+//
+// One driver thread owns the scheduling core; attempts run on a pool of worker threads (built-in
+// steps in-process, `command` steps as subprocesses). Every state change is an Event delivered to
+// the sinks on the driver thread; logs, the progress line, the trace, the summary and the
+// dashboard are all built from events. RequestStop() and CancelJob() may be called from any
+// thread; Snapshot() too.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baton/pipeline.h"
+#include "baton/step.h"
+
+namespace baton {
+
+struct Event {
+  enum class Type {
+    kJobSubmitted,
+    kAttemptStarted,
+    kAttemptFinished,  // status: ok, failed, timeout, cancelled, lost
+    kRetryScheduled,
+    kJobSucceeded,
+    kJobFailed,
+    kJobCancelled,
+    kNodeJoined,
+    kNodeLost,
+    kProgress,         // data from the step (bytes, rate, ...)
+    kLog,              // message from the step
+    kRunFinished,
+  };
+  Type type;
+  double time = 0;     // seconds since the run started
+  std::string job, step, node;
+  int attempt = 0;
+  std::vector<int> gpus;
+  std::string status;  // attempt status or log level
+  std::string message; // error or log text
+  int pid = 0;
+  Json data;
+};
+const char* EventTypeName(Event::Type t);
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Called on the driver thread (kLog and kProgress: on the attempt's worker thread). Keep it short.
+  virtual void OnEvent(const Event& event) = 0;
+};
+
+struct RunOptions {
+  std::vector<std::string> inputs;  // one job per entry ("" for --jobs N)
+  std::filesystem::path out = "out";
+  std::filesystem::path trace;      // "" = no trace file
+  enum class LogFormat { kText, kJson, kNone } log_format = LogFormat::kText;
+  bool progress_line = false;       // live line (for terminals)
+  FILE* log_stream = stderr;
+  std::string job_prefix = "job-";
+};
+
+struct AttemptReport {
+  std::string step, node, status, error;
+  int attempt = 0;
+  double start = 0, end = 0;  // seconds since the run started
+  std::vector<int> gpus;
+};
+
+struct JobReport {
+  std::string id, input, status, error;  // status: succeeded, failed, cancelled
+  std::vector<AttemptReport> attempts;
+  Json results = Json::object();
+};
+
+struct RunReport {
+  std::vector<JobReport> jobs;
+  double seconds = 0;
+  int succeeded = 0, failed = 0, cancelled = 0;
+  bool interrupted = false;
+  // 0 when every job succeeded, 1 when some failed or were cancelled, 130 when interrupted.
+  int ExitCode() const;
+  Json ToJson() const;
+};
+
+class Runtime {
+ public:
+  // Validates the pipeline against the registry and the nodes (unknown steps, bad `with`,
+  // a step no node can run): throws LoadError with one line naming the problem.
+  Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
+          StepRegistry& registry = StepRegistry::Global());
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  void AddSink(std::shared_ptr<EventSink> sink);  // REQUIRES: before Run
+  RunReport Run();
+  void RequestStop();                              // Ctrl-C: no new attempts, running ones end
+  bool CancelJob(const std::string& job_id);       // false when unknown or already ended
+  // Jobs (steps, states, wait reasons, attempts), nodes (resources used/total, labels) as JSON.
+  Json Snapshot() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads an inputs file: one input per line; '#' comments and blank lines are skipped and
+// duplicates dropped, each with a warning line "FILE:LINE: ..." appended to `warnings`.
+std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings);
+
+}  // namespace baton

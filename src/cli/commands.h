@@ -1,0 +1,37 @@
+// Subcommands of the `baton` CLI beyond `run` and `validate`, and the hooks `run` uses for the
+// dashboard. Each is a thin shell over a library part (src/cluster, src/dashboard).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "baton/runtime.h"
+
+namespace baton::cli {
+
+struct RunArgs {
+  std::string pipeline, inputs, cluster, trace, log_format = "text", progress = "auto";
+  std::string out = "out";
+  int jobs = 0;
+  std::vector<std::string> resources, labels;
+  bool dashboard_requested = false;
+  std::string dashboard, token;
+};
+
+// The dashboard served during `baton run --dashboard` (src/dashboard).
+struct DashboardHandle {
+  virtual ~DashboardHandle() = default;
+};
+std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args);
+// After the run: keeps serving until Ctrl-C (interrupts counter moves), saying so.
+void WaitDashboard(DashboardHandle& handle, const RunReport& report, std::atomic<int>& interrupts);
+
+// head, node, submit, status, cancel, nodes (src/cluster).
+void AddClusterCommands(CLI::App& app);
+int RunClusterCommand(CLI::App& app);
+
+}  // namespace baton::cli

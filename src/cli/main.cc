@@ -1,0 +1,168 @@
+// The `baton` command: a thin shell over the public API (include/baton/).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "baton/pipeline.h"
+#include "baton/runtime.h"
+#include "baton/step.h"
+#include "cli/commands.h"
+
+namespace {
+
+std::atomic<baton::Runtime*> g_runtime{nullptr};
+std::atomic<int> g_interrupts{0};
+
+void OnSignal(int) {
+  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
+  if (baton::Runtime* r = g_runtime.load()) r->RequestStop();
+}
+
+std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : items) {
+    size_t start = 0;
+    while (start <= item.size()) {
+      size_t comma = item.find(',', start);
+      std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (!kv.empty()) {
+        size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw baton::LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
+        out[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+namespace baton::cli {
+
+int RunCommand(const RunArgs& a) {
+  PipelineSpec pipeline = LoadPipeline(a.pipeline);
+  ClusterSpec cluster;
+  if (!a.cluster.empty()) {
+    cluster = LoadCluster(a.cluster);
+  } else {
+    NodeSpec local = DetectLocalNode();
+    for (const auto& [k, v] : ParsePairs(a.resources, "--resources")) {
+      try {
+        local.resources[k] = ParseQuantity(v);
+      } catch (const std::exception&) {
+        throw LoadError(fmt::format("--resources {}={}: not a number", k, v));
+      }
+    }
+    for (const auto& [k, v] : ParsePairs(a.labels, "--labels")) local.labels[k] = v;
+    cluster.nodes.push_back(local);
+  }
+  RunOptions opts;
+  std::vector<std::string> warnings;
+  if (!a.inputs.empty()) {
+    opts.inputs = ReadInputs(a.inputs, &warnings);
+  } else {
+    opts.inputs.assign(static_cast<size_t>(a.jobs), "");
+  }
+  opts.out = a.out;
+  opts.trace = a.trace;
+  opts.log_format = a.log_format == "json" ? RunOptions::LogFormat::kJson
+                    : a.log_format == "none" ? RunOptions::LogFormat::kNone
+                                             : RunOptions::LogFormat::kText;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format == RunOptions::LogFormat::kText);
+  for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
+
+  Runtime runtime(pipeline, cluster, opts);
+  std::unique_ptr<DashboardHandle> dashboard;
+  if (a.dashboard_requested) dashboard = StartDashboard(runtime, a);
+  g_runtime.store(&runtime);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::fprintf(stderr, "baton: %s: %zu jobs on %zu node%s; output in %s\n", pipeline.name.c_str(), opts.inputs.size(),
+               cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", opts.out.c_str());
+  RunReport report = runtime.Run();
+  std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs; summary %s%s%s\n", report.succeeded,
+               report.failed, report.cancelled, report.seconds, (opts.out / "summary.json").c_str(),
+               opts.trace.empty() ? "" : ", trace ", opts.trace.c_str());
+  for (const auto& j : report.jobs)
+    if (j.status == "failed") std::fprintf(stderr, "baton:   %s (%s): %s\n", j.id.c_str(), j.input.c_str(), j.error.c_str());
+  if (dashboard) WaitDashboard(*dashboard, report, g_interrupts);
+  g_runtime.store(nullptr);
+  return report.ExitCode();
+}
+
+}  // namespace baton::cli
+
+int main(int argc, char** argv) {
+  baton::RegisterBuiltinSteps();
+  CLI::App app{"baton: run many jobs through a multi-step pipeline, on one machine or a cluster"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "baton 0.1.0");
+
+  baton::cli::RunArgs run;
+  auto* cmd_run = app.add_subcommand("run", "Run a pipeline over inputs in this process");
+  cmd_run->add_option("pipeline", run.pipeline, "Pipeline YAML file")->required();
+  auto* inputs = cmd_run->add_option("--inputs", run.inputs, "File with one input (URL or path) per line");
+  auto* jobs = cmd_run->add_option("--jobs", run.jobs, "Run N jobs with empty inputs")->check(CLI::Range(1, 100000000));
+  inputs->excludes(jobs);
+  cmd_run->add_option("--cluster", run.cluster, "Cluster YAML file (virtual local nodes); default: this machine");
+  cmd_run->add_option("--out", run.out, "Output folder")->capture_default_str();
+  cmd_run->add_option("--trace", run.trace, "Write a Chrome trace (Perfetto, chrome://tracing) to FILE");
+  cmd_run->add_option("--log-format", run.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}))->capture_default_str();
+  cmd_run->add_option("--progress", run.progress, "Live progress line: auto, always, never")->check(CLI::IsMember({"auto", "always", "never"}))->capture_default_str();
+  cmd_run->add_option("--resources", run.resources, "Extra resources of this machine's node, NAME=N[,NAME=N]");
+  cmd_run->add_option("--labels", run.labels, "Extra labels of this machine's node, KEY=VALUE[,...]");
+  auto* dash = cmd_run->add_option("--dashboard", run.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
+  cmd_run->add_option("--token", run.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
+
+  std::string validate_pipeline, validate_cluster;
+  auto* cmd_validate = app.add_subcommand("validate", "Check a pipeline (and cluster) file without running anything");
+  cmd_validate->add_option("pipeline", validate_pipeline)->required();
+  cmd_validate->add_option("--cluster", validate_cluster);
+
+  baton::cli::AddClusterCommands(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (cmd_run->parsed()) {
+      if (run.inputs.empty() && run.jobs <= 0) {
+        std::fprintf(stderr, "baton run: give --inputs FILE or --jobs N\n");
+        return 2;
+      }
+      run.dashboard_requested = dash->count() > 0;
+      return baton::cli::RunCommand(run);
+    }
+    if (cmd_validate->parsed()) {
+      auto pipeline = baton::LoadPipeline(validate_pipeline);
+      baton::ClusterSpec cluster;
+      if (!validate_cluster.empty()) cluster = baton::LoadCluster(validate_cluster);
+      baton::RunOptions opts;
+      opts.log_format = baton::RunOptions::LogFormat::kNone;
+      baton::Runtime check(pipeline, cluster, opts);
+      std::printf("%s: ok (%zu steps)\n", validate_pipeline.c_str(), pipeline.steps.size());
+      return 0;
+    }
+    return baton::cli::RunClusterCommand(app);
+  } catch (const baton::LoadError& e) {
+    std::fprintf(stderr, "baton: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "baton: error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,202 @@
+#include "runtime/output.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace baton {
+
+std::string FormatLocalTime(double unix_seconds) {
+  const auto t = static_cast<time_t>(unix_seconds);
+  struct tm tm_buf;
+  localtime_r(&t, &tm_buf);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm_buf);
+  return buf;
+}
+
+namespace {
+
+double WallNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string GpuList(const std::vector<int>& gpus) {
+  std::string s = "[";
+  for (size_t i = 0; i < gpus.size(); ++i) s += (i ? ", " : "") + std::to_string(gpus[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+LogSink::LogSink(FILE* stream, RunOptions::LogFormat format, bool progress_line)
+    : stream_(stream), format_(format), progress_line_(progress_line), pid_(getpid()) {}
+
+void LogSink::WriteLocked(const std::string& text) {
+  if (progress_line_ && !progress_.empty()) fputs("\r\033[K", stream_);
+  fputs(text.c_str(), stream_);
+  if (progress_line_ && !progress_.empty()) fputs(progress_.c_str(), stream_);
+  fflush(stream_);
+}
+
+void LogSink::Line(const std::string& text) {
+  std::lock_guard lock(mu_);
+  WriteLocked(text + "\n");
+}
+
+void LogSink::SetProgress(const std::string& line) {
+  if (!progress_line_) return;
+  std::lock_guard lock(mu_);
+  fputs("\r\033[K", stream_);
+  progress_ = line;
+  fputs(progress_.c_str(), stream_);
+  fflush(stream_);
+}
+
+void LogSink::OnEvent(const Event& e) {
+  if (format_ == RunOptions::LogFormat::kNone) return;
+  if (e.type == Event::Type::kProgress) return;  // the dashboard's, not the log's
+  const double wall = WallNow();
+  if (format_ == RunOptions::LogFormat::kJson) {
+    Json j = {{"time", FormatLocalTime(wall)}, {"t", e.time}, {"event", EventTypeName(e.type)}};
+    if (!e.job.empty()) j["job"] = e.job;
+    if (!e.step.empty()) j["step"] = e.step;
+    if (!e.node.empty()) j["node"] = e.node;
+    if (e.attempt) j["attempt"] = e.attempt;
+    if (e.type == Event::Type::kAttemptStarted) j["gpus"] = e.gpus;
+    if (!e.status.empty()) j["status"] = e.status;
+    if (!e.message.empty()) j["message"] = e.message;
+    j["pid"] = e.pid ? e.pid : pid_;
+    std::lock_guard lock(mu_);
+    WriteLocked(j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n");
+    return;
+  }
+  std::string line;
+  const std::string stamp = FormatLocalTime(wall);
+  const int pid = e.pid ? e.pid : pid_;
+  switch (e.type) {
+    case Event::Type::kAttemptStarted:
+      line = fmt::format("({} pid={}) [{}] [{}] {} running on node {}, GPUs: {}{}\n", e.step, pid, stamp, e.job, e.step,
+                         e.node, GpuList(e.gpus), e.attempt > 1 ? fmt::format(" (attempt {})", e.attempt) : "");
+      break;
+    case Event::Type::kAttemptFinished:
+      if (e.status == "ok") return;  // the next start line says enough
+      line = fmt::format("({} pid={}) [{}] [{}] {} {} on node {} (attempt {}): {}\n", e.step, pid, stamp, e.job, e.step,
+                         e.status, e.node, e.attempt, e.message);
+      break;
+    case Event::Type::kRetryScheduled:
+      line = fmt::format("(baton) [{}] [{}] {} will retry {}\n", stamp, e.job, e.step, e.message);
+      break;
+    case Event::Type::kJobSucceeded:
+      line = fmt::format("(baton) [{}] [{}] done{}\n", stamp, e.job, e.message.empty() ? "" : ": " + e.message);
+      break;
+    case Event::Type::kJobFailed:
+      line = fmt::format("(baton) [{}] [{}] FAILED at {}: {}\n", stamp, e.job, e.step, e.message);
+      break;
+    case Event::Type::kJobCancelled:
+      line = fmt::format("(baton) [{}] [{}] cancelled{}\n", stamp, e.job, e.message.empty() ? "" : ": " + e.message);
+      break;
+    case Event::Type::kNodeLost:
+      line = fmt::format("(baton) [{}] node {} lost: {}\n", stamp, e.node, e.message);
+      break;
+    case Event::Type::kLog:
+      line = fmt::format("({} pid={}) [{}] [{}] {}{}\n", e.step, pid, stamp, e.job,
+                         e.status == "warn" ? "warning: " : e.status == "error" ? "error: " : "", e.message);
+      break;
+    default:
+      return;
+  }
+  std::lock_guard lock(mu_);
+  WriteLocked(line);
+}
+
+void WriteFileAtomic(const std::filesystem::path& file, const std::string& content) {
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  const std::string tmp = file.string() + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + file.string() + ": " + strerror(errno));
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = write(fd, content.data() + off, content.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      close(fd);
+      unlink(tmp.c_str());
+      throw std::runtime_error("cannot write " + file.string() + ": " + strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), file.c_str()) != 0) {
+    unlink(tmp.c_str());
+    throw std::runtime_error("cannot rename into " + file.string() + ": " + strerror(errno));
+  }
+}
+
+void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
+                      const std::vector<std::string>& node_names) {
+  struct Item {
+    const JobReport* job;
+    const AttemptReport* a;
+  };
+  std::map<std::string, int> pid_of;
+  Json events = Json::array();
+  for (size_t i = 0; i < node_names.size(); ++i) {
+    pid_of[node_names[i]] = static_cast<int>(i) + 1;
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
+    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"sort_index", i}}}});
+  }
+  std::map<std::string, std::vector<Item>> by_node;
+  for (const auto& j : report.jobs)
+    for (const auto& a : j.attempts) by_node[a.node].push_back({&j, &a});
+  for (auto& [node, items] : by_node) {
+    if (!pid_of.count(node)) {
+      const int pid = static_cast<int>(pid_of.size()) + 1;
+      pid_of[node] = pid;
+      events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"name", node}}}});
+    }
+    const int pid = pid_of[node];
+    std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.a->start < y.a->start; });
+    std::vector<double> lane_end;  // CPU lanes: greedy interval colouring
+    std::map<int, bool> named;
+    for (const auto& it : items) {
+      int tid;
+      if (!it.a->gpus.empty()) {
+        tid = 1000 + it.a->gpus.front();
+      } else {
+        size_t lane = 0;
+        while (lane < lane_end.size() && lane_end[lane] > it.a->start + 1e-9) ++lane;
+        if (lane == lane_end.size()) lane_end.push_back(0);
+        lane_end[lane] = it.a->end;
+        tid = static_cast<int>(lane) + 1;
+      }
+      if (!named[tid]) {
+        named[tid] = true;
+        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", tid},
+                          {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
+      }
+      events.push_back({{"name", it.job->id + " " + it.a->step},
+                        {"cat", it.a->step},
+                        {"ph", "X"},
+                        {"pid", pid},
+                        {"tid", tid},
+                        {"ts", static_cast<int64_t>(it.a->start * 1e6)},
+                        {"dur", std::max<int64_t>(1, static_cast<int64_t>((it.a->end - it.a->start) * 1e6))},
+                        {"args",
+                         {{"job", it.job->id}, {"step", it.a->step}, {"node", it.a->node}, {"attempt", it.a->attempt},
+                          {"status", it.a->status}, {"gpus", it.a->gpus}}}});
+    }
+  }
+  Json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+  WriteFileAtomic(file, trace.dump(1));
+}
+
+}  // namespace baton

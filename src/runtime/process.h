@@ -1,0 +1,46 @@
+// Runs a child process from an argv (never a shell string), in its own process group, with its
+// stdout and stderr sent to files, extra environment variables, and a cancellation token: on
+// cancel the whole group gets SIGTERM, then SIGKILL after a grace period, so a step's
+// grandchildren die with it. Thread-safe: each call is independent.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "baton/step.h"
+
+namespace baton {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // added to (or replacing in) the parent's environment
+  std::filesystem::path cwd;               // "" = inherit
+  std::filesystem::path stdout_path;       // "" = /dev/null
+  std::filesystem::path stderr_path;       // "" = /dev/null
+  double grace_seconds = 2.0;              // between SIGTERM and SIGKILL on cancel
+};
+
+struct ProcessResult {
+  bool started = false;
+  std::string error;   // why it did not start ("command 'x' not found")
+  int exit_code = -1;  // when it exited
+  int signal = 0;      // when a signal ended it
+  bool cancelled = false;
+  pid_t pid = 0;
+  bool ok() const { return started && !cancelled && signal == 0 && exit_code == 0; }
+  std::string Describe() const;  // "exit status 3", "killed by signal 9", ...
+};
+
+// Blocks until the child ends (or is killed after cancel). `on_start` runs with the child's pid.
+ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel = nullptr,
+                         const std::function<void(pid_t)>& on_start = {});
+
+// Last non-empty line of a text file (at most the file's last 4 KiB), for error messages.
+std::string LastLine(const std::filesystem::path& file);
+
+}  // namespace baton

@@ -1,0 +1,41 @@
+// WorkerPool: runs attempts on threads. Elastic: a new thread starts when every thread is busy,
+// because attempts block (sleeps, subprocesses, network) and their number is bounded by the
+// nodes' resources, not by cores. Idle threads are reused. Thread-safe.
+//
+// If the pool is destroyed while tasks still run (a step that ignored cancellation), their
+// threads are detached and finish on their own; the shared state outlives the pool.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace baton {
+
+class WorkerPool {
+ public:
+  WorkerPool();
+  ~WorkerPool();
+  void Submit(std::function<void()> task);
+  size_t threads() const;
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> tasks;
+    size_t idle = 0;
+    size_t busy = 0;
+    bool shutdown = false;
+  };
+  static void Loop(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex threads_mu_;
+};
+
+}  // namespace baton
