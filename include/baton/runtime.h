@@ -108,6 +108,14 @@ class Runtime {
   RunReport Run();
   void RequestStop();                              // Ctrl-C: no new attempts, running ones end
   bool CancelJob(const std::string& job_id);       // false when unknown or already ended
+  // Gives a failed job another go from its failed step while the run is live; false otherwise.
+  bool RetryJob(const std::string& job_id);
+  // One job: as in Snapshot() plus every attempt (node, times, status, error, gpus) and its
+  // results (small JSON). Null JSON when unknown.
+  Json JobDetail(const std::string& job_id) const;
+  // The output folder and the node work folders, for serving reports and logs.
+  const RunOptions& options() const;
+  std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const;
   // Jobs (steps, states, wait reasons, attempts), nodes (resources used/total, labels) as JSON.
   Json Snapshot() const;
 

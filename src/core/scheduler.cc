@@ -496,6 +496,17 @@ std::vector<AttemptRef> Scheduler::Cancel(uint32_t job) {
   return running;
 }
 
+bool Scheduler::Retry(uint32_t job, double now) {
+  if (job >= jobs_.size() || jobs_[job].phase != Phase::kFailed) return false;
+  JobState& j = jobs_[job];
+  j.failures = 0;
+  j.step_attempt = 0;
+  j.failed_node = -1;
+  j.cancel_requested = false;
+  MakeReady(job, now);
+  return true;
+}
+
 std::vector<AttemptRef> Scheduler::NodeLost(uint32_t node, double now) {
   std::vector<AttemptRef> lost;
   NodeState& n = nodes_[node];

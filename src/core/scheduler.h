@@ -103,6 +103,10 @@ class Scheduler {
   // when that attempt's Finish arrives (or at once when nothing runs).
   std::vector<AttemptRef> Cancel(uint32_t job);
 
+  // Gives a failed job another go from the step that failed (its retry budget starts afresh).
+  // Returns false when the job is not failed.
+  bool Retry(uint32_t job, double now);
+
   // Appends the placements possible now. Resources are reserved until Finish.
   void Decide(double now, std::vector<Placement>* out);
   // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.

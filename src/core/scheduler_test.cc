@@ -406,6 +406,28 @@ TEST(Scheduler, CancelStopsOneJobOnly) {
   EXPECT_EQ(out[0].job, 1u);
 }
 
+TEST(Scheduler, RetryGivesAFailedJobAnotherGoFromItsFailedStep) {
+  Scheduler s;
+  uint32_t p = s.AddPipeline(MakePipeline(s, {{"a", {{"cpu", 1}}}, {"b", {{"cpu", 1}}}}));
+  s.AddNode(MakeNode(s, "n", 1, 0));
+  s.Submit(p, 0);
+  Simulator sim(s);
+  int b_calls = 0;
+  auto behaviour = [&](const Placement& pl) {
+    if (pl.step == 1 && ++b_calls == 1) return Outcome{1, AttemptStatus::kFailed, false};
+    return Outcome{1};
+  };
+  sim.Run(behaviour);
+  EXPECT_EQ(s.Job(0).phase, Phase::kFailed);
+  ASSERT_TRUE(s.Retry(0, 0));
+  ASSERT_EQ(s.Job(0).phase, Phase::kReady);
+  EXPECT_EQ(s.Job(0).step, 1);
+  sim.Run(behaviour);
+  EXPECT_EQ(s.Job(0).phase, Phase::kSucceeded);
+  EXPECT_EQ(Of(sim, 0).size(), 1u);  // step a was not re-run
+  EXPECT_FALSE(s.Retry(0, 5));       // not failed any more
+}
+
 TEST(Scheduler, StaleFinishIsIgnored) {
   Scheduler s;
   uint32_t p = s.AddPipeline(MakePipeline(s, {{"a", {{"cpu", 1}}}}));

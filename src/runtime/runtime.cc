@@ -140,6 +140,10 @@ struct Runtime::Impl {
   std::atomic<bool> stop_requested{false};
   std::vector<uint32_t> cancel_requests;  // guarded by state_mu
   std::vector<uint32_t> cancelled_jobs;   // jobs whose running attempt was told to stop
+  std::vector<uint32_t> retry_requests;   // guarded by state_mu
+  bool running = false;                   // guarded by state_mu: Run() is in its loop
+
+  Json JobJson(uint32_t i, double now, bool detail) const;
   std::chrono::steady_clock::time_point t0;
 
   double Now() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
@@ -247,6 +251,23 @@ bool Runtime::CancelJob(const std::string& id) {
   impl_->cancel_requests.push_back(it->second);
   impl_->done_cv.notify_one();
   return true;
+}
+
+bool Runtime::RetryJob(const std::string& id) {
+  std::lock_guard lock(impl_->state_mu);
+  auto it = impl_->job_index.find(id);
+  if (!impl_->running || it == impl_->job_index.end() || impl_->jobs[it->second].report.status != "failed") return false;
+  impl_->retry_requests.push_back(it->second);
+  impl_->done_cv.notify_one();
+  return true;
+}
+
+const RunOptions& Runtime::options() const { return impl_->options; }
+
+std::filesystem::path Runtime::JobWorkdir(const std::string& job_id, const std::string& node) const {
+  for (size_t i = 0; i < impl_->node_names.size(); ++i)
+    if (impl_->node_names[i] == node) return impl_->node_workdirs[i] / job_id;
+  return {};
 }
 
 void Runtime::Impl::Launch(const core::Placement& p) {
@@ -457,6 +478,7 @@ RunReport Runtime::Run() {
   for (const auto& d : m.node_workdirs) std::filesystem::create_directories(d);
   {
     std::lock_guard lock(m.state_mu);
+    m.running = true;
     for (size_t i = 0; i < m.node_names.size(); ++i) {
       if (m.sinks.empty()) break;
       Event e{Event::Type::kNodeJoined};
@@ -494,6 +516,20 @@ RunReport Runtime::Run() {
         if (m.sched.Job(job).phase == core::Phase::kCancelled) m.EndJob(job, "cancelled", "cancelled", -1);
       }
       m.cancel_requests.clear();
+      for (uint32_t job : m.retry_requests) {
+        if (!stopping && m.jobs[job].terminal && m.sched.Retry(job, now)) {
+          m.jobs[job].terminal = false;
+          --m.terminal;
+          m.jobs[job].report.status.clear();
+          m.jobs[job].report.error.clear();
+          if (!m.sinks.empty()) {
+            Event e = m.Make(Event::Type::kJobSubmitted, job);
+            e.message = "retry requested";
+            m.Emit(e);
+          }
+        }
+      }
+      m.retry_requests.clear();
       if (m.stop_requested && !stopping) {
         stopping = true;
         stop_deadline = now + kGrace;
@@ -557,7 +593,10 @@ RunReport Runtime::Run() {
         m.log->SetProgress(m.ProgressLine(now));
         next_progress = now + 0.2;
       }
-      if (m.terminal == m.jobs.size()) break;
+      if (m.terminal == m.jobs.size()) {
+        m.running = false;
+        break;
+      }
     }
     // Wait for completions, the next retry/deadline, or a periodic look at stop/cancel requests.
     {
@@ -595,34 +634,62 @@ RunReport Runtime::Run() {
   return report;
 }
 
+Json Runtime::Impl::JobJson(uint32_t i, double now, bool detail) const {
+  const auto& j = jobs[i];
+  const auto v = sched.Job(i);
+  Json steps_json = Json::array();
+  for (size_t s = 0; s < pipeline.steps.size(); ++s) {
+    std::string state;
+    if (v.phase == core::Phase::kSucceeded || s < v.step) state = "done";
+    else if (s > v.step) state = "pending";
+    else state = core::PhaseName(v.phase);
+    Json sj = {{"name", pipeline.steps[s].name}, {"state", state}};
+    if (s == v.step && v.phase != core::Phase::kSucceeded) sj["wait"] = sched.WaitReason(i, now);
+    const int32_t home = sched.Home(i, static_cast<uint16_t>(s));
+    if (home >= 0) sj["node"] = node_names[home];
+    if (s == v.step && v.node >= 0) sj["node"] = node_names[v.node];
+    if (s == v.step) sj["attempt"] = v.step_attempt;
+    steps_json.push_back(std::move(sj));
+  }
+  Json jj = {{"id", j.report.id}, {"input", j.report.input}, {"state", core::PhaseName(v.phase)},
+             {"step", pipeline.steps[std::min<size_t>(v.step, pipeline.steps.size() - 1)].name},
+             {"steps", steps_json}, {"attempts", j.report.attempts.size()}};
+  if (!j.report.error.empty()) jj["error"] = j.report.error;
+  if (detail) {
+    Json attempts = Json::array();
+    for (const auto& a : j.report.attempts) {
+      Json aj = {{"step", a.step}, {"attempt", a.attempt}, {"node", a.node}, {"status", a.status},
+                 {"start", a.start}, {"end", a.end}, {"gpus", a.gpus}};
+      if (!a.error.empty()) aj["error"] = a.error;
+      attempts.push_back(std::move(aj));
+    }
+    if (j.running) {
+      const auto& a = *j.running;
+      attempts.push_back({{"step", pipeline.steps[a.step].name}, {"attempt", a.step_attempt}, {"node", node_names[a.node]},
+                          {"status", "running"}, {"start", a.start}, {"gpus", a.gpus}});
+    }
+    jj["attempts"] = attempts;
+    Json results = j.report.results;
+    results.erase("_record");
+    jj["results"] = results;
+  }
+  return jj;
+}
+
+Json Runtime::JobDetail(const std::string& id) const {
+  const Impl& m = *impl_;
+  std::lock_guard lock(m.state_mu);
+  auto it = m.job_index.find(id);
+  if (it == m.job_index.end()) return nullptr;
+  return m.JobJson(it->second, m.t0.time_since_epoch().count() == 0 ? 0 : m.Now(), true);
+}
+
 Json Runtime::Snapshot() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.state_mu);
   const double now = m.t0.time_since_epoch().count() == 0 ? 0 : m.Now();
   Json jobs = Json::array();
-  for (uint32_t i = 0; i < m.jobs.size(); ++i) {
-    const auto& j = m.jobs[i];
-    const auto v = m.sched.Job(i);
-    Json steps = Json::array();
-    for (size_t s = 0; s < m.pipeline.steps.size(); ++s) {
-      std::string state;
-      if (v.phase == core::Phase::kSucceeded || s < v.step) state = "done";
-      else if (s > v.step) state = "pending";
-      else state = core::PhaseName(v.phase);
-      Json sj = {{"name", m.pipeline.steps[s].name}, {"state", state}};
-      if (s == v.step && v.phase != core::Phase::kSucceeded) sj["wait"] = m.sched.WaitReason(i, now);
-      const int32_t home = m.sched.Home(i, static_cast<uint16_t>(s));
-      if (home >= 0) sj["node"] = m.node_names[home];
-      if (s == v.step && v.node >= 0) sj["node"] = m.node_names[v.node];
-      if (s == v.step) sj["attempt"] = v.step_attempt;
-      steps.push_back(std::move(sj));
-    }
-    Json jj = {{"id", j.report.id}, {"input", j.report.input}, {"state", core::PhaseName(v.phase)},
-               {"step", m.pipeline.steps[std::min<size_t>(v.step, m.pipeline.steps.size() - 1)].name},
-               {"steps", steps}, {"attempts", j.report.attempts.size()}};
-    if (!j.report.error.empty()) jj["error"] = j.report.error;
-    jobs.push_back(std::move(jj));
-  }
+  for (uint32_t i = 0; i < m.jobs.size(); ++i) jobs.push_back(m.JobJson(i, now, false));
   Json nodes = Json::array();
   const auto& table = m.sched.resources();
   for (uint32_t n = 0; n < m.sched.node_count(); ++n) {

@@ -1,4 +1,4 @@
-// Placeholders until the dashboard and cluster parts land: they say plainly what is missing.
+// Placeholder until src/dashboard lands: says plainly that the dashboard is missing.
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -10,7 +10,5 @@ std::unique_ptr<DashboardHandle> StartDashboard(Runtime&, const RunArgs&) {
   return nullptr;
 }
 void WaitDashboard(DashboardHandle&, const RunReport&, std::atomic<int>&) {}
-void AddClusterCommands(CLI::App&) {}
-int RunClusterCommand(CLI::App&) { return 2; }
 
 }  // namespace baton::cli

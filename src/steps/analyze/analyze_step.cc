@@ -1,0 +1,370 @@
+// The analyze step: resolves the input file, runs the stages (README.md draws the flow), and
+// writes analysis.json and keyframes/ into the job folder.
+//
+// Concurrency: the Run thread decodes the video while a WorkPool (one worker per core) runs
+// speech recognition per utterance and OCR per keyframe, each worker with its own engines. Audio
+// is decoded first (a few hundred times faster than real time) so ASR work is queued before video
+// decoding starts; the pool and the decoder then share the cores until both are done.
+#include <atomic>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <tesseract/baseapi.h>
+
+#include "steps/analyze/analyze.h"
+#include "steps/analyze/stopwatch.h"
+#include "steps/analyze/work_pool.h"
+
+namespace baton::analyze {
+namespace {
+
+double R3(double v) { return std::round(v * 1000.0) / 1000.0; }
+
+bool LooksLikeUrl(const std::string& s) { return s.find("://") != std::string::npos; }
+
+// The file to analyze: with.path, else the `from` step's result "path", else a local job input.
+Result<std::filesystem::path> ResolveInput(const AnalyzeOptions& o, const StepContext& ctx) {
+  if (!o.path.empty()) return std::filesystem::absolute(o.path);
+  const Json& from = ctx.result_of(o.from);
+  if (!from.is_null()) {
+    if (!from.is_object() || !from.value("path", Json()).is_string()) {
+      return Status::Failed("the result of step '" + o.from + "' has no \"path\" string", false);
+    }
+    std::filesystem::path p = from["path"].get<std::string>();
+    std::error_code ec;
+    // In a cluster the file may live on another node: ask for it as an artifact.
+    if (!std::filesystem::exists(p, ec) && ctx.artifact && from.value("file", Json()).is_string()) {
+      try {
+        p = ctx.artifact(o.from, from["file"].get<std::string>());
+      } catch (const std::exception& e) {
+        return Status::Failed("cannot fetch the file of step '" + o.from + "': " + e.what());
+      }
+    }
+    return p;
+  }
+  std::string input = ctx.input;
+  if (input.rfind("file://", 0) == 0) input.erase(0, 7);
+  if (!input.empty() && !LooksLikeUrl(input)) return std::filesystem::absolute(input);
+  return Status::Failed("no input file: step '" + o.from + "' has no result, `with.path` is not set and the job input '" +
+                            ctx.input + "' is not a local file",
+                        false);
+}
+
+// Per-worker engines, made on first use by that worker.
+struct WorkerEngines {
+  std::unique_ptr<PocketSphinxAsr> asr;
+  std::unique_ptr<TesseractOcr> ocr;
+};
+
+// Shared state between the Run thread and the pool's tasks.
+struct Shared {
+  std::mutex mu;
+  Status error;                                  // first failure; GUARDED_BY(mu)
+  std::vector<TranscriptSegment> transcript;     // GUARDED_BY(mu)
+  std::map<int, std::string> ocr;                // scene index -> text; GUARDED_BY(mu)
+  double asr_seconds = 0, ocr_seconds = 0;       // work seconds; GUARDED_BY(mu)
+  std::atomic<bool> stop{false};
+  std::mutex command_mu;                         // one OCR command at a time
+
+  void Fail(Status s) {
+    std::lock_guard lock(mu);
+    if (error.ok()) error = std::move(s);
+    stop = true;
+  }
+};
+
+std::string JoinMedia(const MediaInfo& m) {
+  std::string s = fmt::format("{}, {:.1f} s", m.container, m.duration);
+  if (m.video) s += fmt::format(", {} {}x{} {:.3g} fps", m.video->codec, m.video->width, m.video->height, m.video->fps);
+  if (m.audio) s += fmt::format(", {} {} Hz {} ch", m.audio->codec, m.audio->sample_rate, m.audio->channels);
+  return s;
+}
+
+StepOutcome ToOutcome(const Status& s) {
+  if (s.code == Status::Code::kCancelled) return StepOutcome::Cancelled();
+  return StepOutcome::Failure("analyze: " + s.message, s.retryable);
+}
+
+Status WriteJsonAtomically(const std::filesystem::path& file, const Json& j) {
+  const auto tmp = file.parent_path() / ("." + file.filename().string() + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out) return Status::Failed("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) return Status::Failed("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+Json EngineJson(const EngineOptions& e) {
+  if (e.engine == "command") return {{"engine", "command"}, {"program", e.argv.empty() ? "" : e.argv[0]}};
+  if (e.engine == "pocketsphinx") return {{"engine", "pocketsphinx"}, {"model", e.model}};
+  if (e.engine == "tesseract") {
+    return {{"engine", "tesseract"}, {"version", tesseract::TessBaseAPI::Version()}, {"lang", e.lang}};
+  }
+  return {{"engine", e.engine}};
+}
+
+}  // namespace
+
+StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
+  Stopwatch total;
+  Json timings = Json::object();
+  Json notes = Json::array();
+  const CancelToken* cancel = ctx.cancel;
+
+  auto input = ResolveInput(o, ctx);
+  if (!input.ok()) return ToOutcome(input.status);
+  const std::filesystem::path file = input.value;
+
+  // 1. Probe.
+  Stopwatch sw;
+  auto probed = ProbeMedia(file);
+  if (!probed.ok()) return ToOutcome(probed.status);
+  const MediaInfo& media = probed.value;
+  timings["probe"] = R3(sw.Lap());
+  ctx.info(fmt::format("analyze: probe {:.2f} s: {} ({})", timings["probe"].get<double>(), file.filename().string(), JoinMedia(media)));
+  if (ctx.cancelled()) return StepOutcome::Cancelled();
+
+  // 2. Audio, decoded up front so its ASR work can overlap video decoding.
+  const bool want_asr = o.asr.engine != "none";
+  Pcm pcm;
+  std::vector<Span> spans;
+  bool have_audio = false;
+  if (!media.audio) {
+    notes.push_back("no audio stream");
+  } else if (want_asr) {
+    auto decoded = DecodeAudio16k(file, cancel);
+    if (decoded.status.code == Status::Code::kCancelled) return StepOutcome::Cancelled();
+    if (!decoded.ok()) {
+      if (!media.video) return ToOutcome(decoded.status);
+      notes.push_back("audio could not be decoded: " + decoded.status.message);
+    } else {
+      pcm = std::move(decoded.value);
+      have_audio = true;
+      if (pcm.errors > 0) notes.push_back(fmt::format("{} damaged audio packets skipped", pcm.errors));
+      if (o.asr.engine == "pocketsphinx") spans = SplitAtSilences(pcm.samples);
+    }
+    timings["audio"] = R3(sw.Lap());
+    ctx.info(fmt::format("analyze: audio {:.2f} s: {:.1f} s at 16 kHz mono, {} utterances", timings["audio"].get<double>(),
+                         double(pcm.samples.size()) / kAsrSampleRate, spans.size()));
+  }
+  if (ctx.cancelled()) return StepOutcome::Cancelled();
+
+  // 3. Workers for ASR and OCR.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  const int workers = o.threads > 0 ? o.threads : cores;
+  Shared shared;
+  std::vector<WorkerEngines> engines(static_cast<size_t>(workers));
+  WorkPool pool(workers);
+  const std::filesystem::path wav = ctx.workdir / ".analyze-audio-16k.wav";
+  bool wrote_wav = false;
+  Stopwatch asr_wall;
+
+  if (have_audio && o.asr.engine == "pocketsphinx") {
+    for (const Span& span : spans) {
+      pool.Submit([&, span](int w) {
+        if (shared.stop || ctx.cancelled()) return;
+        Stopwatch t;
+        auto& eng = engines[size_t(w)];
+        if (!eng.asr) {
+          auto made = PocketSphinxAsr::Create(o.asr.model);
+          if (!made.ok()) return shared.Fail(made.status);
+          eng.asr = std::move(made.value);
+        }
+        auto seg = eng.asr->Recognize(pcm.samples.data() + span.begin, span.end - span.begin,
+                                      pcm.start + double(span.begin) / kAsrSampleRate, cancel);
+        if (!seg.ok()) return shared.Fail(seg.status);
+        std::lock_guard lock(shared.mu);
+        if (seg.value) shared.transcript.push_back(std::move(*seg.value));
+        shared.asr_seconds += t.Elapsed();
+      });
+    }
+  } else if (have_audio && o.asr.engine == "command") {
+    Status s = WriteWav16k(wav, pcm.samples);
+    if (!s.ok()) return ToOutcome(s);
+    wrote_wav = true;
+    pool.Submit([&](int) {
+      Stopwatch t;
+      auto segs = RunAsrCommand(o.asr.argv, wav, ctx.gpus, cancel);
+      if (!segs.ok()) return shared.Fail(segs.status);
+      std::lock_guard lock(shared.mu);
+      for (auto& seg : segs.value) {
+        seg.start += pcm.start;
+        seg.end += pcm.start;
+        shared.transcript.push_back(std::move(seg));
+      }
+      shared.asr_seconds += t.Elapsed();
+    });
+  }
+
+  // 4. Video on this thread; each keyframe goes to the pool for OCR.
+  VideoScan scan;
+  Status video_status;
+  if (media.video) {
+    ScanOptions so;
+    so.threshold = o.scene_threshold;
+    so.min_scene = o.min_scene;
+    so.keyframe_dir = ctx.workdir / "keyframes";
+    so.gpus = ctx.gpus;
+    // The pool keeps the cores busy with ASR; frame threads would only contend with it.
+    so.decoder_threads = spans.empty() && !wrote_wav ? 0 : 1;
+    so.cancel = cancel;
+    std::error_code ec;
+    std::filesystem::remove_all(so.keyframe_dir, ec);  // a previous attempt's keyframes
+    if (o.ocr.engine != "none") {
+      so.on_keyframe = [&](Keyframe kf) {
+        auto job = std::make_shared<Keyframe>(std::move(kf));
+        pool.Submit([&, job](int w) {
+          if (shared.stop || ctx.cancelled()) return;
+          Stopwatch t;
+          Result<std::string> text = std::string();
+          if (o.ocr.engine == "tesseract") {
+            auto& eng = engines[size_t(w)];
+            if (!eng.ocr) {
+              auto made = TesseractOcr::Create(o.ocr.lang, o.ocr.dpi);
+              if (!made.ok()) return shared.Fail(made.status);
+              eng.ocr = std::move(made.value);
+            }
+            text = eng.ocr->Read(job->gray);
+          } else {
+            std::lock_guard one_at_a_time(shared.command_mu);
+            text = RunOcrCommand(o.ocr.argv, job->file, ctx.gpus, cancel);
+          }
+          if (!text.ok()) return shared.Fail(text.status);
+          std::lock_guard lock(shared.mu);
+          shared.ocr[job->scene_index] = std::move(text.value);
+          shared.ocr_seconds += t.Elapsed();
+        }, /*urgent=*/true);
+      };
+    }
+    so.on_progress = [&](double t) {
+      if (ctx.progress) ctx.progress(Json{{"stage", "video"}, {"seconds", R3(t)}, {"total", R3(media.duration)}});
+    };
+    Stopwatch video_wall;
+    auto scanned = ScanVideo(file, so);
+    if (scanned.ok()) {
+      scan = std::move(scanned.value);
+      ctx.info(fmt::format("analyze: video {:.2f} s: {} frames, {} scenes on {} (decode {:.2f} s, scenes {:.2f} s, keyframes {:.2f} s)",
+                           video_wall.Elapsed(), scan.frames, scan.scenes.size(), scan.device, scan.decode_seconds,
+                           scan.scene_seconds, scan.keyframe_seconds));
+      if (!scan.device_note.empty()) ctx.warn("analyze: " + scan.device_note);
+    } else {
+      video_status = scanned.status;
+      shared.stop = true;
+    }
+  }
+  pool.Join();
+  if (wrote_wav) {
+    std::error_code ec;
+    std::filesystem::remove(wav, ec);
+  }
+  if (ctx.cancelled()) return StepOutcome::Cancelled();
+  if (!video_status.ok()) return ToOutcome(video_status);
+  if (!shared.error.ok()) return ToOutcome(shared.error);
+
+  if (want_asr && have_audio) {
+    ctx.info(fmt::format("analyze: asr {:.2f} s of work ({:.2f} s wall) on {} workers: {} segments ({})", shared.asr_seconds,
+                         asr_wall.Elapsed(), workers, shared.transcript.size(), o.asr.engine));
+  }
+  if (media.video && o.ocr.engine != "none") {
+    ctx.info(fmt::format("analyze: ocr {:.2f} s of work: {} keyframes ({})", shared.ocr_seconds, shared.ocr.size(), o.ocr.engine));
+  }
+
+  // 5. Notes on damaged input.
+  if (media.video && media.duration > 0 && scan.last_time < media.duration - 1.0) {
+    notes.push_back(fmt::format("video decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)", scan.last_time, media.duration));
+  }
+  if (scan.errors > 0) notes.push_back(fmt::format("{} damaged video packets skipped", scan.errors));
+  if (!media.video && have_audio && media.duration > 0) {
+    const double got = pcm.start + double(pcm.samples.size()) / kAsrSampleRate;
+    if (got < media.duration - 1.0) {
+      notes.push_back(fmt::format("audio decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)", got, media.duration));
+    }
+  }
+
+  // 6. Assemble.
+  std::sort(shared.transcript.begin(), shared.transcript.end(),
+            [](const TranscriptSegment& a, const TranscriptSegment& b) { return a.start < b.start; });
+  Json scenes_small = Json::array(), scenes_full = Json::array();
+  for (const Scene& s : scan.scenes) {
+    const auto it = shared.ocr.find(s.index);
+    const std::string ocr = it == shared.ocr.end() ? "" : it->second;
+    scenes_small.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
+    scenes_full.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"score", R3(s.score)},
+                           {"keyframe", s.keyframe}, {"keyframe_time", R3(s.keyframe_time)}, {"ocr", ocr}});
+  }
+  Json transcript_small = Json::array(), transcript_full = Json::array();
+  for (const auto& seg : shared.transcript) {
+    transcript_small.push_back({{"start", R3(seg.start)}, {"end", R3(seg.end)}, {"text", seg.text}});
+    Json words = Json::array();
+    for (const auto& w : seg.words) words.push_back({{"word", w.text}, {"start", R3(w.start)}, {"end", R3(w.end)}});
+    transcript_full.push_back({{"start", R3(seg.start)}, {"end", R3(seg.end)}, {"text", seg.text}, {"words", words}});
+  }
+  timings["decode"] = R3(scan.decode_seconds);
+  timings["scenes"] = R3(scan.scene_seconds + scan.keyframe_seconds);
+  timings["ocr"] = R3(shared.ocr_seconds);
+  timings["asr"] = R3(shared.asr_seconds);
+  timings["total"] = R3(total.Elapsed());
+  const Json engines_json = {{"asr", EngineJson(o.asr)}, {"ocr", EngineJson(o.ocr)}};
+
+  Json result = {{"analysis", "analysis.json"}, {"media", MediaJson(media)}, {"scenes", scenes_small},
+                 {"transcript", transcript_small}, {"device", media.video ? scan.device : "cpu"},
+                 {"engines", engines_json}, {"timings", timings}};
+  if (!scan.device_note.empty()) result["device_note"] = scan.device_note;
+  if (!notes.empty()) result["notes"] = notes;
+
+  Json media_full = MediaJson(media);
+  media_full["bit_rate"] = media.bit_rate;
+  media_full["streams"] = media.streams;
+  std::error_code ec;
+  Json analysis = {{"version", 1},
+                   {"input", {{"path", file.string()}, {"bytes", std::filesystem::file_size(file, ec)}}},
+                   {"media", media_full}, {"scenes", scenes_full}, {"transcript", transcript_full},
+                   {"device", result["device"]}, {"engines", engines_json}, {"timings", timings},
+                   {"frames", scan.frames}, {"workers", workers}, {"notes", notes}};
+  if (!scan.device_note.empty()) analysis["device_note"] = scan.device_note;
+  Status s = WriteJsonAtomically(ctx.workdir / "analysis.json", analysis);
+  if (!s.ok()) return ToOutcome(s);
+
+  const double secs = total.Elapsed();
+  ctx.info(fmt::format("analyze: done in {:.2f} s ({:.1f}x real time): {} scenes, {} transcript segments", secs,
+                       secs > 0 ? media.duration / secs : 0.0, scan.scenes.size(), shared.transcript.size()));
+  return StepOutcome::Ok(std::move(result));
+}
+
+namespace {
+
+class AnalyzeStep : public Step {
+ public:
+  explicit AnalyzeStep(AnalyzeOptions o) : options_(std::move(o)) {}
+  StepOutcome Run(StepContext& ctx) const override {
+    try {
+      return RunAnalyze(options_, ctx);
+    } catch (const std::exception& e) {
+      return StepOutcome::Failure(std::string("analyze: ") + e.what());
+    }
+  }
+
+ private:
+  const AnalyzeOptions options_;
+};
+
+}  // namespace
+}  // namespace baton::analyze
+
+namespace baton {
+
+void RegisterAnalyzeStep(StepRegistry& registry) {
+  registry.Register("analyze", [](const Json& with) -> std::unique_ptr<Step> {
+    return std::make_unique<analyze::AnalyzeStep>(analyze::ParseAnalyzeOptions(with));
+  });
+}
+
+}  // namespace baton

@@ -1,0 +1,100 @@
+// ParseAnalyzeOptions: the analyze step's `with:` parameters, validated when the pipeline loads.
+#include <set>
+
+#include <fmt/format.h>
+
+#include "steps/analyze/analyze.h"
+
+namespace baton::analyze {
+namespace {
+
+[[noreturn]] void Bad(const std::string& key, const std::string& what) {
+  throw ConfigError("with." + key + ": " + what);
+}
+
+void CheckKeys(const Json& obj, const std::string& prefix, const std::set<std::string>& known) {
+  for (const auto& [key, value] : obj.items()) {
+    if (known.count(key) == 0) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      Bad(prefix + key, "unknown parameter (known: " + list + ")");
+    }
+  }
+}
+
+std::string NonEmptyString(const Json& v, const std::string& key) {
+  if (!v.is_string() || v.get<std::string>().empty()) Bad(key, "must be a non-empty string");
+  return v.get<std::string>();
+}
+
+double NumberIn(const Json& v, const std::string& key, double lo, double hi, bool lo_open) {
+  if (!v.is_number()) Bad(key, "must be a number");
+  const double d = v.get<double>();
+  if (d > hi || d < lo || (lo_open && d == lo)) {
+    Bad(key, fmt::format("must be in {}{:g}, {:g}], got {:g}", lo_open ? "(" : "[", lo, hi, d));
+  }
+  return d;
+}
+
+int IntIn(const Json& v, const std::string& key, int lo, int hi) {
+  if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
+    Bad(key, fmt::format("must be a whole number from {} to {}", lo, hi));
+  }
+  return v.get<int>();
+}
+
+// `asr: pocketsphinx` or `asr: {engine: command, argv: [...]}`.
+EngineOptions ParseEngine(const Json& v, const std::string& key, EngineOptions engine,
+                          const std::set<std::string>& builtin, const std::string& placeholder) {
+  if (v.is_string()) return ParseEngine(Json{{"engine", v}}, key, engine, builtin, placeholder);
+  if (!v.is_object()) Bad(key, "must be an engine name or a mapping with `engine:`");
+  const bool tesseract = builtin.count("tesseract") > 0;
+  CheckKeys(v, key + ".", tesseract ? std::set<std::string>{"engine", "argv", "lang", "dpi"}
+                                    : std::set<std::string>{"engine", "argv", "model"});
+  if (v.contains("engine")) engine.engine = NonEmptyString(v["engine"], key + ".engine");
+  std::string names;
+  for (const auto& b : builtin) names += b + ", ";
+  if (builtin.count(engine.engine) == 0 && engine.engine != "command" && engine.engine != "none") {
+    Bad(key + ".engine", "unknown engine '" + engine.engine + "' (expected " + names + "command or none)");
+  }
+  if (engine.engine == "command") {
+    if (!v.contains("argv")) Bad(key + ".argv", "required for engine: command (the program and its arguments)");
+    const Json& argv = v["argv"];
+    if (!argv.is_array() || argv.empty()) Bad(key + ".argv", "must be a non-empty list of strings");
+    bool has_placeholder = false;
+    for (size_t i = 0; i < argv.size(); ++i) {
+      if (!argv[i].is_string()) Bad(fmt::format("{}.argv[{}]", key, i), "must be a string");
+      engine.argv.push_back(argv[i].get<std::string>());
+      has_placeholder = has_placeholder || engine.argv.back().find(placeholder) != std::string::npos;
+    }
+    if (engine.argv[0].empty()) Bad(key + ".argv[0]", "must name a program");
+    if (!has_placeholder) Bad(key + ".argv", "must contain " + placeholder + " where the file path goes");
+  } else if (v.contains("argv")) {
+    Bad(key + ".argv", "only used with engine: command");
+  }
+  if (v.contains("lang")) engine.lang = NonEmptyString(v["lang"], key + ".lang");
+  if (v.contains("dpi")) engine.dpi = IntIn(v["dpi"], key + ".dpi", 30, 1200);
+  if (v.contains("model")) engine.model = NonEmptyString(v["model"], key + ".model");
+  return engine;
+}
+
+}  // namespace
+
+AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
+  AnalyzeOptions o;
+  if (with.is_null()) return o;
+  if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
+  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "threads", "asr", "ocr"});
+  if (with.contains("from")) o.from = NonEmptyString(with["from"], "from");
+  if (with.contains("path")) o.path = NonEmptyString(with["path"], "path");
+  if (with.contains("scene_threshold")) {
+    o.scene_threshold = NumberIn(with["scene_threshold"], "scene_threshold", 0.0, 1.0, true);
+  }
+  if (with.contains("min_scene")) o.min_scene = NumberIn(with["min_scene"], "min_scene", 0.0, 3600.0, false);
+  if (with.contains("threads")) o.threads = IntIn(with["threads"], "threads", 1, 256);
+  if (with.contains("asr")) o.asr = ParseEngine(with["asr"], "asr", o.asr, {"pocketsphinx"}, "{audio}");
+  if (with.contains("ocr")) o.ocr = ParseEngine(with["ocr"], "ocr", o.ocr, {"tesseract"}, "{image}");
+  return o;
+}
+
+}  // namespace baton::analyze

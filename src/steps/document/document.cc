@@ -1,0 +1,301 @@
+#include "steps/document/document.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "steps/document/atomic_file.h"
+#include "steps/document/report.h"
+
+namespace baton {
+namespace {
+
+namespace fs = std::filesystem;
+using document::Chapter;
+using document::RecordRow;
+using document::ReportData;
+using document::Segment;
+
+constexpr const char kKeyframeFolder[] = "report-keyframes";
+
+struct DocumentConfig {
+  std::string analysis_from = "analyze";
+  std::string summary_from = "summarize";
+  std::string download_from = "download";
+  bool markdown = true;
+  bool html = true;
+  std::string title;
+};
+
+std::string GetString(const Json& with, const std::string& key, std::string fallback) {
+  auto it = with.find(key);
+  if (it == with.end() || it->is_null()) return fallback;
+  if (!it->is_string()) throw ConfigError("with." + key + ": must be a string");
+  return it->get<std::string>();
+}
+
+DocumentConfig ParseConfig(const Json& with_in) {
+  const Json with = with_in.is_null() ? Json::object() : with_in;
+  if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
+  static const std::set<std::string> known = {"analysis_from", "summary_from", "download_from", "formats", "title"};
+  for (const auto& [key, value] : with.items()) {
+    if (!key.empty() && key[0] != '_' && !known.count(key)) {
+      throw ConfigError("with." + key + ": unknown parameter (see docs/steps/document.md)");
+    }
+  }
+  DocumentConfig c;
+  c.analysis_from = GetString(with, "analysis_from", c.analysis_from);
+  c.summary_from = GetString(with, "summary_from", c.summary_from);
+  c.download_from = GetString(with, "download_from", c.download_from);
+  c.title = GetString(with, "title", "");
+  if (c.analysis_from.empty()) throw ConfigError("with.analysis_from: must name the analysis step");
+  if (auto it = with.find("formats"); it != with.end() && !it->is_null()) {
+    const Json list = it->is_string() ? Json::array({*it}) : *it;
+    if (!list.is_array() || list.empty()) throw ConfigError("with.formats: must be a non-empty list of markdown, html");
+    c.markdown = c.html = false;
+    for (const auto& f : list) {
+      const std::string name = f.is_string() ? f.get<std::string>() : f.dump();
+      if (name == "markdown" || name == "md") c.markdown = true;
+      else if (name == "html") c.html = true;
+      else throw ConfigError("with.formats: unknown format '" + name + "' (known: markdown, html)");
+    }
+  }
+  return c;
+}
+
+double Num(const Json& j, const char* key, double fallback = 0) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
+std::string Str(const Json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string Bytes(double n) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (n >= 1024 && u < 4) { n /= 1024; ++u; }
+  return u == 0 ? fmt::format("{:.0f} B", n) : fmt::format("{:.1f} {}", n, units[u]);
+}
+
+std::string MimeOf(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == ".png") return "image/png";
+  if (ext == ".webp") return "image/webp";
+  if (ext == ".gif") return "image/gif";
+  return "image/jpeg";
+}
+
+std::vector<std::pair<std::string, std::string>> MediaFacts(const Json& analysis, const Json& download) {
+  std::vector<std::pair<std::string, std::string>> facts;
+  const Json media = analysis.value("media", Json::object());
+  if (Num(media, "duration") > 0) facts.emplace_back("Duration", document::Timestamp(Num(media, "duration")) +
+                                                                     fmt::format(" ({:.1f} s)", Num(media, "duration")));
+  if (!Str(media, "container").empty()) facts.emplace_back("Container", Str(media, "container"));
+  const Json video = media.value("video", Json());
+  if (video.is_object()) {
+    facts.emplace_back("Resolution", fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
+    if (Num(video, "fps") > 0) facts.emplace_back("Frame rate", fmt::format("{:.3g} fps", Num(video, "fps")));
+    facts.emplace_back("Video codec", Str(video, "codec"));
+  } else {
+    facts.emplace_back("Video", "none");
+  }
+  const Json audio = media.value("audio", Json());
+  if (audio.is_object()) {
+    facts.emplace_back("Audio", fmt::format("{}, {:.0f} Hz, {:.0f} channel(s)", Str(audio, "codec"),
+                                            Num(audio, "sample_rate"), Num(audio, "channels")));
+  } else {
+    facts.emplace_back("Audio", "none (no audio track)");
+  }
+  if (download.is_object()) {
+    if (!Str(download, "file").empty()) facts.emplace_back("File", Str(download, "file"));
+    if (Num(download, "bytes") > 0) facts.emplace_back("Size", Bytes(Num(download, "bytes")));
+    if (!Str(download, "sha256").empty()) facts.emplace_back("SHA-256", Str(download, "sha256"));
+  }
+  if (!Str(analysis, "device").empty()) facts.emplace_back("Analysed on", Str(analysis, "device"));
+  return facts;
+}
+
+std::vector<Segment> Transcript(const Json& analysis) {
+  std::vector<Segment> out;
+  auto it = analysis.find("transcript");
+  if (it == analysis.end() || !it->is_array()) return out;
+  for (const auto& s : *it) {
+    const std::string text = Str(s, "text");
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    out.push_back({Num(s, "start"), Num(s, "end"), text});
+  }
+  return out;
+}
+
+class DocumentStep final : public Step {
+ public:
+  explicit DocumentStep(DocumentConfig c) : c_(std::move(c)) {}
+
+  StepOutcome Run(StepContext& ctx) const override {
+    const Json& analysis = ctx.result_of(c_.analysis_from);
+    if (!analysis.is_object()) {
+      return StepOutcome::Failure(fmt::format("document: no result from step '{}' (with.analysis_from); "
+                                              "the report needs the analysis", c_.analysis_from), false);
+    }
+    const Json& download = ctx.result_of(c_.download_from);
+    const Json& summary = ctx.result_of(c_.summary_from);
+    std::vector<std::pair<std::string, std::string>> images;  // Markdown-relative path -> bytes
+    ReportData r = Gather(ctx, analysis, download, summary, &images);
+    if (ctx.cancelled()) return StepOutcome::Cancelled();
+
+    std::vector<fs::path> folders;
+    if (!ctx.outdir.empty()) folders.push_back(ctx.outdir / ctx.job);
+    if (!ctx.workdir.empty()) {
+      std::error_code ec;
+      if (folders.empty() || !fs::equivalent(folders[0], ctx.workdir, ec)) folders.push_back(ctx.workdir);
+    }
+    if (folders.empty()) return StepOutcome::Failure("document: neither an output folder nor a work folder is set", false);
+
+    const std::string md = c_.markdown ? document::RenderMarkdown(r) : "";
+    const std::string html = c_.html ? document::RenderHtml(r) : "";
+    for (const auto& folder : folders) {
+      std::string err;
+      if (c_.markdown) {
+        for (const auto& [rel, bytes] : images) {
+          if (err.empty()) err = document::WriteFileAtomically(folder / rel, bytes);
+        }
+        if (err.empty()) err = document::WriteFileAtomically(folder / "report.md", md);
+      }
+      if (c_.html && err.empty()) err = document::WriteFileAtomically(folder / "report.html", html);
+      if (!err.empty()) return StepOutcome::Failure("document: " + err);
+    }
+    Json result = Json::object();
+    if (c_.markdown) result["markdown"] = fs::absolute(folders[0] / "report.md").string();
+    if (c_.html) result["html"] = fs::absolute(folders[0] / "report.html").string();
+    ctx.info(fmt::format("document: wrote {} ({} chapters, {} transcript segments)", folders[0].string(),
+                         r.chapters.size(), r.transcript.size()));
+    return StepOutcome::Ok(std::move(result));
+  }
+
+ private:
+  ReportData Gather(const StepContext& ctx, const Json& analysis, const Json& download, const Json& summary,
+                    std::vector<std::pair<std::string, std::string>>* images) const {
+    ReportData r;
+    r.job = ctx.job;
+    r.source = download.is_object() && !Str(download, "url").empty() ? Str(download, "url") : ctx.input;
+    r.title = !c_.title.empty() ? c_.title : Str(download, "title");
+    if (r.title.empty()) r.title = !ctx.input.empty() ? fs::path(ctx.input).filename().string() : ctx.job;
+    r.facts = MediaFacts(analysis, download);
+
+    if (!summary.is_object()) {
+      r.summary_note = fmt::format("No summary: no result from step '{}' (with.summary_from).", c_.summary_from);
+    } else if (Str(summary, "summary").find_first_not_of(" \t\r\n") == std::string::npos) {
+      r.summary_note = fmt::format("No summary: step '{}' returned an empty summary.", c_.summary_from);
+    } else {
+      r.summary = Str(summary, "summary");
+      r.summary_by = summary.value("extractive", false)
+                         ? "Made by the offline extractive summariser: no LLM was used; sentences are quoted verbatim."
+                         : fmt::format("Summary by {} / {}.", Str(summary, "provider"), Str(summary, "model"));
+      long prompt = 0, completion = 0, requests = 0;
+      if (auto u = summary.find("usage"); u != summary.end() && u->is_array()) {
+        for (const auto& e : *u) {
+          prompt += static_cast<long>(Num(e, "prompt_tokens"));
+          completion += static_cast<long>(Num(e, "completion_tokens"));
+          ++requests;
+        }
+      }
+      if (requests > 0) {
+        r.tokens = fmt::format("{} prompt + {} completion tokens in {} request(s) to {}", prompt, completion, requests,
+                               Str(summary, "model"));
+      }
+    }
+
+    r.transcript = Transcript(analysis);
+    if (r.transcript.empty()) {
+      const Json audio = analysis.value("media", Json::object()).value("audio", Json());
+      r.transcript_note = audio.is_object() ? "No transcript: no speech was recognised in the audio."
+                                            : "No transcript: the video has no audio track.";
+    }
+
+    auto scenes = analysis.find("scenes");
+    if (scenes == analysis.end() || !scenes->is_array() || scenes->empty()) {
+      r.chapters_note = "No chapters: no scenes were detected.";
+    } else {
+      for (size_t i = 0; i < scenes->size(); ++i) {
+        const Json& s = (*scenes)[i];
+        Chapter ch;
+        ch.index = static_cast<int>(Num(s, "index", static_cast<double>(i + 1)));
+        ch.start = Num(s, "start");
+        ch.end = Num(s, "end");
+        ch.ocr = Str(s, "ocr");
+        LoadKeyframe(ctx, Str(s, "keyframe"), &ch);
+        if (!ch.image_bytes.empty()) {
+          ch.image_file = std::string(kKeyframeFolder) + "/" + fmt::format("chapter-{:03d}", ch.index) +
+                          fs::path(Str(s, "keyframe")).extension().string();
+          images->emplace_back(ch.image_file, ch.image_bytes);
+        }
+        r.chapters.push_back(std::move(ch));
+      }
+      // Each segment goes to the chapter its start falls in; before the first, to the first.
+      for (const auto& seg : r.transcript) {
+        size_t k = 0;
+        for (size_t i = 0; i < r.chapters.size(); ++i) {
+          if (seg.start >= r.chapters[i].start) k = i;
+        }
+        r.chapters[k].segments.push_back(seg);
+      }
+    }
+
+    const Json& record = ctx.result_of("_record");
+    if (record.is_array()) {
+      for (const auto& e : record) {
+        RecordRow row{Str(e, "step"), Str(e, "node"), Str(e, "status"), "", static_cast<int>(Num(e, "attempt")),
+                      Num(e, "seconds")};
+        if (auto g = e.find("gpus"); g != e.end() && g->is_array()) {
+          for (const auto& id : *g) row.gpus += (row.gpus.empty() ? "" : ",") + (id.is_string() ? id.get<std::string>() : id.dump());
+        }
+        r.record.push_back(std::move(row));
+      }
+    }
+    if (r.record.empty()) r.record_note = "No processing record was available.";
+    return r;
+  }
+
+  void LoadKeyframe(const StepContext& ctx, const std::string& rel, Chapter* ch) const {
+    if (rel.empty()) {
+      ch->image_note = "No keyframe for this chapter.";
+      return;
+    }
+    try {
+      if (!ctx.artifact) throw std::runtime_error("no artifact access in this context");
+      const fs::path path = ctx.artifact(c_.analysis_from, rel);
+      std::ifstream in(path, std::ios::binary);
+      if (!in) throw std::runtime_error("cannot read " + path.string());
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      ch->image_bytes = ss.str();
+      if (ch->image_bytes.empty()) throw std::runtime_error(path.string() + " is empty");
+      ch->image_mime = MimeOf(rel);
+    } catch (const std::exception& e) {
+      ch->image_bytes.clear();
+      ch->image_note = "Keyframe unavailable (" + rel + "): " + e.what();
+      ctx.warn("document: " + ch->image_note);
+    }
+  }
+
+  const DocumentConfig c_;
+};
+
+}  // namespace
+
+void RegisterDocumentStep(StepRegistry& registry) {
+  registry.Register("document", [](const Json& with) -> std::unique_ptr<Step> {
+    return std::make_unique<DocumentStep>(ParseConfig(with));
+  });
+}
+
+}  // namespace baton

@@ -1,0 +1,213 @@
+// Tests of the document step: results JSON built by hand, a real JPEG keyframe made by ffmpeg.
+#include "steps/document/document.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "steps/document/markdown_html.h"
+#include "support/util.h"
+
+namespace baton {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::ReadFile;
+
+constexpr const char* kTitle = "<script>alert(1)</script> & Co";
+constexpr const char* kSource = "https://example.org/v.mp4?a=1&b=2";
+
+size_t Count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+  return n;
+}
+
+class DocumentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { RegisterDocumentStep(StepRegistry::Global()); }
+
+  void SetUp() override {
+    fs::create_directories(analyze_dir / "keyframes");
+    for (const char* name : {"scene-001.jpg", "scene-002.jpg"}) {
+      const std::string path = (analyze_dir / "keyframes" / name).string();
+      ASSERT_EQ(testing::RunProgram({"ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=64x36",
+                                     "-frames:v", "1", path}), 0);
+    }
+    jpeg = ReadFile(analyze_dir / "keyframes" / "scene-001.jpg");
+    ASSERT_GT(jpeg.size(), 100u);
+    results = {
+        {"download", {{"title", kTitle}, {"url", kSource}, {"file", "v.mp4"}, {"bytes", 3145728}, {"sha256", "ab12"}}},
+        {"analyze",
+         {{"analysis", "analysis.json"},
+          {"media", {{"duration", 20.0}, {"container", "mov,mp4"},
+                     {"video", {{"codec", "h264"}, {"width", 1280}, {"height", 720}, {"fps", 25}}},
+                     {"audio", {{"codec", "aac"}, {"sample_rate", 44100}, {"channels", 2}}}}},
+          {"scenes", {{{"index", 1}, {"start", 0.0}, {"end", 10.0}, {"keyframe", "keyframes/scene-001.jpg"},
+                       {"ocr", "Intro Slide\nuse ```code``` here"}},
+                      {{"index", 2}, {"start", 10.0}, {"end", 20.0}, {"keyframe", "keyframes/scene-002.jpg"},
+                       {"ocr", "Second Slide"}}}},
+          {"transcript", {{{"start", 1.0}, {"end", 4.0}, {"text", "hello *not bold* | pipe"}},
+                          {{"start", 12.0}, {"end", 15.0}, {"text", "the second part begins"}}}},
+          {"device", "cpu"}}},
+        {"summarize", {{"summary", "# Overview\nThe **talk** covers scheduling.\n\n- point one\n- see https://x.test\n"},
+                       {"provider", "openai"}, {"model", "gpt-4o-mini"}, {"extractive", false}, {"chunks", 1},
+                       {"usage", {{{"attempt", 1}, {"prompt_tokens", 100}, {"completion_tokens", 20}},
+                                  {{"attempt", 1}, {"prompt_tokens", 50}, {"completion_tokens", 10}}}}}},
+        {"_record", {{{"step", "download"}, {"node", "head"}, {"attempt", 1}, {"seconds", 1.5}, {"status", "ok"}, {"gpus", Json::array()}},
+                     {{"step", "analyze"}, {"node", "gpu-node-1"}, {"attempt", 2}, {"seconds", 12.25}, {"status", "ok"}, {"gpus", {0}}},
+                     {{"step", "summarize"}, {"node", "head"}, {"attempt", 1}, {"seconds", 3.0}, {"status", "ok"}, {"gpus", Json::array()}}}}};
+    fs::create_directories(dir / "work");
+    ctx.job = "job-7";
+    ctx.step = "document";
+    ctx.node = "head";
+    ctx.results = &results;
+    ctx.workdir = dir / "work";
+    ctx.outdir = dir / "out";
+    ctx.artifact = [this](std::string_view step, std::string_view rel) {
+      EXPECT_EQ(step, "analyze");
+      return analyze_dir / std::string(rel);
+    };
+    ctx.log = [this](LogLevel, std::string_view line) { logs += std::string(line) + "\n"; };
+  }
+
+  StepOutcome RunWith(const Json& with = Json::object()) {
+    return StepRegistry::Global().Create("document", with)->Run(ctx);
+  }
+
+  testing::TempDir dir;
+  fs::path analyze_dir = dir / "analyze-job";
+  std::string jpeg;
+  Json results;
+  StepContext ctx;
+  std::string logs;
+};
+
+TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
+  StepOutcome out = RunWith();
+  ASSERT_TRUE(out.ok()) << out.error;
+  const fs::path md_path = dir / "out" / "job-7" / "report.md";
+  const fs::path html_path = dir / "out" / "job-7" / "report.html";
+  EXPECT_EQ(out.result["markdown"], md_path.string());
+  EXPECT_EQ(out.result["html"], html_path.string());
+  const std::string md = ReadFile(md_path);
+  const std::string html = ReadFile(html_path);
+  EXPECT_EQ(ReadFile(dir / "work" / "report.md"), md);
+  EXPECT_EQ(ReadFile(dir / "work" / "report.html"), html);
+
+  // Markdown: every section, user text escaped.
+  for (const char* s : {"# \\<script\\>alert(1)\\</script\\> & Co\n", "Source: https://example.org/v.mp4?a=1&b=2",
+                        "## Media", "| Resolution | 1280×720 |", "| Video codec | h264 |", "| Audio | aac, 44100 Hz, 2 channel(s) |",
+                        "| Duration | 0:20 (20.0 s) |", "| Size | 3.0 MiB |", "## Summary", "_Summary by openai / gpt-4o-mini._",
+                        "### Overview\nThe **talk** covers scheduling.", "## Chapters", "### Chapter 1 (0:00–0:10)", "### Chapter 2 (0:10–0:20)",
+                        "![Keyframe of chapter 1](report-keyframes/chapter-001.jpg)", "````text\nIntro Slide\nuse ```code``` here\n````",
+                        "- **[0:01]** hello \\*not bold\\* \\| pipe", "## Transcript", "- **[0:12]** the second part begins",
+                        "## Processing record", "| analyze | gpu-node-1 | 2 | ok | 12.25 | 0 |",
+                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini"}) {
+    EXPECT_NE(md.find(s), std::string::npos) << "markdown lacks: " << s << "\n" << md;
+  }
+  EXPECT_EQ(ReadFile(dir / "out" / "job-7" / "report-keyframes" / "chapter-001.jpg"), jpeg);
+  // The chapter's speech is the segments inside it: 0:12 is in chapter 2, after its heading.
+  EXPECT_GT(md.find("- **[0:12]**"), md.find("### Chapter 2"));
+  EXPECT_LT(md.find("- **[0:01]**"), md.find("### Chapter 2"));
+
+  // HTML: every section, escaped, images embedded, nothing external.
+  for (const char* s : {"<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</title>",
+                        "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</h1>", "id=\"media\"", "<th>Resolution</th><td>1280×720</td>",
+                        "id=\"summary\"", "Summary by openai / gpt-4o-mini.", "<h3>Overview</h3>", "<strong>talk</strong>",
+                        "<li>point one</li>", "id=\"chapter-1\"", "id=\"chapter-2\"", "<pre>Intro Slide\nuse ```code``` here</pre>",
+                        "hello *not bold* | pipe", "the second part begins", "id=\"transcript\"", "id=\"record\"",
+                        "<td>analyze</td><td>gpu-node-1</td><td>2</td><td>ok</td><td>12.25</td><td>0</td>",
+                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini"}) {
+    EXPECT_NE(html.find(s), std::string::npos) << "html lacks: " << s;
+  }
+  EXPECT_EQ(Count(html, "src=\"data:image/jpeg;base64,/9j/"), 2u);
+  std::string lower = html;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  EXPECT_EQ(lower.find("<script"), std::string::npos);
+  std::string rest = html;
+  const std::string escaped_source = document::HtmlEscape(kSource);
+  EXPECT_EQ(Count(rest, escaped_source), 1u);
+  for (size_t p; (p = rest.find(escaped_source)) != std::string::npos;) rest.erase(p, escaped_source.size());
+  rest.erase(rest.find("see https://x.test"), 18);  // summary text, not a link
+  for (const char* s : {"http://", "https://", "src=\"//", "href=\"//", "url(", "@import", "<link", "<a href=\"h"}) {
+    EXPECT_EQ(rest.find(s), std::string::npos) << "external reference: " << s;
+  }
+
+  // Atomic writes leave no temporary files behind.
+  for (const auto& e : fs::recursive_directory_iterator(dir.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(DocumentTest, MissingAnalysisIsAClearError) {
+  results.erase("analyze");
+  StepOutcome out = RunWith();
+  ASSERT_FALSE(out.ok());
+  EXPECT_FALSE(out.retryable);
+  EXPECT_EQ(out.error, "document: no result from step 'analyze' (with.analysis_from); the report needs the analysis");
+  EXPECT_FALSE(fs::exists(dir / "out" / "job-7" / "report.html"));
+}
+
+TEST_F(DocumentTest, MissingOptionalInputsBecomeNotes) {
+  results.erase("summarize");
+  results.erase("_record");
+  results["analyze"]["media"]["audio"] = nullptr;
+  results["analyze"]["transcript"] = Json::array();
+  results["analyze"]["scenes"][1]["keyframe"] = "keyframes/missing.jpg";
+  StepOutcome out = RunWith({{"title", "Override Title"}});
+  ASSERT_TRUE(out.ok()) << out.error;
+  const std::string md = ReadFile(dir / "out" / "job-7" / "report.md");
+  const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
+  for (const std::string& doc : {md, html}) {
+    EXPECT_NE(doc.find("Override Title"), std::string::npos);
+    EXPECT_NE(doc.find("No transcript: the video has no audio track."), std::string::npos);
+    EXPECT_NE(doc.find("No processing record was available."), std::string::npos);
+    EXPECT_NE(doc.find("Keyframe unavailable (keyframes/missing.jpg)"), std::string::npos);
+    EXPECT_NE(doc.find("none (no audio track)"), std::string::npos);
+  }
+  EXPECT_NE(md.find("_No summary: no result from step 'summarize' (with.summary\\_from)._"), std::string::npos) << md;
+  EXPECT_NE(html.find("No summary: no result from step &#39;summarize&#39; (with.summary_from)."), std::string::npos);
+  EXPECT_EQ(Count(html, "data:image/jpeg;base64,"), 1u);
+  EXPECT_NE(logs.find("Keyframe unavailable"), std::string::npos);
+}
+
+TEST_F(DocumentTest, ExtractiveSummaryIsLabelled) {
+  results["summarize"] = {{"summary", "> **Offline extractive summary — no LLM was used.**\n\n- a sentence\n"},
+                          {"provider", "extractive"}, {"model", "extractive (word frequency)"}, {"extractive", true},
+                          {"usage", Json::array()}};
+  ASSERT_TRUE(RunWith().ok());
+  const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
+  EXPECT_NE(html.find("Made by the offline extractive summariser: no LLM was used"), std::string::npos);
+  EXPECT_NE(html.find("<blockquote><strong>Offline extractive summary — no LLM was used.</strong></blockquote>"), std::string::npos);
+  EXPECT_EQ(html.find("Tokens:"), std::string::npos);
+}
+
+TEST_F(DocumentTest, FormatsAndConfigErrors) {
+  ASSERT_TRUE(RunWith({{"formats", {"html"}}}).ok());
+  EXPECT_TRUE(fs::exists(dir / "out" / "job-7" / "report.html"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "job-7" / "report.md"));
+  auto expect_error = [](const Json& with, const std::string& needle) {
+    try {
+      StepRegistry::Global().Create("document", with);
+      ADD_FAILURE() << "no ConfigError for " << with.dump();
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{"formats", {"pdf"}}}, "with.formats: unknown format 'pdf'");
+  expect_error({{"formats", Json::array()}}, "with.formats: must be a non-empty list");
+  expect_error({{"analysis_from", 3}}, "with.analysis_from: must be a string");
+  expect_error({{"titel", "x"}}, "with.titel: unknown parameter");
+}
+
+TEST(MarkdownHtmlTest, EscapesAndMakesNoLinks) {
+  EXPECT_EQ(document::MarkdownToHtml("<b>x</b> **y** [a](https://e.test) ![i](http://e.test/i.png)", 2),
+            "<p>&lt;b&gt;x&lt;/b&gt; <strong>y</strong> [a](https://e.test) ![i](http://e.test/i.png)</p>\n");
+  EXPECT_EQ(document::MarkdownToHtml("## Head\nsnake_case_name and *em* and `a<b`\n1. one\n2. two", 1),
+            "<h3>Head</h3>\n<p>snake_case_name and <em>em</em> and <code>a&lt;b</code></p>\n<ol>\n<li>one</li>\n<li>two</li>\n</ol>\n");
+  EXPECT_EQ(document::MarkdownToHtml("```\n<x>\n```", 2), "<pre><code>&lt;x&gt;\n</code></pre>\n");
+}
+
+}  // namespace
+}  // namespace baton

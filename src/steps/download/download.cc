@@ -1,0 +1,319 @@
+// The download step: parameters, the retry/resume loop around transfer attempts, and the final
+// fsync + rename. See download.h for the contract.
+#include "steps/download/download.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "steps/download/sha256.h"
+#include "steps/download/transfer.h"
+
+namespace baton {
+namespace {
+
+using download_internal::AttemptEnd;
+using download_internal::AttemptRequest;
+using download_internal::AttemptResult;
+namespace fs = std::filesystem;
+
+// ---- parameters -------------------------------------------------------------------------------
+
+double NumberParam(const Json& with, const char* key, double def, double min) {
+  if (!with.contains(key)) return def;
+  const Json& v = with[key];
+  if (!v.is_number() || v.get<double>() < min) {
+    throw ConfigError(fmt::format("with.{}: must be a number >= {} (got {})", key, min, v.dump()));
+  }
+  return v.get<double>();
+}
+
+int64_t IntParam(const Json& with, const char* key, int64_t def, int64_t min) {
+  if (!with.contains(key)) return def;
+  const Json& v = with[key];
+  if (!v.is_number_integer() || v.get<int64_t>() < min) {
+    throw ConfigError(fmt::format("with.{}: must be an integer >= {} (got {})", key, min, v.dump()));
+  }
+  return v.get<int64_t>();
+}
+
+std::string Scheme(std::string_view url) {
+  const size_t p = url.find("://");
+  if (p == std::string_view::npos) return "";
+  std::string s(url.substr(0, p));
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return std::string(s);
+}
+
+// A Content-Type for file:// downloads, where no server names one.
+std::string GuessContentType(std::string_view name) {
+  static const std::pair<const char*, const char*> kTypes[] = {
+      {".mp4", "video/mp4"}, {".m4v", "video/mp4"}, {".webm", "video/webm"},
+      {".mkv", "video/x-matroska"}, {".mov", "video/quicktime"}, {".avi", "video/x-msvideo"},
+      {".mp3", "audio/mpeg"}, {".m4a", "audio/mp4"}, {".wav", "audio/wav"}, {".ogg", "audio/ogg"},
+      {".flac", "audio/flac"}};
+  for (const auto& [ext, type] : kTypes) {
+    const std::string_view e(ext);
+    if (name.size() >= e.size() && name.substr(name.size() - e.size()) == e) return type;
+  }
+  return "application/octet-stream";
+}
+
+std::string HumanBytes(double bytes) {
+  if (bytes >= 1 << 30) return fmt::format("{:.2f} GiB", bytes / (1 << 30));
+  if (bytes >= 1 << 20) return fmt::format("{:.1f} MiB", bytes / (1 << 20));
+  if (bytes >= 1 << 10) return fmt::format("{:.1f} KiB", bytes / (1 << 10));
+  return fmt::format("{:.0f} B", bytes);
+}
+
+// ---- the .part file and its sidecar -----------------------------------------------------------
+
+// The sidecar `<name>.part.meta` remembers which URL the partial file belongs to and the server's
+// validator, so a later attempt of the step (after a crash or an engine retry) resumes only the
+// same resource and asks the server with If-Range whether it is unchanged.
+struct PartMeta {
+  std::string url;
+  std::string validator;
+};
+
+PartMeta ReadMeta(const fs::path& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return {};
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  std::fclose(f);
+  const Json j = Json::parse(text, nullptr, false);
+  if (!j.is_object()) return {};
+  return {j.value("url", ""), j.value("validator", "")};
+}
+
+void WriteMeta(const fs::path& path, const PartMeta& meta) {
+  const std::string text = Json{{"url", meta.url}, {"validator", meta.validator}}.dump();
+  if (FILE* f = std::fopen(path.c_str(), "wb")) {
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+}
+
+void RemoveQuietly(const fs::path& path) {
+  std::error_code ec;
+  fs::remove(path, ec);
+}
+
+// ---- the step ---------------------------------------------------------------------------------
+
+class DownloadStep final : public Step {
+ public:
+  explicit DownloadStep(DownloadOptions options) : options_(std::move(options)) {}
+  StepOutcome Run(StepContext& ctx) const override;
+
+ private:
+  bool Sleep(const StepContext& ctx, double seconds) const {
+    if (ctx.cancel != nullptr) return ctx.cancel->sleep_for(seconds);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    return true;
+  }
+
+  const DownloadOptions options_;
+};
+
+StepOutcome DownloadStep::Run(StepContext& ctx) const {
+  const std::string url = options_.url.empty() ? Trim(ctx.input) : options_.url;
+  if (url.empty()) return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
+  const std::string scheme = Scheme(url);
+  if (scheme != "http" && scheme != "https" && scheme != "file") {
+    return StepOutcome::Failure(
+        fmt::format("download: unsupported URL '{}' (expected http://, https:// or file://)", url), false);
+  }
+  const bool is_http = scheme != "file";
+  download_internal::EnsureCurlGlobalInit();
+
+  const std::string name = SafeFileName(url);
+  const fs::path final_path = fs::absolute(ctx.workdir / name);
+  const fs::path part_path = fs::absolute(ctx.workdir / (name + ".part"));
+  const fs::path meta_path = fs::absolute(ctx.workdir / (name + ".part.meta"));
+
+  const int fd = open(part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return StepOutcome::Failure(fmt::format("download: cannot open {}: {}", part_path.string(), std::strerror(errno)));
+  }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { if (fd >= 0) close(fd); }
+  } closer{fd};
+
+  Sha256 hasher;
+  PartMeta meta{url, ""};
+  int64_t offset = 0;
+  struct stat st {};
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    const PartMeta old = ReadMeta(meta_path);
+    // Resume what an earlier attempt left only when it was the same URL; the prefix is hashed
+    // again from disk since this process never saw those bytes.
+    if (is_http && old.url == url && HashFilePrefix(fd, st.st_size, hasher)) {
+      offset = st.st_size;
+      meta.validator = old.validator;
+      ctx.info(fmt::format("resuming {} left by an earlier attempt at {}", name + ".part", HumanBytes(offset)));
+    } else if (ftruncate(fd, 0) != 0) {
+      return StepOutcome::Failure(fmt::format("download: cannot truncate {}: {}", part_path.string(), std::strerror(errno)));
+    } else {
+      hasher.Reset();
+    }
+  }
+  WriteMeta(meta_path, meta);
+  ctx.info(fmt::format("downloading {} -> {}", url, name));
+
+  std::mt19937_64 rng(std::random_device{}());
+  download_internal::ProgressState progress;
+  const auto started = std::chrono::steady_clock::now();
+  int retries = 0;
+  int resumes = 0;
+  AttemptResult done;
+  for (;;) {
+    if (ctx.cancelled()) return StepOutcome::Cancelled();
+    AttemptRequest req;
+    req.url = url;
+    req.is_http = is_http;
+    req.fd = fd;
+    req.offset = offset;
+    req.if_range = meta.validator;
+    req.options = &options_;
+    req.hasher = &hasher;
+    req.ctx = &ctx;
+    req.progress = &progress;
+    AttemptResult r = download_internal::RunAttempt(req);
+    offset = r.file_bytes;
+    if (r.resumed) ++resumes;
+    if (!r.validator.empty() && r.validator != meta.validator) {
+      meta.validator = r.validator;
+      WriteMeta(meta_path, meta);
+    }
+    if (r.end == AttemptEnd::kComplete) {
+      done = std::move(r);
+      break;
+    }
+    if (r.end == AttemptEnd::kCancelled) return StepOutcome::Cancelled();  // .part kept for a resume
+
+    const bool retryable_status = r.status >= 500 || r.status == 408 || r.status == 429;
+    const bool retryable = r.end == AttemptEnd::kNetwork || r.end == AttemptEnd::kRangeMismatch ||
+                           (r.end == AttemptEnd::kHttpStatus && retryable_status);
+    if (!retryable) {
+      RemoveQuietly(part_path);
+      RemoveQuietly(meta_path);
+      // A full disk may clear; everything else is a property of the URL.
+      return StepOutcome::Failure("download: " + r.message, r.end == AttemptEnd::kDiskError);
+    }
+    if (retries >= options_.retries) {
+      return StepOutcome::Failure(fmt::format("download: {} (gave up after {} retries)", r.message, retries));
+    }
+    if (r.end == AttemptEnd::kRangeMismatch) {
+      if (ftruncate(fd, 0) != 0) return StepOutcome::Failure("download: cannot truncate " + part_path.string());
+      offset = 0;
+      hasher.Reset();
+    }
+    ++retries;
+    std::optional<double> wait;
+    if (!r.retry_after.empty()) wait = RetryAfterSeconds(r.retry_after, std::time(nullptr), options_.max_backoff);
+    const char* why = wait ? "Retry-After" : "backoff";
+    if (!wait) {
+      wait = BackoffSeconds(retries, options_.backoff, options_.max_backoff,
+                            std::uniform_real_distribution<double>(0, 1)(rng));
+    }
+    ctx.info(fmt::format("retry {}/{} in {:.3f} s ({}): {}", retries, options_.retries, *wait, why, r.message));
+    if (!Sleep(ctx, *wait)) return StepOutcome::Cancelled();
+  }
+
+  if (fsync(fd) != 0) {
+    return StepOutcome::Failure(fmt::format("download: fsync {}: {}", part_path.string(), std::strerror(errno)));
+  }
+  if (std::rename(part_path.c_str(), final_path.c_str()) != 0) {
+    return StepOutcome::Failure(fmt::format("download: rename to {}: {}", final_path.string(), std::strerror(errno)));
+  }
+  // Make the rename itself durable before anyone is told the file exists.
+  if (int dir = open(final_path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
+  RemoveQuietly(meta_path);
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::string sha = hasher.HexDigest();
+  ctx.info(fmt::format("downloaded {}: {} in {:.2f} s ({}/s), sha256 {}…, {} retries, {} resumes", name,
+                       HumanBytes(static_cast<double>(offset)), seconds,
+                       HumanBytes(seconds > 0 ? static_cast<double>(offset) / seconds : 0.0), sha.substr(0, 12),
+                       retries, resumes));
+  return StepOutcome::Ok({{"path", final_path.string()},
+                          {"file", name},
+                          {"bytes", offset},
+                          {"sha256", sha},
+                          {"content_type", done.content_type.empty() ? GuessContentType(name) : done.content_type},
+                          {"url", url},
+                          {"effective_url", done.effective_url},
+                          {"title", TitleFromFileName(name)},
+                          {"resumed", resumes},
+                          {"retries", retries}});
+}
+
+}  // namespace
+
+DownloadOptions ParseDownloadOptions(const Json& with) {
+  DownloadOptions o;
+  if (with.is_null()) return o;
+  if (!with.is_object()) throw ConfigError("with: must be a mapping of download parameters");
+  static const char* const kKnown[] = {"url", "max_redirects", "connect_timeout", "low_speed_limit",
+                                       "low_speed_time", "retries", "backoff", "max_backoff",
+                                       "max_bytes", "accept_any"};
+  for (const auto& [key, value] : with.items()) {
+    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) ==
+        std::end(kKnown)) {
+      throw ConfigError(fmt::format("with.{}: unknown parameter of download (known: url, max_redirects, "
+                                    "connect_timeout, low_speed_limit, low_speed_time, retries, backoff, "
+                                    "max_backoff, max_bytes, accept_any)", key));
+    }
+  }
+  if (with.contains("url")) {
+    if (!with["url"].is_string()) throw ConfigError("with.url: must be a string");
+    o.url = with["url"].get<std::string>();
+  }
+  o.max_redirects = static_cast<int>(IntParam(with, "max_redirects", o.max_redirects, 0));
+  o.connect_timeout = NumberParam(with, "connect_timeout", o.connect_timeout, 0.001);
+  o.low_speed_limit = IntParam(with, "low_speed_limit", o.low_speed_limit, 0);
+  o.low_speed_time = NumberParam(with, "low_speed_time", o.low_speed_time, 1);
+  o.retries = static_cast<int>(IntParam(with, "retries", o.retries, 0));
+  o.backoff = NumberParam(with, "backoff", o.backoff, 0);
+  o.max_backoff = NumberParam(with, "max_backoff", o.max_backoff, 0);
+  o.max_bytes = IntParam(with, "max_bytes", o.max_bytes, 1);
+  if (with.contains("accept_any")) {
+    if (!with["accept_any"].is_boolean()) throw ConfigError("with.accept_any: must be true or false");
+    o.accept_any = with["accept_any"].get<bool>();
+  }
+  return o;
+}
+
+std::unique_ptr<Step> MakeDownloadStep(DownloadOptions options) {
+  return std::make_unique<DownloadStep>(std::move(options));
+}
+
+void RegisterDownloadStep(StepRegistry& registry) {
+  registry.Register("download", [](const Json& with) { return MakeDownloadStep(ParseDownloadOptions(with)); });
+}
+
+}  // namespace baton

@@ -1,0 +1,314 @@
+#include "steps/llm/chat_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "steps/llm/prompt.h"
+
+namespace baton::llm {
+
+struct ChatClient::HttpReply {
+  CURLcode code = CURLE_OK;
+  std::string curl_error;
+  long status = 0;
+  std::string body;
+  double retry_after = -1;  // seconds; < 0 when the server sent none
+};
+
+namespace {
+
+constexpr size_t kMaxBody = 64u << 20;  // a chat reply is kilobytes; refuse runaway bodies
+
+struct Transfer {
+  std::string* body;
+  double* retry_after;
+  const StepContext* ctx;
+};
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  if (t->body->size() + size * n > kMaxBody) return 0;  // makes curl fail with CURLE_WRITE_ERROR
+  t->body->append(data, size * n);
+  return size * n;
+}
+
+// Seconds from a Retry-After value: delta-seconds or an HTTP date. < 0 when unparsable.
+double ParseRetryAfter(std::string v) {
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
+  if (v.empty()) return -1;
+  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return v.size() > 9 ? 1e9 : std::stod(v);
+  }
+  const time_t when = curl_getdate(v.c_str(), nullptr);
+  if (when < 0) return -1;
+  return std::max(0.0, std::difftime(when, std::time(nullptr)));
+}
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const std::string line(data, size * n);
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() > kName.size()) {
+    std::string head = line.substr(0, kName.size());
+    std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (head == kName) *t->retry_after = ParseRetryAfter(line.substr(kName.size()));
+  }
+  return size * n;
+}
+
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<Transfer*>(user)->ctx->cancelled() ? 1 : 0;
+}
+
+bool RetryableCurlError(CURLcode code) {
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool RetryableStatus(long status) { return status == 408 || status == 429 || status >= 500; }
+
+std::string OneLine(std::string s, size_t max) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  if (s.size() > max) s = s.substr(0, max) + "…";
+  return s;
+}
+
+// The server's own explanation: OpenAI's {"error": {"message"}}, or {"error": "..."},
+// {"message"}, {"detail"}; else the start of the body.
+std::string ServerMessage(const std::string& body) {
+  const Json j = Json::parse(body, nullptr, false);
+  if (j.is_object()) {
+    if (auto e = j.find("error"); e != j.end()) {
+      if (e->is_string()) return OneLine(e->get<std::string>(), 300);
+      if (e->is_object() && e->contains("message") && (*e)["message"].is_string()) {
+        return OneLine((*e)["message"].get<std::string>(), 300);
+      }
+    }
+    for (const char* k : {"message", "detail"}) {
+      if (j.contains(k) && j[k].is_string()) return OneLine(j[k].get<std::string>(), 300);
+    }
+  }
+  return body.empty() ? "(empty body)" : OneLine(body, 200);
+}
+
+double Jitter() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+}
+
+}  // namespace
+
+ChatClient::ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx)
+    : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + "/chat/completions") {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::string ChatClient::Scrub(std::string text) const {
+  if (api_key_.empty()) return text;
+  size_t pos = 0;
+  while ((pos = text.find(api_key_, pos)) != std::string::npos) {
+    text.replace(pos, api_key_.size(), "[redacted]");
+    pos += 10;
+  }
+  return text;
+}
+
+void ChatClient::Log(LogLevel level, const std::string& msg) const {
+  if (ctx_.log) ctx_.log(level, Scrub(msg));
+}
+
+ChatClient::HttpReply ChatClient::PostOnce(const std::string& body) const {
+  HttpReply reply;
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) {
+    reply.code = CURLE_FAILED_INIT;
+    reply.curl_error = "curl_easy_init failed";
+    return reply;
+  }
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Accept: application/json");
+  std::string auth;
+  if (!api_key_.empty()) {
+    auth = "Authorization: Bearer " + api_key_;
+    headers = curl_slist_append(headers, auth.c_str());
+  }
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  Transfer t{&reply.body, &reply.retry_after, &ctx_};
+  const long timeout_ms = std::max(1L, std::lround(config_.timeout * 1000));
+  curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "baton-llm/0.1");
+  curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, std::min(timeout_ms, 30000L));
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnProgress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+  reply.code = curl_easy_perform(curl);
+  if (reply.code != CURLE_OK) {
+    reply.curl_error = errbuf[0] != 0 ? errbuf : curl_easy_strerror(reply.code);
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  // The Authorization line lived in `auth`; wipe it rather than leave the key in freed memory.
+  std::fill(auth.begin(), auth.end(), '\0');
+  return reply;
+}
+
+ChatResult ChatClient::Complete(const std::string& system, const std::string& user,
+                                const std::string& label) {
+  Json messages = Json::array();
+  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+  messages.push_back({{"role", "user"}, {"content", user}});
+  const Json request = {{"model", config_.model},
+                        {"messages", messages},
+                        {"max_tokens", config_.max_tokens},
+                        {"temperature", config_.temperature},
+                        {"stream", false}};
+  const std::string body = request.dump(-1, ' ', false, Json::error_handler_t::replace);
+
+  ChatResult result;
+  const int max_tries = config_.retries + 1;
+  std::string last_error;
+  for (int attempt = 1; attempt <= max_tries; ++attempt) {
+    if (ctx_.cancelled()) {
+      result.kind = ChatResult::Kind::kCancelled;
+      return result;
+    }
+    result.tries = attempt;
+    Log(LogLevel::kDebug, fmt::format("llm: {} -> POST {} (model {}, try {}/{})", label, url_,
+                                      config_.model, attempt, max_tries));
+    HttpReply reply = PostOnce(body);
+    if (reply.code == CURLE_ABORTED_BY_CALLBACK && ctx_.cancelled()) {
+      result.kind = ChatResult::Kind::kCancelled;
+      return result;
+    }
+
+    bool retry = false;
+    if (reply.code != CURLE_OK) {
+      last_error = reply.code == CURLE_OPERATION_TIMEDOUT
+                       ? fmt::format("timed out after {} s ({})", config_.timeout, reply.curl_error)
+                       : fmt::format("connection error: {}", reply.curl_error);
+      if (!RetryableCurlError(reply.code)) {
+        result.error = Scrub(fmt::format("llm: POST {} failed: {}", url_, last_error));
+        result.retryable = false;
+        return result;
+      }
+      retry = true;
+    } else if (reply.status < 200 || reply.status >= 300) {
+      last_error = fmt::format("HTTP {}: {}", reply.status, ServerMessage(reply.body));
+      if (!RetryableStatus(reply.status)) {
+        result.error = Scrub(fmt::format("llm: POST {} failed with {} (not retried)", url_, last_error));
+        result.retryable = false;
+        return result;
+      }
+      retry = true;
+    }
+
+    if (retry) {
+      if (attempt == max_tries) break;
+      double wait = std::min(config_.max_backoff, config_.backoff * std::pow(2.0, attempt - 1)) * Jitter();
+      if (reply.retry_after >= 0) wait = std::max(wait, std::min(reply.retry_after, config_.max_backoff));
+      Log(LogLevel::kWarn, fmt::format("llm: {}: {}; retrying in {:.2f} s (try {}/{})", label,
+                                       OneLine(last_error, 300), wait, attempt + 1, max_tries));
+      const bool slept = ctx_.cancel != nullptr
+                             ? ctx_.cancel->sleep_for(wait)
+                             : (std::this_thread::sleep_for(std::chrono::duration<double>(wait)), true);
+      if (!slept) {
+        result.kind = ChatResult::Kind::kCancelled;
+        return result;
+      }
+      continue;
+    }
+
+    // HTTP 2xx: the reply must be a chat completion with non-empty content.
+    const Json j = Json::parse(reply.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      result.error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
+                                       url_, reply.status, OneLine(reply.body, 120)));
+      return result;
+    }
+    const auto choices = j.find("choices");
+    if (choices == j.end() || !choices->is_array() || choices->empty()) {
+      result.error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
+      return result;
+    }
+    const Json& choice = (*choices)[0];
+    std::string content;
+    std::string finish = choice.contains("finish_reason") && choice["finish_reason"].is_string()
+                             ? choice["finish_reason"].get<std::string>() : "";
+    if (choice.contains("message") && choice["message"].is_object()) {
+      const Json& c = choice["message"].value("content", Json());
+      if (c.is_string()) {
+        content = c.get<std::string>();
+      } else if (c.is_array()) {  // content parts: [{"type": "text", "text": "..."}]
+        for (const auto& part : c) {
+          if (part.is_object() && part.contains("text") && part["text"].is_string()) content += part["text"].get<std::string>();
+        }
+      }
+    }
+    if (content.find_first_not_of(" \t\r\n") == std::string::npos) {
+      result.error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
+                                       finish.empty() ? "" : " (finish_reason: " + finish + ")"));
+      return result;
+    }
+    if (finish == "length") {
+      Log(LogLevel::kWarn, fmt::format("llm: {}: reply cut at max_tokens ({})", label, config_.max_tokens));
+    }
+    result.kind = ChatResult::Kind::kOk;
+    result.content = Scrub(std::move(content));
+    const Json usage = j.value("usage", Json());
+    if (usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer()) {
+      result.prompt_tokens = usage["prompt_tokens"].get<int>();
+      result.completion_tokens = usage.value("completion_tokens", 0);
+    } else {
+      result.usage_estimated = true;
+      result.prompt_tokens = EstimateTokens(system) + EstimateTokens(user);
+      result.completion_tokens = EstimateTokens(result.content);
+    }
+    return result;
+  }
+  result.error = Scrub(fmt::format("llm: POST {} failed after {} tries; last error: {}", url_,
+                                   max_tries, last_error));
+  result.retryable = true;
+  return result;
+}
+
+}  // namespace baton::llm

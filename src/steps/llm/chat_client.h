@@ -1,0 +1,57 @@
+// ChatClient: one OpenAI-compatible Chat Completions call (POST {base_url}/chat/completions) over
+// libcurl, with the llm step's retry policy.
+//
+// Retries with exponential backoff and jitter on HTTP 408/429/5xx, timeouts and connection
+// errors, waiting at least the server's Retry-After (capped at max_backoff). Other 4xx fail at
+// once, not retryable, with the status and the server's message. A reply that is not JSON, has no
+// choices or an empty message is an error. Every message this class produces or logs has the API
+// key scrubbed out. Cancellation (ctx.cancelled()) is checked by libcurl's progress callback and
+// between tries.
+//
+// Thread-safety: a ChatClient belongs to one attempt (one thread); separate clients may run
+// concurrently (each request uses its own curl easy handle).
+#pragma once
+
+#include <string>
+
+#include "baton/step.h"
+#include "steps/llm/llm_config.h"
+
+namespace baton::llm {
+
+struct ChatResult {
+  enum class Kind { kOk, kFailed, kCancelled };
+  Kind kind = Kind::kFailed;
+  std::string content;        // kOk: the assistant message
+  int prompt_tokens = 0;      // from usage, or estimated when the server sent none
+  int completion_tokens = 0;
+  bool usage_estimated = false;
+  int tries = 0;              // HTTP requests made, retries included
+  std::string error;          // kFailed: one line, key scrubbed
+  bool retryable = true;      // kFailed: false when retrying the step cannot help (401, 400…)
+
+  bool ok() const { return kind == Kind::kOk; }
+};
+
+class ChatClient {
+ public:
+  // `api_key` may be empty (no Authorization header). `ctx` must outlive the client.
+  ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx);
+
+  ChatResult Complete(const std::string& system, const std::string& user, const std::string& label);
+
+  // Replaces every occurrence of the API key in `text` by "[redacted]".
+  std::string Scrub(std::string text) const;
+
+ private:
+  struct HttpReply;
+  HttpReply PostOnce(const std::string& body) const;
+  void Log(LogLevel level, const std::string& msg) const;
+
+  const LlmConfig& config_;
+  const std::string api_key_;
+  const StepContext& ctx_;
+  const std::string url_;
+};
+
+}  // namespace baton::llm

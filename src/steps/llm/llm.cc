@@ -1,0 +1,313 @@
+#include "steps/llm/llm.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "steps/llm/chat_client.h"
+#include "steps/llm/extractive.h"
+#include "steps/llm/llm_config.h"
+#include "steps/llm/material.h"
+#include "steps/llm/prompt.h"
+
+namespace baton {
+namespace {
+
+using llm::ChatClient;
+using llm::ChatResult;
+using llm::EstimateTokens;
+using llm::FormatTimestamp;
+using llm::LlmConfig;
+using llm::Material;
+using llm::Render;
+using llm::TimedText;
+
+using Values = std::map<std::string, std::string>;
+
+// Tokens kept free beyond the estimate: chat framing (roles, separators) that the template
+// estimate does not see, and estimate error on unusual text.
+constexpr int kMarginTokens = 64;
+constexpr int kMaxReduceLevels = 8;
+
+double NumberOr(const Json& j, const char* key, double fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
+std::string StringOr(const Json& j, const char* key, std::string fallback = "") {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+Material ReadMaterial(const StepContext& ctx, const LlmConfig& c, const Json& analysis) {
+  Material m;
+  const Json& download = ctx.result_of(c.title_from);
+  m.title = StringOr(download, "title");
+  m.source = StringOr(download, "url", ctx.input);
+  if (m.title.empty() && !ctx.input.empty()) m.title = std::filesystem::path(ctx.input).filename().string();
+  if (m.title.empty()) m.title = ctx.job;
+  m.duration = NumberOr(analysis.value("media", Json()), "duration", 0);
+  if (auto t = analysis.find("transcript"); t != analysis.end() && t->is_array()) {
+    for (const auto& seg : *t) {
+      std::string text = StringOr(seg, "text");
+      if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+      m.transcript.push_back({NumberOr(seg, "start", 0), NumberOr(seg, "end", 0), std::move(text)});
+    }
+  }
+  if (auto s = analysis.find("scenes"); s != analysis.end() && s->is_array()) {
+    for (const auto& scene : *s) {
+      m.scenes.push_back({NumberOr(scene, "start", 0), NumberOr(scene, "end", 0), StringOr(scene, "ocr")});
+    }
+  }
+  return m;
+}
+
+std::string OneLine(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\n') {
+      if (!out.empty() && out.back() != ' ') out += " / ";
+    } else if (s[i] != '\r') {
+      out.push_back(s[i]);
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == '/')) out.pop_back();
+  return out;
+}
+
+struct Texts {
+  std::string transcript, ocr, scenes, timeline;
+};
+
+Texts RenderTexts(const Material& m) {
+  Texts t;
+  std::vector<std::pair<double, std::string>> timeline;
+  for (const auto& seg : m.transcript) {
+    std::string line = "[" + FormatTimestamp(seg.start) + "] " + OneLine(seg.text);
+    t.transcript += line + "\n";
+    timeline.emplace_back(seg.start, std::move(line));
+  }
+  for (size_t i = 0; i < m.scenes.size(); ++i) {
+    const TimedText& s = m.scenes[i];
+    const std::string ocr = OneLine(s.text);
+    t.scenes += fmt::format("Scene {}: {}–{}{}\n", i + 1, FormatTimestamp(s.start), FormatTimestamp(s.end),
+                            ocr.empty() ? "" : " — " + ocr.substr(0, ocr.find(" / ")));
+    if (ocr.empty()) continue;
+    t.ocr += "[" + FormatTimestamp(s.start) + "] " + ocr + "\n";
+    timeline.emplace_back(s.start, "[" + FormatTimestamp(s.start) + "] [slide] " + ocr);
+  }
+  std::stable_sort(timeline.begin(), timeline.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [time, line] : timeline) t.timeline += line + "\n";
+  if (t.transcript.empty()) t.transcript = "(no transcript: no audio track, or no speech was recognised)\n";
+  if (t.ocr.empty()) t.ocr = "(no on-screen text)\n";
+  if (t.scenes.empty()) t.scenes = "(no scenes detected)\n";
+  return t;
+}
+
+class LlmStep final : public Step {
+ public:
+  explicit LlmStep(LlmConfig config) : config_(std::move(config)) {}
+
+  StepOutcome Run(StepContext& ctx) const override {
+    const Json& analysis = ctx.result_of(config_.from);
+    if (!analysis.is_object()) {
+      return StepOutcome::Failure(fmt::format("llm: no result from step '{}' (with.from): nothing to summarise",
+                                              config_.from), false);
+    }
+    const Material material = ReadMaterial(ctx, config_, analysis);
+    if (config_.extractive) {
+      ctx.info(fmt::format("llm: offline extractive summary of {} transcript segments and {} scenes",
+                           material.transcript.size(), material.scenes.size()));
+      return StepOutcome::Ok({{"summary", llm::ExtractiveSummary(material, config_.sentences, config_.language)},
+                              {"provider", "extractive"},
+                              {"model", "extractive (word frequency)"},
+                              {"extractive", true},
+                              {"chunks", 1},
+                              {"usage", Json::array()}});
+    }
+
+    std::string key;
+    if (!config_.api_key_env.empty()) {
+      const char* value = std::getenv(config_.api_key_env.c_str());
+      if (value == nullptr || *value == '\0') {
+        return StepOutcome::Failure(
+            fmt::format("llm: environment variable {} is not set; it must hold the API key for provider {} "
+                        "(with.api_key_env names the variable)", config_.api_key_env, config_.provider), false);
+      }
+      key = value;
+    }
+    Attempt attempt(config_, ctx, ChatClient(config_, key, ctx));
+    return attempt.Summarise(material);
+  }
+
+ private:
+  // Per-attempt state: the client, usage records and request counter.
+  struct Attempt {
+    Attempt(const LlmConfig& config, StepContext& context, ChatClient chat)
+        : c(config), ctx(context), client(std::move(chat)) {}
+
+    const LlmConfig& c;
+    StepContext& ctx;
+    ChatClient client;
+    Json usage = Json::array();
+    std::string system;
+    int budget = 0;  // tokens one user message may take
+
+    // Returns false and sets *out on failure/cancel.
+    bool Ask(const std::string& phase, const std::string& label, const std::string& user,
+             std::string* reply, StepOutcome* out) {
+      ChatResult r = client.Complete(system, user, label);
+      if (r.kind == ChatResult::Kind::kCancelled) {
+        *out = StepOutcome::Cancelled();
+        return false;
+      }
+      if (!r.ok()) {
+        *out = StepOutcome::Failure(fmt::format("{} ({})", r.error, label), r.retryable);
+        return false;
+      }
+      Json u = {{"attempt", ctx.attempt},
+                {"request", usage.size() + 1},
+                {"phase", phase},
+                {"tries", r.tries},
+                {"prompt_tokens", r.prompt_tokens},
+                {"completion_tokens", r.completion_tokens}};
+      if (r.usage_estimated) u["estimated"] = true;
+      usage.push_back(std::move(u));
+      *reply = std::move(r.content);
+      return true;
+    }
+
+    StepOutcome Summarise(const Material& m) {
+      system = "You summarise videos from their transcript and on-screen text. Write accurate, "
+               "well-structured Markdown and never invent facts. ";
+      system += c.language.empty() ? "Write in the language of the material."
+                                   : "Write in " + c.language + ".";
+      budget = c.context_tokens - c.max_tokens - EstimateTokens(system) - kMarginTokens;
+      const Texts texts = RenderTexts(m);
+      Values values = {{"title", m.title},
+                       {"source", m.source},
+                       {"duration", m.duration > 0 ? FormatTimestamp(m.duration) : "unknown length"},
+                       {"language", c.language.empty() ? "the language of the material" : c.language},
+                       {"transcript", texts.transcript},
+                       {"ocr", texts.ocr},
+                       {"scenes", texts.scenes}};
+      StepOutcome failure;
+      std::string summary;
+      int chunks = 1;
+      const std::string single = Render(c.summary_template, values);
+      if (EstimateTokens(single) <= budget) {
+        ctx.info(fmt::format("llm: one request to {} ({} prompt tokens est.)", c.model, EstimateTokens(single)));
+        if (!Ask("summary", "summary", single, &summary, &failure)) return failure;
+      } else {
+        Values probe = values;
+        probe["part"] = probe["parts"] = "9999";
+        const int chunk_budget = budget - EstimateTokens(Render(c.map_template, probe));
+        if (chunk_budget < 64) {
+          return StepOutcome::Failure("llm: with.context_tokens leaves no room for input in the map template; "
+                                      "raise context_tokens or lower max_tokens", false);
+        }
+        const std::vector<std::string> pieces = llm::SplitToFit(texts.timeline, chunk_budget);
+        if (pieces.empty()) {
+          return StepOutcome::Failure("llm: the summary prompt does not fit with.context_tokens and there is "
+                                      "no transcript or on-screen text to split", false);
+        }
+        chunks = static_cast<int>(pieces.size());
+        ctx.info(fmt::format("llm: input too long for one request ({} tokens est., budget {}): map-reduce over {} chunks",
+                             EstimateTokens(single), budget, chunks));
+        std::vector<std::string> partials;
+        for (int i = 0; i < chunks; ++i) {
+          Values v = values;
+          v["chunk"] = pieces[i];
+          v["part"] = std::to_string(i + 1);
+          v["parts"] = std::to_string(chunks);
+          std::string partial;
+          if (!Ask("map", fmt::format("map part {}/{}", i + 1, chunks), Render(c.map_template, v), &partial, &failure)) {
+            return failure;
+          }
+          partials.push_back(std::move(partial));
+          if (ctx.progress) ctx.progress({{"chunks_done", i + 1}, {"chunks", chunks}});
+        }
+        if (!Reduce(values, std::move(partials), &summary, &failure)) return failure;
+      }
+      return StepOutcome::Ok({{"summary", summary},
+                              {"provider", c.provider},
+                              {"model", c.model},
+                              {"extractive", false},
+                              {"chunks", chunks},
+                              {"usage", usage}});
+    }
+
+    static std::string Join(const std::vector<std::string>& parts, size_t first, size_t count, size_t total) {
+      std::string out;
+      for (size_t i = first; i < first + count; ++i) {
+        out += fmt::format("### Part {} of {}\n\n{}\n\n", i + 1, total, parts[i]);
+      }
+      return out;
+    }
+
+    // Combines partial summaries, in groups that fit the budget, until one is left.
+    bool Reduce(const Values& values, std::vector<std::string> partials, std::string* summary, StepOutcome* failure) {
+      for (int level = 1; level <= kMaxReduceLevels; ++level) {
+        Values v = values;
+        v["summaries"] = Join(partials, 0, partials.size(), partials.size());
+        v["parts"] = std::to_string(partials.size());
+        std::string prompt = Render(c.reduce_template, v);
+        if (EstimateTokens(prompt) <= budget) {
+          return Ask("reduce", fmt::format("reduce level {}", level), prompt, summary, failure);
+        }
+        // Too long for one request: reduce consecutive groups that fit, then go up a level.
+        Values probe = values;
+        probe["parts"] = "9999";
+        const int group_budget = budget - EstimateTokens(Render(c.reduce_template, probe));
+        std::vector<std::string> next;
+        size_t i = 0;
+        while (i < partials.size()) {
+          size_t n = 0;
+          int used = 0;
+          while (i + n < partials.size()) {
+            const int t = EstimateTokens(Join(partials, i + n, 1, partials.size()));
+            if (n > 0 && used + t > group_budget) break;
+            used += t;
+            ++n;
+          }
+          if (n == 1) {  // a single partial: nothing to combine it with at this budget
+            next.push_back(partials[i]);
+          } else {
+            Values g = values;
+            g["summaries"] = Join(partials, i, n, partials.size());
+            g["parts"] = std::to_string(n);
+            std::string combined;
+            if (!Ask("reduce", fmt::format("reduce level {} parts {}-{}", level, i + 1, i + n),
+                     Render(c.reduce_template, g), &combined, failure)) {
+              return false;
+            }
+            next.push_back(std::move(combined));
+          }
+          i += n;
+        }
+        if (next.size() >= partials.size()) break;  // no progress: budget too small
+        partials = std::move(next);
+      }
+      *failure = StepOutcome::Failure(
+          "llm: partial summaries do not fit with.context_tokens even in pairs; raise context_tokens or lower max_tokens",
+          false);
+      return false;
+    }
+  };
+
+  const LlmConfig config_;
+};
+
+}  // namespace
+
+void RegisterLlmStep(StepRegistry& registry) {
+  registry.Register("llm", [](const Json& with) -> std::unique_ptr<Step> {
+    return std::make_unique<LlmStep>(llm::ParseLlmConfig(with));
+  });
+}
+
+}  // namespace baton

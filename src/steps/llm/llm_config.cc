@@ -1,0 +1,172 @@
+#include "steps/llm/llm_config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "steps/llm/default_prompts.h"
+#include "steps/llm/prompt.h"
+
+namespace baton::llm {
+namespace {
+
+// Base URLs as each vendor documents its OpenAI-compatible endpoint. Default models are cheap,
+// current general models; users override with `model:`.
+constexpr ProviderPreset kPresets[] = {
+    {"openai", "https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY"},
+    {"deepseek", "https://api.deepseek.com/v1", "deepseek-chat", "DEEPSEEK_API_KEY"},
+    {"qwen", "https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus", "DASHSCOPE_API_KEY"},
+    {"gemini", "https://generativelanguage.googleapis.com/v1beta/openai", "gemini-2.0-flash",
+     "GEMINI_API_KEY"},
+    {"ollama", "http://127.0.0.1:11434/v1", "llama3.1", ""},
+    {"vllm", "http://127.0.0.1:8000/v1", "", ""},
+    {"custom", "", "", ""},
+    {"extractive", "", "", ""},
+};
+
+const std::set<std::string>& KnownKeys() {
+  static const std::set<std::string> keys = {
+      "provider", "base_url", "model", "api_key_env", "prompt_file", "map_prompt_file",
+      "reduce_prompt_file", "context_tokens", "max_tokens", "temperature", "timeout", "retries",
+      "backoff", "max_backoff", "language", "from", "title_from", "sentences"};
+  return keys;
+}
+
+[[noreturn]] void Bad(const std::string& key, const std::string& what) {
+  throw ConfigError("with." + key + ": " + what);
+}
+
+std::string GetString(const Json& with, const std::string& key, std::string fallback) {
+  auto it = with.find(key);
+  if (it == with.end() || it->is_null()) return fallback;
+  if (!it->is_string()) Bad(key, "must be a string");
+  return it->get<std::string>();
+}
+
+double GetNumber(const Json& with, const std::string& key, double fallback, double lo, double hi) {
+  auto it = with.find(key);
+  if (it == with.end() || it->is_null()) return fallback;
+  if (!it->is_number()) Bad(key, "must be a number");
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    std::ostringstream msg;
+    msg << "must be between " << lo << " and " << hi << " (got " << v << ")";
+    Bad(key, msg.str());
+  }
+  return v;
+}
+
+int GetInt(const Json& with, const std::string& key, int fallback, int lo, int hi) {
+  auto it = with.find(key);
+  if (it == with.end() || it->is_null()) return fallback;
+  if (!it->is_number_integer() && !it->is_number_unsigned()) Bad(key, "must be a whole number");
+  const auto v = it->get<long long>();
+  if (v < lo || v > hi) {
+    Bad(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
+                 std::to_string(v) + ")");
+  }
+  return static_cast<int>(v);
+}
+
+bool IsEnvName(const std::string& s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  }
+  return true;
+}
+
+std::string LoadTemplate(const Json& with, const std::string& key, const char* fallback) {
+  const std::string file = GetString(with, key, "");
+  std::string text = fallback;
+  std::filesystem::path path;
+  if (!file.empty()) {
+    path = file;
+    const std::string base = GetString(with, "_base_dir", "");
+    if (path.is_relative() && !base.empty()) path = std::filesystem::path(base) / path;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) Bad(key, "cannot read template file " + path.string());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      Bad(key, "template file " + path.string() + " is empty");
+    }
+  }
+  std::string unknown = FirstUnknownPlaceholder(text);
+  if (!unknown.empty()) {
+    Bad(key, "unknown placeholder {{" + unknown + "}} in " +
+                 (file.empty() ? std::string("the built-in template") : path.string()));
+  }
+  return text;
+}
+
+}  // namespace
+
+const ProviderPreset* FindPreset(const std::string& name) {
+  for (const auto& p : kPresets) {
+    if (name == p.name) return &p;
+  }
+  return nullptr;
+}
+
+LlmConfig ParseLlmConfig(const Json& with_in) {
+  const Json with = with_in.is_null() ? Json::object() : with_in;
+  if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
+  for (const auto& [key, value] : with.items()) {
+    if (!key.empty() && key[0] == '_') continue;  // set by the loader (_base_dir)
+    if (!KnownKeys().count(key)) Bad(key, "unknown parameter (see docs/steps/llm.md)");
+  }
+
+  LlmConfig c;
+  c.provider = GetString(with, "provider", "extractive");
+  const ProviderPreset* preset = FindPreset(c.provider);
+  if (preset == nullptr) {
+    std::string known;
+    for (const auto& p : kPresets) known += (known.empty() ? "" : ", ") + std::string(p.name);
+    Bad("provider", "unknown provider '" + c.provider + "' (known: " + known + ")");
+  }
+  c.extractive = c.provider == "extractive";
+  c.base_url = GetString(with, "base_url", preset->base_url);
+  while (!c.base_url.empty() && c.base_url.back() == '/') c.base_url.pop_back();
+  c.model = GetString(with, "model", preset->model);
+  c.api_key_env = GetString(with, "api_key_env", preset->api_key_env);
+  if (!c.api_key_env.empty() && !IsEnvName(c.api_key_env)) {
+    // Never echo the value: a common mistake is to paste the key itself here.
+    Bad("api_key_env", "must be the NAME of an environment variable (letters, digits, _), not the key");
+  }
+  if (!c.extractive) {
+    if (c.base_url.empty()) Bad("base_url", "required for provider " + c.provider);
+    if (c.base_url.rfind("http://", 0) != 0 && c.base_url.rfind("https://", 0) != 0) {
+      Bad("base_url", "must start with http:// or https:// (got '" + c.base_url + "')");
+    }
+    if (c.model.empty()) Bad("model", "required for provider " + c.provider);
+  }
+
+  c.summary_template = LoadTemplate(with, "prompt_file", kDefaultSummaryPrompt);
+  c.map_template = LoadTemplate(with, "map_prompt_file", kDefaultMapPrompt);
+  c.reduce_template = LoadTemplate(with, "reduce_prompt_file", kDefaultReducePrompt);
+
+  c.context_tokens = GetInt(with, "context_tokens", 8000, 512, 10'000'000);
+  c.max_tokens = GetInt(with, "max_tokens", 1024, 16, 1'000'000);
+  if (c.max_tokens * 2 >= c.context_tokens) {
+    Bad("max_tokens", "must be less than half of context_tokens (" + std::to_string(c.context_tokens) +
+                          ") so a prompt and its reply fit");
+  }
+  c.temperature = GetNumber(with, "temperature", 0.2, 0, 2);
+  c.timeout = GetNumber(with, "timeout", 120, 0.001, 86400);
+  c.retries = GetInt(with, "retries", 4, 0, 100);
+  c.backoff = GetNumber(with, "backoff", 1, 0, 3600);
+  c.max_backoff = GetNumber(with, "max_backoff", std::max(30.0, c.backoff), 0, 86400);
+  if (c.max_backoff < c.backoff) Bad("max_backoff", "must be at least backoff");
+  c.language = GetString(with, "language", "");
+  c.from = GetString(with, "from", "analyze");
+  c.title_from = GetString(with, "title_from", "download");
+  if (c.from.empty()) Bad("from", "must name the analysis step");
+  c.sentences = GetInt(with, "sentences", 8, 1, 1000);
+  return c;
+}
+
+}  // namespace baton::llm
