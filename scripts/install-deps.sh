@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev ffmpeg
   libtesseract-dev tesseract-ocr-eng
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
