@@ -69,6 +69,7 @@ struct RunOptions {
   bool progress_line = false;       // live line (for terminals)
   FILE* log_stream = stderr;
   std::string job_prefix = "job-";
+  double cancel_grace = 10;         // seconds a cancelled attempt may take before it is abandoned
 };
 
 struct AttemptReport {

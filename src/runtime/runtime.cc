@@ -235,6 +235,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     m.jobs[i].report.id = m.options.job_prefix + std::to_string(i);
     m.jobs[i].report.input = m.options.inputs[i];
     m.job_index[m.jobs[i].report.id] = static_cast<uint32_t>(i);
+    m.sched.Submit(m.pipeline_id, 0);  // all ready at time 0; Snapshot() sees them before Run()
   }
 }
 
@@ -401,7 +402,8 @@ void Runtime::Impl::Complete(Attempt* a) {
   }
   std::string error = a->outcome.error;
   if (status == core::AttemptStatus::kTimeout)
-    error = fmt::format("timed out after {}s", pipeline.steps[a->step].timeout);
+    error = fmt::format("timed out after {}s", pipeline.steps[a->step].timeout) +
+            (a->outcome.kind == StepOutcome::Kind::kFailed && !a->outcome.error.empty() ? " (" + a->outcome.error + ")" : "");
   const std::string& step_name = pipeline.steps[a->step].name;
   AttemptReport rep{step_name, node_names[a->node], core::AttemptStatusName(status), error, a->step_attempt,
                     a->start, a->end > 0 ? a->end : now, a->gpus};
@@ -486,7 +488,6 @@ RunReport Runtime::Run() {
       m.Emit(e);
     }
     for (uint32_t i = 0; i < m.jobs.size(); ++i) {
-      m.sched.Submit(m.pipeline_id, 0);
       if (!m.sinks.empty()) {
         Event e = m.Make(Event::Type::kJobSubmitted, i);
         e.message = m.jobs[i].report.input;
@@ -500,7 +501,7 @@ RunReport Runtime::Run() {
   bool stopping = false;
   double stop_deadline = core::kNever;
   double next_progress = 0;
-  constexpr double kGrace = 10.0;  // how long a cancelled attempt may take to end
+  const double kGrace = m.options.cancel_grace;  // how long a cancelled attempt may take to end
   while (true) {
     {
       std::lock_guard lock(m.state_mu);

@@ -1,0 +1,304 @@
+// The embedded runtime end to end: real threads, real subprocesses, real files.
+#include "baton/runtime.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "support/util.h"
+
+namespace baton {
+namespace {
+
+using testing::ReadFile;
+using testing::TempDir;
+
+class ThrowingStep : public Step {
+ public:
+  StepOutcome Run(StepContext&) const override { throw std::runtime_error("disk on fire"); }
+};
+
+// Ignores cancellation for `seconds` (a badly written step): the runtime must not hang on it.
+class StubbornStep : public Step {
+ public:
+  StepOutcome Run(StepContext&) const override {
+    std::this_thread::sleep_for(std::chrono::seconds(12));
+    return StepOutcome::Ok();
+  }
+};
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    RegisterBuiltinSteps();
+    StepRegistry::Global().Register("test_throw", [](const Json&) { return std::make_unique<ThrowingStep>(); });
+    StepRegistry::Global().Register("test_stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+  }
+  RunOptions Options(size_t jobs) {
+    RunOptions o;
+    o.inputs.assign(jobs, "");
+    o.out = dir_.path() / "out";
+    o.log_format = RunOptions::LogFormat::kNone;
+    return o;
+  }
+  ClusterSpec Cluster(const std::string& yaml) { return ParseCluster(yaml, "cluster.yaml"); }
+  TempDir dir_;
+};
+
+const char* kSeed = R"(name: seed
+steps:
+  - name: download
+    uses: sleep
+    with: {seconds: 0.02}
+    resources: {download_slot: 1}
+  - name: analyze
+    uses: sleep
+    with: {seconds: 0.06}
+    resources: {gpu: 1}
+    placement: {same_node_as: download}
+  - name: summarize
+    uses: sleep
+    with: {seconds: 0.01}
+    resources: {cpu: 1}
+  - name: document
+    uses: sleep
+    with: {seconds: 0.01}
+    resources: {cpu: 1}
+    placement: {labels: {role: head}}
+)";
+
+const char* kThreeNodes = R"(nodes:
+  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}
+  - {name: worker-1, cpus: 4, gpus: 1, resources: {download_slot: 1}}
+  - {name: worker-2, cpus: 4, gpus: 2, resources: {download_slot: 2}}
+)";
+
+TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
+  RunOptions o = Options(12);
+  o.trace = dir_.path() / "trace.json";
+  Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster(kThreeNodes), o);
+  RunReport r = rt.Run();
+  ASSERT_EQ(r.succeeded, 12);
+  EXPECT_EQ(r.ExitCode(), 0);
+  for (const auto& j : r.jobs) {
+    ASSERT_EQ(j.attempts.size(), 4u) << j.id;
+    EXPECT_EQ(j.attempts[0].step, "download");
+    EXPECT_EQ(j.attempts[1].node, j.attempts[0].node) << j.id << ": analyze left the download node";
+    EXPECT_EQ(j.attempts[3].node, "head");
+    EXPECT_EQ(j.attempts[1].gpus.size(), 1u);
+    for (size_t k = 1; k < 4; ++k) EXPECT_GE(j.attempts[k].start, j.attempts[k - 1].end) << j.id;
+    // Each node's work folder holds the job's folder.
+    EXPECT_TRUE(std::filesystem::is_directory(o.out / "nodes" / j.attempts[0].node / j.id));
+  }
+  // Trace: one complete event per attempt, with the agreed args; node names as process names.
+  Json trace = Json::parse(ReadFile(o.trace));
+  int complete = 0;
+  std::set<std::string> process_names;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X") {
+      ++complete;
+      for (const char* k : {"job", "step", "node", "attempt", "status", "gpus"}) EXPECT_TRUE(e["args"].contains(k)) << k;
+      EXPECT_EQ(e["args"]["status"], "ok");
+    }
+    if (e["ph"] == "M" && e["name"] == "process_name") process_names.insert(e["args"]["name"]);
+  }
+  EXPECT_EQ(complete, 48);
+  EXPECT_EQ(process_names, (std::set<std::string>{"head", "worker-1", "worker-2"}));
+  Json summary = Json::parse(ReadFile(o.out / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 12);
+  EXPECT_EQ(summary["jobs"].size(), 12u);
+}
+
+TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
+  try {
+    Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
+               Options(1));
+    FAIL() << "accepted";
+  } catch (const LoadError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "seed.yaml: step 'analyze' can run on no node: it asks gpu: 1 but the nodes offer gpu: laptop 0 "
+              "(nodes from cluster.yaml)");
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "out"));
+}
+
+TEST_F(RuntimeTest, UnknownStepKindAndBadWithAreRefusedWithTheirLine) {
+  try {
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml"), {}, Options(1));
+    FAIL();
+  } catch (const LoadError& e) {
+    EXPECT_EQ(std::string(e.what()).substr(0, 54), "p.yaml:4: steps.b.uses: unknown step kind 'slep' (know");
+  }
+  try {
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml"), {}, Options(1));
+    FAIL();
+  } catch (const LoadError& e) {
+    EXPECT_STREQ(e.what(), "p.yaml:2: steps.a.with.seconds: must be a non-negative number of seconds");
+  }
+}
+
+TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
+  // An input full of shell syntax reaches the program as one plain argument.
+  const std::string evil = "x; touch " + (dir_.path() / "pwned").string() + " $(id)";
+  RunOptions o = Options(0);
+  o.inputs = {evil};
+  const std::string yaml = R"(steps:
+  - name: echo
+    uses: command
+    with:
+      argv: [sh, -c, 'printf "%s\n" "$1"; printf "%s\n" "$CUDA_VISIBLE_DEVICES" >&2; echo "{\"ok\": 1}"', sh, "{input}"]
+    resources: {gpu: 1}
+)";
+  Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
+  RunReport r = rt.Run();
+  ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "pwned"));
+  const auto workdir = o.out / "nodes" / "n" / "job-0";
+  EXPECT_EQ(ReadFile(workdir / "logs" / "echo.1.stdout"), evil + "\n{\"ok\": 1}\n");
+  EXPECT_EQ(ReadFile(workdir / "logs" / "echo.1.stderr"), "0\n");  // the granted GPU
+  EXPECT_EQ(r.jobs[0].results["echo"]["output"]["ok"], 1);
+  EXPECT_EQ(r.jobs[0].results["echo"]["exit_code"], 0);
+}
+
+TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
+  RunOptions o = Options(0);
+  o.inputs = {"good-1", "bad", "good-2"};
+  const std::string yaml = R"(steps:
+  - name: check
+    uses: command
+    with:
+      argv: [sh, -c, 'if [ "$1" = bad ]; then echo "cannot parse $1" >&2; exit 3; fi', sh, "{input}"]
+    retries: 2
+    backoff: 10ms
+  - name: missing
+    uses: command
+    with: {argv: [no-such-program-baton, "{input}"]}
+    retries: 3
+)";
+  Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
+  RunReport r = rt.Run();
+  ASSERT_EQ(r.jobs.size(), 3u);
+  EXPECT_EQ(r.failed, 3);
+  EXPECT_EQ(r.ExitCode(), 1);
+  const JobReport& bad = r.jobs[1];
+  EXPECT_EQ(bad.attempts.size(), 3u);  // 1 + 2 retries
+  EXPECT_EQ(bad.error, "check failed after 3 attempts: sh: exit status 3 (stderr: cannot parse bad)");
+  // A program that does not exist is not retried: retrying cannot help.
+  EXPECT_EQ(r.jobs[0].attempts.size(), 2u);
+  EXPECT_EQ(r.jobs[0].error, "missing failed after 1 attempt: command 'no-such-program-baton' not found on PATH");
+  Json summary = Json::parse(ReadFile(o.out / "summary.json"));
+  EXPECT_EQ(summary["jobs"][1]["error"], bad.error);
+}
+
+TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
+  RunOptions o = Options(1);
+  const auto marker = dir_.path() / "grandchild-alive";
+  const std::string yaml = R"(steps:
+  - name: hang
+    uses: command
+    with:
+      argv: [sh, -c, '(sleep 3; touch "$1") & sleep 60', sh, ")" + marker.string() + R"("]
+    timeout: 300ms
+)";
+  Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  RunReport r = rt.Run();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));  // generous: no hang
+  ASSERT_EQ(r.failed, 1);
+  EXPECT_EQ(r.jobs[0].attempts[0].status, "timeout");
+  EXPECT_EQ(r.jobs[0].error, "hang failed after 1 attempt: timed out after 0.3s");
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the grandchild outlived its step";
+}
+
+TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml"), {}, Options(2));
+  RunReport r = rt.Run();
+  EXPECT_EQ(r.failed, 2);
+  EXPECT_EQ(r.jobs[0].error, "a failed after 1 attempt: step threw: disk on fire");
+}
+
+TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
+  RunOptions o = Options(6);
+  o.trace = dir_.path() / "t.json";
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n", "p.yaml"),
+             Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    rt.RequestStop();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  RunReport r = rt.Run();
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.ExitCode(), 130);
+  EXPECT_EQ(r.cancelled, 6);
+  int cancelled_attempts = 0;
+  for (const auto& j : r.jobs)
+    for (const auto& a : j.attempts) cancelled_attempts += a.status == "cancelled";
+  EXPECT_EQ(cancelled_attempts, 2);  // the two that were running
+  EXPECT_TRUE(std::filesystem::exists(o.out / "summary.json"));
+  EXPECT_TRUE(std::filesystem::exists(o.trace));
+}
+
+TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
+  RunOptions o = Options(1);
+  o.cancel_grace = 0.5;
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml"), {}, o);
+  const auto t0 = std::chrono::steady_clock::now();
+  RunReport r = rt.Run();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 11.9);  // the step itself would take 12 s
+  EXPECT_NE(r.jobs[0].attempts[0].error.find("abandoned"), std::string::npos) << r.jobs[0].attempts[0].error;
+  ASSERT_EQ(r.failed, 1);
+  EXPECT_EQ(r.jobs[0].attempts[0].status, "timeout");
+}
+
+TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml"), {}, Options(3));
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_TRUE(rt.CancelJob("job-1"));
+    EXPECT_FALSE(rt.CancelJob("job-99"));
+  });
+  RunReport r = rt.Run();
+  canceller.join();
+  EXPECT_EQ(r.jobs[0].status, "succeeded");
+  EXPECT_EQ(r.jobs[1].status, "cancelled");
+  EXPECT_EQ(r.jobs[2].status, "succeeded");
+  EXPECT_FALSE(r.interrupted);
+}
+
+TEST_F(RuntimeTest, SnapshotShowsStepChainsAndWaitReasons) {
+  Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
+             Options(3));
+  Json before = rt.Snapshot();
+  ASSERT_EQ(before["jobs"].size(), 3u);
+  EXPECT_EQ(before["jobs"][0]["steps"].size(), 4u);
+  EXPECT_EQ(before["nodes"][0]["name"], "head");
+  EXPECT_EQ(before["nodes"][0]["total"]["gpu"], 1);
+  rt.Run();
+  Json after = rt.JobDetail("job-2");
+  EXPECT_EQ(after["state"], "succeeded");
+  EXPECT_EQ(after["attempts"].size(), 4u);
+  EXPECT_EQ(after["steps"][1]["node"], "head");
+}
+
+TEST(Inputs, BlankAndDuplicateLinesAreReportedAndSkipped) {
+  TempDir dir;
+  std::ofstream(dir / "in.txt") << "a.mp4\n\n# comment\nb.mp4\na.mp4\n  c.mp4  \n";
+  std::vector<std::string> warnings;
+  auto inputs = ReadInputs(dir / "in.txt", &warnings);
+  EXPECT_EQ(inputs, (std::vector<std::string>{"a.mp4", "b.mp4", "c.mp4"}));
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0], (dir / "in.txt").string() + ":2: blank line skipped");
+  EXPECT_EQ(warnings[1], (dir / "in.txt").string() + ":5: duplicate of line 1 skipped");
+  std::ofstream(dir / "empty.txt") << "\n# nothing\n";
+  EXPECT_THROW(ReadInputs(dir / "empty.txt", &warnings), LoadError);
+}
+
+}  // namespace
+}  // namespace baton
