@@ -38,13 +38,19 @@ steps:
   - {name: d, uses: sleep, resources: {cpu: 1}}
 )";
 
-RunReport RunOnce(const char* pipeline, const char* cluster, size_t jobs) {
+struct Outcome {
+  int succeeded;
+  double seconds;
+};
+
+Outcome RunOnce(const char* pipeline, const char* cluster, size_t jobs) {
   RunOptions o;
   o.inputs.assign(jobs, "");
   o.out = std::filesystem::temp_directory_path() / "baton-runtime-bench";
   o.log_format = RunOptions::LogFormat::kNone;
   Runtime rt(ParsePipeline(pipeline, "bench.yaml"), ParseCluster(cluster, "bench-cluster.yaml"), o);
-  return rt.Run();
+  const RunReport& r = rt.Run();
+  return {r.succeeded, r.seconds};
 }
 
 }  // namespace
@@ -64,7 +70,7 @@ int main() {
   for (const auto& c : cases) {
     double best = 1e9;
     for (int i = 0; i < 3; ++i) {
-      RunReport r = RunOnce(kSeed, c.cluster, c.jobs);
+      Outcome r = RunOnce(kSeed, c.cluster, c.jobs);
       if (r.succeeded != static_cast<int>(c.jobs)) {
         std::printf("  %s: FAILED (%d of %zu succeeded)\n", c.name, r.succeeded, c.jobs);
         return 1;
@@ -80,7 +86,7 @@ int main() {
   double best = 1e9;
   for (int i = 0; i < 3; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    RunReport r = RunOnce(kNoop, cluster.c_str(), jobs);
+    Outcome r = RunOnce(kNoop, cluster.c_str(), jobs);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r.succeeded != static_cast<int>(jobs)) return 1;
     best = std::min(best, secs);

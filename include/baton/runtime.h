@@ -7,7 +7,7 @@
 //   baton::RunOptions opts;
 //   opts.inputs = {"", "", "", ""};            // four jobs
 //   baton::Runtime runtime(pipeline, cluster, opts);   // validates; throws LoadError
-//   baton::RunReport report = runtime.Run();           // blocks until every job ended
+//   const baton::RunReport& report = runtime.Run();    // blocks until every job ended
 //
 // One driver thread owns the scheduling core; attempts run on a pool of worker threads (built-in
 // steps in-process, `command` steps as subprocesses). Every state change is an Event delivered to
@@ -93,6 +93,8 @@ struct RunReport {
   // 0 when every job succeeded, 1 when some failed or were cancelled, 130 when interrupted.
   int ExitCode() const;
   Json ToJson() const;
+  // The same JSON as ToJson().dump(1), streamed without building the tree (large runs).
+  void WriteJson(std::string* out) const;
 };
 
 class Runtime {
@@ -106,7 +108,9 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   void AddSink(std::shared_ptr<EventSink> sink);  // REQUIRES: before Run
-  RunReport Run();
+  // Blocks until every job ended (or Stop). The report stays owned by the Runtime, which keeps
+  // serving Snapshot()/JobDetail() from it after the run.
+  const RunReport& Run();
   void RequestStop();                              // Ctrl-C: no new attempts, running ones end
   bool CancelJob(const std::string& job_id);       // false when unknown or already ended
   // Gives a failed job another go from its failed step while the run is live; false otherwise.

@@ -60,7 +60,7 @@ struct StepContext {
   int attempt = 1;               // 1-based
   std::string input;             // the job's input line (URL, path, or "" for --jobs N)
   const Json* results = nullptr; // {"<earlier step name>": <its result JSON>, ...}
-  std::filesystem::path workdir; // this job's folder on this node (exists)
+  std::filesystem::path workdir; // this job's folder on this node (exists unless NeedsWorkdir() is false)
   std::filesystem::path outdir;  // the run's output folder (--out) on the driver's machine
   std::vector<int> gpus;         // granted GPU device ids (also in CUDA_VISIBLE_DEVICES for children)
   const CancelToken* cancel = nullptr;
@@ -99,6 +99,8 @@ class Step {
  public:
   virtual ~Step() = default;
   virtual StepOutcome Run(StepContext& ctx) const = 0;
+  // False for steps that never touch ctx.workdir (sleep): the engine then skips creating it.
+  virtual bool NeedsWorkdir() const { return true; }
 };
 
 // Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.

