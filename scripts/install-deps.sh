@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config
+  build-essential cmake ninja-build pkg-config python3
   libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev ffmpeg
   libtesseract-dev tesseract-ocr-eng
@@ -12,7 +12,7 @@ packages=(
   libhiredis-dev redis-server
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  flite curl
+  flite fonts-dejavu-core curl
 )
 
 missing=()
