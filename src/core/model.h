@@ -18,6 +18,7 @@ using Labels = std::vector<std::pair<std::string, std::string>>;
 struct StepModel {
   std::string name;
   ResourceVector demand;  // includes gpu and pool resources
+  Amount prefer_gpu = 0;  // granted on top of `demand` when the chosen node has it free
   int same_node_as = -1;  // index of an earlier step this one must run beside, or -1
   Labels labels;          // all must match the node's labels
   int retries = 0;        // further attempts after the first failure

@@ -313,7 +313,15 @@ void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std
   const Demand& d = p.demand[j.step];
   for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
   for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
-  j.gpu_mask = GrantGpus(n, d.gpu);
+  j.gpu_amount = d.gpu;
+  if (d.gpu == 0 && p.model.steps[j.step].prefer_gpu > 0) {
+    // Preferred, not required: take it only when a device has room now.
+    const Amount want = p.model.steps[j.step].prefer_gpu;
+    Demand probe;
+    probe.gpu = want;
+    if (Fits(n, probe)) j.gpu_amount = want;
+  }
+  j.gpu_mask = GrantGpus(n, j.gpu_amount);
   j.phase = Phase::kRunning;
   j.node = static_cast<int32_t>(node);
   ++j.serial;
@@ -342,13 +350,15 @@ void Scheduler::Release(JobState& j) {
   j.node = -1;
   if (!n.alive) return;  // a lost node comes back with fresh resources
   for (const auto& e : d.node_entries) n.free.Add(e.id, e.amount);
-  if (d.gpu > 0) {
-    n.free.Add(kGpu, d.gpu);
+  const Amount g = j.gpu_amount;
+  if (g > 0) {
+    n.free.Add(kGpu, g);
     for (size_t i = 0; i < n.gpu_free.size(); ++i) {
-      if (j.gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] = d.gpu < kUnit ? n.gpu_free[i] + d.gpu : kUnit;
+      if (j.gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] = g < kUnit ? n.gpu_free[i] + g : kUnit;
     }
   }
   j.gpu_mask = 0;
+  j.gpu_amount = 0;
   Refresh(node);
   MarkDirty(node);
 }
@@ -504,6 +514,95 @@ bool Scheduler::Retry(uint32_t job, double now) {
   j.failed_node = -1;
   j.cancel_requested = false;
   MakeReady(job, now);
+  return true;
+}
+
+uint32_t Scheduler::RestoreJob(uint32_t pipeline, uint16_t step, const std::vector<int32_t>& homes, Phase phase,
+                               uint32_t serial, double now) {
+  const auto id = static_cast<uint32_t>(jobs_.size());
+  const PipelineState& p = pipelines_[pipeline];
+  JobState j{};
+  j.pipeline = pipeline;
+  j.step = std::min<uint16_t>(step, static_cast<uint16_t>(p.model.steps.size() - 1));
+  j.serial = serial;
+  j.node = -1;
+  j.failed_node = -1;
+  j.backlog_node = -1;
+  j.home_offset = static_cast<uint32_t>(homes_.size());
+  homes_.resize(homes_.size() + p.model.steps.size(), -1);
+  for (size_t s = 0; s < p.model.steps.size() && s < homes.size(); ++s) {
+    const int32_t h = homes[s];
+    homes_[j.home_offset + s] = h >= 0 && h < static_cast<int32_t>(nodes_.size()) ? h : -1;
+  }
+  jobs_.push_back(j);
+  JobState& r = jobs_[id];
+  if (phase == Phase::kSucceeded || phase == Phase::kFailed || phase == Phase::kCancelled) {
+    r.phase = phase;
+    r.cancel_requested = phase == Phase::kCancelled;
+    return id;
+  }
+  MakeReady(id, now);  // may go back to the anchor (lineage)
+  // A job between its anchor's success and its first bound step's start counts in the backlog of
+  // the anchor's node, as it did before the restart.
+  if (p.first_bound >= 0 && r.phase == Phase::kReady) {
+    const int a = p.anchor[p.first_bound];
+    const int32_t home = homes_[r.home_offset + a];
+    if (r.step > a && r.step <= p.first_bound && home >= 0 && nodes_[home].alive) {
+      r.backlog_node = home;
+      ++nodes_[home].backlog[pipeline];
+      Refresh(static_cast<uint32_t>(home));
+    }
+  }
+  return id;
+}
+
+bool Scheduler::RestoreRunning(uint32_t job, uint32_t node, uint32_t serial, uint16_t step_attempt,
+                               uint64_t gpu_mask, double deadline) {
+  if (job >= jobs_.size() || node >= nodes_.size()) return false;
+  JobState& j = jobs_[job];
+  NodeState& n = nodes_[node];
+  if (j.phase != Phase::kReady || !n.alive) return false;
+  const PipelineState& p = pipelines_[j.pipeline];
+  const uint32_t cls = p.class_of[j.step];
+  if (classes_[cls].bound && homes_[j.home_offset + p.anchor[j.step]] != static_cast<int32_t>(node)) return false;
+  const Demand& d = p.demand[j.step];
+  for (const auto& e : d.node_entries)
+    if (n.free.Get(e.id) < e.amount) return false;
+  if (!PoolFits(d)) return false;
+  // The granted devices must exist and have room for the demand (or for a preferred GPU).
+  const Amount g = d.gpu > 0 ? d.gpu : (gpu_mask != 0 ? p.model.steps[j.step].prefer_gpu : 0);
+  int granted = 0;
+  for (size_t i = 0; i < 64; ++i) {
+    if (!(gpu_mask & (uint64_t{1} << i))) continue;
+    if (i >= n.gpu_free.size()) return false;
+    if (n.gpu_free[i] < std::min(g, kUnit)) return false;
+    ++granted;
+  }
+  if (g > 0 && granted != (g < kUnit ? 1 : static_cast<int>(g / kUnit))) return false;
+  if (g == 0 && granted != 0) return false;
+  for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
+  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
+  if (g > 0) {
+    n.free.Add(kGpu, -g);
+    for (size_t i = 0; i < n.gpu_free.size(); ++i)
+      if (gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] -= std::min(g, kUnit);
+  }
+  j.gpu_mask = gpu_mask;
+  j.gpu_amount = g;
+  j.phase = Phase::kRunning;
+  j.node = static_cast<int32_t>(node);
+  j.serial = std::max(j.serial, serial);
+  j.step_attempt = step_attempt;
+  if (deadline != kNever) deadlines_.push({deadline, job, j.serial});
+  if (p.first_bound >= 0) {
+    if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {
+      j.backlog_node = static_cast<int32_t>(node);
+      ++n.backlog[j.pipeline];
+    } else if (j.step == p.first_bound) {
+      LeaveBacklog(j);
+    }
+  }
+  Refresh(node);
   return true;
 }
 

@@ -107,6 +107,22 @@ class Scheduler {
   // Returns false when the job is not failed.
   bool Retry(uint32_t job, double now);
 
+  // Restoring state after a driver restart (the cluster head rebuilds the core from Redis).
+  //
+  // Recreates a job at `step` whose earlier steps ran on `homes` (one entry per step, -1 when
+  // unknown) and whose last handed-out serial was `serial` (new placements continue above it).
+  // `phase` kReady (or kBackoff: ready now) queues the step, applying the same lineage rule as a
+  // lost node: a bound step whose anchor's home is unknown or lost goes back to the anchor.
+  // kSucceeded, kFailed and kCancelled record an ended job. Job ids stay dense, in call order,
+  // shared with Submit. REQUIRES: homes.size() == the pipeline's step count.
+  uint32_t RestoreJob(uint32_t pipeline, uint16_t step, const std::vector<int32_t>& homes, Phase phase,
+                      uint32_t serial, double now);
+  // Marks a restored ready job as running attempt `serial` (its `step_attempt`) on `node` with
+  // the GPUs of `gpu_mask`, reserving its resources as a placement would. Returns false, leaving
+  // the job ready, when the job is not ready, the node is lost, or the attempt no longer fits.
+  bool RestoreRunning(uint32_t job, uint32_t node, uint32_t serial, uint16_t step_attempt, uint64_t gpu_mask,
+                      double deadline);
+
   // Appends the placements possible now. Resources are reserved until Finish.
   void Decide(double now, std::vector<Placement>* out);
   // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.
@@ -179,6 +195,7 @@ class Scheduler {
     int32_t failed_node = -1;
     int32_t backlog_node = -1;
     uint64_t gpu_mask = 0;
+    Amount gpu_amount = 0;  // GPU amount granted to the running attempt (required or preferred)
     double ready_at = 0;
     bool cancel_requested = false;
     uint32_t home_offset;   // into homes_

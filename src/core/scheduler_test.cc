@@ -230,6 +230,23 @@ TEST(Scheduler, WholeGpuDemandsGetDistinctDevices) {
   EXPECT_EQ(out[0].gpu_mask, 0b1100u);
 }
 
+TEST(Scheduler, PreferredGpuIsGrantedWhenFreeAndNeverWaitedFor) {
+  Scheduler s;
+  PipelineModel pm = MakePipeline(s, {{"analyze", {{"cpu", 1}}}});
+  pm.steps[0].prefer_gpu = ToAmount(1);
+  uint32_t p = s.AddPipeline(pm);
+  s.AddNode(MakeNode(s, "n", 3, 1));
+  for (int i = 0; i < 3; ++i) s.Submit(p, 0);
+  std::vector<Placement> out;
+  s.Decide(0, &out);
+  ASSERT_EQ(out.size(), 3u);  // all three run at once: the GPU is a preference
+  EXPECT_EQ(out[0].gpu_mask, 1u);
+  EXPECT_EQ(out[1].gpu_mask, 0u);
+  EXPECT_EQ(out[2].gpu_mask, 0u);
+  s.Finish(out[0].job, out[0].serial, AttemptStatus::kOk, true, 1);
+  EXPECT_EQ(s.NodeGpusBusy(0), 0u);  // released
+}
+
 TEST(Scheduler, JobsFurtherAlongGoFirst) {
   Scheduler s;
   uint32_t p = s.AddPipeline(MakePipeline(s, {{"a", {{"cpu", 1}}}, {"b", {{"cpu", 1}}}}));

@@ -277,6 +277,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     sm.name = s.name;
     for (const auto& [k, v] : s.resources) sm.demand.Set(m.sched.resources().Intern(k), core::ToAmount(v));
     sm.same_node_as = s.same_node_as.empty() ? -1 : m.pipeline.StepIndex(s.same_node_as);
+    if (s.prefer.count("gpu")) sm.prefer_gpu = core::ToAmount(s.prefer.at("gpu"));
     for (const auto& [k, v] : s.labels) sm.labels.emplace_back(k, v);
     sm.retries = s.retries;
     sm.timeout = s.timeout;
