@@ -7,6 +7,7 @@
 // decoding starts; the pool and the decoder then share the cores until both are done.
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <tesseract/baseapi.h>
 
 #include "steps/analyze/analyze.h"
+#include "steps/analyze/engine_cache.h"
 #include "steps/analyze/stopwatch.h"
 #include "steps/analyze/work_pool.h"
 
@@ -54,10 +56,54 @@ Result<std::filesystem::path> ResolveInput(const AnalyzeOptions& o, const StepCo
                         false);
 }
 
-// Per-worker engines, made on first use by that worker.
+// Idle engines shared by all attempts in this process (engine_cache.h says why).
+size_t MaxIdleEngines() { return 2 * std::max(1u, std::thread::hardware_concurrency()); }
+EngineCache<PocketSphinxAsr>& AsrCache() {
+  static EngineCache<PocketSphinxAsr> cache(MaxIdleEngines());
+  return cache;
+}
+EngineCache<TesseractOcr>& OcrCache() {
+  static EngineCache<TesseractOcr> cache(MaxIdleEngines());
+  return cache;
+}
+std::string AsrKey(const EngineOptions& e) { return e.model + (e.fast ? "|fast" : ""); }
+std::string OcrKey(const EngineOptions& e) { return e.lang + "|" + std::to_string(e.dpi); }
+
+// Per-worker engines, taken from the caches on first use by that worker and given back at the
+// end of the attempt.
 struct WorkerEngines {
+  const AnalyzeOptions* options = nullptr;
   std::unique_ptr<PocketSphinxAsr> asr;
   std::unique_ptr<TesseractOcr> ocr;
+
+  Status EnsureAsr() {
+    if (asr) return Status::Ok();
+    asr = AsrCache().Take(AsrKey(options->asr));
+    if (asr) return Status::Ok();
+    auto made = PocketSphinxAsr::Create(options->asr.model, options->asr.fast);
+    if (!made.ok()) return made.status;
+    asr = std::move(made.value);
+    return Status::Ok();
+  }
+  Status EnsureOcr() {
+    if (ocr) return Status::Ok();
+    ocr = OcrCache().Take(OcrKey(options->ocr));
+    if (ocr) return Status::Ok();
+    auto made = TesseractOcr::Create(options->ocr.lang, options->ocr.dpi);
+    if (!made.ok()) return made.status;
+    ocr = std::move(made.value);
+    // Tesseract's own static cache of language data (made by the first Init) complains at exit
+    // about engines still alive: free ours first. atexit handlers registered after a static was
+    // made run before that static is destroyed.
+    static const bool registered = (std::atexit([] { OcrCache().Clear(); }), true);
+    (void)registered;
+    return Status::Ok();
+  }
+  ~WorkerEngines() {
+    if (options == nullptr) return;
+    AsrCache().Give(AsrKey(options->asr), std::move(asr));
+    OcrCache().Give(OcrKey(options->ocr), std::move(ocr));
+  }
 };
 
 // Shared state between the Run thread and the pool's tasks.
@@ -66,7 +112,7 @@ struct Shared {
   Status error;                                  // first failure; GUARDED_BY(mu)
   std::vector<TranscriptSegment> transcript;     // GUARDED_BY(mu)
   std::map<int, std::string> ocr;                // scene index -> text; GUARDED_BY(mu)
-  double asr_seconds = 0, ocr_seconds = 0;       // work seconds; GUARDED_BY(mu)
+  double asr_seconds = 0, ocr_seconds = 0;       // CPU (command: wall) seconds; GUARDED_BY(mu)
   std::atomic<bool> stop{false};
   std::mutex command_mu;                         // one OCR command at a time
 
@@ -104,7 +150,7 @@ Status WriteJsonAtomically(const std::filesystem::path& file, const Json& j) {
 
 Json EngineJson(const EngineOptions& e) {
   if (e.engine == "command") return {{"engine", "command"}, {"program", e.argv.empty() ? "" : e.argv[0]}};
-  if (e.engine == "pocketsphinx") return {{"engine", "pocketsphinx"}, {"model", e.model}};
+  if (e.engine == "pocketsphinx") return {{"engine", "pocketsphinx"}, {"model", e.model}, {"fast", e.fast}};
   if (e.engine == "tesseract") {
     return {{"engine", "tesseract"}, {"version", tesseract::TessBaseAPI::Version()}, {"lang", e.lang}};
   }
@@ -162,6 +208,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   const int workers = o.threads > 0 ? o.threads : cores;
   Shared shared;
   std::vector<WorkerEngines> engines(static_cast<size_t>(workers));
+  for (auto& e : engines) e.options = &o;
   WorkPool pool(workers);
   const std::filesystem::path wav = ctx.workdir / ".analyze-audio-16k.wav";
   bool wrote_wav = false;
@@ -171,19 +218,15 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     for (const Span& span : spans) {
       pool.Submit([&, span](int w) {
         if (shared.stop || ctx.cancelled()) return;
-        Stopwatch t;
+        const double cpu0 = ThreadCpuSeconds();
         auto& eng = engines[size_t(w)];
-        if (!eng.asr) {
-          auto made = PocketSphinxAsr::Create(o.asr.model);
-          if (!made.ok()) return shared.Fail(made.status);
-          eng.asr = std::move(made.value);
-        }
+        if (Status s = eng.EnsureAsr(); !s.ok()) return shared.Fail(s);
         auto seg = eng.asr->Recognize(pcm.samples.data() + span.begin, span.end - span.begin,
                                       pcm.start + double(span.begin) / kAsrSampleRate, cancel);
         if (!seg.ok()) return shared.Fail(seg.status);
         std::lock_guard lock(shared.mu);
         if (seg.value) shared.transcript.push_back(std::move(*seg.value));
-        shared.asr_seconds += t.Elapsed();
+        shared.asr_seconds += ThreadCpuSeconds() - cpu0;
       });
     }
   } else if (have_audio && o.asr.engine == "command") {
@@ -211,6 +254,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     ScanOptions so;
     so.threshold = o.scene_threshold;
     so.min_scene = o.min_scene;
+    so.all_frames = o.all_frames;
     so.keyframe_dir = ctx.workdir / "keyframes";
     so.gpus = ctx.gpus;
     // The pool keeps the cores busy with ASR; frame threads would only contend with it.
@@ -223,15 +267,12 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
         auto job = std::make_shared<Keyframe>(std::move(kf));
         pool.Submit([&, job](int w) {
           if (shared.stop || ctx.cancelled()) return;
+          const double cpu0 = ThreadCpuSeconds();
           Stopwatch t;
           Result<std::string> text = std::string();
           if (o.ocr.engine == "tesseract") {
             auto& eng = engines[size_t(w)];
-            if (!eng.ocr) {
-              auto made = TesseractOcr::Create(o.ocr.lang, o.ocr.dpi);
-              if (!made.ok()) return shared.Fail(made.status);
-              eng.ocr = std::move(made.value);
-            }
+            if (Status s = eng.EnsureOcr(); !s.ok()) return shared.Fail(s);
             text = eng.ocr->Read(job->gray);
           } else {
             std::lock_guard one_at_a_time(shared.command_mu);
@@ -240,7 +281,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
           if (!text.ok()) return shared.Fail(text.status);
           std::lock_guard lock(shared.mu);
           shared.ocr[job->scene_index] = std::move(text.value);
-          shared.ocr_seconds += t.Elapsed();
+          // Tesseract works on this thread: its CPU time. A command works in a child: wall time.
+          shared.ocr_seconds += o.ocr.engine == "tesseract" ? ThreadCpuSeconds() - cpu0 : t.Elapsed();
         }, /*urgent=*/true);
       };
     }
@@ -270,7 +312,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   if (!shared.error.ok()) return ToOutcome(shared.error);
 
   if (want_asr && have_audio) {
-    ctx.info(fmt::format("analyze: asr {:.2f} s of work ({:.2f} s wall) on {} workers: {} segments ({})", shared.asr_seconds,
+    ctx.info(fmt::format("analyze: asr {:.2f} s of CPU ({:.2f} s wall) on {} workers: {} segments ({})", shared.asr_seconds,
                          asr_wall.Elapsed(), workers, shared.transcript.size(), o.asr.engine));
   }
   if (media.video && o.ocr.engine != "none") {

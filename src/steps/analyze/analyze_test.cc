@@ -216,6 +216,7 @@ TEST(ScanVideo, ScenesAndJpegKeyframes) {
   TempDir dir;
   ScanOptions o;
   o.keyframe_dir = dir / "keyframes";
+  o.all_frames = true;
   std::vector<Keyframe> seen;
   o.on_keyframe = [&](Keyframe k) { seen.push_back(std::move(k)); };
   auto scan = ScanVideo(baton::testing::Mp4Clip(), o);
@@ -263,12 +264,30 @@ TEST(ScanVideo, UnusableGpuFallsBackToCpu) {
   o.gpus = {0};
   auto scan = ScanVideo(baton::testing::Mp4Clip(), o);
   ASSERT_TRUE(scan.ok()) << scan.status.message;
-  EXPECT_EQ(scan.value.scenes.size(), 2u);
+  // By default only reference frames are decoded; the cut is still found near 6 s.
+  ASSERT_EQ(scan.value.scenes.size(), 2u);
+  EXPECT_NEAR(scan.value.scenes[1].start, 6.0, 0.5);
+  EXPECT_LE(scan.value.frames, 300);
   if (scan.value.device == "cpu") {
     EXPECT_NE(scan.value.device_note.find("CPU"), std::string::npos) << scan.value.device_note;
   } else {
     EXPECT_EQ(scan.value.device, "cuda:0");  // a machine with a working GPU
   }
+}
+
+TEST(ScanVideo, CancelStopsDecoding) {
+  CancelToken cancel;
+  ScanOptions o;
+  o.all_frames = true;
+  o.cancel = &cancel;
+  int progress_calls = 0;
+  o.on_progress = [&](double) {  // first called after 250 of the 300 frames
+    ++progress_calls;
+    cancel.cancel();
+  };
+  auto scan = ScanVideo(baton::testing::Mp4Clip(), o);
+  EXPECT_EQ(scan.status.code, Status::Code::kCancelled);
+  EXPECT_EQ(progress_calls, 1);
 }
 
 TEST(Audio, DecodesTo16kMono) {

@@ -146,8 +146,17 @@ Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, const std
   for (auto& f : fds) {
     if (f.fd >= 0) close(f.fd);
   }
+  // The child closed its output; it may still be running (or have left a grandchild holding
+  // nothing): wait for it, still honouring cancel.
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) break;
+    if (cancel != nullptr && cancel->cancelled()) {
+      KillGroup(pid);
+      return Status::Cancelled();
+    }
+    usleep(20 * 1000);
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   result.err_tail = LastLine(err);

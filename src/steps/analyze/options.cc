@@ -50,7 +50,7 @@ EngineOptions ParseEngine(const Json& v, const std::string& key, EngineOptions e
   if (!v.is_object()) Bad(key, "must be an engine name or a mapping with `engine:`");
   const bool tesseract = builtin.count("tesseract") > 0;
   CheckKeys(v, key + ".", tesseract ? std::set<std::string>{"engine", "argv", "lang", "dpi"}
-                                    : std::set<std::string>{"engine", "argv", "model"});
+                                    : std::set<std::string>{"engine", "argv", "model", "fast"});
   if (v.contains("engine")) engine.engine = NonEmptyString(v["engine"], key + ".engine");
   std::string names;
   for (const auto& b : builtin) names += b + ", ";
@@ -75,6 +75,10 @@ EngineOptions ParseEngine(const Json& v, const std::string& key, EngineOptions e
   if (v.contains("lang")) engine.lang = NonEmptyString(v["lang"], key + ".lang");
   if (v.contains("dpi")) engine.dpi = IntIn(v["dpi"], key + ".dpi", 30, 1200);
   if (v.contains("model")) engine.model = NonEmptyString(v["model"], key + ".model");
+  if (v.contains("fast")) {
+    if (!v["fast"].is_boolean()) Bad(key + ".fast", "must be true or false");
+    engine.fast = v["fast"].get<bool>();
+  }
   return engine;
 }
 
@@ -84,13 +88,17 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   AnalyzeOptions o;
   if (with.is_null()) return o;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
-  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "threads", "asr", "ocr"});
+  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr"});
   if (with.contains("from")) o.from = NonEmptyString(with["from"], "from");
   if (with.contains("path")) o.path = NonEmptyString(with["path"], "path");
   if (with.contains("scene_threshold")) {
     o.scene_threshold = NumberIn(with["scene_threshold"], "scene_threshold", 0.0, 1.0, true);
   }
   if (with.contains("min_scene")) o.min_scene = NumberIn(with["min_scene"], "min_scene", 0.0, 3600.0, false);
+  if (with.contains("all_frames")) {
+    if (!with["all_frames"].is_boolean()) Bad("all_frames", "must be true or false");
+    o.all_frames = with["all_frames"].get<bool>();
+  }
   if (with.contains("threads")) o.threads = IntIn(with["threads"], "threads", 1, 256);
   if (with.contains("asr")) o.asr = ParseEngine(with["asr"], "asr", o.asr, {"pocketsphinx"}, "{audio}");
   if (with.contains("ocr")) o.ocr = ParseEngine(with["ocr"], "ocr", o.ocr, {"tesseract"}, "{image}");

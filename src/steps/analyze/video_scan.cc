@@ -314,6 +314,7 @@ Result<VideoScan> ScanVideo(const std::filesystem::path& file, const ScanOptions
     dec = std::move(cpu.value);
   }
 
+  if (!opts.all_frames) dec->skip_frame = AVDISCARD_NONREF;
   Scanner scanner(opts, fmt, st);
   av::PacketPtr pkt(av_packet_alloc());
   av::FramePtr frame(av_frame_alloc());
