@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -105,6 +106,12 @@ int RunCommand(const RunArgs& a) {
 }  // namespace baton::cli
 
 int main(int argc, char** argv) {
+  // Tesseract's OpenMP reads OMP_THREAD_LIMIT only at start-up; Baton runs OCR on several threads
+  // itself, so unless the user chose otherwise, start again with one OpenMP thread per call.
+  if (std::getenv("OMP_THREAD_LIMIT") == nullptr) {
+    setenv("OMP_THREAD_LIMIT", "1", 1);
+    execv("/proc/self/exe", argv);
+  }
   baton::RegisterBuiltinSteps();
   CLI::App app{"baton: run many jobs through a multi-step pipeline, on one machine or a cluster"};
   app.require_subcommand(1);
