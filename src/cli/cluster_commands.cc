@@ -1,0 +1,376 @@
+// `baton head|node|submit|status|cancel|nodes`: thin shells over src/cluster (docs/cluster.md).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "baton/pipeline.h"
+#include "cli/commands.h"
+#include "cluster/client.h"
+#include "cluster/head.h"
+#include "cluster/node.h"
+#include "runtime/output.h"
+
+namespace baton::cli {
+
+namespace {
+
+struct ClusterArgs {
+  std::string redis = "redis://127.0.0.1:6379";
+  std::string prefix = "baton";
+  std::string log_format = "text";
+  // head
+  std::string heartbeat_timeout = "5s";
+  // node
+  std::string name, gpus = "auto", workdir = "baton-work", address, listen = "0.0.0.0", heartbeat = "1s";
+  std::string max_artifact = "1Gi";
+  double cpus = 0;
+  std::string memory;
+  std::vector<std::string> resources, labels;
+  // submit
+  std::string pipeline, inputs, trace;
+  int jobs = 0;
+  bool wait = false;
+  // status / cancel / nodes
+  std::string job;
+  bool json = false;
+};
+
+ClusterArgs g_args;
+CLI::App *g_head, *g_node, *g_submit, *g_status, *g_cancel, *g_nodes;
+std::atomic<cluster::Head*> g_head_obj{nullptr};
+std::atomic<cluster::NodeAgent*> g_node_obj{nullptr};
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) {
+  g_stop = true;
+  if (auto* h = g_head_obj.load()) h->RequestStop();
+  if (auto* n = g_node_obj.load()) n->RequestStop();
+}
+
+void InstallSignals() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void CommonOptions(CLI::App* c) {
+  c->add_option("--redis", g_args.redis, "Redis URL redis://[:PASSWORD@]HOST:PORT[/DB] (password also from BATON_REDIS_PASSWORD)")
+      ->envname("BATON_REDIS")
+      ->capture_default_str();
+  c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
+}
+
+std::map<std::string, std::string> Pairs(const std::vector<std::string>& items, const char* flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : items) {
+    std::stringstream ss(item);
+    std::string kv;
+    while (std::getline(ss, kv, ',')) {
+      if (kv.empty()) continue;
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) throw LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
+      out[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  return out;
+}
+
+RunOptions::LogFormat Format() {
+  return g_args.log_format == "json" ? RunOptions::LogFormat::kJson
+         : g_args.log_format == "none" ? RunOptions::LogFormat::kNone
+                                       : RunOptions::LogFormat::kText;
+}
+
+bool Connect(cluster::Redis& db, const cluster::RedisUrl& url) {
+  if (db.Connect(url)) return true;
+  std::fprintf(stderr, "baton: error: %s\n", db.error().c_str());
+  return false;
+}
+
+int HeadCommand(const cluster::RedisUrl& url) {
+  cluster::HeadOptions o;
+  o.redis = url;
+  o.prefix = g_args.prefix;
+  o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
+  o.log_format = Format();
+  cluster::Head head(o);
+  g_head_obj = &head;
+  InstallSignals();
+  const int rc = head.Run();
+  g_head_obj = nullptr;
+  return rc;
+}
+
+int NodeCommand(const cluster::RedisUrl& url) {
+  cluster::NodeOptions o;
+  o.redis = url;
+  o.prefix = g_args.prefix;
+  NodeSpec local = DetectLocalNode();
+  o.name = g_args.name.empty() ? local.name : g_args.name;
+  o.cpus = g_args.cpus > 0 ? g_args.cpus : local.cpus;
+  o.memory = g_args.memory.empty() ? local.memory : ParseQuantity(g_args.memory);
+  if (g_args.gpus == "auto") {
+    o.gpus = DetectGpuCount();
+  } else {
+    try {
+      o.gpus = std::stod(g_args.gpus);
+    } catch (const std::exception&) {
+      throw LoadError("--gpus " + g_args.gpus + ": expected a number or auto");
+    }
+    if (o.gpus < 0 || o.gpus > 64) throw LoadError("--gpus " + g_args.gpus + ": must be 0..64");
+  }
+  for (const auto& [k, v] : Pairs(g_args.resources, "--resources")) {
+    try {
+      o.resources[k] = ParseQuantity(v);
+    } catch (const std::exception&) {
+      throw LoadError(fmt::format("--resources {}={}: not a number", k, v));
+    }
+  }
+  for (const auto& [k, v] : Pairs(g_args.labels, "--labels")) o.labels[k] = v;
+  o.workdir = g_args.workdir;
+  o.address = g_args.address;
+  o.listen = g_args.listen;
+  o.heartbeat = ParseDuration(g_args.heartbeat);
+  o.max_artifact_bytes = static_cast<uint64_t>(ParseQuantity(g_args.max_artifact));
+  o.log_format = Format();
+  cluster::NodeAgent agent(o);
+  g_node_obj = &agent;
+  InstallSignals();
+  const int rc = agent.Run();
+  g_node_obj = nullptr;
+  return rc;
+}
+
+void PrintFailures(const Json& snapshot) {
+  for (const auto& j : snapshot["jobs"])
+    if (j.value("state", "") == "failed")
+      std::fprintf(stderr, "baton:   %s (%s): %s\n", j.value("id", "").c_str(), j.value("input", "").c_str(),
+                   j.value("error", "").c_str());
+}
+
+int SubmitCommand(const cluster::RedisUrl& url) {
+  if (g_args.inputs.empty() && g_args.jobs <= 0) {
+    std::fprintf(stderr, "baton submit: give --inputs FILE or --jobs N\n");
+    return 2;
+  }
+  PipelineSpec spec = LoadPipeline(g_args.pipeline);
+  for (const auto& s : spec.steps) {
+    if (!StepRegistry::Global().Has(s.uses)) throw LoadError(fmt::format("{}:{}: steps.{}.uses: unknown step kind '{}'", g_args.pipeline, s.line, s.name, s.uses));
+    try {
+      StepRegistry::Global().Create(s.uses, s.with);
+    } catch (const ConfigError& e) {
+      throw LoadError(fmt::format("{}:{}: steps.{}.{}", g_args.pipeline, s.line, s.name, e.what()));
+    }
+  }
+  std::vector<std::string> inputs, warnings;
+  if (!g_args.inputs.empty()) inputs = ReadInputs(g_args.inputs, &warnings);
+  else inputs.assign(static_cast<size_t>(g_args.jobs), "");
+  for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
+  std::ifstream in(g_args.pipeline);
+  std::stringstream yaml;
+  yaml << in.rdbuf();
+  cluster::Redis db;
+  if (!Connect(db, url)) return 2;
+  const cluster::Keys keys(g_args.prefix);
+  const auto ids = cluster::SubmitJobs(db, keys, std::filesystem::absolute(g_args.pipeline), yaml.str(), spec, inputs);
+  std::fprintf(stderr, "baton: submitted %zu job%s (%s .. %s) of %s to %s\n", ids.size(), ids.size() == 1 ? "" : "s",
+               ids.front().c_str(), ids.back().c_str(), spec.name.c_str(), url.Redacted().c_str());
+  if (!g_args.wait) {
+    for (const auto& id : ids) std::printf("%s\n", id.c_str());
+    return 0;
+  }
+  InstallSignals();
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!g_stop) {
+    std::vector<std::string> states;
+    try {
+      states = cluster::JobStates(db, keys, ids);
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      db.Connect(url);
+      continue;
+    }
+    int done = 0, ok = 0, failed = 0, cancelled = 0;
+    for (const auto& s : states) {
+      if (!cluster::TerminalState(s)) continue;
+      ++done;
+      ok += s == "succeeded";
+      failed += s == "failed";
+      cancelled += s == "cancelled";
+    }
+    if (done == static_cast<int>(ids.size())) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs\n", ok, failed, cancelled, secs);
+      if (failed) PrintFailures(cluster::ClusterSnapshot(db, keys, &ids));
+      return failed || cancelled ? 1 : 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return 130;
+}
+
+int StatusCommand(const cluster::RedisUrl& url) {
+  cluster::Redis db;
+  if (!Connect(db, url)) return 2;
+  const cluster::Keys keys(g_args.prefix);
+  if (!g_args.trace.empty()) {
+    std::vector<std::string> names;
+    RunReport report = cluster::ClusterReport(db, keys, &names);
+    WriteChromeTrace(g_args.trace, report, names);
+    std::fprintf(stderr, "baton: trace of %zu jobs written to %s\n", report.jobs.size(), g_args.trace.c_str());
+  }
+  if (!g_args.job.empty()) {
+    Json j = cluster::ClusterJob(db, keys, g_args.job);
+    if (j.is_null()) {
+      std::fprintf(stderr, "baton: error: no job %s in %s (prefix %s)\n", g_args.job.c_str(), url.Redacted().c_str(), g_args.prefix.c_str());
+      return 1;
+    }
+    if (g_args.json) {
+      std::printf("%s\n", j.dump(2).c_str());
+      return 0;
+    }
+    std::printf("%s  %s  step %s  input %s\n", j.value("id", "").c_str(), j.value("state", "").c_str(),
+                j.value("step", "").c_str(), j.value("input", "").c_str());
+    if (j.contains("error")) std::printf("  error: %s\n", j["error"].get<std::string>().c_str());
+    for (const auto& a : j["attempts"])
+      std::printf("  %-12s #%d  %-10s %-9s %8.3fs .. %8.3fs  %s\n", a.value("step", "").c_str(), a.value("attempt", 0),
+                  a.value("node", "").c_str(), a.value("status", "").c_str(), a.value("start", 0.0), a.value("end", 0.0),
+                  a.value("error", "").c_str());
+    return 0;
+  }
+  if (!g_args.trace.empty() && !g_args.json) return 0;
+  Json snap = cluster::ClusterSnapshot(db, keys);
+  if (g_args.json) {
+    std::printf("%s\n", snap.dump(2).c_str());
+    return 0;
+  }
+  std::map<std::string, int> counts;
+  std::printf("%-12s %-10s %-12s %-12s %s\n", "JOB", "STATE", "STEP", "NODE", "WAIT");
+  for (const auto& j : snap["jobs"]) {
+    std::string node, wait;
+    for (const auto& s : j["steps"])
+      if (s.value("name", "") == j.value("step", "")) {
+        node = s.value("node", "");
+        wait = s.value("wait", "");
+      }
+    const std::string state = j.value("state", "");
+    ++counts[state];
+    std::printf("%-12s %-10s %-12s %-12s %s\n", j.value("id", "").c_str(), state.c_str(), j.value("step", "").c_str(),
+                node.c_str(), state == "running" ? "" : wait.c_str());
+  }
+  std::string summary;
+  for (const auto& [k, v] : counts) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", v, k);
+  std::printf("%zu jobs%s%s\n", snap["jobs"].size(), summary.empty() ? "" : ": ", summary.c_str());
+  return 0;
+}
+
+int NodesCommand(const cluster::RedisUrl& url) {
+  cluster::Redis db;
+  if (!Connect(db, url)) return 2;
+  const cluster::Keys keys(g_args.prefix);
+  Json snap = cluster::ClusterSnapshot(db, keys, nullptr);
+  const Json& nodes = snap["nodes"];
+  if (g_args.json) {
+    std::printf("%s\n", nodes.dump(2).c_str());
+    return 0;
+  }
+  std::printf("%-14s %-6s %-40s %-20s %s\n", "NODE", "STATE", "RESOURCES (used/total)", "LABELS", "ADDRESS");
+  for (const auto& n : nodes) {
+    std::string res, labels;
+    for (const auto& [k, v] : n["total"].items()) {
+      double total = v.get<double>(), used = n["used"].value(k, 0.0);
+      if (k == "memory") res += fmt::format("{}memory {:.1f}/{:.1f}Gi", res.empty() ? "" : " ", used / (1 << 30), total / (1 << 30));
+      else res += fmt::format("{}{} {:g}/{:g}", res.empty() ? "" : " ", k, used, total);
+    }
+    for (const auto& [k, v] : n["labels"].items()) labels += fmt::format("{}{}={}", labels.empty() ? "" : ",", k, v.get<std::string>());
+    std::printf("%-14s %-6s %-40s %-20s %s\n", n.value("name", "").c_str(), n.value("alive", false) ? "alive" : "lost",
+                res.c_str(), labels.c_str(), n.value("address", "").c_str());
+  }
+  if (nodes.empty()) std::printf("(no nodes known to the head yet)\n");
+  return 0;
+}
+
+}  // namespace
+
+void AddClusterCommands(CLI::App& app) {
+  cluster::RegisterClusterSteps();
+  g_head = app.add_subcommand("head", "Run the cluster scheduler against Redis");
+  CommonOptions(g_head);
+  g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")->capture_default_str();
+  g_head->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
+
+  g_node = app.add_subcommand("node", "Run a node agent: runs attempts the head places here");
+  CommonOptions(g_node);
+  g_node->add_option("--name", g_args.name, "Node name (default: host name)");
+  g_node->add_option("--gpus", g_args.gpus, "Logical GPUs: N, or auto to detect")->capture_default_str();
+  g_node->add_option("--cpus", g_args.cpus, "CPUs (default: detected)");
+  g_node->add_option("--memory", g_args.memory, "Memory, e.g. 64Gi (default: detected)");
+  g_node->add_option("--resources", g_args.resources, "Custom resources NAME=N[,NAME=N]");
+  g_node->add_option("--labels", g_args.labels, "Labels KEY=VALUE[,...]");
+  g_node->add_option("--workdir", g_args.workdir, "Work folder (one subfolder per job)")->capture_default_str();
+  g_node->add_option("--address", g_args.address, "HOST[:PORT] other nodes use to fetch artifacts (default: host name, any port)");
+  g_node->add_option("--listen", g_args.listen, "Interface the artifact server binds")->capture_default_str();
+  g_node->add_option("--heartbeat", g_args.heartbeat, "Heartbeat interval")->capture_default_str();
+  g_node->add_option("--max-artifact-bytes", g_args.max_artifact, "Largest artifact served or fetched")->capture_default_str();
+  g_node->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
+
+  g_submit = app.add_subcommand("submit", "Submit jobs of a pipeline to the cluster");
+  CommonOptions(g_submit);
+  g_submit->add_option("pipeline", g_args.pipeline, "Pipeline YAML file")->required();
+  auto* in = g_submit->add_option("--inputs", g_args.inputs, "File with one input per line");
+  auto* jobs = g_submit->add_option("--jobs", g_args.jobs, "N jobs with empty inputs")->check(CLI::Range(1, 100000000));
+  in->excludes(jobs);
+  g_submit->add_flag("--wait", g_args.wait, "Follow until every job ended; exit 0 when all succeeded, 1 otherwise");
+
+  g_status = app.add_subcommand("status", "Jobs of the cluster (or one job with its attempts)");
+  CommonOptions(g_status);
+  g_status->add_option("job", g_args.job, "A job id");
+  g_status->add_flag("--json", g_args.json, "JSON output (the dashboard's shapes)");
+  g_status->add_option("--trace", g_args.trace, "Write a Chrome trace of every attempt to FILE");
+
+  g_cancel = app.add_subcommand("cancel", "Cancel a job");
+  CommonOptions(g_cancel);
+  g_cancel->add_option("job", g_args.job, "Job id")->required();
+
+  g_nodes = app.add_subcommand("nodes", "Nodes with resources used/total, labels, alive or lost");
+  CommonOptions(g_nodes);
+  g_nodes->add_flag("--json", g_args.json, "JSON output");
+}
+
+int RunClusterCommand(CLI::App&) {
+  cluster::RedisUrl url;
+  try {
+    url = cluster::RedisUrl::Parse(g_args.redis);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "baton: error: %s\n", e.what());
+    return 2;
+  }
+  if (g_head->parsed()) return HeadCommand(url);
+  if (g_node->parsed()) return NodeCommand(url);
+  if (g_submit->parsed()) return SubmitCommand(url);
+  if (g_status->parsed()) return StatusCommand(url);
+  if (g_nodes->parsed()) return NodesCommand(url);
+  if (g_cancel->parsed()) {
+    cluster::Redis db;
+    if (!Connect(db, url)) return 2;
+    if (!cluster::RequestCancel(db, cluster::Keys(g_args.prefix), g_args.job)) {
+      std::fprintf(stderr, "baton: error: no job %s (prefix %s)\n", g_args.job.c_str(), g_args.prefix.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "baton: cancel of %s requested\n", g_args.job.c_str());
+    return 0;
+  }
+  return 2;
+}
+
+}  // namespace baton::cli

@@ -1,0 +1,175 @@
+#include "cluster/artifacts.h"
+
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+namespace baton::cluster {
+
+namespace {
+
+std::string Hex(const unsigned char* d, unsigned n) {
+  std::string s;
+  for (unsigned i = 0; i < n; ++i) s += fmt::format("{:02x}", d[i]);
+  return s;
+}
+
+bool SafeJob(const std::string& job) {
+  static const std::regex re(R"(^[A-Za-z0-9_][A-Za-z0-9_.-]*$)");
+  return job != "." && job != ".." && std::regex_match(job, re);
+}
+
+}  // namespace
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_Digest(data.data(), data.size(), out, &n, EVP_sha256(), nullptr);
+  return Hex(out, n);
+}
+
+std::string Sha256File(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return "";
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf, static_cast<size_t>(in.gcount()));
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  EVP_DigestFinal_ex(ctx, out, &n);
+  EVP_MD_CTX_free(ctx);
+  return Hex(out, n);
+}
+
+bool SafeRelative(const std::string& relative) {
+  if (relative.empty() || relative[0] == '/') return false;
+  for (const auto& part : std::filesystem::path(relative))
+    if (part == ".." || part.string().empty()) return false;
+  return true;
+}
+
+struct ArtifactServer::Impl {
+  std::filesystem::path root;
+  std::string token;
+  uint64_t max_bytes;
+  httplib::Server server;
+  std::thread thread;
+};
+
+ArtifactServer::ArtifactServer(std::filesystem::path root, std::string token, uint64_t max_bytes)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->root = std::move(root);
+  impl_->token = std::move(token);
+  impl_->max_bytes = max_bytes;
+  Impl* m = impl_.get();
+  m->server.Get(R"(/v1/artifacts/([^/]+)/(.+))", [m](const httplib::Request& req, httplib::Response& res) {
+    if (req.get_header_value("X-Baton-Token") != m->token) {
+      res.status = 403;
+      res.set_content("bad or missing X-Baton-Token\n", "text/plain");
+      return;
+    }
+    const std::string job = req.matches[1], rel = req.matches[2];
+    if (!SafeJob(job) || !SafeRelative(rel)) {
+      res.status = 400;
+      res.set_content("path outside the job folder\n", "text/plain");
+      return;
+    }
+    std::error_code ec;
+    const auto base = std::filesystem::weakly_canonical(m->root / job, ec);
+    const auto file = std::filesystem::weakly_canonical(m->root / job / rel, ec);
+    const std::string b = base.string() + "/";
+    if (ec || file.string().compare(0, b.size(), b) != 0) {
+      res.status = 400;
+      res.set_content("path outside the job folder\n", "text/plain");
+      return;
+    }
+    if (!std::filesystem::is_regular_file(file, ec)) {
+      res.status = 404;
+      res.set_content("no such artifact\n", "text/plain");
+      return;
+    }
+    const auto size = std::filesystem::file_size(file, ec);
+    if (ec || size > m->max_bytes) {
+      res.status = 413;
+      res.set_content(fmt::format("artifact is {} bytes, over the bound of {}\n", size, m->max_bytes), "text/plain");
+      return;
+    }
+    std::ifstream in(file, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    std::string body = ss.str();
+    res.set_header("X-Baton-Sha256", Sha256Hex(body));
+    res.set_content(std::move(body), "application/octet-stream");
+  });
+}
+
+ArtifactServer::~ArtifactServer() { Stop(); }
+
+int ArtifactServer::Start(const std::string& host, int port) {
+  int bound = port;
+  if (port == 0) {
+    bound = impl_->server.bind_to_any_port(host);
+  } else if (!impl_->server.bind_to_port(host, port)) {
+    bound = -1;
+  }
+  if (bound <= 0) return -1;
+  impl_->thread = std::thread([m = impl_.get()] { m->server.listen_after_bind(); });
+  return bound;
+}
+
+void ArtifactServer::Stop() {
+  impl_->server.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
+                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes) {
+  if (!SafeRelative(relative)) throw std::runtime_error("artifact path '" + relative + "' is not a clean relative path");
+  const size_t colon = address.rfind(':');
+  if (address.empty() || colon == std::string::npos) throw std::runtime_error("node address '" + address + "' is not HOST:PORT");
+  httplib::Client cli(address.substr(0, colon), std::atoi(address.c_str() + colon + 1));
+  cli.set_connection_timeout(5);
+  cli.set_read_timeout(60);
+  std::string body;
+  bool too_big = false;
+  auto res = cli.Get(("/v1/artifacts/" + job + "/" + relative).c_str(), {{"X-Baton-Token", token}},
+                     [&](const char* data, size_t n) {
+                       if (body.size() + n > max_bytes) {
+                         too_big = true;
+                         return false;
+                       }
+                       body.append(data, n);
+                       return true;
+                     });
+  if (too_big) throw std::runtime_error(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
+  if (!res) throw std::runtime_error(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
+  if (res->status != 200)
+    throw std::runtime_error(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status,
+                                         res->body.substr(0, res->body.find('\n'))));
+  const std::string want = res->get_header_value("X-Baton-Sha256");
+  const std::string got = Sha256Hex(body);
+  if (want.empty() || want != got)
+    throw std::runtime_error(fmt::format("artifact {} from {}: checksum mismatch (sent {}, got {})", relative, address,
+                                         want.empty() ? "none" : want, got));
+  std::filesystem::create_directories(dest.parent_path());
+  const auto tmp = dest.string() + ".part";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(body.data(), static_cast<std::streamsize>(body.size()));
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  std::filesystem::rename(tmp, dest);
+}
+
+}  // namespace baton::cluster

@@ -1,0 +1,46 @@
+// Artifacts across nodes. Bulky files stay in the job folder of the node that made them; a step
+// on another node gets a local copy through StepContext::artifact, which fetches it from the
+// producing node's agent over HTTP:
+//
+//   GET http://ADDRESS/v1/artifacts/JOB/RELATIVE/PATH     header X-Baton-Token: PREFIX:token
+//   200: the file; header X-Baton-Sha256: hex digest (checked by the fetcher)
+//   403 bad token, 400 path outside the job folder ("..", absolute, symlink out), 404 missing,
+//   413 larger than the agent's --max-artifact-bytes.
+//
+// Copies land in the consumer's job folder under .fetched/STEP/RELATIVE. Thread-safe functions.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace baton::cluster {
+
+// Hex SHA-256 of a byte string / a file ("" when unreadable).
+std::string Sha256Hex(const std::string& data);
+std::string Sha256File(const std::filesystem::path& file);
+
+// Serves `root` (the node's work folder; one subfolder per job) read-only on host:port.
+class ArtifactServer {
+ public:
+  ArtifactServer(std::filesystem::path root, std::string token, uint64_t max_bytes);
+  ~ArtifactServer();
+  // Binds (port 0: any free port) and serves on a thread. Returns the bound port, or -1.
+  int Start(const std::string& host, int port);
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Fetches JOB/RELATIVE from the agent at `address` (HOST:PORT) into `dest` (atomically), checking
+// the checksum and the size bound. Throws std::runtime_error with one line naming what failed.
+void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
+                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes);
+
+// True when `relative` is a clean relative path (no "..", not absolute, not empty).
+bool SafeRelative(const std::string& relative);
+
+}  // namespace baton::cluster

@@ -1,0 +1,187 @@
+#include "cluster/client.h"
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace baton::cluster {
+
+namespace {
+
+void Check(Redis& db) {
+  if (!db.ok()) throw std::runtime_error(db.error());
+}
+
+Hash ToHash(const Reply& r) {
+  Hash h;
+  for (size_t i = 0; i + 1 < r.size(); i += 2) h[r.at(i).str()] = r.at(i + 1).str();
+  return h;
+}
+
+std::vector<std::string> AllJobIds(Redis& db, const Keys& keys) {
+  Reply r = db.Command({"LRANGE", keys.jobs(), "0", "-1"});
+  Check(db);
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < r.size(); ++i) ids.push_back(r.at(i).str());
+  return ids;
+}
+
+// Step names per pipeline id, loaded once.
+const std::vector<std::string>& StepNames(Redis& db, const Keys& keys, std::map<std::string, std::vector<std::string>>& cache,
+                                          const std::string& pid, std::string* name = nullptr) {
+  auto it = cache.find(pid);
+  if (it != cache.end()) return it->second;
+  Hash h = ToHash(db.Command({"HGETALL", keys.pipeline(pid)}));
+  std::vector<std::string> names;
+  try {
+    PipelineSpec spec = ParsePipeline(h["yaml"], h["file"]);
+    for (const auto& s : spec.steps) names.push_back(s.name);
+    if (name) *name = spec.name;
+  } catch (const std::exception&) {
+  }
+  return cache[pid] = names;
+}
+
+}  // namespace
+
+std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::filesystem::path& pipeline_file,
+                                    const std::string& yaml, const PipelineSpec& spec,
+                                    const std::vector<std::string>& inputs) {
+  const long long last = db.Command({"INCRBY", keys.job_seq(), std::to_string(inputs.size())}).integer();
+  const std::string pid = std::to_string(db.Command({"INCR", keys.pipeline_seq()}).integer());
+  Check(db);
+  const long long first = last - static_cast<long long>(inputs.size());
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < inputs.size(); ++i) ids.push_back(fmt::format("job-{}", first + static_cast<long long>(i)));
+  constexpr size_t kChunk = 5000;
+  for (size_t start = 0; start < ids.size(); start += kChunk) {
+    const size_t end = std::min(ids.size(), start + kChunk);
+    size_t n = 0;
+    db.Append({"MULTI"});
+    if (start == 0) {
+      db.Append({"HSET", keys.pipeline(pid), "name", spec.name, "file", pipeline_file.string(), "yaml", yaml});
+      db.Append({"RPUSH", keys.pipelines(), pid});
+      n += 2;
+    }
+    std::vector<std::string> push = {"RPUSH", keys.jobs()};
+    Json list = Json::array();
+    for (size_t i = start; i < end; ++i) {
+      db.Append({"HSET", keys.job(ids[i]), "input", inputs[i], "pipeline", pid, "state", "ready", "step", "0",
+                 "serial", "0", "attempts", "0", "wait", "submitted"});
+      ++n;
+      push.push_back(ids[i]);
+      list.push_back(ids[i]);
+    }
+    db.Append(push);
+    db.Append({"XADD", keys.inbox(), "*", "m", Json({{"t", "submit"}, {"pipeline", pid}, {"jobs", list}}).dump()});
+    db.Append({"EXEC"});
+    n += 2;
+    for (size_t i = 0; i < n + 1; ++i) db.Read();
+    Reply exec = db.Read();
+    Check(db);
+    if (exec.null() || exec.is_error()) throw std::runtime_error("redis refused the submission: " + exec.str());
+  }
+  return ids;
+}
+
+std::vector<std::string> JobStates(Redis& db, const Keys& keys, const std::vector<std::string>& ids) {
+  std::vector<std::string> out;
+  for (const auto& id : ids) db.Append({"HGET", keys.job(id), "state"});
+  for (size_t i = 0; i < ids.size(); ++i) out.push_back(db.Read().str());
+  Check(db);
+  return out;
+}
+
+Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>* only) {
+  const std::vector<std::string> ids = only ? *only : AllJobIds(db, keys);
+  std::map<std::string, std::vector<std::string>> cache;
+  std::vector<Hash> hashes;
+  for (const auto& id : ids) db.Append({"HGETALL", keys.job(id)});
+  for (size_t i = 0; i < ids.size(); ++i) hashes.push_back(ToHash(db.Read()));
+  Check(db);
+  std::string pipeline_name;
+  Json jobs = Json::array();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (hashes[i].empty()) continue;
+    const auto& steps = StepNames(db, keys, cache, hashes[i]["pipeline"], &pipeline_name);
+    jobs.push_back(JobJson(ids[i], hashes[i], steps, false, nullptr));
+  }
+  Json nodes = Json::parse(db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
+                           nullptr, false);
+  Check(db);
+  const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
+  const double now = epoch > 0 ? std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - epoch : 0;
+  return {{"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs}, {"nodes", nodes.is_array() ? nodes : Json::array()}};
+}
+
+Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {
+  Hash h = ToHash(db.Command({"HGETALL", keys.job(id)}));
+  Check(db);
+  if (h.empty()) return nullptr;
+  std::map<std::string, std::vector<std::string>> cache;
+  Reply list = db.Command({"LRANGE", keys.attempts(id), "0", "-1"});
+  Json attempts = Json::array();
+  for (size_t i = 0; i < list.size(); ++i) attempts.push_back(Json::parse(list.at(i).str(), nullptr, false));
+  return JobJson(id, h, StepNames(db, keys, cache, h["pipeline"]), true, attempts);
+}
+
+RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* node_names) {
+  const auto ids = AllJobIds(db, keys);
+  for (const auto& id : ids) {
+    db.Append({"HMGET", keys.job(id), "input", "state", "error", "results"});
+    db.Append({"LRANGE", keys.attempts(id), "0", "-1"});
+  }
+  RunReport report;
+  std::map<std::string, bool> names;
+  for (const auto& id : ids) {
+    Reply h = db.Read();
+    Reply list = db.Read();
+    JobReport j;
+    j.id = id;
+    j.input = h.at(0).str();
+    j.status = h.at(1).str();
+    j.error = h.at(2).str();
+    Json results = Json::parse(h.at(3).str().empty() ? "{}" : h.at(3).str(), nullptr, false);
+    if (results.is_object()) j.results = results;
+    for (size_t i = 0; i < list.size(); ++i) {
+      Json a = Json::parse(list.at(i).str(), nullptr, false);
+      if (!a.is_object()) continue;
+      AttemptReport r;
+      r.step = a.value("step", "");
+      r.node = a.value("node", "");
+      r.status = a.value("status", "");
+      r.error = a.value("error", "");
+      r.attempt = a.value("attempt", 0);
+      r.start = a.value("start", 0.0);
+      r.end = a.value("end", 0.0);
+      if (a.contains("gpus") && a["gpus"].is_array()) r.gpus = a["gpus"].get<std::vector<int>>();
+      names[r.node] = true;
+      j.attempts.push_back(std::move(r));
+    }
+    if (j.status == "succeeded") ++report.succeeded;
+    else if (j.status == "failed") ++report.failed;
+    else if (j.status == "cancelled") ++report.cancelled;
+    for (const auto& a : j.attempts) report.seconds = std::max(report.seconds, a.end);
+    report.jobs.push_back(std::move(j));
+  }
+  Check(db);
+  Reply regs = db.Command({"HKEYS", keys.nodes()});
+  for (size_t i = 0; i < regs.size(); ++i) names[regs.at(i).str()] = true;
+  if (node_names) {
+    node_names->clear();
+    for (const auto& [n, _] : names)
+      if (!n.empty()) node_names->push_back(n);
+  }
+  return report;
+}
+
+bool RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
+  if (db.Command({"EXISTS", keys.job(id)}).integer() != 1) return false;
+  db.Command({"XADD", keys.inbox(), "*", "m", Json({{"t", "cancel"}, {"job", id}}).dump()});
+  Check(db);
+  return true;
+}
+
+}  // namespace baton::cluster

@@ -1,0 +1,56 @@
+// Head: the cluster's scheduler. It runs the same pure scheduling core as the embedded runtime
+// (core::Scheduler) over the cluster state kept in Redis, consumes node results, submits and
+// cancels from the PREFIX:inbox stream (consumer group "head"), and sends placements to each
+// node's PREFIX:place:NODE stream. Every transition of one loop turn (job hashes, attempt
+// records, placements, acknowledgements) is written in one MULTI/EXEC, so a head killed at any
+// moment leaves Redis at a turn boundary: a restarted head rebuilds the core from Redis
+// (Scheduler::RestoreJob/RestoreRunning) and reads the unacknowledged results again. A Redis
+// error also makes the head reconnect and rebuild. Only one head runs per prefix (PREFIX:head
+// lock).
+//
+// Run() blocks on the calling thread; RequestStop(), CancelJob(), RetryJob(), Snapshot() and
+// JobDetail() may be called from any thread. AddSink before Run. Sinks get events on the Run
+// thread, with real node names.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "baton/runtime.h"
+#include "cluster/redis.h"
+
+namespace baton::cluster {
+
+struct HeadOptions {
+  RedisUrl redis;
+  std::string prefix = "baton";
+  double heartbeat_timeout = 5.0;  // a node silent this long is lost
+  RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
+  FILE* log_stream = stderr;
+};
+
+class Head {
+ public:
+  explicit Head(HeadOptions options);
+  ~Head();
+  Head(const Head&) = delete;
+  Head& operator=(const Head&) = delete;
+
+  void AddSink(std::shared_ptr<EventSink> sink);
+  // Runs until RequestStop(). Returns 0, or 2 with a message on stderr when Redis never answered.
+  int Run();
+  void RequestStop();
+
+  bool CancelJob(const std::string& job_id);
+  bool RetryJob(const std::string& job_id);
+  // Same shapes as baton::Runtime::Snapshot() and JobDetail().
+  Json Snapshot() const;
+  Json JobDetail(const std::string& job_id) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace baton::cluster

@@ -1,0 +1,60 @@
+// NodeAgent: runs attempts on one machine for the cluster head. It registers itself (resources,
+// labels, GPUs, address, work folder, a fresh incarnation id) in PREFIX:nodes, heartbeats
+// (PREFIX:hb), reads placements from its stream PREFIX:place:NAME (consumer group "node"), runs
+// them with the same Step objects as the embedded runtime on worker threads, and reports each
+// result to PREFIX:inbox before acknowledging its placement, so a result is never lost: a crash
+// before the report leaves the attempt to the head's node-lost handling. It also serves its work
+// folder's artifacts (cluster/artifacts.h) to steps on other nodes.
+//
+// Run() blocks; RequestStop() may be called from any thread (a signal handler sets a flag).
+#pragma once
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "baton/runtime.h"
+#include "cluster/redis.h"
+
+namespace baton::cluster {
+
+struct NodeOptions {
+  RedisUrl redis;
+  std::string prefix = "baton";
+  std::string name;                        // default: host name
+  double cpus = 0;                         // 0: detected
+  double gpus = 0;                         // logical GPUs (ids 0..gpus-1)
+  double memory = 0;                       // 0: detected
+  std::map<std::string, double> resources;
+  std::map<std::string, std::string> labels;
+  std::filesystem::path workdir = "baton-work";
+  std::string address;                     // HOST[:PORT] others use to reach this agent's artifacts
+  std::string listen = "0.0.0.0";          // interface for the artifact server
+  double heartbeat = 1.0;                  // seconds between heartbeats
+  uint64_t max_artifact_bytes = 1ull << 30;
+  RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
+  FILE* log_stream = stderr;
+};
+
+class NodeAgent {
+ public:
+  explicit NodeAgent(NodeOptions options);
+  ~NodeAgent();
+  // Returns 0 after RequestStop (deregistered), 2 when the artifact server cannot bind.
+  int Run();
+  void RequestStop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Registers steps that only make sense in cluster mode:
+//   fetch: {from: STEP, path: RELATIVE} copies an artifact of an earlier step to this node and
+//          returns {path, bytes, sha256}.
+void RegisterClusterSteps(StepRegistry& registry = StepRegistry::Global());
+
+}  // namespace baton::cluster

@@ -1,0 +1,162 @@
+#include "cluster/redis.h"
+
+#include <hiredis.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace baton::cluster {
+
+RedisUrl RedisUrl::Parse(const std::string& url) {
+  RedisUrl u;
+  const std::string scheme = "redis://";
+  if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("--redis " + url.substr(0, 40) + ": expected redis://[:PASSWORD@]HOST:PORT[/DB]");
+  std::string rest = url.substr(scheme.size());
+  if (size_t at = rest.rfind('@'); at != std::string::npos) {
+    std::string auth = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    if (size_t colon = auth.find(':'); colon != std::string::npos) auth = auth.substr(colon + 1);
+    u.password = auth;
+  }
+  if (size_t slash = rest.find('/'); slash != std::string::npos) {
+    std::string db = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+    if (!db.empty()) {
+      char* end = nullptr;
+      long v = std::strtol(db.c_str(), &end, 10);
+      if (*end != '\0' || v < 0) throw std::invalid_argument("--redis: database '" + db + "' is not a number");
+      u.db = static_cast<int>(v);
+    }
+  }
+  if (size_t colon = rest.rfind(':'); colon != std::string::npos) {
+    std::string port = rest.substr(colon + 1);
+    rest = rest.substr(0, colon);
+    char* end = nullptr;
+    long v = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end != '\0' || v <= 0 || v > 65535) throw std::invalid_argument("--redis: port '" + port + "' is not a port number");
+    u.port = static_cast<int>(v);
+  }
+  if (!rest.empty()) u.host = rest;
+  if (u.password.empty())
+    if (const char* env = std::getenv("BATON_REDIS_PASSWORD")) u.password = env;
+  return u;
+}
+
+std::string RedisUrl::Redacted() const {
+  return "redis://" + std::string(password.empty() ? "" : ":***@") + host + ":" + std::to_string(port) +
+         (db ? "/" + std::to_string(db) : "");
+}
+
+Reply::Reply(redisReply* r) : owner_(r, [](redisReply* p) { if (p) freeReplyObject(p); }), r_(r) {}
+bool Reply::null() const { return r_ == nullptr || r_->type == REDIS_REPLY_NIL; }
+bool Reply::is_error() const { return r_ != nullptr && r_->type == REDIS_REPLY_ERROR; }
+bool Reply::is_array() const { return r_ != nullptr && r_->type == REDIS_REPLY_ARRAY; }
+std::string Reply::str() const {
+  if (r_ == nullptr) return "";
+  if (r_->type == REDIS_REPLY_STRING || r_->type == REDIS_REPLY_STATUS || r_->type == REDIS_REPLY_ERROR)
+    return std::string(r_->str, r_->len);
+  if (r_->type == REDIS_REPLY_INTEGER) return std::to_string(r_->integer);
+  return "";
+}
+long long Reply::integer() const {
+  if (r_ == nullptr) return 0;
+  if (r_->type == REDIS_REPLY_INTEGER) return r_->integer;
+  if (r_->type == REDIS_REPLY_STRING) return std::atoll(r_->str);
+  return 0;
+}
+size_t Reply::size() const { return is_array() ? r_->elements : 0; }
+Reply Reply::at(size_t i) const {
+  Reply r;
+  if (i < size()) {
+    r.owner_ = owner_;
+    r.r_ = r_->element[i];
+  }
+  return r;
+}
+
+Redis::~Redis() {
+  if (ctx_) redisFree(ctx_);
+}
+
+bool Redis::Connect(const RedisUrl& url, double timeout_seconds) {
+  if (ctx_) redisFree(ctx_);
+  ctx_ = nullptr;
+  error_.clear();
+  pending_ = 0;
+  timeval tv{static_cast<time_t>(timeout_seconds), static_cast<suseconds_t>((timeout_seconds - static_cast<long>(timeout_seconds)) * 1e6)};
+  ctx_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+  if (ctx_ == nullptr || ctx_->err) {
+    error_ = "cannot connect to " + url.Redacted() + ": " + (ctx_ ? ctx_->errstr : "out of memory");
+    return false;
+  }
+  redisSetTimeout(ctx_, tv);
+  if (!url.password.empty()) {
+    Reply r = Command({"AUTH", url.password});
+    if (!ok() || r.is_error()) {
+      error_ = "redis AUTH failed at " + url.Redacted() + (r.is_error() ? ": " + r.str() : "");
+      return false;
+    }
+  }
+  if (url.db != 0) {
+    Reply r = Command({"SELECT", std::to_string(url.db)});
+    if (!ok() || r.is_error()) {
+      error_ = "redis SELECT " + std::to_string(url.db) + " failed at " + url.Redacted();
+      return false;
+    }
+  }
+  return true;
+}
+
+void Redis::SetTimeout(double seconds) {
+  if (!ctx_) return;
+  timeval tv{static_cast<time_t>(seconds), static_cast<suseconds_t>((seconds - static_cast<long>(seconds)) * 1e6)};
+  redisSetTimeout(ctx_, tv);
+}
+
+void Redis::Append(const std::vector<std::string>& argv) {
+  if (!ok()) return;
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  args.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), args.data(), lens.data()) != REDIS_OK) {
+    error_ = std::string("redis: ") + ctx_->errstr;
+    return;
+  }
+  ++pending_;
+}
+
+Reply Redis::Read() {
+  if (!ok() || pending_ == 0) return Reply();
+  void* r = nullptr;
+  --pending_;
+  if (redisGetReply(ctx_, &r) != REDIS_OK || r == nullptr) {
+    error_ = std::string("redis: ") + (ctx_->errstr[0] ? ctx_->errstr : "connection lost");
+    return Reply();
+  }
+  return Reply(static_cast<redisReply*>(r));
+}
+
+Reply Redis::Command(const std::vector<std::string>& argv) {
+  Flush();
+  Append(argv);
+  return Read();
+}
+
+bool Redis::Flush() {
+  bool good = true;
+  while (pending_ > 0) {
+    Reply r = Read();
+    if (!ok()) return false;
+    if (r.is_error() && good) {
+      good = false;
+    }
+  }
+  return good && ok();
+}
+
+}  // namespace baton::cluster

@@ -1,0 +1,61 @@
+// The cluster's state in Redis: key names under a prefix, and the job record's JSON views shared
+// by the head (from memory) and `baton status` (from Redis), so both print the same shapes as the
+// embedded runtime's Snapshot()/JobDetail().
+//
+// Key layout (PREFIX defaults to "baton"; docs/cluster.md explains each):
+//   PREFIX:epoch             unix seconds when the cluster's first head started (times are relative)
+//   PREFIX:token             shared secret nodes require to serve artifacts
+//   PREFIX:head              lock held by the running head (SET NX PX, renewed)
+//   PREFIX:pipeline:seq      counter;  PREFIX:pipeline:ID  hash {name, file, yaml}
+//   PREFIX:pipelines         list of pipeline ids
+//   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
+//   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
+//                            homes results error wait attempts ended
+//   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
+//   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
+//   PREFIX:view:nodes        the head's view of nodes (alive, resources used/total), JSON
+//   PREFIX:inbox             stream to the head (group "head"): results, submits, cancels, joins
+//   PREFIX:place:NODE        stream to one node agent (group "node"): attempts to run, cancels
+//
+// Plain functions; thread-compatible.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "baton/step.h"
+
+namespace baton::cluster {
+
+struct Keys {
+  std::string p;
+  explicit Keys(std::string prefix) : p(std::move(prefix)) {}
+  std::string epoch() const { return p + ":epoch"; }
+  std::string token() const { return p + ":token"; }
+  std::string head() const { return p + ":head"; }
+  std::string pipeline_seq() const { return p + ":pipeline:seq"; }
+  std::string pipelines() const { return p + ":pipelines"; }
+  std::string pipeline(const std::string& id) const { return p + ":pipeline:" + id; }
+  std::string job_seq() const { return p + ":job:seq"; }
+  std::string jobs() const { return p + ":jobs"; }
+  std::string job(const std::string& id) const { return p + ":job:" + id; }
+  std::string attempts(const std::string& id) const { return p + ":attempts:" + id; }
+  std::string nodes() const { return p + ":nodes"; }
+  std::string hb() const { return p + ":hb"; }
+  std::string view_nodes() const { return p + ":view:nodes"; }
+  std::string inbox() const { return p + ":inbox"; }
+  std::string place(const std::string& node) const { return p + ":place:" + node; }
+};
+
+using Hash = std::map<std::string, std::string>;
+
+// Job JSON in the shape of baton::Runtime::Snapshot()'s jobs (detail: JobDetail(), with the
+// attempts list and results). `h` is the job's hash; `steps` the pipeline's step names.
+Json JobJson(const std::string& id, const Hash& h, const std::vector<std::string>& steps, bool detail,
+             const Json& attempts);
+
+// True for succeeded, failed, cancelled.
+bool TerminalState(const std::string& state);
+
+}  // namespace baton::cluster
