@@ -14,6 +14,7 @@ namespace {
 
 void CheckKeys(const Json& obj, const std::string& prefix, const std::set<std::string>& known) {
   for (const auto& [key, value] : obj.items()) {
+    if (!key.empty() && key[0] == '_') continue;  // set by the loader (_base_dir)
     if (known.count(key) == 0) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
