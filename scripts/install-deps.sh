@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   flite fonts-dejavu-core curl
+  chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here
 )
 
 missing=()

@@ -1,0 +1,47 @@
+// `baton run --dashboard [ADDR]`: serves the dashboard (src/dashboard) for the embedded runtime
+// while the run goes on, and after it until Ctrl-C.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "cli/commands.h"
+#include "dashboard/runtime_source.h"
+#include "dashboard/server.h"
+
+namespace baton::cli {
+namespace {
+
+struct Dashboard : DashboardHandle {
+  std::unique_ptr<dashboard::RuntimeSource> source;
+  std::unique_ptr<dashboard::DashboardServer> server;
+};
+
+}  // namespace
+
+std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args) {
+  dashboard::DashboardOptions options;
+  if (!args.dashboard.empty()) options.address = args.dashboard;
+  options.token = args.token;
+  if (options.token.empty())
+    if (const char* env = std::getenv("BATON_TOKEN")) options.token = env;
+  auto handle = std::make_unique<Dashboard>();
+  handle->source = std::make_unique<dashboard::RuntimeSource>(runtime);
+  auto started = dashboard::DashboardServer::Start(*handle->source, options);
+  if (!started.server) throw LoadError(started.error);  // e.g. off loopback without a token
+  handle->server = std::move(started.server);
+  std::fprintf(stderr, "baton: dashboard at %s%s\n", handle->server->url().c_str(),
+               options.token.empty() ? "" : " (actions need the token: open URL?token=... once, or send Authorization: Bearer)");
+  return handle;
+}
+
+void WaitDashboard(DashboardHandle& handle, const RunReport& report, std::atomic<int>& interrupts) {
+  auto& d = static_cast<Dashboard&>(handle);
+  const int seen = interrupts.load();
+  std::fprintf(stderr, "baton: run %s; dashboard still serving the finished run at %s — press Ctrl-C to stop\n",
+               report.interrupted ? "interrupted" : "finished", d.server->url().c_str());
+  while (interrupts.load() == seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  d.server->Stop();
+}
+
+}  // namespace baton::cli

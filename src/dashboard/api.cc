@@ -1,0 +1,278 @@
+// The JSON API, live events and reports of the dashboard (see docs/dashboard.md).
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "dashboard/server_impl.h"
+
+namespace baton::dashboard {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::set<std::string>& JobStates() {
+  static const std::set<std::string> states = {"ready", "backoff", "running", "succeeded", "failed", "cancelled"};
+  return states;
+}
+
+// A non-negative integer query parameter; false (and a 400 reply) when malformed.
+bool IntParam(const httplib::Request& req, const char* name, size_t def, size_t max, size_t* out, httplib::Response& res) {
+  if (!req.has_param(name)) {
+    *out = def;
+    return true;
+  }
+  const std::string v = req.get_param_value(name);
+  char* end = nullptr;
+  const unsigned long long n = v.empty() || v[0] == '-' ? 0 : std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v[0] == '-' || end == nullptr || *end != '\0') {
+    ReplyJson(res, 400, {{"error", fmt::format("{}={}: not a non-negative integer", name, v)}});
+    return false;
+  }
+  *out = std::min<size_t>(n, max);
+  return true;
+}
+
+// The last `max_bytes` of a file, starting at a line boundary; "" when missing.
+std::string FileTail(const fs::path& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes) : 0;
+  in.seekg(start);
+  std::string text(static_cast<size_t>(size - start), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (start > 0) {
+    const size_t nl = text.find('\n');
+    text = nl == std::string::npos ? text : text.substr(nl + 1);
+  }
+  return text;
+}
+
+bool SafeJobId(const std::string& id) {
+  if (id.empty() || id == "." || id == "..") return false;
+  for (char c : id)
+    if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return false;
+  return true;
+}
+
+std::string FileType(const fs::path& p) {
+  const std::string ext = p.extension().string();
+  if (ext == ".html" || ext == ".htm") return "text/html; charset=utf-8";
+  if (ext == ".md" || ext == ".txt" || ext == ".log") return "text/plain; charset=utf-8";
+  if (ext == ".json") return "application/json";
+  if (ext == ".jpg" || ext == ".jpeg") return "image/jpeg";
+  if (ext == ".png") return "image/png";
+  if (ext == ".svg") return "image/svg+xml";
+  if (ext == ".css") return "text/css; charset=utf-8";
+  return "application/octet-stream";
+}
+
+}  // namespace
+
+void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Response& res) const {
+  std::set<std::string> states;
+  if (req.has_param("state")) {
+    const std::string list = req.get_param_value("state");
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t comma = list.find(',', pos);
+      if (comma == std::string::npos) comma = list.size();
+      const std::string s = list.substr(pos, comma - pos);
+      if (!s.empty()) {
+        if (!JobStates().count(s)) {
+          ReplyJson(res, 400, {{"error", fmt::format("state={}: unknown state (ready, backoff, running, succeeded, failed, cancelled)", s)}});
+          return;
+        }
+        states.insert(s);
+      }
+      pos = comma + 1;
+    }
+  }
+  size_t offset = 0, limit = 0;
+  if (!IntParam(req, "offset", 0, SIZE_MAX, &offset, res) || !IntParam(req, "limit", 100, 1000, &limit, res)) return;
+  const std::string q = req.has_param("q") ? req.get_param_value("q") : "";
+  Json snap = source->Snapshot();
+  Json counts = Json::object();
+  for (const auto& s : JobStates()) counts[s] = 0;
+  Json page = Json::array();
+  size_t total = 0;
+  for (auto& j : snap["jobs"]) {
+    const std::string state = j.value("state", "");
+    if (counts.contains(state)) counts[state] = counts[state].get<size_t>() + 1;
+    if (!states.empty() && !states.count(state)) continue;
+    if (!q.empty() && j.value("id", "").find(q) == std::string::npos && j.value("input", "").find(q) == std::string::npos) continue;
+    if (total >= offset && page.size() < limit) page.push_back(std::move(j));
+    ++total;
+  }
+  ReplyJson(res, 200, {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
+                       {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}});
+}
+
+void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& res) const {
+  Json d = source->JobDetail(id);
+  if (d.is_null()) {
+    ReplyJson(res, 404, {{"error", fmt::format("job {}: unknown", id)}});
+    return;
+  }
+  d["log"] = hub->LogTail(id);
+  d["progress"] = hub->Progress(id);
+  // Command steps keep their output in the node's job folder: show its tail per attempt.
+  if (d.contains("attempts") && d["attempts"].is_array()) {
+    for (auto& a : d["attempts"]) {
+      const fs::path dir = source->JobWorkdir(id, a.value("node", ""));
+      if (dir.empty()) continue;
+      const std::string base = fmt::format("{}.{}", a.value("step", ""), a.value("attempt", 0));
+      for (const char* stream : {"stdout", "stderr"}) {
+        const fs::path p = dir / "logs" / (base + "." + stream);
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) a[std::string(stream) + "_tail"] = FileTail(p, options.file_tail_bytes);
+      }
+    }
+  }
+  Json report = Json::object();
+  const fs::path dir = source->ReportDir(id);
+  std::error_code ec;
+  if (!dir.empty() && fs::is_regular_file(dir / "report.html", ec)) report["html"] = "/report/" + id + "/report.html";
+  if (!dir.empty() && fs::is_regular_file(dir / "report.md", ec)) report["markdown"] = "/report/" + id + "/report.md";
+  d["report"] = report;
+  ReplyJson(res, 200, d);
+}
+
+void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::Response& res, bool cancel) {
+  const std::string id = req.matches[1];
+  switch (Authorise(req)) {
+    case Auth::kMissing:
+      res.set_header("WWW-Authenticate", "Bearer");
+      ReplyJson(res, 401, {{"error", "this action needs the dashboard token"}});
+      return;
+    case Auth::kWrong: ReplyJson(res, 403, {{"error", "wrong dashboard token"}}); return;
+    case Auth::kOk: break;
+  }
+  if (source->JobDetail(id).is_null()) {
+    ReplyJson(res, 404, {{"error", fmt::format("job {}: unknown", id)}});
+    return;
+  }
+  const bool ok = cancel ? source->Cancel(id) : source->Retry(id);
+  if (!ok) {
+    ReplyJson(res, 409, {{"error", cancel ? fmt::format("job {}: already ended", id)
+                                          : fmt::format("job {}: only a failed job of a live run can be retried", id)}});
+    return;
+  }
+  ReplyJson(res, 200, {{"ok", true}, {"job", id}, {"action", cancel ? "cancel" : "retry"}});
+}
+
+void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
+  // Connect first, then snapshot: nothing falls between; repeats are harmless to clients.
+  auto client = hub->Connect();
+  Json snap = source->Snapshot();
+  snap["type"] = "snapshot";
+  snap["attempts"] = hub->Timeline();
+  snap["series"] = hub->Series();
+  snap["token_required"] = !options.token.empty();
+  auto first = std::make_shared<std::string>("retry: 2000\ndata: " + snap.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n");
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Accel-Buffering", "no");
+  std::shared_ptr<EventHub> h = hub;
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [client, first](size_t, httplib::DataSink& sink) {
+        if (!first->empty()) {
+          std::string s;
+          s.swap(*first);
+          return sink.write(s.data(), s.size());
+        }
+        std::vector<std::string> msgs;
+        const bool open = client->Wait(&msgs, 10000);
+        if (msgs.empty()) {
+          if (!open) {
+            sink.done();
+            return true;
+          }
+          static constexpr char kPing[] = ": ping\n\n";  // keeps proxies and dead-peer checks honest
+          return sink.write(kPing, sizeof kPing - 1);
+        }
+        std::string all;
+        for (auto& m : msgs) all += m;
+        return sink.write(all.data(), all.size());
+      },
+      [h, client](bool) { h->Disconnect(client); });
+}
+
+void DashboardServer::Impl::HandleReport(const std::string& id, const std::string& rest, httplib::Response& res) const {
+  auto refuse = [&res](int status, const std::string& why) {
+    res.status = status;
+    res.set_content(why + "\n", "text/plain; charset=utf-8");
+  };
+  if (!SafeJobId(id) || source->JobDetail(id).is_null()) return refuse(404, "unknown job");
+  const fs::path dir = source->ReportDir(id);
+  if (dir.empty()) return refuse(404, "the report is not on this machine");
+  std::error_code ec;
+  fs::path file;
+  if (rest.empty()) {
+    file = fs::is_regular_file(dir / "report.html", ec) ? dir / "report.html" : dir / "report.md";
+  } else {
+    // Only plain relative names below the job's folder: no "..", no absolute paths, and no
+    // symbolic link that leads out of it.
+    const fs::path rel(rest);
+    if (rel.is_absolute() || rest.find('\\') != std::string::npos || rest.find('\0') != std::string::npos)
+      return refuse(400, "bad path");
+    for (const auto& part : rel)
+      if (part == ".." || part == ".") return refuse(400, "bad path");
+    file = dir / rel;
+  }
+  const fs::path root = fs::weakly_canonical(dir, ec);
+  const fs::path real = fs::weakly_canonical(file, ec);
+  const std::string r = root.string() + "/";
+  if (ec || real.string().compare(0, r.size(), r) != 0) return refuse(400, "bad path");
+  if (!fs::is_regular_file(real, ec)) return refuse(404, rest.empty() ? "no report for job " + id + " yet" : "not found");
+  std::ifstream in(real, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Reports are documents, not apps: no scripts, and only this server's files.
+  res.set_header("Content-Security-Policy", "sandbox; default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_content(body, FileType(real));
+}
+
+void DashboardServer::Impl::AddApiRoutes() {
+  http.Get("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) { HandleJobs(req, res); });
+  http.Get(R"(/api/jobs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) { HandleJob(req.matches[1], res); });
+  http.Post(R"(/api/jobs/([^/]+)/cancel)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, true); });
+  http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
+  http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
+    Json snap = source->Snapshot();
+    ReplyJson(res, 200, {{"time", snap.value("time", 0.0)}, {"nodes", snap.value("nodes", Json::array())}});
+  });
+  http.Get("/api/timeline", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, 200, {{"attempts", hub->Timeline()}});
+  });
+  http.Get("/api/series", [this](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, 200, {{"points", hub->Series()}});
+  });
+  http.Get("/api/auth", [this](const httplib::Request& req, httplib::Response& res) {
+    ReplyJson(res, 200, {{"token_required", !options.token.empty()}, {"authorised", Authorise(req) == Auth::kOk}});
+  });
+  http.Get("/api/events", [this](const httplib::Request&, httplib::Response& res) { HandleEvents(res); });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(PrometheusMetrics(source->Snapshot(), hub->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+void DashboardServer::Impl::AddReportRoutes() {
+  http.Get(R"(/report/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!SafeJobId(id) || source->JobDetail(id).is_null()) {
+      res.status = 404;
+      res.set_content("unknown job\n", "text/plain; charset=utf-8");
+      return;
+    }
+    res.status = 301;
+    res.set_header("Location", "/report/" + id + "/");
+  });
+  http.Get(R"(/report/([^/]+)/(.*))", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleReport(req.matches[1], req.matches[2], res);
+  });
+}
+
+}  // namespace baton::dashboard

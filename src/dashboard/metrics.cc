@@ -1,0 +1,92 @@
+// /metrics in the Prometheus text exposition format (version 0.0.4).
+#include <fmt/format.h>
+
+#include "dashboard/server_impl.h"
+
+namespace baton::dashboard {
+namespace {
+
+std::string Label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+void Header(std::string& out, const char* name, const char* type, const char* help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+std::string PrometheusMetrics(const Json& snap, const HubMetrics& m) {
+  std::string out;
+  static const char* kStates[] = {"ready", "backoff", "running", "succeeded", "failed", "cancelled"};
+  std::map<std::string, size_t> jobs;
+  std::map<std::pair<std::string, std::string>, size_t> at_step;  // (step, state) of unfinished jobs
+  for (const char* s : kStates) jobs[s] = 0;
+  for (const auto& j : snap.value("jobs", Json::array())) {
+    const std::string state = j.value("state", "");
+    ++jobs[state];
+    if (state == "ready" || state == "backoff" || state == "running") ++at_step[{j.value("step", ""), state}];
+  }
+  Header(out, "baton_jobs", "gauge", "Jobs by state.");
+  for (const auto& [state, n] : jobs) out += fmt::format("baton_jobs{{state=\"{}\"}} {}\n", Label(state), n);
+  Header(out, "baton_step_jobs", "gauge", "Unfinished jobs by the step they are at and its state (queue depth per step).");
+  for (const auto& [key, n] : at_step)
+    out += fmt::format("baton_step_jobs{{step=\"{}\",state=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
+
+  Header(out, "baton_attempts_total", "counter", "Finished attempts by step and status (ok, failed, timeout, cancelled, lost).");
+  for (const auto& [key, n] : m.attempts)
+    out += fmt::format("baton_attempts_total{{step=\"{}\",status=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
+
+  Header(out, "baton_step_duration_seconds", "histogram", "Duration of finished attempts by step.");
+  for (const auto& [step, h] : m.durations) {
+    uint64_t cumulative = 0;
+    for (size_t k = 0; k < kDurationBuckets.size(); ++k) {
+      cumulative += h.buckets[k];
+      out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"{}\"}} {}\n", Label(step), kDurationBuckets[k], cumulative);
+    }
+    out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"+Inf\"}} {}\n", Label(step), h.count);
+    out += fmt::format("baton_step_duration_seconds_sum{{step=\"{}\"}} {}\n", Label(step), h.sum);
+    out += fmt::format("baton_step_duration_seconds_count{{step=\"{}\"}} {}\n", Label(step), h.count);
+  }
+
+  const Json nodes = snap.value("nodes", Json::array());
+  Header(out, "baton_node_up", "gauge", "1 while the node is alive.");
+  for (const auto& n : nodes) out += fmt::format("baton_node_up{{node=\"{}\"}} {}\n", Label(n.value("name", "")), n.value("alive", true) ? 1 : 0);
+  std::string total, used, util;
+  for (const auto& n : nodes) {
+    const std::string node = Label(n.value("name", ""));
+    const Json t = n.value("total", Json::object()), u = n.value("used", Json::object());
+    for (const auto& [res, v] : t.items()) {
+      const double tv = v.get<double>();
+      const double uv = u.value(res, 0.0);
+      total += fmt::format("baton_node_resource_total{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), tv);
+      used += fmt::format("baton_node_resource_used{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), uv);
+      util += fmt::format("baton_node_resource_utilization{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), tv > 0 ? uv / tv : 0.0);
+    }
+  }
+  Header(out, "baton_node_resource_total", "gauge", "Resource capacity per node (cpu, gpu, memory, custom).");
+  out += total;
+  Header(out, "baton_node_resource_used", "gauge", "Resource in use per node.");
+  out += used;
+  Header(out, "baton_node_resource_utilization", "gauge", "Used over total per node and resource (0 to 1).");
+  out += util;
+  Header(out, "baton_node_gpu_busy", "gauge", "1 while the GPU runs an attempt.");
+  for (const auto& n : nodes)
+    for (const auto& g : n.value("gpus", Json::array()))
+      out += fmt::format("baton_node_gpu_busy{{node=\"{}\",gpu=\"{}\"}} {}\n", Label(n.value("name", "")), g.value("id", 0), g.value("busy", 0));
+
+  Header(out, "baton_dashboard_events_total", "counter", "Events the dashboard received.");
+  out += fmt::format("baton_dashboard_events_total {}\n", m.events);
+  Header(out, "baton_dashboard_live_clients", "gauge", "Open /api/events streams.");
+  out += fmt::format("baton_dashboard_live_clients {}\n", m.clients);
+  return out;
+}
+
+}  // namespace baton::dashboard

@@ -1,0 +1,44 @@
+#include "dashboard/runtime_source.h"
+
+namespace baton::dashboard {
+
+Json EventToJson(const Event& e) {
+  Json j = {{"type", EventTypeName(e.type)}, {"time", e.time}};
+  if (!e.job.empty()) j["job"] = e.job;
+  if (!e.step.empty()) j["step"] = e.step;
+  if (!e.node.empty()) j["node"] = e.node;
+  if (e.attempt > 0) j["attempt"] = e.attempt;
+  if (!e.gpus.empty()) j["gpus"] = e.gpus;
+  if (!e.status.empty()) j["status"] = e.status;
+  if (!e.message.empty()) j["message"] = e.message;
+  if (e.pid > 0) j["pid"] = e.pid;
+  if (!e.data.is_null()) j["data"] = e.data;
+  return j;
+}
+
+// The one sink the runtime knows; it hands each event, as JSON, to every subscriber.
+class RuntimeSource::Fanout : public EventSink {
+ public:
+  void Add(std::function<void(const Json&)> f) {
+    std::lock_guard lock(mu_);
+    subscribers_.push_back(std::move(f));
+  }
+  void OnEvent(const Event& event) override {
+    std::lock_guard lock(mu_);
+    if (subscribers_.empty()) return;
+    const Json j = EventToJson(event);
+    for (auto& f : subscribers_) f(j);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::function<void(const Json&)>> subscribers_;
+};
+
+RuntimeSource::RuntimeSource(Runtime& runtime) : runtime_(runtime), fanout_(std::make_shared<Fanout>()) {
+  runtime_.AddSink(fanout_);
+}
+
+void RuntimeSource::Subscribe(std::function<void(const Json&)> sink) { fanout_->Add(std::move(sink)); }
+
+}  // namespace baton::dashboard

@@ -1,0 +1,275 @@
+#include "dashboard/server.h"
+
+#include <arpa/inet.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "dashboard/assets.h"
+#include "dashboard/server_impl.h"
+
+namespace baton::dashboard {
+namespace {
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  return false;
+}
+
+std::string ContentType(std::string_view path) {
+  auto ends = [&](std::string_view ext) { return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext; };
+  if (ends(".html")) return "text/html; charset=utf-8";
+  if (ends(".js")) return "text/javascript; charset=utf-8";
+  if (ends(".css")) return "text/css; charset=utf-8";
+  if (ends(".svg")) return "image/svg+xml";
+  return "application/octet-stream";
+}
+
+// The page may talk only to this server: no CDN, fonts or beacons, even by mistake.
+constexpr const char* kAppPolicy =
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+std::string CookieValue(const httplib::Request& req, const std::string& name) {
+  const std::string cookies = req.get_header_value("Cookie");
+  size_t pos = 0;
+  while (pos < cookies.size()) {
+    size_t end = cookies.find(';', pos);
+    if (end == std::string::npos) end = cookies.size();
+    std::string item = cookies.substr(pos, end - pos);
+    const size_t start = item.find_first_not_of(' ');
+    if (start != std::string::npos) item = item.substr(start);
+    if (item.size() > name.size() && item.compare(0, name.size(), name) == 0 && item[name.size()] == '=')
+      return item.substr(name.size() + 1);
+    pos = end + 1;
+  }
+  return "";
+}
+
+// "host:port" of a Host or Origin value, without scheme; the host part only when `host_only`.
+std::string HostPart(std::string value, bool host_only) {
+  const size_t scheme = value.find("://");
+  if (scheme != std::string::npos) value = value.substr(scheme + 3);
+  if (!host_only) return value;
+  if (!value.empty() && value[0] == '[') {
+    const size_t close = value.find(']');
+    return close == std::string::npos ? value : value.substr(1, close - 1);
+  }
+  return value.substr(0, value.find(':'));
+}
+
+}  // namespace
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  // Every byte of the longer string is visited whatever the contents; only lengths show.
+  const size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  // Keep the compiler from short-circuiting the loop on the first difference.
+  volatile unsigned char sink = diff;
+  return sink == 0;
+}
+
+bool ParseAddress(const std::string& text, Address* out, std::string* error) {
+  Address a;
+  std::string port_text;
+  if (text.empty()) {
+    a.host = "127.0.0.1";
+  } else if (text[0] == '[') {  // [v6]:port
+    const size_t close = text.find(']');
+    if (close == std::string::npos) {
+      *error = fmt::format("dashboard address {}: missing ']'", text);
+      return false;
+    }
+    a.host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') {
+        *error = fmt::format("dashboard address {}: expected :PORT after ']'", text);
+        return false;
+      }
+      port_text = text.substr(close + 2);
+    }
+  } else if (std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+    a.host = "127.0.0.1";
+    port_text = text;
+  } else {
+    const size_t colon = text.rfind(':');
+    a.host = text.substr(0, colon);
+    if (colon != std::string::npos) port_text = text.substr(colon + 1);
+    if (a.host.empty()) a.host = "127.0.0.1";
+  }
+  if (!port_text.empty()) {
+    char* end = nullptr;
+    const long p = std::strtol(port_text.c_str(), &end, 10);
+    if (*end != '\0' || p < 0 || p > 65535) {
+      *error = fmt::format("dashboard address {}: port '{}' is not a number from 0 to 65535", text, port_text);
+      return false;
+    }
+    a.port = static_cast<int>(p);
+  } else if (text.find(':') != std::string::npos && text[0] != '[') {
+    *error = fmt::format("dashboard address {}: missing port after ':'", text);
+    return false;
+  }
+  a.loopback = IsLoopbackHost(a.host);
+  *out = a;
+  return true;
+}
+
+DashboardServer::Impl::Auth DashboardServer::Impl::Authorise(const httplib::Request& req) const {
+  if (options.token.empty()) return Auth::kOk;
+  std::string given;
+  const std::string header = req.get_header_value("Authorization");
+  if (header.rfind("Bearer ", 0) == 0) given = header.substr(7);
+  else given = CookieValue(req, "token");
+  if (given.empty()) return Auth::kMissing;
+  return ConstantTimeEquals(given, options.token) ? Auth::kOk : Auth::kWrong;
+}
+
+bool DashboardServer::Impl::HostAllowed(const httplib::Request& req) const {
+  if (!address.loopback) return true;
+  // A page on another site that rebinds its name to 127.0.0.1 sends its own name as Host.
+  const std::string host = HostPart(req.get_header_value("Host"), true);
+  return IsLoopbackHost(host);
+}
+
+void ReplyJson(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_header("Cache-Control", "no-store");
+  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
+
+DashboardServer::DashboardServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DashboardServer::~DashboardServer() { Stop(); }
+
+int DashboardServer::port() const { return impl_->port; }
+
+std::string DashboardServer::url() const {
+  const std::string& h = impl_->address.host;
+  const bool v6 = h.find(':') != std::string::npos;
+  return fmt::format("http://{}{}{}:{}/", v6 ? "[" : "", h, v6 ? "]" : "", impl_->port);
+}
+
+const EventHub& DashboardServer::hub() const { return *impl_->hub; }
+
+void DashboardServer::Stop() {
+  Impl& m = *impl_;
+  {
+    std::lock_guard lock(m.stop_mu);
+    if (m.stopping) return;
+    m.stopping = true;
+  }
+  m.stop_cv.notify_all();
+  m.hub->Close();  // live streams end, freeing their threads
+  m.http.stop();
+  if (m.listener.joinable()) m.listener.join();
+  if (m.sampler.joinable()) m.sampler.join();
+}
+
+void DashboardServer::Impl::SampleLoop() {
+  double gpu_total = -1;
+  std::unique_lock lock(stop_mu);
+  while (!stopping) {
+    lock.unlock();
+    if (gpu_total < 0 || hub->TakeNodesChanged()) {
+      const Json snap = source->Snapshot();
+      gpu_total = 0;
+      for (const auto& n : snap.value("nodes", Json::array()))
+        if (n.value("alive", true)) gpu_total += static_cast<double>(n.value("gpus", Json::array()).size());
+    }
+    hub->Sample(gpu_total);
+    lock.lock();
+    stop_cv.wait_for(lock, std::chrono::milliseconds(options.sample_ms));
+  }
+}
+
+DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, DashboardOptions options) {
+  auto impl = std::make_unique<Impl>();
+  Impl& m = *impl;
+  std::string error;
+  if (!ParseAddress(options.address, &m.address, &error)) return {nullptr, error};
+  if (!m.address.loopback && options.token.empty())
+    return {nullptr, fmt::format("dashboard address {}: not a loopback address, so a token is required "
+                                 "(--token or BATON_TOKEN)", options.address)};
+  if (!options.token.empty() && options.token.size() < 8)
+    return {nullptr, "dashboard token: too short (at least 8 characters)"};
+  m.source = &source;
+  m.options = std::move(options);
+  m.hub = std::make_shared<EventHub>(m.options.limits);
+  // The hub, not the server, is what the source calls: it may outlive the server.
+  source.Subscribe([hub = m.hub](const Json& e) { hub->OnEvent(e); });
+
+  const int threads = m.options.threads;
+  m.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  m.http.set_payload_max_length(64 * 1024);
+  Impl* self = &m;
+  m.http.set_pre_routing_handler([self](const httplib::Request& req, httplib::Response& res) {
+    if (!self->HostAllowed(req)) {
+      ReplyJson(res, 403, {{"error", "Host not allowed: use 127.0.0.1 or localhost"}});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.method == "POST") {
+      // Browsers send Origin on cross-site POSTs: an action must come from this page.
+      const std::string origin = req.get_header_value("Origin");
+      if (!origin.empty() && HostPart(origin, false) != HostPart(req.get_header_value("Host"), false)) {
+        ReplyJson(res, 403, {{"error", "cross-origin action refused"}});
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    if (req.method == "GET" && req.has_param("token") && req.path.rfind("/api/", 0) != 0) {
+      // First load with ?token=: keep it in an HttpOnly cookie and drop it from the address bar.
+      const std::string given = req.get_param_value("token");
+      if (!self->options.token.empty() && ConstantTimeEquals(given, self->options.token))
+        res.set_header("Set-Cookie", "token=" + given + "; Path=/; HttpOnly; SameSite=Strict");
+      res.status = 303;
+      res.set_header("Location", req.path);
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  m.http.Get(R"(/|/index\.html|/app\.js|/app\.css)", [](const httplib::Request& req, httplib::Response& res) {
+    const std::string path = req.path == "/" ? "/index.html" : req.path;
+    const Asset* a = FindAsset(path);
+    if (a == nullptr) {
+      res.status = 404;
+      return;
+    }
+    res.set_header("Content-Security-Policy", kAppPolicy);
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_content(reinterpret_cast<const char*>(a->data), a->size, ContentType(path));
+  });
+  m.AddApiRoutes();
+  m.AddReportRoutes();
+
+  if (m.address.port == 0) {
+    m.port = m.http.bind_to_any_port(m.address.host);
+    if (m.port < 0) return {nullptr, fmt::format("dashboard address {}: cannot listen there", m.options.address)};
+  } else {
+    if (!m.http.bind_to_port(m.address.host, m.address.port))
+      return {nullptr, fmt::format("dashboard address {}: cannot listen there (port in use, or not this machine's address)",
+                                   m.options.address)};
+    m.port = m.address.port;
+  }
+  m.listener = std::thread([self] { self->http.listen_after_bind(); });
+  // httplib's stop() does nothing before the accept loop runs: wait for it, so Stop() always works.
+  for (int i = 0; i < 5000 && !m.http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!m.http.is_running()) {
+    m.http.stop();
+    m.listener.join();
+    return {nullptr, fmt::format("dashboard address {}: the server did not start", m.options.address)};
+  }
+  m.sampler = std::thread([self] { self->SampleLoop(); });
+  return {std::unique_ptr<DashboardServer>(new DashboardServer(std::move(impl))), ""};
+}
+
+}  // namespace baton::dashboard

@@ -1,0 +1,177 @@
+// The `baton` binary as a user runs it: exit statuses, one-line errors, log shapes, Ctrl-C.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "support/util.h"
+
+extern char** environ;
+
+namespace baton {
+namespace {
+
+using testing::ReadFile;
+using testing::TempDir;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  std::string Baton() const { return (testing::BinaryDir() / "src" / "cli" / "baton").string(); }
+
+  pid_t Spawn(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {Baton()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, (dir_ / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addchdir_np(&fa, dir_.path().c_str());
+    pid_t pid = -1;
+    EXPECT_EQ(posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+  }
+  Result Wait(pid_t pid) {
+    Result r;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadFile(dir_ / "stdout");
+    r.err = ReadFile(dir_ / "stderr");
+    return r;
+  }
+  Result Baton(const std::vector<std::string>& args) { return Wait(Spawn(args)); }
+  void Write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
+
+  TempDir dir_;
+};
+
+const char* kFastSeed = R"(name: seed-fast
+steps:
+  - {name: download, uses: sleep, with: {seconds: 0.02}, resources: {download_slot: 1}}
+  - {name: analyze, uses: sleep, with: {seconds: 0.05}, resources: {gpu: 1}, placement: {same_node_as: download}}
+  - {name: summarize, uses: sleep, with: {seconds: 0.01}, resources: {cpu: 1}}
+  - {name: document, uses: sleep, with: {seconds: 0.01}, resources: {cpu: 1}, placement: {labels: {role: head}}}
+)";
+
+TEST_F(CliTest, BadFilesGiveOneLineAndExitTwo) {
+  Write("bad.yaml", "steps:\n  - name: a\n    uses: sleep\n    retries: many\n");
+  Result r = Baton({"run", "bad.yaml", "--jobs", "1"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "baton: error: bad.yaml:4: steps.a.retries: 'many' is not a whole number\n");
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out"));
+
+  r = Baton({"run", "missing.yaml", "--jobs", "1"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "baton: error: missing.yaml: cannot read pipeline file (no such file)\n");
+
+  Write("seed.yaml", kFastSeed);
+  Write("cpu-only.yaml", "nodes:\n  - {name: laptop, cpus: 4, resources: {download_slot: 1}, labels: {role: head}}\n");
+  r = Baton({"run", "seed.yaml", "--cluster", "cpu-only.yaml", "--jobs", "2"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err,
+            "baton: error: seed.yaml: step 'analyze' can run on no node: it asks gpu: 1 but the nodes offer gpu: "
+            "laptop 0 (nodes from cpu-only.yaml)\n");
+
+  r = Baton({"validate", "seed.yaml", "--cluster", "cpu-only.yaml"});
+  EXPECT_EQ(r.status, 2);
+  Write("one.yaml", "nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  r = Baton({"validate", "seed.yaml", "--cluster", "one.yaml"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "seed.yaml: ok (4 steps)\n");
+}
+
+TEST_F(CliTest, SeedRunPrintsTheSeedsLogShape) {
+  Write("seed.yaml", kFastSeed);
+  Write("one.yaml", "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  Result r = Baton({"run", "seed.yaml", "--cluster", "one.yaml", "--jobs", "4", "--trace", "trace.json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::regex line(R"(^\((download|analyze|summarize|document) pid=\d+\) \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[job-\d\] \1 running on node head, GPUs: \[(0)?\]$)");
+  int starts = 0;
+  std::istringstream in(r.err);
+  for (std::string l; std::getline(in, l);) {
+    if (l.find("running on node") == std::string::npos) continue;
+    ++starts;
+    EXPECT_TRUE(std::regex_match(l, line)) << l;
+    EXPECT_EQ(l.find("analyze running") != std::string::npos, l.find("GPUs: [0]") != std::string::npos) << l;
+  }
+  EXPECT_EQ(starts, 16);
+  auto trace = nlohmann::json::parse(ReadFile(dir_ / "trace.json"));
+  EXPECT_GT(trace["traceEvents"].size(), 16u);
+  auto summary = nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 4);
+}
+
+TEST_F(CliTest, JsonLogsAreOneObjectPerLine) {
+  Write("seed.yaml", kFastSeed);
+  Write("one.yaml", "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  Result r = Baton({"run", "seed.yaml", "--cluster", "one.yaml", "--jobs", "2", "--log-format", "json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  int started = 0;
+  std::istringstream in(r.err);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("baton:", 0) == 0) continue;  // the run's own first and last lines
+    auto j = nlohmann::json::parse(l);
+    if (j["event"] == "attempt_started") {
+      ++started;
+      EXPECT_EQ(j["node"], "head");
+      EXPECT_TRUE(j["gpus"].is_array());
+      EXPECT_TRUE(j.contains("pid"));
+    }
+  }
+  EXPECT_EQ(started, 8);
+}
+
+TEST_F(CliTest, InputsWithBlankAndDuplicateLinesRunTheRestAndSaySo) {
+  Write("p.yaml", "steps:\n  - {name: a, uses: command, with: {argv: [test, -n, '{input}']}}\n");
+  Write("in.txt", "one\n\ntwo\none\n");
+  Result r = Baton({"run", "p.yaml", "--inputs", "in.txt", "--log-format", "none"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("baton: warning: in.txt:2: blank line skipped"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("baton: warning: in.txt:4: duplicate of line 1 skipped"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 succeeded"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, CtrlCEndsRunningAttemptsWritesSummaryAndExits130) {
+  Write("slow.yaml", "steps:\n  - {name: wait, uses: command, with: {argv: [sleep, '60']}, resources: {cpu: 1}}\n");
+  Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n");
+  pid_t pid = Spawn({"run", "slow.yaml", "--cluster", "n.yaml", "--jobs", "5", "--trace", "t.json"});
+  // Wait until both attempts run (their log folders exist), then interrupt.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(std::filesystem::exists(dir_ / "out/nodes/n/job-0/logs") && std::filesystem::exists(dir_ / "out/nodes/n/job-1/logs")))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  kill(pid, SIGINT);
+  const auto t0 = std::chrono::steady_clock::now();
+  Result r = Wait(pid);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  EXPECT_EQ(r.status, 130) << r.err;
+  auto summary = nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"));
+  EXPECT_EQ(summary["interrupted"], true);
+  EXPECT_EQ(summary["cancelled"], 5);
+  EXPECT_EQ(summary["jobs"][0]["attempts"][0]["status"], "cancelled");
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "t.json"));
+}
+
+}  // namespace
+}  // namespace baton
