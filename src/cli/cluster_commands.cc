@@ -15,6 +15,8 @@
 #include "cli/commands.h"
 #include "cluster/client.h"
 #include "cluster/head.h"
+#include "dashboard/head_source.h"
+#include "dashboard/server.h"
 #include "cluster/node.h"
 #include "runtime/output.h"
 
@@ -28,6 +30,8 @@ struct ClusterArgs {
   std::string log_format = "text";
   // head
   std::string heartbeat_timeout = "5s";
+  std::string dashboard, token;
+  bool dashboard_requested = false;
   // node
   std::string name, gpus = "auto", workdir = "baton-work", address, listen = "0.0.0.0", heartbeat = "1s";
   std::string max_artifact = "1Gi";
@@ -45,6 +49,7 @@ struct ClusterArgs {
 
 ClusterArgs g_args;
 CLI::App *g_head, *g_node, *g_submit, *g_status, *g_cancel, *g_nodes;
+CLI::Option* g_head_dashboard = nullptr;
 std::atomic<cluster::Head*> g_head_obj{nullptr};
 std::atomic<cluster::NodeAgent*> g_node_obj{nullptr};
 std::atomic<bool> g_stop{false};
@@ -104,10 +109,28 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.log_format = Format();
   cluster::Head head(o);
+  std::unique_ptr<dashboard::HeadSource> source;
+  std::unique_ptr<dashboard::DashboardServer> server;
+  if (g_args.dashboard_requested) {
+    dashboard::DashboardOptions options;
+    if (!g_args.dashboard.empty()) options.address = g_args.dashboard;
+    options.token = g_args.token;
+    if (options.token.empty())
+      if (const char* env = std::getenv("BATON_TOKEN")) options.token = env;
+    source = std::make_unique<dashboard::HeadSource>(head);
+    auto started = dashboard::DashboardServer::Start(*source, options);
+    if (!started.server) {
+      std::fprintf(stderr, "baton: error: %s\n", started.error.c_str());
+      return 2;
+    }
+    server = std::move(started.server);
+    std::fprintf(stderr, "baton: dashboard at %s\n", server->url().c_str());
+  }
   g_head_obj = &head;
   InstallSignals();
   const int rc = head.Run();
   g_head_obj = nullptr;
+  if (server) server->Stop();
   return rc;
 }
 
@@ -308,6 +331,8 @@ void AddClusterCommands(CLI::App& app) {
   CommonOptions(g_head);
   g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")->capture_default_str();
   g_head->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
+  g_head_dashboard = g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
+  g_head->add_option("--token", g_args.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
 
   g_node = app.add_subcommand("node", "Run a node agent: runs attempts the head places here");
   CommonOptions(g_node);
@@ -355,7 +380,10 @@ int RunClusterCommand(CLI::App&) {
     std::fprintf(stderr, "baton: error: %s\n", e.what());
     return 2;
   }
-  if (g_head->parsed()) return HeadCommand(url);
+  if (g_head->parsed()) {
+    g_args.dashboard_requested = g_head_dashboard->count() > 0;
+    return HeadCommand(url);
+  }
   if (g_node->parsed()) return NodeCommand(url);
   if (g_submit->parsed()) return SubmitCommand(url);
   if (g_status->parsed()) return StatusCommand(url);

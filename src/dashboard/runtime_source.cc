@@ -16,26 +16,19 @@ Json EventToJson(const Event& e) {
   return j;
 }
 
-// The one sink the runtime knows; it hands each event, as JSON, to every subscriber.
-class RuntimeSource::Fanout : public EventSink {
- public:
-  void Add(std::function<void(const Json&)> f) {
-    std::lock_guard lock(mu_);
-    subscribers_.push_back(std::move(f));
-  }
-  void OnEvent(const Event& event) override {
-    std::lock_guard lock(mu_);
-    if (subscribers_.empty()) return;
-    const Json j = EventToJson(event);
-    for (auto& f : subscribers_) f(j);
-  }
+void EventFanout::Add(std::function<void(const Json&)> f) {
+  std::lock_guard lock(mu_);
+  subscribers_.push_back(std::move(f));
+}
 
- private:
-  std::mutex mu_;
-  std::vector<std::function<void(const Json&)>> subscribers_;
-};
+void EventFanout::OnEvent(const Event& event) {
+  std::lock_guard lock(mu_);
+  if (subscribers_.empty()) return;
+  const Json j = EventToJson(event);
+  for (auto& f : subscribers_) f(j);
+}
 
-RuntimeSource::RuntimeSource(Runtime& runtime) : runtime_(runtime), fanout_(std::make_shared<Fanout>()) {
+RuntimeSource::RuntimeSource(Runtime& runtime) : runtime_(runtime), fanout_(std::make_shared<EventFanout>()) {
   runtime_.AddSink(fanout_);
 }
 

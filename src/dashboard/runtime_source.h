@@ -26,9 +26,8 @@ class RuntimeSource : public DashboardSource {
   }
 
  private:
-  class Fanout;
   Runtime& runtime_;
-  std::shared_ptr<Fanout> fanout_;  // shared with the runtime, which may emit late log events
+  std::shared_ptr<EventFanout> fanout_;  // shared with the runtime, which may emit late log events
 };
 
 }  // namespace baton::dashboard

@@ -22,6 +22,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <vector>
 #include <string>
 
 #include "baton/runtime.h"
@@ -50,5 +52,17 @@ class DashboardSource {
 
 // The common JSON form of an event (empty fields left out).
 Json EventToJson(const Event& event);
+
+// An EventSink that hands each event, as JSON, to every subscriber: what a DashboardSource
+// registers with the runtime or the cluster head. Thread-safe.
+class EventFanout : public EventSink {
+ public:
+  void Add(std::function<void(const Json&)> f);
+  void OnEvent(const Event& event) override;
+
+ private:
+  std::mutex mu_;
+  std::vector<std::function<void(const Json&)>> subscribers_;
+};
 
 }  // namespace baton::dashboard
