@@ -329,16 +329,22 @@ void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std
   const double timeout = p.model.steps[j.step].timeout;
   const double deadline = timeout > 0 ? now + timeout : kNever;
   if (timeout > 0) deadlines_.push({deadline, job, j.serial});
-  if (p.first_bound >= 0) {
-    if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {
-      j.backlog_node = static_cast<int32_t>(node);
-      ++n.backlog[j.pipeline];
-    } else if (j.step == p.first_bound) {
-      LeaveBacklog(j);
-    }
-  }
+  UpdateBacklogOnStart(j, node);
   Refresh(node);
   out->push_back({job, j.serial, j.step, j.step_attempt, node, j.gpu_mask, deadline});
+}
+
+void Scheduler::UpdateBacklogOnStart(JobState& j, uint32_t node) {
+  // The anchor step starting puts the job in the node's admission backlog; its first bound step
+  // starting takes it out (DESIGN.md rule 4).
+  const PipelineState& p = pipelines_[j.pipeline];
+  if (p.first_bound < 0) return;
+  if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {
+    j.backlog_node = static_cast<int32_t>(node);
+    ++nodes_[node].backlog[j.pipeline];
+  } else if (j.step == p.first_bound) {
+    LeaveBacklog(j);
+  }
 }
 
 void Scheduler::Release(JobState& j) {
@@ -594,14 +600,7 @@ bool Scheduler::RestoreRunning(uint32_t job, uint32_t node, uint32_t serial, uin
   j.serial = std::max(j.serial, serial);
   j.step_attempt = step_attempt;
   if (deadline != kNever) deadlines_.push({deadline, job, j.serial});
-  if (p.first_bound >= 0) {
-    if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {
-      j.backlog_node = static_cast<int32_t>(node);
-      ++n.backlog[j.pipeline];
-    } else if (j.step == p.first_bound) {
-      LeaveBacklog(j);
-    }
-  }
+  UpdateBacklogOnStart(j, node);
   Refresh(node);
   return true;
 }

@@ -224,6 +224,7 @@ class Scheduler {
   void Place(uint32_t job, uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
   void Release(JobState& j);
   void LeaveBacklog(JobState& j);
+  void UpdateBacklogOnStart(JobState& j, uint32_t node);
   void ResetToAnchor(JobState& j, uint32_t job, double now);
   void RecomputeStatic(uint32_t node);
   void TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
