@@ -42,6 +42,7 @@ struct Event {
     kLog,              // message from the step
     kRunFinished,
   };
+  explicit Event(Type t = Type::kLog) : type(t) {}
   Type type;
   double time = 0;     // seconds since the run started
   std::string job, step, node;

@@ -75,21 +75,6 @@ void CommonOptions(CLI::App* c) {
   c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
 }
 
-std::map<std::string, std::string> Pairs(const std::vector<std::string>& items, const char* flag) {
-  std::map<std::string, std::string> out;
-  for (const auto& item : items) {
-    std::stringstream ss(item);
-    std::string kv;
-    while (std::getline(ss, kv, ',')) {
-      if (kv.empty()) continue;
-      const size_t eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) throw LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
-      out[kv.substr(0, eq)] = kv.substr(eq + 1);
-    }
-  }
-  return out;
-}
-
 RunOptions::LogFormat Format() {
   return g_args.log_format == "json" ? RunOptions::LogFormat::kJson
          : g_args.log_format == "none" ? RunOptions::LogFormat::kNone
@@ -152,14 +137,8 @@ int NodeCommand(const cluster::RedisUrl& url) {
     }
     if (o.gpus < 0 || o.gpus > 64) throw LoadError("--gpus " + g_args.gpus + ": must be 0..64");
   }
-  for (const auto& [k, v] : Pairs(g_args.resources, "--resources")) {
-    try {
-      o.resources[k] = ParseQuantity(v);
-    } catch (const std::exception&) {
-      throw LoadError(fmt::format("--resources {}={}: not a number", k, v));
-    }
-  }
-  for (const auto& [k, v] : Pairs(g_args.labels, "--labels")) o.labels[k] = v;
+  for (const auto& [k, v] : ParseResourcePairs(g_args.resources, "--resources")) o.resources[k] = v;
+  for (const auto& [k, v] : ParsePairs(g_args.labels, "--labels")) o.labels[k] = v;
   o.workdir = g_args.workdir;
   o.address = g_args.address;
   o.listen = g_args.listen;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,11 @@ struct DashboardHandle {
 std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args);
 // After the run: keeps serving until Ctrl-C (interrupts counter moves), saying so.
 void WaitDashboard(DashboardHandle& handle, const RunReport& report, std::atomic<int>& interrupts);
+
+// Flags of the form NAME=VALUE[,NAME=VALUE] (repeatable): --labels. Throws LoadError naming `flag`.
+std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag);
+// The same with numeric values (quantities such as 2, 0.5, 16Gi): --resources.
+std::map<std::string, double> ParseResourcePairs(const std::vector<std::string>& items, const char* flag);
 
 // head, node, submit, status, cancel, nodes (src/cluster).
 void AddClusterCommands(CLI::App& app);

@@ -25,16 +25,20 @@ void OnSignal(int) {
   if (baton::Runtime* r = g_runtime.load()) r->RequestStop();
 }
 
+}  // namespace
+
+namespace baton::cli {
+
 std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag) {
   std::map<std::string, std::string> out;
   for (const auto& item : items) {
     size_t start = 0;
     while (start <= item.size()) {
-      size_t comma = item.find(',', start);
-      std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      const size_t comma = item.find(',', start);
+      const std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!kv.empty()) {
-        size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) throw baton::LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
+        const size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) throw LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
         out[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
       if (comma == std::string::npos) break;
@@ -44,9 +48,17 @@ std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& it
   return out;
 }
 
-}  // namespace
-
-namespace baton::cli {
+std::map<std::string, double> ParseResourcePairs(const std::vector<std::string>& items, const char* flag) {
+  std::map<std::string, double> out;
+  for (const auto& [k, v] : ParsePairs(items, flag)) {
+    try {
+      out[k] = ParseQuantity(v);
+    } catch (const std::exception&) {
+      throw LoadError(fmt::format("{} {}={}: not a number", flag, k, v));
+    }
+  }
+  return out;
+}
 
 int RunCommand(const RunArgs& a) {
   PipelineSpec pipeline = LoadPipeline(a.pipeline);
@@ -55,13 +67,7 @@ int RunCommand(const RunArgs& a) {
     cluster = LoadCluster(a.cluster);
   } else {
     NodeSpec local = DetectLocalNode();
-    for (const auto& [k, v] : ParsePairs(a.resources, "--resources")) {
-      try {
-        local.resources[k] = ParseQuantity(v);
-      } catch (const std::exception&) {
-        throw LoadError(fmt::format("--resources {}={}: not a number", k, v));
-      }
-    }
+    for (const auto& [k, v] : ParseResourcePairs(a.resources, "--resources")) local.resources[k] = v;
     for (const auto& [k, v] : ParsePairs(a.labels, "--labels")) local.labels[k] = v;
     cluster.nodes.push_back(local);
   }
