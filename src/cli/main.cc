@@ -84,7 +84,7 @@ int RunCommand(const RunArgs& a) {
                     : a.log_format == "none" ? RunOptions::LogFormat::kNone
                                              : RunOptions::LogFormat::kText;
   const bool tty = isatty(STDERR_FILENO) != 0;
-  opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format == RunOptions::LogFormat::kText);
+  opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
 
   Runtime runtime(pipeline, cluster, opts);
