@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -46,6 +47,14 @@ core::Phase PhaseOf(const std::string& s) {
   return core::Phase::kReady;
 }
 
+std::string Quote(const std::string& s) { return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+std::string GpusText(const std::vector<int>& gpus) {
+  std::string s = "[";
+  for (size_t i = 0; i < gpus.size(); ++i) s += (i ? "," : "") + std::to_string(gpus[i]);
+  return s + "]";
+}
+
 std::vector<int> MaskToGpus(uint64_t mask) {
   std::vector<int> g;
   for (int i = 0; i < 64; ++i)
@@ -64,6 +73,7 @@ struct Head::Impl {
   };
   struct NodeRec {
     std::string name, incarnation, address;
+    std::string home_json, inc_json;  // {"node":..,"address":..} and the quoted incarnation, for placements
     Json reg;
     int pid = 0;
     long long hb = -1;
@@ -81,6 +91,11 @@ struct Head::Impl {
     std::string id, input, error;
     uint32_t pipeline;  // index into pipelines
     Json results = Json::object();
+    // results as JSON text, encoded once per change (placements and the job hash both carry it);
+    // results_unsaved: the hash in Redis does not have this text yet.
+    std::string results_text = "{}";
+    bool results_unsaved = false;
+    size_t homes_written = 0;           // std::hash of the hash's homes field as last written
     std::vector<std::string> attempts;  // attempt JSON, as in Redis
     std::unique_ptr<Running> running;
     uint32_t serial = 0;
@@ -150,6 +165,8 @@ struct Head::Impl {
   void EndJob(uint32_t j, const std::string& state, const std::string& error, int step);
   void Place(const core::Placement& p);
   Hash JobHash(uint32_t j) const;
+  std::string HomesText(uint32_t j) const;
+  void AppendJobWrite(uint32_t j);
   Json NodesJson() const;
   bool FlushTurn();
   bool HoldLock(bool first);
@@ -235,6 +252,8 @@ uint32_t Head::Impl::AddNodeToCore(const std::string& name, const Json& reg) {
   n.reg = reg;
   n.incarnation = reg.value("incarnation", "");
   n.address = reg.value("address", "");
+  n.home_json = Json({{"node", name}, {"address", n.address}}).dump(-1, ' ', false, Json::error_handler_t::replace);
+  n.inc_json = Quote(n.incarnation);
   n.pid = reg.value("pid", 0);
   n.last_change = Now();
   node_index[name] = idx;
@@ -258,11 +277,13 @@ void Head::Impl::AddJob(const std::string& id, const Hash& h) {
   JobRec rec;
   rec.id = id;
   rec.input = get("input");
+  rec.homes_written = std::hash<std::string>()(get("homes"));
   rec.pipeline = pidx;
   rec.error = get("error");
   rec.serial = static_cast<uint32_t>(std::atoll(get("serial").c_str()));
   Json results = Json::parse(get("results").empty() ? "{}" : get("results"), nullptr, false);
   rec.results = results.is_object() ? results : Json::object();
+  rec.results_text = rec.results.dump(-1, ' ', false, Json::error_handler_t::replace);
   const std::string state = get("state").empty() ? "ready" : get("state");
   const int step = std::atoi(get("step").c_str());
   std::vector<int32_t> homes(p.step_names.size(), -1);
@@ -300,8 +321,8 @@ void Head::Impl::AddJob(const std::string& id, const Hash& h) {
       // if any, carries a serial the core no longer expects.
       Json a = {{"step", p.step_names[step]}, {"attempt", step_attempt}, {"node", node}, {"status", "lost"},
                 {"start", start}, {"end", Now()}, {"gpus", gpus}, {"error", "node " + node + " unknown after head restart"}};
-      attempt_appends.emplace_back(id, a.dump());
       jobs[idx].attempts.push_back(a.dump());
+      attempt_appends.emplace_back(id, jobs[idx].attempts.back());
       MarkDirty(idx);
     }
   } else if (phase == core::Phase::kReady && (state != "ready" || sched->Job(idx).step != step)) {
@@ -407,8 +428,8 @@ void Head::Impl::LoseNode(uint32_t idx, const std::string& why) {
     Json aj = {{"step", pipelines[rec.pipeline].step_names[a.step]}, {"attempt", a.step_attempt}, {"node", a.node},
                {"status", "lost"}, {"start", a.placed}, {"end", now}, {"gpus", a.gpus}, {"placed", a.placed},
                {"error", "node " + a.node + " lost: " + why}};
-    attempt_appends.emplace_back(rec.id, aj.dump());
     rec.attempts.push_back(aj.dump());
+    attempt_appends.emplace_back(rec.id, rec.attempts.back());
     Event f = Make(Event::Type::kAttemptFinished, rec, a.step, a.node);
     f.attempt = a.step_attempt;
     f.status = "lost";
@@ -487,14 +508,16 @@ void Head::Impl::OnResult(const Json& m) {
   Json aj = {{"step", step_name}, {"attempt", a.step_attempt}, {"node", a.node}, {"status", core::AttemptStatusName(status)},
              {"start", start}, {"end", end}, {"gpus", a.gpus}, {"placed", a.placed}};
   if (!error.empty()) aj["error"] = error;
-  attempt_appends.emplace_back(rec.id, aj.dump());
   rec.attempts.push_back(aj.dump());
+  attempt_appends.emplace_back(rec.id, rec.attempts.back());
   if (status == core::AttemptStatus::kOk) {
     rec.results[step_name] = m.contains("result") ? m["result"] : Json::object();
     Json& record = rec.results["_record"];
     if (!record.is_array()) record = Json::array();
     record.push_back({{"step", step_name}, {"node", a.node}, {"attempt", a.step_attempt},
                       {"seconds", end - start}, {"status", "ok"}, {"gpus", a.gpus}});
+    rec.results_text = rec.results.dump(-1, ' ', false, Json::error_handler_t::replace);
+    rec.results_unsaved = true;
   }
   Event e = Make(Event::Type::kAttemptFinished, rec, a.step, a.node);
   e.attempt = a.step_attempt;
@@ -557,6 +580,10 @@ void Head::Impl::OnMessage(const std::string& id, const Json& m) {
   const std::string t = m.value("t", "");
   if (t == "result") {
     OnResult(m);
+  } else if (t == "results") {  // a node agent's batch (node.cc Reporter)
+    if (m.contains("list") && m["list"].is_array())
+      for (const auto& r : m["list"])
+        if (r.is_object()) OnResult(r);
   } else if (t == "submit") {
     std::vector<std::string> fresh;
     if (m.contains("jobs") && m["jobs"].is_array())
@@ -590,16 +617,21 @@ void Head::Impl::Place(const core::Placement& p) {
   const double now = Now();
   rec.running = std::make_unique<Running>(Running{n.name, p.serial, p.step, p.step_attempt, MaskToGpus(p.gpu_mask), now});
   rec.serial = p.serial;
-  Json homes = Json::array();
+  // The message is assembled from pieces encoded once (results, input, node records) rather
+  // than built as a Json tree and dumped: this ran for every step and was a fifth of the head's
+  // CPU in the cluster bench.
+  std::string homes = "[";
   for (uint16_t s = 0; s < p.step; ++s) {
     const int32_t h = sched->Home(p.job, s);
-    if (h >= 0) homes.push_back({{"node", nodes[h].name}, {"address", nodes[h].address}});
-    else homes.push_back(nullptr);
+    if (s) homes += ',';
+    homes += h >= 0 ? nodes[h].home_json : "null";
   }
-  Json msg = {{"t", "run"}, {"job", rec.id}, {"serial", p.serial}, {"step", p.step}, {"attempt", p.step_attempt},
-              {"pipeline", pl.id}, {"input", rec.input}, {"results", rec.results}, {"homes", homes},
-              {"gpus", rec.running->gpus}, {"inc", n.incarnation}, {"placed", WallNow()}};
-  outgoing.emplace_back(n.name, msg.dump());
+  homes += ']';
+  std::string msg = fmt::format(
+      R"({{"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},"homes":{},"gpus":{},"inc":{},"placed":{:.6f}}})",
+      Quote(rec.id), p.serial, p.step, p.step_attempt, Quote(pl.id), Quote(rec.input), rec.results_text, homes,
+      GpusText(rec.running->gpus), n.inc_json, WallNow());
+  outgoing.emplace_back(n.name, std::move(msg));
   MarkDirty(p.job);
   if (!sinks.empty()) {
     Event e = Make(Event::Type::kAttemptStarted, rec, p.step, n.name);
@@ -610,15 +642,20 @@ void Head::Impl::Place(const core::Placement& p) {
   }
 }
 
-Hash Head::Impl::JobHash(uint32_t j) const {
-  const JobRec& rec = jobs[j];
-  const auto v = sched->Job(j);
-  const PipelineRec& p = pipelines[rec.pipeline];
+std::string Head::Impl::HomesText(uint32_t j) const {
+  const PipelineRec& p = pipelines[jobs[j].pipeline];
   Json homes = Json::array();
   for (uint16_t s = 0; s < p.step_names.size(); ++s) {
     const int32_t h = sched->Home(j, s);
     homes.push_back(h >= 0 ? nodes[h].name : "");
   }
+  return homes.dump();
+}
+
+Hash Head::Impl::JobHash(uint32_t j) const {
+  const JobRec& rec = jobs[j];
+  const auto v = sched->Job(j);
+  const PipelineRec& p = pipelines[rec.pipeline];
   Hash h;
   h["state"] = core::PhaseName(v.phase);
   h["step"] = std::to_string(v.step);
@@ -627,8 +664,8 @@ Hash Head::Impl::JobHash(uint32_t j) const {
   h["node"] = rec.running ? rec.running->node : "";
   h["gpus"] = rec.running ? Json(rec.running->gpus).dump() : "[]";
   h["start"] = rec.running ? fmt::format("{:.6f}", rec.running->placed) : "";
-  h["homes"] = homes.dump();
-  h["results"] = rec.results.dump();
+  h["homes"] = HomesText(j);
+  h["results"] = rec.results_text;
   h["error"] = rec.error;
   h["attempts"] = std::to_string(rec.attempts.size());
   h["wait"] = v.phase == core::Phase::kReady || v.phase == core::Phase::kBackoff ? sched->WaitReason(j, Now()) : "";
@@ -660,6 +697,37 @@ Json Head::Impl::NodesJson() const {
   return out;
 }
 
+// HSET of the fields of job j that a turn can change. input and pipeline never change after
+// submission; results and homes are written only when they differ from what Redis holds (the
+// full record was re-encoded every turn before, the head's largest cost in the cluster bench).
+void Head::Impl::AppendJobWrite(uint32_t j) {
+  JobRec& rec = jobs[j];
+  const auto v = sched->Job(j);
+  std::vector<std::string> argv;
+  argv.reserve(26);
+  argv = {"HSET", keys.job(rec.id), "state", core::PhaseName(v.phase), "step", std::to_string(v.step),
+          "step_attempt", std::to_string(rec.running ? rec.running->step_attempt : v.step_attempt),
+          "serial", std::to_string(rec.serial), "node", rec.running ? rec.running->node : "",
+          "gpus", rec.running ? GpusText(rec.running->gpus) : "[]",
+          "start", rec.running ? fmt::format("{:.6f}", rec.running->placed) : "", "error", rec.error,
+          "attempts", std::to_string(rec.attempts.size()),
+          "wait", v.phase == core::Phase::kReady || v.phase == core::Phase::kBackoff ? sched->WaitReason(j, Now()) : ""};
+  std::string homes = HomesText(j);
+  if (const size_t h = std::hash<std::string>()(homes); h != rec.homes_written) {
+    argv.push_back("homes");
+    argv.push_back(std::move(homes));
+    rec.homes_written = h;
+  }
+  if (rec.results_unsaved) {
+    argv.push_back("results");
+    argv.push_back(rec.results_text);
+    rec.results_unsaved = false;
+  }
+  db.Append(argv);
+  rec.dirty = false;
+  rec.saved_step = v.step;
+}
+
 bool Head::Impl::FlushTurn() {
   const std::string view = NodesJson().dump();
   const bool view_changed = view != nodes_view_written;
@@ -668,19 +736,18 @@ bool Head::Impl::FlushTurn() {
   db.Append({"MULTI"});
   ++n;
   for (uint32_t j : dirty) {
-    std::vector<std::string> argv = {"HSET", keys.job(jobs[j].id)};
-    for (auto& [k, v] : JobHash(j)) {
-      argv.push_back(k);
-      argv.push_back(std::move(v));
-    }
+    AppendJobWrite(j);
+    ++n;
+  }
+  // Attempt records, one RPUSH per job and turn.
+  for (size_t i = 0; i < attempt_appends.size();) {
+    std::vector<std::string> argv = {"RPUSH", keys.attempts(attempt_appends[i].first)};
+    size_t k = i;
+    for (; k < attempt_appends.size() && attempt_appends[k].first == attempt_appends[i].first; ++k)
+      argv.push_back(std::move(attempt_appends[k].second));
     db.Append(argv);
     ++n;
-    jobs[j].dirty = false;
-    jobs[j].saved_step = sched->Job(j).step;
-  }
-  for (const auto& [id, a] : attempt_appends) {
-    db.Append({"RPUSH", keys.attempts(id), a});
-    ++n;
+    i = k;
   }
   for (const auto& [node, m] : outgoing) {
     db.Append({"XADD", keys.place(node), "*", "m", m});

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -15,7 +16,6 @@
 #include "cluster/artifacts.h"
 #include "cluster/store.h"
 #include "runtime/output.h"
-#include "runtime/worker_pool.h"
 
 namespace baton::cluster {
 
@@ -46,6 +46,64 @@ class FetchStep : public Step {
   std::string from_, path_;
 };
 
+// Elastic thread pool for attempts: a new thread starts when no thread is idle (attempts block on
+// sleeps, subprocesses and the network, and their number is bounded by the node's resources, not by
+// cores). Unlike runtime/worker_pool.h it never spins while idle: an agent shares its machine with
+// other agents, the head and Redis, and spinning threads took most of an agent's CPU in the
+// cluster bench (perf). Threads still running a task at destruction are detached.
+class AttemptPool {
+ public:
+  AttemptPool() : s_(std::make_shared<State>()) {}
+  ~AttemptPool() {
+    bool abandoned;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->shutdown = true;
+      abandoned = s_->busy > 0;
+    }
+    s_->cv.notify_all();
+    for (auto& t : threads_) abandoned ? t.detach() : t.join();
+  }
+  void Submit(std::function<void()> task) {
+    bool spawn;
+    {
+      std::lock_guard lock(s_->mu);
+      s_->tasks.push_back(std::move(task));
+      spawn = s_->idle < s_->tasks.size();
+    }
+    if (spawn) threads_.emplace_back(&AttemptPool::Loop, s_);  // Submit is called from one thread
+    else s_->cv.notify_one();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> tasks;
+    size_t idle = 0, busy = 0;
+    bool shutdown = false;
+  };
+  static void Loop(std::shared_ptr<State> s) {
+    std::unique_lock lock(s->mu);
+    while (true) {
+      ++s->idle;
+      s->cv.wait(lock, [&] { return s->shutdown || !s->tasks.empty(); });
+      --s->idle;
+      if (s->tasks.empty()) return;
+      auto task = std::move(s->tasks.front());
+      s->tasks.pop_front();
+      ++s->busy;
+      lock.unlock();
+      task();
+      task = nullptr;
+      lock.lock();
+      --s->busy;
+    }
+  }
+  std::shared_ptr<State> s_;
+  std::vector<std::thread> threads_;
+};
+
 }  // namespace
 
 void RegisterClusterSteps(StepRegistry& registry) {
@@ -74,7 +132,7 @@ struct NodeAgent::Impl {
   std::shared_ptr<LogSink> log;
   std::atomic<bool> stop{false};
   std::atomic<bool> quit{false};  // reporter: after the last attempt reported
-  WorkerPool pool;
+  AttemptPool pool;
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
 
   std::mutex mu;  // running attempts and the report queue
@@ -194,7 +252,8 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
         return dest;
       };
       try {
-        std::filesystem::create_directories(ctx.workdir);
+        // Steps that never touch their folder (sleep) skip the mkdir, as in the embedded runtime.
+        if (p->steps[step]->NeedsWorkdir()) std::filesystem::create_directories(ctx.workdir);
         outcome = p->steps[step]->Run(ctx);
       } catch (const std::exception& e) {
         outcome = StepOutcome::Failure(std::string("step threw: ") + e.what());
@@ -234,15 +293,29 @@ void NodeAgent::Impl::Reporter() {
     while (!db.ok()) {
       if (!Connect(db, quit)) return;
     }
+    // All results of a batch travel in one inbox entry ({"t":"results","list":[...]}): one XADD,
+    // and one entry for the head to read and acknowledge, instead of one per result. The entry is
+    // written before the placements are acknowledged, so a crash in between re-runs nothing that
+    // reported (the head ignores a second copy by serial) and loses nothing.
+    constexpr size_t kResultsPerEntry = 512;
     std::vector<std::string> ids;
-    size_t n = 0;
+    std::string list;
+    size_t in_list = 0;
+    auto send = [&] {
+      if (in_list == 0) return;
+      db.Append({"XADD", keys.inbox(), "*", "m", "{\"t\":\"results\",\"list\":[" + list + "]}"});
+      list.clear();
+      in_list = 0;
+    };
     for (const auto& [entry, res] : batch) {
       if (!res.empty()) {
-        db.Append({"XADD", keys.inbox(), "*", "m", res});
-        ++n;
+        if (in_list) list += ',';
+        list += res;
+        if (++in_list == kResultsPerEntry) send();
       }
       if (!entry.empty()) ids.push_back(entry);
     }
+    send();
     if (!ids.empty()) {
       std::vector<std::string> ack = {"XACK", keys.place(opts.name), "node"}, del = {"XDEL", keys.place(opts.name)};
       ack.insert(ack.end(), ids.begin(), ids.end());

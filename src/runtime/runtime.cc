@@ -151,6 +151,11 @@ std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vect
       continue;
     }
     if (line[0] == '#') continue;
+    // A relative path to a local file means this directory's file: steps run in their job folder.
+    if (line.find("://") == std::string::npos && line[0] != '/') {
+      std::error_code ec;
+      if (std::filesystem::exists(line, ec)) line = std::filesystem::absolute(line).lexically_normal().string();
+    }
     auto [it, fresh] = seen.emplace(line, n);
     if (!fresh) {
       warnings->push_back(fmt::format("{}:{}: duplicate of line {} skipped", file.string(), n, it->second));

@@ -296,6 +296,12 @@ TEST(Inputs, BlankAndDuplicateLinesAreReportedAndSkipped) {
   ASSERT_EQ(warnings.size(), 2u);
   EXPECT_EQ(warnings[0], (dir / "in.txt").string() + ":2: blank line skipped");
   EXPECT_EQ(warnings[1], (dir / "in.txt").string() + ":5: duplicate of line 1 skipped");
+  // A relative path to an existing file becomes absolute (steps run in their own folders).
+  std::ofstream(dir / "local.txt") << (dir / "in.txt").filename().string() << "\n";
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  EXPECT_EQ(ReadInputs("local.txt", &warnings), (std::vector<std::string>{(dir / "in.txt").string()}));
+  std::filesystem::current_path(cwd);
   std::ofstream(dir / "empty.txt") << "\n# nothing\n";
   EXPECT_THROW(ReadInputs(dir / "empty.txt", &warnings), LoadError);
 }

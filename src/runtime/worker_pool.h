@@ -33,6 +33,8 @@ class WorkerPool {
     size_t busy = 0;
     bool shutdown = false;
     std::atomic<size_t> queued{0};  // tasks waiting; read without the lock while spinning
+    std::atomic<size_t> threads{0};
+    size_t cores = 1;
   };
   static void Loop(std::shared_ptr<State> state);
   std::shared_ptr<State> state_;
