@@ -17,6 +17,7 @@
 #include "baton/pipeline.h"
 #include "cluster/store.h"
 #include "core/scheduler.h"
+#include "runtime/core_model.h"
 #include "runtime/output.h"
 
 namespace baton::cluster {
@@ -212,23 +213,8 @@ bool Head::Impl::EnsurePipeline(const std::string& pid) {
   }
   for (const auto& [k, v] : rec.spec.pools)
     if (sched->resources().Find(k) < 0 || !sched->resources().IsPool(sched->resources().Find(k))) sched->SetPool(k, v);
-  core::PipelineModel pm;
-  pm.name = rec.spec.name;
-  pm.prefetch = rec.spec.prefetch;
-  for (const auto& s : rec.spec.steps) {
-    core::StepModel sm;
-    sm.name = s.name;
-    for (const auto& [k, v] : s.resources) sm.demand.Set(sched->resources().Intern(k), core::ToAmount(v));
-    sm.same_node_as = s.same_node_as.empty() ? -1 : rec.spec.StepIndex(s.same_node_as);
-    for (const auto& [k, v] : s.labels) sm.labels.emplace_back(k, v);
-    sm.retries = s.retries;
-    sm.timeout = s.timeout;
-    sm.backoff = s.backoff;
-    sm.max_backoff = s.max_backoff;
-    pm.steps.push_back(std::move(sm));
-    rec.step_names.push_back(s.name);
-  }
-  rec.core = sched->AddPipeline(std::move(pm));
+  for (const auto& st : rec.spec.steps) rec.step_names.push_back(st.name);
+  rec.core = sched->AddPipeline(ToCoreModel(rec.spec, sched->resources()));
   pipeline_index[pid] = static_cast<uint32_t>(pipelines.size());
   pipelines.push_back(std::move(rec));
   return true;

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/scheduler.h"
+#include "runtime/core_model.h"
 #include "runtime/output.h"
 #include "runtime/worker_pool.h"
 
@@ -274,23 +275,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   std::map<std::string, double> pools = m.pipeline.pools;
   for (const auto& [k, v] : m.cluster.pools) pools[k] = v;
   for (const auto& [k, v] : pools) m.sched.SetPool(k, v);
-  core::PipelineModel pm;
-  pm.name = m.pipeline.name;
-  pm.prefetch = m.pipeline.prefetch;
-  for (const auto& s : m.pipeline.steps) {
-    core::StepModel sm;
-    sm.name = s.name;
-    for (const auto& [k, v] : s.resources) sm.demand.Set(m.sched.resources().Intern(k), core::ToAmount(v));
-    sm.same_node_as = s.same_node_as.empty() ? -1 : m.pipeline.StepIndex(s.same_node_as);
-    if (s.prefer.count("gpu")) sm.prefer_gpu = core::ToAmount(s.prefer.at("gpu"));
-    for (const auto& [k, v] : s.labels) sm.labels.emplace_back(k, v);
-    sm.retries = s.retries;
-    sm.timeout = s.timeout;
-    sm.backoff = s.backoff;
-    sm.max_backoff = s.max_backoff;
-    pm.steps.push_back(std::move(sm));
-  }
-  m.pipeline_id = m.sched.AddPipeline(std::move(pm));
+  m.pipeline_id = m.sched.AddPipeline(ToCoreModel(m.pipeline, m.sched.resources()));
   if (m.cluster.nodes.size() > 64) throw LoadError("at most 64 nodes in one process; use cluster mode for more");
   for (const auto& n : m.cluster.nodes) {
     core::NodeModel nm;
