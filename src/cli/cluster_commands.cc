@@ -193,24 +193,31 @@ int SubmitCommand(const cluster::RedisUrl& url) {
   }
   InstallSignals();
   const auto t0 = std::chrono::steady_clock::now();
+  // Poll only the jobs that have not ended yet: an ended job's state never changes again.
+  std::vector<std::string> pending = ids;
+  int ok = 0, failed = 0, cancelled = 0;
   while (!g_stop) {
     std::vector<std::string> states;
     try {
-      states = cluster::JobStates(db, keys, ids);
+      states = cluster::JobStates(db, keys, pending);
     } catch (const std::exception&) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       db.Connect(url);
       continue;
     }
-    int done = 0, ok = 0, failed = 0, cancelled = 0;
-    for (const auto& s : states) {
-      if (!cluster::TerminalState(s)) continue;
-      ++done;
-      ok += s == "succeeded";
-      failed += s == "failed";
-      cancelled += s == "cancelled";
+    std::vector<std::string> still;
+    for (size_t i = 0; i < states.size(); ++i) {
+      const std::string& st = states[i];
+      if (!cluster::TerminalState(st)) {
+        still.push_back(pending[i]);
+        continue;
+      }
+      ok += st == "succeeded";
+      failed += st == "failed";
+      cancelled += st == "cancelled";
     }
-    if (done == static_cast<int>(ids.size())) {
+    pending.swap(still);
+    if (pending.empty()) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs\n", ok, failed, cancelled, secs);
       if (failed) PrintFailures(cluster::ClusterSnapshot(db, keys, &ids));
