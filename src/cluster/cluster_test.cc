@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "cluster/artifacts.h"
@@ -121,10 +122,10 @@ class ClusterTest : public ::testing::Test {
     redis_ = std::make_unique<Proc>(argv, dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return Run({"nodes"}) == 0; }, 5)) << "redis did not start";
   }
-  void StartHead() {
-    head_ = std::make_unique<Proc>(std::vector<std::string>{baton_, "head", "--redis", url_, "--prefix", prefix_,
-                                                            "--heartbeat-timeout", "1s"},
-                                   dir_ / "head.log");
+  void StartHead(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "1s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    head_ = std::make_unique<Proc>(argv, dir_ / "head.log");
   }
   void StartNode(const std::string& name, const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name,
@@ -361,6 +362,43 @@ steps:
   EXPECT_FALSE(SafeRelative("a/../../b"));
   EXPECT_TRUE(SafeRelative("keyframes/scene-001.jpg"));
   EXPECT_THROW(FetchArtifact("127.0.0.1:1", "x", "job-0", "../../etc/passwd", dir_ / "x", 100), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace baton::cluster
+
+namespace baton::cluster {
+namespace {
+
+TEST_F(ClusterTest, HeadServesTheDashboardWithRealNodeNames) {
+  StartRedis();
+  const int port = testing::FreeLoopbackPort();
+  StartHead({"--dashboard", "127.0.0.1:" + std::to_string(port)});
+  StartNode("a", {"--gpus", "1", "--resources", "download_slot=1", "--labels", "role=head"});
+  StartNode("b", {"--gpus", "1", "--resources", "download_slot=1"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 10)) << Logs();
+  auto submit = Submit(WritePipeline(kSeed, 0.1), 4);
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  httplib::Client http("127.0.0.1", port);
+  Json jobs;
+  ASSERT_TRUE(WaitFor([&] {
+    auto r = http.Get("/api/jobs?state=succeeded");
+    if (!r || r->status != 200) return false;
+    jobs = Json::parse(r->body, nullptr, false);
+    return jobs.is_object() && jobs["jobs"].size() == 4;
+  }, 10)) << Logs();
+  for (const auto& j : jobs["jobs"]) {
+    ASSERT_EQ(j["steps"].size(), 4u);
+    EXPECT_EQ(j["steps"][1]["node"], j["steps"][0]["node"]);  // analyze beside download
+    EXPECT_EQ(j["steps"][3]["node"], "a");                     // document on the head-labelled node
+  }
+  auto nodes = http.Get("/api/nodes");
+  ASSERT_TRUE(nodes && nodes->status == 200);
+  EXPECT_NE(nodes->body.find("\"a\""), std::string::npos);
+  EXPECT_NE(nodes->body.find("\"b\""), std::string::npos);
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  EXPECT_NE(metrics->body.find("baton_jobs{state=\"succeeded\"} 4"), std::string::npos) << metrics->body.substr(0, 400);
 }
 
 }  // namespace
