@@ -69,7 +69,7 @@ main { max-width: 60rem; margin: 0 auto; padding: 1.5rem; }
 h1 { font-size: 1.8rem; margin: 0 0 .3rem; } h2 { border-bottom: 2px solid var(--line); padding-bottom: .2rem; margin-top: 2.2rem; }
 .source, .by, .note { color: var(--muted); } .source span { word-break: break-all; }
 .note { font-style: italic; }
-nav ol { columns: 2; padding-left: 1.2rem; } a { color: var(--accent); }
+nav > ol { columns: 2; padding-left: 1.2rem; } nav ol ol { columns: 1; } nav li { break-inside: avoid; } a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; font-size: .93rem; }
 th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top; }
 th { background: rgba(127,127,127,.1); } td.t { white-space: nowrap; font-variant-numeric: tabular-nums; width: 5rem; }
