@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -130,8 +131,9 @@ class ClusterTest : public ::testing::Test {
   void StartNode(const std::string& name, const std::vector<std::string>& extra) {
     std::vector<std::string> argv = {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name,
                                      "--workdir", (dir_ / ("work-" + name)).string(), "--address", "127.0.0.1",
-                                     "--listen", "127.0.0.1", "--heartbeat", "0.2s", "--cpus", "2"};
+                                     "--listen", "127.0.0.1", "--heartbeat", "0.2s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (std::find(extra.begin(), extra.end(), "--cpus") == extra.end()) argv.insert(argv.end(), {"--cpus", "2"});
     nodes_[name] = std::make_unique<Proc>(argv, dir_ / (name + ".log"));
   }
   bool NodesAlive(size_t n) {
@@ -399,6 +401,53 @@ TEST_F(ClusterTest, HeadServesTheDashboardWithRealNodeNames) {
   auto metrics = http.Get("/metrics");
   ASSERT_TRUE(metrics && metrics->status == 200);
   EXPECT_NE(metrics->body.find("baton_jobs{state=\"succeeded\"} 4"), std::string::npos) << metrics->body.substr(0, 400);
+}
+
+}  // namespace
+}  // namespace baton::cluster
+
+#include "support/http_fault_server.h"
+#include "support/media.h"
+
+namespace baton::cluster {
+namespace {
+
+// The canonical job across two agents: real downloads, real analysis, and the head-only
+// document step embedding keyframes that were made on the other node.
+TEST_F(ClusterTest, VideoReportAcrossNodesEmbedsKeyframesFromTheOtherNode) {
+  TempDir served;
+  std::filesystem::copy_file(testing::Mp4Clip(), served / "talk.mp4");
+  testing::HttpFaultServer http(served.path());
+  StartRedis();
+  StartHead();
+  // One CPU each: analyze (cpu 1) admits one job per node, so the two jobs land on both nodes.
+  StartNode("a", {"--gpus", "0", "--cpus", "1", "--labels", "role=head"});
+  StartNode("b", {"--gpus", "0", "--cpus", "1"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 10)) << Logs();
+  std::ofstream(dir_ / "urls.txt") << http.url("/files/talk.mp4") << "\n" << http.url("/files/talk.mp4?copy=2") << "\n";
+  Proc submit({baton_, "submit", (testing::SourceDir() / "examples" / "video-report.yaml").string(), "--inputs",
+               (dir_ / "urls.txt").string(), "--redis", url_, "--prefix", prefix_, "--wait"},
+              dir_ / "submit.log");
+  ASSERT_EQ(submit.Wait(120), 0) << Logs();
+  std::set<std::string> analyzed_on;
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = "job-" + std::to_string(i);
+    Json j = Job(id);
+    const auto d = Attempts(j, "download", "ok"), a = Attempts(j, "analyze", "ok"), doc = Attempts(j, "document", "ok");
+    ASSERT_EQ(doc.size(), 1u) << j.dump();
+    EXPECT_EQ(a[0]["node"], d[0]["node"]);
+    EXPECT_EQ(doc[0]["node"], "a");
+    analyzed_on.insert(a[0]["node"].get<std::string>());
+    const std::string html = testing::ReadFile(dir_ / "work-a" / "out" / id / "report.html");
+    const std::string md = testing::ReadFile(dir_ / "work-a" / "out" / id / "report.md");
+    EXPECT_NE(md.find("Quarterly Results"), std::string::npos) << id;
+    // One embedded keyframe per chapter (two slides), wherever the analysis ran.
+    size_t images = 0;
+    for (size_t p = html.find("data:image/jpeg;base64,"); p != std::string::npos; p = html.find("data:image/jpeg;base64,", p + 1))
+      ++images;
+    EXPECT_EQ(images, 2u) << id;
+  }
+  EXPECT_EQ(analyzed_on, (std::set<std::string>{"a", "b"}));
 }
 
 }  // namespace
