@@ -115,9 +115,10 @@ class ClusterTest : public ::testing::Test {
     prefix_ = "t" + std::to_string(getpid());
   }
 
-  void StartRedis(bool aof = false) {
+  void StartRedis(bool aof = false, const std::string& password = "") {
     std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
                                      "--dir", dir_.path().string()};
+    if (!password.empty()) argv.insert(argv.end(), {"--requirepass", password});
     if (aof) argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", "always"});
     else argv.insert(argv.end(), {"--appendonly", "no"});
     redis_ = std::make_unique<Proc>(argv, dir_ / "redis.log");
@@ -448,6 +449,36 @@ TEST_F(ClusterTest, VideoReportAcrossNodesEmbedsKeyframesFromTheOtherNode) {
     EXPECT_EQ(images, 2u) << id;
   }
   EXPECT_EQ(analyzed_on, (std::set<std::string>{"a", "b"}));
+}
+
+}  // namespace
+}  // namespace baton::cluster
+
+namespace baton::cluster {
+namespace {
+
+TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
+  const std::string password = "s3cret-Redis-pw";
+  url_ = "redis://:" + password + "@127.0.0.1:" + std::to_string(port_);
+  StartRedis(false, password);
+  StartHead();
+  StartNode("a", {"--gpus", "1", "--resources", "download_slot=1", "--labels", "role=head"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 10)) << Logs();
+  auto submit = Submit(WritePipeline(kSeed, 0.05), 2);
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  ExpectEachStepOnceOk(2);
+  for (const char* f : {"head.log", "submit.log", "a.log"}) {
+    const std::string log = testing::ReadFile(dir_ / f);
+    EXPECT_EQ(log.find(password), std::string::npos) << f << ": " << log;
+  }
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find(":***@127.0.0.1"), std::string::npos);
+  // A wrong password is a clear error, not a hang, and does not echo what was given.
+  url_ = "redis://:wrong-password@127.0.0.1:" + std::to_string(port_);
+  const auto out = dir_ / "wrong.log";
+  EXPECT_NE(Run({"status"}, out.string()), 0);
+  const std::string said = testing::ReadFile(out);
+  EXPECT_EQ(said.find("wrong-password"), std::string::npos) << said;
+  EXPECT_NE(said.find("redis"), std::string::npos) << said;
 }
 
 }  // namespace
