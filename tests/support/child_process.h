@@ -1,0 +1,45 @@
+// ChildProcess: a program started from an argv (no shell) with stdout and stderr appended to a
+// log file, killed (SIGKILL) and reaped on destruction. WaitFor: polls a condition with a
+// deadline, so tests wait for "nodes joined" or "job done" without fixed sleeps.
+// Used by the cluster tests and the cluster bench. Not thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace baton::testing {
+
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::filesystem::path& log);
+  ~ChildProcess() { Kill(9); }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // Sends `signal` and reaps the process.
+  void Kill(int signal);
+  // Exit status (128 + signal when killed), or -1 when still running after `seconds`.
+  int Wait(double seconds);
+
+ private:
+  pid_t pid_ = -1;
+};
+
+template <typename F>
+bool WaitFor(F cond, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
+}  // namespace baton::testing
