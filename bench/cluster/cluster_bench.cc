@@ -20,6 +20,7 @@
 #include "baton/runtime.h"
 #include "cluster/client.h"
 #include "cluster/redis.h"
+#include "support/child_process.h"
 #include "support/util.h"
 
 extern char** environ;
@@ -27,25 +28,6 @@ using namespace baton;
 
 namespace {
 
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-void Stop(pid_t pid) {
-  if (pid > 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-  }
-}
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -117,17 +99,18 @@ int main(int argc, char** argv) {
 
   const int port = testing::FreeLoopbackPort();
   const std::string url = "redis://127.0.0.1:" + std::to_string(port);
-  pid_t redis = Spawn({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
-                      (dir / "redis.log").string());
+  testing::ChildProcess redis({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
+                              dir / "redis.log");
   cluster::Redis db;
   for (int i = 0; i < 100 && !db.Connect(cluster::RedisUrl::Parse(url)); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  pid_t head = Spawn({baton, "head", "--redis", url, "--log-format", "none"}, (dir / "head.log").string());
-  std::vector<pid_t> nodes;
+  testing::ChildProcess head({baton, "head", "--redis", url, "--log-format", "none"}, dir / "head.log");
+  std::vector<std::unique_ptr<testing::ChildProcess>> nodes;
   for (int i = 0; i < 4; ++i)
-    nodes.push_back(Spawn({baton, "node", "--redis", url, "--name", "n" + std::to_string(i), "--cpus", "4", "--gpus", "0",
-                           "--workdir", (dir / ("n" + std::to_string(i))).string(), "--address", "127.0.0.1", "--listen",
-                           "127.0.0.1", "--log-format", "none"},
-                          (dir / "node.log").string()));
+    nodes.push_back(std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{baton, "node", "--redis", url, "--name", "n" + std::to_string(i), "--cpus", "4", "--gpus",
+                                 "0", "--workdir", (dir / ("n" + std::to_string(i))).string(), "--address", "127.0.0.1",
+                                 "--listen", "127.0.0.1", "--log-format", "none"},
+        dir / "node.log"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const cluster::Keys keys("baton");
   const long long calls0 = TotalCalls(db);
@@ -160,8 +143,8 @@ int main(int argc, char** argv) {
   std::printf("redis commands per step: %.2f (INFO commandstats, includes status polling)\n", double(calls1 - calls0 - 3) / steps);
 
   // Head memory per 100k queued jobs: no nodes can take them (they need a resource nobody has).
-  for (pid_t n : nodes) Stop(n);
-  const long rss0 = RssKb(head);
+  nodes.clear();  // killed and reaped
+  const long rss0 = RssKb(head.pid());
   const int queued = 100000;
   std::string yaml = "name: queued\nsteps:\n  - {name: s, uses: sleep, resources: {nothing_has_this: 1}}\n";
   std::ofstream(dir / "q.yaml") << yaml;
@@ -169,9 +152,7 @@ int main(int argc, char** argv) {
   cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml"), qin);
   for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const long rss1 = RssKb(head);
+  const long rss1 = RssKb(head.pid());
   std::printf("head memory: %.1f MiB per 100k queued jobs (RSS %ld -> %ld KiB)\n", (rss1 - rss0) / 1024.0, rss0, rss1);
-  Stop(head);
-  Stop(redis);
-  return 0;
+  return 0;  // head and redis are killed and reaped on the way out
 }
