@@ -173,5 +173,25 @@ TEST_F(CliTest, CtrlCEndsRunningAttemptsWritesSummaryAndExits130) {
   EXPECT_TRUE(std::filesystem::exists(dir_ / "t.json"));
 }
 
+TEST_F(CliTest, SimulateGivesTheSeedsMakespanAndWhereJobsWent) {
+  const auto examples = testing::SourceDir() / "examples";
+  Result r = Baton({"simulate", (examples / "seed-demo.yaml").string(), "--cluster",
+                    (examples / "clusters" / "seed-node.yaml").string(), "--jobs", "4"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("makespan 137.00 s"), std::string::npos) << r.out;
+  r = Baton({"simulate", (examples / "seed-cluster.yaml").string(), "--cluster",
+             (examples / "clusters" / "three-nodes.yaml").string(), "--jobs", "12", "--trace", "sim.json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("makespan 107.00 s"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(worker-2 +6 jobs started)"))) << r.out;
+  int bars = 0;
+  const auto trace = nlohmann::json::parse(ReadFile(dir_ / "sim.json"));
+  for (const auto& e : trace["traceEvents"]) bars += e["ph"] == "X";
+  EXPECT_EQ(bars, 48);
+  r = Baton({"simulate", (examples / "seed-demo.yaml").string(), "--jobs", "2", "--duration", "nope=3"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--duration nope: no step of that name"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace baton

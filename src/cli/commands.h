@@ -23,6 +23,14 @@ struct RunArgs {
   std::string dashboard, token;
 };
 
+struct SimulateArgs {
+  std::string pipeline, inputs, cluster, trace;
+  int jobs = 0;
+  std::vector<std::string> durations;
+};
+// `baton simulate`: the scheduling core in virtual time (src/cli/simulate.cc).
+int SimulateCommand(const SimulateArgs& args);
+
 // The dashboard served during `baton run --dashboard` (src/dashboard).
 struct DashboardHandle {
   virtual ~DashboardHandle() = default;

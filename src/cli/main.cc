@@ -144,6 +144,16 @@ int main(int argc, char** argv) {
   cmd_validate->add_option("pipeline", validate_pipeline)->required();
   cmd_validate->add_option("--cluster", validate_cluster);
 
+  baton::cli::SimulateArgs sim;
+  auto* cmd_sim = app.add_subcommand("simulate", "Schedule a pipeline in virtual time: makespan, placement, GPU use");
+  cmd_sim->add_option("pipeline", sim.pipeline, "Pipeline YAML file")->required();
+  auto* sim_inputs = cmd_sim->add_option("--inputs", sim.inputs, "File with one input per line (counts the jobs)");
+  auto* sim_jobs = cmd_sim->add_option("--jobs", sim.jobs, "N jobs")->check(CLI::Range(1, 100000000));
+  sim_inputs->excludes(sim_jobs);
+  cmd_sim->add_option("--cluster", sim.cluster, "Cluster YAML file; default: this machine");
+  cmd_sim->add_option("--duration", sim.durations, "STEP=SECONDS[,STEP=SECONDS] (sleep steps: their seconds; others: 1)");
+  cmd_sim->add_option("--trace", sim.trace, "Write the simulated schedule as a Chrome trace");
+
   baton::cli::AddClusterCommands(app);
 
   try {
@@ -159,6 +169,13 @@ int main(int argc, char** argv) {
       }
       run.dashboard_requested = dash->count() > 0;
       return baton::cli::RunCommand(run);
+    }
+    if (cmd_sim->parsed()) {
+      if (sim.inputs.empty() && sim.jobs <= 0) {
+        std::fprintf(stderr, "baton simulate: give --inputs FILE or --jobs N\n");
+        return 2;
+      }
+      return baton::cli::SimulateCommand(sim);
     }
     if (cmd_validate->parsed()) {
       auto pipeline = baton::LoadPipeline(validate_pipeline);

@@ -22,4 +22,15 @@ core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& r
   return pm;
 }
 
+core::NodeModel ToCoreNode(const NodeSpec& n, core::ResourceTable& resources) {
+  core::NodeModel nm;
+  nm.name = n.name;
+  nm.total.Set(core::kCpu, core::ToAmount(n.cpus));
+  nm.total.Set(core::kGpu, core::ToAmount(n.gpus));
+  nm.total.Set(core::kMemory, core::ToAmount(n.memory));
+  for (const auto& [k, v] : n.resources) nm.total.Set(resources.Intern(k), core::ToAmount(v));
+  for (const auto& [k, v] : n.labels) nm.labels.emplace_back(k, v);
+  return nm;
+}
+
 }  // namespace baton

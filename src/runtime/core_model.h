@@ -10,5 +10,6 @@ namespace baton {
 
 // REQUIRES: `spec` passed the loader's checks (same_node_as names an earlier step).
 core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& resources);
+core::NodeModel ToCoreNode(const NodeSpec& node, core::ResourceTable& resources);
 
 }  // namespace baton

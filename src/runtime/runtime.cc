@@ -278,14 +278,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   m.pipeline_id = m.sched.AddPipeline(ToCoreModel(m.pipeline, m.sched.resources()));
   if (m.cluster.nodes.size() > 64) throw LoadError("at most 64 nodes in one process; use cluster mode for more");
   for (const auto& n : m.cluster.nodes) {
-    core::NodeModel nm;
-    nm.name = n.name;
-    nm.total.Set(core::kCpu, core::ToAmount(n.cpus));
-    nm.total.Set(core::kGpu, core::ToAmount(n.gpus));
-    nm.total.Set(core::kMemory, core::ToAmount(n.memory));
-    for (const auto& [k, v] : n.resources) nm.total.Set(m.sched.resources().Intern(k), core::ToAmount(v));
-    for (const auto& [k, v] : n.labels) nm.labels.emplace_back(k, v);
-    m.sched.AddNode(std::move(nm));
+    m.sched.AddNode(ToCoreNode(n, m.sched.resources()));
     m.node_names.push_back(n.name);
     m.node_workdirs.push_back(n.workdir.empty() ? m.options.out / "nodes" / n.name : n.workdir);
   }

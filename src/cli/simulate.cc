@@ -1,0 +1,99 @@
+// `baton simulate`: runs a pipeline through the scheduling core in virtual time (src/sim) — the
+// same decisions `baton run` and the cluster head make, without doing the work — to see the
+// makespan, where jobs go and how busy the GPUs are, for any number of jobs and nodes, in
+// milliseconds. A step lasts its `--duration STEP=SECONDS`, or its `with.seconds` for `sleep`
+// steps, or 1 s.
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "core/scheduler.h"
+#include "runtime/core_model.h"
+#include "runtime/output.h"
+#include "sim/simulator.h"
+
+namespace baton::cli {
+
+int SimulateCommand(const SimulateArgs& a) {
+  PipelineSpec pipeline = LoadPipeline(a.pipeline);
+  ClusterSpec cluster = a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}} : LoadCluster(a.cluster);
+  std::vector<double> seconds(pipeline.steps.size(), 1.0);
+  std::vector<std::string> defaulted;
+  const auto given = ParseResourcePairs(a.durations, "--duration");
+  for (const auto& [name, value] : given)
+    if (pipeline.StepIndex(name) < 0) throw LoadError(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline));
+  for (size_t i = 0; i < pipeline.steps.size(); ++i) {
+    const StepSpec& s = pipeline.steps[i];
+    if (auto it = given.find(s.name); it != given.end()) seconds[i] = it->second;
+    else if (s.uses == "sleep" && s.with.contains("seconds") && s.with["seconds"].is_number()) seconds[i] = s.with["seconds"].get<double>();
+    else defaulted.push_back(s.name);
+  }
+  size_t jobs = static_cast<size_t>(a.jobs);
+  if (!a.inputs.empty()) {
+    std::vector<std::string> warnings;
+    jobs = ReadInputs(a.inputs, &warnings).size();
+  }
+
+  core::Scheduler sched;
+  std::map<std::string, double> pools = pipeline.pools;
+  for (const auto& [k, v] : cluster.pools) pools[k] = v;
+  for (const auto& [k, v] : pools) sched.SetPool(k, v);
+  const uint32_t pid = sched.AddPipeline(ToCoreModel(pipeline, sched.resources()));
+  for (const auto& n : cluster.nodes) sched.AddNode(ToCoreNode(n, sched.resources()));
+  if (const std::string why = sched.Infeasible(pid); !why.empty()) throw LoadError(a.pipeline + ": " + why);
+  for (size_t j = 0; j < jobs; ++j) sched.Submit(pid, 0);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  sim::Simulator sim(sched);
+  const double makespan = sim.Run([&](const core::Placement& p) { return sim::Outcome{seconds[p.step]}; });
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  // Where the jobs went and how busy each node's GPUs were.
+  std::vector<int> started(cluster.nodes.size(), 0);
+  std::vector<double> gpu_seconds(cluster.nodes.size(), 0);
+  RunReport report;
+  report.seconds = makespan;
+  report.jobs.resize(jobs);
+  for (size_t j = 0; j < jobs; ++j) report.jobs[j].id = "job-" + std::to_string(j);
+  for (const auto& r : sim.records()) {
+    if (r.step == 0) ++started[r.node];
+    const double busy = (r.end - r.start) * __builtin_popcountll(r.gpu_mask);
+    gpu_seconds[r.node] += busy;
+    AttemptReport ar{pipeline.steps[r.step].name, cluster.nodes[r.node].name, core::AttemptStatusName(r.status), "",
+                     r.step_attempt, r.start, r.end, {}};
+    for (int g = 0; g < 64; ++g)
+      if (r.gpu_mask & (uint64_t{1} << g)) ar.gpus.push_back(g);
+    report.jobs[r.job].attempts.push_back(std::move(ar));
+  }
+  int succeeded = 0;
+  for (size_t j = 0; j < jobs; ++j) succeeded += sched.Job(static_cast<uint32_t>(j)).phase == core::Phase::kSucceeded;
+
+  std::printf("%s: %zu jobs on %zu node%s: makespan %.2f s of virtual time (%zu attempts; simulated in %.1f ms)\n",
+              pipeline.name.c_str(), jobs, cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", makespan,
+              sim.records().size(), took * 1000);
+  for (size_t n = 0; n < cluster.nodes.size(); ++n) {
+    const auto& node = cluster.nodes[n];
+    std::string line = fmt::format("  {:<16} {:>6} jobs started", node.name, started[n]);
+    if (node.gpus > 0 && makespan > 0)
+      line += fmt::format(", GPUs busy {:.0f}%", 100.0 * gpu_seconds[n] / (makespan * node.gpus));
+    std::printf("%s\n", line.c_str());
+  }
+  if (succeeded != static_cast<int>(jobs)) std::printf("  %zu jobs did not finish\n", jobs - succeeded);
+  if (!defaulted.empty()) {
+    std::string names;
+    for (const auto& d : defaulted) names += (names.empty() ? "" : ", ") + d;
+    std::printf("  (assumed 1 s for %s: give --duration STEP=SECONDS)\n", names.c_str());
+  }
+  if (!a.trace.empty()) {
+    std::vector<std::string> names;
+    for (const auto& n : cluster.nodes) names.push_back(n.name);
+    WriteChromeTrace(a.trace, report, names);
+    std::printf("  trace: %s\n", a.trace.c_str());
+  }
+  return succeeded == static_cast<int>(jobs) ? 0 : 1;
+}
+
+}  // namespace baton::cli
