@@ -212,39 +212,45 @@ Result<std::string> ParseOcrOutput(std::string_view text) {
   return t;
 }
 
-Result<std::vector<TranscriptSegment>> RunAsrCommand(const std::vector<std::string>& argv,
-                                                     const std::filesystem::path& wav,
-                                                     const std::vector<int>& gpus, const CancelToken* cancel) {
-  const auto args = SubstituteArgv(argv, {{"{audio}", wav.string()}, {"{gpus}", JoinIds(gpus)}});
-  const std::string what = "asr command '" + Program(args) + "'";
+namespace {
+
+// Runs an engine command and returns its stdout; every failure names the engine and program.
+Result<std::string> RunEngine(const std::string& kind, const std::vector<std::string>& args,
+                              const std::vector<int>& gpus, const CancelToken* cancel, std::string* what) {
+  *what = kind + " command '" + Program(args) + "'";
   auto run = RunCommand(args, gpus, cancel);
   if (!run.ok()) {
     if (run.status.code == Status::Code::kCancelled) return run.status;
-    return Status::Failed(what + ": " + run.status.message, run.status.retryable);
+    return Status::Failed(*what + ": " + run.status.message, run.status.retryable);
   }
   if (run.value.exit_code != 0) {
-    return Status::Failed(what + " exited with status " + std::to_string(run.value.exit_code) +
+    return Status::Failed(*what + " exited with status " + std::to_string(run.value.exit_code) +
                           (run.value.err_tail.empty() ? "" : ": " + run.value.err_tail));
   }
-  auto parsed = ParseAsrOutput(run.value.out);
+  return std::move(run.value.out);
+}
+
+}  // namespace
+
+Result<std::vector<TranscriptSegment>> RunAsrCommand(const std::vector<std::string>& argv,
+                                                     const std::filesystem::path& wav,
+                                                     const std::vector<int>& gpus, const CancelToken* cancel) {
+  std::string what;
+  auto out = RunEngine("asr", SubstituteArgv(argv, {{"{audio}", wav.string()}, {"{gpus}", JoinIds(gpus)}}), gpus,
+                       cancel, &what);
+  if (!out.ok()) return out.status;
+  auto parsed = ParseAsrOutput(out.value);
   if (!parsed.ok()) return Status::Failed(what + ": " + parsed.status.message, false);
   return parsed;
 }
 
 Result<std::string> RunOcrCommand(const std::vector<std::string>& argv, const std::filesystem::path& image,
                                   const std::vector<int>& gpus, const CancelToken* cancel) {
-  const auto args = SubstituteArgv(argv, {{"{image}", image.string()}, {"{gpus}", JoinIds(gpus)}});
-  const std::string what = "ocr command '" + Program(args) + "'";
-  auto run = RunCommand(args, gpus, cancel);
-  if (!run.ok()) {
-    if (run.status.code == Status::Code::kCancelled) return run.status;
-    return Status::Failed(what + ": " + run.status.message, run.status.retryable);
-  }
-  if (run.value.exit_code != 0) {
-    return Status::Failed(what + " exited with status " + std::to_string(run.value.exit_code) +
-                          (run.value.err_tail.empty() ? "" : ": " + run.value.err_tail));
-  }
-  auto parsed = ParseOcrOutput(run.value.out);
+  std::string what;
+  auto out = RunEngine("ocr", SubstituteArgv(argv, {{"{image}", image.string()}, {"{gpus}", JoinIds(gpus)}}), gpus,
+                       cancel, &what);
+  if (!out.ok()) return out.status;
+  auto parsed = ParseOcrOutput(out.value);
   if (!parsed.ok()) return Status::Failed(what + ": " + parsed.status.message, false);
   return parsed;
 }
