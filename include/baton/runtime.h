@@ -27,6 +27,8 @@
 
 namespace baton {
 
+class Clock;  // src/driver/clock.h
+
 struct Event {
   enum class Type {
     kJobSubmitted,
@@ -71,6 +73,7 @@ struct RunOptions {
   FILE* log_stream = stderr;
   std::string job_prefix = "job-";
   double cancel_grace = 10;         // seconds a cancelled attempt may take before it is abandoned
+  const Clock* clock = nullptr;     // time source (tests pass a FakeClock); null: the real clock
 };
 
 struct AttemptReport {

@@ -51,6 +51,15 @@ class CancelToken {
 };
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
+const char* LogLevelName(LogLevel level);  // "debug", "info", "warn", "error"
+
+// One earlier successful attempt of this job's steps (the report's processing record).
+struct StepRun {
+  std::string step, node;
+  int attempt = 1;
+  double seconds = 0;
+  std::vector<int> gpus;
+};
 
 // Everything an attempt may read or do. Owned by the engine; valid for the duration of Run.
 struct StepContext {
@@ -60,6 +69,7 @@ struct StepContext {
   int attempt = 1;               // 1-based
   std::string input;             // the job's input line (URL, path, or "" for --jobs N)
   const Json* results = nullptr; // {"<earlier step name>": <its result JSON>, ...}
+  const std::vector<StepRun>* history = nullptr;  // this job's earlier successful attempts, in order
   std::filesystem::path workdir; // this job's folder on this node (exists unless NeedsWorkdir() is false)
   std::filesystem::path outdir;  // the run's output folder (--out) on the driver's machine
   std::vector<int> gpus;         // granted GPU device ids (also in CUDA_VISIBLE_DEVICES for children)
@@ -86,12 +96,15 @@ struct StepOutcome {
   Json result;           // small JSON result (kOk)
   std::string error;     // one-line reason (kFailed)
   bool retryable = true; // false: retrying cannot help (404, bad input); the job fails now
+  // A file this attempt made that is the job's main output (the document step's report): the
+  // job's end event names it. "" when none.
+  std::string main_output;
 
-  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true}; }
+  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}}; }
   static StepOutcome Failure(std::string error, bool retryable = true) {
-    return {Kind::kFailed, Json(), std::move(error), retryable};
+    return {Kind::kFailed, Json(), std::move(error), retryable, {}};
   }
-  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false}; }
+  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}}; }
   bool ok() const { return kind == Kind::kOk; }
 };
 

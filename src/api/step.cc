@@ -21,6 +21,16 @@ bool CancelToken::sleep_for(double seconds) const {
   return false;
 }
 
+const char* LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "info";
+}
+
 const Json& StepContext::result_of(std::string_view step_name) const {
   static const Json kNull;
   if (results == nullptr || !results->is_object()) return kNull;

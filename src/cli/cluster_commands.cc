@@ -18,7 +18,8 @@
 #include "dashboard/head_source.h"
 #include "dashboard/server.h"
 #include "cluster/node.h"
-#include "runtime/output.h"
+#include "driver/output.h"
+#include "driver/scheduler_setup.h"
 
 namespace baton::cli {
 
@@ -75,11 +76,7 @@ void CommonOptions(CLI::App* c) {
   c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
 }
 
-RunOptions::LogFormat Format() {
-  return g_args.log_format == "json" ? RunOptions::LogFormat::kJson
-         : g_args.log_format == "none" ? RunOptions::LogFormat::kNone
-                                       : RunOptions::LogFormat::kText;
-}
+RunOptions::LogFormat Format() { return ParseLogFormat(g_args.log_format); }
 
 bool Connect(cluster::Redis& db, const cluster::RedisUrl& url) {
   if (db.Connect(url)) return true;
@@ -166,14 +163,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     return 2;
   }
   PipelineSpec spec = LoadPipeline(g_args.pipeline);
-  for (const auto& s : spec.steps) {
-    if (!StepRegistry::Global().Has(s.uses)) throw LoadError(fmt::format("{}:{}: steps.{}.uses: unknown step kind '{}'", g_args.pipeline, s.line, s.name, s.uses));
-    try {
-      StepRegistry::Global().Create(s.uses, s.with);
-    } catch (const ConfigError& e) {
-      throw LoadError(fmt::format("{}:{}: steps.{}.{}", g_args.pipeline, s.line, s.name, e.what()));
-    }
-  }
+  if (auto steps = driver::CreateSteps(spec, StepRegistry::Global()); !steps.ok()) throw LoadError(steps.error());
   std::vector<std::string> inputs, warnings;
   if (!g_args.inputs.empty()) inputs = ReadInputs(g_args.inputs, &warnings);
   else inputs.assign(static_cast<size_t>(g_args.jobs), "");

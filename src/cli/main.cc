@@ -14,6 +14,7 @@
 #include "baton/runtime.h"
 #include "baton/step.h"
 #include "cli/commands.h"
+#include "driver/output.h"
 
 namespace {
 
@@ -80,9 +81,7 @@ int RunCommand(const RunArgs& a) {
   }
   opts.out = a.out;
   opts.trace = a.trace;
-  opts.log_format = a.log_format == "json" ? RunOptions::LogFormat::kJson
-                    : a.log_format == "none" ? RunOptions::LogFormat::kNone
-                                             : RunOptions::LogFormat::kText;
+  opts.log_format = ParseLogFormat(a.log_format);
   const bool tty = isatty(STDERR_FILENO) != 0;
   opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());

@@ -11,8 +11,8 @@
 
 #include "cli/commands.h"
 #include "core/scheduler.h"
-#include "runtime/core_model.h"
-#include "runtime/output.h"
+#include "driver/output.h"
+#include "driver/scheduler_setup.h"
 #include "sim/simulator.h"
 
 namespace baton::cli {
@@ -38,12 +38,12 @@ int SimulateCommand(const SimulateArgs& a) {
   }
 
   core::Scheduler sched;
-  std::map<std::string, double> pools = pipeline.pools;
-  for (const auto& [k, v] : cluster.pools) pools[k] = v;
-  for (const auto& [k, v] : pools) sched.SetPool(k, v);
-  const uint32_t pid = sched.AddPipeline(ToCoreModel(pipeline, sched.resources()));
-  for (const auto& n : cluster.nodes) sched.AddNode(ToCoreNode(n, sched.resources()));
-  if (const std::string why = sched.Infeasible(pid); !why.empty()) throw LoadError(a.pipeline + ": " + why);
+  for (const auto& [k, v] : cluster.pools) sched.SetPool(k, v);
+  for (const auto& n : cluster.nodes) sched.AddNode(driver::ToCoreNode(n, sched.resources()));
+  const std::string nodes_from = a.cluster.empty() ? "this machine" : a.cluster;
+  auto added = driver::AddPipeline(sched, pipeline, &nodes_from);
+  if (!added.ok()) throw LoadError(added.error());
+  const uint32_t pid = *added;
   for (size_t j = 0; j < jobs; ++j) sched.Submit(pid, 0);
 
   const auto t0 = std::chrono::steady_clock::now();

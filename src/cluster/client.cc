@@ -6,18 +6,17 @@
 
 #include <fmt/format.h>
 
+#include "cluster/protocol.h"
+#include "cluster/redis_store.h"
+#include "driver/clock.h"
+#include "driver/views.h"
+
 namespace baton::cluster {
 
 namespace {
 
 void Check(Redis& db) {
   if (!db.ok()) throw std::runtime_error(db.error());
-}
-
-Hash ToHash(const Reply& r) {
-  Hash h;
-  for (size_t i = 0; i + 1 < r.size(); i += 2) h[r.at(i).str()] = r.at(i + 1).str();
-  return h;
 }
 
 std::vector<std::string> AllJobIds(Redis& db, const Keys& keys) {
@@ -66,7 +65,7 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
       n += 2;
     }
     std::vector<std::string> push = {"RPUSH", keys.jobs()};
-    Json list = Json::array();
+    std::vector<std::string> list;
     for (size_t i = start; i < end; ++i) {
       db.Append({"HSET", keys.job(ids[i]), "input", inputs[i], "pipeline", pid, "state", "ready", "step", "0",
                  "serial", "0", "attempts", "0", "wait", "submitted"});
@@ -75,7 +74,7 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
       list.push_back(ids[i]);
     }
     db.Append(push);
-    db.Append({"XADD", keys.inbox(), "*", "m", Json({{"t", "submit"}, {"pipeline", pid}, {"jobs", list}}).dump()});
+    db.Append({"XADD", keys.inbox(), "*", "m", protocol::Encode(protocol::SubmitJobs{pid, list})});
     db.Append({"EXEC"});
     n += 2;
     for (size_t i = 0; i < n + 1; ++i) db.Read();
@@ -106,13 +105,13 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
   for (size_t i = 0; i < ids.size(); ++i) {
     if (hashes[i].empty()) continue;
     const auto& steps = StepNames(db, keys, cache, hashes[i]["pipeline"], &pipeline_name);
-    jobs.push_back(JobJson(ids[i], hashes[i], steps, false, nullptr));
+    jobs.push_back(JobJsonFromHash(ids[i], hashes[i], steps, false, nullptr));
   }
   Json nodes = Json::parse(db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
                            nullptr, false);
   Check(db);
   const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
-  const double now = epoch > 0 ? std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - epoch : 0;
+  const double now = epoch > 0 ? Clock::Real().Wall() - epoch : 0;
   return {{"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs}, {"nodes", nodes.is_array() ? nodes : Json::array()}};
 }
 
@@ -124,7 +123,7 @@ Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {
   Reply list = db.Command({"LRANGE", keys.attempts(id), "0", "-1"});
   Json attempts = Json::array();
   for (size_t i = 0; i < list.size(); ++i) attempts.push_back(Json::parse(list.at(i).str(), nullptr, false));
-  return JobJson(id, h, StepNames(db, keys, cache, h["pipeline"]), true, attempts);
+  return JobJsonFromHash(id, h, StepNames(db, keys, cache, h["pipeline"]), true, attempts);
 }
 
 RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* node_names) {
@@ -148,15 +147,7 @@ RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* n
     for (size_t i = 0; i < list.size(); ++i) {
       Json a = Json::parse(list.at(i).str(), nullptr, false);
       if (!a.is_object()) continue;
-      AttemptReport r;
-      r.step = a.value("step", "");
-      r.node = a.value("node", "");
-      r.status = a.value("status", "");
-      r.error = a.value("error", "");
-      r.attempt = a.value("attempt", 0);
-      r.start = a.value("start", 0.0);
-      r.end = a.value("end", 0.0);
-      if (a.contains("gpus") && a["gpus"].is_array()) r.gpus = a["gpus"].get<std::vector<int>>();
+      AttemptReport r = driver::AttemptFromJson(a);
       names[r.node] = true;
       j.attempts.push_back(std::move(r));
     }
@@ -179,7 +170,7 @@ RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* n
 
 bool RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
   if (db.Command({"EXISTS", keys.job(id)}).integer() != 1) return false;
-  db.Command({"XADD", keys.inbox(), "*", "m", Json({{"t", "cancel"}, {"job", id}}).dump()});
+  db.Command({"XADD", keys.inbox(), "*", "m", protocol::Encode(protocol::JobCommand{protocol::JobCommand::Kind::kCancel, id})});
   Check(db);
   return true;
 }

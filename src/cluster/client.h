@@ -10,7 +10,7 @@
 #include "baton/pipeline.h"
 #include "baton/runtime.h"
 #include "cluster/redis.h"
-#include "cluster/store.h"
+#include "cluster/keys.h"
 
 namespace baton::cluster {
 

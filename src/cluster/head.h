@@ -19,6 +19,7 @@
 
 #include "baton/runtime.h"
 #include "cluster/redis.h"
+#include "driver/clock.h"
 
 namespace baton::cluster {
 
@@ -28,6 +29,7 @@ struct HeadOptions {
   double heartbeat_timeout = 5.0;  // a node silent this long is lost
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
+  const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)
 };
 
 class Head {

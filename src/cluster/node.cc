@@ -14,16 +14,16 @@
 
 #include "baton/pipeline.h"
 #include "cluster/artifacts.h"
-#include "cluster/store.h"
-#include "runtime/output.h"
+#include "cluster/keys.h"
+#include "cluster/protocol.h"
+#include "driver/output.h"
+#include "driver/scheduler_setup.h"
+#include "driver/step_host.h"
+#include "driver/worker_pool.h"
 
 namespace baton::cluster {
 
 namespace {
-
-double WallNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 class FetchStep : public Step {
  public:
@@ -46,64 +46,6 @@ class FetchStep : public Step {
   std::string from_, path_;
 };
 
-// Elastic thread pool for attempts: a new thread starts when no thread is idle (attempts block on
-// sleeps, subprocesses and the network, and their number is bounded by the node's resources, not by
-// cores). Unlike runtime/worker_pool.h it never spins while idle: an agent shares its machine with
-// other agents, the head and Redis, and spinning threads took most of an agent's CPU in the
-// cluster bench (perf). Threads still running a task at destruction are detached.
-class AttemptPool {
- public:
-  AttemptPool() : s_(std::make_shared<State>()) {}
-  ~AttemptPool() {
-    bool abandoned;
-    {
-      std::lock_guard lock(s_->mu);
-      s_->shutdown = true;
-      abandoned = s_->busy > 0;
-    }
-    s_->cv.notify_all();
-    for (auto& t : threads_) abandoned ? t.detach() : t.join();
-  }
-  void Submit(std::function<void()> task) {
-    bool spawn;
-    {
-      std::lock_guard lock(s_->mu);
-      s_->tasks.push_back(std::move(task));
-      spawn = s_->idle < s_->tasks.size();
-    }
-    if (spawn) threads_.emplace_back(&AttemptPool::Loop, s_);  // Submit is called from one thread
-    else s_->cv.notify_one();
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::function<void()>> tasks;
-    size_t idle = 0, busy = 0;
-    bool shutdown = false;
-  };
-  static void Loop(std::shared_ptr<State> s) {
-    std::unique_lock lock(s->mu);
-    while (true) {
-      ++s->idle;
-      s->cv.wait(lock, [&] { return s->shutdown || !s->tasks.empty(); });
-      --s->idle;
-      if (s->tasks.empty()) return;
-      auto task = std::move(s->tasks.front());
-      s->tasks.pop_front();
-      ++s->busy;
-      lock.unlock();
-      task();
-      task = nullptr;
-      lock.lock();
-      --s->busy;
-    }
-  }
-  std::shared_ptr<State> s_;
-  std::vector<std::thread> threads_;
-};
-
 }  // namespace
 
 void RegisterClusterSteps(StepRegistry& registry) {
@@ -113,15 +55,28 @@ void RegisterClusterSteps(StepRegistry& registry) {
 struct NodeAgent::Impl {
   struct Loaded {
     PipelineSpec spec;
-    std::vector<std::unique_ptr<Step>> steps;
+    driver::StepList steps;
     std::string error;
   };
   struct Attempt {
     std::string entry;  // placement stream id
-    Json msg;
-    CancelToken cancel;
-    std::string job;
-    uint32_t serial = 0;
+    protocol::RunAttempt msg;
+    std::shared_ptr<CancelToken> cancel = std::make_shared<CancelToken>();
+  };
+  // What attempt threads share with the agent's threads. Shared, so that an attempt still running
+  // when the agent is gone (it ignored its stop) has somewhere to report.
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running;
+    std::deque<std::pair<std::string, std::string>> reports;  // placement entry id, encoded result ("" = ack only)
+    void Report(const std::string& entry, std::string result) {
+      {
+        std::lock_guard lock(mu);
+        reports.emplace_back(entry, std::move(result));
+      }
+      cv.notify_all();
+    }
   };
 
   NodeOptions opts;
@@ -130,15 +85,12 @@ struct NodeAgent::Impl {
   std::string token;
   std::string address;
   std::shared_ptr<LogSink> log;
+  std::shared_ptr<const driver::SinkList> sinks;
   std::atomic<bool> stop{false};
   std::atomic<bool> quit{false};  // reporter: after the last attempt reported
-  AttemptPool pool;
+  std::shared_ptr<Shared> shared = std::make_shared<Shared>();
+  WorkerPool pool{WorkerPool::Spin::kNever};
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
-
-  std::mutex mu;  // running attempts and the report queue
-  std::condition_variable cv;
-  std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running;
-  std::deque<std::pair<std::string, std::string>> reports;  // placement entry id, result JSON ("" = ack only)
   Json registration;
 
   explicit Impl(NodeOptions o) : opts(std::move(o)), keys(opts.prefix) {}
@@ -158,13 +110,6 @@ struct NodeAgent::Impl {
   }
   std::shared_ptr<Loaded> Pipeline(Redis& db, const std::string& pid);
   void Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded> p);
-  void Report(const std::string& entry, const std::string& result) {
-    {
-      std::lock_guard lock(mu);
-      reports.emplace_back(entry, result);
-    }
-    cv.notify_all();
-  }
   void Reporter();
   void Heartbeat();
 };
@@ -173,28 +118,21 @@ NodeAgent::NodeAgent(NodeOptions options) : impl_(std::make_unique<Impl>(std::mo
 NodeAgent::~NodeAgent() = default;
 void NodeAgent::RequestStop() {
   impl_->stop = true;
-  impl_->cv.notify_all();
+  impl_->shared->cv.notify_all();
 }
 
 std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, const std::string& pid) {
   auto it = pipelines.find(pid);
   if (it != pipelines.end()) return it->second;
   auto l = std::make_shared<Loaded>();
-  Reply r = db.Command({"HGETALL", keys.pipeline(pid)});
+  Hash h = cluster::ToHash(db.Command({"HGETALL", keys.pipeline(pid)}));
   if (!db.ok()) return nullptr;
-  Hash h;
-  for (size_t i = 0; i + 1 < r.size(); i += 2) h[r.at(i).str()] = r.at(i + 1).str();
   try {
     if (h.empty()) throw std::runtime_error("pipeline " + pid + " is not in redis");
     l->spec = ParsePipeline(h["yaml"], h["file"]);
-    for (const auto& s : l->spec.steps) {
-      try {
-        l->steps.push_back(StepRegistry::Global().Create(s.uses, s.with));
-      } catch (const std::exception& e) {
-        l->steps.push_back(nullptr);
-        if (l->error.empty()) l->error = "step " + s.name + ": " + e.what();
-      }
-    }
+    auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
+    if (steps.ok()) l->steps = std::move(*steps);
+    else l->error = steps.error();
   } catch (const std::exception& e) {
     l->error = e.what();
   }
@@ -203,74 +141,62 @@ std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, co
 }
 
 void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded> p) {
-  pool.Submit([this, a, p] {
-    const Json& m = a->msg;
-    const int step = m.value("step", 0);
-    Json result = {{"t", "result"}, {"job", a->job}, {"serial", a->serial}, {"node", opts.name}, {"pid", getpid()},
-                   {"start", WallNow()}, {"placed", m.value("placed", 0.0)}};
-    StepOutcome outcome;
-    if (!p->error.empty() || step < 0 || step >= static_cast<int>(p->steps.size()) || !p->steps[step]) {
-      outcome = StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", opts.name, p->error), false);
-    } else {
-      StepContext ctx;
-      ctx.job = a->job;
-      ctx.step = p->spec.steps[step].name;
-      ctx.node = opts.name;
-      ctx.attempt = m.value("attempt", 1);
-      ctx.input = m.value("input", "");
-      const Json results = m.contains("results") ? m["results"] : Json::object();
-      ctx.results = &results;
-      ctx.workdir = opts.workdir / a->job;
-      ctx.outdir = opts.workdir / "out";
-      if (m.contains("gpus")) ctx.gpus = m["gpus"].get<std::vector<int>>();
-      ctx.cancel = &a->cancel;
-      ctx.log = [this, &ctx](LogLevel level, std::string_view msg) {
-        Event e{Event::Type::kLog};
-        e.job = ctx.job;
-        e.step = ctx.step;
-        e.node = ctx.node;
-        e.attempt = ctx.attempt;
-        e.status = level == LogLevel::kWarn ? "warn" : level == LogLevel::kError ? "error" : "info";
-        e.message = std::string(msg);
-        if (log) log->OnEvent(e);
-      };
-      ctx.progress = [](const Json&) {};
-      const Json homes = m.contains("homes") ? m["homes"] : Json::array();
-      ctx.artifact = [this, &ctx, &homes, p](std::string_view from, std::string_view relative) {
-        const std::string rel(relative);
-        if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
-        const int idx = p->spec.StepIndex(std::string(from));
-        const Json home = idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : Json();
-        if (!home.is_object() || home.value("node", "") == opts.name) {
-          auto local = ctx.workdir / rel;
-          if (!std::filesystem::exists(local))
-            throw std::runtime_error("artifact " + std::string(from) + ":" + rel + " not found on " + opts.name);
-          return local;
-        }
-        const auto dest = ctx.workdir / ".fetched" / std::string(from) / rel;
-        FetchArtifact(home.value("address", ""), token, ctx.job, rel, dest, opts.max_artifact_bytes);
-        return dest;
-      };
-      try {
-        // Steps that never touch their folder (sleep) skip the mkdir, as in the embedded runtime.
-        if (p->steps[step]->NeedsWorkdir()) std::filesystem::create_directories(ctx.workdir);
-        outcome = p->steps[step]->Run(ctx);
-      } catch (const std::exception& e) {
-        outcome = StepOutcome::Failure(std::string("step threw: ") + e.what());
-      } catch (...) {
-        outcome = StepOutcome::Failure("step threw an unknown exception");
-      }
+  const protocol::RunAttempt& m = a->msg;
+  auto spec = std::make_shared<driver::AttemptSpec>();
+  spec->job = m.job;
+  spec->node = opts.name;
+  spec->input = m.input;
+  spec->attempt = m.attempt;
+  spec->results = std::make_shared<const Json>(m.results);
+  spec->history = std::make_shared<const std::vector<StepRun>>(m.history);
+  spec->workdir = opts.workdir / m.job;
+  spec->outdir = opts.workdir / "out";
+  spec->gpus = m.gpus;
+  spec->sinks = sinks;
+  spec->t0 = 0;
+  std::string cannot;
+  if (!p->error.empty()) cannot = p->error;
+  else if (m.step >= p->steps.size()) cannot = fmt::format("step {} is not in the pipeline", m.step);
+  else {
+    spec->step = p->steps[m.step];
+    spec->step_name = p->spec.steps[m.step].name;
+  }
+  spec->artifact = [name = opts.name, token = token, max = opts.max_artifact_bytes, homes = m.homes, spec_p = p,
+                    workdir = spec->workdir, job = m.job](std::string_view from, std::string_view relative) {
+    const std::string rel(relative);
+    if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
+    const int idx = spec_p->spec.StepIndex(std::string(from));
+    const protocol::StepHome home = idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : protocol::StepHome{};
+    if (home.node.empty() || home.node == name) {
+      auto local = workdir / rel;
+      if (!std::filesystem::exists(local))
+        throw std::runtime_error("artifact " + std::string(from) + ":" + rel + " not found on " + name);
+      return local;
     }
-    result["end"] = WallNow();
-    result["status"] = outcome.kind == StepOutcome::Kind::kOk ? "ok" : outcome.kind == StepOutcome::Kind::kCancelled ? "cancelled" : "failed";
-    result["retryable"] = outcome.retryable;
-    if (outcome.ok()) result["result"] = outcome.result;
-    else result["error"] = outcome.error;
+    const auto dest = workdir / ".fetched" / std::string(from) / rel;
+    FetchArtifact(home.address, token, job, rel, dest, max);
+    return dest;
+  };
+  pool.Submit([a, spec, cannot, shared = shared, node = opts.name] {
+    protocol::AttemptResult r;
+    r.job = a->msg.job;
+    r.serial = a->msg.serial;
+    r.node = node;
+    r.pid = getpid();
+    r.start = Clock::Real().Wall();
+    StepOutcome outcome = cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
+                                         : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
+    r.end = Clock::Real().Wall();
+    r.kind = outcome.kind;
+    r.retryable = outcome.retryable;
+    r.result = std::move(outcome.result);
+    r.error = std::move(outcome.error);
+    r.main_output = std::move(outcome.main_output);
     {
-      std::lock_guard lock(mu);
-      running.erase({a->job, a->serial});
+      std::lock_guard lock(shared->mu);
+      shared->running.erase({r.job, r.serial});
     }
-    Report(a->entry, result.dump(-1, ' ', false, Json::error_handler_t::replace));
+    shared->Report(a->entry, protocol::Encode(r));
   });
 }
 
@@ -281,12 +207,12 @@ void NodeAgent::Impl::Reporter() {
   std::vector<std::pair<std::string, std::string>> batch;
   while (true) {
     {
-      std::unique_lock lock(mu);
-      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !reports.empty() || quit; });
-      if (reports.empty() && quit) return;
-      while (!reports.empty()) {
-        batch.push_back(std::move(reports.front()));
-        reports.pop_front();
+      std::unique_lock lock(shared->mu);
+      shared->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !shared->reports.empty() || quit; });
+      if (shared->reports.empty() && quit) return;
+      while (!shared->reports.empty()) {
+        batch.push_back(std::move(shared->reports.front()));
+        shared->reports.pop_front();
       }
     }
     if (batch.empty()) continue;
@@ -298,20 +224,16 @@ void NodeAgent::Impl::Reporter() {
     // written before the placements are acknowledged, so a crash in between re-runs nothing that
     // reported (the head ignores a second copy by serial) and loses nothing.
     constexpr size_t kResultsPerEntry = 512;
-    std::vector<std::string> ids;
-    std::string list;
-    size_t in_list = 0;
+    std::vector<std::string> ids, list;
     auto send = [&] {
-      if (in_list == 0) return;
-      db.Append({"XADD", keys.inbox(), "*", "m", "{\"t\":\"results\",\"list\":[" + list + "]}"});
+      if (list.empty()) return;
+      db.Append({"XADD", keys.inbox(), "*", "m", protocol::EncodeResults(list)});
       list.clear();
-      in_list = 0;
     };
     for (const auto& [entry, res] : batch) {
       if (!res.empty()) {
-        if (in_list) list += ',';
-        list += res;
-        if (++in_list == kResultsPerEntry) send();
+        list.push_back(res);
+        if (list.size() == kResultsPerEntry) send();
       }
       if (!entry.empty()) ids.push_back(entry);
     }
@@ -348,6 +270,7 @@ void NodeAgent::Impl::Heartbeat() {
 int NodeAgent::Run() {
   Impl& m = *impl_;
   m.log = std::make_shared<LogSink>(m.opts.log_stream, m.opts.log_format, false);
+  m.sinks = std::make_shared<const driver::SinkList>(driver::SinkList{m.log});
   std::random_device rd;
   m.incarnation = fmt::format("{:08x}{:08x}-{}", rd(), rd(), getpid());
   std::filesystem::create_directories(m.opts.workdir);
@@ -375,21 +298,24 @@ int NodeAgent::Run() {
   }
   m.address = host + ":" + std::to_string(bound);
 
-  Json res = Json::object();
-  for (const auto& [k, v] : m.opts.resources) res[k] = v;
-  Json labels = Json::object();
-  for (const auto& [k, v] : m.opts.labels) labels[k] = v;
-  m.registration = {{"name", m.opts.name}, {"incarnation", m.incarnation}, {"cpus", m.opts.cpus}, {"gpus", m.opts.gpus},
-                    {"memory", m.opts.memory}, {"resources", res}, {"labels", labels}, {"address", m.address},
-                    {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
-                    {"started", WallNow()}};
+  NodeSpec self;
+  self.name = m.opts.name;
+  self.cpus = m.opts.cpus;
+  self.gpus = m.opts.gpus;
+  self.memory = m.opts.memory;
+  self.resources = m.opts.resources;
+  self.labels = m.opts.labels;
+  m.registration = driver::NodeSpecToJson(self);
+  m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
+                         {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
+                         {"started", Clock::Real().Wall()}});
   // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
   const std::string stream = m.keys.place(m.opts.name);
   db.Append({"DEL", stream});
   db.Append({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
   db.Append({"HSET", m.keys.nodes(), m.opts.name, m.registration.dump()});
   db.Append({"HINCRBY", m.keys.hb(), m.opts.name, "1"});
-  db.Append({"XADD", m.keys.inbox(), "*", "m", Json({{"t", "node"}, {"name", m.opts.name}}).dump()});
+  db.Append({"XADD", m.keys.inbox(), "*", "m", protocol::Encode(protocol::NodeJoined{m.opts.name})});
   db.Flush();
   m.Log(fmt::format("registered at {} (prefix {}): cpus {} gpus {} address {} workdir {}", m.opts.redis.Redacted(),
                     m.opts.prefix, m.opts.cpus, m.opts.gpus, m.address, m.opts.workdir.string()));
@@ -412,54 +338,53 @@ int NodeAgent::Run() {
     for (size_t i = 0; i < entries.size(); ++i) {
       Reply e = entries.at(i);
       const std::string id = e.at(0).str();
-      Json msg;
+      std::string text;
       Reply fields = e.at(1);
       for (size_t f = 0; f + 1 < fields.size(); f += 2)
-        if (fields.at(f).str() == "m") msg = Json::parse(fields.at(f + 1).str(), nullptr, false);
-      if (!msg.is_object() || msg.value("inc", "") != m.incarnation) {
-        m.Report(id, "");  // for an earlier incarnation (or garbage): acknowledge, do not run
+        if (fields.at(f).str() == "m") text = fields.at(f + 1).str();
+      auto msg = protocol::DecodeAgentMessage(text);
+      if (!msg.ok()) {
+        m.Log("placement " + id + " ignored: " + msg.error());
+        m.shared->Report(id, "");
         continue;
       }
-      const std::string t = msg.value("t", "");
-      if (t == "cancel") {
-        std::lock_guard lock(m.mu);
-        auto it = m.running.find({msg.value("job", ""), msg.value("serial", 0u)});
-        if (it != m.running.end()) it->second->cancel.cancel();
-        m.reports.emplace_back(id, "");
-        continue;
-      }
-      if (t != "run") {
-        m.Report(id, "");
+      if (auto* stop = std::get_if<protocol::StopAttempt>(&*msg)) {
+        std::lock_guard lock(m.shared->mu);
+        auto it = m.shared->running.find({stop->job, stop->serial});
+        if (it != m.shared->running.end() && stop->incarnation == m.incarnation) it->second->cancel->cancel();
+        m.shared->reports.emplace_back(id, "");
         continue;
       }
       auto a = std::make_shared<Impl::Attempt>();
       a->entry = id;
-      a->job = msg.value("job", "");
-      a->serial = msg.value("serial", 0u);
-      a->msg = std::move(msg);
-      auto p = m.Pipeline(db, a->msg.value("pipeline", ""));
+      a->msg = std::move(std::get<protocol::RunAttempt>(*msg));
+      if (a->msg.incarnation != m.incarnation) {
+        m.shared->Report(id, "");  // for an earlier incarnation: acknowledge, do not run
+        continue;
+      }
+      auto p = m.Pipeline(db, a->msg.pipeline);
       if (!p) break;  // redis went away; the placement stays pending and is re-read... by the head's node-lost path
       {
-        std::lock_guard lock(m.mu);
-        m.running[{a->job, a->serial}] = a;
+        std::lock_guard lock(m.shared->mu);
+        m.shared->running[{a->msg.job, a->msg.serial}] = a;
       }
       m.Execute(a, p);
     }
   }
   // Leaving: stop attempts, report them, deregister so the head re-runs nothing twice.
   {
-    std::lock_guard lock(m.mu);
-    for (auto& [k, a] : m.running) a->cancel.cancel();
+    std::lock_guard lock(m.shared->mu);
+    for (auto& [k, a] : m.shared->running) a->cancel->cancel();
   }
   for (int i = 0; i < 100; ++i) {
     {
-      std::lock_guard lock(m.mu);
-      if (m.running.empty()) break;
+      std::lock_guard lock(m.shared->mu);
+      if (m.shared->running.empty()) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   m.quit = true;
-  m.cv.notify_all();
+  m.shared->cv.notify_all();
   heartbeat.join();
   reporter.join();
   if (!db.ok()) db.Connect(m.opts.redis);

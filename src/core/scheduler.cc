@@ -718,7 +718,7 @@ std::string Scheduler::DescribeDemandGap(const PipelineState& p, int s) const {
   return why;
 }
 
-std::string Scheduler::Infeasible(uint32_t pipeline) const {
+std::string Scheduler::UnrunnableStep(uint32_t pipeline) const {
   const PipelineState& p = pipelines_[pipeline];
   for (size_t s = 0; s < p.model.steps.size(); ++s) {
     const uint32_t cls = p.class_of[s];

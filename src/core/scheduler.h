@@ -134,9 +134,9 @@ class Scheduler {
   // retry backoff end or attempt deadline. kNever when none.
   double NextWakeup() const;
 
-  // "" when every step of the pipeline could run on some live node; otherwise one line naming the
-  // step, what it asks and what the nodes offer.
-  std::string Infeasible(uint32_t pipeline) const;
+  // Why some step of the pipeline can run on no live node: one line naming the step, what it asks
+  // and what the nodes offer; "" when every step could run somewhere.
+  std::string UnrunnableStep(uint32_t pipeline) const;
 
   // Views.
   struct JobView {

@@ -382,7 +382,7 @@ TEST(Scheduler, InfeasibleStepIsNamedWithWhatNodesOffer) {
   Scheduler s;
   uint32_t p = s.AddPipeline(SeedPipeline(s));
   s.AddNode(MakeNode(s, "laptop", 8, 0, {{"download_slot", 1}}, {{"role", "head"}}));
-  const std::string why = s.Infeasible(p);
+  const std::string why = s.UnrunnableStep(p);
   EXPECT_NE(why.find("step 'analyze'"), std::string::npos) << why;
   EXPECT_NE(why.find("gpu: 1"), std::string::npos) << why;
   EXPECT_NE(why.find("laptop 0"), std::string::npos) << why;
@@ -390,14 +390,14 @@ TEST(Scheduler, InfeasibleStepIsNamedWithWhatNodesOffer) {
   Scheduler s2;
   uint32_t p2 = s2.AddPipeline(SeedPipeline(s2));
   s2.AddNode(MakeNode(s2, "worker", 8, 1, {{"download_slot", 1}}));
-  const std::string why2 = s2.Infeasible(p2);
+  const std::string why2 = s2.UnrunnableStep(p2);
   EXPECT_NE(why2.find("step 'document'"), std::string::npos) << why2;
   EXPECT_NE(why2.find("role=head"), std::string::npos) << why2;
 
   Scheduler s3;
   uint32_t p3 = s3.AddPipeline(SeedPipeline(s3));
   s3.AddNode(MakeNode(s3, "head", 8, 1, {{"download_slot", 1}}, {{"role", "head"}}));
-  EXPECT_EQ(s3.Infeasible(p3), "");
+  EXPECT_EQ(s3.UnrunnableStep(p3), "");
 }
 
 TEST(Scheduler, CancelStopsOneJobOnly) {

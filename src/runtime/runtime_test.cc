@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "driver/clock.h"
 #include "support/util.h"
 
 namespace baton {
@@ -304,6 +305,67 @@ TEST(Inputs, BlankAndDuplicateLinesAreReportedAndSkipped) {
   std::filesystem::current_path(cwd);
   std::ofstream(dir / "empty.txt") << "\n# nothing\n";
   EXPECT_THROW(ReadInputs(dir / "empty.txt", &warnings), LoadError);
+}
+
+}  // namespace
+}  // namespace baton
+
+namespace baton {
+namespace {
+
+// Waits for its cancel token only (a well-behaved long step).
+class BlockUntilCancelledStep : public Step {
+ public:
+  StepOutcome Run(StepContext& ctx) const override {
+    while (!ctx.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return StepOutcome::Cancelled();
+  }
+  bool NeedsWorkdir() const override { return false; }
+};
+
+// Timeouts and retry backoff on a fake clock: the test moves time; nothing waits for a timer.
+TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
+  StepRegistry::Global().Register("test_block", [](const Json&) { return std::make_unique<BlockUntilCancelledStep>(); });
+  testing::TempDir dir;
+  FakeClock clock;
+  RunOptions o;
+  o.inputs = {""};
+  o.out = dir.path() / "out";
+  o.log_format = RunOptions::LogFormat::kNone;
+  o.clock = &clock;
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: 2h\n    max_backoff: 2h\n", "p.yaml"),
+             {}, o);
+  auto wait_for = [&](const std::string& state, int attempt) {
+    for (int i = 0; i < 20000; ++i) {
+      const Json s = rt.Snapshot();
+      const Json& step = s["jobs"][0]["steps"][0];
+      if (s["jobs"][0]["state"] == state && step.value("attempt", 0) == attempt) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  };
+  const RunReport* report = nullptr;
+  std::thread run([&] { report = &rt.Run(); });
+  ASSERT_TRUE(wait_for("running", 1));
+  clock.Advance(29 * 60);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(rt.Snapshot()["jobs"][0]["state"], "running");  // not yet
+  clock.Advance(61);                                        // past 30 minutes: timed out
+  ASSERT_TRUE(wait_for("backoff", 1));
+  clock.Advance(3600);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(rt.Snapshot()["jobs"][0]["state"], "backoff");  // 2 h backoff: 1 h is not enough
+  clock.Advance(3601);
+  ASSERT_TRUE(wait_for("running", 2));
+  clock.Advance(1801);
+  run.join();
+  ASSERT_NE(report, nullptr);
+  ASSERT_EQ(report->jobs[0].attempts.size(), 2u);
+  EXPECT_EQ(report->jobs[0].attempts[0].status, "timeout");
+  EXPECT_EQ(report->jobs[0].attempts[0].error, "timed out after 1800s");
+  EXPECT_EQ(report->jobs[0].attempts[1].status, "timeout");
+  EXPECT_EQ(report->jobs[0].status, "failed");
+  EXPECT_GE(report->seconds, 1800 + 7200 + 1800);  // virtual seconds
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "steps/document/atomic_file.h"
+#include "util/atomic_file.h"
 #include "steps/document/report.h"
 
 namespace baton {
@@ -163,22 +163,24 @@ class DocumentStep final : public Step {
     const std::string md = c_.markdown ? document::RenderMarkdown(r) : "";
     const std::string html = c_.html ? document::RenderHtml(r) : "";
     for (const auto& folder : folders) {
-      std::string err;
+      Status st;
       if (c_.markdown) {
         for (const auto& [rel, bytes] : images) {
-          if (err.empty()) err = document::WriteFileAtomically(folder / rel, bytes);
+          if (st.ok()) st = WriteFileAtomically(folder / rel, bytes);
         }
-        if (err.empty()) err = document::WriteFileAtomically(folder / "report.md", md);
+        if (st.ok()) st = WriteFileAtomically(folder / "report.md", md);
       }
-      if (c_.html && err.empty()) err = document::WriteFileAtomically(folder / "report.html", html);
-      if (!err.empty()) return StepOutcome::Failure("document: " + err);
+      if (c_.html && st.ok()) st = WriteFileAtomically(folder / "report.html", html);
+      if (!st.ok()) return StepOutcome::Failure("document: " + st.message());
     }
     Json result = Json::object();
     if (c_.markdown) result["markdown"] = fs::absolute(folders[0] / "report.md").string();
     if (c_.html) result["html"] = fs::absolute(folders[0] / "report.html").string();
     ctx.info(fmt::format("document: wrote {} ({} chapters, {} transcript segments)", folders[0].string(),
                          r.chapters.size(), r.transcript.size()));
-    return StepOutcome::Ok(std::move(result));
+    StepOutcome out = StepOutcome::Ok(std::move(result));
+    out.main_output = fs::absolute(folders[0] / (c_.markdown ? "report.md" : "report.html")).string();
+    return out;
   }
 
  private:
@@ -250,16 +252,10 @@ class DocumentStep final : public Step {
       }
     }
 
-    const Json& record = ctx.result_of("_record");
-    if (record.is_array()) {
-      for (const auto& e : record) {
-        RecordRow row{Str(e, "step"), Str(e, "node"), Str(e, "status"), "", static_cast<int>(Num(e, "attempt")),
-                      Num(e, "seconds")};
-        if (auto g = e.find("gpus"); g != e.end() && g->is_array()) {
-          for (const auto& id : *g) row.gpus += (row.gpus.empty() ? "" : ",") + (id.is_string() ? id.get<std::string>() : id.dump());
-        }
-        r.record.push_back(std::move(row));
-      }
+    for (const StepRun& run : ctx.history ? *ctx.history : std::vector<StepRun>{}) {
+      RecordRow row{run.step, run.node, "ok", "", run.attempt, run.seconds};
+      for (int id : run.gpus) row.gpus += (row.gpus.empty() ? "" : ",") + std::to_string(id);
+      r.record.push_back(std::move(row));
     }
     if (r.record.empty()) r.record_note = "No processing record was available.";
     return r;

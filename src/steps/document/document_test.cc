@@ -53,10 +53,9 @@ class DocumentTest : public ::testing::Test {
         {"summarize", {{"summary", "# Overview\nThe **talk** covers scheduling.\n\n- point one\n- see https://x.test\n"},
                        {"provider", "openai"}, {"model", "gpt-4o-mini"}, {"extractive", false}, {"chunks", 1},
                        {"usage", {{{"attempt", 1}, {"prompt_tokens", 100}, {"completion_tokens", 20}},
-                                  {{"attempt", 1}, {"prompt_tokens", 50}, {"completion_tokens", 10}}}}}},
-        {"_record", {{{"step", "download"}, {"node", "head"}, {"attempt", 1}, {"seconds", 1.5}, {"status", "ok"}, {"gpus", Json::array()}},
-                     {{"step", "analyze"}, {"node", "gpu-node-1"}, {"attempt", 2}, {"seconds", 12.25}, {"status", "ok"}, {"gpus", {0}}},
-                     {{"step", "summarize"}, {"node", "head"}, {"attempt", 1}, {"seconds", 3.0}, {"status", "ok"}, {"gpus", Json::array()}}}}};
+                                  {{"attempt", 1}, {"prompt_tokens", 50}, {"completion_tokens", 10}}}}}}};
+    history = {{"download", "head", 1, 1.5, {}}, {"analyze", "gpu-node-1", 2, 12.25, {0}}, {"summarize", "head", 1, 3.0, {}}};
+    ctx.history = &history;
     fs::create_directories(dir / "work");
     ctx.job = "job-7";
     ctx.step = "document";
@@ -79,6 +78,7 @@ class DocumentTest : public ::testing::Test {
   fs::path analyze_dir = dir / "analyze-job";
   std::string jpeg;
   Json results;
+  std::vector<StepRun> history;
   StepContext ctx;
   std::string logs;
 };
@@ -151,7 +151,7 @@ TEST_F(DocumentTest, MissingAnalysisIsAClearError) {
 
 TEST_F(DocumentTest, MissingOptionalInputsBecomeNotes) {
   results.erase("summarize");
-  results.erase("_record");
+  history.clear();
   results["analyze"]["media"]["audio"] = nullptr;
   results["analyze"]["transcript"] = Json::array();
   results["analyze"]["scenes"][1]["keyframe"] = "keyframes/missing.jpg";

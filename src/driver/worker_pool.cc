@@ -1,11 +1,12 @@
-#include "runtime/worker_pool.h"
+#include "driver/worker_pool.h"
 
 #include <algorithm>
 
 namespace baton {
 
-WorkerPool::WorkerPool() : state_(std::make_shared<State>()) {
+WorkerPool::WorkerPool(Spin spin) : state_(std::make_shared<State>()) {
   state_->cores = std::max(1u, std::thread::hardware_concurrency());
+  state_->spin = spin == Spin::kWhenFew;
 }
 
 WorkerPool::~WorkerPool() {
@@ -26,12 +27,12 @@ WorkerPool::~WorkerPool() {
 void WorkerPool::Loop(std::shared_ptr<State> s) {
   std::unique_lock lock(s->mu);
   while (true) {
-    if (s->tasks.empty() && !s->shutdown && s->threads <= 2 * s->cores) {
+    if (s->spin && s->tasks.empty() && !s->shutdown && s->threads <= 2 * s->cores) {
       // Spin briefly before sleeping: with many short attempts the next task usually arrives
       // within microseconds, and a futex sleep/wake pair costs more than the task. Only while
       // threads are few (at most 2 per core): past that, spinning steals from running attempts.
       lock.unlock();
-      for (int i = 0; i < 2000 && s->queued.load(std::memory_order_relaxed) == 0; ++i) __builtin_ia32_pause();
+      for (int i = 0; i < 2000 && s->queued.load(std::memory_order_relaxed) == 0; ++i) CpuRelax();
       lock.lock();
     }
     ++s->idle;

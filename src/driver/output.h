@@ -41,7 +41,7 @@ std::string FormatLocalTime(double unix_seconds);
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
                       const std::vector<std::string>& node_names);
 
-// Writes `content` to `file` atomically (temp file in the same folder, fsync, rename).
-void WriteFileAtomic(const std::filesystem::path& file, const std::string& content);
+// "text", "json" or "none" (the --log-format flag of every command); anything else is kText.
+RunOptions::LogFormat ParseLogFormat(const std::string& name);
 
 }  // namespace baton

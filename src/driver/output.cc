@@ -1,4 +1,5 @@
-#include "runtime/output.h"
+#include "driver/output.h"
+#include "util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ std::string FormatLocalTime(double unix_seconds) {
 
 namespace {
 
-double WallNow() {
+double WallNow() {  // display only
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
@@ -117,28 +118,10 @@ void LogSink::OnEvent(const Event& e) {
   WriteLocked(line);
 }
 
-void WriteFileAtomic(const std::filesystem::path& file, const std::string& content) {
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
-  const std::string tmp = file.string() + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot write " + file.string() + ": " + strerror(errno));
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t n = write(fd, content.data() + off, content.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      close(fd);
-      unlink(tmp.c_str());
-      throw std::runtime_error("cannot write " + file.string() + ": " + strerror(errno));
-    }
-    off += static_cast<size_t>(n);
-  }
-  fsync(fd);
-  close(fd);
-  if (rename(tmp.c_str(), file.c_str()) != 0) {
-    unlink(tmp.c_str());
-    throw std::runtime_error("cannot rename into " + file.string() + ": " + strerror(errno));
-  }
+RunOptions::LogFormat ParseLogFormat(const std::string& name) {
+  if (name == "json") return RunOptions::LogFormat::kJson;
+  if (name == "none") return RunOptions::LogFormat::kNone;
+  return RunOptions::LogFormat::kText;
 }
 
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
@@ -196,7 +179,7 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
     }
   }
   Json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
-  WriteFileAtomic(file, trace.dump(1));
+  if (Status st = WriteFileAtomically(file, trace.dump(1)); !st.ok()) throw std::runtime_error(st.message());
 }
 
 }  // namespace baton

@@ -1,4 +1,4 @@
-#include "steps/document/atomic_file.h"
+#include "util/atomic_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -7,18 +7,18 @@
 #include <cerrno>
 #include <cstring>
 
-namespace baton::document {
+namespace baton {
 
-std::string WriteFileAtomically(const std::filesystem::path& path, std::string_view data) {
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view data) {
   const std::filesystem::path dir = path.parent_path().empty() ? "." : path.parent_path();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return "cannot create folder " + dir.string() + ": " + ec.message();
+  if (ec) return Status::Unavailable("cannot create folder " + dir.string() + ": " + ec.message());
   std::string tmp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
   const int fd = mkstemp(tmp.data());
-  if (fd < 0) return "cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno);
+  if (fd < 0) return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
   auto fail = [&](const std::string& what) {
-    const std::string err = what + " " + tmp + ": " + std::strerror(errno);
+    Status err = Status::Unavailable(what + " " + tmp + ": " + std::strerror(errno));
     close(fd);
     unlink(tmp.c_str());
     return err;
@@ -35,12 +35,12 @@ std::string WriteFileAtomically(const std::filesystem::path& path, std::string_v
   fchmod(fd, 0644);
   if (fsync(fd) != 0) return fail("cannot fsync");
   if (close(fd) != 0) {
-    const std::string err = "cannot close " + tmp + ": " + std::strerror(errno);
+    Status err = Status::Unavailable("cannot close " + tmp + ": " + std::strerror(errno));
     unlink(tmp.c_str());
     return err;
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = "cannot rename " + tmp + " to " + path.string() + ": " + std::strerror(errno);
+    Status err = Status::Unavailable("cannot rename " + tmp + " to " + path.string() + ": " + std::strerror(errno));
     unlink(tmp.c_str());
     return err;
   }
@@ -50,7 +50,7 @@ std::string WriteFileAtomically(const std::filesystem::path& path, std::string_v
     fsync(dfd);
     close(dfd);
   }
-  return "";
+  return Status::Ok();
 }
 
-}  // namespace baton::document
+}  // namespace baton

@@ -1,6 +1,5 @@
-// The cluster's state in Redis: key names under a prefix, and the job record's JSON views shared
-// by the head (from memory) and `baton status` (from Redis), so both print the same shapes as the
-// embedded runtime's Snapshot()/JobDetail().
+// The cluster's state in Redis: key names under a prefix (what redis_store.cc writes and
+// client.cc reads).
 //
 // Key layout (PREFIX defaults to "baton"; docs/cluster.md explains each):
 //   PREFIX:epoch             unix seconds when the cluster's first head started (times are relative)
@@ -10,7 +9,7 @@
 //   PREFIX:pipelines         list of pipeline ids
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
 //   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
-//                            homes results error wait attempts ended
+//                            homes results history error wait attempts
 //   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
 //   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
 //   PREFIX:view:nodes        the head's view of nodes (alive, resources used/total), JSON
@@ -25,6 +24,7 @@
 #include <vector>
 
 #include "baton/step.h"
+#include "cluster/redis.h"
 
 namespace baton::cluster {
 
@@ -50,10 +50,8 @@ struct Keys {
 
 using Hash = std::map<std::string, std::string>;
 
-// Job JSON in the shape of baton::Runtime::Snapshot()'s jobs (detail: JobDetail(), with the
-// attempts list and results). `h` is the job's hash; `steps` the pipeline's step names.
-Json JobJson(const std::string& id, const Hash& h, const std::vector<std::string>& steps, bool detail,
-             const Json& attempts);
+// A Redis hash reply (field, value, ...) as a map.
+Hash ToHash(const Reply& r);
 
 // True for succeeded, failed, cancelled.
 bool TerminalState(const std::string& state);

@@ -1,0 +1,105 @@
+// The wire protocol between `baton submit`/`cancel`, the head and node agents: typed messages
+// with one encoder and one decoder each, carried as the "m" field of Redis stream entries.
+//
+//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt
+//   agent -> head   (PREFIX:inbox)       AttemptResults (a batch of AttemptResult), NodeJoined
+//   client -> head  (PREFIX:inbox)       SubmitJobs, JobCommand (cancel, retry)
+//
+// Every message is a JSON object {"v": kProtocolVersion, "t": TYPE, ...}. A decoder refuses a
+// message of another version (a mixed-version cluster is told, never misread) and names what is
+// wrong with a malformed one. Encoders of the hot messages (RunAttempt, AttemptResult) write the
+// text directly, splicing in JSON the caller encoded once (results, history).
+//
+// Plain functions; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "baton/status.h"
+#include "baton/step.h"
+
+namespace baton::cluster::protocol {
+
+inline constexpr int kProtocolVersion = 1;
+
+// Where an earlier step of the job ran: its node and artifact server address.
+struct StepHome {
+  std::string node, address;
+};
+
+struct RunAttempt {
+  std::string job;
+  uint32_t serial = 0;
+  uint16_t step = 0;
+  int attempt = 1;
+  std::string pipeline;            // the cluster's pipeline id
+  std::string input;
+  Json results = Json::object();   // decoded; encoded from results_json
+  std::vector<StepRun> history;    // decoded; encoded from history_json
+  std::vector<StepHome> homes;     // per earlier step ("" node: unknown)
+  std::vector<int> gpus;
+  std::string incarnation;         // the agent incarnation it is meant for
+  double placed = 0;               // wall seconds
+};
+
+struct StopAttempt {
+  std::string job;
+  uint32_t serial = 0;
+  std::string incarnation;
+};
+
+struct AttemptResult {
+  std::string job;
+  uint32_t serial = 0;
+  std::string node;
+  int pid = 0;
+  double start = 0, end = 0;       // wall seconds on the agent
+  StepOutcome::Kind kind = StepOutcome::Kind::kFailed;
+  bool retryable = true;
+  Json result;                     // kOk
+  std::string error;               // otherwise
+  std::string main_output;
+};
+
+struct AttemptResults {
+  std::vector<AttemptResult> list;
+};
+
+struct NodeJoined {
+  std::string name;
+};
+
+struct SubmitJobs {
+  std::string pipeline;
+  std::vector<std::string> jobs;
+};
+
+struct JobCommand {
+  enum class Kind { kCancel, kRetry } kind = Kind::kCancel;
+  std::string job;
+};
+
+using AgentMessage = std::variant<RunAttempt, StopAttempt>;
+using InboxMessage = std::variant<AttemptResults, NodeJoined, SubmitJobs, JobCommand>;
+
+// `results_json` and `history_json` are the JSON texts of the job's results object and history
+// array (HistoryJson), encoded once per change by the head.
+std::string Encode(const RunAttempt& m, std::string_view results_json, std::string_view history_json);
+std::string Encode(const StopAttempt& m);
+std::string Encode(const AttemptResult& m);  // one result, as listed in an AttemptResults
+// An AttemptResults entry from results already encoded with Encode(AttemptResult).
+std::string EncodeResults(const std::vector<std::string>& encoded);
+std::string Encode(const NodeJoined& m);
+std::string Encode(const SubmitJobs& m);
+std::string Encode(const JobCommand& m);
+
+std::string HistoryJson(const std::vector<StepRun>& history);
+
+Result<AgentMessage> DecodeAgentMessage(std::string_view text);
+Result<InboxMessage> DecodeInboxMessage(std::string_view text);
+
+}  // namespace baton::cluster::protocol

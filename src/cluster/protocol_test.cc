@@ -1,0 +1,109 @@
+// The head/agent wire protocol: every message round-trips, other versions and malformed
+// messages are refused with a line that says what is wrong.
+#include "cluster/protocol.h"
+
+#include <gtest/gtest.h>
+
+namespace baton::cluster::protocol {
+namespace {
+
+TEST(Protocol, RunAttemptRoundTrips) {
+  RunAttempt m;
+  m.job = "job-\"7\"";
+  m.serial = 4000000000u;
+  m.step = 2;
+  m.attempt = 3;
+  m.pipeline = "12";
+  m.input = "http://127.0.0.1/季度报告.mp4";
+  m.homes = {{"a", "127.0.0.1:9000"}, {}};
+  m.gpus = {0, 3};
+  m.incarnation = "abc-1";
+  m.placed = 1.8e9 + 0.25;
+  const std::vector<StepRun> history = {{"download", "a", 1, 1.5, {}}, {"analyze", "a", 2, 3.25, {0}}};
+  auto d = DecodeAgentMessage(Encode(m, R"({"download":{"path":"x"}})", HistoryJson(history)));
+  ASSERT_TRUE(d.ok()) << d.error();
+  const auto& r = std::get<RunAttempt>(*d);
+  EXPECT_EQ(r.job, m.job);
+  EXPECT_EQ(r.serial, m.serial);
+  EXPECT_EQ(r.step, 2);
+  EXPECT_EQ(r.attempt, 3);
+  EXPECT_EQ(r.input, m.input);
+  EXPECT_EQ(r.results["download"]["path"], "x");
+  ASSERT_EQ(r.history.size(), 2u);
+  EXPECT_EQ(r.history[1].step, "analyze");
+  EXPECT_EQ(r.history[1].gpus, std::vector<int>{0});
+  EXPECT_DOUBLE_EQ(r.history[1].seconds, 3.25);
+  ASSERT_EQ(r.homes.size(), 2u);
+  EXPECT_EQ(r.homes[0].address, "127.0.0.1:9000");
+  EXPECT_EQ(r.homes[1].node, "");
+  EXPECT_EQ(r.gpus, (std::vector<int>{0, 3}));
+  EXPECT_EQ(r.incarnation, "abc-1");
+  EXPECT_NEAR(r.placed, m.placed, 1e-6);
+}
+
+TEST(Protocol, StopAndInboxMessagesRoundTrip) {
+  auto stop = DecodeAgentMessage(Encode(StopAttempt{"job-1", 9, "inc"}));
+  ASSERT_TRUE(stop.ok()) << stop.error();
+  EXPECT_EQ(std::get<StopAttempt>(*stop).serial, 9u);
+
+  AttemptResult ok;
+  ok.job = "job-1";
+  ok.serial = 2;
+  ok.node = "n";
+  ok.pid = 42;
+  ok.start = 10;
+  ok.end = 12.5;
+  ok.kind = StepOutcome::Kind::kOk;
+  ok.result = {{"bytes", 5}};
+  ok.main_output = "/out/job-1/report.md";
+  AttemptResult bad = ok;
+  bad.kind = StepOutcome::Kind::kFailed;
+  bad.retryable = false;
+  bad.error = "404";
+  auto results = DecodeInboxMessage(EncodeResults({Encode(ok), Encode(bad)}));
+  ASSERT_TRUE(results.ok()) << results.error();
+  const auto& list = std::get<AttemptResults>(*results).list;
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].kind, StepOutcome::Kind::kOk);
+  EXPECT_EQ(list[0].result["bytes"], 5);
+  EXPECT_EQ(list[0].main_output, "/out/job-1/report.md");
+  EXPECT_DOUBLE_EQ(list[0].end, 12.5);
+  EXPECT_EQ(list[1].kind, StepOutcome::Kind::kFailed);
+  EXPECT_FALSE(list[1].retryable);
+  EXPECT_EQ(list[1].error, "404");
+
+  auto submit = DecodeInboxMessage(Encode(SubmitJobs{"3", {"job-0", "job-1"}}));
+  ASSERT_TRUE(submit.ok());
+  EXPECT_EQ(std::get<SubmitJobs>(*submit).jobs.size(), 2u);
+  auto retry = DecodeInboxMessage(Encode(JobCommand{JobCommand::Kind::kRetry, "job-4"}));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(std::get<JobCommand>(*retry).kind, JobCommand::Kind::kRetry);
+  auto joined = DecodeInboxMessage(Encode(NodeJoined{"gpu-1"}));
+  ASSERT_TRUE(joined.ok());
+  EXPECT_EQ(std::get<NodeJoined>(*joined).name, "gpu-1");
+}
+
+TEST(Protocol, OtherVersionsAreRefusedByName) {
+  auto r = DecodeInboxMessage(R"({"v":2,"t":"cancel","job":"job-1"})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(r.error(), "protocol: version 2 is not supported (this is version 1); run one Baton version across the cluster");
+  auto unversioned = DecodeAgentMessage(R"({"t":"run","job":"job-1"})");
+  ASSERT_FALSE(unversioned.ok());
+  EXPECT_EQ(unversioned.error(), "protocol: message without a version (this is version 1)");
+}
+
+TEST(Protocol, MalformedMessagesSayWhatIsWrong) {
+  EXPECT_EQ(DecodeAgentMessage("not json").error(), "protocol: message is not a JSON object");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":1,"t":"dance"})").error(), "protocol: unknown message type 'dance' for an agent");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":1,"t":"stop","job":"j","serial":-1,"inc":"x"})").error(),
+            "protocol: stop.serial: missing or not an unsigned 32-bit number");
+  auto gpus = DecodeAgentMessage(
+      R"({"v":1,"t":"run","job":"j","serial":1,"step":0,"attempt":1,"pipeline":"1","input":"","inc":"i","history":[],"homes":[],"gpus":[99]})");
+  EXPECT_EQ(gpus.error(), "protocol: run.gpus: must list device ids 0..63");
+  auto result = DecodeInboxMessage(R"({"v":1,"t":"results","list":[{"job":"j","serial":1,"status":"maybe"}]})");
+  EXPECT_EQ(result.error(), "protocol: result.status: must be ok, failed or cancelled");
+}
+
+}  // namespace
+}  // namespace baton::cluster::protocol

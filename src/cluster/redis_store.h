@@ -1,0 +1,77 @@
+// RedisJobStore: the cluster's store for the driver kit (driver::JobStore). It keeps the jobs the
+// Driver holds in Redis (hash PREFIX:job:ID, list PREFIX:attempts:ID; layout in keys.h), so a
+// head that restarts, or a standby that takes over, rebuilds the same state (Load), and `baton
+// status` reads it without a head.
+//
+// Writes are batched per head turn: the Driver reports changes (JobChanged, AttemptRecorded) as
+// they happen, AppendTurn() appends one HSET per changed job (only the fields that changed:
+// results, history and homes are re-sent only when they differ) and one RPUSH per job with new
+// attempts, to be sent inside the head's MULTI/EXEC with the turn's other writes.
+//
+// Also here, because both read the job hash: JobJsonFromHash, the job view of `baton status`.
+//
+// Not thread-safe: owned by the head's loop thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baton/pipeline.h"
+#include "cluster/keys.h"
+#include "cluster/redis.h"
+#include "driver/driver.h"
+
+namespace baton::cluster {
+
+class RedisJobStore : public driver::JobStore {
+ public:
+  RedisJobStore(driver::Driver& driver, const Keys& keys) : d_(driver), keys_(keys) {}
+
+  void JobChanged(uint32_t job) override;
+  void AttemptRecorded(uint32_t job, const AttemptReport& attempt) override;
+
+  // Reads the pipeline `id` from Redis into the driver (once). Error: unknown or unloadable.
+  Result<uint32_t> EnsurePipeline(Redis& db, const std::string& id);
+  // Rebuilds the driver's pipelines and jobs from Redis (nodes first: the head adds them). `now`:
+  // driver seconds. Returns false on a Redis error.
+  bool LoadJobs(Redis& db, double now);
+  // Adds a submitted job from its hash. Error when its pipeline cannot be loaded (the job is
+  // then marked failed in Redis with that reason, so the submitter sees it).
+  Status AddSubmitted(Redis& db, const std::string& id, const Hash& h, double now);
+
+  // Appends this turn's writes to `db`'s pipeline; returns how many commands were appended.
+  size_t AppendTurn(Redis& db, double now);
+
+  // The job's results object and history array as JSON text, encoded once per change.
+  const std::string& ResultsText(uint32_t job);
+  const std::string& HistoryText(uint32_t job);
+
+ private:
+  struct Saved {
+    bool dirty = false;
+    uint32_t version = UINT32_MAX;  // the JobRecord::results_version last encoded
+    std::string results_text = "{}", history_text = "[]";
+    bool results_unsaved = false;
+    size_t homes_hash = 0;          // std::hash of the homes field as last written
+    std::vector<std::string> attempts;  // encoded attempts not yet pushed
+  };
+  Saved& At(uint32_t job) {
+    if (job >= saved_.size()) saved_.resize(job + 1);
+    return saved_[job];
+  }
+  void Encode(uint32_t job);
+  std::string HomesText(uint32_t job) const;
+
+  driver::Driver& d_;
+  const Keys& keys_;
+  std::vector<Saved> saved_;
+  std::vector<uint32_t> dirty_, with_attempts_;
+  bool loading_ = false;
+};
+
+// The job view (driver/views.h) from its Redis hash, for `baton status` without a head.
+Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std::string>& steps, bool detail,
+                     const Json& attempts);
+
+}  // namespace baton::cluster

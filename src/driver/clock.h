@@ -1,0 +1,52 @@
+// Clock: the one way Baton's drivers read time (LevelDB's Env, reduced to time). Monotonic
+// seconds measure intervals (timeouts, backoff, heartbeat loss, lock renewal); wall seconds are
+// for display and for times shared between processes (the cluster's epoch). The real clock reads
+// the system; FakeClock is set by tests, so every timer is tested without sleeping.
+//
+// WaitFor() is how a driver thread sleeps until "dt seconds of this clock have passed or it was
+// woken": the real clock waits on the condition variable; the fake clock returns after at most a
+// millisecond of real time, so a loop re-reads the fake time that a test moves with Advance().
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+namespace baton {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual double Monotonic() const = 0;  // seconds, arbitrary epoch, never goes back
+  virtual double Wall() const = 0;       // unix seconds
+  virtual void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const = 0;
+  // The process-wide real clock.
+  static const Clock& Real();
+};
+
+class SystemClock final : public Clock {
+ public:
+  double Monotonic() const override;
+  double Wall() const override;
+  void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const override;
+};
+
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(double monotonic = 1000, double wall = 1.8e9) : mono_(monotonic), wall_(wall) {}
+  double Monotonic() const override { return mono_.load(); }
+  double Wall() const override { return wall_.load(); }
+  void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const override;
+  // Moves both clocks forward.
+  void Advance(double seconds);
+  // Moves only the wall clock (an NTP step, a VM resumed): intervals must not notice.
+  void JumpWall(double seconds) { wall_.store(wall_.load() + seconds); }
+
+ private:
+  std::atomic<double> mono_;
+  std::atomic<double> wall_;
+};
+
+}  // namespace baton

@@ -1,0 +1,468 @@
+#include "driver/driver.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "driver/scheduler_setup.h"
+#include "driver/views.h"
+
+namespace baton::driver {
+
+const char* JobEndName(JobEnd end) {
+  switch (end) {
+    case JobEnd::kLive: return "";
+    case JobEnd::kSucceeded: return "succeeded";
+    case JobEnd::kFailed: return "failed";
+    case JobEnd::kCancelled: return "cancelled";
+  }
+  return "";
+}
+
+namespace {
+
+const std::shared_ptr<const Json>& EmptyResults() {
+  static const auto empty = std::make_shared<const Json>(Json::object());
+  return empty;
+}
+const std::shared_ptr<const std::vector<StepRun>>& EmptyHistory() {
+  static const auto empty = std::make_shared<const std::vector<StepRun>>();
+  return empty;
+}
+
+}  // namespace
+
+void Driver::Emit(const Event& e) const {
+  for (const auto& s : sinks_) s->OnEvent(e);
+}
+
+Event Driver::Make(Event::Type type, const JobRecord& j, int step, int node, double now) const {
+  Event e{type};
+  e.time = now;
+  e.job = j.report.id;
+  if (step >= 0) e.step = pipelines_[j.pipeline].spec.steps[step].name;
+  if (node >= 0) e.node = nodes_[node].name;
+  return e;
+}
+
+Result<uint32_t> Driver::AddPipeline(PipelineSpec spec, std::string id, const std::string* nodes_from) {
+  Result<uint32_t> core_id = driver::AddPipeline(sched_, spec, nodes_from);
+  if (!core_id.ok()) return core_id.status();
+  pipelines_.push_back({std::move(spec), *core_id, std::move(id)});
+  return static_cast<uint32_t>(pipelines_.size() - 1);
+}
+
+int Driver::PipelineIndex(const std::string& id) const {
+  for (size_t i = 0; i < pipelines_.size(); ++i)
+    if (pipelines_[i].id == id) return static_cast<int>(i);
+  return -1;
+}
+
+uint32_t Driver::AddNode(const NodeSpec& node, double now, std::string address, int pid) {
+  const uint32_t idx = sched_.AddNode(ToCoreNode(node, sched_.resources()));
+  if (idx >= nodes_.size()) nodes_.resize(idx + 1);
+  nodes_[idx] = {node.name, std::move(address), pid};
+  node_index_[node.name] = idx;
+  if (!sinks_.empty()) {
+    Event e{Event::Type::kNodeJoined};
+    e.time = now;
+    e.node = node.name;
+    e.message = nodes_[idx].address;
+    Emit(e);
+  }
+  return idx;
+}
+
+int Driver::NodeIndex(const std::string& name) const {
+  auto it = node_index_.find(name);
+  return it == node_index_.end() ? -1 : static_cast<int>(it->second);
+}
+
+int Driver::JobIndex(const std::string& id) const {
+  auto it = job_index_.find(id);
+  return it == job_index_.end() ? -1 : static_cast<int>(it->second);
+}
+
+uint32_t Driver::Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce) {
+  const uint32_t idx = sched_.Submit(pipelines_[pipeline].core, now);
+  BATON_ASSERT(idx == jobs_.size(), "core job ids are dense and shared with the driver");
+  JobRecord& j = jobs_.emplace_back();
+  j.report.id = std::move(id);
+  j.report.input = std::move(input);
+  j.pipeline = pipeline;
+  j.results = EmptyResults();
+  j.history = EmptyHistory();
+  job_index_[j.report.id] = idx;
+  if (announce && !sinks_.empty()) {
+    Event e = Make(Event::Type::kJobSubmitted, j, -1, -1, now);
+    e.message = j.report.input;
+    Emit(e);
+  }
+  Changed(idx);
+  return idx;
+}
+
+uint32_t Driver::Restore(RestoredJob r, double now) {
+  const PipelineRecord& p = pipelines_[r.pipeline];
+  const uint32_t idx = sched_.RestoreJob(p.core, r.step, r.homes, r.phase, r.serial, now);
+  BATON_ASSERT(idx == jobs_.size(), "core job ids are dense and shared with the driver");
+  JobRecord& j = jobs_.emplace_back();
+  j.report.id = r.id;
+  j.report.input = std::move(r.input);
+  j.report.error = std::move(r.error);
+  j.report.attempts = std::move(r.attempts);
+  j.pipeline = r.pipeline;
+  j.results = std::make_shared<const Json>(r.results.is_object() ? std::move(r.results) : Json::object());
+  j.history = std::make_shared<const std::vector<StepRun>>(std::move(r.history));
+  j.last_serial = r.serial;
+  job_index_[r.id] = idx;
+  switch (r.phase) {
+    case core::Phase::kSucceeded: j.end = JobEnd::kSucceeded; break;
+    case core::Phase::kFailed: j.end = JobEnd::kFailed; break;
+    case core::Phase::kCancelled: j.end = JobEnd::kCancelled; break;
+    default: break;
+  }
+  j.report.status = JobEndName(j.end);
+  if (j.end != JobEnd::kLive) ++ended_;
+  if (r.in_flight) {
+    InFlightAttempt& a = *r.in_flight;
+    if (a.node < nodes_.size() && sched_.RestoreRunning(idx, a.node, r.serial, a.step_attempt, MaskFromGpus(a.gpus), r.deadline)) {
+      j.in_flight = a;
+    } else {
+      // The attempt cannot be honoured (its node is unknown or lost): it counts as lost; a late
+      // result carries a serial the core no longer expects.
+      const std::string node = a.node < nodes_.size() ? nodes_[a.node].name : r.in_flight_node;
+      Record(idx, {p.spec.steps[a.step].name, node, "lost", "node " + node + " unknown after head restart",
+                   a.step_attempt, a.start, now, a.gpus});
+    }
+  }
+  Changed(idx);
+  return idx;
+}
+
+void Driver::Decide(double now, std::vector<core::Placement>* out) {
+  const size_t first = out->size();
+  sched_.Decide(now, out);
+  for (size_t i = first; i < out->size(); ++i) {
+    const core::Placement& p = (*out)[i];
+    JobRecord& j = jobs_[p.job];
+    InFlightAttempt& a = j.in_flight.emplace();
+    a.serial = p.serial;
+    a.step = p.step;
+    a.step_attempt = p.step_attempt;
+    a.node = p.node;
+    a.gpus = GpusFromMask(p.gpu_mask);
+    a.start = now;
+    j.last_serial = p.serial;
+    if (!sinks_.empty()) {
+      Event e = Make(Event::Type::kAttemptStarted, j, p.step, static_cast<int>(p.node), now);
+      e.attempt = p.step_attempt;
+      e.gpus = a.gpus;
+      e.pid = nodes_[p.node].pid;
+      Emit(e);
+    }
+    Changed(p.job);
+  }
+}
+
+std::vector<int32_t> Driver::Homes(uint32_t job, uint16_t upto_step) const {
+  std::vector<int32_t> homes(upto_step);
+  for (uint16_t s = 0; s < upto_step; ++s) homes[s] = sched_.Home(job, s);
+  return homes;
+}
+
+void Driver::Record(uint32_t job, AttemptReport a) {
+  JobRecord& j = jobs_[job];
+  j.report.attempts.push_back(std::move(a));
+  if (store_) store_->AttemptRecorded(job, j.report.attempts.back());
+}
+
+bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now) {
+  if (job >= jobs_.size()) return false;
+  JobRecord& j = jobs_[job];
+  if (!j.in_flight || j.in_flight->serial != serial) return false;  // lost, abandoned or replaced
+  const InFlightAttempt a = std::move(*j.in_flight);
+  j.in_flight.reset();
+  const StepSpec& spec = pipelines_[j.pipeline].spec.steps[a.step];
+  core::AttemptStatus status;
+  switch (o.kind) {
+    case StepOutcome::Kind::kOk: status = core::AttemptStatus::kOk; break;
+    case StepOutcome::Kind::kCancelled:
+      status = a.timed_out ? core::AttemptStatus::kTimeout : core::AttemptStatus::kCancelled;
+      break;
+    default: status = a.timed_out ? core::AttemptStatus::kTimeout : core::AttemptStatus::kFailed; break;
+  }
+  std::string error = std::move(o.error);
+  if (status == core::AttemptStatus::kTimeout)
+    error = fmt::format("timed out after {}s", spec.timeout) +
+            (o.kind == StepOutcome::Kind::kFailed && !error.empty() ? " (" + error + ")" : "");
+  const double start = o.start >= 0 ? o.start : a.start;
+  const double end = o.end >= 0 ? o.end : now;
+  Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end, a.gpus});
+  if (status == core::AttemptStatus::kOk) {
+    // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
+    auto results = j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
+    (*results)[spec.name] = std::move(o.result);
+    j.results = std::move(results);
+    auto history = j.history.use_count() == 1 ? std::const_pointer_cast<std::vector<StepRun>>(j.history)
+                                              : std::make_shared<std::vector<StepRun>>(*j.history);
+    history->push_back({spec.name, nodes_[a.node].name, a.step_attempt, end - start, a.gpus});
+    j.history = std::move(history);
+    ++j.results_version;
+    if (!o.main_output.empty()) j.main_output = std::move(o.main_output);
+  }
+  if (!sinks_.empty()) {
+    Event e = Make(Event::Type::kAttemptFinished, j, a.step, static_cast<int>(a.node), now);
+    e.attempt = a.step_attempt;
+    e.status = core::AttemptStatusName(status);
+    e.message = error;
+    e.gpus = a.gpus;
+    e.pid = o.pid;
+    Emit(e);
+  }
+  const bool retryable = status == core::AttemptStatus::kTimeout || o.retryable;
+  const core::FinishResult r = sched_.Finish(job, serial, status, retryable, now);
+  switch (r.kind) {
+    case core::FinishResult::Kind::kSucceeded: EndJob(job, JobEnd::kSucceeded, "", a.step, now); break;
+    case core::FinishResult::Kind::kFailed:
+      EndJob(job, JobEnd::kFailed,
+             fmt::format("{} failed after {} attempt{}: {}", spec.name, a.step_attempt, a.step_attempt == 1 ? "" : "s", error),
+             a.step, now);
+      break;
+    case core::FinishResult::Kind::kCancelled: EndJob(job, JobEnd::kCancelled, "", a.step, now); break;
+    case core::FinishResult::Kind::kRetryScheduled:
+      if (!sinks_.empty()) {
+        Event e = Make(Event::Type::kRetryScheduled, j, a.step, -1, now);
+        e.attempt = a.step_attempt;
+        e.message = fmt::format("in {:.1f}s (attempt {} of {})", r.retry_at - now, a.step_attempt + 1, spec.retries + 1);
+        Emit(e);
+      }
+      break;
+    default: break;
+  }
+  Changed(job);
+  return true;
+}
+
+void Driver::EndJob(uint32_t job, JobEnd end, std::string error, int step, double now) {
+  JobRecord& j = jobs_[job];
+  if (j.end != JobEnd::kLive) return;
+  // A cancelled job's reason was set by Cancel() ("cancelled", "run interrupted").
+  if (end == JobEnd::kCancelled && error.empty()) error = j.report.error.empty() ? "cancelled" : j.report.error;
+  j.end = end;
+  ++ended_;
+  j.report.status = JobEndName(end);
+  j.report.error = std::move(error);
+  if (!sinks_.empty()) {
+    Event e = Make(end == JobEnd::kSucceeded ? Event::Type::kJobSucceeded
+                   : end == JobEnd::kFailed  ? Event::Type::kJobFailed
+                                             : Event::Type::kJobCancelled,
+                   j, step, -1, now);
+    e.message = end == JobEnd::kSucceeded ? j.main_output : j.report.error;
+    Emit(e);
+  }
+  Changed(job);
+}
+
+std::vector<core::AttemptRef> Driver::Cancel(uint32_t job, const std::string& why, double now, double grace) {
+  JobRecord& j = jobs_[job];
+  if (j.end != JobEnd::kLive) return {};
+  std::vector<core::AttemptRef> refs = sched_.Cancel(job);
+  if (j.report.error.empty()) j.report.error = why;  // the reason EndJob gives when it ends
+  for (const auto& r : refs) {
+    if (j.in_flight && j.in_flight->serial == r.serial) {
+      j.in_flight->abandon_at = std::min(j.in_flight->abandon_at, now + grace);
+      stopping_.push_back(job);
+    }
+  }
+  if (sched_.Job(job).phase == core::Phase::kCancelled) EndJob(job, JobEnd::kCancelled, why, -1, now);
+  Changed(job);
+  return refs;
+}
+
+bool Driver::Retry(uint32_t job, double now) {
+  JobRecord& j = jobs_[job];
+  if (j.end != JobEnd::kFailed || !sched_.Retry(job, now)) return false;
+  j.end = JobEnd::kLive;
+  --ended_;
+  j.report.status.clear();
+  j.report.error.clear();
+  if (!sinks_.empty()) {
+    Event e = Make(Event::Type::kJobSubmitted, j, -1, -1, now);
+    e.message = "retry requested";
+    Emit(e);
+  }
+  Changed(job);
+  return true;
+}
+
+std::vector<core::AttemptRef> Driver::Expired(double now, double grace) {
+  std::vector<core::AttemptRef> refs, out;
+  sched_.Expired(now, &refs);
+  for (const auto& r : refs) {
+    JobRecord& j = jobs_[r.job];
+    if (!j.in_flight || j.in_flight->serial != r.serial) continue;
+    j.in_flight->timed_out = true;
+    j.in_flight->abandon_at = std::min(j.in_flight->abandon_at, now + grace);
+    stopping_.push_back(r.job);
+    out.push_back(r);
+  }
+  return out;
+}
+
+void Driver::AbandonOverdue(double now, bool all) {
+  for (size_t k = 0; k < stopping_.size();) {
+    const uint32_t job = stopping_[k];
+    JobRecord& j = jobs_[job];
+    if (!j.in_flight || j.in_flight->abandon_at == core::kNever) {
+      stopping_[k] = stopping_.back();
+      stopping_.pop_back();
+      continue;
+    }
+    ++k;
+    if (now < j.in_flight->abandon_at && !all) continue;
+    // Its thread or agent may still finish; that outcome then carries a stale serial.
+    AttemptOutcome o;
+    o.error = "did not stop when told to; abandoned";
+    Finish(job, j.in_flight->serial, std::move(o), now);
+  }
+}
+
+double Driver::NextWakeup() const {
+  double t = sched_.NextWakeup();
+  for (uint32_t job : stopping_)
+    if (jobs_[job].in_flight) t = std::min(t, jobs_[job].in_flight->abandon_at);
+  return t;
+}
+
+void Driver::NodeLost(uint32_t node, const std::string& why, double now) {
+  const auto refs = sched_.NodeLost(node, now);
+  if (!sinks_.empty()) {
+    Event e{Event::Type::kNodeLost};
+    e.time = now;
+    e.node = nodes_[node].name;
+    e.message = why;
+    Emit(e);
+  }
+  for (const auto& r : refs) {
+    JobRecord& j = jobs_[r.job];
+    if (!j.in_flight || j.in_flight->serial != r.serial) continue;
+    const InFlightAttempt a = std::move(*j.in_flight);
+    j.in_flight.reset();
+    const std::string& step = pipelines_[j.pipeline].spec.steps[a.step].name;
+    Record(r.job, {step, nodes_[a.node].name, "lost", "node " + nodes_[a.node].name + " lost: " + why, a.step_attempt,
+                   a.start, now, a.gpus});
+    if (!sinks_.empty()) {
+      Event f = Make(Event::Type::kAttemptFinished, j, a.step, static_cast<int>(a.node), now);
+      f.attempt = a.step_attempt;
+      f.status = "lost";
+      f.message = "node lost: " + why;
+      f.gpus = a.gpus;
+      Emit(f);
+    }
+    if (sched_.Job(r.job).phase == core::Phase::kCancelled) EndJob(r.job, JobEnd::kCancelled, "", -1, now);
+  }
+  // Lineage may have sent waiting jobs back to their anchor step: every live job may have moved.
+  for (uint32_t j = 0; j < jobs_.size(); ++j)
+    if (jobs_[j].end == JobEnd::kLive) Changed(j);
+}
+
+Json Driver::JobJson(uint32_t i, double now, bool detail) const {
+  const JobRecord& j = jobs_[i];
+  const JobReport& rep = ReportOf(i);
+  const PipelineRecord& p = pipelines_[j.pipeline];
+  const auto v = sched_.Job(i);
+  static thread_local std::vector<std::string> names;
+  names.clear();
+  for (const auto& s : p.spec.steps) names.push_back(s.name);
+  JobViewInput in;
+  in.id = rep.id;
+  in.input = rep.input;
+  in.state = core::PhaseName(v.phase);
+  in.step = v.step;
+  in.step_names = &names;
+  for (uint16_t s = 0; s < names.size(); ++s) {
+    const int32_t h = sched_.Home(i, s);
+    in.homes.push_back(h >= 0 ? nodes_[h].name : "");
+  }
+  if (v.node >= 0) in.node = nodes_[v.node].name;
+  in.step_attempt = v.step_attempt;
+  if (v.phase != core::Phase::kSucceeded) in.wait = sched_.WaitReason(i, now);
+  in.error = rep.error;
+  in.attempt_count = rep.attempts.size();
+  if (detail) {
+    in.attempts = &rep.attempts;
+    if (j.in_flight) {
+      const InFlightAttempt& a = *j.in_flight;
+      in.running = AttemptReport{p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
+    }
+    in.results = final_ ? &rep.results : j.results.get();
+  }
+  return JobView(in, detail);
+}
+
+Json Driver::NodesJson() const {
+  Json out = Json::array();
+  const auto& table = sched_.resources();
+  for (uint32_t n = 0; n < sched_.node_count(); ++n) {
+    const auto& info = sched_.NodeInfo(n);
+    const bool alive = sched_.NodeAlive(n);
+    Json total = Json::object(), used = Json::object();
+    for (core::ResourceId id : info.total.NonZero()) {
+      if (table.IsPool(id)) continue;
+      total[table.Name(id)] = core::ToDouble(info.total.Get(id));
+      used[table.Name(id)] = alive ? core::ToDouble(info.total.Get(id) - sched_.NodeFree(n).Get(id)) : 0.0;
+    }
+    Json labels = Json::object();
+    for (const auto& [k, v] : info.labels) labels[k] = v;
+    Json gpus = Json::array();
+    const uint64_t busy = sched_.NodeGpusBusy(n);
+    for (int g = 0; g < static_cast<int>(info.total.Get(core::kGpu) / core::kUnit); ++g)
+      gpus.push_back({{"id", g}, {"busy", (busy >> g) & 1}});
+    Json node = {{"name", info.name}, {"alive", alive}, {"total", total}, {"used", used}, {"labels", labels}, {"gpus", gpus}};
+    if (n < nodes_.size() && !nodes_[n].address.empty()) node["address"] = nodes_[n].address;
+    out.push_back(std::move(node));
+  }
+  return out;
+}
+
+std::string Driver::ProgressLine(double now) const {
+  if (pipelines_.empty()) return "";
+  const auto& steps = pipelines_.front().spec.steps;
+  const size_t n = steps.size();
+  std::vector<int> running(n, 0), waiting(n, 0);
+  int ok = 0, failed = 0, cancelled = 0;
+  double progress = 0;
+  for (uint32_t i = 0; i < jobs_.size(); ++i) {
+    const auto v = sched_.Job(i);
+    switch (v.phase) {
+      case core::Phase::kSucceeded: ++ok; progress += 1; continue;
+      case core::Phase::kFailed: ++failed; progress += 1; continue;
+      case core::Phase::kCancelled: ++cancelled; progress += 1; continue;
+      case core::Phase::kRunning: ++running[std::min<size_t>(v.step, n - 1)]; break;
+      default: ++waiting[std::min<size_t>(v.step, n - 1)]; break;
+    }
+    progress += static_cast<double>(v.step) / static_cast<double>(n);
+  }
+  std::string line = fmt::format("[{:.0f}s] {}/{} done", now, ok, jobs_.size());
+  if (failed) line += fmt::format(", {} failed", failed);
+  if (cancelled) line += fmt::format(", {} cancelled", cancelled);
+  for (size_t s = 0; s < n; ++s)
+    if (running[s] || waiting[s]) line += fmt::format(" | {} {} run {} wait", steps[s].name, running[s], waiting[s]);
+  if (progress > 0 && progress < jobs_.size()) line += fmt::format(" | ETA {:.0f}s", now / progress * (jobs_.size() - progress));
+  return line;
+}
+
+void Driver::FinishReport(RunReport* out) {
+  out->jobs.reserve(jobs_.size());
+  for (auto& j : jobs_) {
+    if (j.report.status == "succeeded") ++out->succeeded;
+    else if (j.report.status == "failed") ++out->failed;
+    else ++out->cancelled;
+    j.report.results = *j.results;
+    out->jobs.push_back(std::move(j.report));
+  }
+  final_ = out;
+}
+
+}  // namespace baton::driver

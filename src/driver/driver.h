@@ -1,0 +1,219 @@
+// Driver: the attempt lifecycle around the pure scheduling core, written once for every backend
+// (the embedded runtime, the cluster head; DESIGN.md "one driver kit"). Nomad's split: the core
+// decides (placements), the Driver applies: it records what each job has in flight, turns an
+// attempt's outcome into the core's Finish (ok / failed / timeout / cancelled / lost, retry with
+// backoff, lineage), keeps every job's attempt history and step results, ends jobs, emits the
+// events that logs, traces and the dashboard are built from, and renders the JSON views of jobs
+// and nodes (views.h).
+//
+// A backend adds only what differs:
+//   - a transport that carries placements to executors and outcomes back (a worker pool in the
+//     embedded runtime, Redis streams to node agents in the cluster), and
+//   - a store (JobStore below) told of every change it must persist (nothing in memory; Redis
+//     hashes and lists in the cluster).
+// Time is an argument (`now`, seconds on the backend's Clock), so a fake clock tests every timer.
+//
+// Typical turn of a backend's loop:
+//   for (outcome arriving)  driver.Finish(job, serial, outcome, now);
+//   for (ref : driver.Expired(now)) transport.Stop(ref);      // timeouts
+//   driver.Decide(now, &placements); for (p : placements) transport.Start(p, driver.Launch(p));
+//
+// Not thread-safe: one driver thread owns it (backends guard views with their own mutex).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "baton/runtime.h"
+#include "baton/status.h"
+#include "core/scheduler.h"
+
+namespace baton::driver {
+
+// How a job ended; kLive while it has work left.
+enum class JobEnd : uint8_t { kLive, kSucceeded, kFailed, kCancelled };
+const char* JobEndName(JobEnd end);  // "", "succeeded", "failed", "cancelled"
+
+// The one attempt a job has in flight.
+struct InFlightAttempt {
+  uint32_t serial = 0;
+  uint16_t step = 0;
+  uint16_t step_attempt = 1;
+  uint32_t node = 0;
+  std::vector<int> gpus;
+  double start = 0;                  // driver seconds when placed
+  bool timed_out = false;            // past its deadline: whatever it reports counts as a timeout
+  double abandon_at = core::kNever;  // told to stop: given up on if still running after this
+};
+
+// What a transport reports about one attempt.
+struct AttemptOutcome {
+  StepOutcome::Kind kind = StepOutcome::Kind::kFailed;
+  std::string error;
+  bool retryable = true;
+  Json result;               // kOk
+  std::string main_output;   // StepOutcome::main_output
+  double start = -1;         // driver seconds; -1: the placement time
+  double end = -1;           // driver seconds; -1: now
+  int pid = 0;
+
+  static AttemptOutcome From(StepOutcome o) {
+    AttemptOutcome a;
+    a.kind = o.kind;
+    a.error = std::move(o.error);
+    a.retryable = o.retryable;
+    a.result = std::move(o.result);
+    a.main_output = std::move(o.main_output);
+    return a;
+  }
+};
+
+struct PipelineRecord {
+  PipelineSpec spec;
+  uint32_t core = 0;  // the core's pipeline id
+  std::string id;     // the backend's name for it (the cluster's pipeline id), "" embedded
+};
+
+struct NodeRecord {
+  std::string name;
+  std::string address;  // where its artifacts are served ("" embedded)
+  int pid = 0;
+};
+
+struct JobRecord {
+  JobReport report;                     // id, input, status ("" while live), error, attempts
+  uint32_t pipeline = 0;                // index into pipelines()
+  JobEnd end = JobEnd::kLive;
+  std::string main_output;              // named in the end event
+  // {"step": result} of succeeded steps, and their attempts: replaced on change, never mutated,
+  // so an attempt in flight may hold the version it started with.
+  std::shared_ptr<const Json> results;
+  std::shared_ptr<const std::vector<StepRun>> history;
+  uint32_t results_version = 0;         // bumped whenever results and history change
+  std::optional<InFlightAttempt> in_flight;
+  uint32_t last_serial = 0;             // the last attempt id handed out for this job
+};
+
+// Told of every change a backend must persist. Called on the driver thread.
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+  virtual void JobChanged(uint32_t job) = 0;                                     // state, step, in flight, results
+  virtual void AttemptRecorded(uint32_t job, const AttemptReport& attempt) = 0;  // appended to the history
+};
+
+// A job as a backend reloads it (the cluster head after a restart).
+struct RestoredJob {
+  std::string id, input;
+  uint32_t pipeline = 0;
+  core::Phase phase = core::Phase::kReady;
+  uint16_t step = 0;
+  std::vector<int32_t> homes;  // per step: node that ran it, -1 unknown
+  uint32_t serial = 0;
+  std::string error;
+  Json results = Json::object();
+  std::vector<StepRun> history;
+  std::vector<AttemptReport> attempts;
+  // The attempt it had in flight, if any: honoured when its node is known and it still fits.
+  std::optional<InFlightAttempt> in_flight;  // node: an index, or past the end when unknown
+  std::string in_flight_node;                // its node's name (for the message when unknown)
+  double deadline = core::kNever;
+};
+
+class Driver {
+ public:
+  Driver() = default;
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
+
+  void SetStore(JobStore* store) { store_ = store; }
+  void AddSink(std::shared_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
+  bool has_sinks() const { return !sinks_.empty(); }
+  void Emit(const Event& e) const;
+
+  core::Scheduler& scheduler() { return sched_; }
+  const core::Scheduler& scheduler() const { return sched_; }
+
+  // A pipeline: its pools, its core model. With `nodes_from` set, refused when no node can run
+  // one of its steps (the embedded runtime knows its nodes up front; a head may not yet).
+  Result<uint32_t> AddPipeline(PipelineSpec spec, std::string id, const std::string* nodes_from);
+  int PipelineIndex(const std::string& id) const;
+  const std::vector<PipelineRecord>& pipelines() const { return pipelines_; }
+
+  // A node, or a lost node back again (same name). Emits node_joined.
+  uint32_t AddNode(const NodeSpec& node, double now, std::string address = "", int pid = 0);
+  // A node is gone: its in-flight attempts are recorded as lost and re-queued by the core
+  // (lineage), jobs cancelled meanwhile end. Emits node_lost and attempt_finished(lost).
+  void NodeLost(uint32_t node, const std::string& why, double now);
+  const std::vector<NodeRecord>& nodes() const { return nodes_; }
+  int NodeIndex(const std::string& name) const;
+
+  // A new job; its first step is ready at once. Emits job_submitted when `announce`.
+  uint32_t Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce = true);
+  // A job reloaded from a store. Returns its index; the in-flight attempt is dropped (recorded as
+  // lost) when it cannot be honoured.
+  uint32_t Restore(RestoredJob job, double now);
+  int JobIndex(const std::string& id) const;
+  size_t job_count() const { return jobs_.size(); }
+  const JobRecord& job(uint32_t j) const { return jobs_[j]; }
+  size_t ended_count() const { return ended_; }
+  bool all_ended() const { return ended_ == jobs_.size(); }
+
+  // Placements possible now; each is recorded as the job's in-flight attempt (attempt_started).
+  void Decide(double now, std::vector<core::Placement>* out);
+  // Nodes that ran each earlier step of the placed job (for artifact access), -1 unknown.
+  std::vector<int32_t> Homes(uint32_t job, uint16_t upto_step) const;
+
+  // The outcome of attempt `serial` of `job`. False (and nothing changes) when stale: the
+  // attempt was lost, abandoned or replaced meanwhile.
+  bool Finish(uint32_t job, uint32_t serial, AttemptOutcome outcome, double now);
+
+  // Cancels a job (`why`: "cancelled", "run interrupted"). Returns its in-flight attempt for the
+  // transport to stop (the job ends when that attempt reports); ends the job at once otherwise.
+  // `grace`: how long the attempt may take to stop before AbandonOverdue gives up on it.
+  std::vector<core::AttemptRef> Cancel(uint32_t job, const std::string& why, double now, double grace);
+  // Gives a failed job another go from its failed step. False when it is not failed.
+  bool Retry(uint32_t job, double now);
+  // In-flight attempts past their deadline (each once): marked timed out, to be stopped.
+  std::vector<core::AttemptRef> Expired(double now, double grace);
+  // Attempts told to stop that have not within their grace: ended as failed ("did not stop within
+  // Ns of being cancelled; abandoned"); their late outcome is ignored. With `all`, every
+  // stopping attempt is given up now (the end of a run).
+  void AbandonOverdue(double now, bool all);
+  // Earliest time something may change without an event: a retry, a deadline, an abandon.
+  double NextWakeup() const;
+
+  // Views (views.h has the shapes).
+  Json JobJson(uint32_t job, double now, bool detail) const;
+  Json NodesJson() const;
+  std::string ProgressLine(double now) const;
+  // Moves every job's report into `out` (results included); views keep working from it.
+  void FinishReport(RunReport* out);
+
+ private:
+  Event Make(Event::Type type, const JobRecord& j, int step = -1, int node = -1, double now = 0) const;
+  void EndJob(uint32_t job, JobEnd end, std::string error, int step, double now);
+  void Record(uint32_t job, AttemptReport a);
+  void Changed(uint32_t job) {
+    if (store_) store_->JobChanged(job);
+  }
+  const JobReport& ReportOf(uint32_t j) const { return final_ ? final_->jobs[j] : jobs_[j].report; }
+
+  core::Scheduler sched_;
+  std::vector<PipelineRecord> pipelines_;
+  std::vector<NodeRecord> nodes_;
+  std::map<std::string, uint32_t> node_index_;
+  std::vector<JobRecord> jobs_;
+  std::map<std::string, uint32_t> job_index_;
+  std::vector<uint32_t> stopping_;  // jobs whose in-flight attempt was told to stop
+  size_t ended_ = 0;
+  JobStore* store_ = nullptr;
+  std::vector<std::shared_ptr<EventSink>> sinks_;
+  const RunReport* final_ = nullptr;
+};
+
+}  // namespace baton::driver

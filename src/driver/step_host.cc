@@ -1,0 +1,53 @@
+#include "driver/step_host.h"
+
+namespace baton::driver {
+
+StepOutcome RunAttempt(const AttemptSpec& spec, const CancelToken& cancel) {
+  StepContext ctx;
+  ctx.job = spec.job;
+  ctx.step = spec.step_name;
+  ctx.node = spec.node;
+  ctx.attempt = spec.attempt;
+  ctx.input = spec.input;
+  ctx.results = spec.results.get();
+  ctx.history = spec.history.get();
+  ctx.workdir = spec.workdir;
+  ctx.outdir = spec.outdir;
+  ctx.gpus = spec.gpus;
+  ctx.cancel = &cancel;
+  if (spec.sinks && !spec.sinks->empty()) {
+    ctx.log = [&spec, &ctx](LogLevel level, std::string_view msg) {
+      Event e{Event::Type::kLog};
+      e.time = spec.clock->Monotonic() - spec.t0;
+      e.job = ctx.job;
+      e.step = ctx.step;
+      e.node = ctx.node;
+      e.attempt = ctx.attempt;
+      e.status = LogLevelName(level);
+      e.message = std::string(msg);
+      for (const auto& s : *spec.sinks) s->OnEvent(e);
+    };
+    ctx.progress = [&spec, &ctx](const Json& data) {
+      Event e{Event::Type::kProgress};
+      e.time = spec.clock->Monotonic() - spec.t0;
+      e.job = ctx.job;
+      e.step = ctx.step;
+      e.node = ctx.node;
+      e.attempt = ctx.attempt;
+      e.data = data;
+      for (const auto& s : *spec.sinks) s->OnEvent(e);
+    };
+  }
+  ctx.artifact = spec.artifact;
+  if (!spec.step) return StepOutcome::Failure("no step object for " + spec.step_name, false);
+  try {
+    if (spec.make_workdir && spec.step->NeedsWorkdir()) std::filesystem::create_directories(ctx.workdir);
+    return spec.step->Run(ctx);
+  } catch (const std::exception& e) {
+    return StepOutcome::Failure(std::string("step threw: ") + e.what());
+  } catch (...) {
+    return StepOutcome::Failure("step threw an unknown exception");
+  }
+}
+
+}  // namespace baton::driver

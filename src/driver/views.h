@@ -1,0 +1,44 @@
+// The JSON views of jobs, attempts and nodes: one rendering shared by the dashboard, `baton
+// status --json` (read back from Redis) and the embedded runtime's Snapshot()/JobDetail(), so
+// every backend shows the same shapes (documented in src/dashboard/source.h and docs/cli.md).
+//
+//   Job:     {"id", "input", "state", "step", "steps": [{"name", "state", "wait"?, "node"?,
+//             "attempt"?}], "attempts": N, "error"?}; with detail "attempts" is the list of
+//             Attempt (plus the running one) and "results" the step results.
+//   Attempt: {"step", "attempt" (from 1), "node", "status", "start", "end", "seconds", "gpus",
+//             "error"?} (a running one has "status": "running" and no end).
+//
+// Plain functions; thread-compatible.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "baton/runtime.h"
+
+namespace baton::driver {
+
+struct JobViewInput {
+  std::string id, input;
+  std::string state;                       // core::PhaseName
+  size_t step = 0;                         // current step index
+  const std::vector<std::string>* step_names = nullptr;
+  std::vector<std::string> homes;          // per step: node that ran it, "" unknown
+  std::string node;                        // node of the attempt in flight, "" none
+  int step_attempt = 0;
+  std::string wait;                        // why the current step is not running
+  std::string error;
+  size_t attempt_count = 0;
+  // With detail:
+  const std::vector<AttemptReport>* attempts = nullptr;
+  std::optional<AttemptReport> running;    // the attempt in flight (status "running")
+  const Json* results = nullptr;
+};
+
+Json JobView(const JobViewInput& in, bool detail);
+Json AttemptJson(const AttemptReport& a);
+// Parses what AttemptJson wrote (a Redis attempt record); missing fields stay default.
+AttemptReport AttemptFromJson(const Json& j);
+
+}  // namespace baton::driver

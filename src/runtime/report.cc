@@ -1,0 +1,152 @@
+// The JSON and text forms of a run's results: event names, summary.json (RunReport::ToJson and
+// its streamed twin WriteJson), and the inputs file reader.
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "baton/runtime.h"
+#include "driver/views.h"
+
+namespace baton {
+
+const char* EventTypeName(Event::Type t) {
+  switch (t) {
+    case Event::Type::kJobSubmitted: return "job_submitted";
+    case Event::Type::kAttemptStarted: return "attempt_started";
+    case Event::Type::kAttemptFinished: return "attempt_finished";
+    case Event::Type::kRetryScheduled: return "retry_scheduled";
+    case Event::Type::kJobSucceeded: return "job_succeeded";
+    case Event::Type::kJobFailed: return "job_failed";
+    case Event::Type::kJobCancelled: return "job_cancelled";
+    case Event::Type::kNodeJoined: return "node_joined";
+    case Event::Type::kNodeLost: return "node_lost";
+    case Event::Type::kProgress: return "progress";
+    case Event::Type::kLog: return "log";
+    case Event::Type::kRunFinished: return "run_finished";
+  }
+  return "?";
+}
+
+int RunReport::ExitCode() const {
+  if (interrupted) return 130;
+  return (failed > 0 || cancelled > 0) ? 1 : 0;
+}
+
+Json RunReport::ToJson() const {
+  Json jobs_json = Json::array();
+  for (const auto& j : jobs) {
+    Json attempts = Json::array();
+    for (const auto& a : j.attempts) attempts.push_back(driver::AttemptJson(a));
+    Json jj = {{"id", j.id}, {"input", j.input}, {"status", j.status}, {"attempts", attempts}};
+    if (!j.error.empty()) jj["error"] = j.error;
+    jj["results"] = j.results;
+    jobs_json.push_back(std::move(jj));
+  }
+  return {{"seconds", seconds}, {"succeeded", succeeded}, {"failed", failed}, {"cancelled", cancelled},
+          {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"jobs", jobs_json}};
+}
+
+namespace {
+
+void AppendString(std::string* out, const std::string& s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': *out += "\\\""; break;
+      case '\\': *out += "\\\\"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      case '\t': *out += "\\t"; break;
+      default:
+        if (c < 0x20) *out += fmt::format("\\u{:04x}", c);
+        else out->push_back(static_cast<char>(c));
+    }
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+void RunReport::WriteJson(std::string* out) const {
+  out->reserve(out->size() + jobs.size() * 512);
+  *out += fmt::format("{{\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
+                      " \"interrupted\": {},\n \"exit_code\": {},\n \"jobs\": [",
+                      seconds, succeeded, failed, cancelled, interrupted, ExitCode());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const JobReport& j = jobs[i];
+    *out += i ? ",\n  {\"id\": " : "\n  {\"id\": ";
+    AppendString(out, j.id);
+    *out += ", \"input\": ";
+    AppendString(out, j.input);
+    *out += ", \"status\": ";
+    AppendString(out, j.status);
+    if (!j.error.empty()) {
+      *out += ", \"error\": ";
+      AppendString(out, j.error);
+    }
+    *out += ",\n   \"attempts\": [";
+    for (size_t k = 0; k < j.attempts.size(); ++k) {
+      const AttemptReport& a = j.attempts[k];
+      *out += k ? ", {\"step\": " : "{\"step\": ";
+      AppendString(out, a.step);
+      *out += fmt::format(", \"attempt\": {}, \"node\": ", a.attempt);
+      AppendString(out, a.node);
+      *out += ", \"status\": ";
+      AppendString(out, a.status);
+      *out += fmt::format(", \"start\": {:.6f}, \"end\": {:.6f}, \"seconds\": {:.6f}, \"gpus\": [{}]", a.start, a.end,
+                          a.end - a.start, fmt::join(a.gpus, ", "));
+      if (!a.error.empty()) {
+        *out += ", \"error\": ";
+        AppendString(out, a.error);
+      }
+      *out += "}";
+    }
+    *out += "],\n   \"results\": {";
+    bool first = true;
+    for (const auto& [k, v] : j.results.items()) {
+      *out += first ? "" : ", ";
+      first = false;
+      AppendString(out, k);
+      *out += ": ";
+      *out += v.dump(-1, ' ', false, Json::error_handler_t::replace);
+    }
+    *out += "}}";
+  }
+  *out += "\n ]\n}\n";
+}
+
+std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings) {
+  std::ifstream in(file);
+  if (!in) throw LoadError(file.string() + ": cannot read inputs file (" + (std::filesystem::exists(file) ? "permission denied" : "no such file") + ")");
+  std::vector<std::string> inputs;
+  std::map<std::string, int> seen;
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    size_t start = line.find_first_not_of(" \t");
+    line = start == std::string::npos ? "" : line.substr(start);
+    if (line.empty()) {
+      warnings->push_back(fmt::format("{}:{}: blank line skipped", file.string(), n));
+      continue;
+    }
+    if (line[0] == '#') continue;
+    // A relative path to a local file means this directory's file: steps run in their job folder.
+    if (line.find("://") == std::string::npos && line[0] != '/') {
+      std::error_code ec;
+      if (std::filesystem::exists(line, ec)) line = std::filesystem::absolute(line).lexically_normal().string();
+    }
+    auto [it, fresh] = seen.emplace(line, n);
+    if (!fresh) {
+      warnings->push_back(fmt::format("{}:{}: duplicate of line {} skipped", file.string(), n, it->second));
+      continue;
+    }
+    inputs.push_back(line);
+  }
+  if (inputs.empty()) throw LoadError(file.string() + ": no inputs (one URL or path per line)");
+  return inputs;
+}
+
+}  // namespace baton
