@@ -1,6 +1,7 @@
 #include "core/scheduler.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstdio>
 
 namespace baton::core {
@@ -60,6 +61,8 @@ const char* AttemptStatusName(AttemptStatus s) {
 Scheduler::Scheduler() = default;
 
 void Scheduler::SetPool(std::string_view name, double capacity) {
+  // REQUIRES (scheduler.h): no pipeline or node uses `name` as a per-node resource already.
+  assert((table_.Find(name) < 0 || table_.IsPool(table_.Find(name))) && "SetPool on a resource already used per node");
   ResourceId id = table_.Intern(name);
   table_.SetPool(id, true);
   pool_total_.Set(id, ToAmount(capacity));
@@ -70,6 +73,8 @@ uint32_t Scheduler::AddPipeline(PipelineModel model) {
   const auto pid = static_cast<uint32_t>(pipelines_.size());
   PipelineState p;
   const int n = static_cast<int>(model.steps.size());
+  for (int i = 0; i < n; ++i)
+    assert(model.steps[i].same_node_as < i && "REQUIRES: same_node_as refers to an earlier step");
   p.anchor.resize(n);
   p.is_anchor.assign(n, false);
   for (int s = 0; s < n; ++s) {
@@ -527,6 +532,7 @@ uint32_t Scheduler::RestoreJob(uint32_t pipeline, uint16_t step, const std::vect
                                uint32_t serial, double now) {
   const auto id = static_cast<uint32_t>(jobs_.size());
   const PipelineState& p = pipelines_[pipeline];
+  assert(homes.size() == p.model.steps.size() && "REQUIRES: one home per step");
   JobState j{};
   j.pipeline = pipeline;
   j.step = std::min<uint16_t>(step, static_cast<uint16_t>(p.model.steps.size() - 1));

@@ -86,7 +86,8 @@ class Scheduler {
   ResourceTable& resources() { return table_; }
   const ResourceTable& resources() const { return table_; }
 
-  // Declares a cluster-wide pool of `capacity` (DESIGN.md rule 7). REQUIRES: before AddPipeline.
+  // Declares a cluster-wide pool of `capacity` (DESIGN.md rule 7). REQUIRES: before any pipeline
+  // or node uses `name` (checked by an assertion in debug builds).
   void SetPool(std::string_view name, double capacity);
 
   // Adds a pipeline. REQUIRES: same_node_as refers to an earlier step (the loader checks it).

@@ -79,8 +79,8 @@ Result<StepList> CreateSteps(const PipelineSpec& spec, const StepRegistry& regis
 
 Result<uint32_t> AddPipeline(core::Scheduler& sched, const PipelineSpec& spec, const std::string* check_nodes_from) {
   for (const auto& [k, v] : spec.pools) {
-    const int id = sched.resources().Find(k);
-    if (id < 0 || !sched.resources().IsPool(id)) sched.SetPool(k, v);
+    // A pool declared by the cluster file (or an earlier pipeline) keeps its capacity.
+    if (sched.resources().Find(k) < 0) sched.SetPool(k, v);
   }
   const uint32_t pid = sched.AddPipeline(ToCoreModel(spec, sched.resources()));
   if (check_nodes_from) {

@@ -33,9 +33,9 @@ std::string Trim(std::string_view s) {
 }
 
 // Per-attempt state shared by the libcurl callbacks.
-class Attempt {
+class HttpTransfer {
  public:
-  explicit Attempt(const AttemptRequest& req) : req_(req), pos_(req.offset), writeback_from_(req.offset) {
+  explicit HttpTransfer(const AttemptRequest& req) : req_(req), pos_(req.offset), writeback_from_(req.offset) {
     result_.file_bytes = pos_;
   }
 
@@ -43,13 +43,13 @@ class Attempt {
 
  private:
   static size_t OnHeader(char* data, size_t size, size_t n, void* self) {
-    return static_cast<Attempt*>(self)->Header(std::string_view(data, size * n)) ? size * n : 0;
+    return static_cast<HttpTransfer*>(self)->Header(std::string_view(data, size * n)) ? size * n : 0;
   }
   static size_t OnBody(char* data, size_t size, size_t n, void* self) {
-    return static_cast<Attempt*>(self)->Body(data, size * n) ? size * n : 0;
+    return static_cast<HttpTransfer*>(self)->Body(data, size * n) ? size * n : 0;
   }
   static int OnProgress(void* self, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-    return static_cast<Attempt*>(self)->Progress() ? 0 : 1;
+    return static_cast<HttpTransfer*>(self)->Progress() ? 0 : 1;
   }
 
   bool Header(std::string_view line);
@@ -83,7 +83,7 @@ class Attempt {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
-bool Attempt::Header(std::string_view line) {
+bool HttpTransfer::Header(std::string_view line) {
   if (line.rfind("HTTP/", 0) == 0) {
     // A new response (after a redirect or a 100 Continue): forget the previous one's headers.
     const size_t space = line.find(' ');
@@ -117,7 +117,7 @@ bool Attempt::Header(std::string_view line) {
   return true;
 }
 
-bool Attempt::Evaluate() {
+bool HttpTransfer::Evaluate() {
   if (evaluated_) return !failed_;
   evaluated_ = true;
   const DownloadOptions& opt = *req_.options;
@@ -183,7 +183,7 @@ bool Attempt::Evaluate() {
   return true;
 }
 
-bool Attempt::Sniff() {
+bool HttpTransfer::Sniff() {
   sniffing_ = false;
   if (LooksLikeHtml(sniff_)) {
     const std::string type = result_.content_type.empty() ? "none" : result_.content_type;
@@ -198,7 +198,7 @@ bool Attempt::Sniff() {
   return Write(held.data(), held.size());
 }
 
-bool Attempt::Body(const char* data, size_t size) {
+bool HttpTransfer::Body(const char* data, size_t size) {
   if (!Evaluate()) return false;
   if (sniffing_) {
     const size_t take = std::min(size, kSniffBytes - sniff_.size());
@@ -211,7 +211,7 @@ bool Attempt::Body(const char* data, size_t size) {
   return Write(data, size);
 }
 
-bool Attempt::Write(const char* data, size_t size) {
+bool HttpTransfer::Write(const char* data, size_t size) {
   if (size == 0) return true;
   if (pos_ + static_cast<int64_t>(size) > req_.options->max_bytes) {
     Fail(AttemptEnd::kTooBig, fmt::format("{}: body exceeds with.max_bytes {} (stopped at {} bytes)",
@@ -239,7 +239,7 @@ bool Attempt::Write(const char* data, size_t size) {
   return true;
 }
 
-bool Attempt::Progress() {
+bool HttpTransfer::Progress() {
   if (req_.ctx->cancelled()) {
     cancelled_ = true;
     return false;
@@ -255,7 +255,7 @@ bool Attempt::Progress() {
   return true;
 }
 
-AttemptResult Attempt::Run() {
+AttemptResult HttpTransfer::Run() {
   curl_ = curl_easy_init();
   if (curl_ == nullptr) {
     result_.message = "curl_easy_init failed";
@@ -282,12 +282,12 @@ AttemptResult Attempt::Run() {
   curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl_, CURLOPT_USERAGENT, "baton-download/0.1");
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &Attempt::OnHeader);
+  curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &HttpTransfer::OnHeader);
   curl_easy_setopt(curl_, CURLOPT_HEADERDATA, this);
-  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &Attempt::OnBody);
+  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &HttpTransfer::OnBody);
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(curl_, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &Attempt::OnProgress);
+  curl_easy_setopt(curl_, CURLOPT_XFERINFOFUNCTION, &HttpTransfer::OnProgress);
   curl_easy_setopt(curl_, CURLOPT_XFERINFODATA, this);
   curl_easy_setopt(curl_, CURLOPT_BUFFERSIZE, 256L * 1024);
   if (headers != nullptr) curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
@@ -347,7 +347,7 @@ void EnsureCurlGlobalInit() {
 }
 
 AttemptResult RunAttempt(const AttemptRequest& request) {
-  Attempt attempt(request);
+  HttpTransfer attempt(request);
   return attempt.Run();
 }
 
