@@ -806,6 +806,7 @@ int Head::Impl::Loop() {
       if (log)
         log->Line(fmt::format("baton head: {} (prefix {}): {} jobs, {} nodes, {} pipelines loaded", opts.redis.Redacted(),
                               opts.prefix, jobs.size(), nodes.size(), pipelines.size()));
+      if (opts.on_ready) opts.on_ready();
     }
     said_waiting = said_lock = false;
     bool pending = true;  // first re-read what this consumer received but never acknowledged

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,9 @@ struct HeadOptions {
   double heartbeat_timeout = 5.0;  // a node silent this long is lost
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
+  // Called on the Run thread each time the head is up: lock held and state loaded from Redis
+  // (again after a reconnect). `baton head` tells systemd (sd_notify READY=1) there.
+  std::function<void()> on_ready;
 };
 
 class Head {
