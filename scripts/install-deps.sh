@@ -13,6 +13,9 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   flite fonts-dejavu-core curl
+  libcmark-gfm-dev libcmark-gfm-extensions-dev  # the report's Markdown (CommonMark + GitHub tables)
+  libsystemd-dev  # sd_notify readiness for `baton head` / `baton node`
+  prometheus systemd  # tests: `promtool check metrics` on /metrics, `systemd-analyze verify` on docs/systemd/
   chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here
 )
 

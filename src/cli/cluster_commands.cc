@@ -13,6 +13,8 @@
 
 #include "baton/pipeline.h"
 #include "cli/commands.h"
+#include "cli/readiness.h"
+#include "cli/signals.h"
 #include "cluster/client.h"
 #include "cluster/head.h"
 #include "dashboard/head_source.h"
@@ -51,24 +53,6 @@ struct ClusterArgs {
 ClusterArgs g_args;
 CLI::App *g_head, *g_node, *g_submit, *g_status, *g_cancel, *g_nodes;
 CLI::Option* g_head_dashboard = nullptr;
-std::atomic<cluster::Head*> g_head_obj{nullptr};
-std::atomic<cluster::NodeAgent*> g_node_obj{nullptr};
-std::atomic<bool> g_stop{false};
-
-void OnSignal(int) {
-  g_stop = true;
-  if (auto* h = g_head_obj.load()) h->RequestStop();
-  if (auto* n = g_node_obj.load()) n->RequestStop();
-}
-
-void InstallSignals() {
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
 void CommonOptions(CLI::App* c) {
   c->add_option("--redis", g_args.redis, "Redis URL redis://[:PASSWORD@]HOST:PORT[/DB] (password also from BATON_REDIS_PASSWORD)")
       ->envname("BATON_REDIS")
@@ -90,6 +74,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.prefix = g_args.prefix;
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.log_format = Format();
+  o.on_ready = [prefix = g_args.prefix] { NotifyReady("head", "scheduling (prefix " + prefix + ")"); };
   cluster::Head head(o);
   std::unique_ptr<dashboard::HeadSource> source;
   std::unique_ptr<dashboard::DashboardServer> server;
@@ -108,10 +93,11 @@ int HeadCommand(const cluster::RedisUrl& url) {
     server = std::move(started.server);
     std::fprintf(stderr, "baton: dashboard at %s\n", server->url().c_str());
   }
-  g_head_obj = &head;
-  InstallSignals();
-  const int rc = head.Run();
-  g_head_obj = nullptr;
+  StopSignals signals([&head](int sig) {
+    NotifyStopping("head", sig);
+    head.RequestStop();
+  });
+  const int rc = head.Run();  // 0 after a clean stop
   if (server) server->Stop();
   return rc;
 }
@@ -142,12 +128,13 @@ int NodeCommand(const cluster::RedisUrl& url) {
   o.heartbeat = ParseDuration(g_args.heartbeat);
   o.max_artifact_bytes = static_cast<uint64_t>(ParseQuantity(g_args.max_artifact));
   o.log_format = Format();
+  o.on_ready = [name = o.name] { NotifyReady("node", "registered as " + name); };
   cluster::NodeAgent agent(o);
-  g_node_obj = &agent;
-  InstallSignals();
-  const int rc = agent.Run();
-  g_node_obj = nullptr;
-  return rc;
+  StopSignals signals([&agent](int sig) {
+    NotifyStopping("node", sig);
+    agent.RequestStop();  // cancels its attempts, reports them and deregisters
+  });
+  return agent.Run();  // 0 after a clean stop
 }
 
 void PrintFailures(const Json& snapshot) {
@@ -181,12 +168,13 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     for (const auto& id : ids) std::printf("%s\n", id.c_str());
     return 0;
   }
-  InstallSignals();
+  std::atomic<bool> stop{false};
+  StopSignals signals([&stop](int) { stop = true; });
   const auto t0 = std::chrono::steady_clock::now();
   // Poll only the jobs that have not ended yet: an ended job's state never changes again.
   std::vector<std::string> pending = ids;
   int ok = 0, failed = 0, cancelled = 0;
-  while (!g_stop) {
+  while (!stop) {
     std::vector<std::string> states;
     try {
       states = cluster::JobStates(db, keys, pending);
@@ -215,7 +203,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  return 130;
+  ExitBy(signals.received());  // the jobs go on in the cluster; this follower ends as interrupted
 }
 
 int StatusCommand(const cluster::RedisUrl& url) {

@@ -2,7 +2,6 @@
 // dashboard. Each is a thin shell over a library part (src/cluster, src/dashboard).
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -11,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "baton/runtime.h"
+#include "cli/signals.h"
 
 namespace baton::cli {
 
@@ -36,8 +36,8 @@ struct DashboardHandle {
   virtual ~DashboardHandle() = default;
 };
 std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args);
-// After the run: keeps serving until Ctrl-C (interrupts counter moves), saying so.
-void WaitDashboard(DashboardHandle& handle, const RunReport& report, std::atomic<int>& interrupts);
+// After the run: keeps serving until SIGINT or SIGTERM, saying so.
+void WaitDashboard(DashboardHandle& handle, const RunReport& report, StopSignals& signals);
 
 // Flags of the form NAME=VALUE[,NAME=VALUE] (repeatable): --labels. Throws LoadError naming `flag`.
 std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag);

@@ -1,5 +1,6 @@
 // `baton run --dashboard [ADDR]`: serves the dashboard (src/dashboard) for the embedded runtime
-// while the run goes on, and after it until Ctrl-C.
+// while the run goes on, and after it until Ctrl-C or SIGTERM (not after a run SIGTERM stopped:
+// see RunCommand).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,12 +36,15 @@ std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs&
   return handle;
 }
 
-void WaitDashboard(DashboardHandle& handle, const RunReport& report, std::atomic<int>& interrupts) {
+void WaitDashboard(DashboardHandle& handle, const RunReport& report, StopSignals& signals) {
   auto& d = static_cast<Dashboard&>(handle);
-  const int seen = interrupts.load();
   std::fprintf(stderr, "baton: run %s; dashboard still serving the finished run at %s — press Ctrl-C to stop\n",
                report.interrupted ? "interrupted" : "finished", d.server->url().c_str());
-  while (interrupts.load() == seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // After an interrupted run the first signal is spent: the next one ends the process at once
+  // (StopSignals), so there is nothing to wait for but that.
+  if (report.interrupted)
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  signals.Wait();
   d.server->Stop();
 }
 

@@ -15,16 +15,13 @@
 #include "baton/step.h"
 #include "cli/commands.h"
 #include "driver/output.h"
+#include "cli/signals.h"
 
 namespace {
 
-std::atomic<baton::Runtime*> g_runtime{nullptr};
-std::atomic<int> g_interrupts{0};
-
-void OnSignal(int) {
-  if (g_interrupts.fetch_add(1) >= 1) _exit(130);
-  if (baton::Runtime* r = g_runtime.load()) r->RequestStop();
-}
+// Set by RunCommand when a signal stopped the run: main ends the process by it once everything
+// is written and destroyed (cli/signals.h).
+int g_end_signal = 0;
 
 }  // namespace
 
@@ -89,22 +86,25 @@ int RunCommand(const RunArgs& a) {
   Runtime runtime(pipeline, cluster, opts);
   std::unique_ptr<DashboardHandle> dashboard;
   if (a.dashboard_requested) dashboard = StartDashboard(runtime, a);
-  g_runtime.store(&runtime);
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  std::atomic<bool> run_over{false};
+  StopSignals signals([&runtime, &run_over](int sig) {
+    const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    std::fprintf(stderr, "baton: %s received%s\n", name, run_over ? "; dashboard stopped" : "");
+    if (!run_over) runtime.RequestStop();  // it says what it does next
+  });
   std::fprintf(stderr, "baton: %s: %zu jobs on %zu node%s; output in %s\n", pipeline.name.c_str(), opts.inputs.size(),
                cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", opts.out.c_str());
   const RunReport& report = runtime.Run();
+  run_over = true;
   std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs; summary %s%s%s\n", report.succeeded,
                report.failed, report.cancelled, report.seconds, (opts.out / "summary.json").c_str(),
                opts.trace.empty() ? "" : ", trace ", opts.trace.c_str());
   for (const auto& j : report.jobs)
     if (j.status == "failed") std::fprintf(stderr, "baton:   %s (%s): %s\n", j.id.c_str(), j.input.c_str(), j.error.c_str());
-  if (dashboard) WaitDashboard(*dashboard, report, g_interrupts);
-  g_runtime.store(nullptr);
+  // Serving on after the run is for someone at a terminal; a SIGTERM (a supervisor, `timeout`,
+  // `kill`) means "stop", so the process ends now.
+  if (dashboard && signals.received() != SIGTERM) WaitDashboard(*dashboard, report, signals);
+  if (report.interrupted && signals.received() != 0) g_end_signal = signals.received();
   return report.ExitCode();
 }
 
@@ -158,7 +158,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message; its own codes (105-127) become the documented 2 (--help and
+    // --version stay 0).
+    return app.exit(e) == 0 ? 0 : 2;
   }
   try {
     if (cmd_run->parsed()) {
@@ -167,7 +169,9 @@ int main(int argc, char** argv) {
         return 2;
       }
       run.dashboard_requested = dash->count() > 0;
-      return baton::cli::RunCommand(run);
+      const int rc = baton::cli::RunCommand(run);
+      if (g_end_signal != 0) baton::cli::ExitBy(g_end_signal);  // 130 or 143 as the shell reports it
+      return rc;
     }
     if (cmd_sim->parsed()) {
       if (sim.inputs.empty() && sim.jobs <= 0) {

@@ -356,6 +356,7 @@ int Head::Impl::Loop() {
       if (!Load()) continue;
       Say(fmt::format("{} (prefix {}): {} jobs, {} nodes, {} pipelines loaded", opts.redis.Redacted(), opts.prefix,
                       driver->job_count(), driver->nodes().size(), driver->pipelines().size()));
+      if (opts.on_ready) opts.on_ready();
     }
     said_waiting = said_lock = false;
     Serve();

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,9 @@ struct HeadOptions {
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
   const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)
+  // Called on the Run thread each time the head is up: lock held and state loaded from Redis
+  // (again after a reconnect). `baton head` tells systemd (sd_notify READY=1) there.
+  std::function<void()> on_ready;
 };
 
 class Head {

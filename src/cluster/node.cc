@@ -319,6 +319,7 @@ int NodeAgent::Run() {
   db.Flush();
   m.Log(fmt::format("registered at {} (prefix {}): cpus {} gpus {} address {} workdir {}", m.opts.redis.Redacted(),
                     m.opts.prefix, m.opts.cpus, m.opts.gpus, m.address, m.opts.workdir.string()));
+  if (m.opts.on_ready) m.opts.on_ready();
   std::thread reporter([&m] { m.Reporter(); });
   std::thread heartbeat([&m] { m.Heartbeat(); });
 

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,6 +38,9 @@ struct NodeOptions {
   uint64_t max_artifact_bytes = 1ull << 30;
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
+  // Called on the Run thread once registered with the head's Redis (`baton node` tells systemd
+  // READY=1 there).
+  std::function<void()> on_ready;
 };
 
 class NodeAgent {

@@ -39,7 +39,7 @@ steps:
 
 ClusterSpec TwoNodes() {
   return ParseCluster(R"(nodes:
-  - {name: alpha, cpus: 2, gpus: 2, labels: {role: head}}
+  - {name: alpha, cpus: 2, gpus: 2, memory: 4Gi, labels: {role: head}}
   - {name: beta, cpus: 1, gpus: 0, resources: {download_slot: 1}}
 )", "cluster.yaml");
 }
@@ -233,9 +233,10 @@ TEST_F(DashboardTest, MetricsCountJobsAttemptsAndDurations) {
            "baton_attempts_total{step=\"crunch\",status=\"failed\"} 3\n", "baton_attempts_total{step=\"crunch\",status=\"ok\"} 3\n",
            "# TYPE baton_step_duration_seconds histogram\n", "baton_step_duration_seconds_count{step=\"crunch\"} 6\n",
            "baton_step_duration_seconds_bucket{step=\"crunch\",le=\"+Inf\"} 6\n", "baton_step_duration_seconds_count{step=\"fetch\"} 4\n",
-           "baton_node_resource_total{node=\"alpha\",resource=\"gpu\"} 2\n",
+           "baton_node_resource_capacity{node=\"alpha\",resource=\"gpu\"} 2\n",
            "baton_node_resource_used{node=\"alpha\",resource=\"cpu\"} 0\n",
-           "baton_node_resource_utilization{node=\"beta\",resource=\"download_slot\"} 0\n",
+           "baton_node_memory_capacity_bytes{node=\"alpha\"} 4294967296\n", "baton_node_memory_used_bytes{node=\"alpha\"} 0\n",
+           "baton_node_resource_utilization_ratio{node=\"beta\",resource=\"download_slot\"} 0\n",
            "baton_node_gpu_busy{node=\"alpha\",gpu=\"1\"} 0\n", "baton_node_up{node=\"beta\"} 1\n"}) {
     EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "in\n" << m;
   }

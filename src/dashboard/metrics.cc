@@ -1,4 +1,9 @@
-// /metrics in the Prometheus text exposition format (version 0.0.4).
+// /metrics in the Prometheus text exposition format (version 0.0.4), named as Prometheus'
+// conventions ask and checked by `promtool check metrics` in tests/metrics_test.cc: base units
+// (seconds, bytes), `_total` only on counters, a unit suffix where there is a unit, `_ratio` for
+// 0..1, HELP and TYPE for every family. Names are documented in docs/dashboard.md.
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "dashboard/server_impl.h"
@@ -15,6 +20,13 @@ std::string Label(const std::string& v) {
     else out += c;
   }
   return out;
+}
+
+// A sample value as the exposition format spells it (NaN, +Inf, -Inf; shortest round-trip otherwise).
+std::string Number(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  return fmt::format("{}", v);
 }
 
 void Header(std::string& out, const char* name, const char* type, const char* help) {
@@ -52,31 +64,44 @@ std::string PrometheusMetrics(const Json& snap, const HubMetrics& m) {
       out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"{}\"}} {}\n", Label(step), kDurationBuckets[k], cumulative);
     }
     out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"+Inf\"}} {}\n", Label(step), h.count);
-    out += fmt::format("baton_step_duration_seconds_sum{{step=\"{}\"}} {}\n", Label(step), h.sum);
+    out += fmt::format("baton_step_duration_seconds_sum{{step=\"{}\"}} {}\n", Label(step), Number(h.sum));
     out += fmt::format("baton_step_duration_seconds_count{{step=\"{}\"}} {}\n", Label(step), h.count);
   }
 
   const Json nodes = snap.value("nodes", Json::array());
   Header(out, "baton_node_up", "gauge", "1 while the node is alive.");
   for (const auto& n : nodes) out += fmt::format("baton_node_up{{node=\"{}\"}} {}\n", Label(n.value("name", "")), n.value("alive", true) ? 1 : 0);
-  std::string total, used, util;
+  // Counts (cpu, gpu, custom resources) and bytes (memory) go to separate metrics, so that each
+  // metric has one unit; the ratio is unitless and covers every resource.
+  std::string capacity, used, mem_capacity, mem_used, ratio;
   for (const auto& n : nodes) {
     const std::string node = Label(n.value("name", ""));
     const Json t = n.value("total", Json::object()), u = n.value("used", Json::object());
     for (const auto& [res, v] : t.items()) {
+      if (!v.is_number()) continue;
       const double tv = v.get<double>();
       const double uv = u.value(res, 0.0);
-      total += fmt::format("baton_node_resource_total{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), tv);
-      used += fmt::format("baton_node_resource_used{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), uv);
-      util += fmt::format("baton_node_resource_utilization{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), tv > 0 ? uv / tv : 0.0);
+      if (res == "memory") {
+        mem_capacity += fmt::format("baton_node_memory_capacity_bytes{{node=\"{}\"}} {}\n", node, Number(tv));
+        mem_used += fmt::format("baton_node_memory_used_bytes{{node=\"{}\"}} {}\n", node, Number(uv));
+      } else {
+        capacity += fmt::format("baton_node_resource_capacity{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), Number(tv));
+        used += fmt::format("baton_node_resource_used{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), Number(uv));
+      }
+      ratio += fmt::format("baton_node_resource_utilization_ratio{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res),
+                           Number(tv > 0 ? uv / tv : 0.0));
     }
   }
-  Header(out, "baton_node_resource_total", "gauge", "Resource capacity per node (cpu, gpu, memory, custom).");
-  out += total;
-  Header(out, "baton_node_resource_used", "gauge", "Resource in use per node.");
+  Header(out, "baton_node_resource_capacity", "gauge", "Capacity per node of each counted resource (cpu, gpu, custom); memory is in baton_node_memory_capacity_bytes.");
+  out += capacity;
+  Header(out, "baton_node_resource_used", "gauge", "Amount in use per node of each counted resource (cpu, gpu, custom).");
   out += used;
-  Header(out, "baton_node_resource_utilization", "gauge", "Used over total per node and resource (0 to 1).");
-  out += util;
+  Header(out, "baton_node_memory_capacity_bytes", "gauge", "Memory a node offers to attempts, in bytes.");
+  out += mem_capacity;
+  Header(out, "baton_node_memory_used_bytes", "gauge", "Memory granted to running attempts per node, in bytes.");
+  out += mem_used;
+  Header(out, "baton_node_resource_utilization_ratio", "gauge", "Used over capacity per node and resource, 0 to 1.");
+  out += ratio;
   Header(out, "baton_node_gpu_busy", "gauge", "1 while the GPU runs an attempt.");
   for (const auto& n : nodes)
     for (const auto& g : n.value("gpus", Json::array()))

@@ -1,64 +1,115 @@
 #include "steps/document/markdown_html.h"
 
-#include <cctype>
+#include <cmark-gfm-core-extensions.h>
+#include <cmark-gfm.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace baton::document {
 namespace {
 
-bool IsPunct(char c) { return std::ispunct(static_cast<unsigned char>(c)) != 0; }
+constexpr const char* kExtensions[] = {"table", "strikethrough", "autolink", "tasklist"};
 
-std::string_view TrimLeft(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  return s;
+void RegisterExtensionsOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { cmark_gfm_core_extensions_ensure_registered(); });
 }
 
-// Inline spans of one line. Unmatched markers stay literal text.
-std::string Inline(std::string_view s) {
-  std::string out;
-  bool strong = false, em = false;
-  char em_char = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '\\' && i + 1 < s.size() && IsPunct(s[i + 1])) {
-      out += HtmlEscape(s.substr(i + 1, 1));
-      ++i;
-    } else if (c == '`') {
-      const size_t close = s.find('`', i + 1);
-      if (close == std::string_view::npos) {
-        out += "`";
-        continue;
+struct ParserDeleter {
+  void operator()(cmark_parser* p) const { cmark_parser_free(p); }
+};
+struct NodeDeleter {
+  void operator()(cmark_node* n) const { cmark_node_free(n); }
+};
+struct CharDeleter {
+  void operator()(char* s) const { free(s); }
+};
+
+// A text node holding `literal` (or nullptr when cmark cannot allocate).
+cmark_node* TextNode(const std::string& literal) {
+  cmark_node* t = cmark_node_new(CMARK_NODE_TEXT);
+  if (t) cmark_node_set_literal(t, literal.c_str());
+  return t;
+}
+
+// A paragraph showing `html` as text, line by line.
+cmark_node* ParagraphOfText(std::string_view html) {
+  while (!html.empty() && (html.back() == '\n' || html.back() == '\r')) html.remove_suffix(1);
+  cmark_node* p = cmark_node_new(CMARK_NODE_PARAGRAPH);
+  size_t start = 0;
+  while (start <= html.size()) {
+    const size_t nl = html.find('\n', start);
+    const std::string line(html.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start));
+    if (start > 0) cmark_node_append_child(p, cmark_node_new(CMARK_NODE_SOFTBREAK));
+    cmark_node_append_child(p, TextNode(line));
+    if (nl == std::string_view::npos) break;
+    start = nl + 1;
+  }
+  return p;
+}
+
+// Puts `fresh` where `old` was and frees `old`; on failure frees `fresh` and returns false.
+bool Replace(cmark_node* old, cmark_node* fresh) {
+  if (fresh && cmark_node_replace(old, fresh)) {
+    cmark_node_free(old);
+    return true;
+  }
+  cmark_node_free(fresh);
+  return false;
+}
+
+// Rewrites the tree so that rendering it cannot pass HTML through or load anything: raw HTML
+// becomes text, images become links; headings move down by `offset`. Nodes are collected
+// first, as changing the tree under a cmark iterator is not allowed.
+void MakeSafe(cmark_node* doc, int offset) {
+  std::vector<cmark_node*> nodes;
+  cmark_iter* it = cmark_iter_new(doc);
+  for (cmark_event_type ev; (ev = cmark_iter_next(it)) != CMARK_EVENT_DONE;)
+    if (ev == CMARK_EVENT_ENTER) nodes.push_back(cmark_iter_get_node(it));
+  cmark_iter_free(it);
+  for (cmark_node* n : nodes) {
+    switch (cmark_node_get_type(n)) {
+      case CMARK_NODE_HEADING:
+        cmark_node_set_heading_level(n, std::clamp(cmark_node_get_heading_level(n) + offset, 1, 6));
+        break;
+      case CMARK_NODE_HTML_INLINE: {
+        const char* lit = cmark_node_get_literal(n);
+        Replace(n, TextNode(lit ? lit : ""));  // else safe mode omits it
+        break;
       }
-      out += "<code>" + HtmlEscape(s.substr(i + 1, close - i - 1)) + "</code>";
-      i = close;
-    } else if (c == '*' && i + 1 < s.size() && s[i + 1] == '*' &&
-               (strong || s.find("**", i + 2) != std::string_view::npos)) {
-      out += strong ? "</strong>" : "<strong>";
-      strong = !strong;
-      ++i;
-    } else if ((c == '*' || c == '_') && (em ? c == em_char : true)) {
-      // Opens only before a non-space with a closer later; closes after a non-space. An '_'
-      // inside a word (snake_case) is text.
-      const bool prev_word = i > 0 && std::isalnum(static_cast<unsigned char>(s[i - 1]));
-      const bool next_space = i + 1 >= s.size() || s[i + 1] == ' ';
-      if (!em && !next_space && !(c == '_' && prev_word) && s.find(c, i + 1) != std::string_view::npos) {
-        out += "<em>";
-        em = true;
-        em_char = c;
-      } else if (em && i > 0 && s[i - 1] != ' ' &&
-                 !(c == '_' && i + 1 < s.size() && std::isalnum(static_cast<unsigned char>(s[i + 1])))) {
-        out += "</em>";
-        em = false;
-      } else {
-        out.push_back(c);
+      case CMARK_NODE_HTML_BLOCK: {
+        const char* lit = cmark_node_get_literal(n);
+        Replace(n, ParagraphOfText(lit ? lit : ""));
+        break;
       }
-    } else {
-      out += HtmlEscape(s.substr(i, 1));
+      case CMARK_NODE_IMAGE: {
+        cmark_node* link = cmark_node_new(CMARK_NODE_LINK);
+        const char* url = cmark_node_get_url(n);
+        const char* title = cmark_node_get_title(n);
+        cmark_node_set_url(link, url ? url : "");
+        cmark_node_set_title(link, title ? title : "");
+        std::vector<cmark_node*> alt;
+        for (cmark_node* c = cmark_node_first_child(n); c; c = cmark_node_next(c)) alt.push_back(c);
+        for (cmark_node* c : alt) {
+          cmark_node_unlink(c);
+          cmark_node_append_child(link, c);
+        }
+        if (alt.empty()) cmark_node_append_child(link, TextNode(url ? url : "image"));
+        if (!cmark_node_replace(n, link)) {  // cannot happen for valid trees; never load it anyway
+          cmark_node_set_url(n, "");
+          cmark_node_free(link);
+          break;
+        }
+        cmark_node_free(n);
+        break;
+      }
+      default:
+        break;
     }
   }
-  if (em) out += "</em>";
-  if (strong) out += "</strong>";
-  return out;
 }
 
 }  // namespace
@@ -79,74 +130,20 @@ std::string HtmlEscape(std::string_view text) {
   return out;
 }
 
-std::string MarkdownToHtml(std::string_view md, int heading_offset) {
-  std::string out;
-  std::string open;  // "ul", "ol", "p", "blockquote" or ""
-  std::string fence;
-  auto close = [&] {
-    if (!open.empty()) out += "</" + open + ">\n";
-    open.clear();
-  };
-  size_t pos = 0;
-  while (pos <= md.size()) {
-    size_t nl = md.find('\n', pos);
-    if (nl == std::string_view::npos) nl = md.size();
-    std::string_view line = md.substr(pos, nl - pos);
-    pos = nl + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const std::string_view t = TrimLeft(line);
-    if (!fence.empty()) {
-      if (t.substr(0, fence.size()) == fence) {
-        out += "</code></pre>\n";
-        fence.clear();
-      } else {
-        out += HtmlEscape(line) + "\n";
-      }
-      if (nl == md.size()) break;
-      continue;
-    }
-    if (t.substr(0, 3) == "```" || t.substr(0, 3) == "~~~") {
-      close();
-      size_t n = 0;
-      while (n < t.size() && t[n] == t[0]) ++n;
-      fence = std::string(t.substr(0, n));
-      out += "<pre><code>";
-    } else if (t.empty()) {
-      close();
-    } else if (t[0] == '#') {
-      size_t level = 0;
-      while (level < t.size() && t[level] == '#') ++level;
-      if (level <= 6 && (level == t.size() || t[level] == ' ')) {
-        close();
-        const int h = std::min(6, static_cast<int>(level) + heading_offset);
-        out += "<h" + std::to_string(h) + ">" + Inline(TrimLeft(t.substr(level))) + "</h" + std::to_string(h) + ">\n";
-      } else {
-        if (open != "p") { close(); out += "<p>"; open = "p"; } else { out += "<br>\n"; }
-        out += Inline(t);
-      }
-    } else if ((t[0] == '-' || t[0] == '*' || t[0] == '+') && t.size() > 1 && t[1] == ' ') {
-      if (open != "ul") { close(); out += "<ul>\n"; open = "ul"; }
-      out += "<li>" + Inline(TrimLeft(t.substr(2))) + "</li>\n";
-    } else if (std::isdigit(static_cast<unsigned char>(t[0])) && t.find(". ") != std::string_view::npos &&
-               t.find_first_not_of("0123456789") == t.find(". ")) {
-      if (open != "ol") { close(); out += "<ol>\n"; open = "ol"; }
-      out += "<li>" + Inline(TrimLeft(t.substr(t.find(". ") + 2))) + "</li>\n";
-    } else if (t[0] == '>') {
-      if (open != "blockquote") { close(); out += "<blockquote>"; open = "blockquote"; } else { out += "<br>\n"; }
-      out += Inline(TrimLeft(t.substr(1)));
-    } else {
-      if (open == "ul" || open == "ol") {  // a continuation line of a list item
-        out.insert(out.size() - 6, " " + Inline(t));
-      } else {
-        if (open != "p") { close(); out += "<p>"; open = "p"; } else { out += "<br>\n"; }
-        out += Inline(t);
-      }
-    }
-    if (nl == md.size()) break;
-  }
-  if (!fence.empty()) out += "</code></pre>\n";
-  close();
-  return out;
+std::string MarkdownToHtml(std::string_view markdown, int heading_offset) {
+  RegisterExtensionsOnce();
+  // No CMARK_OPT_UNSAFE: safe mode drops dangerous link targets (and any raw HTML MakeSafe missed).
+  const int options = CMARK_OPT_VALIDATE_UTF8 | CMARK_OPT_FOOTNOTES;
+  std::unique_ptr<cmark_parser, ParserDeleter> parser(cmark_parser_new(options));
+  if (!parser) return "<pre>" + HtmlEscape(markdown) + "</pre>\n";
+  for (const char* name : kExtensions)
+    if (cmark_syntax_extension* ext = cmark_find_syntax_extension(name)) cmark_parser_attach_syntax_extension(parser.get(), ext);
+  cmark_parser_feed(parser.get(), markdown.data(), markdown.size());
+  std::unique_ptr<cmark_node, NodeDeleter> doc(cmark_parser_finish(parser.get()));
+  if (!doc) return "<pre>" + HtmlEscape(markdown) + "</pre>\n";
+  MakeSafe(doc.get(), heading_offset);
+  std::unique_ptr<char, CharDeleter> html(cmark_render_html(doc.get(), options, cmark_parser_get_syntax_extensions(parser.get())));
+  return html ? std::string(html.get()) : std::string();
 }
 
 }  // namespace baton::document

@@ -1,0 +1,208 @@
+// `baton` under a supervisor, with the real binary: SIGTERM ends `baton run` (with --dashboard
+// too) after a clean stop, a second signal ends it at once, exit statuses are those docs/cli.md
+// lists, `baton head`/`baton node` tell systemd when they are up and stopping (a NOTIFY_SOCKET
+// datagram socket made here, as systemd makes one), and the unit files in docs/systemd/ pass
+// `systemd-analyze verify`.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/child_process.h"
+#include "support/util.h"
+
+namespace baton {
+namespace {
+
+using testing::ChildProcess;
+using testing::ReadFile;
+using testing::WaitFor;
+
+// A unix datagram socket standing in for systemd's notification socket.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const std::filesystem::path& path) : path_(path) {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    bound_ = bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    timeval tv{30, 0};  // a deadline for a message that never comes, not a speed bound
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~NotifySocket() { close(fd_); }
+  bool bound() const { return bound_; }
+  // The next datagram, "" after the deadline.
+  std::string Receive() {
+    char buf[4096];
+    const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  std::filesystem::path path_;
+  int fd_ = -1;
+  bool bound_ = false;
+};
+
+class SupervisionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { baton_ = (testing::BinaryDir() / "src" / "cli" / "baton").string(); }
+  void TearDown() override { unsetenv("NOTIFY_SOCKET"); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  }
+  std::string Log(const std::string& name) const { return ReadFile(dir_ / name); }
+  bool LogHas(const std::string& name, const std::string& text, double seconds = 60) const {
+    return WaitFor([&] { return Log(name).find(text) != std::string::npos; }, seconds);
+  }
+  // `baton run` of `pipeline` over N empty inputs on one 2-CPU node, logs in run.log.
+  std::unique_ptr<ChildProcess> Run(const std::string& pipeline, int jobs, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {baton_, "run", Write("p.yaml", pipeline), "--cluster",
+                                     Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n"), "--jobs", std::to_string(jobs),
+                                     "--out", (dir_ / "out").string(), "--log-format", "none"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<ChildProcess>(argv, dir_ / "run.log");
+  }
+  nlohmann::json Summary() const { return nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"), nullptr, false); }
+  void StartRedis() {
+    redis_port_ = testing::FreeLoopbackPort();
+    redis_url_ = "redis://127.0.0.1:" + std::to_string(redis_port_);
+    redis_ = std::make_unique<ChildProcess>(std::vector<std::string>{"redis-server", "--port", std::to_string(redis_port_), "--bind",
+                                                                     "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                                                                     dir_.path().string()},
+                                            dir_ / "redis.log");
+    ASSERT_TRUE(WaitFor([&] { return testing::RunProgram({baton_, "nodes", "--redis", redis_url_}) == 0; }, 10));
+  }
+
+  testing::TempDir dir_;
+  std::string baton_;
+  int redis_port_ = 0;
+  std::string redis_url_;
+  std::unique_ptr<ChildProcess> redis_;
+};
+
+const char* kSlow = "steps:\n  - {name: wait, uses: command, with: {argv: [sleep, '60']}, resources: {cpu: 1}}\n";
+
+TEST_F(SupervisionTest, SigtermEndsRunWithDashboardAfterCleanStop) {
+  auto run = Run(kSlow, 4, {"--dashboard", "127.0.0.1:0"});
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ / "out/nodes/n/job-1/logs"); }, 60)) << Log("run.log");
+  ASSERT_TRUE(LogHas("run.log", "dashboard at http://127.0.0.1:"));
+  kill(run->pid(), SIGTERM);
+  // Ended by SIGTERM, as `kill`/`timeout`/systemd expect, after writing everything; a process
+  // that kept serving the dashboard would still be running at the deadline.
+  EXPECT_EQ(run->Wait(60), 143) << Log("run.log");
+  EXPECT_TRUE(LogHas("run.log", "baton: SIGTERM received\n", 0)) << Log("run.log");
+  EXPECT_EQ(Log("run.log").find("still serving"), std::string::npos) << Log("run.log");
+  const auto summary = Summary();
+  ASSERT_FALSE(summary.is_discarded()) << Log("run.log");
+  EXPECT_EQ(summary["interrupted"], true);
+  EXPECT_EQ(summary["cancelled"], 4);
+}
+
+TEST_F(SupervisionTest, ExitStatusesAreTheDocumentedOnes) {
+  // 143: stopped by SIGTERM (without a dashboard too).
+  auto run = Run(kSlow, 2);
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ / "out/nodes/n/job-1/logs"); }, 60)) << Log("run.log");
+  kill(run->pid(), SIGTERM);
+  EXPECT_EQ(run->Wait(60), 143) << Log("run.log");
+  EXPECT_EQ(Summary()["interrupted"], true);
+  // 1: a job failed, the others ran.
+  std::filesystem::remove_all(dir_ / "out");
+  Write("fails.yaml", "steps:\n  - {name: a, uses: command, with: {argv: [test, '{input}', '!=', bad]}}\n");
+  run = std::make_unique<ChildProcess>(std::vector<std::string>{baton_, "run", (dir_ / "fails.yaml").string(), "--inputs",
+                                                                Write("in.txt", "good\nbad\n"), "--out", (dir_ / "out").string()},
+                                       dir_ / "run1.log");
+  EXPECT_EQ(run->Wait(60), 1) << Log("run1.log");
+  EXPECT_EQ(Summary()["failed"], 1);
+  EXPECT_EQ(Summary()["succeeded"], 1);
+  // 0: all succeeded; with --dashboard the finished run is served until SIGTERM, then the
+  // status is the run's.
+  std::filesystem::remove_all(dir_ / "out");
+  run = Run("steps:\n  - {name: a, uses: command, with: {argv: ['true']}}\n", 2, {"--dashboard", "127.0.0.1:0"});
+  ASSERT_TRUE(LogHas("run.log", "dashboard still serving the finished run")) << Log("run.log");
+  kill(run->pid(), SIGTERM);
+  EXPECT_EQ(run->Wait(60), 0) << Log("run.log");
+  // 2: bad command line (an unknown flag, a missing argument), as for bad files.
+  EXPECT_EQ(testing::RunProgram({baton_, "run", (dir_ / "p.yaml").string(), "--jobs", "1", "--no-such-flag"}), 2);
+  EXPECT_EQ(testing::RunProgram({baton_, "run"}), 2);
+  EXPECT_EQ(testing::RunProgram({baton_, "--version"}), 0);
+}
+
+TEST_F(SupervisionTest, SecondSignalEndsAtOnceWithoutTheCleanStop) {
+  // The attempt's shell ignores SIGTERM, so the clean stop has to wait for the SIGKILL that
+  // follows 2 s later; a second Ctrl-C must not wait for it.
+  const std::string pid_file = (dir_ / "child.pid").string();
+  auto run = Run("steps:\n  - {name: stubborn, uses: command, with: {argv: [sh, -c, 'trap \"\" TERM; echo $$ > " + pid_file +
+                     "; while :; do sleep 0.1; done']}}\n",
+                 1);
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(pid_file).empty(); }, 60)) << Log("run.log");
+  kill(run->pid(), SIGINT);
+  ASSERT_TRUE(LogHas("run.log", "baton: SIGINT received\n")) << Log("run.log");
+  kill(run->pid(), SIGINT);
+  EXPECT_EQ(run->Wait(60), 130) << Log("run.log");
+  // It ended before the clean stop finished: no summary yet (the attempt was still being ended).
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "out" / "summary.json")) << Log("run.log");
+  const pid_t child = std::atoi(ReadFile(pid_file).c_str());
+  if (child > 0) kill(-child, SIGKILL);  // its own process group, left behind by the exit at once
+}
+
+TEST_F(SupervisionTest, HeadAndNodeNotifySystemdWhenReadyAndStopping) {
+  StartRedis();
+  NotifySocket head_socket(dir_ / "head.sock"), node_socket(dir_ / "node.sock");
+  ASSERT_TRUE(head_socket.bound() && node_socket.bound());
+  setenv("NOTIFY_SOCKET", (dir_ / "head.sock").c_str(), 1);
+  ChildProcess head({baton_, "head", "--redis", redis_url_, "--prefix", "sd"}, dir_ / "head.log");
+  std::string msg = head_socket.Receive();
+  EXPECT_NE(msg.find("READY=1"), std::string::npos) << msg << Log("head.log");
+  EXPECT_NE(msg.find("STATUS=scheduling (prefix sd)"), std::string::npos) << msg;
+  // Ready means up: the lock is held and the state loaded (its log says so before).
+  const std::string log = Log("head.log");
+  EXPECT_LT(log.find("pipelines loaded"), log.find("baton head: ready\n")) << log;
+
+  setenv("NOTIFY_SOCKET", (dir_ / "node.sock").c_str(), 1);
+  ChildProcess node({baton_, "node", "--redis", redis_url_, "--prefix", "sd", "--name", "n1", "--cpus", "1", "--gpus", "0",
+                     "--workdir", (dir_ / "work").string(), "--address", "127.0.0.1", "--listen", "127.0.0.1"},
+                    dir_ / "node.log");
+  msg = node_socket.Receive();
+  EXPECT_NE(msg.find("READY=1"), std::string::npos) << msg << Log("node.log");
+  // Registered when ready: the cluster lists it.
+  EXPECT_EQ(testing::RunProgram({baton_, "nodes", "--redis", redis_url_, "--prefix", "sd", "--json"}, (dir_ / "nodes.json").string()), 0);
+  EXPECT_NE(ReadFile(dir_ / "nodes.json").find("\"n1\""), std::string::npos);
+  EXPECT_TRUE(LogHas("node.log", "baton node: ready\n", 0));
+
+  kill(node.pid(), SIGTERM);
+  EXPECT_NE(node_socket.Receive().find("STOPPING=1"), std::string::npos);
+  EXPECT_EQ(node.Wait(60), 0) << Log("node.log");
+  EXPECT_TRUE(LogHas("node.log", "baton node: stopping (SIGTERM)", 0)) << Log("node.log");
+  kill(head.pid(), SIGTERM);
+  EXPECT_NE(head_socket.Receive().find("STOPPING=1"), std::string::npos);
+  EXPECT_EQ(head.Wait(60), 0) << Log("head.log");
+}
+
+TEST_F(SupervisionTest, UnitFilesPassSystemdAnalyzeVerify) {
+  if (testing::RunProgram({"systemd-analyze", "--version"}) != 0) GTEST_SKIP() << "systemd-analyze not installed (package systemd)";
+  // The units name /usr/local/bin/baton; verify checks that ExecStart exists, so point it at the build.
+  int units = 0;
+  for (const auto& e : std::filesystem::directory_iterator(testing::SourceDir() / "docs" / "systemd")) {
+    if (e.path().extension() != ".service") continue;
+    ++units;
+    const std::string text = std::regex_replace(ReadFile(e.path()), std::regex("/usr/local/bin/baton"), baton_);
+    const std::string unit = Write(e.path().filename().string(), text);
+    const auto out = dir_ / (e.path().filename().string() + ".verify");
+    EXPECT_EQ(testing::RunProgram({"systemd-analyze", "verify", unit}, out.string()), 0) << ReadFile(out);
+    EXPECT_EQ(ReadFile(out), "") << e.path();  // unknown keys and bad values are warnings only
+  }
+  EXPECT_EQ(units, 2);
+}
+
+}  // namespace
+}  // namespace baton
