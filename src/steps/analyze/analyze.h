@@ -250,14 +250,14 @@ struct OcrSettings {
   int dpi = 300;              // user_defined_dpi of the (prepared) image
   std::string layout = "block";  // block (PSM 6) | auto (PSM 3) | sparse (PSM 11) | vertical (PSM 5)
   bool prepare = true;        // PrepareForOcr before reading
-  int line_height = 64;       // PrepareForOcr's target text line height (px)
+  int line_height = 48;       // PrepareForOcr's target text line height (px)
   bool binarize = true;       // PrepareForOcr binarises (false: gray, Tesseract thresholds)
 };
 
 // A keyframe made easy for Tesseract: dark-on-light (inverted when the background is dark),
-// scaled so text lines are about `line_height` pixels tall (small text is enlarged, never more
+// scaled so text lines are at least about `line_height` pixels tall (small text is enlarged, never more
 // than 4x; large text is left alone), then binarised with Otsu's threshold, with a white margin.
-GrayImage PrepareForOcr(const GrayImage& image, int line_height = 64, bool binarize = true);
+GrayImage PrepareForOcr(const GrayImage& image, int line_height = 48, bool binarize = true);
 
 // Drops the spaces Tesseract puts between CJK characters (and next to CJK punctuation); spaces
 // between Latin words stay.

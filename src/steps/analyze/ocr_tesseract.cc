@@ -32,7 +32,7 @@ static std::string Tidy(const char* raw) {
 struct TesseractOcr::Impl {
   tesseract::TessBaseAPI api;
   bool prepare = false;
-  int line_height = 64;
+  int line_height = 48;
   bool binarize = true;
   bool cjk = false;  // full-width punctuation after CJK characters
   ~Impl() { api.End(); }
