@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
       {"before: chi_sim, auto layout, 96 dpi, raw frame", {"chi_sim", 96, "auto", false}, true},
       {"raw frame, block layout, 300 dpi", {"", 300, "block", false}, false},
       {"prepared, chi_sim/chi_tra only", {"", 300, "block", true}, true},
-      {"prepared, line height 48", {"", 300, "block", true, 48}, false},
+      {"prepared, line height 64", {"", 300, "block", true, 64}, false},
       {"default: prepared, block layout, 300 dpi", {"", 300, "block", true}, false},
   };
   std::map<std::string, std::unique_ptr<TesseractOcr>> engines;
