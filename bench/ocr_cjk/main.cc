@@ -48,10 +48,10 @@ const std::vector<Background> kBackgrounds = {
     {"gradient", "gradients=c0=0x102040:c1=0x4070a0:x0=0:y0=0:x1=1280:y1=720:speed=0.00001:seed=1:type=linear", "white"},
 };
 const std::vector<Text> kTexts = {
-    {"chi_sim+eng", "simplified", "季度报告\n收入增长了百分之十二。\n新产品在华东地区销售最好！"},
-    {"chi_sim+eng", "simplified", "第二季度经营情况\n用户数量达到三百万；\n下一步：扩大海外市场，降低成本。"},
-    {"chi_sim+eng", "simplified", "2024年研发投入\n研发人员增加到450人。\n新版本将于9月发布。"},
-    {"chi_tra+eng", "traditional", "季度報告\n營收成長了百分之十二。\n新產品在華東地區銷售最好！"},
+    {"chi_sim", "simplified", "季度报告\n收入增长了百分之十二。\n新产品在华东地区销售最好！"},
+    {"chi_sim", "simplified", "第二季度经营情况\n用户数量达到三百万；\n下一步：扩大海外市场，降低成本。"},
+    {"chi_sim", "simplified", "2024年研发投入\n研发人员增加到450人。\n新版本将于9月发布。"},
+    {"chi_tra", "traditional", "季度報告\n營收成長了百分之十二。\n新產品在華東地區銷售最好！"},
 };
 
 std::u32string Decode(const std::string& s) {
@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
   const std::vector<Config> configs = {
       {"before: chi_sim, auto layout, 96 dpi, raw frame", {"chi_sim", 96, "auto", false}, true},
       {"raw frame, block layout, 300 dpi", {"", 300, "block", false}, false},
-      {"prepared, chi_sim/chi_tra only", {"", 300, "block", true}, true},
+      {"prepared, chi_*+eng", {"+eng", 300, "block", true}, false},
       {"prepared, line height 64", {"", 300, "block", true, 64}, false},
       {"default: prepared, block layout, 300 dpi", {"", 300, "block", true}, false},
   };
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
     for (const auto& s : slides) {
       OcrSettings set = c.s;
       if (c.lang_only) set.lang = s.script == "simplified" ? "chi_sim" : "chi_tra";
-      else set.lang = s.lang;
+      else set.lang = s.lang + c.s.lang;  // c.s.lang: "" or "+eng"
       if (&c == &configs.front()) set.lang = s.script == "simplified" ? "chi_sim" : "chi_tra";
       const std::string key = c.name + set.lang;
       if (!engines.count(key)) {

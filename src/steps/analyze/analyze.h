@@ -246,7 +246,7 @@ Result<std::vector<TranscriptSegment>> ParseAsrOutput(std::string_view text);
 // How a keyframe is read. Slides are large text on a plain background: by default the frame is
 // prepared (PrepareForOcr) and read as one block of lines (page segmentation mode 6).
 struct OcrSettings {
-  std::string lang = "eng";   // Tesseract languages, '+'-joined: "chi_sim+eng"
+  std::string lang = "eng";   // Tesseract languages, '+'-joined: "chi_sim", "chi_sim+eng"
   int dpi = 300;              // user_defined_dpi of the (prepared) image
   std::string layout = "block";  // block (PSM 6) | auto (PSM 3) | sparse (PSM 11) | vertical (PSM 5)
   bool prepare = true;        // PrepareForOcr before reading

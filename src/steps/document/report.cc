@@ -145,8 +145,8 @@ std::string RenderMarkdown(const ReportData& r) {
   const std::string& ui = r.ui;
   auto T = [&](std::string_view key) -> const std::string& { return Tr(ui, key); };
   std::string md = "# " + MdInline(r.title) + "\n\n";
-  if (!r.source.empty()) md += T("source") + ": " + MdInline(r.source) + "  \n";
-  md += T("job") + ": " + MdInline(r.job) + (r.date.empty() ? "" : "  \n" + T("generated") + ": " + MdInline(r.date)) + "\n\n";
+  if (!r.source.empty()) md += T("source") + T("colon") + MdInline(r.source) + "  \n";
+  md += T("job") + T("colon") + MdInline(r.job) + (r.date.empty() ? "" : "  \n" + T("generated") + T("colon") + MdInline(r.date)) + "\n\n";
 
   md += "## " + T("media") + "\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : r.facts) md += "| " + MdInline(k) + " | " + MdInline(v) + " |\n";
@@ -207,9 +207,9 @@ std::string RenderHtml(const ReportData& r) {
   h += "<meta name=\"generator\" content=\"Baton\">\n";
   h += "<title>" + HtmlEscape(r.title) + "</title>\n<style>" + std::string(kCss) + "</style>\n</head>\n<body>\n<main>\n";
   h += "<header>\n<h1>" + HtmlEscape(r.title) + "</h1>\n";
-  if (!r.source.empty()) h += "<p class=\"source\">" + T("source") + ": <span>" + HtmlEscape(r.source) + "</span></p>\n";
-  h += "<p class=\"source\">" + T("job") + ": " + HtmlEscape(r.job) + "</p>\n";
-  if (!r.date.empty()) h += "<p class=\"source\">" + T("generated") + ": <time>" + HtmlEscape(r.date) + "</time></p>\n";
+  if (!r.source.empty()) h += "<p class=\"source\">" + T("source") + T("colon") + "<span>" + HtmlEscape(r.source) + "</span></p>\n";
+  h += "<p class=\"source\">" + T("job") + T("colon") + HtmlEscape(r.job) + "</p>\n";
+  if (!r.date.empty()) h += "<p class=\"source\">" + T("generated") + T("colon") + "<time>" + HtmlEscape(r.date) + "</time></p>\n";
   h += "</header>\n";
 
   h += "<nav><h2>" + T("contents") + "</h2><ol>\n<li><a href=\"#media\">" + T("media") + "</a></li>\n<li><a href=\"#summary\">" +

@@ -14,6 +14,7 @@ struct Row {
 
 // Keep one row per line: translators read down a column.
 constexpr Row kRows[] = {
+    {"colon", ": ", "：", "："},
     {"source", "Source", "来源", "來源"},
     {"job", "Job", "任务", "任務"},
     {"generated", "Generated", "生成日期", "產生日期"},
