@@ -4,13 +4,36 @@
 # a local HTTP server on 127.0.0.1, runs examples/video-report.yaml over real HTTP downloads with
 # the offline `extractive` summariser, and prints where the reports are.
 #
-#   ./scripts/demo.sh [--cluster examples/clusters/three-nodes.yaml] [any other `baton run` flag]
+#   ./scripts/demo.sh [--lang zh] [--cluster examples/clusters/three-nodes.yaml] [any other `baton run` flag]
+#
+# --lang zh: Chinese slides (Simplified Chinese, fonts-wqy-zenhei) served as 季度报告-N.mp4 and
+# examples/video-report-zh.yaml (`language: zh-CN`): a report written in Chinese.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+lang=en
+if [ "${1:-}" = "--lang" ]; then lang=${2:?--lang needs en or zh}; shift 2; fi
 ./scripts/build.sh
 OUT=${OUT:-out/demo}
 SAMPLES=out/samples
-scripts/make-samples.sh "$SAMPLES"
+PIPELINE=examples/video-report.yaml
+if [ "$lang" = zh ]; then
+  OUT=${OUT%/}-zh
+  SAMPLES=out/samples-zh
+  PIPELINE=examples/video-report-zh.yaml
+  mkdir -p "$SAMPLES"
+  font=/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
+  texts=("季度报告\n收入增长了百分之十二。\n新产品在华东地区销售最好！" "下一步计划\n扩大海外市场，降低成本。\n明年推出三款新产品。")
+  for i in 0 1; do
+    printf "${texts[$i]}" > "$SAMPLES/slide$i.txt"
+    [ -f "$SAMPLES/sample-$i.mp4" ] || ffmpeg -nostdin -loglevel error -y -f lavfi -i "sine=frequency=440:duration=8" \
+      -f lavfi -i "color=c=navy:s=1280x720:r=25:d=8" -filter_complex \
+      "[1:v]drawtext=fontfile=$font:textfile=$SAMPLES/slide$i.txt:fontsize=56:line_spacing=20:fontcolor=white:x=(w-tw)/2:y=(h-th)/2[v]" \
+      -map "[v]" -map 0:a -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac "$SAMPLES/sample-$i.mp4"
+    cp "$SAMPLES/sample-$i.mp4" "$SAMPLES/季度报告-$i.mp4"
+  done
+else
+  scripts/make-samples.sh "$SAMPLES"
+fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$SAMPLES" >/dev/null 2>&1 &
@@ -23,11 +46,15 @@ done
 
 mkdir -p "$OUT"
 : > "$OUT/inputs.txt"
-for f in "$SAMPLES"/sample-*.mp4; do echo "http://127.0.0.1:$port/$(basename "$f")" >> "$OUT/inputs.txt"; done
+if [ "$lang" = zh ]; then
+  for i in 0 1; do echo "http://127.0.0.1:$port/%E5%AD%A3%E5%BA%A6%E6%8A%A5%E5%91%8A-$i.mp4" >> "$OUT/inputs.txt"; done
+else
+  for f in "$SAMPLES"/sample-*.mp4; do echo "http://127.0.0.1:$port/$(basename "$f")" >> "$OUT/inputs.txt"; done
+fi
 echo "demo: serving $(wc -l < "$OUT/inputs.txt") sample videos on http://127.0.0.1:$port/"
 
 status=0
-build/src/cli/baton run examples/video-report.yaml --inputs "$OUT/inputs.txt" --out "$OUT" \
+build/src/cli/baton run "$PIPELINE" --inputs "$OUT/inputs.txt" --out "$OUT" \
   --trace "$OUT/trace.json" "$@" || status=$?
 
 echo

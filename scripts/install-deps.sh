@@ -8,6 +8,10 @@ packages=(
   libcurl4-openssl-dev libssl-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev ffmpeg
   libtesseract-dev tesseract-ocr-eng
+  # Chinese (pipeline `language: zh-CN` / `zh-TW`): OCR data, vertical-text models, CJK fonts for
+  # test slides and the demo (fonts-wqy-zenhei is small; fonts-noto-cjk is large).
+  tesseract-ocr-chi-sim tesseract-ocr-chi-sim-vert tesseract-ocr-chi-tra tesseract-ocr-chi-tra-vert
+  fonts-wqy-zenhei fonts-wqy-microhei fonts-arphic-uming
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
   libhiredis-dev redis-server
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libcpp-httplib-dev

@@ -41,6 +41,7 @@ struct StepSpec {
 
 struct PipelineSpec {
   std::string name;
+  std::string language;  // canonical BCP 47 tag ("zh-CN"), "" when not set (English); see language.h
   int prefetch = 1;
   std::vector<StepSpec> steps;
   std::map<std::string, double> pools;  // defaults for cluster-wide pools (the cluster file wins)

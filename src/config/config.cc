@@ -10,6 +10,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "baton/language.h"
 #include "baton/pipeline.h"
 
 namespace baton {
@@ -191,12 +192,17 @@ double ParseQuantity(const std::string& text) {
 PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
-  CheckKeys(ctx, root, "", {"name", "description", "prefetch", "steps", "pools"});
+  CheckKeys(ctx, root, "", {"name", "description", "language", "prefetch", "steps", "pools"});
   PipelineSpec p;
   p.file = file;
   p.name = root["name"] ? Scalar(ctx, root["name"], "name") : std::filesystem::path(file).stem().string();
   if (root["prefetch"]) p.prefetch = Integer(ctx, root["prefetch"], "prefetch", 1);
   if (root["pools"]) p.pools = Resources(ctx, root["pools"], "pools");
+  if (root["language"]) {  // language.h: checked here, handed to every step as with._language
+    p.language = Scalar(ctx, root["language"], "language");
+    if (!FindLanguage(p.language)) ctx.Fail(root["language"], "language", "unknown language tag '" + p.language + "' (known: " + KnownLanguageTags() + ")");
+    p.language = FindLanguage(p.language)->tag;
+  }
   const YAML::Node steps = root["steps"];
   if (!steps) ctx.Fail(root, "steps", "missing: a pipeline needs at least one step");
   if (!steps.IsSequence() || steps.size() == 0) ctx.Fail(steps, "steps", "must be a non-empty list");
@@ -222,6 +228,7 @@ PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
       st.with = ToJson(s["with"]);
     }
     st.with["_base_dir"] = std::filesystem::absolute(std::filesystem::path(file)).parent_path().string();
+    if (!p.language.empty()) st.with["_language"] = p.language;
     if (s["resources"]) st.resources = Resources(ctx, s["resources"], at + ".resources");
     if (s["prefer"]) {
       st.prefer = Resources(ctx, s["prefer"], at + ".prefer");

@@ -243,10 +243,43 @@ Result<std::vector<TranscriptSegment>> ParseAsrOutput(std::string_view text);
 
 // ---- OCR -------------------------------------------------------------------------------------
 
+// How a keyframe is read. Slides are large text on a plain background: by default the frame is
+// prepared (PrepareForOcr) and read as one block of lines (page segmentation mode 6).
+struct OcrSettings {
+  std::string lang = "eng";   // Tesseract languages, '+'-joined: "chi_sim", "chi_sim+eng"
+  int dpi = 300;              // user_defined_dpi of the (prepared) image
+  std::string layout = "block";  // block (PSM 6) | auto (PSM 3) | sparse (PSM 11) | vertical (PSM 5)
+  bool prepare = true;        // PrepareForOcr before reading
+  int line_height = 48;       // PrepareForOcr's target text line height (px)
+  bool binarize = true;       // PrepareForOcr binarises (false: gray, Tesseract thresholds)
+};
+
+// A keyframe made easy for Tesseract: dark-on-light (inverted when the background is dark),
+// scaled so text lines are at least about `line_height` pixels tall (small text is enlarged, never more
+// than 4x; large text is left alone), then binarised with Otsu's threshold, with a white margin.
+GrayImage PrepareForOcr(const GrayImage& image, int line_height = 48, bool binarize = true);
+
+// Drops the spaces Tesseract puts between CJK characters (and next to CJK punctuation); spaces
+// between Latin words stay.
+std::string JoinCjkSpaces(std::string_view text);
+
+// Chinese and Japanese text uses full-width punctuation; Tesseract often returns the ASCII forms.
+// An ASCII , . ! ? ; : ( ) right after a CJK character becomes ，。！？；：（）.
+std::string FullWidthCjkPunctuation(std::string_view text);
+
+// The Debian package that holds Tesseract's data for `lang` ("chi_sim" -> tesseract-ocr-chi-sim).
+std::string TesseractPackage(std::string_view lang);
+// The first of the '+'-joined `langs` whose traineddata is not installed (TESSDATA_PREFIX or
+// Debian's folder), or "" when all are.
+std::string MissingTesseractLanguage(std::string_view langs);
+
 // One Tesseract 5 LSTM engine. Not thread-safe: one per thread.
 class TesseractOcr {
  public:
-  static Result<std::unique_ptr<TesseractOcr>> Create(const std::string& lang = "eng", int dpi = 96);
+  static Result<std::unique_ptr<TesseractOcr>> Create(const OcrSettings& settings);
+  static Result<std::unique_ptr<TesseractOcr>> Create(const std::string& lang = "eng", int dpi = 96) {
+    return Create(OcrSettings{lang, dpi, "auto", false});
+  }
   ~TesseractOcr();
   TesseractOcr(const TesseractOcr&) = delete;
   TesseractOcr& operator=(const TesseractOcr&) = delete;
@@ -294,10 +327,12 @@ Result<std::string> RunOcrCommand(const std::vector<std::string>& argv,
 struct EngineOptions {
   std::string engine;             // asr: pocketsphinx | command | none; ocr: tesseract | command | none
   std::vector<std::string> argv;  // command engine
-  std::string lang = "eng";       // tesseract
-  int dpi = 96;                   // tesseract user_defined_dpi
+  std::string lang = "eng";       // tesseract (ocr); set from the job's language unless given
+  int dpi = 300;                  // tesseract user_defined_dpi
   std::string model;              // pocketsphinx model folder
   bool fast = false;              // pocketsphinx: tighter pruning
+  std::string layout = "block";   // tesseract: see OcrSettings
+  bool prepare = true;            // tesseract: PrepareForOcr
 };
 
 struct AnalyzeOptions {
@@ -308,7 +343,10 @@ struct AnalyzeOptions {
   bool all_frames = false;  // see ScanOptions::all_frames
   int threads = 0;   // worker threads for ASR/OCR; 0: one per core
   EngineOptions asr{"pocketsphinx", {}, "eng", 96, PocketSphinxAsr::kDefaultModelDir, false};
-  EngineOptions ocr{"tesseract", {}, "eng", 96, "", false};
+  EngineOptions ocr{"tesseract", {}, "eng", 300, "", false};
+  std::string language = "en";  // the job's language tag (baton/language.h)
+  // Set when speech will not be transcribed because the engine has no model for the language.
+  std::string asr_note;
 };
 
 // Validates `with` (an object or null). Throws ConfigError("with.KEY: ...") naming the key.

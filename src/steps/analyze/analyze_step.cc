@@ -67,7 +67,9 @@ EngineCache<TesseractOcr>& OcrCache() {
   return cache;
 }
 std::string AsrKey(const EngineOptions& e) { return e.model + (e.fast ? "|fast" : ""); }
-std::string OcrKey(const EngineOptions& e) { return e.lang + "|" + std::to_string(e.dpi); }
+std::string OcrKey(const EngineOptions& e) {
+  return e.lang + "|" + std::to_string(e.dpi) + "|" + e.layout + (e.prepare ? "|prepare" : "");
+}
 
 // Per-worker engines, taken from the caches on first use by that worker and given back at the
 // end of the attempt.
@@ -89,7 +91,7 @@ struct WorkerEngines {
     if (ocr) return Status::Ok();
     ocr = OcrCache().Take(OcrKey(options->ocr));
     if (ocr) return Status::Ok();
-    auto made = TesseractOcr::Create(options->ocr.lang, options->ocr.dpi);
+    auto made = TesseractOcr::Create(OcrSettings{options->ocr.lang, options->ocr.dpi, options->ocr.layout, options->ocr.prepare});
     if (!made.ok()) return made.status;
     ocr = std::move(made.value);
     // Tesseract's own static cache of language data (made by the first Init) complains at exit
@@ -152,7 +154,8 @@ Json EngineJson(const EngineOptions& e) {
   if (e.engine == "command") return {{"engine", "command"}, {"program", e.argv.empty() ? "" : e.argv[0]}};
   if (e.engine == "pocketsphinx") return {{"engine", "pocketsphinx"}, {"model", e.model}, {"fast", e.fast}};
   if (e.engine == "tesseract") {
-    return {{"engine", "tesseract"}, {"version", tesseract::TessBaseAPI::Version()}, {"lang", e.lang}};
+    return {{"engine", "tesseract"}, {"version", tesseract::TessBaseAPI::Version()}, {"lang", e.lang},
+            {"layout", e.layout}, {"prepare", e.prepare}};
   }
   return {{"engine", e.engine}};
 }
@@ -179,7 +182,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   if (ctx.cancelled()) return StepOutcome::Cancelled();
 
   // 2. Audio, decoded up front so its ASR work can overlap video decoding.
-  const bool want_asr = o.asr.engine != "none";
+  const bool want_asr = o.asr.engine != "none" && o.asr_note.empty();
+  if (!o.asr_note.empty() && media.audio) ctx.warn("analyze: " + o.asr_note);
   Pcm pcm;
   std::vector<Span> spans;
   bool have_audio = false;
@@ -361,6 +365,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                  {"engines", engines_json}, {"timings", timings}};
   if (!scan.device_note.empty()) result["device_note"] = scan.device_note;
   if (!notes.empty()) result["notes"] = notes;
+  result["language"] = o.language;
+  if (!o.asr_note.empty() && media.audio) result["transcript_note"] = o.asr_note;
 
   Json media_full = MediaJson(media);
   media_full["bit_rate"] = media.bit_rate;

@@ -31,34 +31,59 @@ static std::string Tidy(const char* raw) {
 
 struct TesseractOcr::Impl {
   tesseract::TessBaseAPI api;
+  bool prepare = false;
+  int line_height = 48;
+  bool binarize = true;
+  bool cjk = false;  // full-width punctuation after CJK characters
   ~Impl() { api.End(); }
 };
 
 TesseractOcr::TesseractOcr(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TesseractOcr::~TesseractOcr() = default;
 
-Result<std::unique_ptr<TesseractOcr>> TesseractOcr::Create(const std::string& lang, int dpi) {
+Result<std::unique_ptr<TesseractOcr>> TesseractOcr::Create(const OcrSettings& settings) {
+  if (const std::string missing = MissingTesseractLanguage(settings.lang); !missing.empty()) {
+    return Status::Failed("Tesseract has no data for language '" + missing + "' (install the Debian package " +
+                              TesseractPackage(missing) + ")", false);
+  }
+  tesseract::PageSegMode psm = tesseract::PSM_SINGLE_BLOCK;
+  if (settings.layout == "auto") psm = tesseract::PSM_AUTO;
+  else if (settings.layout == "sparse") psm = tesseract::PSM_SPARSE_TEXT;
+  else if (settings.layout == "vertical") psm = tesseract::PSM_SINGLE_BLOCK_VERT_TEXT;
+  else if (settings.layout != "block") return Status::Failed("unknown OCR layout '" + settings.layout + "'", false);
   auto impl = std::make_unique<Impl>();
+  impl->prepare = settings.prepare;
+  impl->line_height = settings.line_height;
+  impl->binarize = settings.binarize;
+  impl->cjk = settings.lang.find("chi_") != std::string::npos || settings.lang.find("jpn") != std::string::npos;
   // Init reads shared traineddata files; Tesseract documents no guarantee for concurrent Inits.
   static std::mutex init_mu;
   std::lock_guard lock(init_mu);
-  if (impl->api.Init(nullptr, lang.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
-    return Status::Failed("Tesseract could not load language '" + lang + "' (install tesseract-ocr-" + lang + ")", false);
+  if (impl->api.Init(nullptr, settings.lang.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
+    return Status::Failed("Tesseract could not load language '" + settings.lang + "' (install " +
+                              TesseractPackage(settings.lang.substr(0, settings.lang.find('+'))) + ")", false);
   }
-  impl->api.SetPageSegMode(tesseract::PSM_AUTO);
+  impl->api.SetPageSegMode(psm);
   // Without a resolution Tesseract guesses one and says so on stderr for every image.
-  impl->api.SetVariable("user_defined_dpi", std::to_string(dpi).c_str());
+  impl->api.SetVariable("user_defined_dpi", std::to_string(settings.dpi).c_str());
+  // Keep the spaces Tesseract sees between words as they are; JoinCjkSpaces then removes the
+  // ones between CJK characters (which Chinese text does not have).
+  impl->api.SetVariable("preserve_interword_spaces", "1");
   return std::unique_ptr<TesseractOcr>(new TesseractOcr(std::move(impl)));
 }
 
-Result<std::string> TesseractOcr::Read(const GrayImage& image) {
-  if (image.width <= 0 || image.height <= 0 || image.pixels.size() < size_t(image.width) * image.height) {
+Result<std::string> TesseractOcr::Read(const GrayImage& input) {
+  if (input.width <= 0 || input.height <= 0 || input.pixels.size() < size_t(input.width) * input.height) {
     return Status::Failed("OCR given an empty image");
   }
+  GrayImage prepared;
+  if (impl_->prepare) prepared = PrepareForOcr(input, impl_->line_height, impl_->binarize);
+  const GrayImage& image = impl_->prepare ? prepared : input;
   impl_->api.SetImage(image.pixels.data(), image.width, image.height, 1, image.width);
   char* text = impl_->api.GetUTF8Text();
   if (text == nullptr) return Status::Failed("Tesseract failed to recognize the image");
-  std::string out = Tidy(text);
+  std::string out = JoinCjkSpaces(Tidy(text));
+  if (impl_->cjk) out = FullWidthCjkPunctuation(out);
   delete[] text;
   impl_->api.Clear();
   return out;

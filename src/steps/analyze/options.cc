@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "baton/language.h"
 #include "steps/analyze/analyze.h"
 
 namespace baton::analyze {
@@ -50,7 +51,7 @@ EngineOptions ParseEngine(const Json& v, const std::string& key, EngineOptions e
   if (v.is_string()) return ParseEngine(Json{{"engine", v}}, key, engine, builtin, placeholder);
   if (!v.is_object()) Bad(key, "must be an engine name or a mapping with `engine:`");
   const bool tesseract = builtin.count("tesseract") > 0;
-  CheckKeys(v, key + ".", tesseract ? std::set<std::string>{"engine", "argv", "lang", "dpi"}
+  CheckKeys(v, key + ".", tesseract ? std::set<std::string>{"engine", "argv", "lang", "dpi", "layout", "prepare"}
                                     : std::set<std::string>{"engine", "argv", "model", "fast"});
   if (v.contains("engine")) engine.engine = NonEmptyString(v["engine"], key + ".engine");
   std::string names;
@@ -75,6 +76,15 @@ EngineOptions ParseEngine(const Json& v, const std::string& key, EngineOptions e
   }
   if (v.contains("lang")) engine.lang = NonEmptyString(v["lang"], key + ".lang");
   if (v.contains("dpi")) engine.dpi = IntIn(v["dpi"], key + ".dpi", 30, 1200);
+  if (v.contains("layout")) {
+    engine.layout = NonEmptyString(v["layout"], key + ".layout");
+    if (engine.layout != "block" && engine.layout != "auto" && engine.layout != "sparse" && engine.layout != "vertical")
+      Bad(key + ".layout", "must be block, auto, sparse or vertical (got '" + engine.layout + "')");
+  }
+  if (v.contains("prepare")) {
+    if (!v["prepare"].is_boolean()) Bad(key + ".prepare", "must be true or false");
+    engine.prepare = v["prepare"].get<bool>();
+  }
   if (v.contains("model")) engine.model = NonEmptyString(v["model"], key + ".model");
   if (v.contains("fast")) {
     if (!v["fast"].is_boolean()) Bad(key + ".fast", "must be true or false");
@@ -89,7 +99,10 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   AnalyzeOptions o;
   if (with.is_null()) return o;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
-  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr"});
+  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr", "language"});
+  const Language language = StepLanguage(with);
+  o.language = language.tag;
+  o.ocr.lang = language.tesseract;
   if (with.contains("from")) o.from = NonEmptyString(with["from"], "from");
   if (with.contains("path")) o.path = NonEmptyString(with["path"], "path");
   if (with.contains("scene_threshold")) {
@@ -103,6 +116,21 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   if (with.contains("threads")) o.threads = IntIn(with["threads"], "threads", 1, 256);
   if (with.contains("asr")) o.asr = ParseEngine(with["asr"], "asr", o.asr, {"pocketsphinx"}, "{audio}");
   if (with.contains("ocr")) o.ocr = ParseEngine(with["ocr"], "ocr", o.ocr, {"tesseract"}, "{image}");
+  if (o.ocr.engine == "tesseract") {
+    if (const std::string missing = MissingTesseractLanguage(o.ocr.lang); !missing.empty()) {
+      Bad(with.contains("ocr") && with["ocr"].is_object() && with["ocr"].contains("lang") ? "ocr.lang" : "language",
+          "Tesseract has no data for '" + missing + "' (needed for " + o.ocr.lang + "): install the Debian package " +
+              TesseractPackage(missing));
+    }
+  }
+  // Debian's PocketSphinx has only an English model: rather than English guesses at other
+  // languages, say that speech was not transcribed (a `command` engine such as whisper.cpp can).
+  const bool default_model = o.asr.model == PocketSphinxAsr::kDefaultModelDir;
+  if (o.asr.engine == "pocketsphinx" && default_model && !language.english()) {
+    o.asr_note = "Speech was not transcribed: PocketSphinx has no " + language.english_name +
+                 " model; use asr: {engine: command} with whisper.cpp (-l " + language.tag.substr(0, 2) +
+                 ") or another engine (docs/steps/analyze.md).";
+  }
   return o;
 }
 

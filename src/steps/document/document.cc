@@ -1,13 +1,16 @@
 #include "steps/document/document.h"
 
+#include <ctime>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "baton/language.h"
 #include "util/atomic_file.h"
 #include "steps/document/report.h"
+#include "steps/document/strings.h"
 
 namespace baton {
 namespace {
@@ -27,6 +30,7 @@ struct DocumentConfig {
   bool markdown = true;
   bool html = true;
   std::string title;
+  Language language = DefaultLanguage();
 };
 
 std::string GetString(const Json& with, const std::string& key, std::string fallback) {
@@ -39,7 +43,7 @@ std::string GetString(const Json& with, const std::string& key, std::string fall
 DocumentConfig ParseConfig(const Json& with_in) {
   const Json with = with_in.is_null() ? Json::object() : with_in;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
-  static const std::set<std::string> known = {"analysis_from", "summary_from", "download_from", "formats", "title"};
+  static const std::set<std::string> known = {"analysis_from", "summary_from", "download_from", "formats", "title", "language"};
   for (const auto& [key, value] : with.items()) {
     if (!key.empty() && key[0] != '_' && !known.count(key)) {
       throw ConfigError("with." + key + ": unknown parameter (see docs/steps/document.md)");
@@ -50,6 +54,7 @@ DocumentConfig ParseConfig(const Json& with_in) {
   c.summary_from = GetString(with, "summary_from", c.summary_from);
   c.download_from = GetString(with, "download_from", c.download_from);
   c.title = GetString(with, "title", "");
+  c.language = StepLanguage(with);
   if (c.analysis_from.empty()) throw ConfigError("with.analysis_from: must name the analysis step");
   if (auto it = with.find("formats"); it != with.end() && !it->is_null()) {
     const Json list = it->is_string() ? Json::array({*it}) : *it;
@@ -94,34 +99,58 @@ std::string MimeOf(const std::string& path) {
   return "image/jpeg";
 }
 
-std::vector<std::pair<std::string, std::string>> MediaFacts(const Json& analysis, const Json& download) {
+std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& ui, const Json& analysis, const Json& download) {
+  using document::Tr;
+  using document::TrF;
   std::vector<std::pair<std::string, std::string>> facts;
   const Json media = analysis.value("media", Json::object());
-  if (Num(media, "duration") > 0) facts.emplace_back("Duration", document::Timestamp(Num(media, "duration")) +
-                                                                     fmt::format(" ({:.1f} s)", Num(media, "duration")));
-  if (!Str(media, "container").empty()) facts.emplace_back("Container", Str(media, "container"));
+  if (Num(media, "duration") > 0) {
+    facts.emplace_back(Tr(ui, "fact_duration"), TrF(ui, "fact_duration_value", document::Timestamp(Num(media, "duration")),
+                                                    Num(media, "duration")));
+  }
+  if (!Str(media, "container").empty()) facts.emplace_back(Tr(ui, "fact_container"), Str(media, "container"));
   const Json video = media.value("video", Json());
   if (video.is_object()) {
-    facts.emplace_back("Resolution", fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
-    if (Num(video, "fps") > 0) facts.emplace_back("Frame rate", fmt::format("{:.3g} fps", Num(video, "fps")));
-    facts.emplace_back("Video codec", Str(video, "codec"));
+    facts.emplace_back(Tr(ui, "fact_resolution"), fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
+    if (Num(video, "fps") > 0) facts.emplace_back(Tr(ui, "fact_fps"), TrF(ui, "fact_fps_value", Num(video, "fps")));
+    facts.emplace_back(Tr(ui, "fact_video_codec"), Str(video, "codec"));
   } else {
-    facts.emplace_back("Video", "none");
+    facts.emplace_back(Tr(ui, "fact_video"), Tr(ui, "none"));
   }
   const Json audio = media.value("audio", Json());
   if (audio.is_object()) {
-    facts.emplace_back("Audio", fmt::format("{}, {:.0f} Hz, {:.0f} channel(s)", Str(audio, "codec"),
-                                            Num(audio, "sample_rate"), Num(audio, "channels")));
+    facts.emplace_back(Tr(ui, "fact_audio"), TrF(ui, "fact_audio_value", Str(audio, "codec"), Num(audio, "sample_rate"),
+                                                 Num(audio, "channels")));
   } else {
-    facts.emplace_back("Audio", "none (no audio track)");
+    facts.emplace_back(Tr(ui, "fact_audio"), Tr(ui, "fact_no_audio"));
   }
   if (download.is_object()) {
-    if (!Str(download, "file").empty()) facts.emplace_back("File", Str(download, "file"));
-    if (Num(download, "bytes") > 0) facts.emplace_back("Size", Bytes(Num(download, "bytes")));
+    if (!Str(download, "file").empty()) facts.emplace_back(Tr(ui, "fact_file"), Str(download, "file"));
+    if (Num(download, "bytes") > 0) facts.emplace_back(Tr(ui, "fact_size"), Bytes(Num(download, "bytes")));
     if (!Str(download, "sha256").empty()) facts.emplace_back("SHA-256", Str(download, "sha256"));
   }
-  if (!Str(analysis, "device").empty()) facts.emplace_back("Analysed on", Str(analysis, "device"));
+  if (!Str(analysis, "device").empty()) facts.emplace_back(Tr(ui, "fact_device"), Str(analysis, "device"));
   return facts;
+}
+
+// The title an input gives when nothing better is known: its last path segment without query,
+// percent-decoded ("%E5%AD%A3%E5%BA%A6%E6%8A%A5%E5%91%8A.mp4" -> "季度报告"), extension dropped.
+std::string TitleFromInput(const std::string& input) {
+  std::string path = input.substr(0, input.find_first_of("?#"));
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  std::string name = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
+  std::string decoded;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '%' && i + 2 < name.size() && std::isxdigit(static_cast<unsigned char>(name[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(name[i + 2]))) {
+      decoded.push_back(static_cast<char>(std::stoi(name.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else {
+      decoded.push_back(name[i]);
+    }
+  }
+  if (const size_t dot = decoded.rfind('.'); dot != std::string::npos && dot > 0) decoded.resize(dot);
+  return decoded;
 }
 
 std::vector<Segment> Transcript(const Json& analysis) {
@@ -186,22 +215,29 @@ class DocumentStep final : public Step {
  private:
   ReportData Gather(const StepContext& ctx, const Json& analysis, const Json& download, const Json& summary,
                     std::vector<std::pair<std::string, std::string>>* images) const {
+    using document::Tr;
+    using document::TrF;
     ReportData r;
+    const std::string& ui = c_.language.ui;
+    r.lang = c_.language.tag;
+    r.ui = ui;
+    r.date = document::FormatDate(ui, std::time(nullptr));
     r.job = ctx.job;
     r.source = download.is_object() && !Str(download, "url").empty() ? Str(download, "url") : ctx.input;
     r.title = !c_.title.empty() ? c_.title : Str(download, "title");
-    if (r.title.empty()) r.title = !ctx.input.empty() ? fs::path(ctx.input).filename().string() : ctx.job;
-    r.facts = MediaFacts(analysis, download);
+    if (r.title.empty()) r.title = TitleFromInput(ctx.input);
+    if (r.title.empty()) r.title = ctx.job;
+    r.facts = MediaFacts(ui, analysis, download);
 
     if (!summary.is_object()) {
-      r.summary_note = fmt::format("No summary: no result from step '{}' (with.summary_from).", c_.summary_from);
+      r.summary_note = TrF(ui, "summary_missing", c_.summary_from);
     } else if (Str(summary, "summary").find_first_not_of(" \t\r\n") == std::string::npos) {
-      r.summary_note = fmt::format("No summary: step '{}' returned an empty summary.", c_.summary_from);
+      r.summary_note = TrF(ui, "summary_empty", c_.summary_from);
     } else {
       r.summary = Str(summary, "summary");
       r.summary_by = summary.value("extractive", false)
-                         ? "Made by the offline extractive summariser: no LLM was used; sentences are quoted verbatim."
-                         : fmt::format("Summary by {} / {}.", Str(summary, "provider"), Str(summary, "model"));
+                         ? Tr(ui, "summary_extractive")
+                         : TrF(ui, "summary_by", Str(summary, "provider"), Str(summary, "model"));
       long prompt = 0, completion = 0, requests = 0;
       if (auto u = summary.find("usage"); u != summary.end() && u->is_array()) {
         for (const auto& e : *u) {
@@ -211,21 +247,21 @@ class DocumentStep final : public Step {
         }
       }
       if (requests > 0) {
-        r.tokens = fmt::format("{} prompt + {} completion tokens in {} request(s) to {}", prompt, completion, requests,
-                               Str(summary, "model"));
+        r.tokens = TrF(ui, "tokens_line", prompt, completion, requests, Str(summary, "model"));
       }
     }
 
     r.transcript = Transcript(analysis);
     if (r.transcript.empty()) {
       const Json audio = analysis.value("media", Json::object()).value("audio", Json());
-      r.transcript_note = audio.is_object() ? "No transcript: no speech was recognised in the audio."
-                                            : "No transcript: the video has no audio track.";
+      r.transcript_note = audio.is_object() ? Tr(ui, "no_transcript_speech") : Tr(ui, "no_transcript_audio");
+      // The analysis says why it did not transcribe (no model for the language).
+      if (!Str(analysis, "transcript_note").empty()) r.transcript_note = TrF(ui, "no_transcript_engine", Str(analysis, "transcript_note"));
     }
 
     auto scenes = analysis.find("scenes");
     if (scenes == analysis.end() || !scenes->is_array() || scenes->empty()) {
-      r.chapters_note = "No chapters: no scenes were detected.";
+      r.chapters_note = Tr(ui, "no_chapters");
     } else {
       for (size_t i = 0; i < scenes->size(); ++i) {
         const Json& s = (*scenes)[i];
@@ -257,13 +293,13 @@ class DocumentStep final : public Step {
       for (int id : run.gpus) row.gpus += (row.gpus.empty() ? "" : ",") + std::to_string(id);
       r.record.push_back(std::move(row));
     }
-    if (r.record.empty()) r.record_note = "No processing record was available.";
+    if (r.record.empty()) r.record_note = Tr(ui, "no_record");
     return r;
   }
 
   void LoadKeyframe(const StepContext& ctx, const std::string& rel, Chapter* ch) const {
     if (rel.empty()) {
-      ch->image_note = "No keyframe for this chapter.";
+      ch->image_note = document::Tr(c_.language.ui, "no_keyframe");
       return;
     }
     try {
@@ -278,7 +314,7 @@ class DocumentStep final : public Step {
       ch->image_mime = MimeOf(rel);
     } catch (const std::exception& e) {
       ch->image_bytes.clear();
-      ch->image_note = "Keyframe unavailable (" + rel + "): " + e.what();
+      ch->image_note = document::TrF(c_.language.ui, "keyframe_unavailable", rel, e.what());
       ctx.warn("document: " + ch->image_note);
     }
   }

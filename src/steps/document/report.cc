@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "steps/document/markdown_html.h"
+#include "steps/document/strings.h"
 
 namespace baton::document {
 namespace {
@@ -64,7 +65,12 @@ std::string Base64(std::string_view data) {
 
 constexpr const char kCss[] = R"CSS(
 :root { color-scheme: light dark; --muted: #667; --line: #ccd; --accent: #2a5db0; }
-body { font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; }
+body { font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK SC", "Source Han Sans SC",
+  "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", sans-serif; margin: 0; }
+:lang(zh-TW) body, :lang(zh-HK) body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK TC",
+  "Source Han Sans TC", "PingFang TC", "Microsoft JhengHei", "WenQuanYi Zen Hei", "AR PL UMing TW", sans-serif; }
+:lang(ja) body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK JP", "Hiragino Sans",
+  "Yu Gothic", "Meiryo", sans-serif; }
 main { max-width: 60rem; margin: 0 auto; padding: 1.5rem; }
 h1 { font-size: 1.8rem; margin: 0 0 .3rem; } h2 { border-bottom: 2px solid var(--line); padding-bottom: .2rem; margin-top: 2.2rem; }
 .source, .by, .note { color: var(--muted); } .source span { word-break: break-all; }
@@ -116,6 +122,14 @@ std::string DemoteHeadings(std::string_view md) {
   return out;
 }
 
+// An attempt's status ("ok", "failed", ...) in the report's language.
+std::string StatusWord(const std::string& ui, const std::string& status) {
+  for (const char* known : {"ok", "failed", "timeout", "lost", "cancelled"}) {
+    if (status == known) return Tr(ui, std::string("status_") + known);
+  }
+  return status;
+}
+
 }  // namespace
 
 std::string Timestamp(double seconds) {
@@ -128,59 +142,64 @@ std::string Timestamp(double seconds) {
 }
 
 std::string RenderMarkdown(const ReportData& r) {
+  const std::string& ui = r.ui;
+  auto T = [&](std::string_view key) -> const std::string& { return Tr(ui, key); };
   std::string md = "# " + MdInline(r.title) + "\n\n";
-  if (!r.source.empty()) md += "Source: " + MdInline(r.source) + "  \n";
-  md += "Job: " + MdInline(r.job) + "\n\n";
+  if (!r.source.empty()) md += T("source") + T("colon") + MdInline(r.source) + "  \n";
+  md += T("job") + T("colon") + MdInline(r.job) + (r.date.empty() ? "" : "  \n" + T("generated") + T("colon") + MdInline(r.date)) + "\n\n";
 
-  md += "## Media\n\n| | |\n|---|---|\n";
+  md += "## " + T("media") + "\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : r.facts) md += "| " + MdInline(k) + " | " + MdInline(v) + " |\n";
 
-  md += "\n## Summary\n\n";
+  md += "\n## " + T("summary") + "\n\n";
   if (r.summary.empty()) {
     md += "_" + MdInline(r.summary_note) + "_\n";
   } else {
     md += "_" + MdInline(r.summary_by) + "_\n\n" + DemoteHeadings(r.summary);
   }
 
-  md += "\n## Chapters\n\n";
+  md += "\n## " + T("chapters") + "\n\n";
   if (r.chapters.empty()) md += "_" + MdInline(r.chapters_note) + "_\n";
   for (const auto& c : r.chapters) {
-    md += fmt::format("### Chapter {} ({}–{})\n\n", c.index, Timestamp(c.start), Timestamp(c.end));
+    md += "### " + TrF(ui, "chapter_span", c.index, Timestamp(c.start), Timestamp(c.end)) + "\n\n";
     if (!c.image_file.empty()) {
-      md += fmt::format("![Keyframe of chapter {}]({})\n\n", c.index, c.image_file);
+      md += fmt::format("![{}]({})\n\n", TrF(ui, "keyframe_of", c.index), c.image_file);
     } else {
       md += "_" + MdInline(c.image_note) + "_\n\n";
     }
-    md += "**On-screen text**\n\n";
-    md += c.ocr.find_first_not_of(" \t\r\n") == std::string::npos ? "_No on-screen text._\n\n" : MdFenced(c.ocr) + "\n";
-    md += "**Speech**\n\n";
-    if (c.segments.empty()) md += "_No speech in this chapter._\n";
+    md += "**" + T("on_screen") + "**\n\n";
+    md += c.ocr.find_first_not_of(" \t\r\n") == std::string::npos ? "_" + T("no_on_screen") + "_\n\n" : MdFenced(c.ocr) + "\n";
+    md += "**" + T("speech") + "**\n\n";
+    if (c.segments.empty()) md += "_" + T("no_speech") + "_\n";
     for (const auto& s : c.segments) md += "- **[" + Timestamp(s.start) + "]** " + MdInline(s.text) + "\n";
     md += "\n";
   }
 
-  md += "## Transcript\n\n";
+  md += "## " + T("transcript") + "\n\n";
   if (r.transcript.empty()) md += "_" + MdInline(r.transcript_note) + "_\n";
   for (const auto& s : r.transcript) md += "- **[" + Timestamp(s.start) + "]** " + MdInline(s.text) + "\n";
 
-  md += "\n## Processing record\n\n";
+  md += "\n## " + T("record") + "\n\n";
   if (r.record.empty()) {
     md += "_" + MdInline(r.record_note) + "_\n";
   } else {
-    md += "| step | node | attempt | status | seconds | GPUs |\n|---|---|---|---|---|---|\n";
+    md += fmt::format("| {} | {} | {} | {} | {} | {} |\n|---|---|---|---|---|---|\n", T("col_step"), T("col_node"),
+                      T("col_attempt"), T("col_status"), T("col_seconds"), T("col_gpus"));
     for (const auto& row : r.record) {
       md += fmt::format("| {} | {} | {} | {} | {:.2f} | {} |\n", MdInline(row.step), MdInline(row.node), row.attempt,
-                        MdInline(row.status), row.seconds, MdInline(row.gpus.empty() ? "-" : row.gpus));
+                        MdInline(StatusWord(ui, row.status)), row.seconds, MdInline(row.gpus.empty() ? "-" : row.gpus));
     }
   }
-  if (!r.tokens.empty()) md += "\nTokens: " + MdInline(r.tokens) + "\n";
+  if (!r.tokens.empty()) md += "\n" + MdInline(TrF(ui, "tokens", r.tokens)) + "\n";
   return md;
 }
 
 std::string RenderHtml(const ReportData& r) {
+  const std::string& ui = r.ui;
+  auto T = [&](std::string_view key) { return HtmlEscape(Tr(ui, key)); };
   std::string h;
   h.reserve(64 * 1024);
-  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  h += "<!DOCTYPE html>\n<html lang=\"" + HtmlEscape(r.lang) + "\">\n<head>\n<meta charset=\"utf-8\">\n";
   // Belt and braces: even if some text slipped through as markup, the browser may load nothing
   // but the inline style and data: images.
   h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n";
@@ -188,21 +207,25 @@ std::string RenderHtml(const ReportData& r) {
   h += "<meta name=\"generator\" content=\"Baton\">\n";
   h += "<title>" + HtmlEscape(r.title) + "</title>\n<style>" + std::string(kCss) + "</style>\n</head>\n<body>\n<main>\n";
   h += "<header>\n<h1>" + HtmlEscape(r.title) + "</h1>\n";
-  if (!r.source.empty()) h += "<p class=\"source\">Source: <span>" + HtmlEscape(r.source) + "</span></p>\n";
-  h += "<p class=\"source\">Job: " + HtmlEscape(r.job) + "</p>\n</header>\n";
+  if (!r.source.empty()) h += "<p class=\"source\">" + T("source") + T("colon") + "<span>" + HtmlEscape(r.source) + "</span></p>\n";
+  h += "<p class=\"source\">" + T("job") + T("colon") + HtmlEscape(r.job) + "</p>\n";
+  if (!r.date.empty()) h += "<p class=\"source\">" + T("generated") + T("colon") + "<time>" + HtmlEscape(r.date) + "</time></p>\n";
+  h += "</header>\n";
 
-  h += "<nav><h2>Contents</h2><ol>\n<li><a href=\"#media\">Media</a></li>\n<li><a href=\"#summary\">Summary</a></li>\n"
-       "<li><a href=\"#chapters\">Chapters</a><ol>\n";
+  h += "<nav><h2>" + T("contents") + "</h2><ol>\n<li><a href=\"#media\">" + T("media") + "</a></li>\n<li><a href=\"#summary\">" +
+       T("summary") + "</a></li>\n<li><a href=\"#chapters\">" + T("chapters") + "</a><ol>\n";
   for (const auto& c : r.chapters) {
-    h += fmt::format("<li><a href=\"#chapter-{0}\">Chapter {0} ({1}–{2})</a></li>\n", c.index, Timestamp(c.start), Timestamp(c.end));
+    h += fmt::format("<li><a href=\"#chapter-{}\">{}</a></li>\n", c.index,
+                     HtmlEscape(TrF(ui, "chapter_span", c.index, Timestamp(c.start), Timestamp(c.end))));
   }
-  h += "</ol></li>\n<li><a href=\"#transcript\">Transcript</a></li>\n<li><a href=\"#record\">Processing record</a></li>\n</ol></nav>\n";
+  h += "</ol></li>\n<li><a href=\"#transcript\">" + T("transcript") + "</a></li>\n<li><a href=\"#record\">" + T("record") +
+       "</a></li>\n</ol></nav>\n";
 
-  h += "<section id=\"media\">\n<h2>Media</h2>\n<table>\n";
+  h += "<section id=\"media\">\n<h2>" + T("media") + "</h2>\n<table>\n";
   for (const auto& [k, v] : r.facts) h += "<tr><th>" + HtmlEscape(k) + "</th><td>" + HtmlEscape(v) + "</td></tr>\n";
   h += "</table>\n</section>\n";
 
-  h += "<section id=\"summary\">\n<h2>Summary</h2>\n";
+  h += "<section id=\"summary\">\n<h2>" + T("summary") + "</h2>\n";
   if (r.summary.empty()) {
     HtmlNote(&h, r.summary_note);
   } else {
@@ -210,47 +233,49 @@ std::string RenderHtml(const ReportData& r) {
   }
   h += "</section>\n";
 
-  h += "<section id=\"chapters\">\n<h2>Chapters</h2>\n";
+  h += "<section id=\"chapters\">\n<h2>" + T("chapters") + "</h2>\n";
   if (r.chapters.empty()) HtmlNote(&h, r.chapters_note);
   for (const auto& c : r.chapters) {
-    h += fmt::format("<article class=\"chapter\" id=\"chapter-{0}\">\n<h3>Chapter {0} ({1}–{2})</h3>\n", c.index,
-                     Timestamp(c.start), Timestamp(c.end));
+    h += fmt::format("<article class=\"chapter\" id=\"chapter-{}\">\n<h3>{}</h3>\n", c.index,
+                     HtmlEscape(TrF(ui, "chapter_span", c.index, Timestamp(c.start), Timestamp(c.end))));
     if (!c.image_bytes.empty()) {
-      h += fmt::format("<figure><img alt=\"Keyframe of chapter {}\" src=\"data:{};base64,", c.index, HtmlEscape(c.image_mime));
+      h += fmt::format("<figure><img alt=\"{}\" src=\"data:{};base64,", HtmlEscape(TrF(ui, "keyframe_of", c.index)),
+                       HtmlEscape(c.image_mime));
       h += Base64(c.image_bytes);
       h += "\"></figure>\n";
     } else {
       HtmlNote(&h, c.image_note);
     }
-    h += "<h4>On-screen text</h4>\n";
-    if (c.ocr.find_first_not_of(" \t\r\n") == std::string::npos) HtmlNote(&h, "No on-screen text.");
+    h += "<h4>" + T("on_screen") + "</h4>\n";
+    if (c.ocr.find_first_not_of(" \t\r\n") == std::string::npos) HtmlNote(&h, Tr(ui, "no_on_screen"));
     else h += "<pre>" + HtmlEscape(c.ocr) + "</pre>\n";
-    h += "<h4>Speech</h4>\n";
-    if (c.segments.empty()) HtmlNote(&h, "No speech in this chapter.");
+    h += "<h4>" + T("speech") + "</h4>\n";
+    if (c.segments.empty()) HtmlNote(&h, Tr(ui, "no_speech"));
     else HtmlSegments(&h, c.segments);
     h += "</article>\n";
   }
   h += "</section>\n";
 
-  h += "<section id=\"transcript\">\n<h2>Transcript</h2>\n";
+  h += "<section id=\"transcript\">\n<h2>" + T("transcript") + "</h2>\n";
   if (r.transcript.empty()) HtmlNote(&h, r.transcript_note);
   else HtmlSegments(&h, r.transcript);
   h += "</section>\n";
 
-  h += "<section id=\"record\">\n<h2>Processing record</h2>\n";
+  h += "<section id=\"record\">\n<h2>" + T("record") + "</h2>\n";
   if (r.record.empty()) {
     HtmlNote(&h, r.record_note);
   } else {
-    h += "<table>\n<tr><th>step</th><th>node</th><th>attempt</th><th>status</th><th>seconds</th><th>GPUs</th></tr>\n";
+    h += fmt::format("<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\n", T("col_step"),
+                     T("col_node"), T("col_attempt"), T("col_status"), T("col_seconds"), T("col_gpus"));
     for (const auto& row : r.record) {
       h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{}</td></tr>\n",
-                       HtmlEscape(row.step), HtmlEscape(row.node), row.attempt, HtmlEscape(row.status), row.seconds,
-                       HtmlEscape(row.gpus.empty() ? "-" : row.gpus));
+                       HtmlEscape(row.step), HtmlEscape(row.node), row.attempt, HtmlEscape(StatusWord(ui, row.status)),
+                       row.seconds, HtmlEscape(row.gpus.empty() ? "-" : row.gpus));
     }
     h += "</table>\n";
   }
-  if (!r.tokens.empty()) h += "<p>Tokens: " + HtmlEscape(r.tokens) + "</p>\n";
-  h += "</section>\n<footer>Made by Baton.</footer>\n</main>\n</body>\n</html>\n";
+  if (!r.tokens.empty()) h += "<p>" + HtmlEscape(TrF(ui, "tokens", r.tokens)) + "</p>\n";
+  h += "</section>\n<footer>" + T("footer") + "</footer>\n</main>\n</body>\n</html>\n";
   return h;
 }
 

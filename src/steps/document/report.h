@@ -35,6 +35,9 @@ struct RecordRow {
 };
 
 struct ReportData {
+  std::string lang = "en";  // BCP 47 tag of the job's language (<html lang>)
+  std::string ui = "en";    // which words the report uses: "en", "zh-Hans", "zh-Hant" (strings.h)
+  std::string date;         // when it was made, in the report's language ("" to leave out)
   std::string title;
   std::string source;
   std::string job;

@@ -17,6 +17,26 @@ constexpr size_t kMaxExtensionLength = 16;
 
 bool IsSafeChar(unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; }
 
+// Length of the safe character at s[i]: 1 for [A-Za-z0-9._-], 2-4 for a well-formed UTF-8 sequence
+// of a visible non-ASCII code point, 0 for anything else.
+size_t SafeUtf8Length(std::string_view s, size_t i) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) return IsSafeChar(b) ? 1 : 0;
+  const size_t n = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 ? 3 : b >= 0xC2 && b < 0xE0 ? 2 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  char32_t c = b & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    const auto cont = static_cast<unsigned char>(s[i + k]);
+    if ((cont & 0xC0) != 0x80) return 0;
+    c = (c << 6) | (cont & 0x3F);
+  }
+  const bool overlong = (n == 3 && c < 0x800) || (n == 4 && c < 0x10000);
+  const bool invisible = c <= 0x9F || c == 0xA0 || c == 0xAD || (c >= 0x200B && c <= 0x200F) ||
+                         (c >= 0x2028 && c <= 0x202F) || (c >= 0x2060 && c <= 0x206F) || c == 0xFEFF ||
+                         (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF || c == 0x3000;
+  return overlong || invisible ? 0 : n;
+}
+
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -64,14 +84,18 @@ std::string SafeFileName(std::string_view url) {
   std::string_view segment = slash == std::string_view::npos ? path : path.substr(slash + 1);
   const std::string decoded = PercentDecode(segment);
 
-  // Runs of unsafe bytes (including '/', '\\', NUL and all non-ASCII) become one '_'.
+  // Runs of unsafe bytes (including '/', '\\', NUL, invalid UTF-8 and invisible or control code
+  // points) become one '_'; letters of any script stay ("季度报告.mp4").
   std::string name;
-  for (unsigned char c : decoded) {
-    if (IsSafeChar(c)) {
-      name.push_back(static_cast<char>(c));
-    } else if (name.empty() || name.back() != '_') {
-      name.push_back('_');
+  for (size_t i = 0; i < decoded.size();) {
+    const size_t n = SafeUtf8Length(decoded, i);
+    if (n > 0) {
+      name.append(decoded, i, n);
+      i += n;
+      continue;
     }
+    if (name.empty() || name.back() != '_') name.push_back('_');
+    ++i;
   }
   // The extension survives even when nothing usable is left of the stem ("视频.mp4").
   std::string ext;
@@ -86,7 +110,9 @@ std::string SafeFileName(std::string_view url) {
 
   if (name.size() > kMaxNameLength) {
     if (name.size() < ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) ext.clear();
-    name = name.substr(0, kMaxNameLength - ext.size());
+    size_t cut = kMaxNameLength - ext.size();
+    while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;  // whole code points
+    name = name.substr(0, cut);
     while (!name.empty() && (name.back() == '.' || name.back() == '_')) name.pop_back();
     name += ext;
   }

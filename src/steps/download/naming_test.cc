@@ -23,7 +23,11 @@ TEST(SafeFileName, NeverLeavesTheFolder) {
   EXPECT_EQ(SafeFileName("http://h/files/-rf.mp4"), "rf.mp4");
   EXPECT_EQ(SafeFileName("http://h/"), "download.bin");
   EXPECT_EQ(SafeFileName("http://h"), "download.bin");
-  EXPECT_EQ(SafeFileName("http://h/%E8%A7%86%E9%A2%91.mp4"), "download.mp4");  // non-ASCII dropped
+  EXPECT_EQ(SafeFileName("http://h/%E8%A7%86%E9%A2%91.mp4"), "视频.mp4");  // any script stays
+  EXPECT_EQ(SafeFileName("http://h/%E5%AD%A3%E5%BA%A6%E6%8A%A5%E5%91%8A.mp4"), "季度报告.mp4");
+  EXPECT_EQ(SafeFileName("http://h/%FF%FE.mp4"), "download.mp4");         // invalid UTF-8 dropped
+  EXPECT_EQ(SafeFileName("http://h/a%E2%80%AEb.mp4"), "a_b.mp4");         // bidi override dropped
+  EXPECT_EQ(SafeFileName("http://h/%C0%AF%C0%AF.mp4"), "download.mp4");   // overlong '/' refused
   EXPECT_EQ(SafeFileName("http://h/a%5Cb%5C..%5Cc.mp4"), "a_b_.._c.mp4");
 }
 
@@ -32,12 +36,19 @@ TEST(SafeFileName, BoundsLengthKeepingExtension) {
   EXPECT_EQ(name.size(), 120u);
   EXPECT_EQ(name.substr(name.size() - 4), ".mp4");
   EXPECT_EQ(name.substr(0, 116), std::string(116, 'a'));
+  std::string cjk;
+  for (int i = 0; i < 60; ++i) cjk += "%E5%AD%A3";  // 60 x 3 bytes
+  const std::string long_cjk = SafeFileName("http://h/" + cjk + ".mp4");
+  EXPECT_LE(long_cjk.size(), 120u);
+  EXPECT_EQ((long_cjk.size() - 4) % 3, 0u) << "cut inside a character";
 }
 
 TEST(TitleFromFileName, ReadsLikeATitle) {
   EXPECT_EQ(TitleFromFileName("intro_to-ML.lecture_3.mp4"), "intro to ML lecture 3");
   EXPECT_EQ(TitleFromFileName("download.bin"), "download");
   EXPECT_EQ(TitleFromFileName("___.mp4"), "download");
+  EXPECT_EQ(TitleFromFileName("季度报告.mp4"), "季度报告");
+  EXPECT_EQ(TitleFromFileName(SafeFileName("http://h/%E5%AD%A3%E5%BA%A6%20%E6%8A%A5%E5%91%8A.mp4")), "季度 报告");
 }
 
 TEST(RetryAfterSeconds, DeltaSecondsAndDates) {

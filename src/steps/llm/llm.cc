@@ -122,7 +122,7 @@ class LlmStep final : public Step {
     if (config_.extractive) {
       ctx.info(fmt::format("llm: offline extractive summary of {} transcript segments and {} scenes",
                            material.transcript.size(), material.scenes.size()));
-      return StepOutcome::Ok({{"summary", llm::ExtractiveSummary(material, config_.sentences, config_.language)},
+      return StepOutcome::Ok({{"summary", llm::ExtractiveSummary(material, config_)},
                               {"provider", "extractive"},
                               {"model", "extractive (word frequency)"},
                               {"extractive", true},
@@ -182,10 +182,7 @@ class LlmStep final : public Step {
     }
 
     StepOutcome Summarise(const Material& m) {
-      system = "You summarise videos from their transcript and on-screen text. Write accurate, "
-               "well-structured Markdown and never invent facts. ";
-      system += c.language.empty() ? "Write in the language of the material."
-                                   : "Write in " + c.language + ".";
+      system = c.system_prompt;  // in the job's language (llm_config.cc)
       budget = c.context_tokens - c.max_tokens - EstimateTokens(system) - kMarginTokens;
       const Texts texts = RenderTexts(m);
       Values values = {{"title", m.title},

@@ -1,11 +1,13 @@
 #include "steps/llm/llm_config.h"
 
 #include <cmath>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "baton/language.h"
 #include "steps/llm/default_prompts.h"
 #include "steps/llm/prompt.h"
 
@@ -145,9 +147,20 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
     if (c.model.empty()) Bad("model", "required for provider " + c.provider);
   }
 
-  c.summary_template = LoadTemplate(with, "prompt_file", kDefaultSummaryPrompt);
-  c.map_template = LoadTemplate(with, "map_prompt_file", kDefaultMapPrompt);
-  c.reduce_template = LoadTemplate(with, "reduce_prompt_file", kDefaultReducePrompt);
+  // The job's language: the step's own `language` may be a tag (zh-CN) or, as before, any name
+  // the model understands ("French"); the pipeline's `language:` arrives as `_language`.
+  const std::string own = GetString(with, "language", "");
+  const std::optional<Language> own_tag = own.empty() ? std::nullopt : FindLanguage(own);
+  Json lang_with = Json::object();
+  if (own_tag) lang_with["language"] = own_tag->tag;
+  else if (with.contains("_language")) lang_with["_language"] = with["_language"];
+  const Language job = StepLanguage(lang_with);
+  c.ui = job.ui;
+  c.cjk = job.cjk;
+  const bool chinese = job.chinese();
+  c.summary_template = LoadTemplate(with, "prompt_file", chinese ? kDefaultSummaryPromptZh : kDefaultSummaryPrompt);
+  c.map_template = LoadTemplate(with, "map_prompt_file", chinese ? kDefaultMapPromptZh : kDefaultMapPrompt);
+  c.reduce_template = LoadTemplate(with, "reduce_prompt_file", chinese ? kDefaultReducePromptZh : kDefaultReducePrompt);
 
   c.context_tokens = GetInt(with, "context_tokens", 8000, 512, 10'000'000);
   c.max_tokens = GetInt(with, "max_tokens", 1024, 16, 1'000'000);
@@ -161,7 +174,20 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   c.backoff = GetNumber(with, "backoff", 1, 0, 3600);
   c.max_backoff = GetNumber(with, "max_backoff", std::max(30.0, c.backoff), 0, 86400);
   if (c.max_backoff < c.backoff) Bad("max_backoff", "must be at least backoff");
-  c.language = GetString(with, "language", "");
+  c.language_requested = !own.empty();
+  if (own_tag) c.language = own_tag->english_name + " (" + own_tag->native_name + ")";
+  else if (!own.empty()) c.language = own;
+  else if (HasStepLanguage(lang_with)) c.language = chinese ? job.native_name : job.english_name + " (" + job.native_name + ")";
+  if (chinese) {
+    c.system_prompt = job.ui == "zh-Hant"
+                          ? "你根據影片的逐字稿和螢幕文字進行總結。寫出準確、結構清楚的 Markdown，絕不編造事實。"
+                          : "你根据视频的文字记录和屏幕文字进行总结。写出准确、结构清晰的 Markdown，绝不编造事实。";
+    c.system_prompt += "用" + (c.language.empty() ? job.native_name : c.language) + "写。";
+  } else {
+    c.system_prompt = "You summarise videos from their transcript and on-screen text. Write accurate, "
+                      "well-structured Markdown and never invent facts. ";
+    c.system_prompt += c.language.empty() ? "Write in the language of the material." : "Write in " + c.language + ".";
+  }
   c.from = GetString(with, "from", "analyze");
   c.title_from = GetString(with, "title_from", "download");
   if (c.from.empty()) Bad("from", "must name the analysis step");

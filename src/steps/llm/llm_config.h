@@ -36,7 +36,11 @@ struct LlmConfig {
   int retries = 4;           // extra tries per request after the first
   double backoff = 1;        // base of the exponential backoff, seconds
   double max_backoff = 30;   // cap of one wait, Retry-After included, seconds
-  std::string language;      // "" = the language of the material
+  std::string language;      // what the model is told to write in; "" = the language of the material
+  bool language_requested = false;  // with.language given on the step itself
+  std::string ui = "en";     // the job's language for Baton's own words ("en", "zh-Hans", "zh-Hant")
+  bool cjk = false;          // the job's language is written without spaces (extractive segmentation)
+  std::string system_prompt; // the system message, in the job's language
   std::string from = "analyze";
   std::string title_from = "download";
   int sentences = 8;         // extractive: how many sentences to keep
