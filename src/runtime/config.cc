@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "baton/pipeline.h"
+#include "rates/rate_config.h"
 
 namespace baton {
 namespace {
@@ -191,12 +192,14 @@ double ParseQuantity(const std::string& text) {
 PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
-  CheckKeys(ctx, root, "", {"name", "description", "prefetch", "steps", "pools"});
+  CheckKeys(ctx, root, "", {"name", "description", "prefetch", "steps", "pools", "rates", "budget"});
   PipelineSpec p;
   p.file = file;
   p.name = root["name"] ? Scalar(ctx, root["name"], "name") : std::filesystem::path(file).stem().string();
   if (root["prefetch"]) p.prefetch = Integer(ctx, root["prefetch"], "prefetch", 1);
   if (root["pools"]) p.pools = Resources(ctx, root["pools"], "pools");
+  if (root["rates"]) p.rates = rates::ParseRates(root["rates"], file);
+  if (root["budget"]) p.budget_usd = rates::ParseBudget(root["budget"], file);
   const YAML::Node steps = root["steps"];
   if (!steps) ctx.Fail(root, "steps", "missing: a pipeline needs at least one step");
   if (!steps.IsSequence() || steps.size() == 0) ctx.Fail(steps, "steps", "must be a non-empty list");
@@ -266,10 +269,11 @@ PipelineSpec LoadPipeline(const std::filesystem::path& file) {
 ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
-  CheckKeys(ctx, root, "", {"name", "nodes", "pools"});
+  CheckKeys(ctx, root, "", {"name", "nodes", "pools", "rates"});
   ClusterSpec c;
   c.file = file;
   if (root["pools"]) c.pools = Resources(ctx, root["pools"], "pools");
+  if (root["rates"]) c.rates = rates::ParseRates(root["rates"], file);
   const YAML::Node nodes = root["nodes"];
   if (!nodes) ctx.Fail(root, "nodes", "missing: a cluster file lists its nodes");
   if (!nodes.IsSequence() || nodes.size() == 0) ctx.Fail(nodes, "nodes", "must be a non-empty list");

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "core/scheduler.h"
+#include "rates/memory_limiter.h"
 #include "runtime/core_model.h"
 #include "runtime/output.h"
 #include "runtime/worker_pool.h"
@@ -197,6 +198,7 @@ struct Runtime::Impl {
   std::vector<std::unique_ptr<Step>> steps;
   std::vector<std::filesystem::path> node_workdirs;
   std::vector<std::string> node_names;
+  std::unique_ptr<RateLimiter> rates;  // the run's rates and budget (issue 12)
 
   // Guards sched and jobs against Snapshot()/CancelJob(); recursive so that a sink may call
   // Snapshot() from OnEvent on the driver thread.
@@ -275,6 +277,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   std::map<std::string, double> pools = m.pipeline.pools;
   for (const auto& [k, v] : m.cluster.pools) pools[k] = v;
   for (const auto& [k, v] : pools) m.sched.SetPool(k, v);
+  m.rates = rates::NewMemoryLimiter(m.pipeline.rates, m.cluster.rates, m.pipeline.budget_usd);
   m.pipeline_id = m.sched.AddPipeline(ToCoreModel(m.pipeline, m.sched.resources()));
   if (m.cluster.nodes.size() > 64) throw LoadError("at most 64 nodes in one process; use cluster mode for more");
   for (const auto& n : m.cluster.nodes) {
@@ -369,6 +372,7 @@ void Runtime::Impl::Launch(const core::Placement& p) {
     ctx.outdir = options.out;
     ctx.gpus = raw->gpus;
     ctx.cancel = &raw->cancel;
+    ctx.rates = rates.get();
     if (!sinks.empty()) {
       ctx.log = [this, &ctx](LogLevel level, std::string_view msg) {
         Event e{Event::Type::kLog};
