@@ -218,7 +218,7 @@ class DocumentStep final : public Step {
       if (requests > 0) {
         r.tokens = fmt::format("{} prompt + {} completion tokens in {} request(s) to {}", prompt, completion, requests,
                                Str(summary, "model"));
-        if (cost > 0) r.tokens += fmt::format(", ${:.4f}", cost);
+        if (cost > 0) r.tokens += cost >= 0.01 ? fmt::format(", ${:.2f}", cost) : fmt::format(", ${:.6f}", cost);
       }
     }
 
