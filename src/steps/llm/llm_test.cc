@@ -159,7 +159,8 @@ TEST_F(LlmTest, MalformedJsonIsAnError) {
   StepOutcome out = RunWith(With());
   ASSERT_FALSE(out.ok());
   EXPECT_NE(out.error.find("malformed response"), std::string::npos) << out.error;
-  EXPECT_TRUE(out.result.is_null());
+  EXPECT_EQ(out.result, Json({{"usage", {{"requests", 1}, {"prompt_tokens", 0}, {"completion_tokens", 0},
+                                          {"cached_tokens", 0}, {"cost_usd", 0.0}}}}));  // what the attempt used
 }
 
 TEST_F(LlmTest, EmptyChoicesIsAnError) {

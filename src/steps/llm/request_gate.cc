@@ -126,7 +126,7 @@ RequestGate::Admit RequestGate::Before(const std::string& body, Ticket* ticket, 
   }
   for (const auto& [key, rate] : {std::pair{"request_rate", &c_.request_rate}, std::pair{"token_rate", &c_.token_rate}}) {
     if (!rate->empty() && !limiter_->Has(*rate)) {
-      *why = fmt::format("llm: with.{}: no rate named '{}' in the pipeline's or cluster's rates: ({})", key, *rate,
+      *why = fmt::format("llm: with.{}: no rate named '{}' in rates: (declared: {})", key, *rate,
                          limiter_->Names());
       return Admit::kRefused;
     }
