@@ -91,9 +91,9 @@ double ToDouble(const cluster::Reply& r) {
 }  // namespace
 
 RedisRateLimiter::RedisRateLimiter(cluster::RedisUrl url, std::string prefix, RateSpecs specs, double budget_usd,
-                                   Clock* clock, double retention_seconds)
+                                   std::string budget_scope, Clock* clock, double retention_seconds)
     : url_(std::move(url)), prefix_(std::move(prefix)), specs_(std::move(specs)), budget_(budget_usd),
-      clock_(clock), retention_(retention_seconds) {}
+      budget_key_(prefix_ + ":budget:" + budget_scope), clock_(clock), retention_(retention_seconds) {}
 
 std::string RedisRateLimiter::Names() const {
   std::string out;
@@ -201,7 +201,7 @@ BudgetGrant RedisRateLimiter::Reserve(double usd) {
   BudgetGrant g;
   g.limit = budget_;
   std::lock_guard lock(mu_);
-  cluster::Reply r = Eval(kBudgetScript, &budget_sha_, {prefix_ + ":budget"},
+  cluster::Reply r = Eval(kBudgetScript, &budget_sha_, {budget_key_},
                           {"reserve", Num(usd), "0", Num(budget_), std::to_string(static_cast<long long>(retention_))});
   if (!r.is_array() || r.size() != 3) {
     g.granted = false;
@@ -216,7 +216,7 @@ BudgetGrant RedisRateLimiter::Reserve(double usd) {
 
 void RedisRateLimiter::Settle(double reserved_usd, double spent_usd) {
   std::lock_guard lock(mu_);
-  Eval(kBudgetScript, &budget_sha_, {prefix_ + ":budget"},
+  Eval(kBudgetScript, &budget_sha_, {budget_key_},
        {"settle", Num(reserved_usd), Num(spent_usd), Num(budget_), std::to_string(static_cast<long long>(retention_))});
 }
 

@@ -2,8 +2,10 @@
 // Redis so they survive agent and head restarts. Each operation is one Lua script run atomically
 // by Redis (EVALSHA, falling back to EVAL after a Redis restart flushed the script cache).
 //
-// Keys: PREFIX:rate:NAME (hash level, ts, hold) and PREFIX:budget (hash spent, reserved), both
-// expiring `retention` seconds after their last use. Time is Redis's own TIME (one clock for the
+// Keys: PREFIX:rate:NAME (hash level, ts, hold), shared by every run (a provider's limits are per
+// API key, not per run), and PREFIX:budget:SCOPE (hash spent, reserved), one per run (SCOPE: the
+// run's id; a rerun that should continue spending from the same budget passes the same scope);
+// both expire `retention` seconds after their last use. Time is Redis's own TIME (one clock for the
 // whole cluster) unless a Clock is injected (tests).
 //
 // When Redis cannot be reached, TryTake answers "not granted, retry in 1 s" with the error, and
@@ -27,7 +29,7 @@ class RedisRateLimiter final : public RateLimiter {
  public:
   // `clock` null: Redis TIME. Connects lazily (and again after any I/O error).
   RedisRateLimiter(cluster::RedisUrl url, std::string prefix, RateSpecs specs, double budget_usd,
-                   Clock* clock = nullptr, double retention_seconds = 7 * 86400.0);
+                   std::string budget_scope = "run", Clock* clock = nullptr, double retention_seconds = 7 * 86400.0);
 
   bool Has(const std::string& name) const override { return specs_.count(name) > 0; }
   std::string Names() const override;
@@ -63,6 +65,7 @@ class RedisRateLimiter final : public RateLimiter {
   const std::string prefix_;
   const RateSpecs specs_;
   const double budget_;
+  const std::string budget_key_;
   Clock* const clock_;
   const double retention_;
   std::mutex mu_;

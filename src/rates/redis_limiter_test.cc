@@ -32,7 +32,7 @@ class RedisLimiterTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { cluster::Redis r; return r.Connect(url_, 0.2); }, 10)) << "redis-server did not start";
   }
   std::unique_ptr<RedisRateLimiter> Limiter(RateSpecs specs, double budget = 0, Clock* clock = nullptr) {
-    return std::make_unique<RedisRateLimiter>(url_, "t", std::move(specs), budget, clock ? clock : &clock_);
+    return std::make_unique<RedisRateLimiter>(url_, "t", std::move(specs), budget, "run-1", clock ? clock : &clock_);
   }
 
   testing::TempDir dir_;
@@ -102,10 +102,13 @@ TEST_F(RedisLimiterTest, StateSurvivesLimiterAndRedisRestarts) {
   EXPECT_TRUE(g.granted);
   EXPECT_DOUBLE_EQ(g.spent, 1.25);
   EXPECT_FALSE(b->Reserve(0.01).granted);  // 1.25 spent + 3.75 reserved = the 5.00 budget
+  RedisRateLimiter other_run(url_, "t", {{"tok", {10, 100}}}, 5.0, "run-2", &clock_);
+  EXPECT_TRUE(other_run.Reserve(4.0).granted);  // another run has its own budget
+  EXPECT_DOUBLE_EQ(other_run.Level("tok"), 30);  // but shares the provider's buckets
 }
 
 TEST_F(RedisLimiterTest, RedisTimeWhenNoClockIsInjected) {
-  auto a = std::make_unique<RedisRateLimiter>(url_, "t", RateSpecs{{"slow", {0.5, 1}}}, 0, nullptr);
+  auto a = std::make_unique<RedisRateLimiter>(url_, "t", RateSpecs{{"slow", {0.5, 1}}}, 0, "run-1", nullptr);
   EXPECT_TRUE(a->TryTake("slow", 1).granted);
   const RateGrant g = a->TryTake("slow", 1);
   ASSERT_TRUE(g.error.empty()) << g.error;
