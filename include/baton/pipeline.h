@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "baton/rates.h"
 #include "baton/step.h"
 
 namespace baton {
@@ -45,6 +46,8 @@ struct PipelineSpec {
   int prefetch = 1;
   std::vector<StepSpec> steps;
   std::map<std::string, double> pools;  // defaults for cluster-wide pools (the cluster file wins)
+  RateSpecs rates;                      // named token buckets (the cluster file's win); see rates.h
+  double budget_usd = 0;                // `budget: {usd: N}`; 0 = no budget
   std::filesystem::path file;           // "" when built in code
 
   // Index of the step named `name`, or -1.
@@ -64,6 +67,7 @@ struct NodeSpec {
 struct ClusterSpec {
   std::vector<NodeSpec> nodes;
   std::map<std::string, double> pools;
+  RateSpecs rates;
   std::filesystem::path file;
 };
 

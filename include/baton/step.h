@@ -29,6 +29,7 @@
 namespace baton {
 
 using Json = nlohmann::json;
+class RateLimiter;  // baton/rates.h
 
 // Thrown while loading a pipeline when a step's `with:` parameters are invalid. The message names
 // the parameter and what is wrong ("with.seconds: must be a non-negative number"); the loader adds
@@ -74,6 +75,9 @@ struct StepContext {
   std::filesystem::path outdir;  // the run's output folder (--out) on the driver's machine
   std::vector<int> gpus;         // granted GPU device ids (also in CUDA_VISIBLE_DEVICES for children)
   const CancelToken* cancel = nullptr;
+  // The run's named rates and budget (baton/rates.h); null when the runtime provides none. A step
+  // that waits for a rate reports it as a progress event {"waiting": "rate NAME", "seconds": S}.
+  RateLimiter* rates = nullptr;
 
   // Log line attributed to this job/step/node (rendered in the seed's shape or as JSON).
   std::function<void(LogLevel, std::string_view)> log;

@@ -8,7 +8,7 @@
 
 #include "cluster/protocol.h"
 #include "cluster/redis_store.h"
-#include "driver/clock.h"
+#include "util/clock.h"
 #include "driver/views.h"
 
 namespace baton::cluster {

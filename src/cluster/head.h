@@ -20,7 +20,7 @@
 
 #include "baton/runtime.h"
 #include "cluster/redis.h"
-#include "driver/clock.h"
+#include "util/clock.h"
 
 namespace baton::cluster {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "cluster/redis.h"
-#include "driver/clock.h"
+#include "util/clock.h"
 
 namespace baton::cluster {
 

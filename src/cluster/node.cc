@@ -20,6 +20,7 @@
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
 #include "driver/worker_pool.h"
+#include "rates/redis_limiter.h"
 
 namespace baton::cluster {
 
@@ -56,6 +57,7 @@ struct NodeAgent::Impl {
   struct Loaded {
     PipelineSpec spec;
     driver::StepList steps;
+    std::shared_ptr<RateLimiter> rates;  // shared by every agent through Redis; budget per pipeline id
     std::string error;
   };
   struct Attempt {
@@ -133,6 +135,8 @@ std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, co
     auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
     if (steps.ok()) l->steps = std::move(*steps);
     else l->error = steps.error();
+    l->rates = std::make_shared<rates::RedisRateLimiter>(opts.redis, opts.prefix, l->spec.rates, l->spec.budget_usd,
+                                                         "pipeline-" + pid);
   } catch (const std::exception& e) {
     l->error = e.what();
   }
@@ -153,6 +157,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
   spec->outdir = opts.workdir / "out";
   spec->gpus = m.gpus;
   spec->sinks = sinks;
+  spec->rates = p->rates;
   spec->t0 = 0;
   std::string cannot;
   if (!p->error.empty()) cannot = p->error;

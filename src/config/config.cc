@@ -12,6 +12,7 @@
 
 #include "baton/language.h"
 #include "baton/pipeline.h"
+#include "rates/rate_config.h"
 
 namespace baton {
 namespace {
@@ -192,7 +193,7 @@ double ParseQuantity(const std::string& text) {
 PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
-  CheckKeys(ctx, root, "", {"name", "description", "language", "prefetch", "steps", "pools"});
+  CheckKeys(ctx, root, "", {"name", "description", "language", "prefetch", "steps", "pools", "rates", "budget"});
   PipelineSpec p;
   p.file = file;
   p.name = root["name"] ? Scalar(ctx, root["name"], "name") : std::filesystem::path(file).stem().string();
@@ -203,6 +204,8 @@ PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
     if (!FindLanguage(p.language)) ctx.Fail(root["language"], "language", "unknown language tag '" + p.language + "' (known: " + KnownLanguageTags() + ")");
     p.language = FindLanguage(p.language)->tag;
   }
+  if (root["rates"]) p.rates = rates::ParseRates(root["rates"], file);
+  if (root["budget"]) p.budget_usd = rates::ParseBudget(root["budget"], file);
   const YAML::Node steps = root["steps"];
   if (!steps) ctx.Fail(root, "steps", "missing: a pipeline needs at least one step");
   if (!steps.IsSequence() || steps.size() == 0) ctx.Fail(steps, "steps", "must be a non-empty list");
@@ -273,10 +276,11 @@ PipelineSpec LoadPipeline(const std::filesystem::path& file) {
 ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
-  CheckKeys(ctx, root, "", {"name", "nodes", "pools"});
+  CheckKeys(ctx, root, "", {"name", "nodes", "pools", "rates"});
   ClusterSpec c;
   c.file = file;
   if (root["pools"]) c.pools = Resources(ctx, root["pools"], "pools");
+  if (root["rates"]) c.rates = rates::ParseRates(root["rates"], file);
   const YAML::Node nodes = root["nodes"];
   if (!nodes) ctx.Fail(root, "nodes", "missing: a cluster file lists its nodes");
   if (!nodes.IsSequence() || nodes.size() == 0) ctx.Fail(nodes, "nodes", "must be a non-empty list");

@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "baton/pipeline.h"
-#include "driver/clock.h"
+#include "util/clock.h"
 #include "driver/scheduler_setup.h"
 #include "driver/views.h"
 

@@ -15,6 +15,7 @@ StepOutcome RunAttempt(const AttemptSpec& spec, const CancelToken& cancel) {
   ctx.outdir = spec.outdir;
   ctx.gpus = spec.gpus;
   ctx.cancel = &cancel;
+  ctx.rates = spec.rates.get();
   if (spec.sinks && !spec.sinks->empty()) {
     ctx.log = [&spec, &ctx](LogLevel level, std::string_view msg) {
       Event e{Event::Type::kLog};

@@ -18,8 +18,9 @@
 #include <vector>
 
 #include "baton/runtime.h"
+#include "baton/rates.h"
 #include "baton/step.h"
-#include "driver/clock.h"
+#include "util/clock.h"
 
 namespace baton::driver {
 
@@ -39,6 +40,8 @@ struct AttemptSpec {
   // Where log lines and progress go (null or empty: dropped), stamped with `clock` seconds
   // since `t0`. REQUIRES: *clock outlives the attempt (Clock::Real() does).
   std::shared_ptr<const SinkList> sinks;
+  // The run's rates and budget (baton/rates.h), shared for the same reason; null: none.
+  std::shared_ptr<RateLimiter> rates;
   const Clock* clock = &Clock::Real();
   double t0 = 0;
 };

@@ -7,6 +7,7 @@
 
 #include "baton/runtime.h"
 #include "driver/views.h"
+#include "rates/llm_usage.h"
 
 namespace baton {
 
@@ -41,10 +42,11 @@ Json RunReport::ToJson() const {
     Json jj = {{"id", j.id}, {"input", j.input}, {"status", j.status}, {"attempts", attempts}};
     if (!j.error.empty()) jj["error"] = j.error;
     jj["results"] = j.results;
+    if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) jj["llm"] = usage.ToJson();
     jobs_json.push_back(std::move(jj));
   }
   return {{"seconds", seconds}, {"succeeded", succeeded}, {"failed", failed}, {"cancelled", cancelled},
-          {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"jobs", jobs_json}};
+          {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"llm", rates::SumLlmUsage(*this)}, {"jobs", jobs_json}};
 }
 
 namespace {
@@ -71,8 +73,8 @@ void AppendString(std::string* out, const std::string& s) {
 void RunReport::WriteJson(std::string* out) const {
   out->reserve(out->size() + jobs.size() * 512);
   *out += fmt::format("{{\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
-                      " \"interrupted\": {},\n \"exit_code\": {},\n \"jobs\": [",
-                      seconds, succeeded, failed, cancelled, interrupted, ExitCode());
+                      " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
+                      seconds, succeeded, failed, cancelled, interrupted, ExitCode(), rates::SumLlmUsage(*this).dump());
   for (size_t i = 0; i < jobs.size(); ++i) {
     const JobReport& j = jobs[i];
     *out += i ? ",\n  {\"id\": " : "\n  {\"id\": ";
@@ -102,7 +104,8 @@ void RunReport::WriteJson(std::string* out) const {
       }
       *out += "}";
     }
-    *out += "],\n   \"results\": {";
+    if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) *out += "],\n   \"llm\": " + usage.ToJson().dump() + ",\n   \"results\": {";
+    else *out += "],\n   \"results\": {";
     bool first = true;
     for (const auto& [k, v] : j.results.items()) {
       *out += first ? "" : ", ";

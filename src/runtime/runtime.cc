@@ -8,12 +8,13 @@
 
 #include <fmt/format.h>
 
-#include "driver/clock.h"
+#include "util/clock.h"
 #include "driver/driver.h"
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
 #include "driver/worker_pool.h"
+#include "rates/memory_limiter.h"
 #include "util/atomic_file.h"
 
 namespace baton {
@@ -70,6 +71,7 @@ struct Runtime::Impl {
   bool running = false;                                   // guarded by state_mu
 
   std::shared_ptr<driver::SinkList> sinks = std::make_shared<driver::SinkList>();
+  std::shared_ptr<RateLimiter> rates;  // the run's rates and budget, shared with attempts
   std::shared_ptr<LogSink> log;
   std::shared_ptr<CompletionQueue> completions = std::make_shared<CompletionQueue>();
   WorkerPool pool;
@@ -101,6 +103,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto steps = driver::CreateSteps(m.pipeline, registry);
   if (!steps.ok()) throw LoadError(steps.error());
   m.steps = std::move(*steps);
+  m.rates = rates::NewMemoryLimiter(m.pipeline.rates, m.cluster.rates, m.pipeline.budget_usd);
   for (const auto& [k, v] : m.cluster.pools) m.driver.scheduler().SetPool(k, v);
   for (const auto& n : m.cluster.nodes) {
     m.driver.AddNode(n, 0);
@@ -226,6 +229,7 @@ void Runtime::Impl::Launch(const core::Placement& p, double now) {
     return path;
   };
   spec->sinks = sinks;
+  spec->rates = rates;
   spec->clock = clock;
   spec->t0 = t0;
   (void)now;

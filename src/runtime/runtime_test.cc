@@ -7,7 +7,7 @@
 #include <fstream>
 #include <thread>
 
-#include "driver/clock.h"
+#include "util/clock.h"
 #include "support/util.h"
 
 namespace baton {

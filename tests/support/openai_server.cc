@@ -2,7 +2,9 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -18,6 +20,18 @@ struct OpenAiServer::Impl {
   int fault_left = 0;
   int retry_after = 1;
   double slow_seconds = 2;
+  struct Limit {
+    double rate = 0;  // per second; 0 = unlimited
+    double level = 0;
+    std::chrono::steady_clock::time_point ts;
+    void Refill(std::chrono::steady_clock::time_point now) {
+      level = std::min(rate, level + std::chrono::duration<double>(now - ts).count() * rate);
+      ts = now;
+    }
+    double SecondsFor(double amount) const { return amount <= level ? 0 : (amount - level) / rate; }
+  };
+  Limit req_limit, tok_limit;
+  size_t rate_limited = 0;
 
   void Handle(const httplib::Request& req, httplib::Response& res);
 };
@@ -54,9 +68,50 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
   Fault f = Fault::kNone;
   int retry_after_now;
   double slow_now;
+  // The usage this request will report, charged to the token limit up front.
+  const double tokens = static_cast<double>(req.body.size() / 4 + 7);
+  std::map<std::string, std::string> limit_headers;
+  bool limited = false;
   {
     std::lock_guard lock(mu);
+    if (req_limit.rate > 0 || tok_limit.rate > 0) {
+      req_limit.Refill(r.at);
+      tok_limit.Refill(r.at);
+      const bool req_ok = req_limit.rate == 0 || req_limit.level >= 1;
+      const bool tok_ok = tok_limit.rate == 0 || tok_limit.level >= tokens;
+      if (req_ok && tok_ok) {
+        req_limit.level -= 1;
+        tok_limit.level -= tokens;
+      } else {
+        limited = true;
+        ++rate_limited;
+        r.status = 429;
+      }
+      auto ms = [](double s) { return std::to_string(static_cast<long>(std::ceil(s * 1000))) + "ms"; };
+      if (req_limit.rate > 0) {
+        limit_headers["x-ratelimit-limit-requests"] = std::to_string(static_cast<long>(req_limit.rate));
+        limit_headers["x-ratelimit-remaining-requests"] = std::to_string(static_cast<long>(std::floor(req_limit.level)));
+        limit_headers["x-ratelimit-reset-requests"] = ms((req_limit.rate - req_limit.level) / req_limit.rate);
+      }
+      if (tok_limit.rate > 0) {
+        limit_headers["x-ratelimit-limit-tokens"] = std::to_string(static_cast<long>(tok_limit.rate));
+        limit_headers["x-ratelimit-remaining-tokens"] = std::to_string(static_cast<long>(std::floor(tok_limit.level)));
+        limit_headers["x-ratelimit-reset-tokens"] = ms((tok_limit.rate - tok_limit.level) / tok_limit.rate);
+      }
+      if (limited) {
+        const double wait = std::max(req_limit.rate > 0 ? req_limit.SecondsFor(1) : 0.0,
+                                     tok_limit.rate > 0 ? tok_limit.SecondsFor(tokens) : 0.0);
+        limit_headers["retry-after"] = std::to_string(static_cast<long>(std::ceil(wait)));
+        limit_headers["retry-after-ms"] = std::to_string(static_cast<long>(std::ceil(wait * 1000)));
+      }
+    }
     requests.push_back(r);
+    if (limited) {
+      for (const auto& [k, v] : limit_headers) res.set_header(k, v);
+      res.status = 429;
+      res.set_content(R"({"error": {"message": "Rate limit reached", "type": "requests"}})", "application/json");
+      return;
+    }
     if (fault_left > 0) {
       f = fault;
       --fault_left;
@@ -108,6 +163,7 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
       {"usage", {{"prompt_tokens", req.body.size() / 4}, {"completion_tokens", 7},
                  {"total_tokens", req.body.size() / 4 + 7}}}};
   res.status = 200;
+  for (const auto& [k, v] : limit_headers) res.set_header(k, v);
   res.set_content(reply.dump(), "application/json");
 }
 
@@ -143,6 +199,18 @@ void OpenAiServer::set_retry_after_seconds(int s) {
 void OpenAiServer::set_slow_seconds(double s) {
   std::lock_guard lock(impl_->mu);
   impl_->slow_seconds = s;
+}
+
+void OpenAiServer::SetRateLimits(double requests_per_second, double tokens_per_second) {
+  std::lock_guard lock(impl_->mu);
+  const auto now = std::chrono::steady_clock::now();
+  impl_->req_limit = {requests_per_second, requests_per_second, now};
+  impl_->tok_limit = {tokens_per_second, tokens_per_second, now};
+}
+
+size_t OpenAiServer::rate_limited_count() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->rate_limited;
 }
 
 std::string OpenAiServer::base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }

@@ -6,7 +6,13 @@
 // request body's size / 4 and completion_tokens 7. Fault modes make the first K requests fail in
 // a chosen way (429 with Retry-After, 500, malformed JSON, empty choices, empty content, slow
 // reply, 401 that echoes the bearer token like a careless server would), after which it answers
-// normally. Every request is recorded (headers, parsed body, arrival time) for assertions.
+// normally. Every request is recorded (headers, parsed body, arrival time, status) for assertions.
+//
+// Rate limits (SetRateLimits): like a provider, the server keeps a request bucket and a token
+// bucket (each refilled continuously, holding at most one second's worth, starting full); a
+// request costs 1 request and its usage (prompt_tokens + completion_tokens) in tokens. One that
+// does not fit is answered 429 with x-ratelimit-remaining-*/reset-*, retry-after and
+// retry-after-ms; every 2xx carries the x-ratelimit-remaining-* headers too.
 //
 // Thread-safety: all methods may be called from any thread while the server runs.
 #pragma once
@@ -42,6 +48,7 @@ class OpenAiServer {
     nlohmann::json body;                         // null when the body was not JSON
     std::string raw_body;
     std::chrono::steady_clock::time_point at;
+    int status = 200;                            // 429 when the rate limits refused it
     std::string user_message() const;            // content of the last "user" message
   };
 
@@ -54,7 +61,9 @@ class OpenAiServer {
   void SetFault(Fault fault, int count = INT_MAX);
   void set_retry_after_seconds(int s);
   void set_slow_seconds(double s);
-
+  // Provider-style limits (see above); 0 = unlimited.
+  void SetRateLimits(double requests_per_second, double tokens_per_second);
+  size_t rate_limited_count() const;  // requests answered 429 by the rate limits
   int port() const { return port_; }
   std::string base_url() const;  // "http://127.0.0.1:PORT/v1"
   std::vector<Request> requests() const;

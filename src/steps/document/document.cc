@@ -239,7 +239,14 @@ class DocumentStep final : public Step {
                          ? Tr(ui, "summary_extractive")
                          : TrF(ui, "summary_by", Str(summary, "provider"), Str(summary, "model"));
       long prompt = 0, completion = 0, requests = 0;
-      if (auto u = summary.find("usage"); u != summary.end() && u->is_array()) {
+      double cost = -1;
+      if (auto u = summary.find("usage"); u != summary.end() && u->is_object()) {
+        // The llm step's totals: HTTP requests (retries included), tokens, cost.
+        prompt = static_cast<long>(Num(*u, "prompt_tokens"));
+        completion = static_cast<long>(Num(*u, "completion_tokens"));
+        requests = static_cast<long>(Num(*u, "requests"));
+        cost = Num(*u, "cost_usd");
+      } else if (u != summary.end() && u->is_array()) {  // results written before usage totals
         for (const auto& e : *u) {
           prompt += static_cast<long>(Num(e, "prompt_tokens"));
           completion += static_cast<long>(Num(e, "completion_tokens"));
@@ -248,6 +255,7 @@ class DocumentStep final : public Step {
       }
       if (requests > 0) {
         r.tokens = TrF(ui, "tokens_line", prompt, completion, requests, Str(summary, "model"));
+        if (cost > 0) r.tokens += cost >= 0.01 ? fmt::format(", ${:.2f}", cost) : fmt::format(", ${:.6f}", cost);
       }
     }
 

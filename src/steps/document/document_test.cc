@@ -52,8 +52,7 @@ class DocumentTest : public ::testing::Test {
           {"device", "cpu"}}},
         {"summarize", {{"summary", "# Overview\nThe **talk** covers scheduling.\n\n- point one\n- see https://x.test\n"},
                        {"provider", "openai"}, {"model", "gpt-4o-mini"}, {"extractive", false}, {"chunks", 1},
-                       {"usage", {{{"attempt", 1}, {"prompt_tokens", 100}, {"completion_tokens", 20}},
-                                  {{"attempt", 1}, {"prompt_tokens", 50}, {"completion_tokens", 10}}}}}}};
+                       {"usage", {{"requests", 2}, {"prompt_tokens", 150}, {"completion_tokens", 30}, {"cost_usd", 0.0000405}}}}}};
     history = {{"download", "head", 1, 1.5, {}}, {"analyze", "gpu-node-1", 2, 12.25, {0}}, {"summarize", "head", 1, 3.0, {}}};
     ctx.history = &history;
     fs::create_directories(dir / "work");
@@ -103,7 +102,7 @@ TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
                         "![Keyframe of chapter 1](report-keyframes/chapter-001.jpg)", "````text\nIntro Slide\nuse ```code``` here\n````",
                         "- **[0:01]** hello \\*not bold\\* \\| pipe", "## Transcript", "- **[0:12]** the second part begins",
                         "## Processing record", "| analyze | gpu-node-1 | 2 | ok | 12.25 | 0 |",
-                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini"}) {
+                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini, $0.000041"}) {
     EXPECT_NE(md.find(s), std::string::npos) << "markdown lacks: " << s << "\n" << md;
   }
   EXPECT_EQ(ReadFile(dir / "out" / "job-7" / "report-keyframes" / "chapter-001.jpg"), jpeg);
@@ -118,7 +117,7 @@ TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
                         "<li>point one</li>", "id=\"chapter-1\"", "id=\"chapter-2\"", "<pre>Intro Slide\nuse ```code``` here</pre>",
                         "hello *not bold* | pipe", "the second part begins", "id=\"transcript\"", "id=\"record\"",
                         "<td>analyze</td><td>gpu-node-1</td><td>2</td><td>ok</td><td>12.25</td><td>0</td>",
-                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini"}) {
+                        "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini, $0.000041"}) {
     EXPECT_NE(html.find(s), std::string::npos) << "html lacks: " << s;
   }
   EXPECT_EQ(Count(html, "src=\"data:image/jpeg;base64,/9j/"), 2u);

@@ -20,7 +20,7 @@ struct ChatClient::HttpReply {
   std::string curl_error;
   long status = 0;
   std::string body;
-  double retry_after = -1;  // seconds; < 0 when the server sent none
+  ProviderLimits limits;    // rate-limit headers and Retry-After
 };
 
 namespace {
@@ -29,7 +29,7 @@ constexpr size_t kMaxBody = 64u << 20;  // a chat reply is kilobytes; refuse run
 
 struct Transfer {
   std::string* body;
-  double* retry_after;
+  ProviderLimits* limits;
   const StepContext* ctx;
 };
 
@@ -40,28 +40,8 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-// Seconds from a Retry-After value: delta-seconds or an HTTP date. < 0 when unparsable.
-double ParseRetryAfter(std::string v) {
-  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.pop_back();
-  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.erase(v.begin());
-  if (v.empty()) return -1;
-  if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return v.size() > 9 ? 1e9 : std::stod(v);
-  }
-  const time_t when = curl_getdate(v.c_str(), nullptr);
-  if (when < 0) return -1;
-  return std::max(0.0, std::difftime(when, std::time(nullptr)));
-}
-
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const std::string line(data, size * n);
-  constexpr std::string_view kName = "retry-after:";
-  if (line.size() > kName.size()) {
-    std::string head = line.substr(0, kName.size());
-    std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (head == kName) *t->retry_after = ParseRetryAfter(line.substr(kName.size()));
-  }
+  static_cast<Transfer*>(user)->limits->ReadHeader(std::string(data, size * n));
   return size * n;
 }
 
@@ -116,6 +96,17 @@ std::string ServerMessage(const std::string& body) {
   return body.empty() ? "(empty body)" : OneLine(body, 200);
 }
 
+// Prompt tokens served from the provider's cache: OpenAI's prompt_tokens_details.cached_tokens,
+// DeepSeek's prompt_cache_hit_tokens.
+long long CachedTokens(const Json& usage) {
+  const Json details = usage.value("prompt_tokens_details", Json());
+  if (details.is_object() && details.value("cached_tokens", Json()).is_number_integer()) {
+    return details["cached_tokens"].get<long long>();
+  }
+  const Json hit = usage.value("prompt_cache_hit_tokens", Json());
+  return hit.is_number_integer() ? hit.get<long long>() : 0;
+}
+
 double Jitter() {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return std::uniform_real_distribution<double>(0.5, 1.0)(rng);
@@ -123,8 +114,9 @@ double Jitter() {
 
 }  // namespace
 
-ChatClient::ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx)
-    : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + "/chat/completions") {
+ChatClient::ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx, RequestGate* gate)
+    : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + "/chat/completions"),
+      gate_(gate) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
@@ -160,7 +152,7 @@ ChatClient::HttpReply ChatClient::PostOnce(const std::string& body) const {
     headers = curl_slist_append(headers, auth.c_str());
   }
   char errbuf[CURL_ERROR_SIZE] = {0};
-  Transfer t{&reply.body, &reply.retry_after, &ctx_};
+  Transfer t{&reply.body, &reply.limits, &ctx_};
   const long timeout_ms = std::max(1L, std::lround(config_.timeout * 1000));
   curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -212,10 +204,31 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
       result.kind = ChatResult::Kind::kCancelled;
       return result;
     }
+    RequestGate::Ticket ticket;
+    if (gate_ != nullptr) {
+      std::string why;
+      const RequestGate::Admit admit = gate_->Before(body, &ticket, &why);
+      switch (admit) {
+        case RequestGate::Admit::kOk: break;
+        case RequestGate::Admit::kCancelled:
+          result.kind = ChatResult::Kind::kCancelled;
+          return result;
+        case RequestGate::Admit::kRefused:
+        case RequestGate::Admit::kUnavailable:
+          result.error = Scrub(why);
+          result.retryable = admit == RequestGate::Admit::kUnavailable;
+          return result;
+      }
+    }
     result.tries = attempt;
     Log(LogLevel::kDebug, fmt::format("llm: {} -> POST {} (model {}, try {}/{})", label, url_,
                                       config_.model, attempt, max_tries));
     HttpReply reply = PostOnce(body);
+    // Once per request: the gate gives back unused tokens and settles the cost.
+    auto settle = [&](bool ok, long long prompt, long long cached, long long completion) {
+      if (gate_ != nullptr) gate_->After(ticket, reply.limits, reply.status, ok, prompt, cached, completion);
+    };
+    if (reply.code != CURLE_OK || reply.status < 200 || reply.status >= 300) settle(false, 0, 0, 0);
     if (reply.code == CURLE_ABORTED_BY_CALLBACK && ctx_.cancelled()) {
       result.kind = ChatResult::Kind::kCancelled;
       return result;
@@ -245,7 +258,7 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
     if (retry) {
       if (attempt == max_tries) break;
       double wait = std::min(config_.max_backoff, config_.backoff * std::pow(2.0, attempt - 1)) * Jitter();
-      if (reply.retry_after >= 0) wait = std::max(wait, std::min(reply.retry_after, config_.max_backoff));
+      if (reply.limits.retry_after >= 0) wait = std::max(wait, std::min(reply.limits.retry_after, config_.max_backoff));
       Log(LogLevel::kWarn, fmt::format("llm: {}: {}; retrying in {:.2f} s (try {}/{})", label,
                                        OneLine(last_error, 300), wait, attempt + 1, max_tries));
       const bool slept = ctx_.cancel != nullptr
@@ -260,6 +273,17 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
 
     // HTTP 2xx: the reply must be a chat completion with non-empty content.
     const Json j = Json::parse(reply.body, nullptr, false);
+    // Usage is billed whatever the content: settle it first.
+    const Json usage = j.is_object() ? j.value("usage", Json()) : Json();
+    const bool has_usage = usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer();
+    if (has_usage) {
+      result.prompt_tokens = usage["prompt_tokens"].get<int>();
+      result.completion_tokens = usage.value("completion_tokens", 0);
+      result.cached_tokens = CachedTokens(usage);
+      settle(true, result.prompt_tokens, result.cached_tokens, result.completion_tokens);
+    } else {
+      settle(false, 0, 0, 0);
+    }
     if (j.is_discarded() || !j.is_object()) {
       result.error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
                                        url_, reply.status, OneLine(reply.body, 120)));
@@ -294,11 +318,8 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
     }
     result.kind = ChatResult::Kind::kOk;
     result.content = Scrub(std::move(content));
-    const Json usage = j.value("usage", Json());
-    if (usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer()) {
-      result.prompt_tokens = usage["prompt_tokens"].get<int>();
-      result.completion_tokens = usage.value("completion_tokens", 0);
-    } else {
+    if (!has_usage) {
+      // No usage block: estimate it (recorded as estimated; the request's cost is then counted 0).
       result.usage_estimated = true;
       result.prompt_tokens = EstimateTokens(system) + EstimateTokens(user);
       result.completion_tokens = EstimateTokens(result.content);

@@ -2,7 +2,8 @@
 // libcurl, with the llm step's retry policy.
 //
 // Retries with exponential backoff and jitter on HTTP 408/429/5xx, timeouts and connection
-// errors, waiting at least the server's Retry-After (capped at max_backoff). Other 4xx fail at
+// errors, waiting at least the server's Retry-After (capped at max_backoff). Each request first
+// passes the RequestGate (rates, budget) and reports its usage and rate-limit headers to it. Other 4xx fail at
 // once, not retryable, with the status and the server's message. A reply that is not JSON, has no
 // choices or an empty message is an error. Every message this class produces or logs has the API
 // key scrubbed out. Cancellation (ctx.cancelled()) is checked by libcurl's progress callback and
@@ -16,6 +17,7 @@
 
 #include "baton/step.h"
 #include "steps/llm/llm_config.h"
+#include "steps/llm/request_gate.h"
 
 namespace baton::llm {
 
@@ -25,6 +27,7 @@ struct ChatResult {
   std::string content;        // kOk: the assistant message
   int prompt_tokens = 0;      // from usage, or estimated when the server sent none
   int completion_tokens = 0;
+  long long cached_tokens = 0;  // part of prompt_tokens served from the provider's cache
   bool usage_estimated = false;
   int tries = 0;              // HTTP requests made, retries included
   std::string error;          // kFailed: one line, key scrubbed
@@ -35,8 +38,10 @@ struct ChatResult {
 
 class ChatClient {
  public:
-  // `api_key` may be empty (no Authorization header). `ctx` must outlive the client.
-  ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx);
+  // `api_key` may be empty (no Authorization header). `ctx` and `gate` (may be null: no rates, no
+  // budget, no usage totals) must outlive the client. With a gate, every HTTP request (retries
+  // included) passes RequestGate::Before and After.
+  ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx, RequestGate* gate = nullptr);
 
   ChatResult Complete(const std::string& system, const std::string& user, const std::string& label);
 
@@ -52,6 +57,7 @@ class ChatClient {
   const std::string api_key_;
   const StepContext& ctx_;
   const std::string url_;
+  RequestGate* const gate_;
 };
 
 }  // namespace baton::llm

@@ -10,6 +10,7 @@
 #include "steps/llm/llm_config.h"
 #include "steps/llm/material.h"
 #include "steps/llm/prompt.h"
+#include "steps/llm/request_gate.h"
 
 namespace baton {
 namespace {
@@ -127,7 +128,8 @@ class LlmStep final : public Step {
                               {"model", "extractive (word frequency)"},
                               {"extractive", true},
                               {"chunks", 1},
-                              {"usage", Json::array()}});
+                              {"calls", Json::array()},
+                              {"usage", rates::LlmUsage().ToJson()}});
     }
 
     std::string key;
@@ -140,8 +142,13 @@ class LlmStep final : public Step {
       }
       key = value;
     }
-    Attempt attempt(config_, ctx, ChatClient(config_, key, ctx));
-    return attempt.Summarise(material);
+    llm::RequestGate gate(config_, ctx);
+    Attempt attempt(config_, ctx, ChatClient(config_, key, ctx, &gate));
+    StepOutcome out = attempt.Summarise(material);
+    // What this attempt used and cost, also when it failed (the driver may keep it).
+    if (out.ok()) out.result["usage"] = gate.usage().ToJson();
+    else if (out.kind == StepOutcome::Kind::kFailed) out.result = {{"usage", gate.usage().ToJson()}};
+    return out;
   }
 
  private:
@@ -153,7 +160,7 @@ class LlmStep final : public Step {
     const LlmConfig& c;
     StepContext& ctx;
     ChatClient client;
-    Json usage = Json::array();
+    Json calls = Json::array();  // one record per chat completion (its retries included)
     std::string system;
     int budget = 0;  // tokens one user message may take
 
@@ -170,13 +177,14 @@ class LlmStep final : public Step {
         return false;
       }
       Json u = {{"attempt", ctx.attempt},
-                {"request", usage.size() + 1},
+                {"request", calls.size() + 1},
                 {"phase", phase},
                 {"tries", r.tries},
                 {"prompt_tokens", r.prompt_tokens},
                 {"completion_tokens", r.completion_tokens}};
+      if (r.cached_tokens > 0) u["cached_tokens"] = r.cached_tokens;
       if (r.usage_estimated) u["estimated"] = true;
-      usage.push_back(std::move(u));
+      calls.push_back(std::move(u));
       *reply = std::move(r.content);
       return true;
     }
@@ -235,7 +243,7 @@ class LlmStep final : public Step {
                               {"model", c.model},
                               {"extractive", false},
                               {"chunks", chunks},
-                              {"usage", usage}});
+                              {"calls", calls}});
     }
 
     static std::string Join(const std::vector<std::string>& parts, size_t first, size_t count, size_t total) {

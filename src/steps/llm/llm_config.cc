@@ -32,7 +32,8 @@ const std::set<std::string>& KnownKeys() {
   static const std::set<std::string> keys = {
       "provider", "base_url", "model", "api_key_env", "prompt_file", "map_prompt_file",
       "reduce_prompt_file", "context_tokens", "max_tokens", "temperature", "timeout", "retries",
-      "backoff", "max_backoff", "language", "from", "title_from", "sentences"};
+      "backoff", "max_backoff", "language", "from", "title_from", "sentences", "request_rate", "token_rate",
+      "price"};
   return keys;
 }
 
@@ -105,7 +106,54 @@ std::string LoadTemplate(const Json& with, const std::string& key, const char* f
   return text;
 }
 
+// List prices in USD per million tokens of each preset's default model (input, output, cached
+// input), as published by the vendor on the date given in docs/steps/llm.md. Local servers cost 0.
+struct DefaultPriceEntry {
+  const char* provider;
+  const char* model;
+  double input, output, cached_input;
+};
+constexpr DefaultPriceEntry kDefaultPrices[] = {
+    {"openai", "gpt-4o-mini", 0.15, 0.60, 0.075},
+    {"deepseek", "deepseek-chat", 0.28, 0.42, 0.028},
+    {"qwen", "qwen-plus", 0.40, 1.20, -1},
+    {"gemini", "gemini-2.0-flash", 0.10, 0.40, 0.025},
+    {"ollama", "", 0, 0, -1},
+    {"vllm", "", 0, 0, -1},
+};
+
+rates::Price ParsePrice(const Json& with, rates::Price fallback) {
+  auto it = with.find("price");
+  if (it == with.end() || it->is_null()) return fallback;
+  if (!it->is_object()) Bad("price", "must be a mapping {input: USD, output: USD} per million tokens");
+  rates::Price p;
+  p.known = true;
+  for (const auto& [key, value] : it->items()) {
+    if (key != "input" && key != "output" && key != "cached_input") {
+      Bad("price." + key, "unknown key (allowed: input, output, cached_input)");
+    }
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0) {
+      Bad("price." + key, "must be a non-negative number of USD per million tokens");
+    }
+  }
+  if (!it->contains("input") || !it->contains("output")) Bad("price", "needs both input and output (USD per million tokens)");
+  p.input = (*it)["input"].get<double>();
+  p.output = (*it)["output"].get<double>();
+  p.cached_input = it->contains("cached_input") ? (*it)["cached_input"].get<double>() : -1;
+  return p;
+}
+
 }  // namespace
+
+rates::Price DefaultPrice(const std::string& provider, const std::string& model) {
+  rates::Price p;
+  for (const auto& e : kDefaultPrices) {
+    if (provider == e.provider && (e.model[0] == '\0' || model == e.model)) {
+      p = {e.input, e.output, e.cached_input, true};
+    }
+  }
+  return p;
+}
 
 const ProviderPreset* FindPreset(const std::string& name) {
   for (const auto& p : kPresets) {
@@ -192,6 +240,9 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   c.title_from = GetString(with, "title_from", "download");
   if (c.from.empty()) Bad("from", "must name the analysis step");
   c.sentences = GetInt(with, "sentences", 8, 1, 1000);
+  c.request_rate = GetString(with, "request_rate", "");
+  c.token_rate = GetString(with, "token_rate", "");
+  c.price = ParsePrice(with, DefaultPrice(c.provider, c.model));
   return c;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "baton/step.h"
+#include "rates/llm_usage.h"
 
 namespace baton::llm {
 
@@ -19,6 +20,10 @@ struct ProviderPreset {
 
 // The known providers, in documentation order (extractive last).
 const ProviderPreset* FindPreset(const std::string& name);
+
+// The built-in list price of a preset provider's default model (docs/steps/llm.md gives the date
+// each was read); price.known is false for other models.
+rates::Price DefaultPrice(const std::string& provider, const std::string& model);
 
 struct LlmConfig {
   std::string provider = "extractive";
@@ -44,6 +49,9 @@ struct LlmConfig {
   std::string from = "analyze";
   std::string title_from = "download";
   int sentences = 8;         // extractive: how many sentences to keep
+  std::string request_rate;  // a `rates:` bucket taking 1 per HTTP request ("" = none)
+  std::string token_rate;    // a `rates:` bucket taking the request's estimated tokens ("" = none)
+  rates::Price price;        // USD per million tokens (with.price, else DefaultPrice)
 };
 
 // Throws ConfigError("with.KEY: ...") naming the offending key. Reads template files (relative to

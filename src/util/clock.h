@@ -1,4 +1,4 @@
-// Clock: the one way Baton's drivers read time (LevelDB's Env, reduced to time). Monotonic
+// Clock: the one way Baton reads time (the drivers, the rate limiters) (LevelDB's Env, reduced to time). Monotonic
 // seconds measure intervals (timeouts, backoff, heartbeat loss, lock renewal); wall seconds are
 // for display and for times shared between processes (the cluster's epoch). The real clock reads
 // the system; FakeClock is set by tests, so every timer is tested without sleeping.
@@ -16,12 +16,16 @@
 
 namespace baton {
 
+class CancelToken;
+
 class Clock {
  public:
   virtual ~Clock() = default;
   virtual double Monotonic() const = 0;  // seconds, arbitrary epoch, never goes back
   virtual double Wall() const = 0;       // unix seconds
   virtual void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const = 0;
+  // Sleeps `seconds` of this clock; false when `cancel` fired first.
+  virtual bool Sleep(double seconds, const CancelToken* cancel) const = 0;
   // The process-wide real clock.
   static const Clock& Real();
 };
@@ -31,22 +35,30 @@ class SystemClock final : public Clock {
   double Monotonic() const override;
   double Wall() const override;
   void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const override;
+  bool Sleep(double seconds, const CancelToken* cancel) const override;
 };
 
+// Time stands still until Advance() moves it; Sleep() moves it at once (and counts what was
+// slept), so code that waits on the clock runs through its waits instantly in tests.
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(double monotonic = 1000, double wall = 1.8e9) : mono_(monotonic), wall_(wall) {}
   double Monotonic() const override { return mono_.load(); }
   double Wall() const override { return wall_.load(); }
   void WaitFor(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, double seconds) const override;
+  bool Sleep(double seconds, const CancelToken* cancel) const override;
+  double slept() const { return slept_.load(); }
+  int sleeps() const { return sleeps_.load(); }
   // Moves both clocks forward.
   void Advance(double seconds);
   // Moves only the wall clock (an NTP step, a VM resumed): intervals must not notice.
   void JumpWall(double seconds) { wall_.store(wall_.load() + seconds); }
 
  private:
-  std::atomic<double> mono_;
-  std::atomic<double> wall_;
+  mutable std::atomic<double> mono_;
+  mutable std::atomic<double> wall_;
+  mutable std::atomic<double> slept_{0};
+  mutable std::atomic<int> sleeps_{0};
 };
 
 }  // namespace baton

@@ -1,0 +1,99 @@
+#include "rates/memory_limiter.h"
+
+#include <algorithm>
+
+#include "rates/rate_config.h"
+
+namespace baton::rates {
+
+void Bucket::Refill(const RateSpec& spec, double now) {
+  if (now > ts) {
+    level = std::min(spec.burst, level + (now - ts) * spec.per_second);
+    ts = now;
+  }
+}
+
+RateGrant Bucket::Take(const RateSpec& spec, double amount, double now) {
+  Refill(spec, now);
+  RateGrant g;
+  if (now < hold) {
+    g.wait = hold - now;
+    return g;
+  }
+  // A take larger than the burst waits for a full bucket and leaves debt behind.
+  const double need = std::min(amount, spec.burst);
+  if (level + 1e-9 * std::max(1.0, need) >= need) {
+    level -= amount;
+    g.granted = true;
+    return g;
+  }
+  g.wait = (need - level) / spec.per_second;
+  return g;
+}
+
+MemoryRateLimiter::MemoryRateLimiter(RateSpecs specs, double budget_usd, const Clock& clock)
+    : specs_(std::move(specs)), budget_(budget_usd), clock_(clock) {
+  const double now = clock_.Monotonic();
+  for (const auto& [name, spec] : specs_) buckets_[name] = Bucket{spec.burst, now, 0};
+}
+
+std::string MemoryRateLimiter::Names() const {
+  std::string out;
+  for (const auto& [name, spec] : specs_) out += (out.empty() ? "" : ", ") + name;
+  return out.empty() ? "none declared" : out;
+}
+
+RateGrant MemoryRateLimiter::TryTake(const std::string& name, double amount) {
+  const double now = clock_.Monotonic();
+  std::lock_guard lock(mu_);
+  return buckets_.at(name).Take(specs_.at(name), amount, now);
+}
+
+void MemoryRateLimiter::Give(const std::string& name, double amount) {
+  const double now = clock_.Monotonic();
+  std::lock_guard lock(mu_);
+  Bucket& b = buckets_.at(name);
+  b.Refill(specs_.at(name), now);
+  b.level = std::min(specs_.at(name).burst, b.level + amount);
+}
+
+void MemoryRateLimiter::Lower(const std::string& name, double remaining, double reset_seconds) {
+  const double now = clock_.Monotonic();
+  std::lock_guard lock(mu_);
+  Bucket& b = buckets_.at(name);
+  b.Refill(specs_.at(name), now);
+  b.level = std::min(b.level, remaining);
+  if (remaining <= 0 && reset_seconds > 0) b.hold = std::max(b.hold, now + reset_seconds);
+}
+
+double MemoryRateLimiter::Level(const std::string& name) {
+  const double now = clock_.Monotonic();
+  std::lock_guard lock(mu_);
+  Bucket& b = buckets_.at(name);
+  b.Refill(specs_.at(name), now);
+  return b.level;
+}
+
+BudgetGrant MemoryRateLimiter::Reserve(double usd) {
+  std::lock_guard lock(mu_);
+  BudgetGrant g{true, budget_, spent_, reserved_, {}};
+  if (budget_ > 0 && spent_ + reserved_ + usd > budget_) {
+    g.granted = false;
+    return g;
+  }
+  reserved_ += usd;
+  return g;
+}
+
+void MemoryRateLimiter::Settle(double reserved_usd, double spent_usd) {
+  std::lock_guard lock(mu_);
+  reserved_ = std::max(0.0, reserved_ - reserved_usd);
+  spent_ += spent_usd;
+}
+
+std::unique_ptr<RateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
+                                              double budget_usd) {
+  return std::make_unique<MemoryRateLimiter>(MergeRates(pipeline_rates, cluster_rates), budget_usd);
+}
+
+}  // namespace baton::rates

@@ -1,0 +1,60 @@
+// MemoryRateLimiter: the rate buckets and budget of one process (the embedded runtime), under
+// one mutex. Time comes from an injected Clock (FakeClock in tests).
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "baton/rates.h"
+#include "util/clock.h"
+
+namespace baton::rates {
+
+// The bucket arithmetic shared with the Redis script (redis_limiter.cc mirrors it in Lua).
+struct Bucket {
+  double level = 0;  // tokens now (negative: debt)
+  double ts = 0;     // clock time of `level`
+  double hold = 0;   // nothing is granted before this time (provider said 0 remaining)
+
+  void Refill(const RateSpec& spec, double now);
+  RateGrant Take(const RateSpec& spec, double amount, double now);
+};
+
+class MemoryRateLimiter final : public RateLimiter {
+ public:
+  // `budget_usd` 0 = no budget. `clock` must outlive the limiter.
+  MemoryRateLimiter(RateSpecs specs, double budget_usd, const Clock& clock = Clock::Real());
+
+  bool Has(const std::string& name) const override { return specs_.count(name) > 0; }
+  std::string Names() const override;
+  RateGrant TryTake(const std::string& name, double amount) override;
+  void Give(const std::string& name, double amount) override;
+  void Lower(const std::string& name, double remaining, double reset_seconds) override;
+  BudgetGrant Reserve(double usd) override;
+  void Settle(double reserved_usd, double spent_usd) override;
+  double budget_usd() const override { return budget_; }
+
+  // For tests: the bucket's level now.
+  double Level(const std::string& name);
+
+ protected:
+  bool Sleep(double seconds, const CancelToken* cancel) override { return clock_.Sleep(seconds, cancel); }
+
+ private:
+  const RateSpecs specs_;
+  const double budget_;
+  const Clock& clock_;
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;  // GUARDED_BY(mu_)
+  double spent_ = 0;                       // GUARDED_BY(mu_)
+  double reserved_ = 0;                    // GUARDED_BY(mu_)
+};
+
+// The limiter of an embedded run: the pipeline's and the cluster file's rates, the budget.
+std::unique_ptr<RateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
+                                              double budget_usd);
+
+}  // namespace baton::rates

@@ -1,0 +1,78 @@
+// RedisRateLimiter: rate buckets and the budget shared by every process of a cluster, kept in
+// Redis so they survive agent and head restarts. Each operation is one Lua script run atomically
+// by Redis (EVALSHA, falling back to EVAL after a Redis restart flushed the script cache).
+//
+// Keys: PREFIX:rate:NAME (hash level, ts, hold), shared by every run (a provider's limits are per
+// API key, not per run), and PREFIX:budget:SCOPE (hash spent, reserved), one per run (SCOPE: the
+// run's id; a rerun that should continue spending from the same budget passes the same scope);
+// both expire `retention` seconds after their last use. Time is Redis's own TIME (one clock for the
+// whole cluster) unless a Clock is injected (tests).
+//
+// When Redis cannot be reached, TryTake answers "not granted, retry in 1 s" with the error, and
+// Reserve refuses with the error: nothing is sent on a guess. Give/Lower/Settle are then lost
+// (the bucket is conservative afterwards; a lost Settle leaves its reservation held).
+//
+// Thread-safety: any thread; calls share one connection under a mutex (each is one round trip).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "baton/rates.h"
+#include "cluster/redis.h"
+#include "util/clock.h"
+
+namespace baton::rates {
+
+class RedisRateLimiter final : public RateLimiter {
+ public:
+  // `clock` null: Redis TIME. Connects lazily (and again after any I/O error).
+  RedisRateLimiter(cluster::RedisUrl url, std::string prefix, RateSpecs specs, double budget_usd,
+                   std::string budget_scope = "run", const Clock* clock = nullptr, double retention_seconds = 7 * 86400.0);
+
+  bool Has(const std::string& name) const override { return specs_.count(name) > 0; }
+  std::string Names() const override;
+  RateGrant TryTake(const std::string& name, double amount) override;
+  void Give(const std::string& name, double amount) override;
+  void Lower(const std::string& name, double remaining, double reset_seconds) override;
+  BudgetGrant Reserve(double usd) override;
+  void Settle(double reserved_usd, double spent_usd) override;
+  double budget_usd() const override { return budget_; }
+
+  // For tests: the bucket's level now (refilled), or NaN when Redis cannot be reached.
+  double Level(const std::string& name);
+  // The last connection or script error ("" when the last call succeeded).
+  std::string last_error();
+
+ protected:
+  bool Sleep(double seconds, const CancelToken* cancel) override;
+
+ private:
+  // Runs `op` on bucket `name`; returns {granted, wait, level} or an error.
+  struct BucketReply {
+    bool ok = false;
+    bool granted = false;
+    double wait = 0;
+    double level = 0;
+  };
+  BucketReply RunBucket(const std::string& name, const std::string& op, double amount, double extra);
+  cluster::Reply Eval(const std::string& script, std::string* sha, const std::vector<std::string>& keys,
+                      const std::vector<std::string>& args);
+  std::string NowArg();
+
+  const cluster::RedisUrl url_;
+  const std::string prefix_;
+  const RateSpecs specs_;
+  const double budget_;
+  const std::string budget_key_;
+  const Clock* const clock_;
+  const double retention_;
+  std::mutex mu_;
+  std::unique_ptr<cluster::Redis> redis_;  // GUARDED_BY(mu_); null until connected
+  std::string bucket_sha_;     // GUARDED_BY(mu_)
+  std::string budget_sha_;     // GUARDED_BY(mu_)
+  std::string error_;          // GUARDED_BY(mu_)
+};
+
+}  // namespace baton::rates
