@@ -81,6 +81,7 @@ struct AttemptReport {
   int attempt = 0;
   double start = 0, end = 0;  // seconds since the run started
   std::vector<int> gpus;
+  double placed = 0;          // when it was placed, where that is before its start (a cluster agent); else 0
 };
 
 struct JobReport {

@@ -307,6 +307,7 @@ void Head::Impl::Serve() {
   double next_check = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
   std::vector<core::Placement> placements;
+  std::vector<core::AttemptRef> expired;
   while (!stop && db.ok()) {
     if (!lock.RenewIfDue(db)) {
       Say("lost the head lock; reloading");
@@ -328,7 +329,9 @@ void Head::Impl::Serve() {
       next_check = clock.Monotonic() + check_every;
     }
     now = Now();
-    Stop(driver->Expired(now, core::kNever));
+    expired.clear();
+    driver->Expired(now, core::kNever, &expired);
+    Stop(expired);
     placements.clear();
     driver->Decide(now, &placements);
     for (const auto& p : placements) Place(p, now);

@@ -1,5 +1,6 @@
 #include "cluster/redis_store.h"
 
+#include <algorithm>
 #include <functional>
 
 #include <fmt/format.h>
@@ -75,8 +76,7 @@ void RedisJobStore::JobChanged(uint32_t job) {
 
 void RedisJobStore::AttemptRecorded(uint32_t job, const AttemptReport& a) {
   Saved& s = At(job);
-  if (s.attempts.empty()) with_attempts_.push_back(job);
-  s.attempts.push_back(driver::AttemptJson(a).dump(-1, ' ', false, Json::error_handler_t::replace));
+  attempts_.emplace_back(job, driver::AttemptJson(a).dump(-1, ' ', false, Json::error_handler_t::replace));
   if (!s.dirty) {
     s.dirty = true;
     dirty_.push_back(job);
@@ -88,20 +88,27 @@ void RedisJobStore::Encode(uint32_t job) {
   const driver::JobRecord& j = d_.job(job);
   if (s.version != j.results_version) {
     s.version = j.results_version;
-    s.results_text = j.results->dump(-1, ' ', false, Json::error_handler_t::replace);
-    s.history_text = EncodeHistory(*j.history);
+    if (j.results->empty() && j.history->empty()) {
+      s.encoded.reset();
+    } else {
+      if (!s.encoded) s.encoded = std::make_unique<Encoded>();
+      s.encoded->results = j.results->dump(-1, ' ', false, Json::error_handler_t::replace);
+      s.encoded->history = EncodeHistory(*j.history);
+    }
     s.results_unsaved = true;
   }
 }
 
 const std::string& RedisJobStore::ResultsText(uint32_t job) {
+  static const std::string kEmpty = "{}";
   Encode(job);
-  return saved_[job].results_text;
+  return saved_[job].encoded ? saved_[job].encoded->results : kEmpty;
 }
 
 const std::string& RedisJobStore::HistoryText(uint32_t job) {
+  static const std::string kEmpty = "[]";
   Encode(job);
-  return saved_[job].history_text;
+  return saved_[job].encoded ? saved_[job].encoded->history : kEmpty;
 }
 
 std::string RedisJobStore::HomesText(uint32_t job) const {
@@ -142,7 +149,7 @@ Status RedisJobStore::AddSubmitted(Redis& db, const std::string& id, const Hash&
 bool RedisJobStore::LoadJobs(Redis& db, double now) {
   saved_.clear();
   dirty_.clear();
-  with_attempts_.clear();
+  attempts_.clear();
   Reply pids = db.Command({"LRANGE", keys_.pipelines(), "0", "-1"});
   Reply ids = db.Command({"LRANGE", keys_.jobs(), "0", "-1"});
   if (!db.ok()) return false;
@@ -237,22 +244,23 @@ size_t RedisJobStore::AppendTurn(Redis& db, double now) {
     }
     Encode(job);
     if (s.results_unsaved) {
-      argv.insert(argv.end(), {"results", s.results_text, "history", s.history_text});
+      argv.insert(argv.end(), {"results", ResultsText(job), "history", HistoryText(job)});
       s.results_unsaved = false;
     }
     db.Append(argv);
     ++n;
   }
   dirty_.clear();
-  for (uint32_t job : with_attempts_) {
-    Saved& s = saved_[job];
+  // One RPUSH per job and turn (attempts_ is in recording order; a job's entries are grouped).
+  std::stable_sort(attempts_.begin(), attempts_.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < attempts_.size();) {
+    const uint32_t job = attempts_[i].first;
     std::vector<std::string> argv = {"RPUSH", keys_.attempts(d_.job(job).report.id)};
-    for (auto& a : s.attempts) argv.push_back(std::move(a));
-    s.attempts.clear();
+    for (; i < attempts_.size() && attempts_[i].first == job; ++i) argv.push_back(std::move(attempts_[i].second));
     db.Append(argv);
     ++n;
   }
-  with_attempts_.clear();
+  attempts_.clear();
   return n;
 }
 

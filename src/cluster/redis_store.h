@@ -48,13 +48,16 @@ class RedisJobStore : public driver::JobStore {
   const std::string& HistoryText(uint32_t job);
 
  private:
+  // Per job, small: the head holds one for every job it knows.
+  struct Encoded {
+    std::string results = "{}", history = "[]";
+  };
   struct Saved {
     bool dirty = false;
-    uint32_t version = UINT32_MAX;  // the JobRecord::results_version last encoded
-    std::string results_text = "{}", history_text = "[]";
     bool results_unsaved = false;
-    size_t homes_hash = 0;          // std::hash of the homes field as last written
-    std::vector<std::string> attempts;  // encoded attempts not yet pushed
+    uint32_t version = UINT32_MAX;      // the JobRecord::results_version last encoded
+    size_t homes_hash = 0;              // std::hash of the homes field as last written
+    std::unique_ptr<Encoded> encoded;   // null while the job has no results
   };
   Saved& At(uint32_t job) {
     if (job >= saved_.size()) saved_.resize(job + 1);
@@ -66,7 +69,8 @@ class RedisJobStore : public driver::JobStore {
   driver::Driver& d_;
   const Keys& keys_;
   std::vector<Saved> saved_;
-  std::vector<uint32_t> dirty_, with_attempts_;
+  std::vector<uint32_t> dirty_;
+  std::vector<std::pair<uint32_t, std::string>> attempts_;  // encoded attempts to push this turn
   bool loading_ = false;
 };
 

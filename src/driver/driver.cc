@@ -198,7 +198,8 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
             (o.kind == StepOutcome::Kind::kFailed && !error.empty() ? " (" + error + ")" : "");
   const double start = o.start >= 0 ? o.start : a.start;
   const double end = o.end >= 0 ? o.end : now;
-  Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end, a.gpus});
+  Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end, a.gpus,
+               o.start >= 0 ? a.start : 0});
   if (status == core::AttemptStatus::kOk) {
     // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
     auto results = j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
@@ -296,18 +297,17 @@ bool Driver::Retry(uint32_t job, double now) {
   return true;
 }
 
-std::vector<core::AttemptRef> Driver::Expired(double now, double grace) {
-  std::vector<core::AttemptRef> refs, out;
-  sched_.Expired(now, &refs);
-  for (const auto& r : refs) {
+void Driver::Expired(double now, double grace, std::vector<core::AttemptRef>* out) {
+  expired_.clear();
+  sched_.Expired(now, &expired_);
+  for (const auto& r : expired_) {
     JobRecord& j = jobs_[r.job];
     if (!j.in_flight || j.in_flight->serial != r.serial) continue;
     j.in_flight->timed_out = true;
     j.in_flight->abandon_at = std::min(j.in_flight->abandon_at, now + grace);
     stopping_.push_back(r.job);
-    out.push_back(r);
+    out->push_back(r);
   }
-  return out;
 }
 
 void Driver::AbandonOverdue(double now, bool all) {

@@ -178,8 +178,8 @@ class Driver {
   std::vector<core::AttemptRef> Cancel(uint32_t job, const std::string& why, double now, double grace);
   // Gives a failed job another go from its failed step. False when it is not failed.
   bool Retry(uint32_t job, double now);
-  // In-flight attempts past their deadline (each once): marked timed out, to be stopped.
-  std::vector<core::AttemptRef> Expired(double now, double grace);
+  // Appends in-flight attempts past their deadline (each once): marked timed out, to be stopped.
+  void Expired(double now, double grace, std::vector<core::AttemptRef>* out);
   // Attempts told to stop that have not within their grace: ended as failed ("did not stop within
   // Ns of being cancelled; abandoned"); their late outcome is ignored. With `all`, every
   // stopping attempt is given up now (the end of a run).
@@ -210,6 +210,7 @@ class Driver {
   std::vector<JobRecord> jobs_;
   std::map<std::string, uint32_t> job_index_;
   std::vector<uint32_t> stopping_;  // jobs whose in-flight attempt was told to stop
+  std::vector<core::AttemptRef> expired_;  // scratch for Expired
   size_t ended_ = 0;
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;

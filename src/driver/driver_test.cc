@@ -105,10 +105,14 @@ TEST(Driver, TimeoutIsReportedOnceAndTheLateOutcomeCountsAsTimeout) {
   Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 10s\n", {Node("n1", 1)});
   f.d.Submit("job-0", "", 0, 0);
   auto p = f.Decide(0);
-  EXPECT_TRUE(f.d.Expired(9.9, 5).empty());
-  auto refs = f.d.Expired(10, 5);
+  std::vector<core::AttemptRef> refs;
+  f.d.Expired(9.9, 5, &refs);
+  EXPECT_TRUE(refs.empty());
+  f.d.Expired(10, 5, &refs);
   ASSERT_EQ(refs.size(), 1u);
-  EXPECT_TRUE(f.d.Expired(11, 5).empty());
+  refs.clear();
+  f.d.Expired(11, 5, &refs);
+  EXPECT_TRUE(refs.empty());
   f.d.Finish(0, p[0].serial, AttemptOutcome::From(StepOutcome::Cancelled()), 11);
   EXPECT_EQ(f.d.job(0).report.attempts[0].status, "timeout");
   EXPECT_EQ(f.d.job(0).report.attempts[0].error, "timed out after 10s");
@@ -119,7 +123,9 @@ TEST(Driver, AnAttemptThatIgnoresStopIsAbandonedAfterItsGrace) {
   Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 1s\n", {Node("n1", 1)});
   f.d.Submit("job-0", "", 0, 0);
   auto p = f.Decide(0);
-  ASSERT_EQ(f.d.Expired(1, 3).size(), 1u);
+  std::vector<core::AttemptRef> refs;
+  f.d.Expired(1, 3, &refs);
+  ASSERT_EQ(refs.size(), 1u);
   EXPECT_DOUBLE_EQ(f.d.NextWakeup(), 4);
   f.d.AbandonOverdue(3.9, false);
   EXPECT_TRUE(f.d.job(0).in_flight.has_value());

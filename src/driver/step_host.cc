@@ -2,18 +2,20 @@
 
 namespace baton::driver {
 
-StepOutcome RunAttempt(const AttemptSpec& spec, const CancelToken& cancel) {
+StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel) {
+  // The spec's strings move into the context (the attempt owns both); what the callbacks below
+  // read (sinks, clock, artifact) stays in the spec.
   StepContext ctx;
-  ctx.job = spec.job;
-  ctx.step = spec.step_name;
-  ctx.node = spec.node;
+  ctx.job = std::move(spec.job);
+  ctx.step = std::move(spec.step_name);
+  ctx.node = std::move(spec.node);
   ctx.attempt = spec.attempt;
-  ctx.input = spec.input;
+  ctx.input = std::move(spec.input);
   ctx.results = spec.results.get();
   ctx.history = spec.history.get();
-  ctx.workdir = spec.workdir;
-  ctx.outdir = spec.outdir;
-  ctx.gpus = spec.gpus;
+  ctx.workdir = std::move(spec.workdir);
+  ctx.outdir = std::move(spec.outdir);
+  ctx.gpus = std::move(spec.gpus);
   ctx.cancel = &cancel;
   ctx.rates = spec.rates.get();
   if (spec.sinks && !spec.sinks->empty()) {
@@ -39,8 +41,10 @@ StepOutcome RunAttempt(const AttemptSpec& spec, const CancelToken& cancel) {
       for (const auto& s : *spec.sinks) s->OnEvent(e);
     };
   }
-  ctx.artifact = spec.artifact;
-  if (!spec.step) return StepOutcome::Failure("no step object for " + spec.step_name, false);
+  if (spec.artifact) {
+    ctx.artifact = [&spec](std::string_view step, std::string_view relative) { return spec.artifact(step, relative); };
+  }
+  if (!spec.step) return StepOutcome::Failure("no step object for " + ctx.step, false);
   try {
     if (spec.make_workdir && spec.step->NeedsWorkdir()) std::filesystem::create_directories(ctx.workdir);
     return spec.step->Run(ctx);

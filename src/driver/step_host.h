@@ -46,7 +46,8 @@ struct AttemptSpec {
   double t0 = 0;
 };
 
-// Runs the attempt to its end (or until it notices `cancel`). Never throws.
-StepOutcome RunAttempt(const AttemptSpec& spec, const CancelToken& cancel);
+// Runs the attempt to its end (or until it notices `cancel`). Never throws. The spec's strings
+// are moved into the step's context (the caller owns the spec for this one attempt).
+StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel);
 
 }  // namespace baton::driver

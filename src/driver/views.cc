@@ -12,6 +12,7 @@ Json AttemptJson(const AttemptReport& a) {
     j["seconds"] = a.end - a.start;
   }
   if (!a.error.empty()) j["error"] = a.error;
+  if (a.placed > 0 && a.placed != a.start) j["placed"] = a.placed;
   return j;
 }
 
@@ -25,6 +26,7 @@ AttemptReport AttemptFromJson(const Json& j) {
   a.attempt = j.value("attempt", 0);
   a.start = j.value("start", 0.0);
   a.end = j.value("end", 0.0);
+  a.placed = j.value("placed", 0.0);
   if (auto g = j.find("gpus"); g != j.end() && g->is_array())
     for (const auto& id : *g)
       if (id.is_number_integer()) a.gpus.push_back(id.get<int>());

@@ -6,7 +6,8 @@
 //             "attempt"?}], "attempts": N, "error"?}; with detail "attempts" is the list of
 //             Attempt (plus the running one) and "results" the step results.
 //   Attempt: {"step", "attempt" (from 1), "node", "status", "start", "end", "seconds", "gpus",
-//             "error"?} (a running one has "status": "running" and no end).
+//             "error"?, "placed"?} (a running one has "status": "running" and no end; "placed":
+//             when the head placed it, for attempts an agent started later).
 //
 // Plain functions; thread-compatible.
 #pragma once

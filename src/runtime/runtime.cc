@@ -52,6 +52,9 @@ struct Runtime::Impl {
   RunOptions options;
   driver::StepList steps;
   std::vector<std::filesystem::path> node_workdirs;
+  // Shared with attempts (artifact lookup), so an abandoned one never reads the Runtime.
+  std::shared_ptr<const std::vector<std::string>> step_names;
+  std::shared_ptr<const std::vector<std::filesystem::path>> node_dirs;
   const Clock* clock = &Clock::Real();
   double t0 = 0;
   bool started = false;
@@ -109,6 +112,10 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     m.driver.AddNode(n, 0);
     m.node_workdirs.push_back(n.workdir.empty() ? m.options.out / "nodes" / n.name : n.workdir);
   }
+  std::vector<std::string> names;
+  for (const auto& s : m.pipeline.steps) names.push_back(s.name);
+  m.step_names = std::make_shared<const std::vector<std::string>>(std::move(names));
+  m.node_dirs = std::make_shared<const std::vector<std::filesystem::path>>(m.node_workdirs);
   const std::string nodes_from = m.cluster.file.empty() ? "this machine" : m.cluster.file.string();
   auto pid = m.driver.AddPipeline(m.pipeline, "", &nodes_from);
   if (!pid.ok()) throw LoadError(pid.error());
@@ -215,14 +222,13 @@ void Runtime::Impl::Launch(const core::Placement& p, double now) {
   spec->gpus = j.in_flight->gpus;
   spec->make_workdir = !(l.workdir_made_on & (uint64_t{1} << p.node));
   if (spec->make_workdir && steps[p.step]->NeedsWorkdir()) l.workdir_made_on |= uint64_t{1} << p.node;
-  // One process: the producing node's job folder is on this machine.
-  std::vector<std::filesystem::path> homes;
-  for (int32_t h : driver.Homes(p.job, p.step)) homes.push_back(h >= 0 ? node_workdirs[h] / j.report.id : spec->workdir);
-  spec->artifact = [homes = std::move(homes), steps = pipeline.steps, workdir = spec->workdir](
-                       std::string_view step, std::string_view relative) {
+  // One process: the producing node's job folder is on this machine. Resolved only when a step
+  // asks, from what the attempt owns (the homes at launch, shared names and folders).
+  spec->artifact = [homes = driver.Homes(p.job, p.step), names = step_names, dirs = node_dirs, job = j.report.id,
+                    workdir = spec->workdir](std::string_view step, std::string_view relative) {
     std::filesystem::path base = workdir;
     for (size_t s = 0; s < homes.size(); ++s)
-      if (steps[s].name == step) base = homes[s];
+      if ((*names)[s] == step && homes[s] >= 0) base = (*dirs)[homes[s]] / job;
     std::filesystem::path path = base / std::string(relative);
     if (!std::filesystem::exists(path))
       throw std::runtime_error("artifact " + std::string(step) + ":" + std::string(relative) + " not found");
@@ -294,13 +300,16 @@ const RunReport& Runtime::Run() {
   m.Start();
   std::vector<core::Placement> placements;
   std::vector<CompletionQueue::Completion> batch;
+  std::vector<core::AttemptRef> expired;
   double next_progress = 0;
   while (true) {
     {
       std::lock_guard lock(m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
-      m.Stop(m.driver.Expired(now, m.options.cancel_grace));
+      expired.clear();
+      m.driver.Expired(now, m.options.cancel_grace, &expired);
+      m.Stop(expired);
       m.driver.AbandonOverdue(now, false);
       if (!m.stopping) {
         placements.clear();
