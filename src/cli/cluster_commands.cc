@@ -47,11 +47,13 @@ struct ClusterArgs {
   bool wait = false;
   // status / cancel / nodes
   std::string job;
+  std::string drain_timeout = "30s";
+  std::string drain_node;
   bool json = false;
 };
 
 ClusterArgs g_args;
-CLI::App *g_head, *g_node, *g_submit, *g_status, *g_cancel, *g_nodes;
+CLI::App *g_head, *g_node, *g_node_drain, *g_submit, *g_status, *g_cancel, *g_nodes;
 CLI::Option* g_head_dashboard = nullptr;
 void CommonOptions(CLI::App* c) {
   c->add_option("--redis", g_args.redis, "Redis URL redis://[:PASSWORD@]HOST:PORT[/DB] (password also from BATON_REDIS_PASSWORD)")
@@ -126,13 +128,14 @@ int NodeCommand(const cluster::RedisUrl& url) {
   o.address = g_args.address;
   o.listen = g_args.listen;
   o.heartbeat = ParseDuration(g_args.heartbeat);
+  o.drain_timeout = ParseDuration(g_args.drain_timeout);
   o.max_artifact_bytes = static_cast<uint64_t>(ParseQuantity(g_args.max_artifact));
   o.log_format = Format();
   o.on_ready = [name = o.name] { NotifyReady("node", "registered as " + name); };
   cluster::NodeAgent agent(o);
   StopSignals signals([&agent](int sig) {
     NotifyStopping("node", sig);
-    agent.RequestStop();  // cancels its attempts, reports them and deregisters
+    agent.RequestStop();  // drains: running attempts finish or are handed back, then it deregisters
   });
   return agent.Run();  // 0 after a clean stop
 }
@@ -312,6 +315,12 @@ void AddClusterCommands(CLI::App& app) {
   g_node->add_option("--heartbeat", g_args.heartbeat, "Heartbeat interval")->capture_default_str();
   g_node->add_option("--max-artifact-bytes", g_args.max_artifact, "Largest artifact served or fetched")->capture_default_str();
   g_node->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
+  g_node->add_option("--drain-timeout", g_args.drain_timeout,
+                     "On SIGTERM or drain: how long running attempts may finish before the rest are handed back")
+      ->capture_default_str();
+  g_node_drain = g_node->add_subcommand("drain", "Drain a running agent: as SIGTERM does, from anywhere");
+  CommonOptions(g_node_drain);
+  g_node_drain->add_option("name", g_args.drain_node, "Node name")->required();
 
   g_submit = app.add_subcommand("submit", "Submit jobs of a pipeline to the cluster");
   CommonOptions(g_submit);
@@ -347,6 +356,16 @@ int RunClusterCommand(CLI::App&) {
   if (g_head->parsed()) {
     g_args.dashboard_requested = g_head_dashboard->count() > 0;
     return HeadCommand(url);
+  }
+  if (g_node_drain->parsed()) {
+    cluster::Redis db;
+    if (!Connect(db, url)) return 2;
+    if (!cluster::RequestDrain(db, cluster::Keys(g_args.prefix), g_args.drain_node)) {
+      std::fprintf(stderr, "baton: error: no node %s (prefix %s)\n", g_args.drain_node.c_str(), g_args.prefix.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "baton: drain of %s requested\n", g_args.drain_node.c_str());
+    return 0;
   }
   if (g_node->parsed()) return NodeCommand(url);
   if (g_submit->parsed()) return SubmitCommand(url);

@@ -175,4 +175,11 @@ bool RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
   return true;
 }
 
+bool RequestDrain(Redis& db, const Keys& keys, const std::string& node) {
+  if (db.Command({"HEXISTS", keys.nodes(), node}).integer() != 1) return false;
+  db.Command({"XADD", keys.place(node), "*", "m", protocol::Encode(protocol::DrainNode{"baton node drain"})});
+  Check(db);
+  return true;
+}
+
 }  // namespace baton::cluster

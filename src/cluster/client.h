@@ -28,6 +28,8 @@ Json ClusterJob(Redis& db, const Keys& keys, const std::string& id);
 RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* node_names);
 // Asks the head to cancel a job. False when the job is unknown.
 bool RequestCancel(Redis& db, const Keys& keys, const std::string& id);
+// Tells agent `node` to drain (as SIGTERM does); false when no such node is registered.
+bool RequestDrain(Redis& db, const Keys& keys, const std::string& node);
 // States of `ids` (one HGET each, pipelined).
 std::vector<std::string> JobStates(Redis& db, const Keys& keys, const std::vector<std::string>& ids);
 

@@ -138,6 +138,9 @@ void Head::Impl::CheckNodes() {
   for (auto& c : liveness.Update(registrations, hbs, clock.Monotonic(), alive)) {
     if (c.kind == NodeLiveness::Change::Kind::kLost) {
       driver->NodeLost(driver->NodeIndex(c.name), c.why, now);
+    } else if (c.kind == NodeLiveness::Change::Kind::kDraining) {
+      if (const int n = driver->NodeIndex(c.name); n >= 0) driver->scheduler().SetDraining(n, true);
+      Say("node " + c.name + " is draining: nothing new is placed there");
     } else {
       incarnation[c.name] = c.registration.value("incarnation", "");
       driver->AddNode(c.spec, now, c.registration.value("address", ""), c.registration.value("pid", 0));
@@ -165,6 +168,7 @@ void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
     o.start = r.start > 0 ? r.start - epoch : -1;
     o.end = r.end > 0 ? r.end - epoch : -1;
     o.pid = r.pid;
+    o.handed_back = r.handed_back;
     driver->Finish(j, r.serial, std::move(o), now);  // stale (lost or replaced attempt): ignored
   }
 }

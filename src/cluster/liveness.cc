@@ -16,6 +16,13 @@ std::vector<NodeLiveness::Change> NodeLiveness::Update(const std::map<std::strin
   std::vector<Change> out;
   auto join = [&](const std::string& name, const Json& reg) {
     out.push_back({Change::Kind::kJoined, name, "", driver::NodeSpecFromJson(name, reg), reg});
+    seen_[name].draining = false;
+  };
+  auto draining = [&](const std::string& name, const Json& reg) {
+    Seen& s = seen_[name];
+    const bool now_draining = reg.value("draining", false);
+    if (now_draining && !s.draining) out.push_back({Change::Kind::kDraining, name, "draining", {}, {}});
+    s.draining = now_draining;
   };
   for (const auto& [name, reg] : regs) {
     auto hb_it = hbs.find(name);
@@ -25,6 +32,7 @@ std::vector<NodeLiveness::Change> NodeLiveness::Update(const std::map<std::strin
     if (it == seen_.end()) {
       seen_[name] = {inc, hb, now, reg};
       join(name, reg);
+      draining(name, reg);
       continue;
     }
     Seen& s = it->second;
@@ -32,13 +40,18 @@ std::vector<NodeLiveness::Change> NodeLiveness::Update(const std::map<std::strin
       if (alive(name)) out.push_back({Change::Kind::kLost, name, "agent restarted", {}, {}});
       s = {inc, hb, now, reg};
       join(name, reg);
+      draining(name, reg);
       continue;
     }
     if (hb != s.hb) {
       s.hb = hb;
       s.last_change = now;
-      if (!alive(name)) join(name, reg);  // back after a heartbeat gap
+      if (!alive(name)) {  // back after a heartbeat gap
+        join(name, reg);
+        s.draining = false;
+      }
     }
+    draining(name, reg);
   }
   for (auto& [name, s] : seen_) {
     if (!alive(name)) continue;

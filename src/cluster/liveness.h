@@ -5,7 +5,8 @@
 //   - a new incarnation under a known name means the agent restarted (whatever the old one ran
 //     is gone: lost), then it joins again;
 //   - a registration removed means the agent left;
-//   - a counter unchanged for `timeout` seconds of the head's monotonic clock means lost.
+//   - a counter unchanged for `timeout` seconds of the head's monotonic clock means lost;
+//   - "draining": true in the registration means the agent is draining (no new placements).
 // Counters, not timestamps, so agents' and head's wall clocks never need to agree.
 //
 // Not thread-safe: used by the head's loop thread.
@@ -24,7 +25,7 @@ namespace baton::cluster {
 class NodeLiveness {
  public:
   struct Change {
-    enum class Kind { kJoined, kLost } kind;
+    enum class Kind { kJoined, kLost, kDraining } kind;
     std::string name;
     std::string why;     // kLost
     NodeSpec spec;       // kJoined
@@ -44,6 +45,7 @@ class NodeLiveness {
     std::string hb;
     double last_change = 0;
     Json registration;
+    bool draining = false;
   };
   double timeout_;
   std::map<std::string, Seen> seen_;

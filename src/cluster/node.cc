@@ -64,6 +64,7 @@ struct NodeAgent::Impl {
     std::string entry;  // placement stream id
     protocol::RunAttempt msg;
     std::shared_ptr<CancelToken> cancel = std::make_shared<CancelToken>();
+    std::atomic<bool> handed_back{false};  // stopped because the agent drains: not a failure
   };
   // What attempt threads share with the agent's threads. Shared, so that an attempt still running
   // when the agent is gone (it ignored its stop) has somewhere to report.
@@ -93,7 +94,12 @@ struct NodeAgent::Impl {
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   WorkerPool pool{WorkerPool::Spin::kNever};
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
-  Json registration;
+  std::mutex reg_mu;
+  Json registration;  // guarded by reg_mu (the heartbeat thread writes it out)
+  std::string RegistrationText() {
+    std::lock_guard lock(reg_mu);
+    return registration.dump();
+  }
 
   explicit Impl(NodeOptions o) : opts(std::move(o)), keys(opts.prefix) {}
 
@@ -192,6 +198,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     StepOutcome outcome = cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
                                          : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
     r.end = Clock::Real().Wall();
+    r.handed_back = a->handed_back && !outcome.ok();
     r.kind = outcome.kind;
     r.retryable = outcome.retryable;
     r.result = std::move(outcome.result);
@@ -261,14 +268,16 @@ void NodeAgent::Impl::Reporter() {
   }
 }
 
+// Beats until the agent has drained and leaves (`quit`), so that the head keeps counting a
+// draining agent alive while its attempts finish.
 void NodeAgent::Impl::Heartbeat() {
   Redis db;
-  while (!stop) {
-    if (!db.ok() && !Connect(db, stop)) return;
-    db.Append({"HSET", keys.nodes(), opts.name, registration.dump()});
+  while (!quit) {
+    if (!db.ok() && !Connect(db, quit)) return;
+    db.Append({"HSET", keys.nodes(), opts.name, RegistrationText()});
     db.Append({"HINCRBY", keys.hb(), opts.name, "1"});
     db.Flush();
-    for (int i = 0; i < 20 && !stop; ++i) std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
+    for (int i = 0; i < 20 && !quit; ++i) std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
   }
 }
 
@@ -318,7 +327,7 @@ int NodeAgent::Run() {
   const std::string stream = m.keys.place(m.opts.name);
   db.Append({"DEL", stream});
   db.Append({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
-  db.Append({"HSET", m.keys.nodes(), m.opts.name, m.registration.dump()});
+  db.Append({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
   db.Append({"HINCRBY", m.keys.hb(), m.opts.name, "1"});
   db.Append({"XADD", m.keys.inbox(), "*", "m", protocol::Encode(protocol::NodeJoined{m.opts.name})});
   db.Flush();
@@ -328,9 +337,30 @@ int NodeAgent::Run() {
   std::thread reporter([&m] { m.Reporter(); });
   std::thread heartbeat([&m] { m.Heartbeat(); });
 
-  while (!m.stop) {
+  // Serving, then draining (SIGTERM, `baton node drain`): the registration says "draining" so
+  // the head places nothing new here; attempts still arriving are handed back at once; running
+  // ones may finish until the drain deadline; then the rest are stopped and handed back.
+  bool draining = false;
+  double drain_deadline = 0;
+  auto running_count = [&m] {
+    std::lock_guard lock(m.shared->mu);
+    return m.shared->running.size();
+  };
+  while (true) {
+    if (m.stop && !draining) {
+      draining = true;
+      drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
+      {
+        std::lock_guard lock(m.reg_mu);
+        m.registration["draining"] = true;
+      }
+      if (db.ok()) db.Command({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
+      m.Log(fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
+                        running_count(), m.opts.drain_timeout));
+    }
+    if (draining && (running_count() == 0 || Clock::Real().Monotonic() >= drain_deadline)) break;
     if (!db.ok()) {
-      if (!m.Connect(db, m.stop)) break;
+      if (!m.Connect(db, m.quit)) break;
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});  // after a Redis without our stream
     }
     db.SetTimeout(3.0);
@@ -361,11 +391,30 @@ int NodeAgent::Run() {
         m.shared->reports.emplace_back(id, "");
         continue;
       }
+      if (auto* drain = std::get_if<protocol::DrainNode>(&*msg)) {
+        m.Log("drain requested" + (drain->reason.empty() ? std::string() : ": " + drain->reason));
+        m.stop = true;
+        m.shared->Report(id, "");
+        continue;
+      }
       auto a = std::make_shared<Impl::Attempt>();
       a->entry = id;
       a->msg = std::move(std::get<protocol::RunAttempt>(*msg));
       if (a->msg.incarnation != m.incarnation) {
         m.shared->Report(id, "");  // for an earlier incarnation: acknowledge, do not run
+        continue;
+      }
+      if (draining || m.stop) {  // placed before the head saw the drain: hand it back unstarted
+        protocol::AttemptResult back;
+        back.job = a->msg.job;
+        back.serial = a->msg.serial;
+        back.node = m.opts.name;
+        back.pid = getpid();
+        back.start = back.end = Clock::Real().Wall();
+        back.kind = StepOutcome::Kind::kCancelled;
+        back.handed_back = true;
+        back.error = "not started";
+        m.shared->Report(id, protocol::Encode(back));
         continue;
       }
       auto p = m.Pipeline(db, a->msg.pipeline);
@@ -377,10 +426,14 @@ int NodeAgent::Run() {
       m.Execute(a, p);
     }
   }
-  // Leaving: stop attempts, report them, deregister so the head re-runs nothing twice.
+  // Leaving: stop what still runs (handed back: re-queued, not failed), report, deregister so
+  // the head re-runs nothing twice.
   {
     std::lock_guard lock(m.shared->mu);
-    for (auto& [k, a] : m.shared->running) a->cancel->cancel();
+    for (auto& [k, a] : m.shared->running) {
+      a->handed_back = true;
+      a->cancel->cancel();
+    }
   }
   for (int i = 0; i < 100; ++i) {
     {

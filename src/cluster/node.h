@@ -35,6 +35,7 @@ struct NodeOptions {
   std::string address;                     // HOST[:PORT] others use to reach this agent's artifacts
   std::string listen = "0.0.0.0";          // interface for the artifact server
   double heartbeat = 1.0;                  // seconds between heartbeats
+  double drain_timeout = 30;               // on stop: how long running attempts may finish
   uint64_t max_artifact_bytes = 1ull << 30;
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
@@ -47,8 +48,10 @@ class NodeAgent {
  public:
   explicit NodeAgent(NodeOptions options);
   ~NodeAgent();
-  // Returns 0 after RequestStop (deregistered), 2 when the artifact server cannot bind.
+  // Returns 0 after RequestStop (drained and deregistered), 2 when the artifact server cannot bind.
   int Run();
+  // Drains: no new attempts; running ones may finish within drain_timeout, the rest are handed
+  // back to the head (re-queued there without counting as failed tries); then Run returns.
   void RequestStop();
 
  private:

@@ -89,6 +89,7 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   if (auto it = j.find("result"); it != j.end()) m.result = *it;
   m.error = r.Str("error", false);
   m.main_output = r.Str("main_output", false);
+  m.handed_back = r.Bool("handed_back", false);
   if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
   return m;
 }
@@ -130,7 +131,12 @@ std::string Encode(const AttemptResult& m) {
   if (m.kind == StepOutcome::Kind::kOk) s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
   else s += ",\"error\":" + Quote(m.error);
   if (!m.main_output.empty()) s += ",\"main_output\":" + Quote(m.main_output);
+  if (m.handed_back) s += ",\"handed_back\":true";
   return s + "}";
+}
+
+std::string Encode(const DrainNode& m) {
+  return Json({{"v", kProtocolVersion}, {"t", "drain"}, {"reason", m.reason}}).dump();
 }
 
 std::string EncodeResults(const std::vector<std::string>& encoded) {
@@ -164,6 +170,10 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
     StopAttempt m{r.Str("job"), r.U32("serial"), r.Str("inc")};
     if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
     return AgentMessage{std::move(m)};
+  }
+  if (t == "drain") {
+    Reader r(j, "drain");
+    return AgentMessage{DrainNode{r.Str("reason", false)}};
   }
   if (t != "run") return Status::Invalid("protocol: unknown message type '" + t + "' for an agent");
   Reader r(j, "run");

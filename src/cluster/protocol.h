@@ -1,7 +1,7 @@
 // The wire protocol between `baton submit`/`cancel`, the head and node agents: typed messages
 // with one encoder and one decoder each, carried as the "m" field of Redis stream entries.
 //
-//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt
+//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt; DrainNode (from `baton node drain`)
 //   agent -> head   (PREFIX:inbox)       AttemptResults (a batch of AttemptResult), NodeJoined
 //   client -> head  (PREFIX:inbox)       SubmitJobs, JobCommand (cancel, retry)
 //
@@ -52,6 +52,12 @@ struct StopAttempt {
   std::string incarnation;
 };
 
+// `baton node drain NAME`: the agent drains as on SIGTERM (no new work, running attempts finish
+// within its drain timeout, the rest handed back), then leaves.
+struct DrainNode {
+  std::string reason;
+};
+
 struct AttemptResult {
   std::string job;
   uint32_t serial = 0;
@@ -63,6 +69,7 @@ struct AttemptResult {
   Json result;                     // kOk
   std::string error;               // otherwise
   std::string main_output;
+  bool handed_back = false;        // not finished: the agent is draining (re-queued, not a failure)
 };
 
 struct AttemptResults {
@@ -83,13 +90,14 @@ struct JobCommand {
   std::string job;
 };
 
-using AgentMessage = std::variant<RunAttempt, StopAttempt>;
+using AgentMessage = std::variant<RunAttempt, StopAttempt, DrainNode>;
 using InboxMessage = std::variant<AttemptResults, NodeJoined, SubmitJobs, JobCommand>;
 
 // `results_json` and `history_json` are the JSON texts of the job's results object and history
 // array (HistoryJson), encoded once per change by the head.
 std::string Encode(const RunAttempt& m, std::string_view results_json, std::string_view history_json);
 std::string Encode(const StopAttempt& m);
+std::string Encode(const DrainNode& m);
 std::string Encode(const AttemptResult& m);  // one result, as listed in an AttemptResults
 // An AttemptResults entry from results already encoded with Encode(AttemptResult).
 std::string EncodeResults(const std::vector<std::string>& encoded);

@@ -56,6 +56,15 @@ TEST(Protocol, StopAndInboxMessagesRoundTrip) {
   ok.kind = StepOutcome::Kind::kOk;
   ok.result = {{"bytes", 5}};
   ok.main_output = "/out/job-1/report.md";
+  AttemptResult back = ok;
+  back.kind = StepOutcome::Kind::kCancelled;
+  back.handed_back = true;
+  auto backd = DecodeInboxMessage(EncodeResults({Encode(back)}));
+  ASSERT_TRUE(backd.ok()) << backd.error();
+  EXPECT_TRUE(std::get<AttemptResults>(*backd).list[0].handed_back);
+  auto drain = DecodeAgentMessage(Encode(DrainNode{"maintenance"}));
+  ASSERT_TRUE(drain.ok()) << drain.error();
+  EXPECT_EQ(std::get<DrainNode>(*drain).reason, "maintenance");
   AttemptResult bad = ok;
   bad.kind = StepOutcome::Kind::kFailed;
   bad.retryable = false;

@@ -1,3 +1,6 @@
+// The scheduling core's implementation. Over 500 lines on purpose: Decide, Finish, the
+// restore path and the node sets share private state (queues, backlogs, dirty nodes) whose
+// invariants are easiest to keep in one file; scheduler.h describes the policy in order.
 #include "core/scheduler.h"
 
 #include <algorithm>
@@ -169,6 +172,7 @@ uint32_t Scheduler::AddNode(NodeModel model) {
   }
   NodeState& n = nodes_[idx];
   n.alive = true;
+  n.draining = false;  // a node that joins again (a new agent under the name) takes work
   n.total = ResourceVector(table_.size());
   for (ResourceId id : model.total.NonZero())
     if (!table_.IsPool(id)) n.total.Set(id, model.total.Get(id));
@@ -211,7 +215,7 @@ bool Scheduler::PoolFits(const Demand& d) const {
 
 bool Scheduler::CanTake(uint32_t node, uint32_t cls) const {
   const NodeState& n = nodes_[node];
-  if (!n.alive || !n.static_ok[cls]) return false;
+  if (!n.alive || n.draining || !n.static_ok[cls]) return false;
   const Class& c = classes_[cls];
   const PipelineState& p = pipelines_[c.pipeline];
   if (!Fits(n, p.demand[c.step])) return false;
@@ -223,6 +227,14 @@ bool Scheduler::CanTake(uint32_t node, uint32_t cls) const {
 void Scheduler::Refresh(uint32_t node) {
   for (uint32_t cls = 0; cls < classes_.size(); ++cls)
     if (!classes_[cls].bound) classes_[cls].candidates.Set(node, CanTake(node, cls));
+}
+
+void Scheduler::SetDraining(uint32_t node, bool draining) {
+  NodeState& n = nodes_[node];
+  if (n.draining == draining) return;
+  n.draining = draining;
+  Refresh(node);
+  MarkDirty(node);
 }
 
 void Scheduler::MarkDirty(uint32_t node) {
@@ -376,7 +388,7 @@ void Scheduler::Release(JobState& j) {
 
 void Scheduler::TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out) {
   NodeState& n = nodes_[node];
-  if (!n.alive) return;
+  if (!n.alive || n.draining) return;
   auto& q = n.bound_ready[cls];
   const Class& c = classes_[cls];
   const PipelineState& p = pipelines_[c.pipeline];

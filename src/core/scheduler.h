@@ -94,6 +94,10 @@ class Scheduler {
   uint32_t AddPipeline(PipelineModel model);
   // Adds a node, or brings back a lost node of the same name (with fresh resources).
   uint32_t AddNode(NodeModel model);
+  // A draining node takes no new placements (its running attempts go on); false undoes it. The
+  // node's attempts that its agent hands back are then finished with AttemptStatus::kLost.
+  void SetDraining(uint32_t node, bool draining);
+  bool NodeDraining(uint32_t node) const { return nodes_[node].draining; }
   // Marks a node lost: its running attempts are returned (they are re-queued; the driver should
   // forget them), and jobs whose locality-bound input lived there go back to the anchor step.
   std::vector<AttemptRef> NodeLost(uint32_t node, double now);
@@ -175,6 +179,7 @@ class Scheduler {
   struct NodeState {
     NodeModel model;
     bool alive = true;
+    bool draining = false;
     ResourceVector total;
     ResourceVector free;
     std::vector<Amount> gpu_free;              // per device

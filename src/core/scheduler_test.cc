@@ -471,3 +471,47 @@ TEST(Scheduler, WaitReasonsNameWhatAJobWaitsFor) {
 
 }  // namespace
 }  // namespace baton::core
+
+namespace baton::core {
+namespace {
+
+TEST(Scheduler, ADrainingNodeTakesNothingNewAndAHandedBackAttemptIsNotAFailure) {
+  Scheduler s;
+  PipelineModel pm;
+  StepModel a;
+  a.name = "a";
+  a.demand.Set(kCpu, kUnit);
+  a.retries = 0;
+  pm.steps = {a};
+  const uint32_t p = s.AddPipeline(pm);
+  NodeModel n1, n2;
+  n1.name = "n1";
+  n1.total.Set(kCpu, kUnit);
+  n2.name = "n2";
+  n2.total.Set(kCpu, kUnit);
+  const uint32_t first = s.AddNode(n1);
+  s.Submit(p, 0);
+  s.Submit(p, 0);
+  std::vector<Placement> out;
+  s.Decide(0, &out);
+  ASSERT_EQ(out.size(), 1u);
+  s.SetDraining(first, true);
+  const uint32_t second = s.AddNode(n2);
+  // Job 0 is handed back by the draining node: re-queued, not failed (retries: 0).
+  EXPECT_EQ(s.Finish(out[0].job, out[0].serial, AttemptStatus::kLost, true, 1).kind, FinishResult::Kind::kRequeued);
+  out.clear();
+  s.Decide(1, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].node, second);  // not the draining node, though it has room now
+  EXPECT_EQ(s.Job(0).phase, Phase::kRunning);
+  out.clear();
+  s.Decide(1, &out);
+  EXPECT_TRUE(out.empty());        // job 1 waits for n2 rather than going to n1
+  s.SetDraining(first, false);
+  s.Decide(1, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].node, first);
+}
+
+}  // namespace
+}  // namespace baton::core

@@ -185,7 +185,11 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
   j.in_flight.reset();
   const StepSpec& spec = pipelines_[j.pipeline].spec.steps[a.step];
   core::AttemptStatus status;
-  switch (o.kind) {
+  if (o.handed_back) {
+    status = core::AttemptStatus::kLost;
+    o.error = "handed back by node " + nodes_[a.node].name + " (draining)" +
+              (o.error.empty() || o.error == "cancelled" ? "" : ": " + o.error);
+  } else switch (o.kind) {
     case StepOutcome::Kind::kOk: status = core::AttemptStatus::kOk; break;
     case StepOutcome::Kind::kCancelled:
       status = a.timed_out ? core::AttemptStatus::kTimeout : core::AttemptStatus::kCancelled;
@@ -420,6 +424,7 @@ Json Driver::NodesJson() const {
     for (int g = 0; g < static_cast<int>(info.total.Get(core::kGpu) / core::kUnit); ++g)
       gpus.push_back({{"id", g}, {"busy", (busy >> g) & 1}});
     Json node = {{"name", info.name}, {"alive", alive}, {"total", total}, {"used", used}, {"labels", labels}, {"gpus", gpus}};
+    if (sched_.NodeDraining(n)) node["draining"] = true;
     if (n < nodes_.size() && !nodes_[n].address.empty()) node["address"] = nodes_[n].address;
     out.push_back(std::move(node));
   }

@@ -60,6 +60,9 @@ struct AttemptOutcome {
   double start = -1;         // driver seconds; -1: the placement time
   double end = -1;           // driver seconds; -1: now
   int pid = 0;
+  // Handed back unfinished by a draining node: re-queued without counting as a failed try
+  // (recorded as "lost", error says why).
+  bool handed_back = false;
 
   static AttemptOutcome From(StepOutcome o) {
     AttemptOutcome a;

@@ -181,6 +181,27 @@ TEST(Driver, LostNodeReRunsTheAnchorThroughLineage) {
   EXPECT_EQ(view["attempts"][1]["status"], "lost");
 }
 
+TEST(Driver, AHandedBackAttemptIsReQueuedWithoutCountingAsAFailedTry) {
+  Fixture f("steps:\n  - name: a\n    uses: sleep\n    retries: 0\n", {Node("n1", 1), Node("n2", 1)});
+  f.d.Submit("job-0", "", 0, 0);
+  auto p = f.Decide(0);
+  ASSERT_EQ(p.size(), 1u);
+  f.d.scheduler().SetDraining(p[0].node, true);
+  AttemptOutcome back = AttemptOutcome::From(StepOutcome::Cancelled());
+  back.handed_back = true;
+  EXPECT_TRUE(f.d.Finish(0, p[0].serial, std::move(back), 1));
+  EXPECT_EQ(f.d.job(0).end, JobEnd::kLive);  // retries: 0, and still not failed
+  EXPECT_EQ(f.d.job(0).report.attempts[0].status, "lost");
+  EXPECT_EQ(f.d.job(0).report.attempts[0].error, "handed back by node " + f.d.nodes()[p[0].node].name + " (draining)");
+  const uint32_t drained = p[0].node;
+  p = f.Decide(1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_NE(p[0].node, drained);
+  EXPECT_TRUE(f.d.Finish(0, p[0].serial, Ok(), 2));
+  EXPECT_EQ(f.d.job(0).report.status, "succeeded");
+  EXPECT_EQ(f.d.NodesJson()[drained]["draining"], true);
+}
+
 TEST(Driver, RestoredJobKeepsItsAttemptWhenTheNodeIsKnown) {
   Fixture f("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: sleep\n", {Node("n1", 2)});
   RestoredJob r;

@@ -19,26 +19,25 @@ StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel) {
   ctx.cancel = &cancel;
   ctx.rates = spec.rates.get();
   if (spec.sinks && !spec.sinks->empty()) {
-    ctx.log = [&spec, &ctx](LogLevel level, std::string_view msg) {
-      Event e{Event::Type::kLog};
+    // One event of this attempt, stamped and sent to every sink.
+    auto emit = [&spec, &ctx](Event e) {
       e.time = spec.clock->Monotonic() - spec.t0;
       e.job = ctx.job;
       e.step = ctx.step;
       e.node = ctx.node;
       e.attempt = ctx.attempt;
-      e.status = LogLevelName(level);
-      e.message = std::string(msg);
       for (const auto& s : *spec.sinks) s->OnEvent(e);
     };
-    ctx.progress = [&spec, &ctx](const Json& data) {
+    ctx.log = [emit](LogLevel level, std::string_view msg) {
+      Event e{Event::Type::kLog};
+      e.status = LogLevelName(level);
+      e.message = std::string(msg);
+      emit(std::move(e));
+    };
+    ctx.progress = [emit](const Json& data) {
       Event e{Event::Type::kProgress};
-      e.time = spec.clock->Monotonic() - spec.t0;
-      e.job = ctx.job;
-      e.step = ctx.step;
-      e.node = ctx.node;
-      e.attempt = ctx.attempt;
       e.data = data;
-      for (const auto& s : *spec.sinks) s->OnEvent(e);
+      emit(std::move(e));
     };
   }
   if (spec.artifact) {

@@ -29,6 +29,10 @@ void ChildProcess::Kill(int signal) {
   }
 }
 
+void ChildProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
 int ChildProcess::Wait(double seconds) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (pid_ > 0) {

@@ -24,7 +24,10 @@ class ChildProcess {
   bool started() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   // Sends `signal` and reaps the process.
+  // Sends `signal` and reaps the process (waits for it to end).
   void Kill(int signal);
+  // Sends `signal` only (a graceful stop: Wait() then reads how it ended).
+  void Signal(int signal);
   // Exit status (128 + signal when killed), or -1 when still running after `seconds`.
   int Wait(double seconds);
 

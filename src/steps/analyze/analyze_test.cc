@@ -1,4 +1,6 @@
 // Tests of the analyze step and its stages on media made at test time (tests/support/media.h).
+// Over 500 lines: one fixture makes the media once for every stage's tests (probe, scenes,
+// keyframes, OCR, ASR, engines), and splitting it would make that media twice.
 #include "steps/analyze/analyze.h"
 
 #include <gtest/gtest.h>

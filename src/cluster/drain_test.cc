@@ -1,0 +1,155 @@
+// Graceful stops (issue 9): an agent stopped on purpose (SIGTERM, as systemd, Ctrl-C or the end
+// of a Slurm allocation do, or `baton node drain`) drains: nothing new is placed on it, running
+// attempts may finish within --drain-timeout, the rest are handed back and re-queued elsewhere
+// without counting as failed tries. No job is cancelled.
+#include <signal.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/child_process.h"
+#include "support/util.h"
+
+namespace baton {
+namespace {
+
+using Json = nlohmann::json;
+using testing::WaitFor;
+
+const char* kPipeline = R"(name: drain
+steps:
+  - name: download
+    uses: sleep
+    with: {seconds: 0.05}
+  - name: analyze
+    uses: sleep
+    with: {seconds: ANALYZE}
+    resources: {gpu: 1}
+    placement: {same_node_as: download}
+    retries: 0
+  - name: summarize
+    uses: sleep
+    with: {seconds: 0.02}
+)";
+
+class DrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    baton_ = (testing::BinaryDir() / "src/cli/baton").string();
+    url_ = "redis://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+    prefix_ = "d" + std::to_string(getpid());
+    redis_ = std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no"},
+        dir_ / "redis.log");
+    ASSERT_TRUE(WaitFor([&] { return Cli({"nodes"}) == 0; }, 10));
+    head_ = Start("head", {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"});
+  }
+  std::unique_ptr<testing::ChildProcess> Start(const std::string& name, std::vector<std::string> argv) {
+    return std::make_unique<testing::ChildProcess>(argv, dir_ / (name + ".log"));
+  }
+  std::unique_ptr<testing::ChildProcess> Agent(const std::string& name, const std::string& drain_timeout) {
+    return Start(name, {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name, "--gpus", "1", "--cpus", "4",
+                        "--workdir", (dir_ / ("work-" + name)).string(), "--address", "127.0.0.1", "--listen", "127.0.0.1",
+                        "--heartbeat", "0.2s", "--drain-timeout", drain_timeout});
+  }
+  int Cli(std::vector<std::string> args, const std::string& out = "") {
+    args.insert(args.begin(), baton_);
+    args.insert(args.end(), {"--redis", url_, "--prefix", prefix_});
+    return testing::RunProgram(args, out);
+  }
+  Json JsonOf(std::vector<std::string> args) {
+    const auto file = dir_ / "out.json";
+    std::filesystem::remove(file);
+    if (Cli(std::move(args), file.string()) != 0) return Json();
+    Json j = Json::parse(testing::ReadFile(file), nullptr, false);
+    return j.is_discarded() ? Json() : j;
+  }
+  bool NodesAlive(size_t n) {
+    size_t alive = 0;
+    const Json nodes = JsonOf({"nodes", "--json"});
+    for (const auto& x : nodes) alive += x.value("alive", false);
+    return alive == n;
+  }
+  // The job whose analyze runs on `node` now, or "".
+  std::string AnalyzingOn(const std::string& node) {
+    const Json status = JsonOf({"status", "--json"});  // kept: a range over a temporary's member dangles
+    for (const auto& j : status["jobs"])
+      for (const auto& st : j["steps"])
+        if (st.value("name", "") == "analyze" && st.value("state", "") == "running" && st.value("node", "") == node)
+          return j.value("id", "");
+    return "";
+  }
+  std::unique_ptr<testing::ChildProcess> Submit(double analyze, int jobs) {
+    std::string text = kPipeline;
+    text.replace(text.find("ANALYZE"), 7, std::to_string(analyze));
+    std::ofstream(dir_ / "p.yaml") << text;
+    return Start("submit", {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis", url_,
+                            "--prefix", prefix_, "--wait"});
+  }
+  std::string Logs() {
+    std::string s;
+    for (const char* f : {"head.log", "a.log", "b.log", "submit.log"})
+      s += std::string("--- ") + f + "\n" + testing::ReadFile(dir_ / f);
+    return s;
+  }
+  testing::TempDir dir_;
+  std::string baton_, url_, prefix_;
+  std::unique_ptr<testing::ChildProcess> redis_, head_;
+};
+
+TEST_F(DrainTest, SigtermLetsRunningAttemptsFinishAndCancelsNothing) {
+  auto a = Agent("a", "30s");
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  auto submit = Submit(4, 4);
+  std::string job;
+  ASSERT_TRUE(WaitFor([&] { return !(job = AnalyzingOn("a")).empty(); }, 30)) << Logs();
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(30), 0) << Logs();  // drained, then left
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  // The analyze that was running on a finished there; nothing was cancelled or failed.
+  const Json detail = JsonOf({"status", job, "--json"});
+  bool finished_on_a = false;
+  for (const auto& at : detail["attempts"])
+    finished_on_a |= at.value("step", "") == "analyze" && at.value("node", "") == "a" && at.value("status", "") == "ok";
+  EXPECT_TRUE(finished_on_a) << detail.dump();
+  const Json all = JsonOf({"status", "--json"});
+  for (const auto& j : all["jobs"]) {
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    const Json d = JsonOf({"status", j.value("id", ""), "--json"});
+    for (const auto& at : d["attempts"]) {
+      EXPECT_NE(at.value("status", ""), "cancelled") << d.dump();
+      EXPECT_NE(at.value("status", ""), "failed") << d.dump();
+    }
+  }
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("node a is draining"), std::string::npos) << Logs();
+}
+
+TEST_F(DrainTest, RemoteDrainHandsBackWhatOutlivesTheTimeoutWithoutCountingAFailure) {
+  auto a = Agent("a", "0.3s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Submit(6, 1);
+  ASSERT_TRUE(WaitFor([&] { return AnalyzingOn("a") == "job-0"; }, 30)) << Logs();
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  EXPECT_EQ(Cli({"node", "drain", "a"}), 0);
+  EXPECT_EQ(a->Wait(30), 0) << Logs();
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();  // retries: 0, yet it succeeded: the hand-back was no failure
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "succeeded");
+  std::vector<std::string> lines;
+  for (const auto& at : d["attempts"])
+    lines.push_back(at.value("step", "") + "@" + at.value("node", "") + ":" + at.value("status", ""));
+  // The analyze on a was handed back; its download's file left with a, so lineage re-ran it on b.
+  EXPECT_EQ(lines, (std::vector<std::string>{"download@a:ok", "analyze@a:lost", "download@b:ok", "analyze@b:ok",
+                                             "summarize@b:ok"}))
+      << d.dump();
+  EXPECT_NE(d["attempts"][1].value("error", "").find("handed back by node a (draining)"), std::string::npos) << d.dump();
+  EXPECT_EQ(Cli({"node", "drain", "nobody"}), 1);
+}
+
+}  // namespace
+}  // namespace baton
