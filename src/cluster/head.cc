@@ -96,7 +96,7 @@ bool Head::RetryJob(const std::string& id) {
 // Rebuilds the driver from Redis: the epoch, pipelines, registered nodes, jobs.
 bool Head::Impl::Load() {
   driver = std::make_unique<driver::Driver>();
-  store = std::make_unique<RedisJobStore>(*driver, keys);
+  store = std::make_unique<RedisJobStore>(*driver, keys, incarnation);
   driver->SetStore(store.get());
   for (const auto& s : sinks) driver->AddSink(s);
   liveness.Reset();

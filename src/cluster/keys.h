@@ -9,7 +9,8 @@
 //   PREFIX:pipelines         list of pipeline ids
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
 //   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
-//                            homes results history error wait attempts
+//                            inc homes results history error wait attempts (inc: the agent
+//                            incarnation the running attempt was placed on)
 //   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
 //   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
 //   PREFIX:view:nodes        the head's view of nodes (alive, resources used/total), JSON

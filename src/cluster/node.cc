@@ -8,6 +8,7 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -73,6 +74,9 @@ struct NodeAgent::Impl {
     std::condition_variable cv;
     std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running;
     std::deque<std::pair<std::string, std::string>> reports;  // placement entry id, encoded result ("" = ack only)
+    // Placement entries taken but not yet acknowledged: a re-read of the pending list after a
+    // reconnect skips them (running, or reported and waiting for the ack).
+    std::set<std::string> received;
     void Report(const std::string& entry, std::string result) {
       {
         std::lock_guard lock(mu);
@@ -257,13 +261,17 @@ void NodeAgent::Impl::Reporter() {
       db.Append(ack);
       db.Append(del);
     }
+    // Kept and sent again until Redis accepted every command: on a lost connection or an error
+    // reply alike (the head ignores a second copy of a result by its serial).
     if (db.Flush()) {
+      {
+        std::lock_guard lock(shared->mu);
+        for (const auto& id : ids) shared->received.erase(id);
+      }
       batch.clear();
-    } else if (!db.ok()) {
-      // Connection lost: results may or may not have arrived; the head ignores duplicates by serial.
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     } else {
-      batch.clear();
+      if (db.ok()) Log("redis refused a result batch; sending it again");
+      std::this_thread::sleep_for(std::chrono::milliseconds(db.ok() ? 1000 : 100));
     }
   }
 }
@@ -341,6 +349,7 @@ int NodeAgent::Run() {
   // the head places nothing new here; attempts still arriving are handed back at once; running
   // ones may finish until the drain deadline; then the rest are stopped and handed back.
   bool draining = false;
+  bool read_pending = false;  // after a reconnect: first what was delivered here but never acknowledged
   double drain_deadline = 0;
   auto running_count = [&m] {
     std::lock_guard lock(m.shared->mu);
@@ -362,18 +371,29 @@ int NodeAgent::Run() {
     if (!db.ok()) {
       if (!m.Connect(db, m.quit)) break;
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});  // after a Redis without our stream
+      read_pending = true;
     }
     db.SetTimeout(3.0);
-    Reply r = db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS", stream, ">"});
+    Reply r = read_pending
+                  ? db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "100000", "STREAMS", stream, "0"})
+                  : db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS", stream, ">"});
     if (r.is_error() && r.str().find("NOGROUP") != std::string::npos) {
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
       continue;
     }
-    if (!r.is_array() || r.size() == 0) continue;
+    if (!r.is_array() || r.size() == 0 || r.at(0).at(1).size() == 0) {
+      read_pending = false;
+      continue;
+    }
     Reply entries = r.at(0).at(1);
+    read_pending = false;  // one pass over the pending list, then new entries
     for (size_t i = 0; i < entries.size(); ++i) {
       Reply e = entries.at(i);
       const std::string id = e.at(0).str();
+      {
+        std::lock_guard lock(m.shared->mu);
+        if (!m.shared->received.insert(id).second) continue;  // already running or reported
+      }
       std::string text;
       Reply fields = e.at(1);
       for (size_t f = 0; f + 1 < fields.size(); f += 2)

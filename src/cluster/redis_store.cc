@@ -111,6 +111,11 @@ const std::string& RedisJobStore::HistoryText(uint32_t job) {
   return saved_[job].encoded ? saved_[job].encoded->history : kEmpty;
 }
 
+std::string RedisJobStore::IncarnationOf(const std::string& node) const {
+  auto it = incarnations_.find(node);
+  return it == incarnations_.end() ? std::string() : it->second;
+}
+
 std::string RedisJobStore::HomesText(uint32_t job) const {
   const auto& steps = d_.pipelines()[d_.job(job).pipeline].spec.steps;
   Json homes = Json::array();
@@ -201,6 +206,11 @@ bool RedisJobStore::LoadJobs(Redis& db, double now) {
         r.deadline = timeout > 0 ? a.start + timeout : core::kNever;
         r.in_flight = std::move(a);
         r.in_flight_node = Get(h, "node");
+        // Placed on an agent incarnation that is gone (the agent restarted, or left, while no
+        // head watched): nothing runs it; without this it would show "running" forever.
+        auto inc = incarnations_.find(r.in_flight_node);
+        if (inc == incarnations_.end() || inc->second != Get(h, "inc"))
+          r.in_flight_lost_why = "agent " + r.in_flight_node + " restarted or left while the head was down";
       }
       loading_ = true;
       const size_t recorded_before = r.attempts.size();
@@ -234,7 +244,8 @@ size_t RedisJobStore::AppendTurn(Redis& db, double now) {
         "HSET", keys_.job(rec.report.id), "state", core::PhaseName(v.phase), "step", std::to_string(v.step),
         "step_attempt", std::to_string(a ? a->step_attempt : v.step_attempt), "serial", std::to_string(rec.last_serial),
         "node", a ? d_.nodes()[a->node].name : "", "gpus", a ? GpusText(a->gpus) : "[]",
-        "start", a ? fmt::format("{:.6f}", a->start) : "", "error", rec.report.error,
+        "start", a ? fmt::format("{:.6f}", a->start) : "", "inc", a ? IncarnationOf(d_.nodes()[a->node].name) : "",
+        "error", rec.report.error,
         "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting ? d_.scheduler().WaitReason(job, now) : ""};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {

@@ -13,6 +13,7 @@
 // Not thread-safe: owned by the head's loop thread.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,7 +27,11 @@ namespace baton::cluster {
 
 class RedisJobStore : public driver::JobStore {
  public:
-  RedisJobStore(driver::Driver& driver, const Keys& keys) : d_(driver), keys_(keys) {}
+  // `incarnations`: node name -> the agent incarnation placements go to (the head's view, kept
+  // current by its liveness checks). An attempt is persisted with the incarnation it was placed
+  // on, so a head that reloads can tell an attempt whose agent restarted meanwhile (lost).
+  RedisJobStore(driver::Driver& driver, const Keys& keys, const std::map<std::string, std::string>& incarnations)
+      : d_(driver), keys_(keys), incarnations_(incarnations) {}
 
   void JobChanged(uint32_t job) override;
   void AttemptRecorded(uint32_t job, const AttemptReport& attempt) override;
@@ -65,9 +70,11 @@ class RedisJobStore : public driver::JobStore {
   }
   void Encode(uint32_t job);
   std::string HomesText(uint32_t job) const;
+  std::string IncarnationOf(const std::string& node) const;
 
   driver::Driver& d_;
   const Keys& keys_;
+  const std::map<std::string, std::string>& incarnations_;
   std::vector<Saved> saved_;
   std::vector<uint32_t> dirty_;
   std::vector<std::pair<uint32_t, std::string>> attempts_;  // encoded attempts to push this turn

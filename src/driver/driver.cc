@@ -126,13 +126,14 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   if (j.end != JobEnd::kLive) ++ended_;
   if (r.in_flight) {
     InFlightAttempt& a = *r.in_flight;
-    if (a.node < nodes_.size() && sched_.RestoreRunning(idx, a.node, r.serial, a.step_attempt, MaskFromGpus(a.gpus), r.deadline)) {
+    if (r.in_flight_lost_why.empty() && a.node < nodes_.size() && sched_.RestoreRunning(idx, a.node, r.serial, a.step_attempt, MaskFromGpus(a.gpus), r.deadline)) {
       j.in_flight = a;
     } else {
       // The attempt cannot be honoured (its node is unknown or lost): it counts as lost; a late
       // result carries a serial the core no longer expects.
       const std::string node = a.node < nodes_.size() ? nodes_[a.node].name : r.in_flight_node;
-      Record(idx, {p.spec.steps[a.step].name, node, "lost", "node " + node + " unknown after head restart",
+      Record(idx, {p.spec.steps[a.step].name, node, "lost",
+                   r.in_flight_lost_why.empty() ? "node " + node + " unknown after head restart" : r.in_flight_lost_why,
                    a.step_attempt, a.start, now, a.gpus});
     }
   }

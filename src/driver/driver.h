@@ -124,6 +124,7 @@ struct RestoredJob {
   // The attempt it had in flight, if any: honoured when its node is known and it still fits.
   std::optional<InFlightAttempt> in_flight;  // node: an index, or past the end when unknown
   std::string in_flight_node;                // its node's name (for the message when unknown)
+  std::string in_flight_lost_why;            // set by the store when it knows the attempt is gone
   double deadline = core::kNever;
 };
 

@@ -1,10 +1,14 @@
-// Graceful stops (issue 9): an agent stopped on purpose (SIGTERM, as systemd, Ctrl-C or the end
-// of a Slurm allocation do, or `baton node drain`) drains: nothing new is placed on it, running
-// attempts may finish within --drain-timeout, the rest are handed back and re-queued elsewhere
-// without counting as failed tries. No job is cancelled.
+// What operators do to a cluster (issue 9), with the real processes:
+//  - an agent stopped on purpose (SIGTERM, as systemd, Ctrl-C or the end of a Slurm allocation
+//    do, or `baton node drain`) drains: nothing new is placed on it, running attempts may finish
+//    within --drain-timeout, the rest are handed back and re-queued elsewhere without counting
+//    as failed tries. No job is cancelled;
+//  - the head and an agent killed together, the agent back first: no job stays "running";
+//  - every Redis client connection dropped, repeatedly: nothing is lost or run twice.
 #include <signal.h>
 
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -34,7 +38,7 @@ steps:
     with: {seconds: 0.02}
 )";
 
-class DrainTest : public ::testing::Test {
+class OperationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     baton_ = (testing::BinaryDir() / "src/cli/baton").string();
@@ -45,7 +49,7 @@ class DrainTest : public ::testing::Test {
                                  "", "--appendonly", "no"},
         dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return Cli({"nodes"}) == 0; }, 10));
-    head_ = Start("head", {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"});
+    head_ = StartHead();
   }
   std::unique_ptr<testing::ChildProcess> Start(const std::string& name, std::vector<std::string> argv) {
     return std::make_unique<testing::ChildProcess>(argv, dir_ / (name + ".log"));
@@ -95,12 +99,15 @@ class DrainTest : public ::testing::Test {
       s += std::string("--- ") + f + "\n" + testing::ReadFile(dir_ / f);
     return s;
   }
+  std::unique_ptr<testing::ChildProcess> StartHead() {
+    return Start("head", {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"});
+  }
   testing::TempDir dir_;
   std::string baton_, url_, prefix_;
   std::unique_ptr<testing::ChildProcess> redis_, head_;
 };
 
-TEST_F(DrainTest, SigtermLetsRunningAttemptsFinishAndCancelsNothing) {
+TEST_F(OperationsTest, SigtermLetsRunningAttemptsFinishAndCancelsNothing) {
   auto a = Agent("a", "30s");
   auto b = Agent("b", "30s");
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
@@ -128,7 +135,7 @@ TEST_F(DrainTest, SigtermLetsRunningAttemptsFinishAndCancelsNothing) {
   EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("node a is draining"), std::string::npos) << Logs();
 }
 
-TEST_F(DrainTest, RemoteDrainHandsBackWhatOutlivesTheTimeoutWithoutCountingAFailure) {
+TEST_F(OperationsTest, RemoteDrainHandsBackWhatOutlivesTheTimeoutWithoutCountingAFailure) {
   auto a = Agent("a", "0.3s");
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
   auto submit = Submit(6, 1);
@@ -149,6 +156,53 @@ TEST_F(DrainTest, RemoteDrainHandsBackWhatOutlivesTheTimeoutWithoutCountingAFail
       << d.dump();
   EXPECT_NE(d["attempts"][1].value("error", "").find("handed back by node a (draining)"), std::string::npos) << d.dump();
   EXPECT_EQ(Cli({"node", "drain", "nobody"}), 1);
+}
+
+TEST_F(OperationsTest, HeadAndAgentKilledTogetherAgentBackFirstLeavesNoJobRunning) {
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Submit(4, 2);
+  std::string job;
+  ASSERT_TRUE(WaitFor([&] { return !(job = AnalyzingOn("a")).empty(); }, 30)) << Logs();
+  head_->Kill(SIGKILL);
+  a->Kill(SIGKILL);
+  a = Agent("a", "30s");  // a new incarnation: it knows nothing of the attempt it ran
+  ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "a.log").find("registered") != std::string::npos; }, 15));
+  head_ = StartHead();
+  ASSERT_EQ(submit->Wait(90), 0) << Logs();
+  const Json d = JsonOf({"status", job, "--json"});
+  EXPECT_EQ(d.value("state", ""), "succeeded");
+  bool lost = false;
+  for (const auto& at : d["attempts"])
+    lost |= at.value("status", "") == "lost" &&
+            at.value("error", "").find("agent a restarted or left while the head was down") != std::string::npos;
+  EXPECT_TRUE(lost) << d.dump();
+}
+
+TEST_F(OperationsTest, DroppedRedisConnectionsLoseNothing) {
+  auto a = Agent("a", "30s");
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  auto submit = Submit(0.4, 8);
+  const std::string port = url_.substr(url_.rfind(':') + 1);
+  for (int i = 0; i < 4; ++i) {  // every client of Redis loses its connection, four times
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    testing::RunProgram({"redis-cli", "-p", port, "CLIENT", "KILL", "TYPE", "normal"});
+  }
+  ASSERT_EQ(submit->Wait(90), 0) << Logs();
+  const Json all = JsonOf({"status", "--json"});
+  ASSERT_EQ(all["jobs"].size(), 8u);
+  for (const auto& j : all["jobs"]) {
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    const Json d = JsonOf({"status", j.value("id", ""), "--json"});
+    int summarized = 0;
+    for (const auto& at : d["attempts"]) {
+      EXPECT_NE(at.value("status", ""), "failed") << d.dump();
+      EXPECT_NE(at.value("status", ""), "cancelled") << d.dump();
+      summarized += at.value("step", "") == "summarize";
+    }
+    EXPECT_EQ(summarized, 1) << d.dump();  // the last step ran exactly once
+  }
 }
 
 }  // namespace
