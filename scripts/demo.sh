@@ -24,7 +24,7 @@ if [ "$lang" = zh ]; then
   font=/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
   texts=("季度报告\n收入增长了百分之十二。\n新产品在华东地区销售最好！" "下一步计划\n扩大海外市场，降低成本。\n明年推出三款新产品。")
   for i in 0 1; do
-    printf "${texts[$i]}" > "$SAMPLES/slide$i.txt"
+    printf '%b' "${texts[$i]}" > "$SAMPLES/slide$i.txt"
     [ -f "$SAMPLES/sample-$i.mp4" ] || ffmpeg -nostdin -loglevel error -y -f lavfi -i "sine=frequency=440:duration=8" \
       -f lavfi -i "color=c=navy:s=1280x720:r=25:d=8" -filter_complex \
       "[1:v]drawtext=fontfile=$font:textfile=$SAMPLES/slide$i.txt:fontsize=56:line_spacing=20:fontcolor=white:x=(w-tw)/2:y=(h-th)/2[v]" \
