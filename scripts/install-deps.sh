@@ -19,6 +19,7 @@ packages=(
   flite fonts-dejavu-core curl
   libcmark-gfm-dev libcmark-gfm-extensions-dev  # the report's Markdown (CommonMark + GitHub tables)
   libsystemd-dev  # sd_notify readiness for `baton head` / `baton node`
+  python3-jsonschema  # tests: every JSON output validated against docs/schema/baton.schema.json
   prometheus systemd  # tests: `promtool check metrics` on /metrics, `systemd-analyze verify` on docs/systemd/
   shellcheck  # CI: every shell script passes it (scripts/test.sh)
   chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here

@@ -119,6 +119,8 @@ TEST_F(CliTest, SeedRunPrintsTheSeedsLogShape) {
   EXPECT_GT(trace["traceEvents"].size(), 16u);
   auto summary = nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"));
   EXPECT_EQ(summary["succeeded"], 4);
+  EXPECT_EQ(summary["schema"], 1);
+  EXPECT_EQ(testing::SchemaErrors(summary, "summary"), "");
 }
 
 TEST_F(CliTest, JsonLogsAreOneObjectPerLine) {

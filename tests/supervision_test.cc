@@ -175,8 +175,11 @@ TEST_F(SupervisionTest, HeadAndNodeNotifySystemdWhenReadyAndStopping) {
   msg = node_socket.Receive();
   EXPECT_NE(msg.find("READY=1"), std::string::npos) << msg << Log("node.log");
   // Registered when ready: the cluster lists it.
-  EXPECT_EQ(testing::RunProgram({baton_, "nodes", "--redis", redis_url_, "--prefix", "sd", "--json"}, (dir_ / "nodes.json").string()), 0);
-  EXPECT_NE(ReadFile(dir_ / "nodes.json").find("\"n1\""), std::string::npos);
+  // Registered when ready: the cluster lists it as soon as the head has read the registration.
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return testing::RunProgram({baton_, "nodes", "--redis", redis_url_, "--prefix", "sd", "--json"}, (dir_ / "nodes.json").string()) == 0 &&
+           ReadFile(dir_ / "nodes.json").find("\"n1\"") != std::string::npos;
+  }, 10)) << ReadFile(dir_ / "nodes.json");
   EXPECT_TRUE(LogHas("node.log", "baton node: ready\n", 0));
 
   kill(node.pid(), SIGTERM);

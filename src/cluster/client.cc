@@ -97,22 +97,33 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
   const std::vector<std::string> ids = only ? *only : AllJobIds(db, keys);
   std::map<std::string, std::vector<std::string>> cache;
   std::vector<Hash> hashes;
-  for (const auto& id : ids) db.Append({"HGETALL", keys.job(id)});
-  for (size_t i = 0; i < ids.size(); ++i) hashes.push_back(ToHash(db.Read()));
+  std::vector<Json> attempts;
+  for (const auto& id : ids) {
+    db.Append({"HGETALL", keys.job(id)});
+    db.Append({"LRANGE", keys.attempts(id), "0", "-1"});
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    hashes.push_back(ToHash(db.Read()));
+    Reply list = db.Read();
+    Json a = Json::array();
+    for (size_t k = 0; k < list.size(); ++k) a.push_back(Json::parse(list.at(k).str(), nullptr, false));
+    attempts.push_back(std::move(a));
+  }
   Check(db);
   std::string pipeline_name;
   Json jobs = Json::array();
   for (size_t i = 0; i < ids.size(); ++i) {
     if (hashes[i].empty()) continue;
     const auto& steps = StepNames(db, keys, cache, hashes[i]["pipeline"], &pipeline_name);
-    jobs.push_back(JobJsonFromHash(ids[i], hashes[i], steps, false, nullptr));
+    jobs.push_back(JobJsonFromHash(ids[i], hashes[i], steps, false, attempts[i]));
   }
   Json nodes = Json::parse(db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
                            nullptr, false);
   Check(db);
   const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
   const double now = epoch > 0 ? Clock::Real().Wall() - epoch : 0;
-  return {{"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs}, {"nodes", nodes.is_array() ? nodes : Json::array()}};
+  return {{"schema", driver::kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs},
+          {"nodes", nodes.is_array() ? nodes : Json::array()}};
 }
 
 Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {

@@ -17,6 +17,7 @@
 #include "cluster/redis_store.h"
 #include "driver/driver.h"
 #include "driver/output.h"
+#include "driver/views.h"
 
 namespace baton::cluster {
 
@@ -42,6 +43,7 @@ struct Head::Impl {
   std::vector<std::pair<std::string, std::string>> outgoing;  // node, message
   std::vector<std::string> acks;
   std::string nodes_view_written;
+  bool check_nodes_now = false;  // an agent announced itself: look at the registrations this turn
   LeaderLock lock;
 
   explicit Impl(HeadOptions o)
@@ -207,8 +209,9 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
           if (j < 0) return;
           if (m.kind == protocol::JobCommand::Kind::kCancel) Stop(driver->Cancel(j, "cancelled", now, core::kNever));
           else driver->Retry(j, now);
+        } else if constexpr (std::is_same_v<T, protocol::NodeJoined>) {
+          check_nodes_now = true;  // CheckNodes reads the registration at the end of this turn
         }
-        // NodeJoined: a notice; CheckNodes reads the registration.
       },
       *msg);
 }
@@ -328,7 +331,8 @@ void Head::Impl::Serve() {
     std::lock_guard guard(mu);
     double now = Now();
     ApplyRequests(now);
-    if (clock.Monotonic() >= next_check) {
+    if (check_nodes_now || clock.Monotonic() >= next_check) {
+      check_nodes_now = false;
       CheckNodes();
       next_check = clock.Monotonic() + check_every;
     }
@@ -379,12 +383,12 @@ Json Head::Snapshot() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   Json jobs = Json::array();
-  if (!m.driver) return {{"pipeline", ""}, {"time", 0}, {"jobs", jobs}, {"nodes", Json::array()}};
+  if (!m.driver) return {{"schema", driver::kSchemaVersion}, {"pipeline", ""}, {"time", 0}, {"jobs", jobs}, {"nodes", Json::array()}};
   const double now = m.Now();
   for (uint32_t j = 0; j < m.driver->job_count(); ++j) jobs.push_back(m.driver->JobJson(j, now, false));
   const auto& pipelines = m.driver->pipelines();
-  return {{"pipeline", pipelines.empty() ? "" : pipelines.back().spec.name}, {"time", now}, {"jobs", jobs},
-          {"nodes", m.driver->NodesJson()}};
+  return {{"schema", driver::kSchemaVersion}, {"pipeline", pipelines.empty() ? "" : pipelines.back().spec.name},
+          {"time", now}, {"jobs", jobs}, {"nodes", m.driver->NodesJson()}};
 }
 
 Json Head::JobDetail(const std::string& id) const {

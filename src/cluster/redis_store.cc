@@ -289,13 +289,12 @@ Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std
   in.step_attempt = std::atoi(Get(h, "step_attempt").c_str());
   in.wait = Get(h, "wait");
   in.error = Get(h, "error");
-  in.attempt_count = static_cast<size_t>(std::atoll(Get(h, "attempts").c_str()));
   std::vector<AttemptReport> list;
-  const Json results = ParseOr(Get(h, "results"), Json::object());
-  if (detail) {
-    if (attempts.is_array())
-      for (const auto& a : attempts) list.push_back(driver::AttemptFromJson(a));
-    in.attempts = &list;
+  const Json results = detail ? ParseOr(Get(h, "results"), Json::object()) : Json::object();
+  if (attempts.is_array())
+    for (const auto& a : attempts) list.push_back(driver::AttemptFromJson(a));
+  in.attempts = &list;
+  {
     if (in.state == "running" && !in.node.empty()) {
       AttemptReport r;
       r.step = steps.empty() ? "" : steps[std::min(in.step, steps.size() - 1)];
@@ -308,7 +307,7 @@ Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std
         if (g.is_number_integer()) r.gpus.push_back(g.get<int>());
       in.running = std::move(r);
     }
-    in.results = &results;
+    if (detail) in.results = &results;
   }
   return driver::JobView(in, detail);
 }

@@ -129,6 +129,10 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     }
     const RunReport& r = rt.Run();
     if (operator_thread.joinable()) operator_thread.join();
+    // The published shapes (docs/schema): the summary, the snapshot and a job's detail.
+    EXPECT_EQ(testing::SchemaErrors(Json::parse(testing::ReadFile(o.out / "summary.json")), "summary"), "");
+    EXPECT_EQ(testing::SchemaErrors(rt.Snapshot(), "snapshot"), "");
+    EXPECT_EQ(testing::SchemaErrors(rt.JobDetail("job-0"), "job_detail"), "");
     Outcome out;
     for (const auto& j : r.jobs) {
       out.states.push_back(j.status);
@@ -199,6 +203,8 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
       agents["a"]->Kill(SIGKILL);
     }
     EXPECT_GE(submit.Wait(90), 0) << testing::ReadFile(dir_ / "head.log");
+    EXPECT_EQ(testing::SchemaErrors(json_of({"status", "--json"}), "snapshot"), "");
+    EXPECT_EQ(testing::SchemaErrors(json_of({"status", "job-0", "--json"}), "job_detail"), "");
     Outcome out;
     for (int i = 0; i < s.jobs; ++i) {
       const Json j = json_of({"status", "job-" + std::to_string(i), "--json"});

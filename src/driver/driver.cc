@@ -394,15 +394,12 @@ Json Driver::JobJson(uint32_t i, double now, bool detail) const {
   in.step_attempt = v.step_attempt;
   if (v.phase != core::Phase::kSucceeded) in.wait = sched_.WaitReason(i, now);
   in.error = rep.error;
-  in.attempt_count = rep.attempts.size();
-  if (detail) {
-    in.attempts = &rep.attempts;
-    if (j.in_flight) {
-      const InFlightAttempt& a = *j.in_flight;
-      in.running = AttemptReport{p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
-    }
-    in.results = final_ ? &rep.results : j.results.get();
+  in.attempts = &rep.attempts;
+  if (j.in_flight) {
+    const InFlightAttempt& a = *j.in_flight;
+    in.running = AttemptReport{p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
   }
+  if (detail) in.results = final_ ? &rep.results : j.results.get();
   return JobView(in, detail);
 }
 

@@ -50,17 +50,14 @@ Json JobView(const JobViewInput& in, bool detail) {
     if (s == step) sj["attempt"] = in.step_attempt;
     steps.push_back(std::move(sj));
   }
+  Json list = Json::array();
+  if (in.attempts)
+    for (const auto& a : *in.attempts) list.push_back(AttemptJson(a));
+  if (in.running) list.push_back(AttemptJson(*in.running));
   Json j = {{"id", in.id}, {"input", in.input}, {"state", in.state}, {"step", names.empty() ? "" : names[step]},
-            {"steps", std::move(steps)}, {"attempts", in.attempt_count}};
+            {"steps", std::move(steps)}, {"attempts", std::move(list)}};
   if (!in.error.empty()) j["error"] = in.error;
-  if (detail) {
-    Json list = Json::array();
-    if (in.attempts)
-      for (const auto& a : *in.attempts) list.push_back(AttemptJson(a));
-    if (in.running) list.push_back(AttemptJson(*in.running));
-    j["attempts"] = std::move(list);
-    j["results"] = in.results && in.results->is_object() ? *in.results : Json::object();
-  }
+  if (detail) j["results"] = in.results && in.results->is_object() ? *in.results : Json::object();
   return j;
 }
 

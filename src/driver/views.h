@@ -3,8 +3,9 @@
 // every backend shows the same shapes (documented in src/dashboard/source.h and docs/cli.md).
 //
 //   Job:     {"id", "input", "state", "step", "steps": [{"name", "state", "wait"?, "node"?,
-//             "attempt"?}], "attempts": N, "error"?}; with detail "attempts" is the list of
-//             Attempt (plus the running one) and "results" the step results.
+//             "attempt"?}], "attempts": [Attempt] (ended ones, then the running one), "error"?};
+//             with detail also "results" (the step results).
+// The published form is docs/schema/baton.schema.json (`"schema": 1` at the top of each output).
 //   Attempt: {"step", "attempt" (from 1), "node", "status", "start", "end", "seconds", "gpus",
 //             "error"?, "placed"?} (a running one has "status": "running" and no end; "placed":
 //             when the head placed it, for attempts an agent started later).
@@ -30,12 +31,12 @@ struct JobViewInput {
   int step_attempt = 0;
   std::string wait;                        // why the current step is not running
   std::string error;
-  size_t attempt_count = 0;
-  // With detail:
-  const std::vector<AttemptReport>* attempts = nullptr;
+  const std::vector<AttemptReport>* attempts = nullptr;  // ended attempts
   std::optional<AttemptReport> running;    // the attempt in flight (status "running")
-  const Json* results = nullptr;
+  const Json* results = nullptr;           // with detail
 };
+
+inline constexpr int kSchemaVersion = 1;  // the "schema" field of summary.json, snapshots, status
 
 Json JobView(const JobViewInput& in, bool detail);
 Json AttemptJson(const AttemptReport& a);

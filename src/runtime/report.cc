@@ -39,13 +39,13 @@ Json RunReport::ToJson() const {
   for (const auto& j : jobs) {
     Json attempts = Json::array();
     for (const auto& a : j.attempts) attempts.push_back(driver::AttemptJson(a));
-    Json jj = {{"id", j.id}, {"input", j.input}, {"status", j.status}, {"attempts", attempts}};
+    Json jj = {{"id", j.id}, {"input", j.input}, {"state", j.status}, {"attempts", attempts}};
     if (!j.error.empty()) jj["error"] = j.error;
     jj["results"] = j.results;
     if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) jj["llm"] = usage.ToJson();
     jobs_json.push_back(std::move(jj));
   }
-  return {{"seconds", seconds}, {"succeeded", succeeded}, {"failed", failed}, {"cancelled", cancelled},
+  return {{"schema", driver::kSchemaVersion}, {"seconds", seconds}, {"succeeded", succeeded}, {"failed", failed}, {"cancelled", cancelled},
           {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"llm", rates::SumLlmUsage(*this)}, {"jobs", jobs_json}};
 }
 
@@ -72,16 +72,17 @@ void AppendString(std::string* out, const std::string& s) {
 
 void RunReport::WriteJson(std::string* out) const {
   out->reserve(out->size() + jobs.size() * 512);
-  *out += fmt::format("{{\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
+  *out += fmt::format("{{\n \"schema\": {},\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
                       " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
-                      seconds, succeeded, failed, cancelled, interrupted, ExitCode(), rates::SumLlmUsage(*this).dump());
+                      driver::kSchemaVersion, seconds, succeeded, failed, cancelled, interrupted, ExitCode(),
+                      rates::SumLlmUsage(*this).dump());
   for (size_t i = 0; i < jobs.size(); ++i) {
     const JobReport& j = jobs[i];
     *out += i ? ",\n  {\"id\": " : "\n  {\"id\": ";
     AppendString(out, j.id);
     *out += ", \"input\": ";
     AppendString(out, j.input);
-    *out += ", \"status\": ";
+    *out += ", \"state\": ";
     AppendString(out, j.status);
     if (!j.error.empty()) {
       *out += ", \"error\": ";
@@ -102,6 +103,7 @@ void RunReport::WriteJson(std::string* out) const {
         *out += ", \"error\": ";
         AppendString(out, a.error);
       }
+      if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
       *out += "}";
     }
     if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) *out += "],\n   \"llm\": " + usage.ToJson().dump() + ",\n   \"results\": {";

@@ -13,6 +13,7 @@
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
+#include "driver/views.h"
 #include "driver/worker_pool.h"
 #include "rates/memory_limiter.h"
 #include "util/atomic_file.h"
@@ -347,7 +348,8 @@ Json Runtime::Snapshot() const {
   const double now = m.Now();
   Json jobs = Json::array();
   for (uint32_t i = 0; i < m.driver.job_count(); ++i) jobs.push_back(m.driver.JobJson(i, now, false));
-  return {{"pipeline", m.pipeline.name}, {"time", now}, {"jobs", jobs}, {"nodes", m.driver.NodesJson()}};
+  return {{"schema", driver::kSchemaVersion}, {"pipeline", m.pipeline.name}, {"time", now}, {"jobs", jobs},
+          {"nodes", m.driver.NodesJson()}};
 }
 
 }  // namespace baton
