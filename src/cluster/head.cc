@@ -382,21 +382,15 @@ int Head::Run() { return impl_->Loop(); }
 Json Head::Snapshot() const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
-  Json jobs = Json::array();
-  if (!m.driver) return {{"schema", driver::kSchemaVersion}, {"pipeline", ""}, {"time", 0}, {"jobs", jobs}, {"nodes", Json::array()}};
-  const double now = m.Now();
-  for (uint32_t j = 0; j < m.driver->job_count(); ++j) jobs.push_back(m.driver->JobJson(j, now, false));
+  if (!m.driver) return driver::Driver().Snapshot("", 0);
   const auto& pipelines = m.driver->pipelines();
-  return {{"schema", driver::kSchemaVersion}, {"pipeline", pipelines.empty() ? "" : pipelines.back().spec.name},
-          {"time", now}, {"jobs", jobs}, {"nodes", m.driver->NodesJson()}};
+  return m.driver->Snapshot(pipelines.empty() ? "" : pipelines.back().spec.name, m.Now());
 }
 
 Json Head::JobDetail(const std::string& id) const {
   const Impl& m = *impl_;
   std::lock_guard lock(m.mu);
-  const int j = m.driver ? m.driver->JobIndex(id) : -1;
-  if (j < 0) return nullptr;
-  return m.driver->JobJson(j, m.Now(), true);
+  return m.driver ? m.driver->JobDetail(id, m.Now()) : Json();
 }
 
 }  // namespace baton::cluster

@@ -429,6 +429,18 @@ Json Driver::NodesJson() const {
   return out;
 }
 
+Json Driver::Snapshot(const std::string& pipeline_name, double now) const {
+  Json jobs = Json::array();
+  for (uint32_t i = 0; i < jobs_.size(); ++i) jobs.push_back(JobJson(i, now, false));
+  return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", std::move(jobs)},
+          {"nodes", NodesJson()}};
+}
+
+Json Driver::JobDetail(const std::string& id, double now) const {
+  const int j = JobIndex(id);
+  return j < 0 ? Json() : JobJson(j, now, true);
+}
+
 std::string Driver::ProgressLine(double now) const {
   if (pipelines_.empty()) return "";
   const auto& steps = pipelines_.front().spec.steps;

@@ -194,6 +194,10 @@ class Driver {
   // Views (views.h has the shapes).
   Json JobJson(uint32_t job, double now, bool detail) const;
   Json NodesJson() const;
+  // The snapshot (views.h "snapshot": schema, pipeline, time, jobs, nodes) and one job's detail
+  // (null when unknown): what every backend's Snapshot()/JobDetail() serve.
+  Json Snapshot(const std::string& pipeline_name, double now) const;
+  Json JobDetail(const std::string& id, double now) const;
   std::string ProgressLine(double now) const;
   // Moves every job's report into `out` (results included); views keep working from it.
   void FinishReport(RunReport* out);

@@ -13,7 +13,6 @@
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
-#include "driver/views.h"
 #include "driver/worker_pool.h"
 #include "rates/memory_limiter.h"
 #include "util/atomic_file.h"
@@ -335,21 +334,13 @@ const RunReport& Runtime::Run() {
 }
 
 Json Runtime::JobDetail(const std::string& id) const {
-  const Impl& m = *impl_;
-  std::lock_guard lock(m.state_mu);
-  const int j = m.driver.JobIndex(id);
-  if (j < 0) return nullptr;
-  return m.driver.JobJson(j, m.Now(), true);
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.JobDetail(id, impl_->Now());
 }
 
 Json Runtime::Snapshot() const {
-  const Impl& m = *impl_;
-  std::lock_guard lock(m.state_mu);
-  const double now = m.Now();
-  Json jobs = Json::array();
-  for (uint32_t i = 0; i < m.driver.job_count(); ++i) jobs.push_back(m.driver.JobJson(i, now, false));
-  return {{"schema", driver::kSchemaVersion}, {"pipeline", m.pipeline.name}, {"time", now}, {"jobs", jobs},
-          {"nodes", m.driver.NodesJson()}};
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
 }
 
 }  // namespace baton

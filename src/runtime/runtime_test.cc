@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "util/clock.h"
+#include "support/child_process.h"
 #include "support/util.h"
 
 namespace baton {
@@ -21,11 +22,16 @@ class ThrowingStep : public Step {
   StepOutcome Run(StepContext&) const override { throw std::runtime_error("disk on fire"); }
 };
 
-// Ignores cancellation for `seconds` (a badly written step): the runtime must not hang on it.
+// Ignores cancellation (a badly written step) until the test releases it: the runtime must not
+// wait for it. `g_stubborn_running` says whether it is still inside Run.
+std::atomic<bool> g_release_stubborn{false};
+std::atomic<bool> g_stubborn_running{false};
 class StubbornStep : public Step {
  public:
   StepOutcome Run(StepContext&) const override {
-    std::this_thread::sleep_for(std::chrono::seconds(12));
+    g_stubborn_running = true;
+    while (!g_release_stubborn) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    g_stubborn_running = false;
     return StepOutcome::Ok();
   }
 };
@@ -246,16 +252,34 @@ TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
 }
 
 TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
+  // The timeout and the grace run on a fake clock: the test moves time; no timer is waited for.
+  // Static: the abandoned attempt's thread reads it once more after the test released it.
+  static FakeClock clock;
   RunOptions o = Options(1);
   o.cancel_grace = 0.5;
+  o.clock = &clock;
+  g_release_stubborn = false;
   Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml"), {}, o);
-  const auto t0 = std::chrono::steady_clock::now();
-  const RunReport& r = rt.Run();
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(took, 11.9);  // the step itself would take 12 s
+  const RunReport* report = nullptr;
+  std::atomic<bool> returned{false};
+  std::thread run([&] {
+    report = &rt.Run();
+    returned = true;
+  });
+  ASSERT_TRUE(testing::WaitFor([] { return g_stubborn_running.load(); }, 10));
+  // Fake time moves 0.1 s per look: past the 100 ms timeout (told to stop, and it ignores that),
+  // then past the 0.5 s grace (abandoned), however quickly the driver thread sees each step.
+  ASSERT_TRUE(testing::WaitFor([&] {
+    clock.Advance(0.1);
+    return returned.load();
+  }, 10));
+  EXPECT_TRUE(g_stubborn_running);  // the run ended while the step still ran: it was not waited for
+  run.join();
+  const RunReport& r = *report;
   EXPECT_NE(r.jobs[0].attempts[0].error.find("abandoned"), std::string::npos) << r.jobs[0].attempts[0].error;
   ASSERT_EQ(r.failed, 1);
   EXPECT_EQ(r.jobs[0].attempts[0].status, "timeout");
+  g_release_stubborn = true;
 }
 
 TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
