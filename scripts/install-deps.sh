@@ -22,6 +22,8 @@ packages=(
   python3-jsonschema  # tests: every JSON output validated against docs/schema/baton.schema.json
   prometheus systemd  # tests: `promtool check metrics` on /metrics, `systemd-analyze verify` on docs/systemd/
   shellcheck  # CI: every shell script passes it (scripts/test.sh)
+  faketime  # tests: wall-clock jumps under the cluster (libfaketime)
+  slurmctld slurmd slurm-client munge  # tests: scripts/slurm/ run by a real one-machine Slurm
   chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here
 )
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build.sh
-mapfile -t shell_scripts < <(git ls-files 2>/dev/null | grep -E '\.sh$|^\.ci/run$' || ls scripts/*.sh .ci/run)
+mapfile -t shell_scripts < <(git ls-files 2>/dev/null | grep -E '\.sh$|\.sbatch$|^\.ci/run$' || ls scripts/*.sh .ci/run)
 shellcheck "${shell_scripts[@]}"
 BUILD_DIR=${BUILD_DIR:-build}
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 600

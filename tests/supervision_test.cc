@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -205,6 +206,47 @@ TEST_F(SupervisionTest, UnitFilesPassSystemdAnalyzeVerify) {
     EXPECT_EQ(ReadFile(out), "") << e.path();  // unknown keys and bad values are warnings only
   }
   EXPECT_EQ(units, 2);
+}
+
+// A command step's process dies with the `baton run` that started it, even by `kill -9` (parent
+// death signal), sees none of Baton's secrets unless it names them, and inherits no descriptor
+// but 0, 1 and 2.
+TEST(CommandChildren, DieWithTheirParentGetNoSecretsAndNoDescriptors) {
+  testing::TempDir dir;
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const auto pidfile = dir / "child.pid";
+  const auto envfile = dir / "env.txt";
+  std::ofstream(dir / "p.yaml") << "steps:\n  - name: hold\n    uses: command\n    with:\n      argv: [sh, -c, 'env > \"$1\"; echo $$ > \"$2.tmp\"; mv \"$2.tmp\" \"$2\"; exec sleep 60', sh, '"
+                                << envfile.string() << "', '" << pidfile.string()
+                                << "']\n      pass_env: [HF_TOKEN]\n";
+  setenv("BATON_REDIS_PASSWORD", "redis-secret", 1);
+  setenv("OPENAI_API_KEY", "sk-secret", 1);
+  setenv("HF_TOKEN", "hf-passed", 1);
+  auto run = std::make_unique<ChildProcess>(
+      std::vector<std::string>{baton, "run", (dir / "p.yaml").string(), "--jobs", "1", "--out", (dir / "out").string(),
+                               "--log-format", "none"},
+      dir / "run.log");
+  unsetenv("BATON_REDIS_PASSWORD");
+  unsetenv("OPENAI_API_KEY");
+  unsetenv("HF_TOKEN");
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(pidfile); }, 60)) << ReadFile(dir / "run.log");
+  const pid_t child = static_cast<pid_t>(std::atol(ReadFile(pidfile).c_str()));
+  ASSERT_GT(child, 0);
+  EXPECT_EQ(kill(child, 0), 0) << "the step's process runs";
+  // Its descriptors (the shell exec'd sleep, same pid): 0, 1 and 2 only.
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() == "sleep"; }, 30));
+  std::set<std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd")) fds.insert(e.path().filename());
+  EXPECT_EQ(fds, (std::set<std::string>{"0", "1", "2"}));
+  run->Kill(SIGKILL);
+  // Reaped by init once the parent-death signal killed it: gone (a zombie of init does not last).
+  EXPECT_TRUE(WaitFor([&] { return kill(child, 0) != 0; }, 30)) << "the step outlived its parent";
+
+  const std::string env = ReadFile(envfile);
+  EXPECT_EQ(env.find("redis-secret"), std::string::npos) << env;
+  EXPECT_EQ(env.find("sk-secret"), std::string::npos) << env;
+  EXPECT_NE(env.find("HF_TOKEN=hf-passed"), std::string::npos) << "named in pass_env: passed";
+  EXPECT_NE(env.find("BATON_JOB=job-0"), std::string::npos) << env;
 }
 
 }  // namespace

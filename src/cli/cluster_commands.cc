@@ -29,10 +29,12 @@ namespace {
 
 struct ClusterArgs {
   std::string redis = "redis://127.0.0.1:6379";
+  std::string redis_password_file;
   std::string prefix = "baton";
   std::string log_format = "text";
   // head
   std::string heartbeat_timeout = "5s";
+  std::string retain = "7d", export_file;
   std::string dashboard, token;
   bool dashboard_requested = false;
   // node
@@ -56,9 +58,13 @@ ClusterArgs g_args;
 CLI::App *g_head, *g_node, *g_node_drain, *g_submit, *g_status, *g_cancel, *g_nodes;
 CLI::Option* g_head_dashboard = nullptr;
 void CommonOptions(CLI::App* c) {
-  c->add_option("--redis", g_args.redis, "Redis URL redis://[:PASSWORD@]HOST:PORT[/DB] (password also from BATON_REDIS_PASSWORD)")
+  c->add_option("--redis", g_args.redis,
+                "Redis URL redis://HOST:PORT[/DB]; the password comes from --redis-password-file or BATON_REDIS_PASSWORD")
       ->envname("BATON_REDIS")
       ->capture_default_str();
+  c->add_option("--redis-password-file", g_args.redis_password_file,
+                "File holding the Redis password (first line), e.g. /etc/baton/redis.pass mode 0600")
+      ->envname("BATON_REDIS_PASSWORD_FILE");
   c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
 }
 
@@ -75,6 +81,8 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.redis = url;
   o.prefix = g_args.prefix;
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
+  o.retain = ParseDuration(g_args.retain);
+  o.export_file = g_args.export_file;
   o.log_format = Format();
   o.on_ready = [prefix = g_args.prefix] { NotifyReady("head", "scheduling (prefix " + prefix + ")"); };
   cluster::Head head(o);
@@ -297,6 +305,10 @@ void AddClusterCommands(CLI::App& app) {
   g_head = app.add_subcommand("head", "Run the cluster scheduler against Redis");
   CommonOptions(g_head);
   g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")->capture_default_str();
+  g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
+      ->capture_default_str();
+  g_head->add_option("--export", g_args.export_file,
+                     "Append each finished job's detail (JSON lines) to FILE before it leaves Redis");
   g_head->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
   g_head_dashboard = g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
   g_head->add_option("--token", g_args.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
@@ -345,14 +357,53 @@ void AddClusterCommands(CLI::App& app) {
   g_nodes->add_flag("--json", g_args.json, "JSON output");
 }
 
-int RunClusterCommand(CLI::App&) {
-  cluster::RedisUrl url;
+// The Redis URL and password, from where a password may come: a file or the environment, never
+// the command line (every local user sees it in `ps`).
+bool ResolveRedis(cluster::RedisUrl* url) {
   try {
-    url = cluster::RedisUrl::Parse(g_args.redis);
+    *url = cluster::RedisUrl::Parse(g_args.redis);
   } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "baton: error: %s\n", e.what());
-    return 2;
+    return false;
   }
+  const char* from_env = std::getenv("BATON_REDIS");
+  if (url->password_in_url && !(from_env && g_args.redis == from_env)) {
+    std::fprintf(stderr,
+                 "baton: error: --redis: a password in the URL is visible to every local user in `ps`; put it in a file "
+                 "(--redis-password-file) or in BATON_REDIS_PASSWORD\n");
+    return false;
+  }
+  if (!g_args.redis_password_file.empty()) {
+    std::ifstream in(g_args.redis_password_file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      std::fprintf(stderr, "baton: error: --redis-password-file %s: cannot read it\n", g_args.redis_password_file.c_str());
+      return false;
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty()) {
+      std::fprintf(stderr, "baton: error: --redis-password-file %s: the first line is empty\n", g_args.redis_password_file.c_str());
+      return false;
+    }
+    url->password = line;
+  }
+  return true;
+}
+
+// Loud, because anyone who reaches such a Redis runs commands on every agent's machine.
+void WarnIfRedisIsOpen(const cluster::RedisUrl& url) {
+  if (!url.password.empty() || url.loopback()) return;
+  std::fprintf(stderr,
+               "baton: WARNING: Redis at %s has no password and is not on loopback: anyone who can reach it can run "
+               "commands on every agent. Set `requirepass` in redis.conf and give Baton the password "
+               "(--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md \"Security\".\n",
+               url.Redacted().c_str());
+}
+
+int RunClusterCommand(CLI::App&) {
+  cluster::RedisUrl url;
+  if (!ResolveRedis(&url)) return 2;
+  if (g_head->parsed() || g_node->parsed()) WarnIfRedisIsOpen(url);
   if (g_head->parsed()) {
     g_args.dashboard_requested = g_head_dashboard->count() > 0;
     return HeadCommand(url);

@@ -1,7 +1,11 @@
 #include "cluster/artifacts.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -21,6 +25,28 @@ std::string Hex(const unsigned char* d, unsigned n) {
   return s;
 }
 
+// Constant time in the token's length: a timing probe learns nothing of how much matched.
+bool TokenMatches(const std::string& given, const std::string& want) {
+  return given.size() == want.size() && !want.empty() && CRYPTO_memcmp(given.data(), want.data(), want.size()) == 0;
+}
+
+// Incremental SHA-256.
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  void Update(const char* d, size_t n) { EVP_DigestUpdate(ctx_, d, n); }
+  std::string Hex() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    EVP_DigestFinal_ex(ctx_, out, &n);
+    return baton::cluster::Hex(out, n);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
 bool SafeJob(const std::string& job) {
   static const std::regex re(R"(^[A-Za-z0-9_][A-Za-z0-9_.-]*$)");
   return job != "." && job != ".." && std::regex_match(job, re);
@@ -38,18 +64,13 @@ std::string Sha256Hex(const std::string& data) {
 std::string Sha256File(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return "";
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  char buf[1 << 16];
+  Sha256 h;
+  std::vector<char> buf(1 << 16);
   while (in) {
-    in.read(buf, sizeof buf);
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf, static_cast<size_t>(in.gcount()));
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) h.Update(buf.data(), static_cast<size_t>(in.gcount()));
   }
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned n = 0;
-  EVP_DigestFinal_ex(ctx, out, &n);
-  EVP_MD_CTX_free(ctx);
-  return Hex(out, n);
+  return h.Hex();
 }
 
 bool SafeRelative(const std::string& relative) {
@@ -74,7 +95,7 @@ ArtifactServer::ArtifactServer(std::filesystem::path root, std::string token, ui
   impl_->max_bytes = max_bytes;
   Impl* m = impl_.get();
   m->server.Get(R"(/v1/artifacts/([^/]+)/(.+))", [m](const httplib::Request& req, httplib::Response& res) {
-    if (req.get_header_value("X-Baton-Token") != m->token) {
+    if (!TokenMatches(req.get_header_value("X-Baton-Token"), m->token)) {
       res.status = 403;
       res.set_content("bad or missing X-Baton-Token\n", "text/plain");
       return;
@@ -105,12 +126,18 @@ ArtifactServer::ArtifactServer(std::filesystem::path root, std::string token, ui
       res.set_content(fmt::format("artifact is {} bytes, over the bound of {}\n", size, m->max_bytes), "text/plain");
       return;
     }
-    std::ifstream in(file, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    std::string body = ss.str();
-    res.set_header("X-Baton-Sha256", Sha256Hex(body));
-    res.set_content(std::move(body), "application/octet-stream");
+    // Streamed in chunks: no whole file in memory, however large.
+    res.set_header("X-Baton-Sha256", Sha256File(file));
+    auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
+    res.set_content_provider(size, "application/octet-stream",
+                             [in](size_t offset, size_t length, httplib::DataSink& sink) {
+                               std::vector<char> buf(std::min<size_t>(length, 1 << 16));
+                               in->seekg(static_cast<std::streamoff>(offset));
+                               in->read(buf.data(), static_cast<std::streamsize>(buf.size()));
+                               const auto got = in->gcount();
+                               if (got <= 0) return false;
+                               return sink.write(buf.data(), static_cast<size_t>(got));
+                             });
   });
 }
 
@@ -134,41 +161,54 @@ void ArtifactServer::Stop() {
 }
 
 void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
-                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes) {
+                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes,
+                   const std::string& expected_sha256) {
   if (!SafeRelative(relative)) throw std::runtime_error("artifact path '" + relative + "' is not a clean relative path");
   const size_t colon = address.rfind(':');
   if (address.empty() || colon == std::string::npos) throw std::runtime_error("node address '" + address + "' is not HOST:PORT");
   httplib::Client cli(address.substr(0, colon), std::atoi(address.c_str() + colon + 1));
   cli.set_connection_timeout(5);
   cli.set_read_timeout(60);
-  std::string body;
+  std::filesystem::create_directories(dest.parent_path());
+  // Streamed to a temporary name unique to this fetch (two attempts never write the same file),
+  // hashed on the way, renamed into place only when complete and matching.
+  static std::atomic<uint64_t> fetches{0};
+  const auto tmp = fmt::format("{}.part-{}-{}", dest.string(), getpid(), ++fetches);
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error("cannot write " + tmp);
+  Sha256 hash;
+  uint64_t bytes = 0;
   bool too_big = false;
+  std::string error_body;
   auto res = cli.Get(("/v1/artifacts/" + job + "/" + relative).c_str(), {{"X-Baton-Token", token}},
                      [&](const char* data, size_t n) {
-                       if (body.size() + n > max_bytes) {
+                       if (bytes + n > max_bytes) {
                          too_big = true;
                          return false;
                        }
-                       body.append(data, n);
-                       return true;
+                       bytes += n;
+                       hash.Update(data, n);
+                       out.write(data, static_cast<std::streamsize>(n));
+                       if (error_body.size() < 200) error_body.append(data, std::min<size_t>(n, 200));
+                       return static_cast<bool>(out);
                      });
-  if (too_big) throw std::runtime_error(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
-  if (!res) throw std::runtime_error(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
+  out.close();
+  auto fail = [&](const std::string& why) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error(why);
+  };
+  if (too_big) fail(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
+  if (!res) fail(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
   if (res->status != 200)
-    throw std::runtime_error(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status,
-                                         res->body.substr(0, res->body.find('\n'))));
-  const std::string want = res->get_header_value("X-Baton-Sha256");
-  const std::string got = Sha256Hex(body);
+    fail(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status, error_body.substr(0, error_body.find('\n'))));
+  if (!out) fail("cannot write " + tmp);
+  // The digest the producing step recorded when the consumer knows it; else the server's.
+  const std::string want = expected_sha256.empty() ? res->get_header_value("X-Baton-Sha256") : expected_sha256;
+  const std::string got = hash.Hex();
   if (want.empty() || want != got)
-    throw std::runtime_error(fmt::format("artifact {} from {}: checksum mismatch (sent {}, got {})", relative, address,
-                                         want.empty() ? "none" : want, got));
-  std::filesystem::create_directories(dest.parent_path());
-  const auto tmp = dest.string() + ".part";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(body.data(), static_cast<std::streamsize>(body.size()));
-    if (!out) throw std::runtime_error("cannot write " + tmp);
-  }
+    fail(fmt::format("artifact {} from {}: checksum mismatch ({} {}, received {})", relative, address,
+                     expected_sha256.empty() ? "sent" : "recorded by the step", want.empty() ? "none" : want, got));
   std::filesystem::rename(tmp, dest);
 }
 

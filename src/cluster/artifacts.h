@@ -3,7 +3,9 @@
 // producing node's agent over HTTP:
 //
 //   GET http://ADDRESS/v1/artifacts/JOB/RELATIVE/PATH     header X-Baton-Token: PREFIX:token
-//   200: the file; header X-Baton-Sha256: hex digest (checked by the fetcher)
+//   200: the file, streamed; header X-Baton-Sha256: hex digest (the fetcher checks the digest the
+//        producing step recorded in its result when it has one, else this one). The token is
+//        compared in constant time.
 //   403 bad token, 400 path outside the job folder ("..", absolute, symlink out), 404 missing,
 //   413 larger than the agent's --max-artifact-bytes.
 //
@@ -35,10 +37,13 @@ class ArtifactServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Fetches JOB/RELATIVE from the agent at `address` (HOST:PORT) into `dest` (atomically), checking
-// the checksum and the size bound. Throws std::runtime_error with one line naming what failed.
+// Fetches JOB/RELATIVE from the agent at `address` (HOST:PORT) into `dest` (streamed to a
+// temporary name, renamed when complete), checking the size bound and the SHA-256: the one the
+// producing step recorded (`expected_sha256`) when known, else the one the server sends. Throws
+// std::runtime_error with one line naming what failed.
 void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
-                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes);
+                   const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes,
+                   const std::string& expected_sha256 = "");
 
 // True when `relative` is a clean relative path (no "..", not absolute, not empty).
 bool SafeRelative(const std::string& relative);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "cluster/artifacts.h"
 #include "cluster/protocol.h"
 #include "cluster/redis_store.h"
 #include "util/clock.h"
@@ -49,7 +50,12 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
                                     const std::string& yaml, const PipelineSpec& spec,
                                     const std::vector<std::string>& inputs) {
   const long long last = db.Command({"INCRBY", keys.job_seq(), std::to_string(inputs.size())}).integer();
-  const std::string pid = std::to_string(db.Command({"INCR", keys.pipeline_seq()}).integer());
+  // The same pipeline text submitted again is stored once (thousands of submissions of one
+  // pipeline cost one copy); its jobs share the pipeline id, and so its `budget:`.
+  const std::string digest = Sha256Hex(spec.name + '\n' + yaml);
+  std::string pid = db.Command({"HGET", keys.pipeline_index(), digest}).str();
+  const bool fresh = pid.empty() || db.Command({"EXISTS", keys.pipeline(pid)}).integer() == 0;
+  if (fresh) pid = std::to_string(db.Command({"INCR", keys.pipeline_seq()}).integer());
   Check(db);
   const long long first = last - static_cast<long long>(inputs.size());
   std::vector<std::string> ids;
@@ -59,10 +65,11 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
     const size_t end = std::min(ids.size(), start + kChunk);
     size_t n = 0;
     db.Append({"MULTI"});
-    if (start == 0) {
+    if (start == 0 && fresh) {
       db.Append({"HSET", keys.pipeline(pid), "name", spec.name, "file", pipeline_file.string(), "yaml", yaml});
       db.Append({"RPUSH", keys.pipelines(), pid});
-      n += 2;
+      db.Append({"HSET", keys.pipeline_index(), digest, pid});
+      n += 3;
     }
     std::vector<std::string> push = {"RPUSH", keys.jobs()};
     std::vector<std::string> list;

@@ -413,7 +413,9 @@ namespace {
 
 TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
   const std::string password = "s3cret-Redis-pw";
-  url_ = "redis://:" + password + "@127.0.0.1:" + std::to_string(port_);
+  std::ofstream(dir_ / "redis.pass") << password << "\n";
+  // From a file (or the environment): never the command line, where `ps` shows it.
+  setenv("BATON_REDIS_PASSWORD_FILE", (dir_ / "redis.pass").c_str(), 1);
   StartRedis(false, password);
   StartHead();
   StartNode("a", {"--gpus", "1", "--resources", "download_slot=1", "--labels", "role=head"});
@@ -427,12 +429,40 @@ TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
   }
   EXPECT_NE(testing::ReadFile(dir_ / "head.log").find(":***@127.0.0.1"), std::string::npos);
   // A wrong password is a clear error, not a hang, and does not echo what was given.
-  url_ = "redis://:wrong-password@127.0.0.1:" + std::to_string(port_);
+  std::ofstream(dir_ / "wrong.pass") << "wrong-password\n";
+  setenv("BATON_REDIS_PASSWORD_FILE", (dir_ / "wrong.pass").c_str(), 1);
   const auto out = dir_ / "wrong.log";
   EXPECT_NE(Run({"status"}, out.string()), 0);
   const std::string said = testing::ReadFile(out);
   EXPECT_EQ(said.find("wrong-password"), std::string::npos) << said;
   EXPECT_NE(said.find("redis"), std::string::npos) << said;
+  unsetenv("BATON_REDIS_PASSWORD_FILE");
+  // A password on the command line is refused, without echoing it.
+  const std::string on_line = "redis://:visible-in-ps@127.0.0.1:" + std::to_string(port_);
+  const auto refused = dir_ / "refused.log";
+  EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", on_line}, refused.string()), 2);
+  EXPECT_EQ(testing::ReadFile(refused).find("visible-in-ps"), std::string::npos);
+  EXPECT_NE(testing::ReadFile(refused).find("a password in the URL is visible to every local user in `ps`"), std::string::npos)
+      << testing::ReadFile(refused);
+  // A malformed URL is named, not echoed.
+  EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", "http://user:pw-typo@host"}, refused.string()), 2);
+  EXPECT_EQ(testing::ReadFile(refused).find("pw-typo"), std::string::npos) << testing::ReadFile(refused);
+}
+
+TEST_F(ClusterTest, AnAgentWarnsLoudlyOfARedisWithoutPasswordOffLoopback) {
+  // 0.0.0.0 is not a loopback address by name (Linux connects it to this machine, so nothing
+  // leaves it): the agent warns, then keeps trying to connect to the closed port.
+  const std::string open_url = "redis://0.0.0.0:" + std::to_string(testing::FreeLoopbackPort());
+  testing::ChildProcess agent({baton_, "node", "--redis", open_url, "--name", "w", "--workdir",
+                               (dir_ / "w").string()},
+                              dir_ / "w.log");
+  EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "w.log").find("WARNING: Redis at " + open_url +
+                                                                           " has no password and is not on loopback") != std::string::npos; },
+                      30))
+      << testing::ReadFile(dir_ / "w.log");
+  testing::ChildProcess local({baton_, "nodes", "--redis", url_}, dir_ / "local.log");
+  local.Wait(30);
+  EXPECT_EQ(testing::ReadFile(dir_ / "local.log").find("WARNING"), std::string::npos);
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // The cluster head: the driver kit (src/driver) with Redis as its store (redis_store.h) and Redis
 // streams to node agents as its transport (protocol.h). One loop turn = read the inbox, feed the
-// driver, decide, write everything in one MULTI/EXEC.
+// driver, decide, write everything in one fenced script (only while this head holds the lease).
 #include "cluster/head.h"
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -10,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "cluster/fence.h"
 #include "cluster/keys.h"
 #include "cluster/leader.h"
 #include "cluster/liveness.h"
@@ -20,6 +23,8 @@
 #include "driver/views.h"
 
 namespace baton::cluster {
+
+constexpr size_t kInboxBatch = 4096;  // inbox entries read per turn
 
 struct Head::Impl {
   HeadOptions opts;
@@ -35,13 +40,20 @@ struct Head::Impl {
   std::vector<std::string> cancel_requests, retry_requests;
   NodeLiveness liveness;
   std::map<std::string, std::string> incarnation;  // node name -> incarnation placements go to
+  AttemptFence fence;                              // which results count; reconciliation
   // Driver time: seconds since the cluster's epoch, advanced by the monotonic clock.
   double epoch = 0, mono_base = 0, epoch_offset = 0;
 
   // One turn's transport writes.
   Redis db;
-  std::vector<std::pair<std::string, std::string>> outgoing;  // node, message
+  struct Outgoing {
+    std::string node, message;
+    int64_t job = -1;  // a RunAttempt's job (its entry id goes to the fence)
+  };
+  std::vector<Outgoing> outgoing;
   std::vector<std::string> acks;
+  std::vector<std::vector<std::string>> expiring;  // retention deletes of this turn
+  double next_sweep = 0;                            // monotonic
   std::string nodes_view_written;
   bool check_nodes_now = false;  // an agent announced itself: look at the registrations this turn
   LeaderLock lock;
@@ -56,14 +68,16 @@ struct Head::Impl {
   }
 
   bool Load();
-  void CheckNodes();
+  void CheckNodes(bool reconcile = true);
   void OnInbox(const std::string& entry_id, std::string_view text);
   void OnResults(const protocol::AttemptResults& m, double now);
+  void Reconcile(const std::map<std::string, Json>& registrations, double now);
   void OnSubmit(const protocol::SubmitJobs& m, double now);
   void Stop(const std::vector<core::AttemptRef>& refs);
   void Place(const core::Placement& p, double now);
   bool ReadInbox(bool pending, long block_ms, size_t* got);
   void ApplyRequests(double now);
+  void SweepRetention(double now);
   bool FlushTurn(double now);
   void Serve();
   int Loop();
@@ -98,15 +112,23 @@ bool Head::RetryJob(const std::string& id) {
 // Rebuilds the driver from Redis: the epoch, pipelines, registered nodes, jobs.
 bool Head::Impl::Load() {
   driver = std::make_unique<driver::Driver>();
-  store = std::make_unique<RedisJobStore>(*driver, keys, incarnation);
+  fence.NewTerm(RandomHex(8));
+  store = std::make_unique<RedisJobStore>(*driver, keys, incarnation, fence);
   driver->SetStore(store.get());
   for (const auto& s : sinks) driver->AddSink(s);
   liveness.Reset();
   incarnation.clear();
   outgoing.clear();
   acks.clear();
+  expiring.clear();
   nodes_view_written.clear();
-  db.Append({"SETNX", keys.epoch(), fmt::format("{:.6f}", clock.Wall())});
+  // Driver time is seconds since the cluster's epoch on Redis's clock (TIME), advanced by this
+  // head's monotonic clock: a wall-clock jump on a head's machine moves nothing, and a standby
+  // that takes over on another machine continues the same timeline.
+  Reply time = db.Command({"TIME"});
+  if (!db.ok() || time.size() < 2) return false;
+  const double redis_now = std::atof(time.at(0).str().c_str()) + std::atof(time.at(1).str().c_str()) / 1e6;
+  db.Append({"SETNX", keys.epoch(), fmt::format("{:.6f}", redis_now)});
   db.Append({"GET", keys.epoch()});
   db.Append({"SETNX", keys.token(), RandomHex(16)});
   db.Append({"XGROUP", "CREATE", keys.inbox(), "head", "0", "MKSTREAM"});
@@ -116,12 +138,29 @@ bool Head::Impl::Load() {
   db.Read();  // BUSYGROUP when it exists: fine
   if (!db.ok()) return false;
   mono_base = clock.Monotonic();
-  epoch_offset = clock.Wall() - epoch;
-  CheckNodes();  // nodes first: jobs name the nodes they ran on
-  return store->LoadJobs(db, Now());
+  epoch_offset = redis_now - epoch;
+  CheckNodes(false);  // nodes first: jobs name the nodes they ran on
+  // Where each node's placement stream stands: an attempt found in flight was placed at or before.
+  std::map<std::string, StreamId> last_entry;
+  for (const auto& [name, inc] : incarnation) {
+    Reply info = db.Command({"XINFO", "STREAM", keys.place(name)});
+    for (size_t i = 0; i + 1 < info.size(); i += 2)
+      if (info.at(i).str() == "last-generated-id") last_entry[name] = StreamId::Parse(info.at(i + 1).str());
+  }
+  RedisJobStore::LoadHooks hooks;
+  hooks.in_flight = [&](uint32_t job, const std::string& term, const std::string& inc) {
+    const auto& a = *driver->job(job).in_flight;
+    const std::string& node = driver->nodes()[a.node].name;
+    fence.Restored(job, a.serial, a.node, term, inc, last_entry.count(node) ? last_entry[node] : StreamId{});
+  };
+  // A long reload must not lose the lease (a standby would take over under it).
+  hooks.keep_alive = [&] { return lock.RenewIfDue(db); };
+  return store->LoadJobs(db, Now(), hooks);
 }
 
-void Head::Impl::CheckNodes() {
+// Liveness of every agent, then (in the loop, not while loading: no job is known yet)
+// reconciliation with what they hold.
+void Head::Impl::CheckNodes(bool reconcile) {
   db.Append({"HGETALL", keys.nodes()});
   db.Append({"HGETALL", keys.hb()});
   Reply regs = db.Read();
@@ -148,19 +187,58 @@ void Head::Impl::CheckNodes() {
       driver->AddNode(c.spec, now, c.registration.value("address", ""), c.registration.value("pid", 0));
     }
   }
+  if (reconcile) Reconcile(registrations, now);
+}
+
+// What the agents hold against what the head counts in flight (fence.h).
+void Head::Impl::Reconcile(const std::map<std::string, Json>& registrations, double now) {
+  std::map<uint32_t, AgentReport> reports;
+  for (const auto& [name, reg] : registrations) {
+    const int n = driver->NodeIndex(name);
+    auto inc = incarnation.find(name);
+    if (n < 0 || !driver->scheduler().NodeAlive(n) || inc == incarnation.end()) continue;
+    AgentReport r = AgentReport::FromRegistration(reg);
+    if (r.incarnation == inc->second) reports.emplace(static_cast<uint32_t>(n), std::move(r));
+  }
+  AttemptFence::Callbacks cb;
+  cb.in_flight = [&](uint32_t job, uint32_t serial, uint32_t node) {
+    const auto& f = driver->job(job).in_flight;
+    return f && f->serial == serial && f->node == node;
+  };
+  cb.job_id = [&](uint32_t job) -> const std::string& { return driver->job(job).report.id; };
+  cb.job_index = [&](const std::string& id) { return driver->JobIndex(id); };
+  const AttemptFence::Verdict v = fence.Reconcile(reports, cb);
+  for (const auto& [job, serial] : v.lost) {
+    const std::string& node = driver->nodes()[driver->job(job).in_flight->node].name;
+    driver::AttemptOutcome o;
+    o.kind = StepOutcome::Kind::kCancelled;
+    o.lost = true;
+    o.error = "node " + node + " no longer runs it (reconciled with the agent's report)";
+    Say(fmt::format("job {}: {}", driver->job(job).report.id, o.error));
+    driver->Finish(job, serial, std::move(o), now);
+  }
+  for (const auto& [node, key] : v.stop) {
+    const auto& [job, serial, term] = key;
+    const std::string& name = driver->nodes()[node].name;
+    Say(fmt::format("node {} runs attempt {} of job {} that the head does not want: stopping it", name, serial, job));
+    outgoing.push_back({name, protocol::Encode(protocol::StopAttempt{job, serial, incarnation[name], term})});
+  }
 }
 
 void Head::Impl::Stop(const std::vector<core::AttemptRef>& refs) {
   for (const auto& r : refs) {
     const std::string& node = driver->nodes()[r.node].name;
-    outgoing.emplace_back(node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node]}));
+    outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node],
+                                                                     fence.TermOf(r.job)})});
   }
 }
 
 void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
   for (const auto& r : m.list) {
     const int j = driver->JobIndex(r.job);
-    if (j < 0) continue;
+    // Only the job's current attempt, from the node and incarnation it was placed on: a stale
+    // copy, an attempt of an earlier term, a result from an agent that restarted are ignored.
+    if (j < 0 || !fence.Accept(j, r.serial, r.term, driver->NodeIndex(r.node), r.incarnation)) continue;
     driver::AttemptOutcome o;
     o.kind = r.kind;
     o.error = r.error;
@@ -230,13 +308,15 @@ void Head::Impl::Place(const core::Placement& p, double now) {
     m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address} : protocol::StepHome{});
   m.gpus = j.in_flight->gpus;
   m.incarnation = incarnation[n.name];
+  m.term = fence.term();
   m.placed = clock.Wall();
   (void)now;
-  outgoing.emplace_back(n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)));
+  fence.Placed(p.job, p.serial, p.node, m.incarnation);
+  outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
 bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
-  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", "4096"};
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
   argv.insert(argv.end(), {"STREAMS", keys.inbox(), pending ? "0" : ">"});
   db.SetTimeout(2.0 + block_ms / 1000.0);
@@ -244,6 +324,10 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   if (!db.ok()) return false;
   std::lock_guard guard(mu);
   *got = 0;
+  // Read to the end: what agents reported before now has been seen (the fence's reconciliation
+  // waits for this before it calls an attempt lost).
+  const bool drained = !pending && (!r.is_array() || r.size() == 0 || r.at(0).at(1).size() < kInboxBatch);
+  if (drained) fence.InboxDrained();
   if (!r.is_array() || r.size() == 0) return true;
   Reply entries = r.at(0).at(1);
   *got = entries.size();
@@ -258,6 +342,64 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   return true;
 }
 
+// Finished jobs older than --retain leave Redis (exported first when --export is set). Looks at
+// the oldest jobs (the head of PREFIX:jobs, where expired ones gather), a window at a time; the
+// deletes go into this turn's fenced write.
+void Head::Impl::SweepRetention(double now) {
+  constexpr int kWindow = 1000;
+  Reply ids = db.Command({"LRANGE", keys.jobs(), "0", std::to_string(kWindow - 1)});
+  if (!db.ok() || ids.size() == 0) return;
+  for (size_t i = 0; i < ids.size(); ++i) db.Append({"HMGET", keys.job(ids.at(i).str()), "state", "ended"});
+  std::vector<std::string> expired;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Reply r = db.Read();
+    if (r.size() < 2) continue;
+    const std::string state = r.at(0).str(), ended = r.at(1).str();
+    if (TerminalState(state) && !ended.empty() && std::atof(ended.c_str()) + opts.retain <= now)
+      expired.push_back(ids.at(i).str());
+    else if (state.empty())
+      expired.push_back(ids.at(i).str());  // a listed id without its hash: drop the id
+  }
+  if (!db.ok() || expired.empty()) return;
+  if (!opts.export_file.empty()) {
+    std::map<std::string, std::vector<std::string>> steps;
+    std::string lines;
+    for (const auto& id : expired) {
+      db.Append({"HGETALL", keys.job(id)});
+      db.Append({"LRANGE", keys.attempts(id), "0", "-1"});
+    }
+    for (const auto& id : expired) {
+      Hash h = ToHash(db.Read());
+      Reply list = db.Read();
+      if (h.empty()) continue;
+      auto& names = steps[h["pipeline"]];
+      if (names.empty()) {
+        const int p = driver->PipelineIndex(h["pipeline"]);
+        if (p >= 0)
+          for (const auto& st : driver->pipelines()[p].spec.steps) names.push_back(st.name);
+      }
+      Json attempts = Json::array();
+      for (size_t a = 0; a < list.size(); ++a) attempts.push_back(Json::parse(list.at(a).str(), nullptr, false));
+      lines += JobJsonFromHash(id, h, names, true, attempts).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+    }
+    if (!db.ok()) return;
+    FILE* f = std::fopen(opts.export_file.c_str(), "a");
+    if (f == nullptr || std::fwrite(lines.data(), 1, lines.size(), f) != lines.size() || std::fflush(f) != 0 ||
+        fsync(fileno(f)) != 0) {
+      if (f) std::fclose(f);
+      Say("cannot append to the export file " + opts.export_file + ": finished jobs are kept until it works");
+      return;
+    }
+    std::fclose(f);
+  }
+  for (const auto& id : expired) {
+    expiring.push_back({"DEL", keys.job(id), keys.attempts(id)});
+    expiring.push_back({"LREM", keys.jobs(), "1", id});
+  }
+  Say(fmt::format("{} finished job{} older than the retention period removed from redis{}", expired.size(),
+                  expired.size() == 1 ? "" : "s", opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
+}
+
 void Head::Impl::ApplyRequests(double now) {
   for (const auto& id : cancel_requests)
     if (const int j = driver->JobIndex(id); j >= 0) Stop(driver->Cancel(j, "cancelled", now, core::kNever));
@@ -267,43 +409,54 @@ void Head::Impl::ApplyRequests(double now) {
   retry_requests.clear();
 }
 
-// Everything of one turn in one MULTI/EXEC: job records, attempt histories, placements and stops,
-// inbox acknowledgements, the nodes view. A head killed at any moment leaves a turn boundary.
+// Everything of one turn in one fenced write: job records, attempt histories, placements and
+// stops, inbox acknowledgements, the nodes view, retention deletes.
 bool Head::Impl::FlushTurn(double now) {
   const std::string view = driver->NodesJson().dump();
   const bool view_changed = view != nodes_view_written;
-  size_t n = 1;
-  db.Append({"MULTI"});
-  n += store->AppendTurn(db, now);
-  for (const auto& [node, m] : outgoing) {
-    db.Append({"XADD", keys.place(node), "*", "m", m});
-    ++n;
-  }
+  std::vector<std::vector<std::string>> cmds;
+  store->AppendTurn(cmds, now);
+  for (auto& c : expiring) cmds.push_back(std::move(c));
+  expiring.clear();
+  for (auto& o : outgoing) cmds.push_back({"XADD", keys.place(o.node), "*", "m", std::move(o.message)});
   if (!acks.empty()) {
     std::vector<std::string> ack = {"XACK", keys.inbox(), "head"}, del = {"XDEL", keys.inbox()};
     ack.insert(ack.end(), acks.begin(), acks.end());
     del.insert(del.end(), acks.begin(), acks.end());
-    db.Append(ack);
-    db.Append(del);
-    n += 2;
+    cmds.push_back(std::move(ack));
+    cmds.push_back(std::move(del));
   }
-  if (view_changed) {
-    db.Append({"SET", keys.view_nodes(), view});
-    ++n;
+  if (view_changed) cmds.push_back({"SET", keys.view_nodes(), view});
+  acks.clear();
+  if (cmds.empty()) {
+    outgoing.clear();
+    return true;
+  }
+  // Fenced (LeaderLock::WriteFenced): a head that stalled past its lease, and woke after a
+  // standby took over, writes nothing. A script runs atomically: a head killed at any moment
+  // leaves a turn boundary.
+  Reply r = lock.WriteFenced(db, std::move(cmds));
+  if (!db.ok()) {
+    outgoing.clear();
+    return false;
+  }
+  if (r.is_error()) {
+    Say(r.str().rfind("FENCED", 0) == 0 ? "another head took over while this one was stalled; writing nothing"
+                                        : "redis refused the turn: " + r.str());
+    outgoing.clear();
+    return false;
+  }
+  if (r.size() == 2) {
+    Reply ids = r.at(0), errs = r.at(1);
+    size_t k = 0;
+    for (const auto& o : outgoing)
+      if (k < ids.size()) {
+        const std::string id = ids.at(k++).str();
+        if (o.job >= 0) fence.Delivered(static_cast<uint32_t>(o.job), StreamId::Parse(id));
+      }
+    for (size_t e = 0; e < errs.size(); ++e) Say("redis refused a write: " + errs.at(e).str());
   }
   outgoing.clear();
-  acks.clear();
-  if (n == 1) {  // nothing to write: take MULTI back
-    db.Append({"DISCARD"});
-    db.Read();
-    db.Read();
-    return db.ok();
-  }
-  db.Append({"EXEC"});
-  for (size_t i = 0; i < n; ++i)
-    if (Reply r = db.Read(); r.is_error()) Say("redis refused a write: " + r.str());
-  Reply exec = db.Read();
-  if (!db.ok() || exec.null() || exec.is_error()) return false;
   nodes_view_written = view;
   return true;
 }
@@ -311,7 +464,7 @@ bool Head::Impl::FlushTurn(double now) {
 // Turns until the connection or the lock is lost, or Stop.
 void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
-  double next_check = 0;
+  double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
   std::vector<core::Placement> placements;
   std::vector<core::AttemptRef> expired;
@@ -325,9 +478,15 @@ void Head::Impl::Serve() {
       std::lock_guard guard(mu);
       wait = std::min(driver->NextWakeup() - Now(), next_check - clock.Monotonic());
     }
+    // Now and then the pending list again: entries a stalled head (same consumer name) read and
+    // then, fenced, could not acknowledge are this head's to apply.
+    if (!pending && clock.Monotonic() >= next_pending) pending = true;
     size_t got = 0;
     if (!ReadInbox(pending, std::clamp<long>(static_cast<long>(wait * 1000), 1, 100), &got)) return;
-    if (pending && got == 0) pending = false;
+    if (pending && got == 0) {
+      pending = false;
+      next_pending = clock.Monotonic() + 1.0;
+    }
     std::lock_guard guard(mu);
     double now = Now();
     ApplyRequests(now);
@@ -340,6 +499,10 @@ void Head::Impl::Serve() {
     expired.clear();
     driver->Expired(now, core::kNever, &expired);
     Stop(expired);
+    if (opts.retain > 0 && clock.Monotonic() >= next_sweep) {
+      SweepRetention(now);
+      next_sweep = clock.Monotonic() + std::min(60.0, opts.retain / 4);
+    }
     placements.clear();
     driver->Decide(now, &placements);
     for (const auto& p : placements) Place(p, now);
@@ -371,7 +534,7 @@ int Head::Impl::Loop() {
     }
     said_waiting = said_lock = false;
     Serve();
-    if (!stop) Say("redis connection lost (" + db.error() + "); reconnecting and reloading state");
+    if (!stop && !db.ok()) Say("redis connection lost (" + db.error() + "); reconnecting and reloading state");
   }
   lock.Release(db);
   return 0;

@@ -2,11 +2,12 @@
 // (core::Scheduler) over the cluster state kept in Redis, consumes node results, submits and
 // cancels from the PREFIX:inbox stream (consumer group "head"), and sends placements to each
 // node's PREFIX:place:NODE stream. Every transition of one loop turn (job hashes, attempt
-// records, placements, acknowledgements) is written in one MULTI/EXEC, so a head killed at any
-// moment leaves Redis at a turn boundary: a restarted head rebuilds the core from Redis
+// records, placements, acknowledgements) is written in one script that runs only while this head
+// holds the lease (fencing), so a head killed at any moment leaves Redis at a turn boundary and a
+// head that stalled past its lease writes nothing: a restarted head rebuilds the core from Redis
 // (Scheduler::RestoreJob/RestoreRunning) and reads the unacknowledged results again. A Redis
-// error also makes the head reconnect and rebuild. Only one head runs per prefix (PREFIX:head
-// lock).
+// error also makes the head reconnect and rebuild. One head leads per prefix (PREFIX:head lease);
+// others wait as standbys.
 //
 // Run() blocks on the calling thread; RequestStop(), CancelJob(), RetryJob(), Snapshot() and
 // JobDetail() may be called from any thread. AddSink before Run. Sinks get events on the Run
@@ -28,6 +29,10 @@ struct HeadOptions {
   RedisUrl redis;
   std::string prefix = "baton";
   double heartbeat_timeout = 5.0;  // a node silent this long is lost
+  // Finished jobs leave Redis this long after they ended (0: kept forever), first appended as
+  // JSON lines (the job detail of `baton status JOB --json`) to `export_file` when set.
+  double retain = 7 * 86400.0;
+  std::string export_file;
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
   const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)

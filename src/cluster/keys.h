@@ -7,6 +7,7 @@
 //   PREFIX:head              lock held by the running head (SET NX PX, renewed)
 //   PREFIX:pipeline:seq      counter;  PREFIX:pipeline:ID  hash {name, file, yaml}
 //   PREFIX:pipelines         list of pipeline ids
+//   PREFIX:pipeline:by-digest  hash sha256(name, yaml) -> pipeline id: identical pipelines stored once
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
 //   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
 //                            inc homes results history error wait attempts (inc: the agent
@@ -37,6 +38,7 @@ struct Keys {
   std::string head() const { return p + ":head"; }
   std::string pipeline_seq() const { return p + ":pipeline:seq"; }
   std::string pipelines() const { return p + ":pipelines"; }
+  std::string pipeline_index() const { return p + ":pipeline:by-digest"; }
   std::string pipeline(const std::string& id) const { return p + ":pipeline:" + id; }
   std::string job_seq() const { return p + ":job:seq"; }
   std::string jobs() const { return p + ":jobs"; }

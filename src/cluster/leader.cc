@@ -1,5 +1,7 @@
 #include "cluster/leader.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <random>
 
@@ -15,7 +17,11 @@ std::string RandomHex(int bytes) {
 }
 
 LeaderLock::LeaderLock(std::string key, double ttl_seconds, const Clock& clock)
-    : key_(std::move(key)), token_(RandomHex(8)), ttl_(std::max(1.0, ttl_seconds)), clock_(clock) {
+    : key_(std::move(key)), ttl_(std::max(1.0, ttl_seconds)), clock_(clock) {
+  // HOST:PID:RANDOM: unique, and tells an operator (`redis-cli GET PREFIX:head`) which head leads.
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  token_ = fmt::format("{}:{}:{}", host, getpid(), RandomHex(8));
   ttl_ms_ = std::to_string(static_cast<long long>(ttl_ * 1000));
 }
 
@@ -38,6 +44,34 @@ bool LeaderLock::RenewIfDue(Redis& db) {
   if (r.integer() != 1) return false;
   next_renew_ = now + ttl_ / 3;
   return true;
+}
+
+namespace {
+
+// ARGV: token, then each command as its argc and its args.
+constexpr const char* kFencedWrite = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED this head no longer holds the lease') end
+local i, ids, errs = 2, {}, {}
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local r = redis.pcall(unpack(ARGV, i + 1, i + n))
+  local failed = type(r) == 'table' and r.err
+  if failed then errs[#errs + 1] = r.err end
+  if ARGV[i + 1] == 'XADD' then ids[#ids + 1] = failed and '' or r end
+  i = i + n + 1
+end
+return {ids, errs}
+)lua";
+
+}  // namespace
+
+Reply LeaderLock::WriteFenced(Redis& db, std::vector<std::vector<std::string>> cmds) const {
+  std::vector<std::string> argv = {"EVAL", kFencedWrite, "1", key_, token_};
+  for (auto& c : cmds) {
+    argv.push_back(std::to_string(c.size()));
+    for (auto& a : c) argv.push_back(std::move(a));
+  }
+  return db.Command(argv);
 }
 
 void LeaderLock::Release(Redis& db) {

@@ -1,5 +1,5 @@
 // LeaderLock: the head's lock in Redis (PREFIX:head), so one head runs per prefix. Acquired with
-// SET NX PX and a random token, renewed by a compare-and-PEXPIRE script a third of the way
+// SET NX PX and a token HOST:PID:RANDOM, renewed by a compare-and-PEXPIRE script a third of the way
 // through its time to live (renewal times are measured on the head's monotonic Clock, so a wall
 // clock jump neither renews late nor early), released by compare-and-DEL.
 //
@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "cluster/redis.h"
 #include "util/clock.h"
@@ -21,6 +22,11 @@ class LeaderLock {
   // Renews when due. False when the lock was lost (expired and taken, or deleted).
   bool RenewIfDue(Redis& db);
   void Release(Redis& db);
+  // Runs `cmds` (each an argv) atomically, only while this head still holds the lock (fencing): a
+  // head that stalled past its lease writes nothing. The reply: an array {XADD ids in order
+  // ("" for a refused one), error replies of refused commands}, or an error reply starting with
+  // "FENCED" when the lock is not ours.
+  Reply WriteFenced(Redis& db, std::vector<std::vector<std::string>> cmds) const;
   // When RenewIfDue next talks to Redis (monotonic seconds).
   double next_renewal() const { return next_renew_; }
   const std::string& token() const { return token_; }

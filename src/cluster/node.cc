@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -15,6 +16,7 @@
 
 #include "baton/pipeline.h"
 #include "cluster/artifacts.h"
+#include "cluster/fence.h"
 #include "cluster/keys.h"
 #include "cluster/protocol.h"
 #include "driver/output.h"
@@ -66,23 +68,39 @@ struct NodeAgent::Impl {
     protocol::RunAttempt msg;
     std::shared_ptr<CancelToken> cancel = std::make_shared<CancelToken>();
     std::atomic<bool> handed_back{false};  // stopped because the agent drains: not a failure
+    bool finished = false;                 // guarded by Shared::mu; held until its result is in Redis
+  };
+  using Key = AgentReport::Key;  // job, serial, term
+  struct Outbound {
+    std::string entry;   // placement stream id to acknowledge ("" none)
+    std::string result;  // encoded result ("" = ack only)
+    std::optional<Key> held;  // released from `running` once the result is in Redis
   };
   // What attempt threads share with the agent's threads. Shared, so that an attempt still running
   // when the agent is gone (it ignored its stop) has somewhere to report.
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
-    std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running;
-    std::deque<std::pair<std::string, std::string>> reports;  // placement entry id, encoded result ("" = ack only)
+    // Attempts this agent holds: running, or finished with the result not yet in Redis. The
+    // registration lists them (the head reconciles, fence.h).
+    std::map<Key, std::shared_ptr<Attempt>> running;
+    std::deque<Outbound> reports;
+    StreamId read;  // the last placement entry read
     // Placement entries taken but not yet acknowledged: a re-read of the pending list after a
     // reconnect skips them (running, or reported and waiting for the ack).
     std::set<std::string> received;
-    void Report(const std::string& entry, std::string result) {
+    void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) {
       {
         std::lock_guard lock(mu);
-        reports.emplace_back(entry, std::move(result));
+        reports.push_back({entry, std::move(result), std::move(held)});
       }
       cv.notify_all();
+    }
+    size_t Unfinished() {
+      std::lock_guard lock(mu);
+      size_t n = 0;
+      for (const auto& [k, a] : running) n += !a->finished;
+      return n;
     }
   };
 
@@ -100,8 +118,21 @@ struct NodeAgent::Impl {
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
   std::mutex reg_mu;
   Json registration;  // guarded by reg_mu (the heartbeat thread writes it out)
+  uint64_t beats = 0;  // guarded by reg_mu: registrations written (the head orders reports by it)
+  // The registration with what this agent holds and has read (the head reconciles with it).
   std::string RegistrationText() {
+    Json holds = Json::array();
+    std::string read;
+    {
+      std::lock_guard lock(shared->mu);
+      for (const auto& [k, a] : shared->running)
+        holds.push_back({{"job", std::get<0>(k)}, {"serial", std::get<1>(k)}, {"term", std::get<2>(k)}, {"done", a->finished}});
+      read = shared->read.ToString();
+    }
     std::lock_guard lock(reg_mu);
+    registration["holds"] = std::move(holds);
+    registration["read"] = std::move(read);
+    registration["beat"] = ++beats;
     return registration.dump();
   }
 
@@ -177,7 +208,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     spec->step_name = p->spec.steps[m.step].name;
   }
   spec->artifact = [name = opts.name, token = token, max = opts.max_artifact_bytes, homes = m.homes, spec_p = p,
-                    workdir = spec->workdir, job = m.job](std::string_view from, std::string_view relative) {
+                    workdir = spec->workdir, job = m.job, results = spec->results](std::string_view from, std::string_view relative) {
     const std::string rel(relative);
     if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
     const int idx = spec_p->spec.StepIndex(std::string(from));
@@ -189,14 +220,24 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
       return local;
     }
     const auto dest = workdir / ".fetched" / std::string(from) / rel;
-    FetchArtifact(home.address, token, job, rel, dest, max);
+    // The digest the producing step recorded for this file, when its result names it.
+    std::string recorded;
+    if (auto r = results->find(std::string(from)); r != results->end() && r->is_object()) {
+      const std::string path = r->value("path", "");
+      if (path.size() > rel.size() && path.compare(path.size() - rel.size(), rel.size(), rel) == 0 &&
+          path[path.size() - rel.size() - 1] == '/')
+        recorded = r->value("sha256", "");
+    }
+    FetchArtifact(home.address, token, job, rel, dest, max, recorded);
     return dest;
   };
-  pool.Submit([a, spec, cannot, shared = shared, node = opts.name] {
+  pool.Submit([a, spec, cannot, shared = shared, node = opts.name, inc = incarnation] {
     protocol::AttemptResult r;
     r.job = a->msg.job;
     r.serial = a->msg.serial;
     r.node = node;
+    r.incarnation = inc;
+    r.term = a->msg.term;
     r.pid = getpid();
     r.start = Clock::Real().Wall();
     StepOutcome outcome = cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
@@ -210,9 +251,9 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.main_output = std::move(outcome.main_output);
     {
       std::lock_guard lock(shared->mu);
-      shared->running.erase({r.job, r.serial});
+      a->finished = true;
     }
-    shared->Report(a->entry, protocol::Encode(r));
+    shared->Report(a->entry, protocol::Encode(r), Key{r.job, r.serial, r.term});
   });
 }
 
@@ -220,7 +261,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
 // pipelined batches; on a Redis failure keeps them and retries after reconnecting.
 void NodeAgent::Impl::Reporter() {
   Redis db;
-  std::vector<std::pair<std::string, std::string>> batch;
+  std::vector<Outbound> batch;
   while (true) {
     {
       std::unique_lock lock(shared->mu);
@@ -246,12 +287,12 @@ void NodeAgent::Impl::Reporter() {
       db.Append({"XADD", keys.inbox(), "*", "m", protocol::EncodeResults(list)});
       list.clear();
     };
-    for (const auto& [entry, res] : batch) {
-      if (!res.empty()) {
-        list.push_back(res);
+    for (const auto& o : batch) {
+      if (!o.result.empty()) {
+        list.push_back(o.result);
         if (list.size() == kResultsPerEntry) send();
       }
-      if (!entry.empty()) ids.push_back(entry);
+      if (!o.entry.empty()) ids.push_back(o.entry);
     }
     send();
     if (!ids.empty()) {
@@ -267,6 +308,8 @@ void NodeAgent::Impl::Reporter() {
       {
         std::lock_guard lock(shared->mu);
         for (const auto& id : ids) shared->received.erase(id);
+        for (const auto& o : batch)
+          if (o.held) shared->running.erase(*o.held);
       }
       batch.clear();
     } else {
@@ -351,10 +394,7 @@ int NodeAgent::Run() {
   bool draining = false;
   bool read_pending = false;  // after a reconnect: first what was delivered here but never acknowledged
   double drain_deadline = 0;
-  auto running_count = [&m] {
-    std::lock_guard lock(m.shared->mu);
-    return m.shared->running.size();
-  };
+  auto running_count = [&m] { return m.shared->Unfinished(); };
   while (true) {
     if (m.stop && !draining) {
       draining = true;
@@ -392,6 +432,7 @@ int NodeAgent::Run() {
       const std::string id = e.at(0).str();
       {
         std::lock_guard lock(m.shared->mu);
+        m.shared->read = std::max(m.shared->read, StreamId::Parse(id));
         if (!m.shared->received.insert(id).second) continue;  // already running or reported
       }
       std::string text;
@@ -406,9 +447,11 @@ int NodeAgent::Run() {
       }
       if (auto* stop = std::get_if<protocol::StopAttempt>(&*msg)) {
         std::lock_guard lock(m.shared->mu);
-        auto it = m.shared->running.find({stop->job, stop->serial});
-        if (it != m.shared->running.end() && stop->incarnation == m.incarnation) it->second->cancel->cancel();
-        m.shared->reports.emplace_back(id, "");
+        if (stop->incarnation == m.incarnation)
+          for (auto& [k, a] : m.shared->running)
+            if (std::get<0>(k) == stop->job && std::get<1>(k) == stop->serial && (stop->term.empty() || std::get<2>(k) == stop->term))
+              a->cancel->cancel();
+        m.shared->reports.push_back({id, "", std::nullopt});
         continue;
       }
       if (auto* drain = std::get_if<protocol::DrainNode>(&*msg)) {
@@ -429,6 +472,8 @@ int NodeAgent::Run() {
         back.job = a->msg.job;
         back.serial = a->msg.serial;
         back.node = m.opts.name;
+        back.incarnation = m.incarnation;
+        back.term = a->msg.term;
         back.pid = getpid();
         back.start = back.end = Clock::Real().Wall();
         back.kind = StepOutcome::Kind::kCancelled;
@@ -438,10 +483,14 @@ int NodeAgent::Run() {
         continue;
       }
       auto p = m.Pipeline(db, a->msg.pipeline);
-      if (!p) break;  // redis went away; the placement stays pending and is re-read... by the head's node-lost path
+      if (!p) {  // redis went away: the placement stays pending, re-read after the reconnect
+        std::lock_guard lock(m.shared->mu);
+        m.shared->received.erase(id);
+        break;
+      }
       {
         std::lock_guard lock(m.shared->mu);
-        m.shared->running[{a->msg.job, a->msg.serial}] = a;
+        m.shared->running[Impl::Key{a->msg.job, a->msg.serial, a->msg.term}] = a;
       }
       m.Execute(a, p);
     }
@@ -455,13 +504,7 @@ int NodeAgent::Run() {
       a->cancel->cancel();
     }
   }
-  for (int i = 0; i < 100; ++i) {
-    {
-      std::lock_guard lock(m.shared->mu);
-      if (m.shared->running.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   m.quit = true;
   m.shared->cv.notify_all();
   heartbeat.join();

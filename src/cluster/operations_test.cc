@@ -8,11 +8,13 @@
 #include <signal.h>
 
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cluster/leader.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -99,8 +101,19 @@ class OperationsTest : public ::testing::Test {
       s += std::string("--- ") + f + "\n" + testing::ReadFile(dir_ / f);
     return s;
   }
-  std::unique_ptr<testing::ChildProcess> StartHead() {
-    return Start("head", {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"});
+  std::unique_ptr<testing::ChildProcess> StartHead(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return Start("head", argv);
+  }
+  std::string RedisCli(std::vector<std::string> args) {
+    args.insert(args.begin(), {"redis-cli", "-p", url_.substr(url_.rfind(':') + 1)});
+    const auto file = dir_ / "redis-cli.out";
+    std::filesystem::remove(file);
+    testing::RunProgram(args, file.string());
+    std::string s = testing::ReadFile(file);
+    while (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
   }
   testing::TempDir dir_;
   std::string baton_, url_, prefix_;
@@ -203,6 +216,65 @@ TEST_F(OperationsTest, DroppedRedisConnectionsLoseNothing) {
     }
     EXPECT_EQ(summarized, 1) << d.dump();  // the last step ran exactly once
   }
+}
+
+// The head's writes are fenced by its lease: once another head holds it, a write of the old one
+// changes nothing (what a head that stalled past its lease does when it wakes).
+TEST_F(OperationsTest, AHeadThatLostItsLeaseWritesNothing) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  cluster::Redis db;
+  ASSERT_TRUE(db.Connect(cluster::RedisUrl::Parse(url_)));
+  const std::string key = prefix_ + ":head";
+  cluster::LeaderLock old_head(key, 1, Clock::Real()), new_head(key, 1, Clock::Real());
+  ASSERT_TRUE(old_head.Acquire(db));
+  EXPECT_FALSE(new_head.Acquire(db)) << "one lease at a time";
+  cluster::Reply ok = old_head.WriteFenced(db, {{"SET", prefix_ + ":x", "1"}, {"XADD", prefix_ + ":s", "*", "m", "a"}});
+  ASSERT_FALSE(ok.is_error()) << ok.str();
+  ASSERT_EQ(ok.size(), 2u);
+  EXPECT_EQ(ok.at(0).size(), 1u) << "the XADD's id comes back";
+  // The old head stalls past its lease; the standby takes it.
+  ASSERT_TRUE(WaitFor([&] { return new_head.Acquire(db); }, 10));
+  cluster::Reply fenced = old_head.WriteFenced(db, {{"SET", prefix_ + ":x", "2"}, {"DEL", prefix_ + ":s"}});
+  EXPECT_TRUE(fenced.is_error());
+  EXPECT_EQ(fenced.str().rfind("FENCED", 0), 0u) << fenced.str();
+  EXPECT_EQ(RedisCli({"GET", prefix_ + ":x"}), "1") << "nothing of the fenced write happened";
+  EXPECT_EQ(RedisCli({"XLEN", prefix_ + ":s"}), "1");
+  EXPECT_FALSE(new_head.WriteFenced(db, {{"SET", prefix_ + ":x", "3"}}).is_error());
+  EXPECT_EQ(RedisCli({"GET", prefix_ + ":x"}), "3");
+  // The token names the holder for an operator: HOST:PID:RANDOM.
+  EXPECT_NE(RedisCli({"GET", key}).find(":" + std::to_string(getpid()) + ":"), std::string::npos);
+}
+
+TEST_F(OperationsTest, FinishedJobsLeaveRedisAfterRetentionExportedFirstAndPipelinesAreStoredOnce) {
+  head_->Kill(SIGKILL);
+  const auto exported = dir_ / "finished.jsonl";
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({"--retain", "1s", "--export", exported.string()});
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  ASSERT_EQ(Submit(0.05, 2)->Wait(60), 0) << Logs();
+  ASSERT_EQ(Submit(0.05, 1)->Wait(60), 0) << Logs();  // the same pipeline text again
+  EXPECT_EQ(RedisCli({"LLEN", prefix_ + ":pipelines"}), "1") << "an identical pipeline is stored once";
+  EXPECT_EQ(RedisCli({"HLEN", prefix_ + ":pipeline:by-digest"}), "1");
+  // A second after they ended, the three jobs leave Redis, exported first.
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"LLEN", prefix_ + ":jobs"}) == "0"; }, 30)) << Logs();
+  for (const char* id : {"job-0", "job-1", "job-2"}) {
+    EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:" + id}), "0") << id;
+    EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":attempts:" + id}), "0") << id;
+  }
+  std::ifstream in(exported);
+  std::vector<Json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(Json::parse(line, nullptr, false));
+  ASSERT_EQ(lines.size(), 3u) << testing::ReadFile(exported);
+  std::set<std::string> ids;
+  for (const auto& j : lines) {
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    EXPECT_EQ(j["attempts"].size(), 3u) << j.dump();
+    EXPECT_EQ(testing::SchemaErrors(j, "job_detail"), "") << j.dump();
+    ids.insert(j.value("id", ""));
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"job-0", "job-1", "job-2"}));
 }
 
 }  // namespace

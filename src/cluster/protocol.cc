@@ -77,6 +77,8 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   m.job = r.Str("job");
   m.serial = r.U32("serial");
   m.node = r.Str("node", false);
+  m.incarnation = r.Str("inc", false);
+  m.term = r.Str("term", false);
   m.pid = static_cast<int>(r.Num("pid", false));
   m.start = r.Num("start", false);
   m.end = r.Num("end", false);
@@ -115,19 +117,21 @@ std::string Encode(const RunAttempt& m, std::string_view results_json, std::stri
   }
   homes += ']';
   return fmt::format(
-      R"({{"v":{},"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},"history":{},"homes":{},"gpus":[{}],"inc":{},"placed":{:.6f}}})",
+      R"({{"v":{},"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},"history":{},"homes":{},"gpus":[{}],"inc":{},"term":{},"placed":{:.6f}}})",
       kProtocolVersion, Quote(m.job), m.serial, m.step, m.attempt, Quote(m.pipeline), Quote(m.input), results_json,
-      history_json, homes, fmt::join(m.gpus, ","), Quote(m.incarnation), m.placed);
+      history_json, homes, fmt::join(m.gpus, ","), Quote(m.incarnation), Quote(m.term), m.placed);
 }
 
 std::string Encode(const StopAttempt& m) {
-  return fmt::format(R"({{"v":{},"t":"stop","job":{},"serial":{},"inc":{}}})", kProtocolVersion, Quote(m.job), m.serial,
-                     Quote(m.incarnation));
+  return fmt::format(R"({{"v":{},"t":"stop","job":{},"serial":{},"inc":{},"term":{}}})", kProtocolVersion, Quote(m.job),
+                     m.serial, Quote(m.incarnation), Quote(m.term));
 }
 
 std::string Encode(const AttemptResult& m) {
-  std::string s = fmt::format(R"({{"job":{},"serial":{},"node":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}","retryable":{})",
-                              Quote(m.job), m.serial, Quote(m.node), m.pid, m.start, m.end, KindName(m.kind), m.retryable);
+  std::string s = fmt::format(
+      R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}","retryable":{})",
+      Quote(m.job), m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), m.pid, m.start, m.end, KindName(m.kind),
+      m.retryable);
   if (m.kind == StepOutcome::Kind::kOk) s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
   else s += ",\"error\":" + Quote(m.error);
   if (!m.main_output.empty()) s += ",\"main_output\":" + Quote(m.main_output);
@@ -167,7 +171,7 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   const std::string t = j["t"].get<std::string>();
   if (t == "stop") {
     Reader r(j, "stop");
-    StopAttempt m{r.Str("job"), r.U32("serial"), r.Str("inc")};
+    StopAttempt m{r.Str("job"), r.U32("serial"), r.Str("inc"), r.Str("term", false)};
     if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
     return AgentMessage{std::move(m)};
   }
@@ -185,6 +189,7 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   m.pipeline = r.Str("pipeline");
   m.input = r.Str("input");
   m.incarnation = r.Str("inc");
+  m.term = r.Str("term", false);
   m.placed = r.Num("placed", false);
   if (auto it = j.find("results"); it != j.end() && it->is_object()) m.results = *it;
   if (const Json* h = r.Array("history")) {

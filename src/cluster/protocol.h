@@ -43,6 +43,8 @@ struct RunAttempt {
   std::vector<StepHome> homes;     // per earlier step ("" node: unknown)
   std::vector<int> gpus;
   std::string incarnation;         // the agent incarnation it is meant for
+  std::string term;                // the head term that placed it (fence.h): with job and serial,
+                                   // an attempt id never reused in the cluster's life
   double placed = 0;               // wall seconds
 };
 
@@ -50,6 +52,7 @@ struct StopAttempt {
   std::string job;
   uint32_t serial = 0;
   std::string incarnation;
+  std::string term;                // "" stops the attempt (job, serial) of any term
 };
 
 // `baton node drain NAME`: the agent drains as on SIGTERM (no new work, running attempts finish
@@ -62,6 +65,8 @@ struct AttemptResult {
   std::string job;
   uint32_t serial = 0;
   std::string node;
+  std::string incarnation;         // of the agent that ran it
+  std::string term;                // copied from the RunAttempt
   int pid = 0;
   double start = 0, end = 0;       // wall seconds on the agent
   StepOutcome::Kind kind = StepOutcome::Kind::kFailed;

@@ -18,6 +18,7 @@ TEST(Protocol, RunAttemptRoundTrips) {
   m.homes = {{"a", "127.0.0.1:9000"}, {}};
   m.gpus = {0, 3};
   m.incarnation = "abc-1";
+  m.term = "5f0e";
   m.placed = 1.8e9 + 0.25;
   const std::vector<StepRun> history = {{"download", "a", 1, 1.5, {}}, {"analyze", "a", 2, 3.25, {0}}};
   auto d = DecodeAgentMessage(Encode(m, R"({"download":{"path":"x"}})", HistoryJson(history)));
@@ -38,18 +39,22 @@ TEST(Protocol, RunAttemptRoundTrips) {
   EXPECT_EQ(r.homes[1].node, "");
   EXPECT_EQ(r.gpus, (std::vector<int>{0, 3}));
   EXPECT_EQ(r.incarnation, "abc-1");
+  EXPECT_EQ(r.term, "5f0e");
   EXPECT_NEAR(r.placed, m.placed, 1e-6);
 }
 
 TEST(Protocol, StopAndInboxMessagesRoundTrip) {
-  auto stop = DecodeAgentMessage(Encode(StopAttempt{"job-1", 9, "inc"}));
+  auto stop = DecodeAgentMessage(Encode(StopAttempt{"job-1", 9, "inc", "t1"}));
   ASSERT_TRUE(stop.ok()) << stop.error();
   EXPECT_EQ(std::get<StopAttempt>(*stop).serial, 9u);
+  EXPECT_EQ(std::get<StopAttempt>(*stop).term, "t1");
 
   AttemptResult ok;
   ok.job = "job-1";
   ok.serial = 2;
   ok.node = "n";
+  ok.incarnation = "inc-2";
+  ok.term = "t1";
   ok.pid = 42;
   ok.start = 10;
   ok.end = 12.5;
@@ -62,6 +67,8 @@ TEST(Protocol, StopAndInboxMessagesRoundTrip) {
   auto backd = DecodeInboxMessage(EncodeResults({Encode(back)}));
   ASSERT_TRUE(backd.ok()) << backd.error();
   EXPECT_TRUE(std::get<AttemptResults>(*backd).list[0].handed_back);
+  EXPECT_EQ(std::get<AttemptResults>(*backd).list[0].incarnation, "inc-2");
+  EXPECT_EQ(std::get<AttemptResults>(*backd).list[0].term, "t1");
   auto drain = DecodeAgentMessage(Encode(DrainNode{"maintenance"}));
   ASSERT_TRUE(drain.ok()) << drain.error();
   EXPECT_EQ(std::get<DrainNode>(*drain).reason, "maintenance");

@@ -10,13 +10,16 @@ namespace baton::cluster {
 RedisUrl RedisUrl::Parse(const std::string& url) {
   RedisUrl u;
   const std::string scheme = "redis://";
-  if (url.rfind(scheme, 0) != 0) throw std::invalid_argument("--redis " + url.substr(0, 40) + ": expected redis://[:PASSWORD@]HOST:PORT[/DB]");
+  // The value itself is never echoed: it may hold a password.
+  if (url.rfind(scheme, 0) != 0)
+    throw std::invalid_argument("--redis: expected redis://HOST:PORT[/DB] (the value given is not shown: it may hold a password)");
   std::string rest = url.substr(scheme.size());
   if (size_t at = rest.rfind('@'); at != std::string::npos) {
     std::string auth = rest.substr(0, at);
     rest = rest.substr(at + 1);
     if (size_t colon = auth.find(':'); colon != std::string::npos) auth = auth.substr(colon + 1);
     u.password = auth;
+    u.password_in_url = !auth.empty();
   }
   if (size_t slash = rest.find('/'); slash != std::string::npos) {
     std::string db = rest.substr(slash + 1);
@@ -24,7 +27,7 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
     if (!db.empty()) {
       char* end = nullptr;
       long v = std::strtol(db.c_str(), &end, 10);
-      if (*end != '\0' || v < 0) throw std::invalid_argument("--redis: database '" + db + "' is not a number");
+      if (*end != '\0' || v < 0) throw std::invalid_argument("--redis: the database (after the last /) is not a number");
       u.db = static_cast<int>(v);
     }
   }
@@ -33,13 +36,18 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
     rest = rest.substr(0, colon);
     char* end = nullptr;
     long v = std::strtol(port.c_str(), &end, 10);
-    if (port.empty() || *end != '\0' || v <= 0 || v > 65535) throw std::invalid_argument("--redis: port '" + port + "' is not a port number");
+    if (port.empty() || *end != '\0' || v <= 0 || v > 65535)
+      throw std::invalid_argument("--redis: the port (after the last :) is not a port number");
     u.port = static_cast<int>(v);
   }
   if (!rest.empty()) u.host = rest;
   if (u.password.empty())
     if (const char* env = std::getenv("BATON_REDIS_PASSWORD")) u.password = env;
   return u;
+}
+
+bool RedisUrl::loopback() const {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
 std::string RedisUrl::Redacted() const {

@@ -23,8 +23,11 @@ struct RedisUrl {
   int port = 6379;
   int db = 0;
   std::string password;
-  // Throws std::invalid_argument naming what is wrong.
+  bool password_in_url = false;  // given as :PASSWORD@ (visible in `ps` when on a command line)
+  // Throws std::invalid_argument naming what is wrong (never echoing the URL: it may hold a
+  // password).
   static RedisUrl Parse(const std::string& url);
+  bool loopback() const;  // 127.0.0.0/8, ::1, localhost
   // The URL with the password shown as *** (for logs and messages).
   std::string Redacted() const;
 };

@@ -151,7 +151,7 @@ Status RedisJobStore::AddSubmitted(Redis& db, const std::string& id, const Hash&
   return Status::Ok();
 }
 
-bool RedisJobStore::LoadJobs(Redis& db, double now) {
+bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
   saved_.clear();
   dirty_.clear();
   attempts_.clear();
@@ -162,6 +162,7 @@ bool RedisJobStore::LoadJobs(Redis& db, double now) {
   // Jobs, in submission order, their hashes and attempt lists read in pipelined batches.
   constexpr size_t kBatch = 2000;
   for (size_t i = 0; i < ids.size(); i += kBatch) {
+    if (hooks.keep_alive && !hooks.keep_alive()) return false;
     const size_t end = std::min(ids.size(), i + kBatch);
     for (size_t k = i; k < end; ++k) {
       db.Append({"HGETALL", keys_.job(ids.at(k).str())});
@@ -214,8 +215,11 @@ bool RedisJobStore::LoadJobs(Redis& db, double now) {
       }
       loading_ = true;
       const size_t recorded_before = r.attempts.size();
+      const uint32_t serial = r.serial;
       const uint32_t j = d_.Restore(std::move(r), now);
       loading_ = false;
+      if (hooks.in_flight && d_.job(j).in_flight && d_.job(j).in_flight->serial == serial)
+        hooks.in_flight(j, Get(h, "term"), Get(h, "inc"));
       Saved& s = At(j);
       s.homes_hash = std::hash<std::string>()(Get(h, "homes"));
       Encode(j);
@@ -231,8 +235,7 @@ bool RedisJobStore::LoadJobs(Redis& db, double now) {
   return db.ok();
 }
 
-size_t RedisJobStore::AppendTurn(Redis& db, double now) {
-  size_t n = 0;
+void RedisJobStore::AppendTurn(std::vector<std::vector<std::string>>& out, double now) {
   for (uint32_t job : dirty_) {
     Saved& s = saved_[job];
     s.dirty = false;
@@ -244,9 +247,10 @@ size_t RedisJobStore::AppendTurn(Redis& db, double now) {
         "HSET", keys_.job(rec.report.id), "state", core::PhaseName(v.phase), "step", std::to_string(v.step),
         "step_attempt", std::to_string(a ? a->step_attempt : v.step_attempt), "serial", std::to_string(rec.last_serial),
         "node", a ? d_.nodes()[a->node].name : "", "gpus", a ? GpusText(a->gpus) : "[]",
-        "start", a ? fmt::format("{:.6f}", a->start) : "", "inc", a ? IncarnationOf(d_.nodes()[a->node].name) : "",
+        "start", a ? fmt::format("{:.6f}", a->start) : "", "inc", a ? IncarnationOf(d_.nodes()[a->node].name) : "", "term", a ? fence_.TermOf(job) : "",
         "error", rec.report.error,
-        "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting ? d_.scheduler().WaitReason(job, now) : ""};
+        "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting ? d_.scheduler().WaitReason(job, now) : "",
+        "ended", rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {
       argv.push_back("homes");
@@ -258,8 +262,7 @@ size_t RedisJobStore::AppendTurn(Redis& db, double now) {
       argv.insert(argv.end(), {"results", ResultsText(job), "history", HistoryText(job)});
       s.results_unsaved = false;
     }
-    db.Append(argv);
-    ++n;
+    out.push_back(std::move(argv));
   }
   dirty_.clear();
   // One RPUSH per job and turn (attempts_ is in recording order; a job's entries are grouped).
@@ -268,11 +271,9 @@ size_t RedisJobStore::AppendTurn(Redis& db, double now) {
     const uint32_t job = attempts_[i].first;
     std::vector<std::string> argv = {"RPUSH", keys_.attempts(d_.job(job).report.id)};
     for (; i < attempts_.size() && attempts_[i].first == job; ++i) argv.push_back(std::move(attempts_[i].second));
-    db.Append(argv);
-    ++n;
+    out.push_back(std::move(argv));
   }
   attempts_.clear();
-  return n;
 }
 
 Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std::string>& steps, bool detail,

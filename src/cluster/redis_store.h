@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "baton/pipeline.h"
+#include "cluster/fence.h"
 #include "cluster/keys.h"
 #include "cluster/redis.h"
 #include "driver/driver.h"
@@ -30,8 +31,10 @@ class RedisJobStore : public driver::JobStore {
   // `incarnations`: node name -> the agent incarnation placements go to (the head's view, kept
   // current by its liveness checks). An attempt is persisted with the incarnation it was placed
   // on, so a head that reloads can tell an attempt whose agent restarted meanwhile (lost).
-  RedisJobStore(driver::Driver& driver, const Keys& keys, const std::map<std::string, std::string>& incarnations)
-      : d_(driver), keys_(keys), incarnations_(incarnations) {}
+  // `fence`: the term each in-flight attempt was placed in, persisted with it.
+  RedisJobStore(driver::Driver& driver, const Keys& keys, const std::map<std::string, std::string>& incarnations,
+                const AttemptFence& fence)
+      : d_(driver), keys_(keys), incarnations_(incarnations), fence_(fence) {}
 
   void JobChanged(uint32_t job) override;
   void AttemptRecorded(uint32_t job, const AttemptReport& attempt) override;
@@ -39,14 +42,20 @@ class RedisJobStore : public driver::JobStore {
   // Reads the pipeline `id` from Redis into the driver (once). Error: unknown or unloadable.
   Result<uint32_t> EnsurePipeline(Redis& db, const std::string& id);
   // Rebuilds the driver's pipelines and jobs from Redis (nodes first: the head adds them). `now`:
-  // driver seconds. Returns false on a Redis error.
-  bool LoadJobs(Redis& db, double now);
+  // driver seconds. `in_flight(job, term, incarnation)` is told of each attempt restored in
+  // flight; `keep_alive()` is called between batches (the head renews its lease there) and
+  // stops the load when it returns false. Returns false on a Redis error or a lost lease.
+  struct LoadHooks {
+    std::function<void(uint32_t job, const std::string& term, const std::string& incarnation)> in_flight;
+    std::function<bool()> keep_alive;
+  };
+  bool LoadJobs(Redis& db, double now, const LoadHooks& hooks);
   // Adds a submitted job from its hash. Error when its pipeline cannot be loaded (the job is
   // then marked failed in Redis with that reason, so the submitter sees it).
   Status AddSubmitted(Redis& db, const std::string& id, const Hash& h, double now);
 
-  // Appends this turn's writes to `db`'s pipeline; returns how many commands were appended.
-  size_t AppendTurn(Redis& db, double now);
+  // Appends this turn's writes (commands as argv) to `out`.
+  void AppendTurn(std::vector<std::vector<std::string>>& out, double now);
 
   // The job's results object and history array as JSON text, encoded once per change.
   const std::string& ResultsText(uint32_t job);
@@ -75,6 +84,7 @@ class RedisJobStore : public driver::JobStore {
   driver::Driver& d_;
   const Keys& keys_;
   const std::map<std::string, std::string>& incarnations_;
+  const AttemptFence& fence_;
   std::vector<Saved> saved_;
   std::vector<uint32_t> dirty_;
   std::vector<std::pair<uint32_t, std::string>> attempts_;  // encoded attempts to push this turn

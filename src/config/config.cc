@@ -166,7 +166,7 @@ int PipelineSpec::StepIndex(const std::string& name) const {
 }
 
 double ParseDuration(const std::string& text) {
-  static const std::regex kRe(R"(^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$)");
+  static const std::regex kRe(R"(^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$)");
   std::smatch m;
   if (!std::regex_match(text, m, kRe)) throw std::invalid_argument("bad duration: " + text);
   double v = std::stod(m[1]);
@@ -174,6 +174,7 @@ double ParseDuration(const std::string& text) {
   if (unit == "ms") v /= 1000;
   if (unit == "m") v *= 60;
   if (unit == "h") v *= 3600;
+  if (unit == "d") v *= 86400;
   return v;
 }
 

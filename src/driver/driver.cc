@@ -186,14 +186,21 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
   j.in_flight.reset();
   const StepSpec& spec = pipelines_[j.pipeline].spec.steps[a.step];
   core::AttemptStatus status;
-  if (o.handed_back) {
+  if (o.lost) {
+    status = core::AttemptStatus::kLost;
+  } else if (o.handed_back) {
     status = core::AttemptStatus::kLost;
     o.error = "handed back by node " + nodes_[a.node].name + " (draining)" +
               (o.error.empty() || o.error == "cancelled" ? "" : ": " + o.error);
   } else switch (o.kind) {
     case StepOutcome::Kind::kOk: status = core::AttemptStatus::kOk; break;
     case StepOutcome::Kind::kCancelled:
-      status = a.timed_out ? core::AttemptStatus::kTimeout : core::AttemptStatus::kCancelled;
+      // Stopped although nobody here asked (an executor that stopped it on its own, a stale stop):
+      // the job is not cancelled; the attempt is lost and re-queued without counting a try.
+      status = a.timed_out            ? core::AttemptStatus::kTimeout
+               : a.stop_requested     ? core::AttemptStatus::kCancelled
+                                      : core::AttemptStatus::kLost;
+      if (status == core::AttemptStatus::kLost && o.error.empty()) o.error = "stopped without being cancelled";
       break;
     default: status = a.timed_out ? core::AttemptStatus::kTimeout : core::AttemptStatus::kFailed; break;
   }
@@ -278,6 +285,7 @@ std::vector<core::AttemptRef> Driver::Cancel(uint32_t job, const std::string& wh
   for (const auto& r : refs) {
     if (j.in_flight && j.in_flight->serial == r.serial) {
       j.in_flight->abandon_at = std::min(j.in_flight->abandon_at, now + grace);
+      j.in_flight->stop_requested = true;
       stopping_.push_back(job);
     }
   }

@@ -47,6 +47,7 @@ struct InFlightAttempt {
   std::vector<int> gpus;
   double start = 0;                  // driver seconds when placed
   bool timed_out = false;            // past its deadline: whatever it reports counts as a timeout
+  bool stop_requested = false;       // cancelled by the driver (Cancel): a "cancelled" outcome is expected
   double abandon_at = core::kNever;  // told to stop: given up on if still running after this
 };
 
@@ -63,6 +64,9 @@ struct AttemptOutcome {
   // Handed back unfinished by a draining node: re-queued without counting as a failed try
   // (recorded as "lost", error says why).
   bool handed_back = false;
+  // Gone without an outcome (its node no longer holds it: see cluster/fence.h): recorded as
+  // "lost" with `error` as the reason, re-queued without counting as a failed try.
+  bool lost = false;
 
   static AttemptOutcome From(StepOutcome o) {
     AttemptOutcome a;

@@ -119,6 +119,20 @@ TEST(Driver, TimeoutIsReportedOnceAndTheLateOutcomeCountsAsTimeout) {
   EXPECT_EQ(f.d.job(0).report.status, "failed");
 }
 
+TEST(Driver, AnAttemptStoppedWithoutBeingCancelledIsLostNotTheJobCancelled) {
+  Fixture f("steps:\n  - name: a\n    uses: sleep\n    retries: 0\n", {Node("n1", 1)});
+  f.d.Submit("job-0", "", 0, 0);
+  auto p = f.Decide(0);
+  // An executor stopped it on its own (a stale stop, say): nobody here cancelled the job.
+  ASSERT_TRUE(f.d.Finish(0, p[0].serial, AttemptOutcome::From(StepOutcome::Cancelled()), 1));
+  EXPECT_EQ(f.d.job(0).report.attempts[0].status, "lost");
+  EXPECT_EQ(f.d.job(0).end, JobEnd::kLive);
+  auto again = f.Decide(2);
+  ASSERT_EQ(again.size(), 1u) << "re-queued, and retries: 0 did not count it";
+  f.d.Finish(0, again[0].serial, AttemptOutcome::From(StepOutcome::Ok({})), 3);
+  EXPECT_EQ(f.d.job(0).report.status, "succeeded");
+}
+
 TEST(Driver, AnAttemptThatIgnoresStopIsAbandonedAfterItsGrace) {
   Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 1s\n", {Node("n1", 1)});
   f.d.Submit("job-0", "", 0, 0);

@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +48,13 @@ bool WaitFor(pid_t pid, int pidfd, int timeout_ms, int* status) {
 
 }  // namespace
 
+bool IsSecretName(std::string_view name) {
+  if (name == "BATON_TOKEN" || name == "BATON_REDIS_PASSWORD" || name == "REDISCLI_AUTH") return true;
+  for (std::string_view part : {"PASSWORD", "SECRET", "API_KEY", "APIKEY", "TOKEN", "PASSWD", "CREDENTIAL"})
+    if (name.find(part) != std::string_view::npos) return true;
+  return false;
+}
+
 std::string ProcessResult::Describe() const {
   if (!started) return error;
   if (cancelled) return "cancelled";
@@ -69,36 +76,87 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv = *e;
     const std::string key = kv.substr(0, kv.find('='));
-    if (!spec.env.count(key)) env_strings.push_back(std::move(kv));
+    if (spec.env.count(key)) continue;
+    if (IsSecretName(key) && !spec.pass_env.count(key)) continue;  // never handed down unless named
+    env_strings.push_back(std::move(kv));
   }
   for (const auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  // Everything the child needs is prepared before fork: between fork and exec it calls only
+  // async-signal-safe functions (the parent has other threads).
   const std::string out = spec.stdout_path.empty() ? "/dev/null" : spec.stdout_path.string();
   const std::string err = spec.stderr_path.empty() ? "/dev/null" : spec.stderr_path.string();
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  // Children start with default signal dispositions, whatever the parent installed.
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = 0;
-  int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
+  const std::string cwd = spec.cwd.string();
+  std::vector<std::string> candidates;  // execvpe's search, done here (PATH lookup allocates)
+  if (spec.argv[0].find('/') != std::string::npos) {
+    candidates.push_back(spec.argv[0]);
+  } else {
+    const char* path = getenv("PATH");
+    std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+    while (!dirs.empty()) {
+      const size_t colon = dirs.find(':');
+      std::string dir(dirs.substr(0, colon));
+      candidates.push_back((dir.empty() ? "." : dir) + "/" + spec.argv[0]);
+      dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    }
+  }
+  int report[2];  // the child writes errno here when exec fails; closed on a successful exec
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    r.error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
+    return r;
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    auto fail = [&](int e) {
+      [[maybe_unused]] ssize_t n = write(report[1], &e, sizeof e);
+      _exit(127);
+    };
+    setpgid(0, 0);
+    // Dies with the agent or runtime that started it (SIGKILL when the parent thread ends).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // dispositions the parent installed
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    const int in = open("/dev/null", O_RDONLY);
+    const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || o < 0 || e < 0) fail(errno);
+    if (dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) fail(errno);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(errno);
+    // No descriptor of the parent leaks into the step (sockets, files, other children's pipes),
+    // whether or not it was opened close-on-exec. The report pipe closes itself on exec.
+    const int keep = report[1];
+    if (keep > 3) close_range(3, static_cast<unsigned>(keep) - 1, 0);
+    close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+    int first = ENOENT;
+    for (const auto& c : candidates) {
+      execve(c.c_str(), argv.data(), envp.data());
+      if (errno != ENOENT && first == ENOENT) first = errno;
+    }
+    fail(first);
+  }
+  close(report[1]);
+  if (pid < 0) {
+    close(report[0]);
+    r.error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
+    return r;
+  }
+  int rc = 0;
+  ssize_t got;
+  while ((got = read(report[0], &rc, sizeof rc)) < 0 && errno == EINTR) {
+  }
+  close(report[0]);
+  if (got == sizeof rc) {
+    int st = 0;
+    waitpid(pid, &st, 0);
     if (rc == ENOENT)
       r.error = "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
     else if (rc == EACCES)

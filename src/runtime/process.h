@@ -1,7 +1,10 @@
 // Runs a child process from an argv (never a shell string), in its own process group, with its
 // stdout and stderr sent to files, extra environment variables, and a cancellation token: on
 // cancel the whole group gets SIGTERM, then SIGKILL after a grace period, so a step's
-// grandchildren die with it. Thread-safe: each call is independent.
+// grandchildren die with it. The child also dies with the thread that started it (the parent-death
+// signal: a killed agent or runtime leaves no orphaned step), inherits no descriptor but 0, 1 and
+// 2, and does not see the parent's secrets (IsSecretName) unless the step passes them by name.
+// Thread-safe: each call is independent.
 #pragma once
 
 #include <sys/types.h>
@@ -9,6 +12,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -19,6 +24,7 @@ namespace baton {
 struct ProcessSpec {
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // added to (or replacing in) the parent's environment
+  std::set<std::string> pass_env;          // secret-looking variables of the parent passed anyway
   std::filesystem::path cwd;               // "" = inherit
   std::filesystem::path stdout_path;       // "" = /dev/null
   std::filesystem::path stderr_path;       // "" = /dev/null
@@ -39,6 +45,10 @@ struct ProcessResult {
 // Blocks until the child ends (or is killed after cancel). `on_start` runs with the child's pid.
 ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel = nullptr,
                          const std::function<void(pid_t)>& on_start = {});
+
+// Whether an environment variable looks like a secret (BATON_TOKEN, BATON_REDIS_PASSWORD, names
+// containing PASSWORD, SECRET, API_KEY, TOKEN, ...): not handed to children unless named.
+bool IsSecretName(std::string_view name);
 
 // Last non-empty line of a text file (at most the file's last 4 KiB), for error messages.
 std::string LastLine(const std::filesystem::path& file);

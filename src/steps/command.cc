@@ -4,7 +4,9 @@
 // stdout/stderr go to <workdir>/logs/<step>.<attempt>.stdout|stderr; exit status != 0 is a
 // failure naming the status and stderr's last line. When stdout's last line is a JSON object it
 // becomes the result's "output".
+#include <cstdlib>
 #include <regex>
+#include <set>
 
 #include "runtime/process.h"
 #include "steps/builtin.h"
@@ -30,6 +32,30 @@ std::string JoinGpus(const std::vector<int>& gpus) {
   return s;
 }
 
+// When Baton itself was given a subset of the machine's GPUs (Slurm, a container runtime, a
+// user) through CUDA_VISIBLE_DEVICES, its GPU i is the i-th entry of that list: a step must see
+// the same physical device, not the machine's device i.
+std::string VisibleDevices(const std::vector<int>& gpus) {
+  static const std::vector<std::string> parent = [] {
+    std::vector<std::string> ids;
+    const char* v = std::getenv("CUDA_VISIBLE_DEVICES");
+    std::string s = v ? v : "";
+    if (s.empty() || s == "-1") return ids;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+      const size_t comma = s.find(',', pos);
+      ids.push_back(s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    return ids;
+  }();
+  if (parent.empty()) return JoinGpus(gpus);
+  std::string out;
+  for (int g : gpus) out += (out.empty() ? "" : ",") + (g >= 0 && static_cast<size_t>(g) < parent.size() ? parent[g] : std::to_string(g));
+  return out;
+}
+
 class CommandStep : public Step {
  public:
   explicit CommandStep(const Json& with) {
@@ -50,8 +76,17 @@ class CommandStep : public Step {
       if (!with["env"].is_object()) throw ConfigError("with.env: must be a mapping of NAME: value");
       for (const auto& [k, v] : with["env"].items()) env_[k] = v.is_string() ? v.get<std::string>() : v.dump();
     }
+    if (with.contains("pass_env")) {
+      const Json& names = with["pass_env"];
+      if (!names.is_array()) throw ConfigError("with.pass_env: must be a list of variable names");
+      for (const auto& n : names) {
+        if (!n.is_string() || n.get<std::string>().empty()) throw ConfigError("with.pass_env: must be a list of variable names");
+        pass_env_.insert(n.get<std::string>());
+      }
+    }
     for (const auto& [k, v] : with.items())
-      if (k != "argv" && k != "env" && k[0] != '_') throw ConfigError("with." + k + ": unknown parameter (command takes argv, env)");
+      if (k != "argv" && k != "env" && k != "pass_env" && k[0] != '_')
+        throw ConfigError("with." + k + ": unknown parameter (command takes argv, env, pass_env)");
   }
 
   StepOutcome Run(StepContext& ctx) const override {
@@ -64,7 +99,8 @@ class CommandStep : public Step {
     ProcessSpec spec;
     spec.argv = argv;
     spec.env = env_;
-    spec.env["CUDA_VISIBLE_DEVICES"] = JoinGpus(ctx.gpus);
+    spec.pass_env = pass_env_;
+    spec.env["CUDA_VISIBLE_DEVICES"] = VisibleDevices(ctx.gpus);
     spec.env["BATON_JOB"] = ctx.job;
     spec.env["BATON_STEP"] = ctx.step;
     spec.env["BATON_NODE"] = ctx.node;
@@ -134,6 +170,7 @@ class CommandStep : public Step {
 
   std::vector<std::string> argv_;
   std::map<std::string, std::string> env_;
+  std::set<std::string> pass_env_;  // secret-looking variables of Baton's environment to hand down
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <tesseract/baseapi.h>
 
+#include "util/atomic_file.h"
 #include "steps/analyze/analyze.h"
 #include "steps/analyze/engine_cache.h"
 #include "steps/analyze/stopwatch.h"
@@ -138,16 +139,9 @@ StepOutcome ToOutcome(const Status& s) {
 }
 
 Status WriteJsonAtomically(const std::filesystem::path& file, const Json& j) {
-  const auto tmp = file.parent_path() / ("." + file.filename().string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    if (!out) return Status::Failed("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  if (ec) return Status::Failed("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
-  return Status::Ok();
+  // A temporary name unique to this write: two attempts of a step never write the same file.
+  const baton::Status st = baton::WriteFileAtomically(file, j.dump(2) + "\n");
+  return st.ok() ? Status::Ok() : Status::Failed(st.message());
 }
 
 Json EngineJson(const EngineOptions& e) {

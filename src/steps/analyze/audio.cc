@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "util/atomic_file.h"
 #include "steps/analyze/analyze.h"
 #include "steps/analyze/av_util.h"
 
@@ -193,18 +194,11 @@ Status WriteWav16k(const std::filesystem::path& file, const std::vector<int16_t>
   put16(h, 16);
   h += "data";
   put32(h, data_bytes);
-  const auto tmp = file.parent_path() / ("." + file.filename().string() + ".tmp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(h.data(), std::streamsize(h.size()));
-    // WAV is little-endian, as is every machine this runs on.
-    out.write(reinterpret_cast<const char*>(samples.data()), std::streamsize(data_bytes));
-    if (!out) return Status::Failed("cannot write " + tmp.string());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  if (ec) return Status::Failed("cannot rename " + tmp.string() + ": " + ec.message());
-  return Status::Ok();
+  // WAV is little-endian, as is every machine this runs on.
+  h.append(reinterpret_cast<const char*>(samples.data()), data_bytes);
+  // A temporary name unique to this write: two attempts of a step never write the same file.
+  const baton::Status st = baton::WriteFileAtomically(file, h);
+  return st.ok() ? Status::Ok() : Status::Failed(st.message());
 }
 
 }  // namespace baton::analyze
