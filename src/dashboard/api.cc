@@ -164,6 +164,14 @@ void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::R
 }
 
 void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
+  // Each live stream holds a request thread: past the bound, refuse, so that open tabs never
+  // starve the API (or, through it, the actions) of threads.
+  if (streams.fetch_add(1) >= options.max_streams) {
+    streams.fetch_sub(1);
+    res.set_header("Retry-After", "10");
+    ReplyJson(res, 503, {{"error", fmt::format("too many live streams ({} open); close a dashboard tab", options.max_streams)}});
+    return;
+  }
   // Connect first, then snapshot: nothing falls between; repeats are harmless to clients.
   auto client = hub->Connect();
   Json snap = source->Snapshot();
@@ -197,7 +205,10 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
         for (auto& m : msgs) all += m;
         return sink.write(all.data(), all.size());
       },
-      [h, client](bool) { h->Disconnect(client); });
+      [h, client, self = this](bool) {
+        h->Disconnect(client);
+        self->streams.fetch_sub(1);
+      });
 }
 
 void DashboardServer::Impl::HandleReport(const std::string& id, const std::string& rest, httplib::Response& res) const {
@@ -252,6 +263,22 @@ void DashboardServer::Impl::AddApiRoutes() {
   });
   http.Get("/api/auth", [this](const httplib::Request& req, httplib::Response& res) {
     ReplyJson(res, 200, {{"token_required", !options.token.empty()}, {"authorised", Authorise(req) == Auth::kOk}});
+  });
+  // The page's token box: the token travels in the body (never in a URL, where history, logs and
+  // Referer keep it) and comes back as an HttpOnly cookie. POSTs are same-origin only (server.cc).
+  http.Post("/api/auth", [this](const httplib::Request& req, httplib::Response& res) {
+    std::string given = req.body;
+    while (!given.empty() && (given.back() == '\n' || given.back() == '\r' || given.back() == ' ')) given.pop_back();
+    if (options.token.empty()) {
+      ReplyJson(res, 200, {{"token_required", false}, {"authorised", true}});
+      return;
+    }
+    if (!ConstantTimeEquals(given, options.token)) {
+      ReplyJson(res, 403, {{"error", "wrong token"}});
+      return;
+    }
+    res.set_header("Set-Cookie", "token=" + given + "; Path=/; HttpOnly; SameSite=Strict");
+    ReplyJson(res, 200, {{"token_required", true}, {"authorised", true}});
   });
   http.Get("/api/events", [this](const httplib::Request&, httplib::Response& res) { HandleEvents(res); });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

@@ -11,6 +11,7 @@
 #include "baton/runtime.h"
 #include "dashboard/runtime_source.h"
 #include "dashboard/server.h"
+#include "support/child_process.h"
 #include "support/util.h"
 
 namespace baton::dashboard {
@@ -58,6 +59,7 @@ class DashboardTest : public ::testing::Test {
     dopts.address = "127.0.0.1:0";
     dopts.token = token;
     dopts.sample_ms = 50;
+    dopts.max_streams = max_streams_;
     auto started = DashboardServer::Start(*source_, dopts);
     ASSERT_TRUE(started.server) << started.error;
     server_ = std::move(started.server);
@@ -103,6 +105,7 @@ class DashboardTest : public ::testing::Test {
   std::unique_ptr<DashboardServer> server_;
   std::thread runner_;
   RunReport report_;
+  int max_streams_ = 8;
 };
 
 TEST_F(DashboardTest, JobsListStepChainsFiltersAndPages) {
@@ -404,6 +407,17 @@ TEST_F(DashboardTest, TokenGuardsCancelAndRetryButNotReading) {
   const std::string cookie = r->get_header_value("Set-Cookie");
   EXPECT_EQ(cookie, "token=" + token + "; Path=/; HttpOnly; SameSite=Strict");
   EXPECT_EQ(GetJson("/api/auth")["authorised"], false);
+  // The page's token box posts it (never in a URL) and gets the same cookie.
+  auto posted = c.Post("/api/auth", "wrong-wrong-wrong", "text/plain");
+  ASSERT_TRUE(posted);
+  EXPECT_EQ(posted->status, 403);
+  EXPECT_EQ(posted->get_header_value("Set-Cookie"), "");
+  posted = c.Post("/api/auth", token, "text/plain");
+  ASSERT_TRUE(posted);
+  EXPECT_EQ(posted->status, 200);
+  EXPECT_EQ(posted->get_header_value("Set-Cookie"), cookie);
+  EXPECT_EQ(testing::ReadFile(testing::SourceDir() / "src/dashboard/assets/app.js").find("?token="), std::string::npos)
+      << "the UI never puts the token in a URL";
   auto authed = c.Get("/api/auth", {{"Cookie", "token=" + token}});
   ASSERT_TRUE(authed);
   EXPECT_EQ(Json::parse(authed->body)["authorised"], true);
@@ -438,6 +452,68 @@ TEST_F(DashboardTest, RefusesForeignHostsAndCrossOriginActions) {
   EXPECT_EQ(r->status, 200) << r->body;
   Join();
   EXPECT_EQ(report_.jobs[0].status, "cancelled");
+}
+
+TEST_F(DashboardTest, NoOpenRedirectAndABoundOnLiveStreams) {
+  max_streams_ = 2;
+  Start(PipelineYaml(60, 0), {"a"}, "correct-horse-battery");
+  Run();
+  auto c = Client();
+  // The token landing page redirects within this server only.
+  for (const char* path : {"//evil.example/x?token=t", "/\\evil.example?token=t"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 303) << path;
+    EXPECT_EQ(r->get_header_value("Location"), "/") << path;
+  }
+  // Two live streams at most: a third is refused at once, and the API still answers.
+  auto status_of_stream = [&](httplib::Client& cl) {
+    int status = 0;
+    cl.Get("/api/events", [&](const httplib::Response& r) {
+      status = r.status;
+      return false;  // the status is all this wants
+    }, [](const char*, size_t) { return false; });
+    return status;
+  };
+  std::atomic<bool> release{false};
+  std::atomic<int> opened{0};
+  std::vector<std::unique_ptr<httplib::Client>> clients;
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 2; ++i) {
+    clients.push_back(std::make_unique<httplib::Client>("127.0.0.1", server_->port()));
+    httplib::Client* cl = clients.back().get();
+    readers.emplace_back([cl, &opened, &release] {
+      bool counted = false;
+      cl->Get("/api/events", [&](const char*, size_t) {
+        if (!counted) ++opened;
+        counted = true;
+        return !release.load();
+      });
+    });
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return opened >= 2; }, 30));
+  EXPECT_EQ(status_of_stream(c), 503);
+  EXPECT_EQ(GetJson("/api/jobs")["jobs"].size(), 1u) << "the API still answers";
+  release = true;
+  for (auto& cl : clients) cl->stop();
+  for (auto& t : readers) t.join();
+  // Closed: room again (the stream's releaser gave its place back).
+  EXPECT_TRUE(testing::WaitFor([&] { return status_of_stream(c) == 200; }, 30));
+}
+
+TEST(DashboardSecurity, HostHeaderCheckedOnEveryBind) {
+  Address loop{"127.0.0.1", 8265, true}, lan{"0.0.0.0", 8265, false}, named{"10.1.2.3", 8265, false};
+  EXPECT_TRUE(HostAllowedFor("127.0.0.1:8265", loop, {}));
+  EXPECT_TRUE(HostAllowedFor("localhost:8265", loop, {}));
+  EXPECT_FALSE(HostAllowedFor("evil.example:8265", loop, {}));
+  // Off loopback too: a rebound name is refused; IP literals, the bound address, this machine's
+  // names and listed names are not.
+  EXPECT_FALSE(HostAllowedFor("evil.example:8265", lan, {"gpu-head"}));
+  EXPECT_TRUE(HostAllowedFor("gpu-head:8265", lan, {"gpu-head"}));
+  EXPECT_TRUE(HostAllowedFor("10.1.2.3:8265", named, {}));
+  EXPECT_TRUE(HostAllowedFor("192.168.0.7:8265", lan, {}));
+  EXPECT_TRUE(HostAllowedFor("[fe80::1]:8265", lan, {}));
+  EXPECT_FALSE(HostAllowedFor("", lan, {}));
 }
 
 TEST_F(DashboardTest, ServesTheAppFromTheBinary) {

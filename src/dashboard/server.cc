@@ -1,6 +1,7 @@
 #include "dashboard/server.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <chrono>
@@ -134,11 +135,25 @@ DashboardServer::Impl::Auth DashboardServer::Impl::Authorise(const httplib::Requ
   return ConstantTimeEquals(given, options.token) ? Auth::kOk : Auth::kWrong;
 }
 
+// On every bind (DNS rebinding): a page on another site that rebinds its name to this server's
+// address sends its own name as Host. Loopback binds take loopback names only; others take the
+// bound address, this machine's names, IP literals (which cannot be rebound) and the names the
+// operator listed.
+bool HostAllowedFor(const std::string& host_header, const Address& bound, const std::vector<std::string>& allowed) {
+  const std::string host = HostPart(host_header, true);
+  if (IsLoopbackHost(host)) return true;
+  if (bound.loopback) return false;
+  if (host == bound.host) return true;
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1) return true;
+  for (const auto& name : allowed)
+    if (name == host) return true;
+  return false;
+}
+
 bool DashboardServer::Impl::HostAllowed(const httplib::Request& req) const {
-  if (!address.loopback) return true;
-  // A page on another site that rebinds its name to 127.0.0.1 sends its own name as Host.
-  const std::string host = HostPart(req.get_header_value("Host"), true);
-  return IsLoopbackHost(host);
+  return HostAllowedFor(req.get_header_value("Host"), address, allowed_hosts);
 }
 
 void ReplyJson(httplib::Response& res, int status, const Json& body) {
@@ -204,6 +219,27 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
     return {nullptr, "dashboard token: too short (at least 8 characters)"};
   m.source = &source;
   m.options = std::move(options);
+  // Names a browser may use for an off-loopback dashboard (DNS rebinding check).
+  m.allowed_hosts = m.options.allowed_hosts;
+  {
+    char name[256] = {0};
+    if (gethostname(name, sizeof name - 1) == 0 && name[0] != '\0') {
+      m.allowed_hosts.push_back(name);
+      const std::string full = name;
+      if (const size_t dot = full.find('.'); dot != std::string::npos) m.allowed_hosts.push_back(full.substr(0, dot));
+    }
+    if (const char* env = std::getenv("BATON_DASHBOARD_HOSTS")) {
+      std::string list = env;
+      size_t pos = 0;
+      while (pos <= list.size()) {
+        const size_t comma = list.find(',', pos);
+        std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        if (!item.empty()) m.allowed_hosts.push_back(item);
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+      }
+    }
+  }
   m.hub = std::make_shared<EventHub>(m.options.limits);
   // The hub, not the server, is what the source calls: it may outlive the server.
   source.Subscribe([hub = m.hub](const Json& e) { hub->OnEvent(e); });
@@ -231,7 +267,10 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
       if (!self->options.token.empty() && ConstantTimeEquals(given, self->options.token))
         res.set_header("Set-Cookie", "token=" + given + "; Path=/; HttpOnly; SameSite=Strict");
       res.status = 303;
-      res.set_header("Location", req.path);
+      // Only a path of this server: "//evil.example/x" or "/\\evil.example" would send the
+      // browser (with a fresh token cookie) to another site.
+      const bool own = req.path.size() >= 1 && req.path[0] == '/' && (req.path.size() < 2 || (req.path[1] != '/' && req.path[1] != '\\'));
+      res.set_header("Location", own ? req.path : "/");
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;

@@ -19,6 +19,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "dashboard/event_hub.h"
@@ -33,6 +34,12 @@ struct DashboardOptions {
   size_t file_tail_bytes = 16384;  // tail of a command step's stdout/stderr in /api/jobs/{id}
   int sample_ms = 1000;            // time-series period (charts)
   int threads = 32;                // request threads (each open live stream holds one)
+  // Live streams at once: more are refused (503), so open tabs never starve the API of threads.
+  int max_streams = 8;
+  // Host names (besides loopback names, the bound address, this machine's name and IP literals)
+  // a browser may use to reach a dashboard bound off loopback; other Host headers are refused
+  // (DNS rebinding). Also from BATON_DASHBOARD_HOSTS (comma-separated).
+  std::vector<std::string> allowed_hosts;
 };
 
 // Parsed dashboard address.
@@ -43,6 +50,10 @@ struct Address {
 };
 // Errors name the address and what is wrong.
 [[nodiscard]] bool ParseAddress(const std::string& text, Address* out, std::string* error);
+
+// Whether a request's Host header may reach a dashboard bound at `bound` (DNS rebinding check):
+// loopback names always; for an off-loopback bind also the bound host, IP literals and `allowed`.
+[[nodiscard]] bool HostAllowedFor(const std::string& host_header, const Address& bound, const std::vector<std::string>& allowed);
 
 // Compares secrets in time that depends only on their lengths, not on where they differ.
 [[nodiscard]] bool ConstantTimeEquals(std::string_view a, std::string_view b);

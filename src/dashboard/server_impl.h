@@ -24,6 +24,8 @@ struct DashboardServer::Impl {
   std::mutex stop_mu;
   std::condition_variable stop_cv;
   bool stopping = false;  // guarded by stop_mu
+  std::vector<std::string> allowed_hosts;  // set before serving, read-only after
+  std::atomic<int> streams{0};             // live streams open now
 
   // Security (server.cc).
   enum class Auth { kOk, kMissing, kWrong };

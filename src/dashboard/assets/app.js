@@ -131,11 +131,15 @@ async function refreshAuth() {
   $('auth').hidden = !(S.tokenRequired && !S.authorised);
   renderJobs();
 }
-$('auth').addEventListener('submit', (ev) => {
+$('auth').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   const t = $('token').value.trim();
-  // The server keeps it in an HttpOnly cookie and redirects to a clean address.
-  if (t) location.href = '/?token=' + encodeURIComponent(t);
+  if (!t) return;
+  // In the body, never in a URL: the server answers with an HttpOnly cookie.
+  const r = await fetch('/api/auth', {method: 'POST', headers: {'Content-Type': 'text/plain'}, body: t});
+  $('token').value = '';
+  if (!r.ok) $('token').placeholder = 'wrong token';
+  refreshAuth();
 });
 setInterval(() => { $('clock').textContent = S.time > 0 ? 't = ' + fmtSec(now()) : ''; }, 500);
 
