@@ -161,6 +161,10 @@ void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
   for (const auto& r : m.list) {
     const int j = driver->JobIndex(r.job);
     if (j < 0) continue;
+    if (r.wait_notice) {
+      driver->AttemptWaiting(j, r.serial, r.waiting);  // stale notices are ignored by serial
+      continue;
+    }
     driver::AttemptOutcome o;
     o.kind = r.kind;
     o.error = r.error;

@@ -81,10 +81,16 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   m.start = r.Num("start", false);
   m.end = r.Num("end", false);
   const std::string status = r.Str("status");
+  if (status == "waiting") {
+    m.wait_notice = true;
+    m.waiting = r.Str("wait", false);
+    if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
+    return m;
+  }
   if (status == "ok") m.kind = StepOutcome::Kind::kOk;
   else if (status == "cancelled") m.kind = StepOutcome::Kind::kCancelled;
   else if (status == "failed") m.kind = StepOutcome::Kind::kFailed;
-  else r.Fail("status", "must be ok, failed or cancelled");
+  else r.Fail("status", "must be ok, failed, cancelled or waiting");
   m.retryable = r.Bool("retryable", true);
   if (auto it = j.find("result"); it != j.end()) m.result = *it;
   m.error = r.Str("error", false);
@@ -126,6 +132,9 @@ std::string Encode(const StopAttempt& m) {
 }
 
 std::string Encode(const AttemptResult& m) {
+  if (m.wait_notice)
+    return fmt::format(R"({{"job":{},"serial":{},"node":{},"status":"waiting","wait":{}}})", Quote(m.job), m.serial,
+                       Quote(m.node), Quote(m.waiting));
   std::string s = fmt::format(R"({{"job":{},"serial":{},"node":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}","retryable":{})",
                               Quote(m.job), m.serial, Quote(m.node), m.pid, m.start, m.end, KindName(m.kind), m.retryable);
   if (m.kind == StepOutcome::Kind::kOk) s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
