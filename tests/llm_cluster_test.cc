@@ -34,15 +34,15 @@ class LlmClusterTest : public ::testing::Test {
     ASSERT_TRUE(cluster.WaitNodesAlive(2, 15)) << cluster.Logs();
     std::ofstream(cluster.dir() / "prompt.md") << "Summarise {{title}} in one line.";
   }
-  // A pipeline file: `top` (rates:, budget:, pools:) and one llm step per job.
-  std::filesystem::path Pipeline(const std::string& name, const std::string& top, int step_retries = 0) {
+  // A pipeline file: `top` (rates:, budget:) and one llm step per job asking `cpu` CPUs.
+  std::filesystem::path Pipeline(const std::string& name, const std::string& top, int step_retries = 0, int cpu = 1) {
     const auto file = cluster.dir() / (name + ".yaml");
     std::ofstream(file) << "name: " << name << "\n" << top << R"(
 steps:
   - name: summarize
     uses: llm
     retries: )" << step_retries << R"(
-    resources: {cpu: 1, llm: 1}
+    resources: {cpu: )" << cpu << R"(}
     with:
       provider: custom
       base_url: )" << server.base_url() << R"(
@@ -111,7 +111,7 @@ TEST_F(LlmClusterTest, ThirtyJobsOnTwoAgentsGetNo429AndExactCost) {
   // cluster's rates are set at those limits, with bursts a little below for the time a request
   // takes to travel.
   server.SetRateLimits(8, 900);
-  const auto file = Pipeline("rated", "pools: {llm: 8}\nrates:\n  req: {rate: 8/s, burst: 6}\n  tok: {rate: 900/s, burst: 700}\n");
+  const auto file = Pipeline("rated", "rates:\n  req: {rate: 8/s, burst: 6}\n  tok: {rate: 900/s, burst: 700}\n");
   ASSERT_EQ(cluster.SubmitAndWait(file, Inputs(30), 180), 0) << cluster.Logs();
 
   EXPECT_EQ(server.rate_limited_count(), 0u);
@@ -169,10 +169,11 @@ TEST_F(LlmClusterTest, BudgetForAThirdOfTheJobsAcrossTwoAgents) {
   ASSERT_GT(c, 0.05);
   const size_t before = server.request_count();
 
-  // A budget of 10.5 c with at most two requests in flight (pool llm: 2): a request reserves
-  // c + 9 completion tokens ($0.009) until its usage settles, so ten are admitted, never eleven.
-  const auto file = Pipeline("budget", "pools: {llm: 2}\n" + rates + fmt::format("budget: {{usd: {:.6f}}}\n", 10.5 * c),
-                             /*step_retries=*/2);
+  // A budget of 10.5 c: a request reserves c + 9 completion tokens ($0.009) until its usage
+  // settles, so no eleventh is ever admitted, and the tenth is whenever at most four others are in
+  // flight (here two: 4 CPUs a step, 4 per agent).
+  const auto file = Pipeline("budget", rates + fmt::format("budget: {{usd: {:.6f}}}\n", 10.5 * c), /*step_retries=*/2,
+                             /*cpu=*/4);
   EXPECT_EQ(cluster.SubmitAndWait(file, Inputs(30), 180), 1) << cluster.Logs();  // some failed
   int ok = 0, refused = 0;
   const json status = cluster.StatusJson();
