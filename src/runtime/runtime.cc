@@ -248,7 +248,7 @@ void Runtime::Impl::Launch(const core::Placement& p, double now) {
     driver::AttemptOutcome outcome = driver::AttemptOutcome::From(driver::RunAttempt(*spec, *cancel));
     outcome.end = spec->clock->Monotonic() - spec->t0;
     spec.reset();  // release the results before the driver copies them on write
-    queue->Push({job, serial, std::move(outcome)});
+    queue->Push({job, serial, std::move(outcome), false, {}});
   });
 }
 
