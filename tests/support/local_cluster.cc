@@ -39,6 +39,7 @@ bool LocalCluster::WaitNodesAlive(size_t n, double seconds) {
   return WaitFor(
       [&] {
         const auto out = dir_ / "nodes.json";
+        std::filesystem::remove(out);  // RunProgram appends
         if (Run({"nodes", "--json"}, out.string()) != 0) return false;
         const nlohmann::json nodes = nlohmann::json::parse(ReadFile(out), nullptr, false);
         if (!nodes.is_array()) return false;
