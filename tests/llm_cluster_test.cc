@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 
@@ -113,7 +114,27 @@ TEST_F(LlmClusterTest, ThirtyJobsOnTwoAgentsGetNo429AndExactCost) {
   // takes to travel.
   server.SetRateLimits(8, 900);
   const auto file = Pipeline("rated", "rates:\n  req: {rate: 8/s, burst: 6}\n  tok: {rate: 900/s, burst: 700}\n");
-  ASSERT_EQ(cluster.SubmitAndWait(file, Inputs(30), 180), 0) << cluster.Logs();
+  auto submit = cluster.Submit(file, Inputs(30));
+  // While the rates hold requests back, steps waiting for them hold no CPU: more llm steps run at
+  // once than the agents' 8 CPUs, and `baton status` says what they wait for.
+  size_t most_running = 0;
+  bool said_waiting = false;
+  int rc = -1;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  while ((rc = submit->Wait(0.1)) == -1 && std::chrono::steady_clock::now() < give_up) {
+    const json s = cluster.StatusJson();
+    if (!s.is_object()) continue;
+    size_t running = 0;
+    for (const auto& j : s["jobs"]) running += j["state"] == "running" && j["step"] == "summarize";
+    most_running = std::max(most_running, running);
+    if (!said_waiting) {
+      const std::string text = cluster.StatusText();
+      said_waiting = text.find("waiting for rate req") != std::string::npos || text.find("waiting for rate tok") != std::string::npos;
+    }
+  }
+  ASSERT_EQ(rc, 0) << cluster.Logs();
+  EXPECT_GT(most_running, 8u);
+  EXPECT_TRUE(said_waiting);
 
   EXPECT_EQ(server.rate_limited_count(), 0u);
   const auto reqs = server.requests();

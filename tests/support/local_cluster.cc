@@ -52,15 +52,20 @@ bool LocalCluster::WaitNodesAlive(size_t n, double seconds) {
 
 int LocalCluster::SubmitAndWait(const std::filesystem::path& pipeline, const std::vector<std::string>& inputs,
                                 double seconds) {
+  return Submit(pipeline, inputs)->Wait(seconds);
+}
+
+std::unique_ptr<ChildProcess> LocalCluster::Submit(const std::filesystem::path& pipeline,
+                                                   const std::vector<std::string>& inputs) {
   const auto list = dir_ / "inputs.txt";
   {
     std::ofstream f(list);
     for (const auto& i : inputs) f << i << "\n";
   }
-  ChildProcess submit({baton_, "submit", pipeline.string(), "--inputs", list.string(), "--redis", url_, "--prefix",
-                       prefix_, "--wait"},
-                      dir_ / "submit.log");
-  return submit.Wait(seconds);
+  return std::make_unique<ChildProcess>(std::vector<std::string>{baton_, "submit", pipeline.string(), "--inputs",
+                                                                 list.string(), "--redis", url_, "--prefix", prefix_,
+                                                                 "--wait"},
+                                       dir_ / "submit.log");
 }
 
 int LocalCluster::Run(std::vector<std::string> args, const std::string& out) {

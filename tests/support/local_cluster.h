@@ -35,6 +35,8 @@ class LocalCluster {
 
   // `baton submit FILE --inputs LIST --wait`: its exit status (-1 when it did not end in time).
   int SubmitAndWait(const std::filesystem::path& pipeline, const std::vector<std::string>& inputs, double seconds);
+  // The same, started: Wait() on the returned process.
+  std::unique_ptr<ChildProcess> Submit(const std::filesystem::path& pipeline, const std::vector<std::string>& inputs);
   // Runs `baton ARGS --redis URL --prefix P`, output to `out`; the exit status.
   int Run(std::vector<std::string> args, const std::string& out);
   // `baton status [JOB] --json` parsed (null when it failed); `baton status` as text.
