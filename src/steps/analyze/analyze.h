@@ -270,7 +270,8 @@ GrayImage PrepareForOcr(const GrayImage& image, int line_height = 48, bool binar
 std::string JoinCjkSpaces(std::string_view text);
 
 // Chinese and Japanese text uses full-width punctuation; Tesseract often returns the ASCII forms.
-// An ASCII , . ! ? ; : ( ) right after a CJK character becomes ，。！？；：（）.
+// An ASCII , . ! ? ; : ( ) right after a CJK character becomes ，。！？；：（）, and "，。" (one full
+// stop read as two marks; never written in Chinese) becomes "。".
 std::string FullWidthCjkPunctuation(std::string_view text);
 
 // The Debian package that holds Tesseract's data for `lang` ("chi_sim" -> tesseract-ocr-chi-sim).

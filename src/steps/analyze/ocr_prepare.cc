@@ -226,6 +226,9 @@ std::string FullWidthCjkPunctuation(std::string_view text) {
     }
     i += len;
   }
+  // "，。" never occurs in Chinese text: it is one full stop that OCR read twice (a comma for its
+  // lower half, then the stop). The only correction made without a dictionary.
+  for (size_t at = out.find("，。"); at != std::string::npos; at = out.find("，。", at)) out.erase(at, 3);
   return out;
 }
 

@@ -59,5 +59,11 @@ TEST(PrepareForOcr, APlainPageIsUnchangedByFlattening) {
   EXPECT_EQ(PrepareForOcr(g, 40, true, true).pixels, PrepareForOcr(g, 40, true, false).pixels);
 }
 
+TEST(FullWidthCjkPunctuation, AStopReadAsCommaAndStopIsOneStop) {
+  EXPECT_EQ(FullWidthCjkPunctuation("擴大海外市場，降低成本,。"), "擴大海外市場，降低成本。");
+  EXPECT_EQ(FullWidthCjkPunctuation("降低成本，。\n明年"), "降低成本。\n明年");
+  EXPECT_EQ(FullWidthCjkPunctuation("a,. b"), "a,. b");  // Latin text is left alone
+}
+
 }  // namespace
 }  // namespace baton::analyze
