@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lang=en
 if [ "${1:-}" = "--lang" ]; then lang=${2:?--lang needs en or zh}; shift 2; fi
-./scripts/build.sh
+./scripts/build.sh --target baton  # the demo runs only the CLI
 OUT=${OUT:-out/demo}
 SAMPLES=out/samples
 PIPELINE=examples/video-report.yaml

@@ -9,6 +9,7 @@
 
 #include "baton/runtime.h"
 #include "support/http_fault_server.h"
+#include "support/media.h"
 #include "support/util.h"
 
 namespace baton {
@@ -27,22 +28,7 @@ constexpr const char* kAsrJson =
 
 // Two 6-second 1280x720 slides with a tone as the audio track.
 void MakeVideo(const std::filesystem::path& dir, const std::filesystem::path& out) {
-  std::string graph;
-  for (int i = 0; i < 2; ++i) {
-    const auto txt = dir / ("slide" + std::to_string(i) + ".txt");
-    std::ofstream(txt) << kSlides[i];
-    graph += std::string("color=c=") + (i == 0 ? "navy" : "khaki") + ":s=1280x720:r=25:d=6,drawtext=fontfile=" + kFont +
-             ":textfile=" + txt.string() + ":fontsize=56:line_spacing=20:fontcolor=" + (i == 0 ? "white" : "black") +
-             ":x=(w-tw)/2:y=(h-th)/2[v" + std::to_string(i) + "];";
-  }
-  graph += "[v0][v1]concat=n=2:v=1:a=0[v]";
-  ASSERT_EQ(testing::RunProgram({"ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                                 "sine=frequency=440:duration=12", "-filter_complex", graph, "-map", "[v]", "-map",
-                                 "0:a", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-                                 out.string()},
-                                (dir / "ffmpeg.log").string()),
-            0)
-      << ReadFile(dir / "ffmpeg.log");
+  testing::MakeCjkSlidesVideo({kSlides[0], kSlides[1]}, kFont, dir, out);
 }
 
 std::string Pipeline(const std::string& language, const std::string& asr) {

@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const cluster::Keys keys("baton");
   const long long calls0 = TotalCalls(db);
+  const long rss_before_run = RssKb(head.pid());
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> inputs(jobs, "");
   PipelineSpec spec = LoadPipeline(pipeline_file);
@@ -141,6 +142,9 @@ int main(int argc, char** argv) {
               report.succeeded, s, steps / s / embedded_rate);
   std::printf("dispatch latency (placement -> start on node): p50 %.3f ms, p99 %.3f ms\n", Pct(latency, 0.5), Pct(latency, 0.99));
   std::printf("redis commands per step: %.2f (INFO commandstats, includes status polling)\n", double(calls1 - calls0 - 3) / steps);
+  const long rss_after_run = RssKb(head.pid());
+  std::printf("head memory per finished job: %.0f bytes (RSS %ld -> %ld KiB over %d jobs)\n",
+              (rss_after_run - rss_before_run) * 1024.0 / jobs, rss_before_run, rss_after_run, jobs);
 
   // Head memory per 100k queued jobs: no nodes can take them (they need a resource nobody has).
   nodes.clear();  // killed and reaped
@@ -153,6 +157,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const long rss1 = RssKb(head.pid());
-  std::printf("head memory: %.1f MiB per 100k queued jobs (RSS %ld -> %ld KiB)\n", (rss1 - rss0) / 1024.0, rss0, rss1);
+  std::printf("head memory: %.1f MiB per 100k queued jobs = %.0f bytes per queued job (RSS %ld -> %ld KiB)\n",
+              (rss1 - rss0) / 1024.0, (rss1 - rss0) * 1024.0 / queued, rss0, rss1);
   return 0;  // head and redis are killed and reaped on the way out
 }

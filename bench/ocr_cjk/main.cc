@@ -8,6 +8,7 @@
 // size and background, and the machine it ran on.
 //
 //   build/bench/ocr_cjk/ocr_cjk_bench [--quick] [--keep DIR]
+//   OCR_CJK_ONLY=default build/bench/ocr_cjk/ocr_cjk_bench    (only the settings named so)
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -134,6 +135,8 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
 
   std::vector<Slide> slides;
+  std::string only;  // OCR_CJK_ONLY=TEXT: only the settings whose name contains TEXT
+  if (const char* o = std::getenv("OCR_CJK_ONLY")) only = o;
   int i = 0;
   for (const auto& f : kFonts)
     for (int size : kSizes)
@@ -145,24 +148,32 @@ int main(int argc, char** argv) {
   std::printf("%zu slides (%zu fonts x %zu sizes x %zu backgrounds, simplified and traditional text), 1280x720 H.264\n",
               slides.size(), kFonts.size(), kSizes.size(), kBackgrounds.size());
 
-  struct Config { std::string name; OcrSettings s; bool lang_only; };
+  // lang: "" = the slide's chi_sim/chi_tra alone; "+eng" appended to it.
+  struct Config { std::string name; OcrSettings s; };
+  auto settings = [](std::string lang, bool flatten, bool compare) {
+    OcrSettings s;
+    s.lang = std::move(lang);
+    s.flatten = flatten;
+    s.compare_cjk_alone = compare;
+    return s;
+  };
   const std::vector<Config> configs = {
-      {"before: chi_sim, auto layout, 96 dpi, raw frame", {"chi_sim", 96, "auto", false}, true},
-      {"raw frame, block layout, 300 dpi", {"", 300, "block", false}, false},
-      {"prepared, chi_*+eng", {"+eng", 300, "block", true}, false},
-      {"prepared, line height 64", {"", 300, "block", true, 64}, false},
-      {"default: prepared, block layout, 300 dpi", {"", 300, "block", true}, false},
+      {"before: chi_*, auto layout, 96 dpi, raw frame", {"", 96, "auto", false}},
+      {"prepared 48 px, chi_* alone (last default)", settings("", false, false)},
+      {"prepared, chi_*+eng", settings("+eng", false, false)},
+      {"prepared + flattened, chi_* alone", settings("", true, false)},
+      {"prepared + flattened, chi_*+eng", settings("+eng", true, false)},
+      {"default: flattened, chi_*+eng vs chi_* by confidence", settings("+eng", true, true)},
   };
   std::map<std::string, std::unique_ptr<TesseractOcr>> engines;
   for (const auto& c : configs) {
+    if (!only.empty() && c.name.find(only) == std::string::npos) continue;
     Tally all;
     std::map<std::string, Tally> by;
     std::vector<std::string> misses;
     for (const auto& s : slides) {
       OcrSettings set = c.s;
-      if (c.lang_only) set.lang = s.script == "simplified" ? "chi_sim" : "chi_tra";
-      else set.lang = s.lang + c.s.lang;  // c.s.lang: "" or "+eng"
-      if (&c == &configs.front()) set.lang = s.script == "simplified" ? "chi_sim" : "chi_tra";
+      set.lang = s.lang + c.s.lang;  // the slide's chi_sim or chi_tra, then "" or "+eng"
       const std::string key = c.name + set.lang;
       if (!engines.count(key)) {
         auto made = TesseractOcr::Create(set);

@@ -5,7 +5,7 @@
 // `_language` (like `_base_dir`), so user steps that refuse unknown keys keep working. A built-in
 // step reads its language with StepLanguage(with): its own `with.language` first, then the
 // pipeline's, then English. What each step does with it:
-//   analyze   OCR languages (`zh-CN` -> chi_sim); Chinese speech needs a `command` engine
+//   analyze   OCR languages (`zh-CN` -> chi_sim+eng); Chinese speech needs a `command` engine
 //   llm       prompt templates and the "write in" instruction; extractive sentence segmentation
 //   document  headings, labels, notes, dates and <html lang>
 //
@@ -22,7 +22,7 @@ namespace baton {
 
 struct Language {
   std::string tag;          // canonical BCP 47: "en", "zh-CN", "zh-TW", "ja", ...
-  std::string tesseract;    // default OCR languages, '+'-joined: "chi_sim", "jpn+eng"
+  std::string tesseract;    // default OCR languages, '+'-joined: "chi_sim+eng", "jpn+eng"
   std::string english_name; // "Simplified Chinese"
   std::string native_name;  // "简体中文"
   // Which of the report's translations applies: "en", "zh-Hans" or "zh-Hant" (others: "en").

@@ -15,9 +15,9 @@ struct Entry {
 const std::vector<Entry>& Table() {
   static const std::vector<Entry> table = {
       {{"en", "eng", "English", "English", "en", false}, {"en", "en-us", "en-gb", "en-au", "en-ca", "en-in"}},
-      {{"zh-CN", "chi_sim", "Simplified Chinese", "简体中文", "zh-Hans", true},
+      {{"zh-CN", "chi_sim+eng", "Simplified Chinese", "简体中文", "zh-Hans", true},
        {"zh-cn", "zh", "zh-hans", "zh-hans-cn", "zh-sg", "zh-hans-sg", "cmn", "cmn-hans"}},
-      {{"zh-TW", "chi_tra", "Traditional Chinese", "繁體中文", "zh-Hant", true},
+      {{"zh-TW", "chi_tra+eng", "Traditional Chinese", "繁體中文", "zh-Hant", true},
        {"zh-tw", "zh-hant", "zh-hant-tw", "zh-hk", "zh-hant-hk", "zh-mo", "cmn-hant"}},
       {{"ja", "jpn+eng", "Japanese", "日本語", "en", true}, {"ja", "ja-jp"}},
       {{"ko", "kor+eng", "Korean", "한국어", "en", false}, {"ko", "ko-kr"}},

@@ -264,11 +264,14 @@ int StatusCommand(const cluster::RedisUrl& url) {
     const std::string state = j.value("state", "");
     ++counts[state];
     std::printf("%-12s %-10s %-12s %-12s %s\n", j.value("id", "").c_str(), state.c_str(), j.value("step", "").c_str(),
-                node.c_str(), state == "running" ? "" : wait.c_str());
+                node.c_str(), state == "running" && wait.rfind("running on ", 0) == 0 ? "" : wait.c_str());
   }
   std::string summary;
   for (const auto& [k, v] : counts) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", v, k);
   std::printf("%zu jobs%s%s\n", snap["jobs"].size(), summary.empty() ? "" : ": ", summary.c_str());
+  if (const Json& llm = snap.value("llm", Json()); llm.is_object() && llm.value("requests", 0LL) > 0)
+    std::printf("LLM: %lld requests, %lld prompt + %lld completion tokens, $%.6f\n", llm.value("requests", 0LL),
+                llm.value("prompt_tokens", 0LL), llm.value("completion_tokens", 0LL), llm.value("cost_usd", 0.0));
   return 0;
 }
 

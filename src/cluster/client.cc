@@ -119,10 +119,12 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
   Check(db);
   std::string pipeline_name;
   Json jobs = Json::array();
+  Json llm = driver::EmptyLlm();
   for (size_t i = 0; i < ids.size(); ++i) {
     if (hashes[i].empty()) continue;
     const auto& steps = StepNames(db, keys, cache, hashes[i]["pipeline"], &pipeline_name);
     jobs.push_back(JobJsonFromHash(ids[i], hashes[i], steps, false, attempts[i]));
+    driver::AddLlm(jobs.back(), &llm);
   }
   Json nodes = Json::parse(db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
                            nullptr, false);
@@ -130,7 +132,7 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
   const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
   const double now = epoch > 0 ? Clock::Real().Wall() - epoch : 0;
   return {{"schema", driver::kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs},
-          {"nodes", nodes.is_array() ? nodes : Json::array()}};
+          {"nodes", nodes.is_array() ? nodes : Json::array()}, {"llm", std::move(llm)}};
 }
 
 Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {

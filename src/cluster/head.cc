@@ -239,6 +239,10 @@ void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
     // Only the job's current attempt, from the node and incarnation it was placed on: a stale
     // copy, an attempt of an earlier term, a result from an agent that restarted are ignored.
     if (j < 0 || !fence.Accept(j, r.serial, r.term, driver->NodeIndex(r.node), r.incarnation)) continue;
+    if (r.wait_notice) {
+      driver->AttemptWaiting(j, r.serial, r.waiting);
+      continue;
+    }
     driver::AttemptOutcome o;
     o.kind = r.kind;
     o.error = r.error;

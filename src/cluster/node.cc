@@ -199,6 +199,18 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
   spec->gpus = m.gpus;
   spec->sinks = sinks;
   spec->rates = p->rates;
+  spec->on_wait = [shared = shared, job = m.job, serial = m.serial, node = opts.name, inc = incarnation,
+                   term = m.term](const std::string& what) {
+    protocol::AttemptResult n;
+    n.job = job;
+    n.serial = serial;
+    n.node = node;
+    n.incarnation = inc;
+    n.term = term;
+    n.wait_notice = true;
+    n.waiting = what;
+    shared->Report("", protocol::Encode(n));  // to the head with the results, in order
+  };
   spec->t0 = 0;
   std::string cannot;
   if (!p->error.empty()) cannot = p->error;

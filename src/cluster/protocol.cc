@@ -83,10 +83,16 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   m.start = r.Num("start", false);
   m.end = r.Num("end", false);
   const std::string status = r.Str("status");
+  if (status == "waiting") {
+    m.wait_notice = true;
+    m.waiting = r.Str("wait", false);
+    if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
+    return m;
+  }
   if (status == "ok") m.kind = StepOutcome::Kind::kOk;
   else if (status == "cancelled") m.kind = StepOutcome::Kind::kCancelled;
   else if (status == "failed") m.kind = StepOutcome::Kind::kFailed;
-  else r.Fail("status", "must be ok, failed or cancelled");
+  else r.Fail("status", "must be ok, failed, cancelled or waiting");
   m.retryable = r.Bool("retryable", true);
   if (auto it = j.find("result"); it != j.end()) m.result = *it;
   m.error = r.Str("error", false);
@@ -128,6 +134,9 @@ std::string Encode(const StopAttempt& m) {
 }
 
 std::string Encode(const AttemptResult& m) {
+  if (m.wait_notice)
+    return fmt::format(R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"status":"waiting","wait":{}}})", Quote(m.job),
+                       m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), Quote(m.waiting));
   std::string s = fmt::format(
       R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}","retryable":{})",
       Quote(m.job), m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), m.pid, m.start, m.end, KindName(m.kind),

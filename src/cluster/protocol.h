@@ -75,6 +75,11 @@ struct AttemptResult {
   std::string error;               // otherwise
   std::string main_output;
   bool handed_back = false;        // not finished: the agent is draining (re-queued, not a failure)
+  // Not an end but a notice: the attempt started waiting outside the CPU for `waiting` ("rate
+  // NAME"), or stopped ("" ). Travels in the same batch as results so it stays in order with the
+  // attempt's end ("status": "waiting", "wait": ...).
+  bool wait_notice = false;
+  std::string waiting;
 };
 
 struct AttemptResults {

@@ -88,6 +88,26 @@ TEST(Protocol, StopAndInboxMessagesRoundTrip) {
   EXPECT_FALSE(list[1].retryable);
   EXPECT_EQ(list[1].error, "404");
 
+  // A wait notice rides in the same batch, in order with the attempt's end.
+  AttemptResult wait;
+  wait.job = "job-1";
+  wait.serial = 3;
+  wait.node = "a";
+  wait.wait_notice = true;
+  wait.waiting = "rate openai_tokens";
+  AttemptResult resumed = wait;
+  resumed.waiting = "";
+  auto waits = DecodeInboxMessage(EncodeResults({Encode(wait), Encode(resumed), Encode(ok)}));
+  ASSERT_TRUE(waits.ok()) << waits.error();
+  const auto& wl = std::get<AttemptResults>(*waits).list;
+  ASSERT_EQ(wl.size(), 3u);
+  EXPECT_TRUE(wl[0].wait_notice);
+  EXPECT_EQ(wl[0].waiting, "rate openai_tokens");
+  EXPECT_EQ(wl[0].serial, 3u);
+  EXPECT_TRUE(wl[1].wait_notice);
+  EXPECT_EQ(wl[1].waiting, "");
+  EXPECT_FALSE(wl[2].wait_notice);
+
   auto submit = DecodeInboxMessage(Encode(SubmitJobs{"3", {"job-0", "job-1"}}));
   ASSERT_TRUE(submit.ok());
   EXPECT_EQ(std::get<SubmitJobs>(*submit).jobs.size(), 2u);
@@ -118,7 +138,7 @@ TEST(Protocol, MalformedMessagesSayWhatIsWrong) {
       R"({"v":1,"t":"run","job":"j","serial":1,"step":0,"attempt":1,"pipeline":"1","input":"","inc":"i","history":[],"homes":[],"gpus":[99]})");
   EXPECT_EQ(gpus.error(), "protocol: run.gpus: must list device ids 0..63");
   auto result = DecodeInboxMessage(R"({"v":1,"t":"results","list":[{"job":"j","serial":1,"status":"maybe"}]})");
-  EXPECT_EQ(result.error(), "protocol: result.status: must be ok, failed or cancelled");
+  EXPECT_EQ(result.error(), "protocol: result.status: must be ok, failed, cancelled or waiting");
 }
 
 }  // namespace

@@ -249,7 +249,7 @@ void RedisJobStore::AppendTurn(std::vector<std::vector<std::string>>& out, doubl
         "node", a ? d_.nodes()[a->node].name : "", "gpus", a ? GpusText(a->gpus) : "[]",
         "start", a ? fmt::format("{:.6f}", a->start) : "", "inc", a ? IncarnationOf(d_.nodes()[a->node].name) : "", "term", a ? fence_.TermOf(job) : "",
         "error", rec.report.error,
-        "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting ? d_.scheduler().WaitReason(job, now) : "",
+        "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting || (a && !a->waiting.empty()) ? d_.WaitText(job, now) : "",
         "ended", rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {
@@ -291,7 +291,11 @@ Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std
   in.wait = Get(h, "wait");
   in.error = Get(h, "error");
   std::vector<AttemptReport> list;
-  const Json results = detail ? ParseOr(Get(h, "results"), Json::object()) : Json::object();
+  // The results text is parsed for a snapshot only when an llm step left its usage there.
+  const std::string results_text = Get(h, "results");
+  const bool usage = results_text.find("\"usage\"") != std::string::npos;
+  const Json results = detail || usage ? ParseOr(results_text, Json::object()) : Json::object();
+  if (usage) in.llm = driver::JobLlm(results);
   if (attempts.is_array())
     for (const auto& a : attempts) list.push_back(driver::AttemptFromJson(a));
   in.attempts = &list;

@@ -371,8 +371,11 @@ void Scheduler::Release(JobState& j) {
   for (const auto& e : d.pool_entries) pool_free_.Add(e.id, e.amount);
   const auto node = static_cast<uint32_t>(j.node);
   j.node = -1;
+  const bool cpu_released = j.cpu_released;
+  j.cpu_released = false;
   if (!n.alive) return;  // a lost node comes back with fresh resources
-  for (const auto& e : d.node_entries) n.free.Add(e.id, e.amount);
+  for (const auto& e : d.node_entries)
+    if (!(cpu_released && e.id == kCpu)) n.free.Add(e.id, e.amount);
   const Amount g = j.gpu_amount;
   if (g > 0) {
     n.free.Add(kGpu, g);
@@ -384,6 +387,42 @@ void Scheduler::Release(JobState& j) {
   j.gpu_amount = 0;
   Refresh(node);
   MarkDirty(node);
+}
+
+// The cpu share of a running attempt's demand (0 when it asks for none).
+static Amount CpuOf(const Demand& d) {
+  for (const auto& e : d.node_entries)
+    if (e.id == kCpu) return e.amount;
+  return 0;
+}
+
+bool Scheduler::ReleaseCpu(uint32_t job, uint32_t serial) {
+  if (job >= jobs_.size()) return false;
+  JobState& j = jobs_[job];
+  if (j.phase != Phase::kRunning || j.serial != serial || j.cpu_released || j.node < 0) return false;
+  j.cpu_released = true;
+  const auto node = static_cast<uint32_t>(j.node);
+  NodeState& n = nodes_[node];
+  const Amount cpu = CpuOf(pipelines_[j.pipeline].demand[j.step]);
+  if (cpu == 0 || !n.alive) return true;
+  n.free.Add(kCpu, cpu);
+  Refresh(node);
+  MarkDirty(node);
+  return true;
+}
+
+bool Scheduler::RetakeCpu(uint32_t job, uint32_t serial) {
+  if (job >= jobs_.size()) return false;
+  JobState& j = jobs_[job];
+  if (j.phase != Phase::kRunning || j.serial != serial || !j.cpu_released || j.node < 0) return false;
+  j.cpu_released = false;
+  const auto node = static_cast<uint32_t>(j.node);
+  NodeState& n = nodes_[node];
+  const Amount cpu = CpuOf(pipelines_[j.pipeline].demand[j.step]);
+  if (cpu == 0 || !n.alive) return true;
+  n.free.Add(kCpu, -cpu);  // may go below zero: Fits then refuses every cpu demand on this node
+  Refresh(node);
+  return true;
 }
 
 void Scheduler::TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out) {
@@ -765,7 +804,7 @@ std::string Scheduler::WaitReason(uint32_t job, double now) const {
   char buf[160];
   switch (j.phase) {
     case Phase::kRunning:
-      return "running on " + nodes_[j.node].model.name;
+      return "running on " + nodes_[j.node].model.name + (j.cpu_released ? " (holding no CPU)" : "");
     case Phase::kBackoff:
       std::snprintf(buf, sizeof buf, "retry backoff (%.1fs left)", std::max(0.0, j.ready_at - now));
       return buf;

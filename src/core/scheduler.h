@@ -132,6 +132,18 @@ class Scheduler {
   void Decide(double now, std::vector<Placement>* out);
   // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.
   FinishResult Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now);
+  // A running attempt waits outside the CPU (an llm step waiting for a rate, DESIGN.md rule 1):
+  // ReleaseCpu gives its node back the step's cpu demand so other steps can be placed there;
+  // RetakeCpu takes it again when the wait is over. The retake never waits (the attempt is already
+  // running and cannot be queued a second time): when others took the cpu meanwhile, the node is
+  // over-committed for a moment and takes nothing new that needs cpu until enough ends. Every
+  // other resource (memory, GPUs, pools) stays held. Both return false and change nothing when the
+  // attempt is stale (not running, another serial) or already in that state; Finish, Cancel,
+  // NodeLost and timeouts work the same on a released attempt (only what it holds is given back).
+  bool ReleaseCpu(uint32_t job, uint32_t serial);
+  bool RetakeCpu(uint32_t job, uint32_t serial);
+  bool CpuReleased(uint32_t job) const { return jobs_[job].cpu_released; }
+
   // Running attempts whose deadline has passed (each reported once); the driver stops them and
   // reports Finish(kTimeout).
   void Expired(double now, std::vector<AttemptRef>* out);
@@ -204,6 +216,7 @@ class Scheduler {
     Amount gpu_amount = 0;  // GPU amount granted to the running attempt (required or preferred)
     double ready_at = 0;
     bool cancel_requested = false;
+    bool cpu_released = false;  // the running attempt gave its cpu back (ReleaseCpu)
     uint32_t home_offset;   // into homes_
   };
   struct Class {

@@ -107,7 +107,8 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
     ++total;
   }
   ReplyJson(res, 200, {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
-                       {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}});
+                       {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page},
+                       {"llm", snap.value("llm", Json::object())}});
 }
 
 void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& res) const {

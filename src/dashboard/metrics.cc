@@ -68,6 +68,16 @@ std::string PrometheusMetrics(const Json& snap, const HubMetrics& m) {
     out += fmt::format("baton_step_duration_seconds_count{{step=\"{}\"}} {}\n", Label(step), h.count);
   }
 
+  // The LLM totals of the jobs shown (the snapshot's "llm": the sum of every job's step usage).
+  const Json llm = snap.value("llm", Json::object());
+  Header(out, "baton_llm_requests_total", "counter", "HTTP requests sent by llm steps (retries included).");
+  out += fmt::format("baton_llm_requests_total {}\n", llm.value("requests", 0LL));
+  Header(out, "baton_llm_tokens_total", "counter", "Tokens the LLM provider reported, by kind (prompt, completion).");
+  out += fmt::format("baton_llm_tokens_total{{kind=\"prompt\"}} {}\n", llm.value("prompt_tokens", 0LL));
+  out += fmt::format("baton_llm_tokens_total{{kind=\"completion\"}} {}\n", llm.value("completion_tokens", 0LL));
+  Header(out, "baton_llm_cost_usd_total", "counter", "What the LLM requests cost in USD (usage x the step's prices).");
+  out += fmt::format("baton_llm_cost_usd_total {}\n", Number(llm.value("cost_usd", 0.0)));
+
   const Json nodes = snap.value("nodes", Json::array());
   Header(out, "baton_node_up", "gauge", "1 while the node is alive.");
   for (const auto& n : nodes) out += fmt::format("baton_node_up{{node=\"{}\"}} {}\n", Label(n.value("name", "")), n.value("alive", true) ? 1 : 0);

@@ -380,6 +380,24 @@ void Driver::NodeLost(uint32_t node, const std::string& why, double now) {
     if (jobs_[j].end == JobEnd::kLive) Changed(j);
 }
 
+bool Driver::AttemptWaiting(uint32_t job, uint32_t serial, const std::string& what) {
+  if (job >= jobs_.size()) return false;
+  JobRecord& j = jobs_[job];
+  if (!j.in_flight || j.in_flight->serial != serial || j.in_flight->waiting == what) return false;
+  const bool changed = what.empty() ? sched_.RetakeCpu(job, serial)
+                                    : (j.in_flight->waiting.empty() ? sched_.ReleaseCpu(job, serial) : true);
+  if (!changed) return false;
+  j.in_flight->waiting = what;
+  Changed(job);
+  return true;
+}
+
+std::string Driver::WaitText(uint32_t job, double now) const {
+  const JobRecord& j = jobs_[job];
+  if (j.in_flight && !j.in_flight->waiting.empty()) return "waiting for " + j.in_flight->waiting;
+  return sched_.WaitReason(job, now);
+}
+
 Json Driver::JobJson(uint32_t i, double now, bool detail) const {
   const JobRecord& j = jobs_[i];
   const JobReport& rep = ReportOf(i);
@@ -400,14 +418,16 @@ Json Driver::JobJson(uint32_t i, double now, bool detail) const {
   }
   if (v.node >= 0) in.node = nodes_[v.node].name;
   in.step_attempt = v.step_attempt;
-  if (v.phase != core::Phase::kSucceeded) in.wait = sched_.WaitReason(i, now);
+  if (v.phase != core::Phase::kSucceeded) in.wait = WaitText(i, now);
   in.error = rep.error;
   in.attempts = &rep.attempts;
   if (j.in_flight) {
     const InFlightAttempt& a = *j.in_flight;
     in.running = AttemptReport{p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
   }
-  if (detail) in.results = final_ ? &rep.results : j.results.get();
+  const Json* results = final_ ? &rep.results : j.results.get();
+  if (detail) in.results = results;
+  if (results) in.llm = JobLlm(*results);
   return JobView(in, detail);
 }
 
@@ -439,9 +459,13 @@ Json Driver::NodesJson() const {
 
 Json Driver::Snapshot(const std::string& pipeline_name, double now) const {
   Json jobs = Json::array();
-  for (uint32_t i = 0; i < jobs_.size(); ++i) jobs.push_back(JobJson(i, now, false));
+  Json llm = EmptyLlm();
+  for (uint32_t i = 0; i < jobs_.size(); ++i) {
+    jobs.push_back(JobJson(i, now, false));
+    AddLlm(jobs.back(), &llm);
+  }
   return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", std::move(jobs)},
-          {"nodes", NodesJson()}};
+          {"nodes", NodesJson()}, {"llm", std::move(llm)}};
 }
 
 Json Driver::JobDetail(const std::string& id, double now) const {

@@ -49,6 +49,7 @@ struct InFlightAttempt {
   bool timed_out = false;            // past its deadline: whatever it reports counts as a timeout
   bool stop_requested = false;       // cancelled by the driver (Cancel): a "cancelled" outcome is expected
   double abandon_at = core::kNever;  // told to stop: given up on if still running after this
+  std::string waiting;               // what it waits for outside the CPU ("rate openai_tokens"), "" none
 };
 
 // What a transport reports about one attempt.
@@ -179,6 +180,14 @@ class Driver {
   // The outcome of attempt `serial` of `job`. False (and nothing changes) when stale: the
   // attempt was lost, abandoned or replaced meanwhile.
   bool Finish(uint32_t job, uint32_t serial, AttemptOutcome outcome, double now);
+
+  // Attempt `serial` of `job` waits for `what` ("rate openai_tokens") outside the CPU: its cpu
+  // goes back to its node (core ReleaseCpu) and views say "waiting for rate openai_tokens"; an
+  // empty `what` ends the wait (core RetakeCpu). Transports call it when the step host reports a
+  // progress event {"waiting": ...} (step_host.h). False when stale or already so.
+  bool AttemptWaiting(uint32_t job, uint32_t serial, const std::string& what);
+  // Why a job's current step is not (fully) running: the in-flight attempt's wait, else the core's.
+  std::string WaitText(uint32_t job, double now) const;
 
   // Cancels a job (`why`: "cancelled", "run interrupted"). Returns its in-flight attempt for the
   // transport to stop (the job ends when that attempt reports); ends the job at once otherwise.

@@ -18,23 +18,30 @@ StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel) {
   ctx.gpus = std::move(spec.gpus);
   ctx.cancel = &cancel;
   ctx.rates = spec.rates.get();
-  if (spec.sinks && !spec.sinks->empty()) {
-    // One event of this attempt, stamped and sent to every sink.
-    auto emit = [&spec, &ctx](Event e) {
-      e.time = spec.clock->Monotonic() - spec.t0;
-      e.job = ctx.job;
-      e.step = ctx.step;
-      e.node = ctx.node;
-      e.attempt = ctx.attempt;
-      for (const auto& s : *spec.sinks) s->OnEvent(e);
-    };
+  const bool sinks = spec.sinks && !spec.sinks->empty();
+  // One event of this attempt, stamped and sent to every sink.
+  auto emit = [&spec, &ctx](Event e) {
+    e.time = spec.clock->Monotonic() - spec.t0;
+    e.job = ctx.job;
+    e.step = ctx.step;
+    e.node = ctx.node;
+    e.attempt = ctx.attempt;
+    for (const auto& s : *spec.sinks) s->OnEvent(e);
+  };
+  if (sinks) {
     ctx.log = [emit](LogLevel level, std::string_view msg) {
       Event e{Event::Type::kLog};
       e.status = LogLevelName(level);
       e.message = std::string(msg);
       emit(std::move(e));
     };
-    ctx.progress = [emit](const Json& data) {
+  }
+  if (sinks || spec.on_wait) {
+    ctx.progress = [emit, sinks, &spec](const Json& data) {
+      if (spec.on_wait && data.is_object()) {
+        if (const auto w = data.find("waiting"); w != data.end()) spec.on_wait(w->is_string() ? w->get<std::string>() : "");
+      }
+      if (!sinks) return;
       Event e{Event::Type::kProgress};
       e.data = data;
       emit(std::move(e));

@@ -40,6 +40,11 @@ struct AttemptSpec {
   // Where log lines and progress go (null or empty: dropped), stamped with `clock` seconds
   // since `t0`. REQUIRES: *clock outlives the attempt (Clock::Real() does).
   std::shared_ptr<const SinkList> sinks;
+  // Told when the step waits outside the CPU and when that wait ends: the step's progress event
+  // {"waiting": "rate NAME"} calls it with "rate NAME", {"waiting": null} with "" (the llm step's
+  // rate waits, baton/step.h). The transport passes it to Driver::AttemptWaiting, which gives the
+  // attempt's cpu back to its node meanwhile. Called on the attempt's thread; empty: ignored.
+  std::function<void(const std::string& what)> on_wait;
   // The run's rates and budget (baton/rates.h), shared for the same reason; null: none.
   std::shared_ptr<RateLimiter> rates;
   const Clock* clock = &Clock::Real();

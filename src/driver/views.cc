@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "rates/llm_usage.h"
+
 namespace baton::driver {
 
 Json AttemptJson(const AttemptReport& a) {
@@ -33,6 +35,20 @@ AttemptReport AttemptFromJson(const Json& j) {
   return a;
 }
 
+Json JobLlm(const Json& results) {
+  const rates::LlmUsage u = rates::JobLlmUsage(results);
+  return u.requests > 0 ? u.ToJson() : Json();
+}
+
+Json EmptyLlm() { return rates::LlmUsage{}.ToJson(); }
+
+void AddLlm(const Json& job_view, Json* total) {
+  rates::LlmUsage sum, one;
+  rates::LlmUsage::FromJson(*total, &sum);
+  if (const auto it = job_view.find("llm"); it != job_view.end() && rates::LlmUsage::FromJson(*it, &one)) sum.Add(one);
+  *total = sum.ToJson();
+}
+
 Json JobView(const JobViewInput& in, bool detail) {
   static const std::vector<std::string> kNone;
   const auto& names = in.step_names ? *in.step_names : kNone;
@@ -57,6 +73,7 @@ Json JobView(const JobViewInput& in, bool detail) {
   Json j = {{"id", in.id}, {"input", in.input}, {"state", in.state}, {"step", names.empty() ? "" : names[step]},
             {"steps", std::move(steps)}, {"attempts", std::move(list)}};
   if (!in.error.empty()) j["error"] = in.error;
+  if (!in.llm.is_null()) j["llm"] = in.llm;
   if (detail) j["results"] = in.results && in.results->is_object() ? *in.results : Json::object();
   return j;
 }

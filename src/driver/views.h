@@ -3,7 +3,8 @@
 // every backend shows the same shapes (documented in src/dashboard/source.h and docs/cli.md).
 //
 //   Job:     {"id", "input", "state", "step", "steps": [{"name", "state", "wait"?, "node"?,
-//             "attempt"?}], "attempts": [Attempt] (ended ones, then the running one), "error"?};
+//             "attempt"?}], "attempts": [Attempt] (ended ones, then the running one), "error"?,
+//             "llm"? (LLM requests, tokens and cost so far)};
 //             with detail also "results" (the step results).
 // The published form is docs/schema/baton.schema.json (`"schema": 1` at the top of each output).
 //   Attempt: {"step", "attempt" (from 1), "node", "status", "start", "end", "seconds", "gpus",
@@ -34,7 +35,15 @@ struct JobViewInput {
   const std::vector<AttemptReport>* attempts = nullptr;  // ended attempts
   std::optional<AttemptReport> running;    // the attempt in flight (status "running")
   const Json* results = nullptr;           // with detail
+  Json llm;                                // the job's LLM usage (JobLlm), null when it made no request
 };
+
+// The "llm" object of a job ({requests, prompt_tokens, completion_tokens, cached_tokens, cost_usd},
+// the sum of its step results' `usage`, src/rates/llm_usage.h); null when it made no request.
+Json JobLlm(const Json& results);
+// Adds a job view's "llm" into `total` (an object of the same keys, starting from EmptyLlm()).
+void AddLlm(const Json& job_view, Json* total);
+Json EmptyLlm();
 
 inline constexpr int kSchemaVersion = 1;  // the "schema" field of summary.json, snapshots, status
 

@@ -28,6 +28,8 @@ struct CompletionQueue {
   struct Completion {
     uint32_t job, serial;
     driver::AttemptOutcome outcome;
+    bool wait_notice = false;  // not an end: the attempt started or ended a wait (`waiting`)
+    std::string waiting;
   };
   std::mutex mu;
   std::condition_variable cv;
@@ -236,6 +238,9 @@ void Runtime::Impl::Launch(const core::Placement& p, double now) {
   };
   spec->sinks = sinks;
   spec->rates = rates;
+  spec->on_wait = [queue = completions, job = p.job, serial = p.serial](const std::string& what) {
+    queue->Push({job, serial, {}, true, what});
+  };
   spec->clock = clock;
   spec->t0 = t0;
   (void)now;
@@ -243,7 +248,7 @@ void Runtime::Impl::Launch(const core::Placement& p, double now) {
     driver::AttemptOutcome outcome = driver::AttemptOutcome::From(driver::RunAttempt(*spec, *cancel));
     outcome.end = spec->clock->Monotonic() - spec->t0;
     spec.reset();  // release the results before the driver copies them on write
-    queue->Push({job, serial, std::move(outcome)});
+    queue->Push({job, serial, std::move(outcome), false, {}});
   });
 }
 
@@ -268,6 +273,10 @@ void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* b
   std::lock_guard lock(state_mu);
   const double now = Now();
   for (auto& c : *batch) {
+    if (c.wait_notice) {
+      driver.AttemptWaiting(c.job, c.serial, c.waiting);
+      continue;
+    }
     if (launched[c.job].serial == c.serial) launched[c.job].cancel.reset();
     driver.Finish(c.job, c.serial, std::move(c.outcome), now);
   }

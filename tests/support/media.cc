@@ -174,4 +174,25 @@ const std::filesystem::path& TextFile() {
   });
 }
 
+void MakeCjkSlidesVideo(const std::vector<std::string>& slides, const std::string& font,
+                        const std::filesystem::path& work, const std::filesystem::path& out) {
+  std::string graph, inputs;
+  for (size_t i = 0; i < slides.size(); ++i) {
+    const auto txt = work / ("slide" + std::to_string(i) + ".txt");
+    std::ofstream(txt) << slides[i];
+    const bool dark = i % 2 == 0;
+    graph += std::string("color=c=") + (dark ? "navy" : "khaki") + ":s=1280x720:r=25:d=6,drawtext=fontfile=" + font +
+             ":textfile=" + txt.string() + ":fontsize=56:line_spacing=20:fontcolor=" + (dark ? "white" : "black") +
+             ":x=(w-tw)/2:y=(h-th)/2[v" + std::to_string(i) + "];";
+    inputs += "[v" + std::to_string(i) + "]";
+  }
+  graph += inputs + "concat=n=" + std::to_string(slides.size()) + ":v=1:a=0[v]";
+  const auto log = work / "ffmpeg.log";
+  const std::vector<std::string> argv = {"ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                                         "sine=frequency=440:duration=" + std::to_string(6 * slides.size()),
+                                         "-filter_complex", graph, "-map", "[v]", "-map", "0:a", "-c:v", "libx264",
+                                         "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", out.string()};
+  if (RunProgram(argv, log.string()) != 0) throw std::runtime_error("ffmpeg failed: " + ReadFile(log));
+}
+
 }  // namespace baton::testing

@@ -32,6 +32,12 @@ const std::vector<SlideSpec>& StandardSlides();
 void RenderSlides(const std::vector<SlideSpec>& slides, const std::filesystem::path& out,
                   const std::vector<std::string>& codec_args, bool with_audio = true);
 
+// A video of CJK text slides, 6 s each at 1280x720 (ffmpeg drawtext in `font`, 56 px, lines as
+// given), alternating navy/white and khaki/black, with a 440 Hz tone as the audio track. Written
+// to `out` (h264 + aac); `work` holds the text files and ffmpeg's log. Throws on failure.
+void MakeCjkSlidesVideo(const std::vector<std::string>& slides, const std::string& font,
+                        const std::filesystem::path& work, const std::filesystem::path& out);
+
 // The folder where the cached media live.
 const std::filesystem::path& MediaDir();
 

@@ -72,6 +72,7 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
   const double tokens = static_cast<double>(req.body.size() / 4 + 7);
   std::map<std::string, std::string> limit_headers;
   bool limited = false;
+  size_t index = 0;
   {
     std::lock_guard lock(mu);
     if (req_limit.rate > 0 || tok_limit.rate > 0) {
@@ -105,6 +106,7 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
         limit_headers["retry-after-ms"] = std::to_string(static_cast<long>(std::ceil(wait * 1000)));
       }
     }
+    index = requests.size();
     requests.push_back(r);
     if (limited) {
       for (const auto& [k, v] : limit_headers) res.set_header(k, v);
@@ -165,6 +167,10 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
   res.status = 200;
   for (const auto& [k, v] : limit_headers) res.set_header(k, v);
   res.set_content(reply.dump(), "application/json");
+  if (f == Fault::kNone || f == Fault::kSlow) {
+    std::lock_guard lock(mu);
+    requests[index].usage = reply["usage"];
+  }
 }
 
 OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {

@@ -49,6 +49,7 @@ class OpenAiServer {
     std::string raw_body;
     std::chrono::steady_clock::time_point at;
     int status = 200;                            // 429 when the rate limits refused it
+    nlohmann::json usage;                        // the `usage` of a normal 200 reply, else null
     std::string user_message() const;            // content of the last "user" message
   };
 

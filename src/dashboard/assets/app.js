@@ -122,7 +122,12 @@ function renderCounts() {
     if (!S.counts[st]) continue;
     box.append(el('span', { class: 'chip' + (S.filter === st ? ' active' : ''), onclick: () => setFilter(st) }, el('b', { text: S.counts[st] }), ' ' + st));
   }
+  if (S.llm && S.llm.requests > 0)
+    box.append(el('span', { id: 'llm-total', class: 'chip', title: `${S.llm.requests} LLM requests, ${S.llm.prompt_tokens} prompt + ${S.llm.completion_tokens} completion tokens` },
+      el('b', { text: fmtUsd(S.llm.cost_usd) }), ` · ${S.llm.prompt_tokens + S.llm.completion_tokens} tokens`));
 }
+// USD with enough digits for the cents of a cheap model's summary.
+function fmtUsd(v) { return '$' + (v >= 1 ? v.toFixed(2) : v.toFixed(4)); }
 async function refreshAuth() {
   try {
     const a = await getJson('/api/auth');
@@ -157,14 +162,14 @@ const refreshJobs = throttle(async () => {
   if (S.q) p.set('q', S.q);
   try {
     const r = await getJson('/api/jobs?' + p);
-    S.jobs = r.jobs; S.total = r.total; S.counts = r.counts; S.pipeline = r.pipeline; setTime(r.time);
+    S.jobs = r.jobs; S.total = r.total; S.counts = r.counts; S.pipeline = r.pipeline; S.llm = r.llm; setTime(r.time);
     renderJobs(); renderCounts();
   } catch (err) { console.error(err); }
 }, 400);
 function stepWhy(st, prev, job) {
   switch (st.state) {
     case 'done': return st.node ? `done on ${st.node}` : 'done';
-    case 'running': return `attempt ${st.attempt} on ${st.node}`;
+    case 'running': return (st.wait && st.wait.startsWith('waiting for ') ? st.wait + ' · ' : '') + `attempt ${st.attempt} on ${st.node}`;
     case 'ready': case 'backoff': return (st.wait || 'waiting') + (st.attempt > 1 ? ` · attempt ${st.attempt}` : '');
     case 'failed': return `failed · attempt ${st.attempt}` + (st.node ? ` on ${st.node}` : '');
     case 'cancelled': return 'cancelled';
@@ -197,7 +202,8 @@ function renderJobs() {
     sw.style.background = jobColour(j.id);
     return el('tr', { 'data-job': j.id, 'data-state': j.state, onclick: () => openJob(j.id) },
       el('td', {}, sw, j.id), el('td', { class: 'input', text: j.input || '—', title: j.input }),
-      el('td', {}, el('span', { class: 'state ' + j.state, text: j.state }), j.error ? el('div', { class: 'why error', text: j.error }) : null),
+      el('td', {}, el('span', { class: 'state ' + j.state, text: j.state }), j.error ? el('div', { class: 'why error', text: j.error }) : null,
+        j.llm ? el('div', { class: 'why llm', text: `${fmtUsd(j.llm.cost_usd)} · ${j.llm.prompt_tokens + j.llm.completion_tokens} tokens` }) : null),
       el('td', {}, chain), el('td', {}, ...actionButtons(j)));
   });
   if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 5, class: 'muted', text: 'no jobs' + (S.filter ? ` in state ${S.filter}` : '') })));

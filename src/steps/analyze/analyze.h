@@ -252,19 +252,26 @@ struct OcrSettings {
   bool prepare = true;        // PrepareForOcr before reading
   int line_height = 48;       // PrepareForOcr's target text line height (px)
   bool binarize = true;       // PrepareForOcr binarises (false: gray, Tesseract thresholds)
+  bool flatten = true;        // PrepareForOcr flattens uneven backgrounds before binarising
+  // With a CJK language mixed with others ("chi_sim+eng"), also read with the CJK language alone
+  // and keep the reading Tesseract is more confident of (twice the OCR time).
+  bool compare_cjk_alone = true;
 };
 
 // A keyframe made easy for Tesseract: dark-on-light (inverted when the background is dark),
 // scaled so text lines are at least about `line_height` pixels tall (small text is enlarged, never more
-// than 4x; large text is left alone), then binarised with Otsu's threshold, with a white margin.
-GrayImage PrepareForOcr(const GrayImage& image, int line_height = 48, bool binarize = true);
+// than 4x; large text is left alone), with an uneven background (a gradient) flattened (each pixel
+// divided by the brightest level within about one line: `flatten`), then binarised with Otsu's
+// threshold, with a white margin.
+GrayImage PrepareForOcr(const GrayImage& image, int line_height = 48, bool binarize = true, bool flatten = true);
 
 // Drops the spaces Tesseract puts between CJK characters (and next to CJK punctuation); spaces
 // between Latin words stay.
 std::string JoinCjkSpaces(std::string_view text);
 
 // Chinese and Japanese text uses full-width punctuation; Tesseract often returns the ASCII forms.
-// An ASCII , . ! ? ; : ( ) right after a CJK character becomes ，。！？；：（）.
+// An ASCII , . ! ? ; : ( ) right after a CJK character becomes ，。！？；：（）, and "，。" (one full
+// stop read as two marks; never written in Chinese) becomes "。".
 std::string FullWidthCjkPunctuation(std::string_view text);
 
 // The Debian package that holds Tesseract's data for `lang` ("chi_sim" -> tesseract-ocr-chi-sim).

@@ -83,6 +83,38 @@ GrayImage Resize(const GrayImage& in, double scale) {
   return out;
 }
 
+// Running maximum over a window of `w` pixels along rows (horizontal) or columns; O(n) per pass
+// with the van Herk / Gil-Werman split into blocks of w.
+void MaxFilter1D(std::vector<uint8_t>& px, int width, int height, int w, bool horizontal) {
+  if (w <= 1) return;
+  const int n = horizontal ? width : height, lines = horizontal ? height : width;
+  std::vector<uint8_t> line(n), pre(n), suf(n);
+  const int r = w / 2;
+  for (int l = 0; l < lines; ++l) {
+    auto at = [&](int i) -> uint8_t& { return horizontal ? px[size_t(l) * width + i] : px[size_t(i) * width + l]; };
+    for (int i = 0; i < n; ++i) line[i] = at(i);
+    for (int i = 0; i < n; ++i) pre[i] = i % w == 0 ? line[i] : std::max(pre[i - 1], line[i]);
+    for (int i = n - 1; i >= 0; --i) suf[i] = (i % w == w - 1 || i == n - 1) ? line[i] : std::max(suf[i + 1], line[i]);
+    for (int i = 0; i < n; ++i) {
+      const int lo = std::max(0, i - r), hi = std::min(n - 1, i + r);
+      at(i) = std::max(suf[lo], pre[hi]);
+    }
+  }
+}
+
+// Flattens an uneven background (gradients, vignettes) under dark text: each pixel is divided by
+// the local background level, taken as the brightest value within `window` pixels (wider than any
+// stroke, so the text itself never counts as background). A plain page is left unchanged.
+void FlattenBackground(GrayImage& img, int window) {
+  std::vector<uint8_t> bg = img.pixels;
+  MaxFilter1D(bg, img.width, img.height, window, true);
+  MaxFilter1D(bg, img.width, img.height, window, false);
+  for (size_t i = 0; i < img.pixels.size(); ++i) {
+    const int b = std::max<int>(bg[i], 1);
+    img.pixels[i] = static_cast<uint8_t>(std::min(255, img.pixels[i] * 255 / b));
+  }
+}
+
 // Decodes the code point at s[i] (invalid bytes decode as themselves); sets *len.
 char32_t DecodeAt(std::string_view s, size_t i, size_t* len) {
   const auto b = static_cast<unsigned char>(s[i]);
@@ -105,7 +137,7 @@ bool IsCjk(char32_t c) {
 
 }  // namespace
 
-GrayImage PrepareForOcr(const GrayImage& image, int line_height, bool binarize) {
+GrayImage PrepareForOcr(const GrayImage& image, int line_height, bool binarize, bool flatten) {
   GrayImage img = image;
   int t = OtsuThreshold(img.pixels);
   size_t dark = 0;
@@ -113,6 +145,13 @@ GrayImage PrepareForOcr(const GrayImage& image, int line_height, bool binarize) 
   if (dark * 2 > img.pixels.size()) {  // light text on a dark background: make it dark on light
     for (uint8_t& p : img.pixels) p = static_cast<uint8_t>(255 - p);
     t = 254 - t;
+  }
+  if (binarize && flatten) {
+    // A background that is not one shade (a gradient) defeats one global threshold: flatten it
+    // with a window of 1/12 of the height (60 px at 720p: far wider than any stroke), then find
+    // the threshold again.
+    FlattenBackground(img, std::max(15, img.height / 12) | 1);
+    t = OtsuThreshold(img.pixels);
   }
   const int line = MedianLineHeight(img, t);
   double scale = line > 0 ? std::clamp(static_cast<double>(line_height) / line, 1.0, 4.0) : 1.0;
@@ -187,6 +226,9 @@ std::string FullWidthCjkPunctuation(std::string_view text) {
     }
     i += len;
   }
+  // "，。" never occurs in Chinese text: it is one full stop that OCR read twice (a comma for its
+  // lower half, then the stop). The only correction made without a dictionary.
+  for (size_t at = out.find("，。"); at != std::string::npos; at = out.find("，。", at)) out.erase(at, 3);
   return out;
 }
 

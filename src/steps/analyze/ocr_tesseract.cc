@@ -29,13 +29,40 @@ static std::string Tidy(const char* raw) {
   return out;
 }
 
+// The CJK languages of a '+'-joined list ("chi_sim+eng" -> "chi_sim"), "" when it has none or
+// nothing else (then there is no second reading to compare).
+static std::string CjkAlone(const std::string& langs) {
+  std::string cjk, other;
+  size_t pos = 0;
+  while (pos <= langs.size()) {
+    size_t plus = langs.find('+', pos);
+    if (plus == std::string::npos) plus = langs.size();
+    const std::string l = langs.substr(pos, plus - pos);
+    pos = plus + 1;
+    if (l.empty()) continue;
+    const bool is_cjk = l.rfind("chi_", 0) == 0 || l.rfind("jpn", 0) == 0 || l.rfind("kor", 0) == 0;
+    std::string& into = is_cjk ? cjk : other;
+    into += (into.empty() ? "" : "+") + l;
+  }
+  return other.empty() ? "" : cjk;
+}
+
 struct TesseractOcr::Impl {
   tesseract::TessBaseAPI api;
+  // With a CJK language mixed with others ("chi_sim+eng"): the CJK language alone. Both read every
+  // image and the reading with the higher mean word confidence wins: `+eng` reads Latin words
+  // and digits on mixed slides, but guesses Latin for some short all-Chinese lines (a title
+  // 季度报告 read as "= IRS"), which the CJK-only reading gets right with more confidence.
+  std::unique_ptr<tesseract::TessBaseAPI> alone;
   bool prepare = false;
   int line_height = 48;
   bool binarize = true;
+  bool flatten = true;
   bool cjk = false;  // full-width punctuation after CJK characters
-  ~Impl() { api.End(); }
+  ~Impl() {
+    api.End();
+    if (alone) alone->End();
+  }
 };
 
 TesseractOcr::TesseractOcr(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -55,6 +82,7 @@ Result<std::unique_ptr<TesseractOcr>> TesseractOcr::Create(const OcrSettings& se
   impl->prepare = settings.prepare;
   impl->line_height = settings.line_height;
   impl->binarize = settings.binarize;
+  impl->flatten = settings.flatten;
   impl->cjk = settings.lang.find("chi_") != std::string::npos || settings.lang.find("jpn") != std::string::npos;
   // Init reads shared traineddata files; Tesseract documents no guarantee for concurrent Inits.
   static std::mutex init_mu;
@@ -63,12 +91,22 @@ Result<std::unique_ptr<TesseractOcr>> TesseractOcr::Create(const OcrSettings& se
     return Status::Failed("Tesseract could not load language '" + settings.lang + "' (install " +
                               TesseractPackage(settings.lang.substr(0, settings.lang.find('+'))) + ")", false);
   }
-  impl->api.SetPageSegMode(psm);
-  // Without a resolution Tesseract guesses one and says so on stderr for every image.
-  impl->api.SetVariable("user_defined_dpi", std::to_string(settings.dpi).c_str());
-  // Keep the spaces Tesseract sees between words as they are; JoinCjkSpaces then removes the
-  // ones between CJK characters (which Chinese text does not have).
-  impl->api.SetVariable("preserve_interword_spaces", "1");
+  auto configure = [&](tesseract::TessBaseAPI& api) {
+    api.SetPageSegMode(psm);
+    // Without a resolution Tesseract guesses one and says so on stderr for every image.
+    api.SetVariable("user_defined_dpi", std::to_string(settings.dpi).c_str());
+    // Keep the spaces Tesseract sees between words as they are; JoinCjkSpaces then removes the
+    // ones between CJK characters (which Chinese text does not have).
+    api.SetVariable("preserve_interword_spaces", "1");
+  };
+  configure(impl->api);
+  if (const std::string cjk = settings.compare_cjk_alone ? CjkAlone(settings.lang) : ""; !cjk.empty()) {
+    impl->alone = std::make_unique<tesseract::TessBaseAPI>();
+    if (impl->alone->Init(nullptr, cjk.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
+      return Status::Failed("Tesseract could not load language '" + cjk + "' (install " + TesseractPackage(cjk) + ")", false);
+    }
+    configure(*impl->alone);
+  }
   return std::unique_ptr<TesseractOcr>(new TesseractOcr(std::move(impl)));
 }
 
@@ -77,15 +115,27 @@ Result<std::string> TesseractOcr::Read(const GrayImage& input) {
     return Status::Failed("OCR given an empty image");
   }
   GrayImage prepared;
-  if (impl_->prepare) prepared = PrepareForOcr(input, impl_->line_height, impl_->binarize);
+  if (impl_->prepare) prepared = PrepareForOcr(input, impl_->line_height, impl_->binarize, impl_->flatten);
   const GrayImage& image = impl_->prepare ? prepared : input;
-  impl_->api.SetImage(image.pixels.data(), image.width, image.height, 1, image.width);
-  char* text = impl_->api.GetUTF8Text();
-  if (text == nullptr) return Status::Failed("Tesseract failed to recognize the image");
-  std::string out = JoinCjkSpaces(Tidy(text));
-  if (impl_->cjk) out = FullWidthCjkPunctuation(out);
-  delete[] text;
-  impl_->api.Clear();
+  auto read = [&](tesseract::TessBaseAPI& api, int* confidence) -> Result<std::string> {
+    api.SetImage(image.pixels.data(), image.width, image.height, 1, image.width);
+    char* text = api.GetUTF8Text();
+    if (text == nullptr) return Status::Failed("Tesseract failed to recognize the image");
+    std::string out = JoinCjkSpaces(Tidy(text));
+    delete[] text;
+    *confidence = api.MeanTextConf();
+    api.Clear();
+    return out;
+  };
+  int confidence = 0;
+  Result<std::string> out = read(impl_->api, &confidence);
+  if (!out.ok()) return out;
+  if (impl_->alone) {
+    int alone_confidence = 0;
+    Result<std::string> other = read(*impl_->alone, &alone_confidence);
+    if (other.ok() && alone_confidence > confidence) out = std::move(other);
+  }
+  if (impl_->cjk) out.value = FullWidthCjkPunctuation(out.value);
   return out;
 }
 
