@@ -201,6 +201,9 @@ class Driver {
   std::string ProgressLine(double now) const;
   // Moves every job's report into `out` (results included); views keep working from it.
   void FinishReport(RunReport* out);
+  // Frees an ended job's attempts, results and history once a backend has stored them elsewhere
+  // (the runtime's jobs.jsonl): views then show it without them. No-op for a live job.
+  void ReleaseDetail(uint32_t job);
 
  private:
   Event Make(Event::Type type, const JobRecord& j, int step = -1, int node = -1, double now = 0) const;

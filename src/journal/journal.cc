@@ -206,11 +206,12 @@ Writer::~Writer() {
   ::close(fd_);
 }
 
-void Writer::Append(std::initializer_list<std::string_view> payloads) {
+void Writer::Append(const std::string_view* payloads, size_t n) {
   std::unique_lock lock(mu_);
   if (pending_.size() > kMaxQueued) done_.wait(lock, [this] { return pending_.size() <= kMaxQueued || !error_.ok(); });
   const bool was_empty = pending_.empty();
-  for (std::string_view payload : payloads) {
+  for (size_t i = 0; i < n; ++i) {
+    const std::string_view payload = payloads[i];
     Frame(payload, &pending_);
     ++stats_.records;
     stats_.bytes += payload.size() + 8;

@@ -102,9 +102,10 @@ class Writer {
   Writer& operator=(const Writer&) = delete;
 
   // Queues one record (thread-safe). Blocks only when the writer is far behind (64 MiB queued).
-  void Append(std::string_view payload) { Append({payload}); }
+  void Append(std::string_view payload) { Append(&payload, 1); }
   // Queues several records that land in the same write (a crash keeps all or none of them).
-  void Append(std::initializer_list<std::string_view> payloads);
+  void Append(std::initializer_list<std::string_view> payloads) { Append(payloads.begin(), payloads.size()); }
+  void Append(const std::string_view* payloads, size_t n);
   // Waits until every record appended before the call is written and synced. The first write or
   // sync error, if any (the journal then stops writing; the run goes on without it).
   Status Flush();

@@ -177,7 +177,7 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
     auto w = Writer::Open(f);
     ASSERT_TRUE(w.ok());
     Encoder e;
-    EncodeHeader("0.1.0", v1, &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", v1, "p", &e), (*w)->Append(e.data());
     for (uint32_t j = 0; j < 3; ++j) EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), (*w)->Append(e.data());
     for (uint16_t s = 0; s < 3; ++s) {  // job 0: all three steps, ended
       EncodeAttempt(0, s, 1, "ok", "", "n", 0, 1, &e), (*w)->Append(e.data());
@@ -215,7 +215,7 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   {
     auto w = Writer::Open(f);
     Encoder e;
-    EncodeHeader("0.1.0", v2, &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", v2, "p", &e), (*w)->Append(e.data());
   }
   auto again = Replay(f);
   ASSERT_TRUE(again.ok());

@@ -27,10 +27,11 @@ std::vector<StepPrint> Fingerprint(const PipelineSpec& pipeline) {
   return out;
 }
 
-void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, Encoder* e) {
+void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline, Encoder* e) {
   e->Clear();
   e->U8(static_cast<uint8_t>(Kind::kHeader)).Str(version).U32(static_cast<uint32_t>(steps.size()));
   for (const auto& s : steps) e->Str(s.name).U64(s.fingerprint);
+  e->Str(pipeline);
 }
 
 void EncodeJobAdded(uint32_t job, std::string_view id, std::string_view input, Encoder* e) {
@@ -143,7 +144,9 @@ Result<Past> Replay(const std::filesystem::path& file) {
               s.name = d.Str();
               s.fingerprint = d.U64();
             }
+            std::string name(d.Str());
             if (!d.ok()) break;
+            past.pipeline = std::move(name);
             if (past.headers++ > 0) {
               Change c = past.Rebase(steps);
               if (c.step >= 0) past.changes.push_back(std::move(c));

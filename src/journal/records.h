@@ -1,7 +1,8 @@
 // What a run journals (records.cc) and how a later run reads it back (Replay).
 //
 // Records (first byte: the kind; then fields as journal::Encoder writes them):
-//   header     version, steps: (name, fingerprint = hash of `uses` + `with`)*   once per run
+//   header     version, steps: (name, fingerprint = hash of `uses` + `with`)*,  once per run
+//              pipeline name
 //   job added  job number, id, input                                           once per job
 //   attempt    job, step, attempt, status, error, node, start, end            every attempt
 //   step done  job, step, node, attempt, seconds, result JSON, main_output     every success
@@ -37,7 +38,7 @@ struct StepPrint {
 std::vector<StepPrint> Fingerprint(const PipelineSpec& pipeline);
 
 // Encoders (each returns the payload in `e`, cleared first).
-void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, Encoder* e);
+void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline, Encoder* e);
 void EncodeJobAdded(uint32_t job, std::string_view id, std::string_view input, Encoder* e);
 void EncodeAttempt(uint32_t job, uint16_t step, uint16_t attempt, std::string_view status, std::string_view error,
                    std::string_view node, double start, double end, Encoder* e);
@@ -72,6 +73,7 @@ struct Past {
   std::vector<PastJob> jobs;          // by job number
   std::vector<StepPrint> steps;       // of the latest header
   std::string version;                // of the latest header
+  std::string pipeline;               // the pipeline's name in the latest header
   uint64_t attempts = 0, headers = 0;
   ReadStats read;
   std::vector<Change> changes;        // pipeline changes met while replaying
