@@ -122,7 +122,7 @@ std::string ThreeSteps(double b_seconds) {
 TEST_F(ResumeTest, KilledRunResumesWithEveryJobEndingOnceAndNoFinishedStepRerun) {
   Write("p.yaml", ThreeSteps(0.02));
   Write("n.yaml", kNode);
-  constexpr int kJobs = 120;  // 4 at a time, ~40 ms a job: ~1.2 s in all
+  constexpr int kJobs = 300;  // 4 at a time, ~40 ms a job: ~3 s in all
   pid_t pid = Spawn({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs), "--log-format", "none"});
   // Kill it (SIGKILL: no chance to flush anything) once some jobs, not all, have ended.
   const bool midway = testing::WaitFor(
@@ -302,7 +302,8 @@ TEST_F(ResumeTest, NewInputsBecomeNewJobsAndIdsStayPut) {
   EXPECT_NE(r.err.find("3 jobs already succeeded (skipped), 0 continue where they stopped, 0 failed or cancelled jobs kept"
                        " as they were (--rerun failed retries them), 2 new"), std::string::npos) << r.err;
   std::map<std::string, std::string> id_of;
-  for (const auto& j : Summary()["jobs"]) id_of[j["input"]] = j["id"];
+  const auto summary = Summary();
+  for (const auto& j : summary["jobs"]) id_of[j["input"].get<std::string>()] = j["id"].get<std::string>();
   EXPECT_EQ(id_of["alpha"], "job-0");
   EXPECT_EQ(id_of["beta"], "job-1");
   EXPECT_EQ(id_of["gamma"], "job-2");
