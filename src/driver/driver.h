@@ -156,6 +156,8 @@ class Driver {
   const std::vector<NodeRecord>& nodes() const { return nodes_; }
   int NodeIndex(const std::string& name) const;
 
+  // Room for `jobs` jobs in all (a backend that knows its job count up front: no reallocation).
+  void Reserve(size_t jobs) { jobs_.reserve(jobs); }
   // A new job; its first step is ready at once. Emits job_submitted when `announce`.
   uint32_t Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce = true);
   // A job reloaded from a store. Returns its index; the in-flight attempt is dropped (recorded as

@@ -35,7 +35,10 @@ std::filesystem::path FreeName(const std::filesystem::path& base) {
 }  // namespace
 
 void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
-  if (jobs_.size() <= job) jobs_.resize(job + 1);
+  if (jobs_.size() <= job) {
+    if (jobs_.capacity() <= job) jobs_.reserve(std::max<size_t>(job + 1, d_.job_count()));
+    jobs_.resize(job + 1);
+  }
   jobs_[job] = {number, -1, end_written, false};
 }
 
@@ -107,6 +110,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
                                       std::vector<std::string>* notices) {
   std::vector<std::string> names;
   for (const auto& s : spec.steps) names.push_back(s.name);
+  d.Reserve(d.job_count() + options.inputs.size());
   if (!options.journal) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
     for (size_t i = 0; i < options.inputs.size(); ++i) {  // all ready at 0; Snapshot() sees them before Run()
