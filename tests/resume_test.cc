@@ -315,6 +315,68 @@ TEST_F(ResumeTest, NewInputsBecomeNewJobsAndIdsStayPut) {
   for (const auto& [key, n] : c.done) EXPECT_EQ(n, 1);
 }
 
+TEST_F(ResumeTest, CtrlCThenRunAgainContinuesTheInterruptedJobs) {
+  Write("p.yaml",
+        "name: slow\nsteps:\n"
+        "  - {name: a, uses: sleep, with: {seconds: 0.01}, resources: {cpu: 1}}\n"
+        "  - {name: b, uses: sleep, with: {seconds: 0.5}, resources: {cpu: 1}}\n");
+  Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n");
+  pid_t pid = Spawn({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none"});
+  // Interrupt once two jobs have finished step a and are in b.
+  ASSERT_TRUE(testing::WaitFor([&] { return std::filesystem::exists(Journal()) && Count(Journal()).done.size() >= 2; }, 30));
+  kill(pid, SIGINT);
+  Result first = Wait(pid);
+  ASSERT_EQ(first.status, 130) << first.err;
+  const Counts before = Count(Journal());
+  EXPECT_LT(before.ended.size(), 6u) << "interrupted jobs are not journaled as ended";
+  Result second = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none"});
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_EQ(Summary()["succeeded"], 6);
+  const Counts after = Count(Journal());
+  EXPECT_EQ(after.ended.size(), 6u);
+  for (const auto& [key, n] : after.done) EXPECT_EQ(n, 1) << "job " << key.first << " step " << key.second;
+  for (const auto& [job, n] : after.ended) EXPECT_EQ(n, 1);
+}
+
+// Locality: a job resumed at a step bound to an earlier step's node runs there while that node
+// still holds the job's folder; when the folder is gone, lineage re-runs the producing step.
+TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
+  Write("p.yaml",
+        "name: bound\nsteps:\n"
+        "  - {name: make, uses: command, with: {argv: [touch, made]}, resources: {cpu: 1}}\n"
+        "  - {name: use, uses: command, with: {argv: [test, -e, made, -a, '!', -e, '{input}.broken']},"
+        " resources: {cpu: 1}, placement: {same_node_as: make}}\n");
+  Write("n.yaml", "nodes:\n  - {name: n1, cpus: 1}\n  - {name: n2, cpus: 1}\n");
+  const std::string in = (dir_ / "x").string();
+  Write("in.txt", in + "1\n" + in + "2\n");
+  Write("x1.broken", "");
+  Write("x2.broken", "");
+  Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
+  ASSERT_EQ(r.status, 1) << r.err;
+  auto summary = Summary();
+  std::map<std::string, std::string> made_on;
+  for (const auto& j : summary["jobs"]) made_on[j["id"].get<std::string>()] = j["attempts"][0]["node"].get<std::string>();
+  // job-0 keeps its folder; job-1's folder is lost.
+  std::filesystem::remove_all(dir_ / "out" / "nodes" / made_on["job-1"] / "job-1");
+  std::filesystem::remove(dir_ / "x1.broken");
+  std::filesystem::remove(dir_ / "x2.broken");
+  r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  summary = Summary();
+  const auto& job0 = summary["jobs"][0]["attempts"];
+  ASSERT_EQ(job0.size(), 1u);  // only `use` ran, where `make` had run
+  EXPECT_EQ(job0[0]["step"], "use");
+  EXPECT_EQ(job0[0]["node"], made_on["job-0"]);
+  const auto& job1 = summary["jobs"][1]["attempts"];
+  ASSERT_EQ(job1.size(), 2u);  // `make` again (its files were gone), then `use` beside it
+  EXPECT_EQ(job1[0]["step"], "make");
+  EXPECT_EQ(job1[1]["step"], "use");
+  EXPECT_EQ(job1[1]["node"], job1[0]["node"]);
+  const Counts c = Count(Journal());
+  EXPECT_EQ((c.done.at({0, 0})), 1);
+  EXPECT_EQ((c.done.at({1, 0})), 2);
+}
+
 TEST_F(ResumeTest, NoJournalFlagRunsEverythingAgain) {
   Write("p.yaml", ThreeSteps(0.01));
   Write("n.yaml", kNode);
