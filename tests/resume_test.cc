@@ -377,6 +377,19 @@ TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
   EXPECT_EQ((c.done.at({1, 0})), 2);
 }
 
+TEST_F(ResumeTest, TwoRunsCannotShareAnOutputFolder) {
+  Write("p.yaml", "name: slow\nsteps:\n  - {name: a, uses: sleep, with: {seconds: 30}, resources: {cpu: 1}}\n");
+  Write("n.yaml", kNode);
+  pid_t pid = Spawn({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "2", "--log-format", "none"});
+  ASSERT_TRUE(testing::WaitFor([&] { return std::filesystem::exists(Journal()); }, 30));
+  Result second = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "2", "--log-format", "none"});
+  EXPECT_EQ(second.status, 2);
+  EXPECT_NE(second.err.find("another baton run (pid " + std::to_string(pid) + ") is using this output folder"),
+            std::string::npos) << second.err;
+  kill(pid, SIGKILL);
+  Wait(pid);
+}
+
 TEST_F(ResumeTest, NoJournalFlagRunsEverythingAgain) {
   Write("p.yaml", ThreeSteps(0.01));
   Write("n.yaml", kNode);

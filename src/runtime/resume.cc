@@ -1,5 +1,12 @@
 #include "runtime/resume.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -32,7 +39,36 @@ std::filesystem::path FreeName(const std::filesystem::path& base) {
   }
 }
 
+// One run at a time per output folder: an exclusive lock on OUT/.baton/lock, held for the run.
+// Returns the locked descriptor; throws LoadError naming the holder when another run has it.
+int LockOut(const std::filesystem::path& out) {
+  const auto dir = out / ".baton";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw LoadError(dir.string() + ": cannot create: " + ec.message());
+  const auto file = dir / "lock";
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw LoadError(file.string() + ": cannot open: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder;
+    std::ifstream(file) >> holder;
+    ::close(fd);
+    throw LoadError(fmt::format("{}: another baton run{} is using this output folder; wait for it or use another --out",
+                                out.string(), holder.empty() ? "" : " (pid " + holder + ")"));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) {
+    // The pid is only for the message above; the lock is what counts.
+  }
+  return fd;
+}
+
 }  // namespace
+
+JournalStore::~JournalStore() {
+  writer_.reset();  // flushed before the lock goes
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
 
 void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
   if (jobs_.size() <= job) {
@@ -121,6 +157,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     return store;
   }
   const std::filesystem::path file = options.out / ".baton" / "journal";
+  const int lock_fd = LockOut(options.out);
   if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
     const auto aside = FreeName(file);
     std::filesystem::rename(file, aside);
@@ -133,6 +170,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     past = std::move(*r);
     resumed = true;
   } else if (r.status().code() != StatusCode::kNotFound) {
+    ::close(lock_fd);
     throw LoadError(r.error() + " (move it aside or use --rerun all)");
   }
   if (resumed && past.headers > 0 && past.pipeline != spec.name) {
@@ -160,8 +198,12 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   }
 
   auto writer = journal::Writer::Open(file, resumed ? past.read.good_bytes : 0, options.journal_sync);
-  if (!writer.ok()) throw LoadError(writer.error());
+  if (!writer.ok()) {
+    ::close(lock_fd);
+    throw LoadError(writer.error());
+  }
   auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
+  store->HoldLock(lock_fd);
   journal::Encoder e;
   journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
   store->Append(e);

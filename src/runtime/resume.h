@@ -27,6 +27,9 @@ class JournalStore final : public driver::JobStore {
   JournalStore(const driver::Driver& d, std::unique_ptr<journal::Writer> writer, std::vector<std::string> step_names,
                JobLines* lines, bool release)
       : d_(d), writer_(std::move(writer)), names_(std::move(step_names)), lines_(lines), release_(release) {}
+  ~JournalStore() override;
+  // The lock on OUT/.baton/lock this run holds (closed, so released, with the store).
+  void HoldLock(int fd) { lock_fd_ = fd; }
   // Called for every driver job, in order: its journal number and whether its end is journaled.
   void Track(uint32_t job, uint32_t number, bool end_written);
   void Append(const journal::Encoder& e) {
@@ -57,6 +60,7 @@ class JournalStore final : public driver::JobStore {
   std::vector<PerJob> jobs_;
   JobLines* lines_;
   bool release_;
+  int lock_fd_ = -1;
   std::vector<uint32_t> released_;
   rates::LlmUsage released_llm_;
   journal::Encoder e_, end_;
