@@ -71,10 +71,7 @@ JournalStore::~JournalStore() {
 }
 
 void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
-  if (jobs_.size() <= job) {
-    if (jobs_.capacity() <= job) jobs_.reserve(std::max<size_t>(job + 1, d_.job_count()));
-    jobs_.resize(job + 1);
-  }
+  if (jobs_.size() <= job) jobs_.resize(job + 1);  // amortized; AddJobs reserves the run's count
   jobs_[job] = {number, -1, end_written, false};
 }
 
@@ -149,6 +146,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   d.Reserve(d.job_count() + options.inputs.size());
   if (!options.journal) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
+    store->Reserve(options.inputs.size());
     for (size_t i = 0; i < options.inputs.size(); ++i) {  // all ready at 0; Snapshot() sees them before Run()
       const uint32_t job = d.Submit(options.job_prefix + std::to_string(i), options.inputs[i], pipeline, 0, false);
       store->Track(job, job, false);
@@ -204,6 +202,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   }
   auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
   store->HoldLock(lock_fd);
+  store->Reserve(options.inputs.size());
   journal::Encoder e;
   journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
   store->Append(e);

@@ -32,6 +32,7 @@ class JournalStore final : public driver::JobStore {
   void HoldLock(int fd) { lock_fd_ = fd; }
   // Called for every driver job, in order: its journal number and whether its end is journaled.
   void Track(uint32_t job, uint32_t number, bool end_written);
+  void Reserve(size_t jobs) { jobs_.reserve(jobs); }
   void Append(const journal::Encoder& e) {
     if (writer_) writer_->Append(e.data());
   }
