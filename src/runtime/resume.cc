@@ -268,7 +268,13 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     const bool ended = r.phase != core::Phase::kReady;
     const uint32_t job = d.Restore(std::move(r), 0);
     store->Track(job, it->second, end_written);
-    if (ended) store->JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not  // journal its end now
+    if (ended) {
+      store->JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not
+      for (uint32_t k : store->released()) d.ReleaseDetail(k);  // as they come: a large resume stays small
+      store->released().clear();
+    }
+    p.steps = {};  // what was replayed for it is in the driver now
+    p.error = {};  // journal its end now
   }
   if (resumed)
     notices->push_back(fmt::format(
