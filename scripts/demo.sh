@@ -54,7 +54,9 @@ fi
 echo "demo: serving $(wc -l < "$OUT/inputs.txt") sample videos on http://127.0.0.1:$port/"
 
 status=0
-build/src/cli/baton run "$PIPELINE" --inputs "$OUT/inputs.txt" --out "$OUT" \
+# --rerun all: the sample server's port (so every input URL) changes from one demo to the next;
+# a demo is a fresh run, not a resume of the last one.
+build/src/cli/baton run "$PIPELINE" --inputs "$OUT/inputs.txt" --out "$OUT" --rerun all \
   --trace "$OUT/trace.json" "$@" || status=$?
 
 echo

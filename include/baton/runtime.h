@@ -74,6 +74,18 @@ struct RunOptions {
   std::string job_prefix = "job-";
   double cancel_grace = 10;         // seconds a cancelled attempt may take before it is abandoned
   const Clock* clock = nullptr;     // time source (tests pass a FakeClock); null: the real clock
+  // The run journal, OUT/.baton/journal (off by default here; `baton run` turns it on): every
+  // attempt, step result and job end, written with group commit. With a journal from an earlier
+  // run in `out`, the run resumes: succeeded jobs are skipped, others continue at their first
+  // unfinished step, failed ones stay failed unless `rerun` says otherwise, inputs keep their ids.
+  bool journal = false;
+  enum class Rerun { kNone, kFailed, kAll } rerun = Rerun::kNone;  // kAll: the old journal is moved aside
+  bool journal_sync = true;         // fdatasync each group commit (false: benchmarks of the CPU cost)
+  // Every job's line goes to OUT/jobs.jsonl as it ends, and summary.json is assembled from those
+  // lines. false: a succeeded or cancelled job's attempts and results then leave memory (the
+  // report's entry keeps its id, input, state and error; JobDetail reads the rest back), so memory
+  // does not grow with finished jobs' detail. `baton run` sets false unless --trace is given.
+  bool keep_finished = true;
 };
 
 struct AttemptReport {
@@ -125,6 +137,9 @@ class Runtime {
   Json JobDetail(const std::string& job_id) const;
   // The output folder and the node work folders, for serving reports and logs.
   const RunOptions& options() const;
+  // What the constructor found in the journal, for the user: resumed jobs, a changed pipeline,
+  // a dropped journal tail. Empty without a journal or on a first run.
+  const std::vector<std::string>& notices() const;
   std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const;
   // Jobs (steps, states, wait reasons, attempts), nodes (resources used/total, labels) as JSON.
   Json Snapshot() const;

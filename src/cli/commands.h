@@ -17,6 +17,8 @@ namespace baton::cli {
 struct RunArgs {
   std::string pipeline, inputs, cluster, trace, log_format = "text", progress = "auto";
   std::string out = "out";
+  std::string rerun;     // "", "failed", "all"
+  bool no_journal = false;
   int jobs = 0;
   std::vector<std::string> resources, labels;
   bool dashboard_requested = false;

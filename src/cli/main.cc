@@ -78,12 +78,16 @@ int RunCommand(const RunArgs& a) {
   }
   opts.out = a.out;
   opts.trace = a.trace;
+  opts.journal = !a.no_journal;
+  opts.keep_finished = !a.trace.empty();  // the trace is drawn from every attempt, kept in memory
+  opts.rerun = a.rerun == "failed" ? RunOptions::Rerun::kFailed : a.rerun == "all" ? RunOptions::Rerun::kAll : RunOptions::Rerun::kNone;
   opts.log_format = ParseLogFormat(a.log_format);
   const bool tty = isatty(STDERR_FILENO) != 0;
   opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
 
   Runtime runtime(pipeline, cluster, opts);
+  for (const auto& n : runtime.notices()) std::fprintf(stderr, "baton: %s\n", n.c_str());
   std::unique_ptr<DashboardHandle> dashboard;
   if (a.dashboard_requested) dashboard = StartDashboard(runtime, a);
   std::atomic<bool> run_over{false};
@@ -129,7 +133,10 @@ int main(int argc, char** argv) {
   auto* jobs = cmd_run->add_option("--jobs", run.jobs, "Run N jobs with empty inputs")->check(CLI::Range(1, 100000000));
   inputs->excludes(jobs);
   cmd_run->add_option("--cluster", run.cluster, "Cluster YAML file (virtual local nodes); default: this machine");
-  cmd_run->add_option("--out", run.out, "Output folder")->capture_default_str();
+  cmd_run->add_option("--out", run.out, "Output folder (a run there before is resumed from its journal)")->capture_default_str();
+  cmd_run->add_option("--rerun", run.rerun, "Resume, but re-run: failed (failed and cancelled jobs) or all (start over)")
+      ->check(CLI::IsMember({"failed", "all"}));
+  cmd_run->add_flag("--no-journal", run.no_journal, "Keep no journal in OUT/.baton (the run cannot be resumed; a journal there is ignored)");
   cmd_run->add_option("--trace", run.trace, "Write a Chrome trace (Perfetto, chrome://tracing) to FILE");
   cmd_run->add_option("--log-format", run.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}))->capture_default_str();
   cmd_run->add_option("--progress", run.progress, "Live progress line: auto, always, never")->check(CLI::IsMember({"auto", "always", "never"}))->capture_default_str();

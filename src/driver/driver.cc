@@ -512,4 +512,13 @@ void Driver::FinishReport(RunReport* out) {
   final_ = out;
 }
 
+void Driver::ReleaseDetail(uint32_t job) {
+  JobRecord& j = jobs_[job];
+  if (j.end == JobEnd::kLive) return;
+  std::vector<AttemptReport>().swap(j.report.attempts);
+  j.results = EmptyResults();
+  j.history = EmptyHistory();
+  std::string().swap(j.main_output);
+}
+
 }  // namespace baton::driver

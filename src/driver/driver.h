@@ -161,6 +161,8 @@ class Driver {
   const std::vector<NodeRecord>& nodes() const { return nodes_; }
   int NodeIndex(const std::string& name) const;
 
+  // Room for `jobs` jobs in all (a backend that knows its job count up front: no reallocation).
+  void Reserve(size_t jobs) { jobs_.reserve(jobs); }
   // A new job; its first step is ready at once. Emits job_submitted when `announce`.
   uint32_t Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce = true);
   // A job reloaded from a store. Returns its index; the in-flight attempt is dropped (recorded as
@@ -214,6 +216,9 @@ class Driver {
   std::string ProgressLine(double now) const;
   // Moves every job's report into `out` (results included); views keep working from it.
   void FinishReport(RunReport* out);
+  // Frees an ended job's attempts, results and history once a backend has stored them elsewhere
+  // (the runtime's jobs.jsonl): views then show it without them. No-op for a live job.
+  void ReleaseDetail(uint32_t job);
 
  private:
   Event Make(Event::Type type, const JobRecord& j, int step = -1, int node = -1, double now = 0) const;

@@ -8,6 +8,7 @@
 #include "baton/runtime.h"
 #include "driver/views.h"
 #include "rates/llm_usage.h"
+#include "runtime/report.h"
 
 namespace baton {
 
@@ -70,53 +71,65 @@ void AppendString(std::string* out, const std::string& s) {
 
 }  // namespace
 
-void RunReport::WriteJson(std::string* out) const {
-  out->reserve(out->size() + jobs.size() * 512);
+namespace runtime {
+
+void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
+  *out += "{\"id\": ";
+  AppendString(out, j.id);
+  *out += ", \"input\": ";
+  AppendString(out, j.input);
+  *out += ", \"state\": ";
+  AppendString(out, j.status);
+  if (!j.error.empty()) {
+    *out += ", \"error\": ";
+    AppendString(out, j.error);
+  }
+  *out += ", \"attempts\": [";
+  for (size_t k = 0; k < j.attempts.size(); ++k) {
+    const AttemptReport& a = j.attempts[k];
+    *out += k ? ", {\"step\": " : "{\"step\": ";
+    AppendString(out, a.step);
+    *out += fmt::format(", \"attempt\": {}, \"node\": ", a.attempt);
+    AppendString(out, a.node);
+    *out += ", \"status\": ";
+    AppendString(out, a.status);
+    *out += fmt::format(", \"start\": {:.6f}, \"end\": {:.6f}, \"seconds\": {:.6f}, \"gpus\": [{}]", a.start, a.end,
+                        a.end - a.start, fmt::join(a.gpus, ", "));
+    if (!a.error.empty()) {
+      *out += ", \"error\": ";
+      AppendString(out, a.error);
+    }
+    if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
+    *out += "}";
+  }
+  if (const auto usage = rates::JobLlmUsage(results); usage.requests > 0) *out += "], \"llm\": " + usage.ToJson().dump() + ", \"results\": {";
+  else *out += "], \"results\": {";
+  bool first = true;
+  for (const auto& [k, v] : results.items()) {
+    *out += first ? "" : ", ";
+    first = false;
+    AppendString(out, k);
+    *out += ": ";
+    *out += v.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  *out += "}}";
+}
+
+void WriteSummaryHead(const RunReport& r, const Json& llm, std::string* out) {
   *out += fmt::format("{{\n \"schema\": {},\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
                       " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
-                      driver::kSchemaVersion, seconds, succeeded, failed, cancelled, interrupted, ExitCode(),
-                      rates::SumLlmUsage(*this).dump());
+                      driver::kSchemaVersion, r.seconds, r.succeeded, r.failed, r.cancelled, r.interrupted, r.ExitCode(),
+                      llm.dump());
+}
+
+}  // namespace runtime
+
+void RunReport::WriteJson(std::string* out) const {
+  out->reserve(out->size() + jobs.size() * 512);
+  runtime::WriteSummaryHead(*this, rates::SumLlmUsage(*this), out);
   for (size_t i = 0; i < jobs.size(); ++i) {
-    const JobReport& j = jobs[i];
-    *out += i ? ",\n  {\"id\": " : "\n  {\"id\": ";
-    AppendString(out, j.id);
-    *out += ", \"input\": ";
-    AppendString(out, j.input);
-    *out += ", \"state\": ";
-    AppendString(out, j.status);
-    if (!j.error.empty()) {
-      *out += ", \"error\": ";
-      AppendString(out, j.error);
-    }
-    *out += ",\n   \"attempts\": [";
-    for (size_t k = 0; k < j.attempts.size(); ++k) {
-      const AttemptReport& a = j.attempts[k];
-      *out += k ? ", {\"step\": " : "{\"step\": ";
-      AppendString(out, a.step);
-      *out += fmt::format(", \"attempt\": {}, \"node\": ", a.attempt);
-      AppendString(out, a.node);
-      *out += ", \"status\": ";
-      AppendString(out, a.status);
-      *out += fmt::format(", \"start\": {:.6f}, \"end\": {:.6f}, \"seconds\": {:.6f}, \"gpus\": [{}]", a.start, a.end,
-                          a.end - a.start, fmt::join(a.gpus, ", "));
-      if (!a.error.empty()) {
-        *out += ", \"error\": ";
-        AppendString(out, a.error);
-      }
-      if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
-      *out += "}";
-    }
-    if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) *out += "],\n   \"llm\": " + usage.ToJson().dump() + ",\n   \"results\": {";
-    else *out += "],\n   \"results\": {";
-    bool first = true;
-    for (const auto& [k, v] : j.results.items()) {
-      *out += first ? "" : ", ";
-      first = false;
-      AppendString(out, k);
-      *out += ": ";
-      *out += v.dump(-1, ' ', false, Json::error_handler_t::replace);
-    }
-    *out += "}}";
+    *out += i ? ",\n  " : "\n  ";
+    runtime::AppendJobJson(jobs[i], jobs[i].results, out);
   }
   *out += "\n ]\n}\n";
 }

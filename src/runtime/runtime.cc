@@ -2,7 +2,10 @@
 // its transport (see include/baton/runtime.h and README.md).
 #include "baton/runtime.h"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <condition_variable>
 #include <mutex>
 
@@ -14,7 +17,10 @@
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
 #include "driver/worker_pool.h"
+#include "rates/llm_usage.h"
 #include "rates/memory_limiter.h"
+#include "runtime/report.h"
+#include "runtime/resume.h"
 #include "util/atomic_file.h"
 
 namespace baton {
@@ -83,6 +89,9 @@ struct Runtime::Impl {
   std::atomic<bool> stop_requested{false};
   bool stopping = false;
   RunReport final_report;
+  runtime::JobLines lines;                         // OUT/jobs.jsonl
+  std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
+  std::vector<std::string> notices;
 
   double Now() const { return started ? clock->Monotonic() - t0 : 0; }
 
@@ -92,7 +101,9 @@ struct Runtime::Impl {
   void Launch(const core::Placement& p, double now);
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
+  void Release();
   void WriteOutputs();
+  Status WriteSummary(const RunReport& report);
 };
 
 Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry)
@@ -124,9 +135,8 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
 
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
-  m.launched.resize(m.options.inputs.size());
-  for (size_t i = 0; i < m.options.inputs.size(); ++i)  // all ready at 0; Snapshot() sees them before Run()
-    m.driver.Submit(m.options.job_prefix + std::to_string(i), m.options.inputs[i], *pid, 0, false);
+  m.journal = runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
+  m.launched.resize(m.driver.job_count());
 }
 
 Runtime::~Runtime() = default;
@@ -158,6 +168,8 @@ bool Runtime::RetryJob(const std::string& id) {
 
 const RunOptions& Runtime::options() const { return impl_->options; }
 
+const std::vector<std::string>& Runtime::notices() const { return impl_->notices; }
+
 std::filesystem::path Runtime::JobWorkdir(const std::string& job_id, const std::string& node) const {
   const int n = impl_->driver.NodeIndex(node);
   return n < 0 ? std::filesystem::path() : impl_->node_workdirs[n] / job_id;
@@ -166,6 +178,7 @@ std::filesystem::path Runtime::JobWorkdir(const std::string& job_id, const std::
 void Runtime::Impl::Start() {
   std::filesystem::create_directories(options.out);
   for (const auto& d : node_workdirs) std::filesystem::create_directories(d);
+  if (Status st = lines.Open(options.out / "jobs.jsonl"); !st.ok() && log) log->Line("baton: " + st.message());
   std::lock_guard lock(state_mu);
   t0 = clock->Monotonic();
   started = true;
@@ -196,7 +209,7 @@ void Runtime::Impl::ApplyRequests(double now) {
   if (stop_requested && !stopping) {
     stopping = true;
     if (log) log->Line("baton: stopping: no new attempts; waiting for running ones to end (Ctrl-C again to quit now)");
-    for (uint32_t i = 0; i < driver.job_count(); ++i) Stop(driver.Cancel(i, "run interrupted", now, grace));
+    for (uint32_t i = 0; i < driver.job_count(); ++i) Stop(driver.Cancel(i, runtime::kInterrupted, now, grace));
   }
 }
 
@@ -281,6 +294,12 @@ void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* b
     driver.Finish(c.job, c.serial, std::move(c.outcome), now);
   }
   batch->clear();
+  Release();
+}
+
+void Runtime::Impl::Release() {
+  for (uint32_t job : journal->released()) driver.ReleaseDetail(job);
+  journal->released().clear();
 }
 
 void Runtime::Impl::WriteOutputs() {
@@ -288,10 +307,10 @@ void Runtime::Impl::WriteOutputs() {
   RunReport& report = final_report;
   report.seconds = Now();
   report.interrupted = stopping;
+  if (Status st = journal->Flush(); !st.ok() && log) log->Line("baton: " + st.message());
+  Release();
   driver.FinishReport(&report);
-  std::string summary;
-  report.WriteJson(&summary);
-  if (Status st = WriteFileAtomically(options.out / "summary.json", summary); !st.ok() && log) log->Line("baton: " + st.message());
+  if (Status st = WriteSummary(report); !st.ok() && log) log->Line("baton: " + st.message());
   std::vector<std::string> names;
   for (const auto& n : driver.nodes()) names.push_back(n.name);
   if (!options.trace.empty()) WriteChromeTrace(options.trace, report, names);
@@ -301,6 +320,39 @@ void Runtime::Impl::WriteOutputs() {
     e.message = fmt::format("{} succeeded, {} failed, {} cancelled", report.succeeded, report.failed, report.cancelled);
     driver.Emit(e);
   }
+}
+
+// summary.json from jobs.jsonl's lines in job order (a job without a line: from the report),
+// streamed to a temporary file renamed over the target.
+Status Runtime::Impl::WriteSummary(const RunReport& report) {
+  if (Status st = lines.Flush(); !st.ok()) return st;
+  rates::LlmUsage llm = journal->released_llm();
+  rates::LlmUsage in_report;
+  if (rates::LlmUsage::FromJson(rates::SumLlmUsage(report), &in_report)) llm.Add(in_report);
+  const std::filesystem::path file = options.out / "summary.json", tmp = options.out / ".summary.json.tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return Status::Unavailable(tmp.string() + ": cannot write");
+  std::string buf;
+  runtime::WriteSummaryHead(report, llm.ToJson(), &buf);
+  Status st;
+  for (uint32_t i = 0; i < report.jobs.size(); ++i) {
+    buf += i ? ",\n  " : "\n  ";
+    if (lines.Has(i)) st = lines.Read(i, &buf);
+    if (!lines.Has(i) || !st.ok()) runtime::AppendJobJson(report.jobs[i], report.jobs[i].results, &buf);
+    if (buf.size() >= (1u << 20)) {
+      std::fwrite(buf.data(), 1, buf.size(), f);
+      buf.clear();
+    }
+  }
+  buf += "\n ]\n}\n";
+  std::fwrite(buf.data(), 1, buf.size(), f);
+  const bool ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  std::fclose(f);
+  if (!ok) return Status::Unavailable(tmp.string() + ": write failed");
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) return Status::Unavailable(file.string() + ": " + ec.message());
+  return Status::Ok();
 }
 
 // One turn: requests, timeouts, abandoned attempts, new placements; then wait for outcomes.
@@ -320,6 +372,7 @@ const RunReport& Runtime::Run() {
       m.driver.Expired(now, m.options.cancel_grace, &expired);
       m.Stop(expired);
       m.driver.AbandonOverdue(now, false);
+      m.Release();
       if (!m.stopping) {
         placements.clear();
         m.driver.Decide(now, &placements);
@@ -344,7 +397,21 @@ const RunReport& Runtime::Run() {
 
 Json Runtime::JobDetail(const std::string& id) const {
   std::lock_guard lock(impl_->state_mu);
-  return impl_->driver.JobDetail(id, impl_->Now());
+  Json detail = impl_->driver.JobDetail(id, impl_->Now());
+  const int j = impl_->driver.JobIndex(id);
+  // A finished job whose detail left memory: its attempts and results come from jobs.jsonl.
+  if (j >= 0 && !impl_->options.keep_finished && impl_->lines.Has(j) && detail.is_object() &&
+      detail.value("attempts", Json::array()).empty()) {
+    std::string line;
+    if (impl_->lines.Read(j, &line).ok()) {
+      Json saved = Json::parse(line, nullptr, false);
+      if (saved.is_object()) {
+        detail["attempts"] = saved["attempts"];
+        detail["results"] = saved["results"];
+      }
+    }
+  }
+  return detail;
 }
 
 Json Runtime::Snapshot() const {

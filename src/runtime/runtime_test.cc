@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "util/clock.h"
@@ -390,6 +391,45 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   EXPECT_EQ(report->jobs[0].attempts[1].status, "timeout");
   EXPECT_EQ(report->jobs[0].status, "failed");
   EXPECT_GE(report->seconds, 1800 + 7200 + 1800);  // virtual seconds
+}
+
+// keep_finished = false (what `baton run` does without --trace): finished jobs' detail leaves
+// memory once it is in OUT/jobs.jsonl, and summary.json and JobDetail still show all of it.
+TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
+  RunOptions o = Options(6);
+  o.keep_finished = false;
+  Runtime rt(ParsePipeline("name: two\nsteps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
+                           "  - {name: b, uses: sleep, resources: {cpu: 1}}\n",
+                           "p.yaml"),
+             Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  const RunReport& report = rt.Run();
+  ASSERT_EQ(report.succeeded, 6);
+  EXPECT_TRUE(report.jobs[3].attempts.empty());  // released
+  EXPECT_EQ(report.jobs[3].status, "succeeded");
+  // jobs.jsonl: one line per job, in the order they ended.
+  std::ifstream lines(o.out / "jobs.jsonl");
+  std::string line;
+  std::map<std::string, Json> by_id;
+  while (std::getline(lines, line)) {
+    Json j = Json::parse(line);
+    EXPECT_EQ(testing::SchemaErrors(j, "job"), "") << line;
+    by_id[j["id"]] = j;
+  }
+  ASSERT_EQ(by_id.size(), 6u);
+  EXPECT_EQ(by_id["job-3"]["attempts"].size(), 2u);
+  // summary.json: every job in job order with its attempts, as when kept in memory.
+  Json summary = Json::parse(ReadFile(o.out / "summary.json"));
+  EXPECT_EQ(testing::SchemaErrors(summary, "summary"), "");
+  ASSERT_EQ(summary["jobs"].size(), 6u);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(summary["jobs"][i]["id"], "job-" + std::to_string(i));
+    EXPECT_EQ(summary["jobs"][i]["attempts"].size(), 2u);
+    EXPECT_EQ(summary["jobs"][i], by_id["job-" + std::to_string(i)]);
+  }
+  // The dashboard's job detail reads the released attempts back.
+  Json detail = rt.JobDetail("job-3");
+  ASSERT_EQ(detail["attempts"].size(), 2u);
+  EXPECT_EQ(detail["attempts"][1]["step"], "b");
 }
 
 }  // namespace

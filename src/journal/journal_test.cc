@@ -1,0 +1,241 @@
+// The journal's framing (CRC, cut and corrupt tails), group commit, and replay of run records.
+#include "journal/journal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "journal/records.h"
+
+namespace baton::journal {
+namespace {
+
+std::filesystem::path TempFile(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("baton-journal-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto p = dir / name;
+  std::filesystem::remove(p);
+  std::filesystem::remove(p.string() + ".dropped");
+  return p;
+}
+
+std::vector<std::string> ReadAll(const std::filesystem::path& f, ReadStats* stats) {
+  std::vector<std::string> out;
+  Status st = Read(f, [&](std::string_view r) { out.emplace_back(r); }, stats);
+  EXPECT_TRUE(st.ok()) << st.message();
+  return out;
+}
+
+void WriteRecords(const std::filesystem::path& f, int n) {
+  auto w = Writer::Open(f);
+  ASSERT_TRUE(w.ok()) << w.error();
+  for (int i = 0; i < n; ++i) (*w)->Append("record-" + std::to_string(i));
+  ASSERT_TRUE((*w)->Flush().ok());
+}
+
+TEST(JournalCrc, KnownValue) {
+  // CRC-32C of "123456789" is 0xE3069283 (the standard check value).
+  EXPECT_EQ(Crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(Crc32c("", 0), 0u);
+}
+
+TEST(JournalFraming, RoundTripAndAppendAcrossOpens) {
+  const auto f = TempFile("roundtrip");
+  WriteRecords(f, 100);
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    (*w)->Append(std::string(100000, 'x'));  // larger than nothing special: one record
+  }
+  ReadStats stats;
+  auto recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), 101u);
+  EXPECT_EQ(recs[0], "record-0");
+  EXPECT_EQ(recs[99], "record-99");
+  EXPECT_EQ(recs[100].size(), 100000u);
+  EXPECT_EQ(stats.dropped_records, 0u);
+  EXPECT_EQ(stats.dropped_bytes, 0u);
+  EXPECT_EQ(stats.good_bytes, std::filesystem::file_size(f));
+}
+
+TEST(JournalFraming, MissingFileIsNotFoundAndForeignFileIsRefused) {
+  const auto f = TempFile("missing");
+  ReadStats stats;
+  EXPECT_EQ(Read(f, [](std::string_view) {}, &stats).code(), StatusCode::kNotFound);
+  std::ofstream(f) << "hello, this is not a journal\n";
+  Status st = Read(f, [](std::string_view) {}, &stats);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("not a Baton journal"), std::string::npos);
+}
+
+TEST(JournalFraming, CutMidRecordDropsOnlyTheCutRecord) {
+  const auto f = TempFile("cut");
+  WriteRecords(f, 10);
+  const auto size = std::filesystem::file_size(f);
+  std::filesystem::resize_file(f, size - 3);  // the last record ("record-9", 8 + 8 bytes) loses 3
+  ReadStats stats;
+  auto recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), 9u);
+  EXPECT_EQ(recs.back(), "record-8");
+  EXPECT_EQ(stats.dropped_records, 1u);
+  EXPECT_EQ(stats.dropped_bytes, 13u);
+  EXPECT_NE(stats.why.find("cut"), std::string::npos) << stats.why;
+
+  // Appending after a cut: the tail is moved aside and new records follow the good ones.
+  {
+    auto w = Writer::Open(f, stats.good_bytes);
+    ASSERT_TRUE(w.ok());
+    (*w)->Append("after");
+  }
+  EXPECT_EQ(std::filesystem::file_size(f.string() + ".dropped"), 13u);
+  recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), 10u);
+  EXPECT_EQ(recs.back(), "after");
+  EXPECT_EQ(stats.dropped_records, 0u);
+}
+
+TEST(JournalFraming, FlippedByteDropsThatRecordAndEverythingAfter) {
+  const auto f = TempFile("flip");
+  WriteRecords(f, 10);
+  // Record i starts at 8 + i * 16 (8-byte frame header + 8-byte payload "record-i").
+  {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(8 + 6 * 16 + 8 + 2);  // inside record 6's payload
+    io.put('X');
+  }
+  ReadStats stats;
+  auto recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), 6u);
+  EXPECT_EQ(recs.back(), "record-5");
+  EXPECT_EQ(stats.dropped_records, 4u);  // 6 (bad) and 7, 8, 9 after it
+  EXPECT_EQ(stats.dropped_bytes, 4u * 16);
+  EXPECT_NE(stats.why.find("checksum"), std::string::npos) << stats.why;
+}
+
+TEST(JournalFraming, FlippedLengthFieldIsCaught) {
+  const auto f = TempFile("flip-length");
+  WriteRecords(f, 4);
+  {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(8 + 2 * 16 + 3);  // high byte of record 2's length
+    io.put('\x7f');
+  }
+  ReadStats stats;
+  auto recs = ReadAll(f, &stats);
+  EXPECT_EQ(recs.size(), 2u);
+  EXPECT_GE(stats.dropped_records, 1u);
+  EXPECT_EQ(stats.dropped_bytes, 2u * 16);
+}
+
+TEST(JournalGroupCommit, ManyRecordsShareFewSyncs) {
+  const auto f = TempFile("group");
+  auto w = Writer::Open(f);
+  ASSERT_TRUE(w.ok());
+  constexpr int kThreads = 4, kEach = 20000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) (*w)->Append(std::to_string(t) + ":" + std::to_string(i));
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE((*w)->Flush().ok());
+  const WriterStats s = (*w)->stats();
+  EXPECT_EQ(s.records, uint64_t{kThreads} * kEach);
+  // Group commit: far fewer fsyncs than records (one per record would be 80,000).
+  EXPECT_LT(s.syncs * 20, s.records) << s.syncs << " syncs";
+  EXPECT_GE(s.syncs, 1u);
+  w->reset();
+  ReadStats stats;
+  auto recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), size_t{kThreads} * kEach);
+  // Each thread's records keep their order.
+  std::vector<int> next(kThreads, 0);
+  for (const auto& r : recs) {
+    const int t = r[0] - '0';
+    ASSERT_EQ(r.substr(2), std::to_string(next[t])) << r;
+    ++next[t];
+  }
+}
+
+PipelineSpec Pipeline(const std::vector<std::pair<std::string, std::string>>& steps) {
+  PipelineSpec p;
+  for (const auto& [name, uses] : steps) {
+    StepSpec s;
+    s.name = name;
+    s.uses = uses;
+    p.steps.push_back(s);
+  }
+  return p;
+}
+
+TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
+  const auto f = TempFile("replay");
+  const auto v1 = Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}}));
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    EncodeHeader("0.1.0", v1, "p", &e), (*w)->Append(e.data());
+    for (uint32_t j = 0; j < 3; ++j) EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), (*w)->Append(e.data());
+    for (uint16_t s = 0; s < 3; ++s) {  // job 0: all three steps, ended
+      EncodeAttempt(0, s, 1, "ok", "", "n", 0, 1, &e), (*w)->Append(e.data());
+      EncodeStepDone(0, s, "n", 1, 1, "{\"k\":1}", "", &e), (*w)->Append(e.data());
+    }
+    EncodeJobEnded(0, End::kSucceeded, "", &e), (*w)->Append(e.data());
+    EncodeStepDone(1, 0, "n", 1, 1, "null", "", &e), (*w)->Append(e.data());  // job 1: step a only
+    EncodeAttempt(2, 0, 1, "failed", "boom", "n", 0, 1, &e), (*w)->Append(e.data());
+    EncodeJobEnded(2, End::kFailed, "a failed after 1 attempt: boom", &e), (*w)->Append(e.data());
+  }
+  auto past = Replay(f);
+  ASSERT_TRUE(past.ok()) << past.error();
+  ASSERT_EQ(past->jobs.size(), 3u);
+  EXPECT_EQ(past->jobs[0].end, End::kSucceeded);
+  EXPECT_EQ(past->jobs[0].NextStep(), 3);
+  EXPECT_EQ(past->jobs[0].steps[1].result, "{\"k\":1}");
+  EXPECT_EQ(past->jobs[1].end, End::kLive);
+  EXPECT_EQ(past->jobs[1].NextStep(), 1);
+  EXPECT_EQ(past->jobs[2].end, End::kFailed);
+  EXPECT_EQ(past->jobs[2].id, "job-2");
+  EXPECT_EQ(past->attempts, 4u);
+
+  // Step b changes: job 0 loses b and c and is live again; job 1 keeps a; job 2 failed before b.
+  auto v2 = Fingerprint(Pipeline({{"a", "sleep"}, {"b", "command"}, {"c", "sleep"}}));
+  Change c = past->Rebase(v2);
+  EXPECT_EQ(c.step, 1);
+  EXPECT_EQ(c.description, "step 'b' changed (uses/with)");
+  EXPECT_EQ(c.jobs_affected, 1u);
+  EXPECT_EQ(past->jobs[0].end, End::kLive);
+  EXPECT_EQ(past->jobs[0].NextStep(), 1);
+  EXPECT_TRUE(past->jobs[0].steps[0].done);
+  EXPECT_EQ(past->jobs[2].end, End::kFailed);
+
+  // The same change written as a header and replayed gives the same state.
+  {
+    auto w = Writer::Open(f);
+    Encoder e;
+    EncodeHeader("0.1.0", v2, "p", &e), (*w)->Append(e.data());
+  }
+  auto again = Replay(f);
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->changes.size(), 1u);
+  EXPECT_EQ(again->jobs[0].NextStep(), 1);
+  EXPECT_EQ(again->jobs[0].end, End::kLive);
+  EXPECT_EQ(Compare(v2, v2).step, -1);
+  EXPECT_EQ(Compare(v1, Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}, {"d", "sleep"}}))).step, 3);
+}
+
+TEST(JournalFingerprint, WithChangesTheFingerprint) {
+  PipelineSpec p = Pipeline({{"a", "sleep"}});
+  const auto before = Fingerprint(p);
+  p.steps[0].with = {{"seconds", 1}};
+  EXPECT_NE(Fingerprint(p)[0].fingerprint, before[0].fingerprint);
+  PipelineSpec q = p;
+  q.steps[0].resources["cpu"] = 2;  // resources are not part of what a step computes
+  q.steps[0].retries = 3;
+  EXPECT_EQ(Fingerprint(q)[0].fingerprint, Fingerprint(p)[0].fingerprint);
+}
+
+}  // namespace
+}  // namespace baton::journal

@@ -1,0 +1,43 @@
+// OUT/jobs.jsonl: one line per job as it ends (the summary.json job object), written as the run
+// goes, so a large run's summary costs one pass over a file instead of every job kept in memory.
+// A job that ends again (retried while the run is live) gets a new line; its last line counts.
+// summary.json is assembled from the lines, in job order, when the run ends.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "baton/runtime.h"
+#include "baton/status.h"
+
+namespace baton::runtime {
+
+class JobLines {
+ public:
+  JobLines() = default;
+  ~JobLines();
+  JobLines(const JobLines&) = delete;
+  JobLines& operator=(const JobLines&) = delete;
+
+  Status Open(const std::filesystem::path& file);  // truncates
+  // Appends `job`'s line (buffered).
+  void Write(uint32_t job, const JobReport& report, const Json& results);
+  bool Has(uint32_t job) const { return job < offset_.size() && offset_[job] != kNone; }
+  // `job`'s last line (without the newline), appended to `out`. REQUIRES: Has(job).
+  Status Read(uint32_t job, std::string* out);
+  Status Flush();
+
+ private:
+  static constexpr uint64_t kNone = UINT64_MAX;
+  int fd_ = -1;
+  std::filesystem::path file_;
+  std::string buf_;
+  uint64_t flushed_ = 0;          // bytes in the file
+  std::vector<uint64_t> offset_;  // per job: where its last line starts
+  std::vector<uint32_t> length_;
+  Status error_;
+};
+
+}  // namespace baton::runtime

@@ -1,0 +1,294 @@
+#include "runtime/resume.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#ifndef BATON_VERSION
+#define BATON_VERSION "dev"
+#endif
+
+namespace baton::runtime {
+
+namespace {
+
+// The key that gives an input its id across runs: the input and how many equal inputs came
+// before it (--jobs N gives N empty inputs).
+std::string InputKey(const std::string& input, uint32_t occurrence) { return input + '\x1f' + std::to_string(occurrence); }
+
+journal::End EndOf(driver::JobEnd e) {
+  switch (e) {
+    case driver::JobEnd::kSucceeded: return journal::End::kSucceeded;
+    case driver::JobEnd::kFailed: return journal::End::kFailed;
+    case driver::JobEnd::kCancelled: return journal::End::kCancelled;
+    default: return journal::End::kLive;
+  }
+}
+
+std::filesystem::path FreeName(const std::filesystem::path& base) {
+  for (int n = 1;; ++n) {
+    std::filesystem::path p = base.string() + "." + std::to_string(n);
+    if (!std::filesystem::exists(p)) return p;
+  }
+}
+
+// One run at a time per output folder: an exclusive lock on OUT/.baton/lock, held for the run.
+// Returns the locked descriptor; throws LoadError naming the holder when another run has it.
+int LockOut(const std::filesystem::path& out) {
+  const auto dir = out / ".baton";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw LoadError(dir.string() + ": cannot create: " + ec.message());
+  const auto file = dir / "lock";
+  const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw LoadError(file.string() + ": cannot open: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder;
+    std::ifstream(file) >> holder;
+    ::close(fd);
+    throw LoadError(fmt::format("{}: another baton run{} is using this output folder; wait for it or use another --out",
+                                out.string(), holder.empty() ? "" : " (pid " + holder + ")"));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) {
+    // The pid is only for the message above; the lock is what counts.
+  }
+  return fd;
+}
+
+}  // namespace
+
+JournalStore::~JournalStore() {
+  writer_.reset();  // flushed before the lock goes
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
+  if (jobs_.size() <= job) jobs_.resize(job + 1);  // amortized; AddJobs reserves the run's count
+  jobs_[job] = {number, -1, end_written, false};
+}
+
+int JournalStore::StepIndex(const std::string& name) const {
+  for (size_t i = 0; i < names_.size(); ++i)
+    if (names_[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+void JournalStore::AttemptRecorded(uint32_t job, const AttemptReport& a) {
+  if (!writer_) return;
+  PerJob& p = jobs_[job];
+  const int step = StepIndex(a.step);
+  journal::EncodeAttempt(p.number, static_cast<uint16_t>(step), static_cast<uint16_t>(a.attempt), a.status, a.error,
+                         a.node, a.start, a.end, &e_);
+  if (a.status == "ok") {
+    held_ = e_.data();
+    p.ok_step = static_cast<int16_t>(step);
+  } else {
+    writer_->Append(e_.data());
+  }
+}
+
+void JournalStore::JobChanged(uint32_t job) {
+  PerJob& p = jobs_[job];
+  const driver::JobRecord& j = d_.job(job);
+  if (j.end != driver::JobEnd::kLive && !p.lined) {
+    lines_->Write(job, j.report, *j.results);
+    p.lined = true;
+    if (release_ && j.end != driver::JobEnd::kFailed) {  // a failed job keeps what a retry needs
+      released_llm_.Add(rates::JobLlmUsage(*j.results));
+      released_.push_back(job);
+    }
+  } else if (j.end == driver::JobEnd::kLive) {
+    p.lined = false;
+  }
+  if (!writer_) return;
+  // What changed goes out in one append: a step's attempt, its result and the job's end are on
+  // disk together or not at all.
+  std::string_view out[3];
+  size_t n = 0;
+  if (p.ok_step >= 0) {
+    // Finish has stored the result by the time it tells the store of the change.
+    const std::string& name = names_[p.ok_step];
+    const auto it = j.results->find(name);
+    const std::string result = it == j.results->end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace);
+    const StepRun* run = j.history->empty() ? nullptr : &j.history->back();
+    journal::EncodeStepDone(p.number, static_cast<uint16_t>(p.ok_step), run ? run->node : "",
+                            static_cast<uint16_t>(run ? run->attempt : 1), run ? run->seconds : 0, result, j.main_output,
+                            &e_);
+    out[n++] = held_;
+    out[n++] = e_.data();
+    p.ok_step = -1;
+  }
+  if (j.end != driver::JobEnd::kLive && !p.end_written &&
+      !(j.end == driver::JobEnd::kCancelled && j.report.error == kInterrupted)) {  // interrupted: resumes next run
+    journal::EncodeJobEnded(p.number, EndOf(j.end), j.report.error, &end_);
+    out[n++] = end_.data();
+    p.end_written = true;
+  } else if (j.end == driver::JobEnd::kLive && p.end_written) {
+    p.end_written = false;  // retried
+  }
+  if (n > 0) writer_->Append(out, n);
+}
+
+std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
+                                      const driver::StepList& steps, const RunOptions& options,
+                                      const std::vector<std::filesystem::path>& node_workdirs, JobLines* lines,
+                                      std::vector<std::string>* notices) {
+  std::vector<std::string> names;
+  for (const auto& s : spec.steps) names.push_back(s.name);
+  d.Reserve(d.job_count() + options.inputs.size());
+  if (!options.journal) {
+    auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
+    store->Reserve(options.inputs.size());
+    for (size_t i = 0; i < options.inputs.size(); ++i) {  // all ready at 0; Snapshot() sees them before Run()
+      const uint32_t job = d.Submit(options.job_prefix + std::to_string(i), options.inputs[i], pipeline, 0, false);
+      store->Track(job, job, false);
+    }
+    d.SetStore(store.get());
+    return store;
+  }
+  const std::filesystem::path file = options.out / ".baton" / "journal";
+  const int lock_fd = LockOut(options.out);
+  if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
+    const auto aside = FreeName(file);
+    std::filesystem::rename(file, aside);
+    notices->push_back(fmt::format("--rerun all: every job starts over; the old journal is now {}", aside.string()));
+  }
+  const auto prints = journal::Fingerprint(spec);
+  journal::Past past;
+  bool resumed = false;
+  if (auto r = journal::Replay(file); r.ok()) {
+    past = std::move(*r);
+    resumed = true;
+  } else if (r.status().code() != StatusCode::kNotFound) {
+    ::close(lock_fd);
+    throw LoadError(r.error() + " (move it aside or use --rerun all)");
+  }
+  if (resumed && past.headers > 0 && past.pipeline != spec.name) {
+    // Another pipeline's run: nothing in it applies to this one.
+    const auto aside = FreeName(file);
+    std::filesystem::rename(file, aside);
+    notices->push_back(fmt::format("{} holds a run of pipeline '{}', not '{}': starting afresh; its journal is now {}",
+                                   options.out.string(), past.pipeline, spec.name, aside.string()));
+    past = journal::Past{};
+    resumed = false;
+  }
+  if (past.read.dropped_records > 0 || past.read.dropped_bytes > 0)
+    notices->push_back(fmt::format("journal {}: {}; dropped {} record{} ({} bytes) after the last good one, kept in {}.dropped",
+                                   file.string(), past.read.why, past.read.dropped_records,
+                                   past.read.dropped_records == 1 ? "" : "s", past.read.dropped_bytes, file.string()));
+  if (resumed && past.headers > 0) {
+    const journal::Change c = past.Rebase(prints);
+    if (c.step >= 0)
+      notices->push_back(fmt::format("pipeline changed since the last run: {}; {} job{} re-run from it", c.description,
+                                     c.jobs_affected, c.jobs_affected == 1 ? "" : "s"));
+    else if (!c.description.empty())
+      notices->push_back("pipeline changed since the last run: " + c.description);
+  } else {
+    past.steps = prints;
+  }
+
+  auto writer = journal::Writer::Open(file, resumed ? past.read.good_bytes : 0, options.journal_sync);
+  if (!writer.ok()) {
+    ::close(lock_fd);
+    throw LoadError(writer.error());
+  }
+  auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
+  store->HoldLock(lock_fd);
+  store->Reserve(options.inputs.size());
+  journal::Encoder e;
+  journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
+  store->Append(e);
+
+  std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
+  {
+    std::unordered_map<std::string, uint32_t> seen;
+    for (uint32_t n = 0; n < past.jobs.size(); ++n) by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
+  }
+  std::unordered_map<std::string, uint32_t> occurrences;
+  const uint16_t n_steps = static_cast<uint16_t>(spec.steps.size());
+  size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0;
+  uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
+  for (const std::string& input : options.inputs) {
+    const std::string key = InputKey(input, occurrences[input]++);
+    const auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      const uint32_t number = next_number++;
+      const std::string id = options.job_prefix + std::to_string(number);
+      const uint32_t job = d.Submit(id, input, pipeline, 0, false);
+      store->Track(job, number, false);
+      journal::EncodeJobAdded(number, id, input, &e);
+      store->Append(e);
+      if (resumed) ++added;
+      continue;
+    }
+    journal::PastJob& p = past.jobs[it->second];
+    driver::RestoredJob r;
+    r.id = p.id;
+    r.input = input;
+    r.pipeline = pipeline;
+    const uint16_t next = p.NextStep();
+    r.results = Json::object();
+    r.homes.assign(n_steps, -1);
+    for (uint16_t s = 0; s < n_steps && s < p.steps.size(); ++s) {
+      const journal::PastStep& ps = p.steps[s];
+      if (!ps.done) continue;
+      r.results[spec.steps[s].name] = Json::parse(ps.result, nullptr, false);
+      r.history.push_back({spec.steps[s].name, ps.node, ps.attempt, ps.seconds, {}});
+      // Locality: the step's files must still be in its node's job folder, else lineage re-runs it.
+      const int node = d.NodeIndex(ps.node);
+      if (node >= 0 && (!steps[s]->NeedsWorkdir() || std::filesystem::exists(node_workdirs[node] / p.id))) r.homes[s] = node;
+    }
+    bool end_written = false;
+    if (next >= n_steps) {  // every step has its result
+      r.phase = core::Phase::kSucceeded;
+      r.step = static_cast<uint16_t>(n_steps - 1);
+      end_written = p.end == journal::End::kSucceeded;
+      ++skipped;
+    } else if ((p.end == journal::End::kFailed || p.end == journal::End::kCancelled) &&
+               options.rerun != RunOptions::Rerun::kFailed) {
+      r.phase = p.end == journal::End::kFailed ? core::Phase::kFailed : core::Phase::kCancelled;
+      r.step = next;
+      r.error = p.error;
+      end_written = true;
+      ++kept_failed;
+    } else {
+      r.phase = core::Phase::kReady;
+      r.step = next;
+      if (p.end != journal::End::kLive) ++rerun;
+      else ++continued;
+    }
+    const bool ended = r.phase != core::Phase::kReady;
+    const uint32_t job = d.Restore(std::move(r), 0);
+    store->Track(job, it->second, end_written);
+    if (ended) {
+      store->JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not
+      for (uint32_t k : store->released()) d.ReleaseDetail(k);  // as they come: a large resume stays small
+      store->released().clear();
+    }
+    p.steps = {};  // what was replayed for it is in the driver now
+    p.error = {};  // journal its end now
+  }
+  if (resumed)
+    notices->push_back(fmt::format(
+        "resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed or cancelled "
+        "job{} {}, {} new",
+        file.string(), skipped, skipped == 1 ? "" : "s", continued, kept_failed + rerun, kept_failed + rerun == 1 ? "" : "s",
+        options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)" : "kept as they were (--rerun failed retries them)",
+        added));
+  if (resumed && options.inputs.size() < past.jobs.size() + added) {
+    const size_t gone = past.jobs.size() + added - options.inputs.size();
+    notices->push_back(fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
+  }
+  d.SetStore(store.get());
+  return store;
+}
+
+}  // namespace baton::runtime

@@ -1,0 +1,80 @@
+// The runtime's journal (OUT/.baton/journal): a driver::JobStore that records every attempt,
+// every finished step's result and every job end with group commit (src/journal), and the resume
+// of a run from it (which jobs to skip, continue, re-run or add). See README.md "Resume".
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baton/runtime.h"
+#include "driver/driver.h"
+#include "driver/scheduler_setup.h"
+#include "journal/journal.h"
+#include "journal/records.h"
+#include "rates/llm_usage.h"
+#include "runtime/job_lines.h"
+
+namespace baton::runtime {
+
+// The reason Ctrl-C gives the jobs it cancels: such an end is not journaled (the job resumes).
+inline constexpr const char* kInterrupted = "run interrupted";
+
+// The runtime's store: journals (when it has a writer) and writes each ended job's line to
+// jobs.jsonl; with `release`, queues succeeded and cancelled jobs whose detail may leave memory.
+class JournalStore final : public driver::JobStore {
+ public:
+  JournalStore(const driver::Driver& d, std::unique_ptr<journal::Writer> writer, std::vector<std::string> step_names,
+               JobLines* lines, bool release)
+      : d_(d), writer_(std::move(writer)), names_(std::move(step_names)), lines_(lines), release_(release) {}
+  ~JournalStore() override;
+  // The lock on OUT/.baton/lock this run holds (closed, so released, with the store).
+  void HoldLock(int fd) { lock_fd_ = fd; }
+  // Called for every driver job, in order: its journal number and whether its end is journaled.
+  void Track(uint32_t job, uint32_t number, bool end_written);
+  void Reserve(size_t jobs) { jobs_.reserve(jobs); }
+  void Append(const journal::Encoder& e) {
+    if (writer_) writer_->Append(e.data());
+  }
+  void JobChanged(uint32_t job) override;
+  void AttemptRecorded(uint32_t job, const AttemptReport& attempt) override;
+  Status Flush() { return writer_ ? writer_->Flush() : Status::Ok(); }
+  bool journaling() const { return writer_ != nullptr; }
+  journal::WriterStats stats() const { return writer_ ? writer_->stats() : journal::WriterStats{}; }
+  // Jobs written to jobs.jsonl whose detail may now be released (Driver::ReleaseDetail).
+  std::vector<uint32_t>& released() { return released_; }
+  // The LLM usage of released jobs (their results are gone from the final report).
+  const rates::LlmUsage& released_llm() const { return released_llm_; }
+
+ private:
+  struct PerJob {
+    uint32_t number = 0;
+    int16_t ok_step = -1;   // a step succeeded; its result is written at the next JobChanged
+    bool end_written = false;
+    bool lined = false;     // its line in jobs.jsonl is current
+  };
+  int StepIndex(const std::string& name) const;
+
+  const driver::Driver& d_;
+  std::unique_ptr<journal::Writer> writer_;
+  std::vector<std::string> names_;
+  std::vector<PerJob> jobs_;
+  JobLines* lines_;
+  bool release_;
+  int lock_fd_ = -1;
+  std::vector<uint32_t> released_;
+  rates::LlmUsage released_llm_;
+  journal::Encoder e_, end_;
+  std::string held_;  // a succeeded attempt, written together with its step's result
+};
+
+// Adds the run's jobs to `d` (pipeline `pipeline`): fresh (ids job_prefix + position) without a
+// journal; with one (options.journal), restored from OUT/.baton/journal as README.md "Resume"
+// says. The store (journal and jobs.jsonl) is attached to `d`. `notices`: lines for the user (what resumed, what
+// changed, what was dropped). Throws LoadError when the journal cannot be read or written.
+std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
+                                      const driver::StepList& steps, const RunOptions& options,
+                                      const std::vector<std::filesystem::path>& node_workdirs, JobLines* lines,
+                                      std::vector<std::string>* notices);
+
+}  // namespace baton::runtime
