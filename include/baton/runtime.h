@@ -74,6 +74,10 @@ struct RunOptions {
   std::string job_prefix = "job-";
   double cancel_grace = 10;         // seconds a cancelled attempt may take before it is abandoned
   const Clock* clock = nullptr;     // time source (tests pass a FakeClock); null: the real clock
+  // Keep every job's node work folders (OUT/nodes/<node>/<job>/). By default a succeeded job's
+  // are removed when it ends (its deliverables are in OUT/<job>/); failed and cancelled jobs'
+  // stay for debugging.
+  bool keep_work = false;
 };
 
 struct AttemptReport {

@@ -71,6 +71,31 @@ std::string FileType(const fs::path& p) {
 
 }  // namespace
 
+std::shared_ptr<const JobsView> DashboardServer::Impl::View() const {
+  const uint64_t events = hub->EventCount();
+  {
+    std::lock_guard lock(view_mu);
+    if (view && view->events == events) return view;
+  }
+  auto v = std::make_shared<JobsView>();
+  v->events = events;
+  v->snap = source->Snapshot();
+  for (const auto& s : JobStates()) v->counts[s] = 0;
+  for (const auto& j : v->snap["jobs"]) {
+    const std::string state = j.value("state", "");
+    ++v->counts[state];
+    if (state == "ready" || state == "backoff" || state == "running") ++v->at_step[{j.value("step", ""), state}];
+  }
+  std::lock_guard lock(view_mu);
+  if (!view || view->events <= events) view = v;
+  return v;
+}
+
+void DashboardServer::Impl::DropView() const {
+  std::lock_guard lock(view_mu);
+  view.reset();
+}
+
 void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Response& res) const {
   std::set<std::string> states;
   if (req.has_param("state")) {
@@ -93,21 +118,27 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
   size_t offset = 0, limit = 0;
   if (!IntParam(req, "offset", 0, SIZE_MAX, &offset, res) || !IntParam(req, "limit", 100, 1000, &limit, res)) return;
   const std::string q = req.has_param("q") ? req.get_param_value("q") : "";
-  Json snap = source->Snapshot();
+  const auto v = View();
+  const Json& snap = v->snap;
   Json counts = Json::object();
-  for (const auto& s : JobStates()) counts[s] = 0;
+  for (const auto& [state, n] : v->counts) counts[state] = n;
   Json page = Json::array();
   size_t total = 0;
-  for (auto& j : snap["jobs"]) {
-    const std::string state = j.value("state", "");
-    if (counts.contains(state)) counts[state] = counts[state].get<size_t>() + 1;
-    if (!states.empty() && !states.count(state)) continue;
-    if (!q.empty() && j.value("id", "").find(q) == std::string::npos && j.value("input", "").find(q) == std::string::npos) continue;
-    if (total >= offset && page.size() < limit) page.push_back(std::move(j));
-    ++total;
+  if (states.empty() && q.empty()) {
+    total = snap["jobs"].size();  // no filter: the page is a slice
+    for (size_t i = offset; i < total && page.size() < limit; ++i) page.push_back(snap["jobs"][i]);
+  } else {
+    for (const auto& j : snap["jobs"]) {
+      if (!states.empty() && !states.count(j.value("state", ""))) continue;
+      if (!q.empty() && j.value("id", "").find(q) == std::string::npos && j.value("input", "").find(q) == std::string::npos) continue;
+      if (total >= offset && page.size() < limit) page.push_back(j);
+      ++total;
+    }
   }
-  ReplyJson(res, 200, {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
-                       {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}});
+  Json reply = {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
+                {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}};
+  if (offset + page.size() < total) reply["next_offset"] = offset + page.size();  // the cursor of the next page
+  ReplyJson(res, 200, reply);
 }
 
 void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& res) const {
@@ -155,6 +186,7 @@ void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::R
     return;
   }
   const bool ok = cancel ? source->Cancel(id) : source->Retry(id);
+  DropView();
   if (!ok) {
     ReplyJson(res, 409, {{"error", cancel ? fmt::format("job {}: already ended", id)
                                           : fmt::format("job {}: only a failed job of a live run can be retried", id)}});
@@ -165,12 +197,21 @@ void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::R
 
 void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
   // Connect first, then snapshot: nothing falls between; repeats are harmless to clients.
+  // Bounded whatever the number of jobs: counts (the jobs table pages through /api/jobs), the
+  // nodes, the most recent attempt bars and the series.
   auto client = hub->Connect();
-  Json snap = source->Snapshot();
-  snap["type"] = "snapshot";
-  snap["attempts"] = hub->Timeline();
-  snap["series"] = hub->Series();
-  snap["token_required"] = !options.token.empty();
+  const auto v = View();
+  Json counts = Json::object();
+  for (const auto& [state, n] : v->counts) counts[state] = n;
+  Json snap = {{"type", "snapshot"},
+               {"pipeline", v->snap.value("pipeline", "")},
+               {"time", v->snap.value("time", 0.0)},
+               {"total", v->snap["jobs"].size()},
+               {"counts", counts},
+               {"nodes", v->snap.value("nodes", Json::array())},
+               {"attempts", hub->Timeline(kSnapshotBars)},
+               {"series", hub->Series()},
+               {"token_required", !options.token.empty()}};
   auto first = std::make_shared<std::string>("retry: 2000\ndata: " + snap.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n");
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");
@@ -241,8 +282,8 @@ void DashboardServer::Impl::AddApiRoutes() {
   http.Post(R"(/api/jobs/([^/]+)/cancel)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, true); });
   http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
   http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
-    Json snap = source->Snapshot();
-    ReplyJson(res, 200, {{"time", snap.value("time", 0.0)}, {"nodes", snap.value("nodes", Json::array())}});
+    const auto v = View();
+    ReplyJson(res, 200, {{"time", v->snap.value("time", 0.0)}, {"nodes", v->snap.value("nodes", Json::array())}});
   });
   http.Get("/api/timeline", [this](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, 200, {{"attempts", hub->Timeline()}});
@@ -255,7 +296,7 @@ void DashboardServer::Impl::AddApiRoutes() {
   });
   http.Get("/api/events", [this](const httplib::Request&, httplib::Response& res) { HandleEvents(res); });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusMetrics(source->Snapshot(), hub->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(PrometheusMetrics(*View(), hub->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -12,6 +13,18 @@
 #include "dashboard/server.h"
 
 namespace baton::dashboard {
+
+// The source's snapshot and what is counted from it, shared by every request until the next event
+// (api.cc): many browsers and a scraper cost one walk over the jobs per change, not one each.
+struct JobsView {
+  Json snap;                                                       // DashboardSource::Snapshot()
+  std::map<std::string, size_t> counts;                            // jobs by state (all states)
+  std::map<std::pair<std::string, std::string>, size_t> at_step;   // (step, state) of unfinished jobs
+  uint64_t events = 0;                                             // the hub's EventCount() it reflects
+};
+
+// At most this many of the most recent attempt bars go in the first message of the live stream.
+inline constexpr size_t kSnapshotBars = 2000;
 
 struct DashboardServer::Impl {
   DashboardSource* source = nullptr;
@@ -24,6 +37,11 @@ struct DashboardServer::Impl {
   std::mutex stop_mu;
   std::condition_variable stop_cv;
   bool stopping = false;  // guarded by stop_mu
+
+  mutable std::mutex view_mu;
+  mutable std::shared_ptr<const JobsView> view;  // guarded by view_mu
+  std::shared_ptr<const JobsView> View() const;  // api.cc
+  void DropView() const;                         // after an action: the next request sees it
 
   // Security (server.cc).
   enum class Auth { kOk, kMissing, kWrong };
@@ -43,6 +61,6 @@ struct DashboardServer::Impl {
 
 // Sends `body` as JSON with `status`.
 void ReplyJson(httplib::Response& res, int status, const Json& body);
-std::string PrometheusMetrics(const Json& snapshot, const HubMetrics& metrics);
+std::string PrometheusMetrics(const JobsView& view, const HubMetrics& metrics);
 
 }  // namespace baton::dashboard

@@ -1,6 +1,7 @@
 // The embedded runtime: the driver kit (src/driver) with an in-memory store and a worker pool as
 // its transport (see include/baton/runtime.h and README.md).
 #include "baton/runtime.h"
+#include "runtime/work_cleaner.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -120,6 +121,10 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto pid = m.driver.AddPipeline(m.pipeline, "", &nodes_from);
   if (!pid.ok()) throw LoadError(pid.error());
 
+  // Only where some step makes a work folder: a sink turns events on, which costs no-op runs.
+  bool makes_work = false;
+  for (const auto& st : m.steps) makes_work = makes_work || st->NeedsWorkdir();
+  if (!m.options.keep_work && makes_work) m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs));
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
   m.launched.resize(m.options.inputs.size());
