@@ -149,16 +149,21 @@ void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& 
   }
   d["log"] = hub->LogTail(id);
   d["progress"] = hub->Progress(id);
-  // Command steps keep their output in the node's job folder: show its tail per attempt.
+  // Command steps keep their output in the node's job folder, moved to OUT/<job>/logs/ when the
+  // job succeeded and its work folder was removed: show its tail per attempt.
   if (d.contains("attempts") && d["attempts"].is_array()) {
+    const fs::path kept = source->ReportDir(id);
     for (auto& a : d["attempts"]) {
       const fs::path dir = source->JobWorkdir(id, a.value("node", ""));
-      if (dir.empty()) continue;
       const std::string base = fmt::format("{}.{}", a.value("step", ""), a.value("attempt", 0));
       for (const char* stream : {"stdout", "stderr"}) {
-        const fs::path p = dir / "logs" / (base + "." + stream);
+        const std::string name = base + "." + stream;
         std::error_code ec;
-        if (fs::is_regular_file(p, ec)) a[std::string(stream) + "_tail"] = FileTail(p, options.file_tail_bytes);
+        for (const fs::path& folder : {dir, kept}) {
+          if (folder.empty() || !fs::is_regular_file(folder / "logs" / name, ec)) continue;
+          a[std::string(stream) + "_tail"] = FileTail(folder / "logs" / name, options.file_tail_bytes);
+          break;
+        }
       }
     }
   }

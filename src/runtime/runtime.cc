@@ -124,7 +124,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   // Only where some step makes a work folder: a sink turns events on, which costs no-op runs.
   bool makes_work = false;
   for (const auto& st : m.steps) makes_work = makes_work || st->NeedsWorkdir();
-  if (!m.options.keep_work && makes_work) m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs));
+  if (!m.options.keep_work && makes_work) m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs, m.options.out));
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
   m.launched.resize(m.options.inputs.size());

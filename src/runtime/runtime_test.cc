@@ -319,7 +319,7 @@ TEST_F(RuntimeTest, SucceededJobsWorkFoldersAreRemovedUnlessKeepWork) {
   const std::string yaml = R"(steps:
   - name: make
     uses: command
-    with: {argv: [sh, -c, 'echo tmp > part.bin; test "$1" != bad', sh, "{input}"]}
+    with: {argv: [sh, -c, 'echo tmp > part.bin; echo done; test "$1" != bad', sh, "{input}"]}
 )";
   for (const bool keep : {false, true}) {
     RunOptions o = Options(0);
@@ -331,6 +331,8 @@ TEST_F(RuntimeTest, SucceededJobsWorkFoldersAreRemovedUnlessKeepWork) {
     ASSERT_EQ(r.succeeded, 1);
     ASSERT_EQ(r.failed, 1);
     EXPECT_EQ(std::filesystem::exists(o.out / "nodes" / "n" / "job-0"), keep) << keep;
+    // The command's output is a record: moved to OUT/<job>/logs/ with the folder's removal.
+    EXPECT_EQ(std::filesystem::exists(o.out / "job-0" / "logs" / "make.1.stdout"), !keep) << keep;
     EXPECT_TRUE(std::filesystem::exists(o.out / "nodes" / "n" / "job-1" / "part.bin")) << keep;
     EXPECT_TRUE(std::filesystem::is_directory(o.out / "nodes" / "n"));
   }

@@ -2,8 +2,8 @@
 
 namespace baton {
 
-WorkCleaner::WorkCleaner(std::vector<std::filesystem::path> node_workdirs)
-    : dirs_(std::move(node_workdirs)), thread_([this] { Loop(); }) {}
+WorkCleaner::WorkCleaner(std::vector<std::filesystem::path> node_workdirs, std::filesystem::path out)
+    : dirs_(std::move(node_workdirs)), out_(std::move(out)), thread_([this] { Loop(); }) {}
 
 WorkCleaner::~WorkCleaner() {
   {
@@ -37,8 +37,20 @@ void WorkCleaner::Loop() {
     busy_ = true;
     lock.unlock();
     for (const auto& d : dirs_) {
+      namespace fs = std::filesystem;
       std::error_code ec;
-      std::filesystem::remove_all(d / job, ec);  // absent (the job never ran there): nothing to do
+      const fs::path work = d / job;
+      if (!fs::exists(work, ec)) continue;  // the job never ran there
+      if (fs::is_directory(work / "logs", ec)) {
+        fs::create_directories(out_ / job / "logs", ec);
+        for (fs::directory_iterator it(work / "logs", ec), end; !ec && it != end; it.increment(ec)) {
+          std::error_code moved;
+          fs::rename(it->path(), out_ / job / "logs" / it->path().filename(), moved);
+          if (moved) fs::copy_file(it->path(), out_ / job / "logs" / it->path().filename(),
+                                   fs::copy_options::overwrite_existing, moved);  // another file system
+        }
+      }
+      fs::remove_all(work, ec);
     }
     lock.lock();
     busy_ = false;
