@@ -175,6 +175,10 @@ TEST_F(CliTest, InputsFromStandardInputTakeFoldersAndUseLocalFilesInPlace) {
   EXPECT_EQ(a["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");  // sha256("abc")
   EXPECT_EQ(b["path"], (dir_ / "media dir" / "sub" / "季度 报告.mp4").string());
   EXPECT_EQ(b["bytes"], 9);
+  // The jobs succeeded: their work folders (with the hard links) are gone, the user's files stay.
+  for (const auto& node : std::filesystem::directory_iterator(dir_ / "out" / "nodes"))
+    EXPECT_TRUE(std::filesystem::is_empty(node.path())) << node.path();
+  EXPECT_EQ(ReadFile(dir_ / "media dir" / "sub" / "季度 报告.mp4"), "quarterly");
 }
 
 TEST_F(CliTest, AnInputPathThatDoesNotExistIsOneLineNamingFileAndLine) {
