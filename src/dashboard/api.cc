@@ -80,6 +80,7 @@ std::shared_ptr<const JobsView> DashboardServer::Impl::View() const {
   auto v = std::make_shared<JobsView>();
   v->events = events;
   v->snap = source->Snapshot();
+  v->taken = std::chrono::steady_clock::now();
   for (const auto& s : JobStates()) v->counts[s] = 0;
   for (const auto& j : v->snap["jobs"]) {
     const std::string state = j.value("state", "");
@@ -135,7 +136,7 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
       ++total;
     }
   }
-  Json reply = {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
+  Json reply = {{"pipeline", snap.value("pipeline", "")}, {"time", v->Now()}, {"total", total},
                 {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}};
   if (offset + page.size() < total) reply["next_offset"] = offset + page.size();  // the cursor of the next page
   ReplyJson(res, 200, reply);
@@ -210,7 +211,7 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
   for (const auto& [state, n] : v->counts) counts[state] = n;
   Json snap = {{"type", "snapshot"},
                {"pipeline", v->snap.value("pipeline", "")},
-               {"time", v->snap.value("time", 0.0)},
+               {"time", v->Now()},
                {"total", v->snap["jobs"].size()},
                {"counts", counts},
                {"nodes", v->snap.value("nodes", Json::array())},
@@ -288,7 +289,7 @@ void DashboardServer::Impl::AddApiRoutes() {
   http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
   http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
     const auto v = View();
-    ReplyJson(res, 200, {{"time", v->snap.value("time", 0.0)}, {"nodes", v->snap.value("nodes", Json::array())}});
+    ReplyJson(res, 200, {{"time", v->Now()}, {"nodes", v->snap.value("nodes", Json::array())}});
   });
   http.Get("/api/timeline", [this](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, 200, {{"attempts", hub->Timeline()}});

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -21,6 +22,13 @@ struct JobsView {
   std::map<std::string, size_t> counts;                            // jobs by state (all states)
   std::map<std::pair<std::string, std::string>, size_t> at_step;   // (step, state) of unfinished jobs
   uint64_t events = 0;                                             // the hub's EventCount() it reflects
+  std::chrono::steady_clock::time_point taken;
+  // The source's time now: the snapshot's plus what passed since (a view may be reused a while);
+  // 0 (not started) stays 0.
+  double Now() const {
+    const double t = snap.value("time", 0.0);
+    return t > 0 ? t + std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count() : t;
+  }
 };
 
 // At most this many of the most recent attempt bars go in the first message of the live stream.
