@@ -142,37 +142,6 @@ TEST_F(DashboardTest, JobsListStepChainsFiltersAndPages) {
   EXPECT_NE(GetJson("/api/jobs?state=done", 400)["error"].get<std::string>().find("state=done: unknown state"), std::string::npos);
 }
 
-// 100,000 jobs (not run): every reply and the first live message stay small, and the pages
-// walk the whole list with next_offset.
-TEST_F(DashboardTest, HundredThousandJobsArePagedAndTheFirstMessageIsBounded) {
-  Start(PipelineYaml(0.05, 1), std::vector<std::string>(100000, ""));
-  auto c = Client();
-  auto first = c.Get("/api/jobs");
-  ASSERT_TRUE(first) << "no reply";
-  EXPECT_LT(first->body.size(), 64u * 1024) << first->body.size();
-  Json page = Json::parse(first->body);
-  EXPECT_EQ(page["total"], 100000);
-  EXPECT_EQ(page["counts"]["ready"], 100000);
-  ASSERT_EQ(page["jobs"].size(), 100u);
-  EXPECT_EQ(page["next_offset"], 100);
-  Json last = GetJson("/api/jobs?offset=99000&limit=1000");
-  ASSERT_EQ(last["jobs"].size(), 1000u);
-  EXPECT_EQ(last["jobs"][999]["id"], "job-99999");
-  EXPECT_FALSE(last.contains("next_offset"));
-  EXPECT_EQ(GetJson("/api/jobs?limit=5000")["jobs"].size(), 1000u);  // limit is capped
-  EXPECT_EQ(GetJson("/api/jobs?q=job-4242")["jobs"][0]["id"], "job-4242");
-  std::vector<Json> events = ReadEvents(server_->port(), [](const Json&) { return true; }, nullptr);
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_LT(events[0].dump().size(), 64u * 1024);
-  EXPECT_EQ(events[0]["total"], 100000);
-  EXPECT_EQ(events[0]["counts"]["ready"], 100000);
-  auto metrics = c.Get("/metrics");
-  ASSERT_TRUE(metrics);
-  EXPECT_LT(metrics->body.size(), 16u * 1024);
-  EXPECT_NE(metrics->body.find("baton_jobs{state=\"ready\"} 100000\n"), std::string::npos);
-  EXPECT_NE(metrics->body.find("baton_step_jobs{step=\"fetch\",state=\"ready\"} 100000\n"), std::string::npos);
-}
-
 TEST_F(DashboardTest, JobDetailHasAttemptsLogTailsAndReport) {
   Start(PipelineYaml(0.05, 1), {"a", "bad"});
   Run();
@@ -300,6 +269,37 @@ std::vector<Json> ReadEvents(int port, const std::function<bool(const Json&)>& s
     return true;
   });
   return out;
+}
+
+// 100,000 jobs (not run): every reply and the first live message stay small, and the pages
+// walk the whole list with next_offset.
+TEST_F(DashboardTest, HundredThousandJobsArePagedAndTheFirstMessageIsBounded) {
+  Start(PipelineYaml(0.05, 1), std::vector<std::string>(100000, ""));
+  auto c = Client();
+  auto first = c.Get("/api/jobs");
+  ASSERT_TRUE(first) << "no reply";
+  EXPECT_LT(first->body.size(), 64u * 1024) << first->body.size();
+  Json page = Json::parse(first->body);
+  EXPECT_EQ(page["total"], 100000);
+  EXPECT_EQ(page["counts"]["ready"], 100000);
+  ASSERT_EQ(page["jobs"].size(), 100u);
+  EXPECT_EQ(page["next_offset"], 100);
+  Json last = GetJson("/api/jobs?offset=99000&limit=1000");
+  ASSERT_EQ(last["jobs"].size(), 1000u);
+  EXPECT_EQ(last["jobs"][999]["id"], "job-99999");
+  EXPECT_FALSE(last.contains("next_offset"));
+  EXPECT_EQ(GetJson("/api/jobs?limit=5000")["jobs"].size(), 1000u);  // limit is capped
+  EXPECT_EQ(GetJson("/api/jobs?q=job-4242")["jobs"][0]["id"], "job-4242");
+  std::vector<Json> events = ReadEvents(server_->port(), [](const Json&) { return true; }, nullptr);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_LT(events[0].dump().size(), 64u * 1024);
+  EXPECT_EQ(events[0]["total"], 100000);
+  EXPECT_EQ(events[0]["counts"]["ready"], 100000);
+  auto metrics = c.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_LT(metrics->body.size(), 16u * 1024);
+  EXPECT_NE(metrics->body.find("baton_jobs{state=\"ready\"} 100000\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("baton_step_jobs{step=\"fetch\",state=\"ready\"} 100000\n"), std::string::npos);
 }
 
 TEST_F(DashboardTest, LiveEventsStartWithSnapshotAndFollowTheRun) {
