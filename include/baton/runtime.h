@@ -106,6 +106,14 @@ struct RunReport {
   void WriteJson(std::string* out) const;
 };
 
+// One page of jobs, for views of large runs (the dashboard): jobs in any of `states` (all when
+// empty) whose id or input contains `text`, from the `offset`-th match, at most `limit`.
+struct JobsQuery {
+  std::vector<std::string> states;
+  std::string text;
+  size_t offset = 0, limit = 100;
+};
+
 class Runtime {
  public:
   // Validates the pipeline against the registry and the nodes (unknown steps, bad `with`,
@@ -132,6 +140,11 @@ class Runtime {
   std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const;
   // Jobs (steps, states, wait reasons, attempts), nodes (resources used/total, labels) as JSON.
   Json Snapshot() const;
+  // What a view of a large run needs without a JSON object per job: {"pipeline", "time", "total",
+  // "counts": {state: n}, "steps": [{"step", "state", "jobs"}] (unfinished jobs by the step they
+  // are at), "nodes"}; and {"total", "jobs": [...]} for one page (jobs as in Snapshot()).
+  Json Overview() const;
+  Json JobsPage(const JobsQuery& query) const;
 
  private:
   struct Impl;

@@ -79,14 +79,14 @@ std::shared_ptr<const JobsView> DashboardServer::Impl::View() const {
   }
   auto v = std::make_shared<JobsView>();
   v->events = events;
-  v->snap = source->Snapshot();
+  v->overview = source->Overview();
   v->taken = std::chrono::steady_clock::now();
   for (const auto& s : JobStates()) v->counts[s] = 0;
-  for (const auto& j : v->snap["jobs"]) {
-    const std::string state = j.value("state", "");
-    ++v->counts[state];
-    if (state == "ready" || state == "backoff" || state == "running") ++v->at_step[{j.value("step", ""), state}];
-  }
+  const Json counts = v->overview.value("counts", Json::object());  // named: items() of a temporary dangles
+  for (const auto& [state, n] : counts.items()) v->counts[state] = n.get<size_t>();
+  const Json steps = v->overview.value("steps", Json::array());
+  for (const auto& s : steps)
+    v->at_step[{s.value("step", ""), s.value("state", "")}] = s.value("jobs", size_t{0});
   std::lock_guard lock(view_mu);
   if (!view || view->events <= events) view = v;
   return v;
@@ -118,27 +118,20 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
   }
   size_t offset = 0, limit = 0;
   if (!IntParam(req, "offset", 0, SIZE_MAX, &offset, res) || !IntParam(req, "limit", 100, 1000, &limit, res)) return;
-  const std::string q = req.has_param("q") ? req.get_param_value("q") : "";
+  JobsQuery query;
+  query.states.assign(states.begin(), states.end());
+  query.text = req.has_param("q") ? req.get_param_value("q") : "";
+  query.offset = offset;
+  query.limit = limit;
   const auto v = View();
-  const Json& snap = v->snap;
   Json counts = Json::object();
   for (const auto& [state, n] : v->counts) counts[state] = n;
-  Json page = Json::array();
-  size_t total = 0;
-  if (states.empty() && q.empty()) {
-    total = snap["jobs"].size();  // no filter: the page is a slice
-    for (size_t i = offset; i < total && page.size() < limit; ++i) page.push_back(snap["jobs"][i]);
-  } else {
-    for (const auto& j : snap["jobs"]) {
-      if (!states.empty() && !states.count(j.value("state", ""))) continue;
-      if (!q.empty() && j.value("id", "").find(q) == std::string::npos && j.value("input", "").find(q) == std::string::npos) continue;
-      if (total >= offset && page.size() < limit) page.push_back(j);
-      ++total;
-    }
-  }
-  Json reply = {{"pipeline", snap.value("pipeline", "")}, {"time", v->Now()}, {"total", total},
-                {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page}};
-  if (offset + page.size() < total) reply["next_offset"] = offset + page.size();  // the cursor of the next page
+  Json page = source->JobsPage(query);  // a JSON object for the page's jobs only
+  const size_t total = page.value("total", size_t{0});
+  const size_t shown = page["jobs"].size();
+  Json reply = {{"pipeline", v->overview.value("pipeline", "")}, {"time", v->Now()}, {"total", total},
+                {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", std::move(page["jobs"])}};
+  if (offset + shown < total) reply["next_offset"] = offset + shown;  // the cursor of the next page
   ReplyJson(res, 200, reply);
 }
 
@@ -210,11 +203,11 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
   Json counts = Json::object();
   for (const auto& [state, n] : v->counts) counts[state] = n;
   Json snap = {{"type", "snapshot"},
-               {"pipeline", v->snap.value("pipeline", "")},
+               {"pipeline", v->overview.value("pipeline", "")},
                {"time", v->Now()},
-               {"total", v->snap["jobs"].size()},
+               {"total", v->overview.value("total", size_t{0})},
                {"counts", counts},
-               {"nodes", v->snap.value("nodes", Json::array())},
+               {"nodes", v->overview.value("nodes", Json::array())},
                {"attempts", hub->Timeline(kSnapshotBars)},
                {"series", hub->Series()},
                {"token_required", !options.token.empty()}};
@@ -289,7 +282,7 @@ void DashboardServer::Impl::AddApiRoutes() {
   http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
   http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
     const auto v = View();
-    ReplyJson(res, 200, {{"time", v->Now()}, {"nodes", v->snap.value("nodes", Json::array())}});
+    ReplyJson(res, 200, {{"time", v->Now()}, {"nodes", v->overview.value("nodes", Json::array())}});
   });
   http.Get("/api/timeline", [this](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, 200, {{"attempts", hub->Timeline()}});

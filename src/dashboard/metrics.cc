@@ -38,7 +38,7 @@ void Header(std::string& out, const char* name, const char* type, const char* he
 std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
   // O(nodes + steps): the job counts come with the shared view (api.cc).
   std::string out;
-  const Json& snap = view.snap;
+  const Json& snap = view.overview;
   const auto& jobs = view.counts;
   const auto& at_step = view.at_step;
   Header(out, "baton_jobs", "gauge", "Jobs by state.");

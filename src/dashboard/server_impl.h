@@ -15,24 +15,25 @@
 
 namespace baton::dashboard {
 
-// The source's snapshot and what is counted from it, shared by every request until the next event
-// (api.cc): many browsers and a scraper cost one walk over the jobs per change, not one each.
+// The source's overview (counts by state and by step, nodes: DashboardSource::Overview), shared
+// by every request until the next event (api.cc): many browsers and a scraper cost one count per
+// change, and /metrics formats from it in O(nodes + steps).
 struct JobsView {
-  Json snap;                                                       // DashboardSource::Snapshot()
+  Json overview;                                                   // DashboardSource::Overview()
   std::map<std::string, size_t> counts;                            // jobs by state (all states)
   std::map<std::pair<std::string, std::string>, size_t> at_step;   // (step, state) of unfinished jobs
   uint64_t events = 0;                                             // the hub's EventCount() it reflects
   std::chrono::steady_clock::time_point taken;
-  // The source's time now: the snapshot's plus what passed since (a view may be reused a while);
+  // The source's time now: the overview's plus what passed since (a view may be reused a while);
   // 0 (not started) stays 0.
   double Now() const {
-    const double t = snap.value("time", 0.0);
+    const double t = overview.value("time", 0.0);
     return t > 0 ? t + std::chrono::duration<double>(std::chrono::steady_clock::now() - taken).count() : t;
   }
 };
 
 // At most this many of the most recent attempt bars go in the first message of the live stream.
-inline constexpr size_t kSnapshotBars = 2000;
+inline constexpr size_t kSnapshotBars = 500;
 
 struct DashboardServer::Impl {
   DashboardSource* source = nullptr;

@@ -199,6 +199,10 @@ class Driver {
   Json Snapshot(const std::string& pipeline_name, double now) const;
   Json JobDetail(const std::string& id, double now) const;
   std::string ProgressLine(double now) const;
+  // For views of large runs (overview.cc): Runtime::Overview()/JobsPage() shapes, one cheap pass
+  // over the scheduler's job states and a JSON object only for the jobs of the page.
+  Json Overview(const std::string& pipeline_name, double now) const;
+  Json JobsPage(const JobsQuery& query, double now) const;
   // Moves every job's report into `out` (results included); views keep working from it.
   void FinishReport(RunReport* out);
 

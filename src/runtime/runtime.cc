@@ -348,4 +348,14 @@ Json Runtime::Snapshot() const {
   return impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
 }
 
+Json Runtime::Overview() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
+}
+
+Json Runtime::JobsPage(const JobsQuery& query) const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.JobsPage(query, impl_->Now());
+}
+
 }  // namespace baton
