@@ -90,9 +90,12 @@ int main(int argc, char** argv) {
   }
   const int port = started.server->port();
   std::printf("dashboard_bench: %zu jobs x 4 no-op steps, one node; %u cores\n", jobs, std::thread::hardware_concurrency());
-  const auto t0 = std::chrono::steady_clock::now();
+  auto t0 = std::chrono::steady_clock::now();
   rt.Snapshot();
-  std::printf("source snapshot (all jobs, what the shared view is made of): %.1f ms\n\n", Since(t0));
+  std::printf("Runtime::Snapshot() (a JSON object per job; what each request cost before): %.1f ms\n", Since(t0));
+  t0 = std::chrono::steady_clock::now();
+  rt.Overview();
+  std::printf("Runtime::Overview() (counts by state and step, nodes; the shared view): %.1f ms\n\n", Since(t0));
   Measure(port, "before the run (every job ready)");
   const RunReport& r = rt.Run();
   std::printf("\nran %d jobs in %.2f s\n", r.succeeded, r.seconds);
