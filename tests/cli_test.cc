@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -41,7 +42,7 @@ class CliTest : public ::testing::Test {
     cargv.push_back(nullptr);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 0, stdin_.c_str(), O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, (dir_ / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, (dir_ / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addchdir_np(&fa, dir_.path().c_str());
@@ -63,6 +64,7 @@ class CliTest : public ::testing::Test {
   void Write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
 
   TempDir dir_;
+  std::string stdin_ = "/dev/null";  // what the spawned baton reads as standard input
 };
 
 const char* kFastSeed = R"(name: seed-fast
@@ -153,6 +155,40 @@ TEST_F(CliTest, InputsWithBlankAndDuplicateLinesRunTheRestAndSaySo) {
   EXPECT_NE(r.err.find("2 succeeded"), std::string::npos) << r.err;
 }
 
+TEST_F(CliTest, InputsFromStandardInputTakeFoldersAndUseLocalFilesInPlace) {
+  std::filesystem::create_directories(dir_ / "media dir" / "sub");
+  Write("media dir/sub/季度 报告.mp4", "quarterly");
+  Write("media dir/a.webm", "abc");
+  Write("media dir/notes.txt", "not media");
+  Write("p.yaml", "steps:\n  - {name: download, uses: download}\n");
+  Write("stdin.txt", "media dir\n");
+  stdin_ = (dir_ / "stdin.txt").string();
+  Result r = Baton({"run", "p.yaml", "--inputs", "-", "--out", "out", "--log-format", "none"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("2 jobs on 1 node"), std::string::npos) << r.err;
+  auto summary = nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"));
+  ASSERT_EQ(summary["jobs"].size(), 2u);
+  const auto& a = summary["jobs"][0]["results"]["download"];
+  const auto& b = summary["jobs"][1]["results"]["download"];
+  EXPECT_EQ(summary["jobs"][0]["input"], (dir_ / "media dir" / "a.webm").string());
+  EXPECT_EQ(a["path"], (dir_ / "media dir" / "a.webm").string());  // used in place
+  EXPECT_EQ(a["sha256"], "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");  // sha256("abc")
+  EXPECT_EQ(b["path"], (dir_ / "media dir" / "sub" / "季度 报告.mp4").string());
+  EXPECT_EQ(b["bytes"], 9);
+  // The jobs succeeded: their work folders (with the hard links) are gone, the user's files stay.
+  for (const auto& node : std::filesystem::directory_iterator(dir_ / "out" / "nodes"))
+    EXPECT_TRUE(std::filesystem::is_empty(node.path())) << node.path();
+  EXPECT_EQ(ReadFile(dir_ / "media dir" / "sub" / "季度 报告.mp4"), "quarterly");
+}
+
+TEST_F(CliTest, AnInputPathThatDoesNotExistIsOneLineNamingFileAndLine) {
+  Write("p.yaml", "steps:\n  - {name: download, uses: download}\n");
+  Write("in.txt", "# talks\n/data/talk.mp4\n");
+  Result r = Baton({"run", "p.yaml", "--inputs", "in.txt", "--log-format", "none"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.err, "baton: error: in.txt:2: /data/talk.mp4: no such file or folder\n");
+}
+
 TEST_F(CliTest, CtrlCEndsRunningAttemptsWritesSummaryAndExits130) {
   Write("slow.yaml", "steps:\n  - {name: wait, uses: command, with: {argv: [sleep, '60']}, resources: {cpu: 1}}\n");
   Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n");
@@ -193,6 +229,32 @@ TEST_F(CliTest, SimulateGivesTheSeedsMakespanAndWhereJobsWent) {
   r = Baton({"simulate", (examples / "seed-demo.yaml").string(), "--jobs", "2", "--duration", "nope=3"});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("--duration nope: no step of that name"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, SimulateOnTenThousandNodesPrintsASummaryThatFitsAScreen) {
+  std::string nodes = "nodes:\n  - {name: head, cpus: 4, labels: {role: head}}\n";
+  for (int i = 1; i < 10000; ++i)
+    nodes += i <= 2000 ? "  - {name: g" + std::to_string(i) + ", cpus: 8, gpus: 2}\n"
+                       : "  - {name: c" + std::to_string(i) + ", cpus: 8}\n";
+  Write("big.yaml", nodes);
+  Write("p.yaml", "name: big\nsteps:\n  - {name: scan, uses: sleep, with: {seconds: 2}, resources: {gpu: 1}}\n"
+                  "  - {name: write, uses: sleep, with: {seconds: 1}, resources: {cpu: 1}}\n");
+  Result r = Baton({"simulate", "p.yaml", "--cluster", "big.yaml", "--jobs", "20000", "--per-node-file", "nodes.tsv"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 24) << r.out;
+  EXPECT_NE(r.out.find("big: 20000 jobs on 10000 nodes: makespan 11.00 s"), std::string::npos) << r.out;
+  // 40,000 GPU-s over 4,000 GPUs: at least 10 s, and the last job's write step adds 1 s.
+  EXPECT_NE(r.out.find("lower bound 10.00 s (gpu work 40000 gpu-s / 4000 gpus): 1.10x the bound"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n  gpus=2 cpus=8 +2000 +10/10/10 +91/91/91%\n)"))) << r.out;
+  EXPECT_NE(r.out.find("GPUs: 4000 in all, busy 91% of the makespan; 0 never used (on 0 nodes)"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("jobs started"), std::string::npos) << r.out;  // no line per node
+  EXPECT_NE(r.out.find("per-node table: nodes.tsv"), std::string::npos) << r.out;
+  const std::string table = ReadFile(dir_ / "nodes.tsv");
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 10001);
+  EXPECT_NE(table.find("\ng1\t10\t2\t90.9\n"), std::string::npos) << table.substr(0, 200);
+  r = Baton({"simulate", "p.yaml", "--cluster", "big.yaml", "--jobs", "20", "--per-node"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GE(std::count(r.out.begin(), r.out.end(), '\n'), 10000);
 }
 
 }  // namespace

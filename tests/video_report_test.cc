@@ -105,6 +105,7 @@ TEST_F(VideoReportTest, ThreeNodesKeepAnalyzeOnTheDownloadingNodeAndDocumentsOnT
   o.inputs = {server_->url("/files/talk.mp4"), server_->url("/files/talk.webm"), server_->url("/redirect/talk.mp4")};
   o.out = out_.path();
   o.log_format = RunOptions::LogFormat::kNone;
+  o.keep_work = true;  // the analysis files are looked at below
   Runtime rt(VideoReport("      provider: extractive\n"),
              LoadCluster(testing::SourceDir() / "examples" / "clusters" / "three-nodes.yaml"), o);
   const RunReport& r = rt.Run();
@@ -119,6 +120,8 @@ TEST_F(VideoReportTest, ThreeNodesKeepAnalyzeOnTheDownloadingNodeAndDocumentsOnT
     EXPECT_TRUE(std::filesystem::exists(out_ / "nodes" / j.attempts[0].node / j.id / "analysis.json")) << j.id;
     const std::string md = ReadFile(out_ / j.id / "report.md");
     EXPECT_NE(md.find("offline extractive"), std::string::npos) << j.id;
+    // One copy of the report: in OUT/<job>/, not in the node's work folder.
+    EXPECT_FALSE(std::filesystem::exists(out_ / "nodes" / "head" / j.id / "report.md")) << j.id;
   }
   EXPECT_EQ(download_nodes.size(), 3u);  // admission spreads the jobs: one per node
 }

@@ -86,6 +86,10 @@ struct RunOptions {
   // report's entry keeps its id, input, state and error; JobDetail reads the rest back), so memory
   // does not grow with finished jobs' detail. `baton run` sets false unless --trace is given.
   bool keep_finished = true;
+  // Keep every job's node work folders (OUT/nodes/<node>/<job>/). By default a succeeded job's
+  // are removed when it ends (its deliverables are in OUT/<job>/); failed and cancelled jobs'
+  // stay for debugging.
+  bool keep_work = false;
 };
 
 struct AttemptReport {
@@ -112,6 +116,14 @@ struct RunReport {
   Json ToJson() const;
   // The same JSON as ToJson().dump(1), streamed without building the tree (large runs).
   void WriteJson(std::string* out) const;
+};
+
+// One page of jobs, for views of large runs (the dashboard): jobs in any of `states` (all when
+// empty) whose id or input contains `text`, from the `offset`-th match, at most `limit`.
+struct JobsQuery {
+  std::vector<std::string> states;
+  std::string text;
+  size_t offset = 0, limit = 100;
 };
 
 class Runtime {
@@ -143,6 +155,11 @@ class Runtime {
   std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const;
   // Jobs (steps, states, wait reasons, attempts), nodes (resources used/total, labels) as JSON.
   Json Snapshot() const;
+  // What a view of a large run needs without a JSON object per job: {"pipeline", "time", "total",
+  // "counts": {state: n}, "steps": [{"step", "state", "jobs"}] (unfinished jobs by the step they
+  // are at), "nodes"}; and {"total", "jobs": [...]} for one page (jobs as in Snapshot()).
+  Json Overview() const;
+  Json JobsPage(const JobsQuery& query) const;
 
  private:
   struct Impl;

@@ -103,12 +103,17 @@ struct StepOutcome {
   // A file this attempt made that is the job's main output (the document step's report): the
   // job's end event names it. "" when none.
   std::string main_output;
+  // The files this attempt delivered (absolute paths): what the user gets, written once into the
+  // job's output folder `outdir/<job>/`, never into the node work folder (which holds
+  // intermediates and is removed when the job succeeds). The document step lists its reports
+  // and their images here. Empty for steps that deliver nothing.
+  std::vector<std::string> deliverables;
 
-  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}}; }
+  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}, {}}; }
   static StepOutcome Failure(std::string error, bool retryable = true) {
-    return {Kind::kFailed, Json(), std::move(error), retryable, {}};
+    return {Kind::kFailed, Json(), std::move(error), retryable, {}, {}};
   }
-  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}}; }
+  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}, {}}; }
   bool ok() const { return kind == Kind::kOk; }
 };
 

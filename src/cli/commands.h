@@ -22,12 +22,14 @@ struct RunArgs {
   int jobs = 0;
   std::vector<std::string> resources, labels;
   bool dashboard_requested = false;
+  bool keep_work = false;  // --keep-work
   std::string dashboard, token;
 };
 
 struct SimulateArgs {
-  std::string pipeline, inputs, cluster, trace;
+  std::string pipeline, inputs, cluster, trace, per_node_file;
   int jobs = 0;
+  bool per_node = false;  // one line per node even for a large cluster
   std::vector<std::string> durations;
 };
 // `baton simulate`: the scheduling core in virtual time (src/cli/simulate.cc).

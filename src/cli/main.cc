@@ -81,6 +81,7 @@ int RunCommand(const RunArgs& a) {
   opts.journal = !a.no_journal;
   opts.keep_finished = !a.trace.empty();  // the trace is drawn from every attempt, kept in memory
   opts.rerun = a.rerun == "failed" ? RunOptions::Rerun::kFailed : a.rerun == "all" ? RunOptions::Rerun::kAll : RunOptions::Rerun::kNone;
+  opts.keep_work = a.keep_work;
   opts.log_format = ParseLogFormat(a.log_format);
   const bool tty = isatty(STDERR_FILENO) != 0;
   opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
@@ -129,7 +130,7 @@ int main(int argc, char** argv) {
   baton::cli::RunArgs run;
   auto* cmd_run = app.add_subcommand("run", "Run a pipeline over inputs in this process");
   cmd_run->add_option("pipeline", run.pipeline, "Pipeline YAML file")->required();
-  auto* inputs = cmd_run->add_option("--inputs", run.inputs, "File with one input (URL or path) per line");
+  auto* inputs = cmd_run->add_option("--inputs", run.inputs, "File (or - for standard input) with one URL, path, folder or glob per line");
   auto* jobs = cmd_run->add_option("--jobs", run.jobs, "Run N jobs with empty inputs")->check(CLI::Range(1, 100000000));
   inputs->excludes(jobs);
   cmd_run->add_option("--cluster", run.cluster, "Cluster YAML file (virtual local nodes); default: this machine");
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"failed", "all"}));
   cmd_run->add_flag("--no-journal", run.no_journal, "Keep no journal in OUT/.baton (the run cannot be resumed; a journal there is ignored)");
   cmd_run->add_option("--trace", run.trace, "Write a Chrome trace (Perfetto, chrome://tracing) to FILE");
+  cmd_run->add_flag("--keep-work", run.keep_work, "Keep succeeded jobs' node work folders (OUT/nodes/NODE/JOB)");
   cmd_run->add_option("--log-format", run.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}))->capture_default_str();
   cmd_run->add_option("--progress", run.progress, "Live progress line: auto, always, never")->check(CLI::IsMember({"auto", "always", "never"}))->capture_default_str();
   cmd_run->add_option("--resources", run.resources, "Extra resources of this machine's node, NAME=N[,NAME=N]");
@@ -159,6 +161,8 @@ int main(int argc, char** argv) {
   cmd_sim->add_option("--cluster", sim.cluster, "Cluster YAML file; default: this machine");
   cmd_sim->add_option("--duration", sim.durations, "STEP=SECONDS[,STEP=SECONDS] (sleep steps: their seconds; others: 1)");
   cmd_sim->add_option("--trace", sim.trace, "Write the simulated schedule as a Chrome trace");
+  cmd_sim->add_flag("--per-node", sim.per_node, "One line per node (the default up to 16 nodes)");
+  cmd_sim->add_option("--per-node-file", sim.per_node_file, "Write the per-node table (TSV) to FILE");
 
   baton::cli::AddClusterCommands(app);
 

@@ -14,8 +14,13 @@
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "sim/simulator.h"
+#include "sim/summary.h"
+#include "util/atomic_file.h"
 
 namespace baton::cli {
+
+// Up to this many nodes `simulate` prints one line per node without being asked.
+constexpr size_t kPerNodeUpTo = 16;
 
 int SimulateCommand(const SimulateArgs& a) {
   PipelineSpec pipeline = LoadPipeline(a.pipeline);
@@ -52,16 +57,16 @@ int SimulateCommand(const SimulateArgs& a) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // Where the jobs went and how busy each node's GPUs were.
-  std::vector<int> started(cluster.nodes.size(), 0);
-  std::vector<double> gpu_seconds(cluster.nodes.size(), 0);
+  std::vector<sim::NodeUse> use(cluster.nodes.size());
   RunReport report;
   report.seconds = makespan;
-  report.jobs.resize(jobs);
-  for (size_t j = 0; j < jobs; ++j) report.jobs[j].id = "job-" + std::to_string(j);
+  const bool keep_attempts = !a.trace.empty();  // the trace needs them; the summary does not
+  if (keep_attempts) report.jobs.resize(jobs);
+  for (size_t j = 0; keep_attempts && j < jobs; ++j) report.jobs[j].id = "job-" + std::to_string(j);
   for (const auto& r : sim.records()) {
-    if (r.step == 0) ++started[r.node];
-    const double busy = (r.end - r.start) * __builtin_popcountll(r.gpu_mask);
-    gpu_seconds[r.node] += busy;
+    if (r.step == 0) ++use[r.node].jobs_started;
+    use[r.node].gpu_seconds += (r.end - r.start) * __builtin_popcountll(r.gpu_mask);
+    if (!keep_attempts) continue;
     AttemptReport ar{pipeline.steps[r.step].name, cluster.nodes[r.node].name, core::AttemptStatusName(r.status), "",
                      r.step_attempt, r.start, r.end, {}};
     for (int g = 0; g < 64; ++g)
@@ -74,12 +79,30 @@ int SimulateCommand(const SimulateArgs& a) {
   std::printf("%s: %zu jobs on %zu node%s: makespan %.2f s of virtual time (%zu attempts; simulated in %.1f ms)\n",
               pipeline.name.c_str(), jobs, cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", makespan,
               sim.records().size(), took * 1000);
-  for (size_t n = 0; n < cluster.nodes.size(); ++n) {
-    const auto& node = cluster.nodes[n];
-    std::string line = fmt::format("  {:<16} {:>6} jobs started", node.name, started[n]);
-    if (node.gpus > 0 && makespan > 0)
-      line += fmt::format(", GPUs busy {:.0f}%", 100.0 * gpu_seconds[n] / (makespan * node.gpus));
-    std::printf("%s\n", line.c_str());
+  // A few nodes: one line each. Many: a summary by node class that fits a screen, the per-node
+  // table on request (--per-node) or in a file (--per-node-file).
+  const bool per_node = a.per_node || cluster.nodes.size() <= kPerNodeUpTo;
+  if (per_node) {
+    for (size_t n = 0; n < cluster.nodes.size(); ++n) {
+      const auto& node = cluster.nodes[n];
+      std::string line = fmt::format("  {:<16} {:>6} jobs started", node.name, use[n].jobs_started);
+      if (node.gpus > 0 && makespan > 0)
+        line += fmt::format(", GPUs busy {:.0f}%", 100.0 * use[n].gpu_seconds / (makespan * node.gpus));
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  std::string bound_why;
+  const double bound = sim::MakespanLowerBound(pipeline, seconds, jobs, cluster.nodes, &bound_why);
+  std::string summary = sim::FormatSummary(sim::ClassifyNodes(cluster.nodes, use, makespan), cluster.nodes, use,
+                                           makespan, bound, bound_why);
+  if (per_node) summary = summary.substr(0, summary.find('\n') + 1) + summary.substr(summary.rfind('\n') + 1);
+  std::printf("%s\n", summary.c_str());
+  if (!a.per_node_file.empty()) {
+    if (Status st = WriteFileAtomically(a.per_node_file, sim::FormatPerNode(cluster.nodes, use, makespan)); !st.ok())
+      throw LoadError("--per-node-file: " + st.message());
+    std::printf("  per-node table: %s\n", a.per_node_file.c_str());
+  } else if (!per_node) {
+    std::printf("  (one line per node: --per-node, or --per-node-file FILE)\n");
   }
   if (succeeded != static_cast<int>(jobs)) std::printf("  %zu jobs did not finish\n", jobs - succeeded);
   if (!defaulted.empty()) {

@@ -71,6 +71,32 @@ std::string FileType(const fs::path& p) {
 
 }  // namespace
 
+std::shared_ptr<const JobsView> DashboardServer::Impl::View() const {
+  const uint64_t events = hub->EventCount();
+  {
+    std::lock_guard lock(view_mu);
+    if (view && view->events == events) return view;
+  }
+  auto v = std::make_shared<JobsView>();
+  v->events = events;
+  v->overview = source->Overview();
+  v->taken = std::chrono::steady_clock::now();
+  for (const auto& s : JobStates()) v->counts[s] = 0;
+  const Json counts = v->overview.value("counts", Json::object());  // named: items() of a temporary dangles
+  for (const auto& [state, n] : counts.items()) v->counts[state] = n.get<size_t>();
+  const Json steps = v->overview.value("steps", Json::array());
+  for (const auto& s : steps)
+    v->at_step[{s.value("step", ""), s.value("state", "")}] = s.value("jobs", size_t{0});
+  std::lock_guard lock(view_mu);
+  if (!view || view->events <= events) view = v;
+  return v;
+}
+
+void DashboardServer::Impl::DropView() const {
+  std::lock_guard lock(view_mu);
+  view.reset();
+}
+
 void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Response& res) const {
   std::set<std::string> states;
   if (req.has_param("state")) {
@@ -92,23 +118,22 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
   }
   size_t offset = 0, limit = 0;
   if (!IntParam(req, "offset", 0, SIZE_MAX, &offset, res) || !IntParam(req, "limit", 100, 1000, &limit, res)) return;
-  const std::string q = req.has_param("q") ? req.get_param_value("q") : "";
-  Json snap = source->Snapshot();
+  JobsQuery query;
+  query.states.assign(states.begin(), states.end());
+  query.text = req.has_param("q") ? req.get_param_value("q") : "";
+  query.offset = offset;
+  query.limit = limit;
+  const auto v = View();
   Json counts = Json::object();
-  for (const auto& s : JobStates()) counts[s] = 0;
-  Json page = Json::array();
-  size_t total = 0;
-  for (auto& j : snap["jobs"]) {
-    const std::string state = j.value("state", "");
-    if (counts.contains(state)) counts[state] = counts[state].get<size_t>() + 1;
-    if (!states.empty() && !states.count(state)) continue;
-    if (!q.empty() && j.value("id", "").find(q) == std::string::npos && j.value("input", "").find(q) == std::string::npos) continue;
-    if (total >= offset && page.size() < limit) page.push_back(std::move(j));
-    ++total;
-  }
-  ReplyJson(res, 200, {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", total},
-                       {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", page},
-                       {"llm", snap.value("llm", Json::object())}});
+  for (const auto& [state, n] : v->counts) counts[state] = n;
+  Json page = source->JobsPage(query);  // a JSON object for the page's jobs only
+  const size_t total = page.value("total", size_t{0});
+  const size_t shown = page["jobs"].size();
+  Json reply = {{"pipeline", v->overview.value("pipeline", "")}, {"time", v->Now()}, {"total", total},
+                {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", std::move(page["jobs"])}};
+  if (offset + shown < total) reply["next_offset"] = offset + shown;  // the cursor of the next page
+  reply["llm"] = v->overview.value("llm", Json::object());
+  ReplyJson(res, 200, reply);
 }
 
 void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& res) const {
@@ -119,16 +144,21 @@ void DashboardServer::Impl::HandleJob(const std::string& id, httplib::Response& 
   }
   d["log"] = hub->LogTail(id);
   d["progress"] = hub->Progress(id);
-  // Command steps keep their output in the node's job folder: show its tail per attempt.
+  // Command steps keep their output in the node's job folder, moved to OUT/<job>/logs/ when the
+  // job succeeded and its work folder was removed: show its tail per attempt.
   if (d.contains("attempts") && d["attempts"].is_array()) {
+    const fs::path kept = source->ReportDir(id);
     for (auto& a : d["attempts"]) {
       const fs::path dir = source->JobWorkdir(id, a.value("node", ""));
-      if (dir.empty()) continue;
       const std::string base = fmt::format("{}.{}", a.value("step", ""), a.value("attempt", 0));
       for (const char* stream : {"stdout", "stderr"}) {
-        const fs::path p = dir / "logs" / (base + "." + stream);
+        const std::string name = base + "." + stream;
         std::error_code ec;
-        if (fs::is_regular_file(p, ec)) a[std::string(stream) + "_tail"] = FileTail(p, options.file_tail_bytes);
+        for (const fs::path& folder : {dir, kept}) {
+          if (folder.empty() || !fs::is_regular_file(folder / "logs" / name, ec)) continue;
+          a[std::string(stream) + "_tail"] = FileTail(folder / "logs" / name, options.file_tail_bytes);
+          break;
+        }
       }
     }
   }
@@ -156,6 +186,7 @@ void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::R
     return;
   }
   const bool ok = cancel ? source->Cancel(id) : source->Retry(id);
+  DropView();
   if (!ok) {
     ReplyJson(res, 409, {{"error", cancel ? fmt::format("job {}: already ended", id)
                                           : fmt::format("job {}: only a failed job of a live run can be retried", id)}});
@@ -174,12 +205,21 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
     return;
   }
   // Connect first, then snapshot: nothing falls between; repeats are harmless to clients.
+  // Bounded whatever the number of jobs: counts (the jobs table pages through /api/jobs), the
+  // nodes, the most recent attempt bars and the series.
   auto client = hub->Connect();
-  Json snap = source->Snapshot();
-  snap["type"] = "snapshot";
-  snap["attempts"] = hub->Timeline();
-  snap["series"] = hub->Series();
-  snap["token_required"] = !options.token.empty();
+  const auto v = View();
+  Json counts = Json::object();
+  for (const auto& [state, n] : v->counts) counts[state] = n;
+  Json snap = {{"type", "snapshot"},
+               {"pipeline", v->overview.value("pipeline", "")},
+               {"time", v->Now()},
+               {"total", v->overview.value("total", size_t{0})},
+               {"counts", counts},
+               {"nodes", v->overview.value("nodes", Json::array())},
+               {"attempts", hub->Timeline(kSnapshotBars)},
+               {"series", hub->Series()},
+               {"token_required", !options.token.empty()}};
   auto first = std::make_shared<std::string>("retry: 2000\ndata: " + snap.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n");
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");
@@ -253,8 +293,8 @@ void DashboardServer::Impl::AddApiRoutes() {
   http.Post(R"(/api/jobs/([^/]+)/cancel)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, true); });
   http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
   http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
-    Json snap = source->Snapshot();
-    ReplyJson(res, 200, {{"time", snap.value("time", 0.0)}, {"nodes", snap.value("nodes", Json::array())}});
+    const auto v = View();
+    ReplyJson(res, 200, {{"time", v->Now()}, {"nodes", v->overview.value("nodes", Json::array())}});
   });
   http.Get("/api/timeline", [this](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, 200, {{"attempts", hub->Timeline()}});
@@ -283,7 +323,7 @@ void DashboardServer::Impl::AddApiRoutes() {
   });
   http.Get("/api/events", [this](const httplib::Request&, httplib::Response& res) { HandleEvents(res); });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(PrometheusMetrics(source->Snapshot(), hub->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(PrometheusMetrics(*View(), hub->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
 }
 

@@ -191,6 +191,19 @@ Json EventHub::Timeline() const {
   return out;
 }
 
+Json EventHub::Timeline(size_t last) const {
+  std::lock_guard lock(mu_);
+  Json out = Json::array();
+  const size_t skip = bars_.size() > last ? bars_.size() - last : 0;
+  for (auto it = bars_.begin() + static_cast<std::ptrdiff_t>(skip); it != bars_.end(); ++it) out.push_back(BarJson(*it));
+  return out;
+}
+
+uint64_t EventHub::EventCount() const {
+  std::lock_guard lock(mu_);
+  return events_;
+}
+
 Json EventHub::Series() const {
   std::lock_guard lock(mu_);
   Json out = Json::array();

@@ -76,6 +76,8 @@ class EventHub {
   Json LogTail(const std::string& job) const;   // [{"time","step","attempt","level","message"}]
   Json Progress(const std::string& job) const;  // latest progress data or null
   Json Timeline() const;  // [{"job","step","node","attempt","gpus","start","end"?,"status"}]
+  Json Timeline(size_t last) const;  // the same, only the `last` most recent bars
+  uint64_t EventCount() const;       // events seen so far (changes whenever anything happened)
   Json Series() const;    // [{"t","succeeded","failed","cancelled","running","gpu_busy","gpu_total"}]
   HubMetrics Metrics() const;
 

@@ -35,17 +35,12 @@ void Header(std::string& out, const char* name, const char* type, const char* he
 
 }  // namespace
 
-std::string PrometheusMetrics(const Json& snap, const HubMetrics& m) {
+std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
+  // O(nodes + steps): the job counts come with the shared view (api.cc).
   std::string out;
-  static const char* kStates[] = {"ready", "backoff", "running", "succeeded", "failed", "cancelled"};
-  std::map<std::string, size_t> jobs;
-  std::map<std::pair<std::string, std::string>, size_t> at_step;  // (step, state) of unfinished jobs
-  for (const char* s : kStates) jobs[s] = 0;
-  for (const auto& j : snap.value("jobs", Json::array())) {
-    const std::string state = j.value("state", "");
-    ++jobs[state];
-    if (state == "ready" || state == "backoff" || state == "running") ++at_step[{j.value("step", ""), state}];
-  }
+  const Json& snap = view.overview;
+  const auto& jobs = view.counts;
+  const auto& at_step = view.at_step;
   Header(out, "baton_jobs", "gauge", "Jobs by state.");
   for (const auto& [state, n] : jobs) out += fmt::format("baton_jobs{{state=\"{}\"}} {}\n", Label(state), n);
   Header(out, "baton_step_jobs", "gauge", "Unfinished jobs by the step they are at and its state (queue depth per step).");

@@ -16,6 +16,8 @@ class RuntimeSource : public DashboardSource {
   explicit RuntimeSource(Runtime& runtime);
 
   Json Snapshot() const override { return runtime_.Snapshot(); }
+  Json Overview() const override { return runtime_.Overview(); }
+  Json JobsPage(const JobsQuery& query) const override { return runtime_.JobsPage(query); }
   Json JobDetail(const std::string& id) const override { return runtime_.JobDetail(id); }
   bool Cancel(const std::string& id) override { return runtime_.CancelJob(id); }
   bool Retry(const std::string& id) override { return runtime_.RetryJob(id); }

@@ -196,9 +196,9 @@ void DashboardServer::Impl::SampleLoop() {
   while (!stopping) {
     lock.unlock();
     if (gpu_total < 0 || hub->TakeNodesChanged()) {
-      const Json snap = source->Snapshot();
+      const Json overview = source->Overview();  // the nodes without a JSON object per job
       gpu_total = 0;
-      for (const auto& n : snap.value("nodes", Json::array()))
+      for (const auto& n : overview.value("nodes", Json::array()))
         if (n.value("alive", true)) gpu_total += static_cast<double>(n.value("gpus", Json::array()).size());
     }
     hub->Sample(gpu_total);

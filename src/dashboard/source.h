@@ -48,6 +48,12 @@ class DashboardSource {
   // (command steps write logs/<step>.<attempt>.stdout|stderr there).
   virtual std::filesystem::path ReportDir(const std::string& job_id) const = 0;
   virtual std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const = 0;
+
+  // For large runs, the shapes of baton::Runtime::Overview() and JobsPage() (counts by state and
+  // by step, nodes; one page of jobs). The defaults derive them from Snapshot(), a JSON object
+  // per job; a source that can count without one (the runtime) overrides them.
+  virtual Json Overview() const;
+  virtual Json JobsPage(const JobsQuery& query) const;
 };
 
 // The common JSON form of an event (empty fields left out).

@@ -113,6 +113,7 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   j.report.attempts = std::move(r.attempts);
   j.pipeline = r.pipeline;
   j.results = std::make_shared<const Json>(r.results.is_object() ? std::move(r.results) : Json::object());
+  AddLlm({{"llm", JobLlm(*j.results)}}, &llm_total_);
   j.history = std::make_shared<const std::vector<StepRun>>(std::move(r.history));
   j.last_serial = r.serial;
   job_index_[r.id] = idx;
@@ -215,6 +216,8 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
   if (status == core::AttemptStatus::kOk) {
     // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
     auto results = j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
+    if (o.result.is_object() && o.result.contains("usage"))  // the run's LLM total, kept as results leave memory
+      AddLlm({{"llm", JobLlm(Json{{spec.name, o.result}})}}, &llm_total_);
     (*results)[spec.name] = std::move(o.result);
     j.results = std::move(results);
     auto history = j.history.use_count() == 1 ? std::const_pointer_cast<std::vector<StepRun>>(j.history)
@@ -459,13 +462,9 @@ Json Driver::NodesJson() const {
 
 Json Driver::Snapshot(const std::string& pipeline_name, double now) const {
   Json jobs = Json::array();
-  Json llm = EmptyLlm();
-  for (uint32_t i = 0; i < jobs_.size(); ++i) {
-    jobs.push_back(JobJson(i, now, false));
-    AddLlm(jobs.back(), &llm);
-  }
+  for (uint32_t i = 0; i < jobs_.size(); ++i) jobs.push_back(JobJson(i, now, false));
   return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", std::move(jobs)},
-          {"nodes", NodesJson()}, {"llm", std::move(llm)}};
+          {"nodes", NodesJson()}, {"llm", llm_total_.is_null() ? EmptyLlm() : llm_total_}};
 }
 
 Json Driver::JobDetail(const std::string& id, double now) const {

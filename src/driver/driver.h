@@ -214,6 +214,10 @@ class Driver {
   Json Snapshot(const std::string& pipeline_name, double now) const;
   Json JobDetail(const std::string& id, double now) const;
   std::string ProgressLine(double now) const;
+  // For views of large runs (overview.cc): Runtime::Overview()/JobsPage() shapes, one cheap pass
+  // over the scheduler's job states and a JSON object only for the jobs of the page.
+  Json Overview(const std::string& pipeline_name, double now) const;
+  Json JobsPage(const JobsQuery& query, double now) const;
   // Moves every job's report into `out` (results included); views keep working from it.
   void FinishReport(RunReport* out);
   // Frees an ended job's attempts, results and history once a backend has stored them elsewhere
@@ -241,6 +245,7 @@ class Driver {
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;
   const RunReport* final_ = nullptr;
+  Json llm_total_;  // LLM usage of every succeeded step so far (views.h JobLlm shape); null: none
 };
 
 }  // namespace baton::driver

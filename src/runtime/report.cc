@@ -134,37 +134,4 @@ void RunReport::WriteJson(std::string* out) const {
   *out += "\n ]\n}\n";
 }
 
-std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings) {
-  std::ifstream in(file);
-  if (!in) throw LoadError(file.string() + ": cannot read inputs file (" + (std::filesystem::exists(file) ? "permission denied" : "no such file") + ")");
-  std::vector<std::string> inputs;
-  std::map<std::string, int> seen;
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-    size_t start = line.find_first_not_of(" \t");
-    line = start == std::string::npos ? "" : line.substr(start);
-    if (line.empty()) {
-      warnings->push_back(fmt::format("{}:{}: blank line skipped", file.string(), n));
-      continue;
-    }
-    if (line[0] == '#') continue;
-    // A relative path to a local file means this directory's file: steps run in their job folder.
-    if (line.find("://") == std::string::npos && line[0] != '/') {
-      std::error_code ec;
-      if (std::filesystem::exists(line, ec)) line = std::filesystem::absolute(line).lexically_normal().string();
-    }
-    auto [it, fresh] = seen.emplace(line, n);
-    if (!fresh) {
-      warnings->push_back(fmt::format("{}:{}: duplicate of line {} skipped", file.string(), n, it->second));
-      continue;
-    }
-    inputs.push_back(line);
-  }
-  if (inputs.empty()) throw LoadError(file.string() + ": no inputs (one URL or path per line)");
-  return inputs;
-}
-
 }  // namespace baton

@@ -1,6 +1,7 @@
 // The embedded runtime: the driver kit (src/driver) with an in-memory store and a worker pool as
 // its transport (see include/baton/runtime.h and README.md).
 #include "baton/runtime.h"
+#include "runtime/work_cleaner.h"
 
 #include <unistd.h>
 
@@ -133,6 +134,10 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto pid = m.driver.AddPipeline(m.pipeline, "", &nodes_from);
   if (!pid.ok()) throw LoadError(pid.error());
 
+  // Only where some step makes a work folder: a sink turns events on, which costs no-op runs.
+  bool makes_work = false;
+  for (const auto& st : m.steps) makes_work = makes_work || st->NeedsWorkdir();
+  if (!m.options.keep_work && makes_work) m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs, m.options.out));
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
   m.journal = runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
@@ -417,6 +422,16 @@ Json Runtime::JobDetail(const std::string& id) const {
 Json Runtime::Snapshot() const {
   std::lock_guard lock(impl_->state_mu);
   return impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
+}
+
+Json Runtime::Overview() const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
+}
+
+Json Runtime::JobsPage(const JobsQuery& query) const {
+  std::lock_guard lock(impl_->state_mu);
+  return impl_->driver.JobsPage(query, impl_->Now());
 }
 
 }  // namespace baton

@@ -159,6 +159,7 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
       argv: [sh, -c, 'printf "%s\n" "$1"; printf "%s\n" "$CUDA_VISIBLE_DEVICES" >&2; echo "{\"ok\": 1}"', sh, "{input}"]
     resources: {gpu: 1}
 )";
+  o.keep_work = true;  // the logs are read below
   Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
@@ -313,23 +314,29 @@ TEST_F(RuntimeTest, SnapshotShowsStepChainsAndWaitReasons) {
   EXPECT_EQ(after["steps"][1]["node"], "head");
 }
 
-TEST(Inputs, BlankAndDuplicateLinesAreReportedAndSkipped) {
-  TempDir dir;
-  std::ofstream(dir / "in.txt") << "a.mp4\n\n# comment\nb.mp4\na.mp4\n  c.mp4  \n";
-  std::vector<std::string> warnings;
-  auto inputs = ReadInputs(dir / "in.txt", &warnings);
-  EXPECT_EQ(inputs, (std::vector<std::string>{"a.mp4", "b.mp4", "c.mp4"}));
-  ASSERT_EQ(warnings.size(), 2u);
-  EXPECT_EQ(warnings[0], (dir / "in.txt").string() + ":2: blank line skipped");
-  EXPECT_EQ(warnings[1], (dir / "in.txt").string() + ":5: duplicate of line 1 skipped");
-  // A relative path to an existing file becomes absolute (steps run in their own folders).
-  std::ofstream(dir / "local.txt") << (dir / "in.txt").filename().string() << "\n";
-  const auto cwd = std::filesystem::current_path();
-  std::filesystem::current_path(dir.path());
-  EXPECT_EQ(ReadInputs("local.txt", &warnings), (std::vector<std::string>{(dir / "in.txt").string()}));
-  std::filesystem::current_path(cwd);
-  std::ofstream(dir / "empty.txt") << "\n# nothing\n";
-  EXPECT_THROW(ReadInputs(dir / "empty.txt", &warnings), LoadError);
+// A succeeded job's work folder goes when it ends; a failed job's stays (debugging); --keep-work
+// keeps both. What a job delivers lives in OUT/<job>/ only.
+TEST_F(RuntimeTest, SucceededJobsWorkFoldersAreRemovedUnlessKeepWork) {
+  const std::string yaml = R"(steps:
+  - name: make
+    uses: command
+    with: {argv: [sh, -c, 'echo tmp > part.bin; echo done; test "$1" != bad', sh, "{input}"]}
+)";
+  for (const bool keep : {false, true}) {
+    RunOptions o = Options(0);
+    o.inputs = {"good", "bad"};
+    o.keep_work = keep;
+    o.out = dir_.path() / (keep ? "kept" : "out");
+    Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+    const RunReport& r = rt.Run();
+    ASSERT_EQ(r.succeeded, 1);
+    ASSERT_EQ(r.failed, 1);
+    EXPECT_EQ(std::filesystem::exists(o.out / "nodes" / "n" / "job-0"), keep) << keep;
+    // The command's output is a record: moved to OUT/<job>/logs/ with the folder's removal.
+    EXPECT_EQ(std::filesystem::exists(o.out / "job-0" / "logs" / "make.1.stdout"), !keep) << keep;
+    EXPECT_TRUE(std::filesystem::exists(o.out / "nodes" / "n" / "job-1" / "part.bin")) << keep;
+    EXPECT_TRUE(std::filesystem::is_directory(o.out / "nodes" / "n"));
+  }
 }
 
 }  // namespace

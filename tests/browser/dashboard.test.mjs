@@ -157,6 +157,81 @@ test('dashboard shows a live run, from this machine only', { timeout: 150000 }, 
   }
 });
 
+test('dashboard pages through 100,000 jobs', { timeout: 150000 }, async () => {
+  const work = mkdtempSync(path.join(tmpdir(), 'baton-browser-'));
+  const MANY = 100000;
+  // Long steps on 4 CPUs: the run stays live with 4 jobs running while the page is used.
+  writeFileSync(path.join(work, 'pipeline.yaml'), 'name: many\nsteps:\n  - {name: wait, uses: sleep, with: {seconds: 120}, resources: {cpu: 1}}\n');
+  writeFileSync(path.join(work, 'cluster.yaml'), 'nodes:\n  - {name: n, cpus: 4}\n');
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const proc = spawn(baton, ['run', path.join(work, 'pipeline.yaml'), '--cluster', path.join(work, 'cluster.yaml'),
+    '--jobs', String(MANY), '--out', path.join(work, 'out'), '--dashboard', `127.0.0.1:${port}`,
+    '--log-format', 'none', '--progress', 'never'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  let browser;
+  try {
+    await waitFor(() => stderr.includes(`dashboard at ${origin}/`), 60000, () => `no dashboard URL printed:\n${stderr}`);
+    browser = await chromium.launchPersistentContext(path.join(work, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1400, height: 1000 },
+    });
+    const page = browser.pages()[0] || await browser.newPage();
+    const sizes = {};
+    page.on('response', async (r) => {
+      const u = new URL(r.url());
+      if (u.pathname.startsWith('/api/jobs') && !u.pathname.startsWith('/api/jobs/')) {
+        try { sizes.jobs = Math.max(sizes.jobs || 0, (await r.body()).length); } catch (_) { /* navigated away */ }
+      }
+    });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    const t0 = Date.now();
+    await page.goto(origin + '/');
+    // One page of rows, the counts of all 100,000, and the pager.
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job]').length === 50);
+    await page.waitForFunction((n) => document.getElementById('page').textContent === `1–50 of ${n}`, MANY);
+    console.log(`# 100,000 jobs: first page of rows shown ${Date.now() - t0} ms after navigation`);
+    assert.match(await page.textContent('#counts'), /100000/);
+    assert.equal(await page.getAttribute('tr[data-job]:first-child', 'data-job'), 'job-0');
+    await page.click('#next');
+    await page.waitForFunction((n) => document.getElementById('page').textContent === `51–100 of ${n}`, MANY);
+    assert.equal(await page.getAttribute('tr[data-job]:first-child', 'data-job'), 'job-50');
+    await page.click('#prev');
+    await page.waitForFunction(() => document.querySelector('tr[data-job]:first-child').dataset.job === 'job-0');
+    // Live: running jobs show as such without a reload.
+    await page.waitForFunction(() => [...document.querySelectorAll('tr[data-job]')].some((r) => r.dataset.state === 'running'));
+    // What the browser got stays small: one page of jobs, a bounded first message.
+    assert.ok(sizes.jobs > 0 && sizes.jobs < 100000, `a jobs page of ${sizes.jobs} bytes`);
+    const first = await page.evaluate(async () => {
+      const text = await new Promise((resolve) => {
+        const es = new EventSource('/api/events');
+        es.onmessage = (m) => { es.close(); resolve(m.data); };
+      });
+      return { bytes: text.length, total: JSON.parse(text).total, hasJobs: 'jobs' in JSON.parse(text) };
+    });
+    assert.equal(first.total, MANY);
+    assert.equal(first.hasJobs, false);
+    assert.ok(first.bytes < 64 * 1024, `first live message of ${first.bytes} bytes`);
+    console.log(`# 100,000 jobs: first live message ${first.bytes} bytes, largest jobs page ${sizes.jobs} bytes`);
+    await page.screenshot({ path: shot('dashboard-100k.png') });
+    assert.deepEqual(errors, []);
+    await browser.close();
+    browser = null;
+    proc.kill('SIGTERM');
+    await exited;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+    if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await exited; }
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
 function shot(name) {
   const dir = path.join(binaryDir, 'screenshots');
   mkdirSync(dir, { recursive: true });

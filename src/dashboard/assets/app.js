@@ -71,8 +71,7 @@ function applySnapshot(s) {
   S.bars.clear();
   for (const a of s.attempts || []) S.bars.set(barKey(a), a);
   S.series = s.series || [];
-  S.counts = {};
-  for (const j of s.jobs || []) S.counts[j.state] = (S.counts[j.state] || 0) + 1;
+  S.counts = s.counts || {};
   $('pipeline').textContent = S.pipeline;
   renderCounts(); renderNodes(); drawTimeline(); drawCharts(); refreshJobs(); refreshAuth();
 }

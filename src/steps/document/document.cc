@@ -181,34 +181,34 @@ class DocumentStep final : public Step {
     ReportData r = Gather(ctx, analysis, download, summary, &images);
     if (ctx.cancelled()) return StepOutcome::Cancelled();
 
-    std::vector<fs::path> folders;
-    if (!ctx.outdir.empty()) folders.push_back(ctx.outdir / ctx.job);
-    if (!ctx.workdir.empty()) {
-      std::error_code ec;
-      if (folders.empty() || !fs::equivalent(folders[0], ctx.workdir, ec)) folders.push_back(ctx.workdir);
-    }
-    if (folders.empty()) return StepOutcome::Failure("document: neither an output folder nor a work folder is set", false);
+    // One copy: the job's output folder (OUT/<job>/) when there is one, else the work folder.
+    const fs::path folder = fs::absolute(!ctx.outdir.empty() ? ctx.outdir / ctx.job : ctx.workdir);
+    if (ctx.outdir.empty() && ctx.workdir.empty())
+      return StepOutcome::Failure("document: neither an output folder nor a work folder is set", false);
 
     const std::string md = c_.markdown ? document::RenderMarkdown(r) : "";
     const std::string html = c_.html ? document::RenderHtml(r) : "";
-    for (const auto& folder : folders) {
-      Status st;
-      if (c_.markdown) {
-        for (const auto& [rel, bytes] : images) {
-          if (st.ok()) st = WriteFileAtomically(folder / rel, bytes);
-        }
-        if (st.ok()) st = WriteFileAtomically(folder / "report.md", md);
+    std::vector<std::string> delivered;
+    Status st;
+    if (c_.markdown) {
+      for (const auto& [rel, bytes] : images) {
+        if (st.ok()) st = WriteFileAtomically(folder / rel, bytes);
+        delivered.push_back((folder / rel).string());
       }
-      if (c_.html && st.ok()) st = WriteFileAtomically(folder / "report.html", html);
-      if (!st.ok()) return StepOutcome::Failure("document: " + st.message());
+      if (st.ok()) st = WriteFileAtomically(folder / "report.md", md);
+      delivered.push_back((folder / "report.md").string());
     }
+    if (c_.html && st.ok()) st = WriteFileAtomically(folder / "report.html", html);
+    if (c_.html) delivered.push_back((folder / "report.html").string());
+    if (!st.ok()) return StepOutcome::Failure("document: " + st.message());
     Json result = Json::object();
-    if (c_.markdown) result["markdown"] = fs::absolute(folders[0] / "report.md").string();
-    if (c_.html) result["html"] = fs::absolute(folders[0] / "report.html").string();
-    ctx.info(fmt::format("document: wrote {} ({} chapters, {} transcript segments)", folders[0].string(),
+    if (c_.markdown) result["markdown"] = (folder / "report.md").string();
+    if (c_.html) result["html"] = (folder / "report.html").string();
+    ctx.info(fmt::format("document: wrote {} ({} chapters, {} transcript segments)", folder.string(),
                          r.chapters.size(), r.transcript.size()));
     StepOutcome out = StepOutcome::Ok(std::move(result));
-    out.main_output = fs::absolute(folders[0] / (c_.markdown ? "report.md" : "report.html")).string();
+    out.main_output = (folder / (c_.markdown ? "report.md" : "report.html")).string();
+    out.deliverables = std::move(delivered);
     return out;
   }
 

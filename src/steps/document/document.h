@@ -1,7 +1,8 @@
 // The built-in `document` step: turns a job's results (download, analyze, summarize and the
 // engine's processing record) into a Markdown report and a self-contained HTML report (keyframes
 // embedded as data: URIs, inline CSS, no external requests), written atomically to
-// `outdir/JOB/report.md` and `report.html` with copies in the job's work folder.
+// `outdir/JOB/report.md` and `report.html` (one copy; the work folder only when there is no
+// outdir), all listed in StepOutcome::deliverables.
 // docs/steps/document.md documents what the report holds and every `with:` key.
 //
 // Thread-safety: the step object is immutable after construction; Run may be called from several

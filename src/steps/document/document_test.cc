@@ -91,8 +91,14 @@ TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
   EXPECT_EQ(out.result["html"], html_path.string());
   const std::string md = ReadFile(md_path);
   const std::string html = ReadFile(html_path);
-  EXPECT_EQ(ReadFile(dir / "work" / "report.md"), md);
-  EXPECT_EQ(ReadFile(dir / "work" / "report.html"), html);
+  // One copy: the output folder; the work folder holds no report; both are declared deliverables.
+  EXPECT_FALSE(fs::exists(dir / "work" / "report.md"));
+  EXPECT_FALSE(fs::exists(dir / "work" / "report.html"));
+  EXPECT_EQ(out.main_output, md_path.string());
+  ASSERT_GE(out.deliverables.size(), 2u);
+  EXPECT_NE(std::find(out.deliverables.begin(), out.deliverables.end(), md_path.string()), out.deliverables.end());
+  EXPECT_NE(std::find(out.deliverables.begin(), out.deliverables.end(), html_path.string()), out.deliverables.end());
+  for (const auto& d : out.deliverables) EXPECT_TRUE(fs::is_regular_file(d)) << d;
 
   // Markdown: every section, user text escaped.
   for (const char* s : {"# \\<script\\>alert(1)\\</script\\> & Co\n", "Source: https://example.org/v.mp4?a=1&b=2",

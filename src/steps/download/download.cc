@@ -13,6 +13,7 @@
 #include <ctime>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -135,9 +136,67 @@ class DownloadStep final : public Step {
   const DownloadOptions options_;
 };
 
+// A local path (no "://"): the file is used where it is, not copied. Its sha256 is computed
+// here; the result has the keys of a download, "path" naming the file itself. On a cluster the
+// path must be readable on the node that runs the job; otherwise the job fails, saying so.
+StepOutcome UseInPlace(StepContext& ctx, const std::string& input) {
+  const fs::path path = fs::absolute(fs::path(input)).lexically_normal();
+  const std::string where = ctx.node.empty() ? "" : fmt::format(" on node '{}'", ctx.node);
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const std::string why = fd < 0 ? std::strerror(errno) : "not a regular file";
+    if (fd >= 0) close(fd);
+    return StepOutcome::Failure(fmt::format("download: local file {} cannot be read{}: {} (a path is read on the node "
+                                            "that runs the job; use an http(s) URL for remote nodes)",
+                                            path.string(), where, why),
+                                false);
+  }
+  Sha256 hasher;
+  std::vector<char> buf(1 << 20);
+  int64_t total = 0;
+  for (;;) {
+    if (ctx.cancelled()) {
+      close(fd);
+      return StepOutcome::Cancelled();
+    }
+    const ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = std::strerror(errno);
+      close(fd);
+      return StepOutcome::Failure(fmt::format("download: reading {}: {}", path.string(), why));
+    }
+    if (n == 0) break;
+    hasher.Update(buf.data(), static_cast<size_t>(n));
+    total += n;
+  }
+  close(fd);
+  const std::string name = path.filename().string();
+  // A hard link in the work folder (no copy) lets another node fetch the file as this step's
+  // artifact; where linking is not possible, only nodes that can read the path can use it.
+  std::error_code ec;
+  if (!ctx.workdir.empty() && !fs::exists(ctx.workdir / name, ec)) fs::create_hard_link(path, ctx.workdir / name, ec);
+  const std::string sha = hasher.HexDigest();
+  ctx.info(fmt::format("using {} in place: {}, sha256 {}…", path.string(), HumanBytes(static_cast<double>(total)),
+                       sha.substr(0, 12)));
+  return StepOutcome::Ok({{"path", path.string()},
+                          {"file", name},
+                          {"bytes", total},
+                          {"sha256", sha},
+                          {"content_type", GuessContentType(name)},
+                          {"url", path.string()},
+                          {"effective_url", path.string()},
+                          {"title", TitleFromFileName(name)},
+                          {"in_place", true},
+                          {"resumed", 0},
+                          {"retries", 0}});
+}
+
 StepOutcome DownloadStep::Run(StepContext& ctx) const {
   const std::string url = options_.url.empty() ? Trim(ctx.input) : options_.url;
   if (url.empty()) return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
+  if (url.find("://") == std::string::npos) return UseInPlace(ctx, url);
   const std::string scheme = Scheme(url);
   if (scheme != "http" && scheme != "https" && scheme != "file") {
     return StepOutcome::Failure(

@@ -376,6 +376,41 @@ TEST_F(DownloadTest, BadInputsFailClearly) {
   EXPECT_NE(ftp.outcome.error.find("unsupported URL 'ftp://example.org/a.mp4'"), std::string::npos);
 }
 
+TEST_F(DownloadTest, LocalPathIsUsedInPlaceWithItsSha256) {
+  fs::create_directories(served_ / "季度 报告");
+  const fs::path local = served_ / "季度 报告" / "第 1 课.mp4";
+  MakeMedia(local, kSize, 11);
+  Result run = Download(local.string());
+  ASSERT_TRUE(run.outcome.ok()) << run.outcome.error;
+  const Json& r = run.outcome.result;
+  EXPECT_EQ(r["path"], local.string());  // the file itself, not a copy
+  EXPECT_EQ(r["file"], "第 1 课.mp4");
+  EXPECT_EQ(r["bytes"], kSize);
+  EXPECT_EQ(r["sha256"], Sha256sum(local, work_));
+  EXPECT_EQ(r["content_type"], "video/mp4");
+  EXPECT_EQ(r["in_place"], true);
+  EXPECT_EQ(r["title"], "第 1 课");
+  // The work folder holds at most a hard link to the same bytes (for other nodes), never a copy.
+  for (const auto& name : Listing()) {
+    EXPECT_EQ(name, "第 1 课.mp4");
+    EXPECT_TRUE(fs::equivalent(workdir_ / name, local));
+  }
+  EXPECT_NE(run.AllLogs().find("in place"), std::string::npos) << run.AllLogs();
+}
+
+TEST_F(DownloadTest, UnreadableLocalPathFailsInOneLineNamingTheNode) {
+  Result missing = Download((served_ / "absent.mp4").string());
+  ASSERT_FALSE(missing.outcome.ok());
+  EXPECT_FALSE(missing.outcome.retryable);
+  EXPECT_EQ(missing.outcome.error, "download: local file " + (served_ / "absent.mp4").string() +
+                                       " cannot be read on node 'local': No such file or directory (a path is read on "
+                                       "the node that runs the job; use an http(s) URL for remote nodes)");
+  Result folder = Download(served_.path().string());
+  ASSERT_FALSE(folder.outcome.ok());
+  EXPECT_NE(folder.outcome.error.find("not a regular file"), std::string::npos) << folder.outcome.error;
+  EXPECT_EQ(folder.outcome.error.find('\n'), std::string::npos);
+}
+
 TEST(DownloadConfig, RefusesBadParameters) {
   auto message = [](const Json& with) {
     try {
