@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "baton/pipeline.h"
+#include "baton/thread_annotations.h"
 #include "cluster/artifacts.h"
 #include "cluster/keys.h"
 #include "cluster/protocol.h"
@@ -70,19 +71,19 @@ struct NodeAgent::Impl {
   // What attempt threads share with the agent's threads. Shared, so that an attempt still running
   // when the agent is gone (it ignored its stop) has somewhere to report.
   struct Shared {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running;
-    std::deque<std::pair<std::string, std::string>> reports;  // placement entry id, encoded result ("" = ack only)
+    Mutex mu;
+    CondVar cv;
+    std::map<std::pair<std::string, uint32_t>, std::shared_ptr<Attempt>> running GUARDED_BY(mu);
+    std::deque<std::pair<std::string, std::string>> reports GUARDED_BY(mu);  // placement entry id, encoded result ("" = ack only)
     // Placement entries taken but not yet acknowledged: a re-read of the pending list after a
     // reconnect skips them (running, or reported and waiting for the ack).
-    std::set<std::string> received;
-    void Report(const std::string& entry, std::string result) {
+    std::set<std::string> received GUARDED_BY(mu);
+    void Report(const std::string& entry, std::string result) EXCLUDES(mu) {
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(&mu);
         reports.emplace_back(entry, std::move(result));
       }
-      cv.notify_all();
+      cv.SignalAll();
     }
   };
 
@@ -98,10 +99,10 @@ struct NodeAgent::Impl {
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   WorkerPool pool{WorkerPool::Spin::kNever};
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
-  std::mutex reg_mu;
-  Json registration;  // guarded by reg_mu (the heartbeat thread writes it out)
-  std::string RegistrationText() {
-    std::lock_guard lock(reg_mu);
+  Mutex reg_mu;
+  Json registration GUARDED_BY(reg_mu);  // the heartbeat thread writes it out
+  std::string RegistrationText() EXCLUDES(reg_mu) {
+    MutexLock lock(&reg_mu);
     return registration.dump();
   }
 
@@ -130,7 +131,7 @@ NodeAgent::NodeAgent(NodeOptions options) : impl_(std::make_unique<Impl>(std::mo
 NodeAgent::~NodeAgent() = default;
 void NodeAgent::RequestStop() {
   impl_->stop = true;
-  impl_->shared->cv.notify_all();
+  impl_->shared->cv.SignalAll();
 }
 
 std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, const std::string& pid) {
@@ -209,7 +210,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.error = std::move(outcome.error);
     r.main_output = std::move(outcome.main_output);
     {
-      std::lock_guard lock(shared->mu);
+      MutexLock lock(&shared->mu);
       shared->running.erase({r.job, r.serial});
     }
     shared->Report(a->entry, protocol::Encode(r));
@@ -223,8 +224,8 @@ void NodeAgent::Impl::Reporter() {
   std::vector<std::pair<std::string, std::string>> batch;
   while (true) {
     {
-      std::unique_lock lock(shared->mu);
-      shared->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !shared->reports.empty() || quit; });
+      MutexLock lock(&shared->mu);
+      if (shared->reports.empty() && !quit) shared->cv.WaitFor(&shared->mu, std::chrono::milliseconds(200));
       if (shared->reports.empty() && quit) return;
       while (!shared->reports.empty()) {
         batch.push_back(std::move(shared->reports.front()));
@@ -265,7 +266,7 @@ void NodeAgent::Impl::Reporter() {
     // reply alike (the head ignores a second copy of a result by its serial).
     if (db.Flush()) {
       {
-        std::lock_guard lock(shared->mu);
+        MutexLock lock(&shared->mu);
         for (const auto& id : ids) shared->received.erase(id);
       }
       batch.clear();
@@ -327,10 +328,13 @@ int NodeAgent::Run() {
   self.memory = m.opts.memory;
   self.resources = m.opts.resources;
   self.labels = m.opts.labels;
-  m.registration = driver::NodeSpecToJson(self);
-  m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
-                         {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
-                         {"started", Clock::Real().Wall()}});
+  {
+    MutexLock lock(&m.reg_mu);
+    m.registration = driver::NodeSpecToJson(self);
+    m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
+                           {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
+                           {"started", Clock::Real().Wall()}});
+  }
   // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
   const std::string stream = m.keys.place(m.opts.name);
   db.Append({"DEL", stream});
@@ -352,7 +356,7 @@ int NodeAgent::Run() {
   bool read_pending = false;  // after a reconnect: first what was delivered here but never acknowledged
   double drain_deadline = 0;
   auto running_count = [&m] {
-    std::lock_guard lock(m.shared->mu);
+    MutexLock lock(&m.shared->mu);
     return m.shared->running.size();
   };
   while (true) {
@@ -360,7 +364,7 @@ int NodeAgent::Run() {
       draining = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
       {
-        std::lock_guard lock(m.reg_mu);
+        MutexLock lock(&m.reg_mu);
         m.registration["draining"] = true;
       }
       if (db.ok()) db.Command({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
@@ -391,7 +395,7 @@ int NodeAgent::Run() {
       Reply e = entries.at(i);
       const std::string id = e.at(0).str();
       {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         if (!m.shared->received.insert(id).second) continue;  // already running or reported
       }
       std::string text;
@@ -405,7 +409,7 @@ int NodeAgent::Run() {
         continue;
       }
       if (auto* stop = std::get_if<protocol::StopAttempt>(&*msg)) {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         auto it = m.shared->running.find({stop->job, stop->serial});
         if (it != m.shared->running.end() && stop->incarnation == m.incarnation) it->second->cancel->cancel();
         m.shared->reports.emplace_back(id, "");
@@ -440,7 +444,7 @@ int NodeAgent::Run() {
       auto p = m.Pipeline(db, a->msg.pipeline);
       if (!p) break;  // redis went away; the placement stays pending and is re-read... by the head's node-lost path
       {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         m.shared->running[{a->msg.job, a->msg.serial}] = a;
       }
       m.Execute(a, p);
@@ -449,7 +453,7 @@ int NodeAgent::Run() {
   // Leaving: stop what still runs (handed back: re-queued, not failed), report, deregister so
   // the head re-runs nothing twice.
   {
-    std::lock_guard lock(m.shared->mu);
+    MutexLock lock(&m.shared->mu);
     for (auto& [k, a] : m.shared->running) {
       a->handed_back = true;
       a->cancel->cancel();
@@ -457,13 +461,13 @@ int NodeAgent::Run() {
   }
   for (int i = 0; i < 100; ++i) {
     {
-      std::lock_guard lock(m.shared->mu);
+      MutexLock lock(&m.shared->mu);
       if (m.shared->running.empty()) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   m.quit = true;
-  m.shared->cv.notify_all();
+  m.shared->cv.SignalAll();
   heartbeat.join();
   reporter.join();
   if (!db.ok()) db.Connect(m.opts.redis);

@@ -128,11 +128,11 @@ const EventHub& DashboardServer::hub() const { return *impl_->hub; }
 void DashboardServer::Stop() {
   Impl& m = *impl_;
   {
-    std::lock_guard lock(m.stop_mu);
+    MutexLock lock(&m.stop_mu);
     if (m.stopping) return;
     m.stopping = true;
   }
-  m.stop_cv.notify_all();
+  m.stop_cv.SignalAll();
   m.hub->Close();  // live streams end, freeing their threads
   m.http.stop();
   if (m.listener.joinable()) m.listener.join();
@@ -141,9 +141,9 @@ void DashboardServer::Stop() {
 
 void DashboardServer::Impl::SampleLoop() {
   double gpu_total = -1;
-  std::unique_lock lock(stop_mu);
+  MutexLock lock(&stop_mu);
   while (!stopping) {
-    lock.unlock();
+    lock.Unlock();
     if (gpu_total < 0 || hub->TakeNodesChanged()) {
       const Json snap = source->Snapshot();
       gpu_total = 0;
@@ -151,8 +151,8 @@ void DashboardServer::Impl::SampleLoop() {
         if (n.value("alive", true)) gpu_total += static_cast<double>(n.value("gpus", Json::array()).size());
     }
     hub->Sample(gpu_total);
-    lock.lock();
-    stop_cv.wait_for(lock, std::chrono::milliseconds(options.sample_ms));
+    lock.Lock();
+    stop_cv.WaitFor(&stop_mu, std::chrono::milliseconds(options.sample_ms));
   }
 }
 

@@ -3,12 +3,11 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include <httplib.h>
 
+#include "baton/thread_annotations.h"
 #include "dashboard/server.h"
 
 namespace baton::dashboard {
@@ -21,9 +20,9 @@ struct DashboardServer::Impl {
   httplib::Server http;
   std::thread listener, sampler;
   int port = 0;
-  std::mutex stop_mu;
-  std::condition_variable stop_cv;
-  bool stopping = false;  // guarded by stop_mu
+  Mutex stop_mu;
+  CondVar stop_cv;
+  bool stopping GUARDED_BY(stop_mu) = false;
 
   // Security (server.cc).
   enum class Auth { kOk, kMissing, kWrong };
