@@ -76,7 +76,7 @@ double Duration(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
     double d = ParseDuration(s);
     if (d < 0) ctx.Fail(n, key, "must not be negative (got " + s + ")");
     return d;
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     ctx.Fail(n, key, "'" + s + "' is not a duration (use 30, 30s, 5m, 1h or 250ms)");
   }
 }
@@ -190,7 +190,32 @@ double ParseQuantity(const std::string& text) {
   return v;
 }
 
+// Below ParseYaml, yaml-cpp throws only from as<>() on a node of another kind (a list used as a
+// key); ParsePipeline and ParseCluster turn that into the one-line LoadError like any other.
+[[noreturn]] static void FailYaml(const std::string& file, const YAML::Exception& e) {
+  throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+}
+
+static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file);
+static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file);
+
 PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
+  try {
+    return ParsePipelineChecked(yaml, file);
+  } catch (const YAML::Exception& e) {
+    FailYaml(file, e);
+  }
+}
+
+ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
+  try {
+    return ParseClusterChecked(yaml, file);
+  } catch (const YAML::Exception& e) {
+    FailYaml(file, e);
+  }
+}
+
+static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
   CheckKeys(ctx, root, "", {"name", "description", "language", "prefetch", "steps", "pools", "rates", "budget"});
@@ -228,7 +253,11 @@ PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
     st.uses = Scalar(ctx, s["uses"], at + ".uses");
     if (s["with"]) {
       if (!s["with"].IsMap()) ctx.Fail(s["with"], at + ".with", "must be a mapping");
-      st.with = ToJson(s["with"]);
+      try {
+        st.with = ToJson(s["with"]);
+      } catch (const std::out_of_range&) {  // stod of a number past double's range ("1e309")
+        ctx.Fail(s["with"], at + ".with", "a number is out of range");
+      }
     }
     st.with["_base_dir"] = std::filesystem::absolute(std::filesystem::path(file)).parent_path().string();
     if (!p.language.empty()) st.with["_language"] = p.language;
@@ -273,7 +302,7 @@ PipelineSpec LoadPipeline(const std::filesystem::path& file) {
   return ParsePipeline(ReadWhole(file, "pipeline"), file.string());
 }
 
-ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
+static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
   CheckKeys(ctx, root, "", {"name", "nodes", "pools", "rates"});

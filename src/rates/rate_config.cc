@@ -34,7 +34,7 @@ double PositiveNumber(const std::string& file, const YAML::Node& n, const std::s
   double v = 0;
   try {
     v = ParseAmount(s);
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     Fail(file, n, key, "'" + s + "' is not a number");
   }
   if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be a positive number (got " + s + ")");
@@ -47,7 +47,7 @@ double Rate(const std::string& file, const YAML::Node& n, const std::string& key
     const double v = ParseRatePerSecond(s);
     if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be positive (got " + s + ")");
     return v;
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     Fail(file, n, key, "'" + s + "' is not a rate (use N/s, N/min or N/h, e.g. 500/min)");
   }
 }

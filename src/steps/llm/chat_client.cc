@@ -121,7 +121,8 @@ ChatReply ParseChatReply(std::string_view body) {
   out.has_usage = usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer();
   if (out.has_usage) {
     out.prompt_tokens = usage["prompt_tokens"].get<int>();
-    out.completion_tokens = usage.value("completion_tokens", 0);
+    const Json completion = usage.value("completion_tokens", Json());  // a string here must not throw
+    out.completion_tokens = completion.is_number_integer() ? completion.get<int>() : 0;
     out.cached_tokens = CachedTokens(usage);
   }
   if (j.is_discarded() || !j.is_object()) {
