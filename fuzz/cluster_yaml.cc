@@ -9,7 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!c.nodes.empty());
     for (const auto& n : c.nodes) FUZZ_CHECK(!n.name.empty() && n.cpus >= 0 && n.gpus >= 0 && n.gpus <= 64);
   } catch (const baton::LoadError& e) {
-    FUZZ_CHECK(std::string(e.what()).rfind("fuzz.yaml", 0) == 0);
+    const std::string what = e.what();
+    FUZZ_CHECK(what.rfind("fuzz.yaml", 0) == 0 && what.find('\n') == std::string::npos);
   }
   return 0;
 }

@@ -22,7 +22,12 @@ class Ctx {
   explicit Ctx(std::string file) : file_(std::move(file)) {}
   [[noreturn]] void Fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
     const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-    throw LoadError(file_ + ":" + std::to_string(line) + ": " + key + ": " + what);
+    // One line whatever the file holds: a key or value may itself span lines (fuzz regression
+    // pipeline_yaml/multiline_key.yaml).
+    std::string text = key + ": " + what;
+    for (char& c : text)
+      if (c == '\n' || c == '\r') c = ' ';
+    throw LoadError(file_ + ":" + std::to_string(line) + ": " + text);
   }
   const std::string& file() const { return file_; }
 

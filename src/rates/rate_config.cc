@@ -21,7 +21,10 @@ double ParseAmount(const std::string& text) {
 [[noreturn]] void Fail(const std::string& file, const YAML::Node& at, const std::string& key,
                        const std::string& what) {
   const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-  throw LoadError(file + ":" + std::to_string(line) + ": " + key + ": " + what);
+  std::string text = key + ": " + what;  // one line, even when a key spans lines
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  throw LoadError(file + ":" + std::to_string(line) + ": " + text);
 }
 
 std::string ScalarOf(const std::string& file, const YAML::Node& n, const std::string& key) {
