@@ -17,17 +17,21 @@
 namespace baton {
 namespace {
 
+// Load errors are one line whatever the file holds: a key, a value or yaml-cpp's own message may
+// carry line breaks or other control bytes (fuzz regressions pipeline_yaml/multiline_key.yaml,
+// cluster_yaml/newline_in_yaml_error.yaml).
+std::string OneLine(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return text;
+}
+
 class Ctx {
  public:
   explicit Ctx(std::string file) : file_(std::move(file)) {}
   [[noreturn]] void Fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
     const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-    // One line whatever the file holds: a key or value may itself span lines (fuzz regression
-    // pipeline_yaml/multiline_key.yaml).
-    std::string text = key + ": " + what;
-    for (char& c : text)
-      if (c == '\n' || c == '\r') c = ' ';
-    throw LoadError(file_ + ":" + std::to_string(line) + ": " + text);
+    throw LoadError(file_ + ":" + std::to_string(line) + ": " + OneLine(key + ": " + what));
   }
   const std::string& file() const { return file_; }
 
@@ -150,7 +154,7 @@ YAML::Node ParseYaml(const std::string& text, const std::string& file) {
     if (!root.IsMap()) throw LoadError(file + ":1: (top): must be a mapping");
     return root;
   } catch (const YAML::Exception& e) {
-    throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
   }
 }
 
@@ -198,7 +202,7 @@ double ParseQuantity(const std::string& text) {
 // Below ParseYaml, yaml-cpp throws only from as<>() on a node of another kind (a list used as a
 // key); ParsePipeline and ParseCluster turn that into the one-line LoadError like any other.
 [[noreturn]] static void FailYaml(const std::string& file, const YAML::Exception& e) {
-  throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
 }
 
 static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file);

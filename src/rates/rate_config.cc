@@ -23,7 +23,7 @@ double ParseAmount(const std::string& text) {
   const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
   std::string text = key + ": " + what;  // one line, even when a key spans lines
   for (char& c : text)
-    if (c == '\n' || c == '\r') c = ' ';
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   throw LoadError(file + ":" + std::to_string(line) + ": " + text);
 }
 
