@@ -51,7 +51,7 @@ stage() {  # stage NAME COMMAND...: runs and times a stage
 configure() {  # configure DIR EXTRA_CMAKE_ARGS...
   local dir=$1
   shift
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=None -DBATON_SKIP_STEPS=ON\
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=None -DBATON_SKIP_STEPS=ON \
     -DCMAKE_CXX_COMPILER="$CXX" "$@" >/dev/null
 }
 
