@@ -22,6 +22,7 @@ packages=(
   python3-jsonschema  # tests: every JSON output validated against docs/schema/baton.schema.json
   prometheus systemd  # tests: `promtool check metrics` on /metrics, `systemd-analyze verify` on docs/systemd/
   shellcheck  # CI: every shell script passes it (scripts/test.sh)
+  clang libclang-rt-14-dev  # CI: sanitizer builds, -Wthread-safety and libFuzzer (scripts/sanitize.sh)
   chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here
 )
 
