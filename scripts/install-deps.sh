@@ -24,6 +24,7 @@ packages=(
   shellcheck  # CI: every shell script passes it (scripts/test.sh)
   faketime  # tests: wall-clock jumps under the cluster (libfaketime)
   slurmctld slurmd slurm-client munge  # tests: scripts/slurm/ run by a real one-machine Slurm
+  clang libclang-rt-14-dev  # CI: sanitizer builds, -Wthread-safety and libFuzzer (scripts/sanitize.sh)
   chromium  # dashboard browser test (tests/browser); node and npm come from elsewhere here
 )
 

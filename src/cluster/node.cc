@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "baton/pipeline.h"
+#include "baton/thread_annotations.h"
 #include "cluster/artifacts.h"
 #include "cluster/fence.h"
 #include "cluster/keys.h"
@@ -79,25 +80,25 @@ struct NodeAgent::Impl {
   // What attempt threads share with the agent's threads. Shared, so that an attempt still running
   // when the agent is gone (it ignored its stop) has somewhere to report.
   struct Shared {
-    std::mutex mu;
-    std::condition_variable cv;
+    Mutex mu;
+    CondVar cv;
     // Attempts this agent holds: running, or finished with the result not yet in Redis. The
     // registration lists them (the head reconciles, fence.h).
-    std::map<Key, std::shared_ptr<Attempt>> running;
-    std::deque<Outbound> reports;
-    StreamId read;  // the last placement entry read
+    std::map<Key, std::shared_ptr<Attempt>> running GUARDED_BY(mu);
+    std::deque<Outbound> reports GUARDED_BY(mu);
+    StreamId read GUARDED_BY(mu);  // the last placement entry read
     // Placement entries taken but not yet acknowledged: a re-read of the pending list after a
     // reconnect skips them (running, or reported and waiting for the ack).
-    std::set<std::string> received;
-    void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) {
+    std::set<std::string> received GUARDED_BY(mu);
+    void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) EXCLUDES(mu) {
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(&mu);
         reports.push_back({entry, std::move(result), std::move(held)});
       }
-      cv.notify_all();
+      cv.SignalAll();
     }
-    size_t Unfinished() {
-      std::lock_guard lock(mu);
+    size_t Unfinished() EXCLUDES(mu) {
+      MutexLock lock(&mu);
       size_t n = 0;
       for (const auto& [k, a] : running) n += !a->finished;
       return n;
@@ -116,20 +117,20 @@ struct NodeAgent::Impl {
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   WorkerPool pool{WorkerPool::Spin::kNever};
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
-  std::mutex reg_mu;
-  Json registration;  // guarded by reg_mu (the heartbeat thread writes it out)
-  uint64_t beats = 0;  // guarded by reg_mu: registrations written (the head orders reports by it)
+  Mutex reg_mu;
+  Json registration GUARDED_BY(reg_mu);  // the heartbeat thread writes it out
+  uint64_t beats GUARDED_BY(reg_mu) = 0;  // registrations written (the head orders reports by it)
   // The registration with what this agent holds and has read (the head reconciles with it).
-  std::string RegistrationText() {
+  std::string RegistrationText() EXCLUDES(reg_mu) {
     Json holds = Json::array();
     std::string read;
     {
-      std::lock_guard lock(shared->mu);
+      MutexLock lock(&shared->mu);
       for (const auto& [k, a] : shared->running)
         holds.push_back({{"job", std::get<0>(k)}, {"serial", std::get<1>(k)}, {"term", std::get<2>(k)}, {"done", a->finished}});
       read = shared->read.ToString();
     }
-    std::lock_guard lock(reg_mu);
+    MutexLock lock(&reg_mu);
     registration["holds"] = std::move(holds);
     registration["read"] = std::move(read);
     registration["beat"] = ++beats;
@@ -161,7 +162,7 @@ NodeAgent::NodeAgent(NodeOptions options) : impl_(std::make_unique<Impl>(std::mo
 NodeAgent::~NodeAgent() = default;
 void NodeAgent::RequestStop() {
   impl_->stop = true;
-  impl_->shared->cv.notify_all();
+  impl_->shared->cv.SignalAll();
 }
 
 std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, const std::string& pid) {
@@ -262,7 +263,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.error = std::move(outcome.error);
     r.main_output = std::move(outcome.main_output);
     {
-      std::lock_guard lock(shared->mu);
+      MutexLock lock(&shared->mu);
       a->finished = true;
     }
     shared->Report(a->entry, protocol::Encode(r), Key{r.job, r.serial, r.term});
@@ -276,8 +277,8 @@ void NodeAgent::Impl::Reporter() {
   std::vector<Outbound> batch;
   while (true) {
     {
-      std::unique_lock lock(shared->mu);
-      shared->cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return !shared->reports.empty() || quit; });
+      MutexLock lock(&shared->mu);
+      if (shared->reports.empty() && !quit) shared->cv.WaitFor(&shared->mu, std::chrono::milliseconds(200));
       if (shared->reports.empty() && quit) return;
       while (!shared->reports.empty()) {
         batch.push_back(std::move(shared->reports.front()));
@@ -318,7 +319,7 @@ void NodeAgent::Impl::Reporter() {
     // reply alike (the head ignores a second copy of a result by its serial).
     if (db.Flush()) {
       {
-        std::lock_guard lock(shared->mu);
+        MutexLock lock(&shared->mu);
         for (const auto& id : ids) shared->received.erase(id);
         for (const auto& o : batch)
           if (o.held) shared->running.erase(*o.held);
@@ -382,10 +383,13 @@ int NodeAgent::Run() {
   self.memory = m.opts.memory;
   self.resources = m.opts.resources;
   self.labels = m.opts.labels;
-  m.registration = driver::NodeSpecToJson(self);
-  m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
-                         {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
-                         {"started", Clock::Real().Wall()}});
+  {
+    MutexLock lock(&m.reg_mu);
+    m.registration = driver::NodeSpecToJson(self);
+    m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
+                           {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
+                           {"started", Clock::Real().Wall()}});
+  }
   // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
   const std::string stream = m.keys.place(m.opts.name);
   db.Append({"DEL", stream});
@@ -412,7 +416,7 @@ int NodeAgent::Run() {
       draining = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
       {
-        std::lock_guard lock(m.reg_mu);
+        MutexLock lock(&m.reg_mu);
         m.registration["draining"] = true;
       }
       if (db.ok()) db.Command({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
@@ -443,7 +447,7 @@ int NodeAgent::Run() {
       Reply e = entries.at(i);
       const std::string id = e.at(0).str();
       {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         m.shared->read = std::max(m.shared->read, StreamId::Parse(id));
         if (!m.shared->received.insert(id).second) continue;  // already running or reported
       }
@@ -458,7 +462,7 @@ int NodeAgent::Run() {
         continue;
       }
       if (auto* stop = std::get_if<protocol::StopAttempt>(&*msg)) {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         if (stop->incarnation == m.incarnation)
           for (auto& [k, a] : m.shared->running)
             if (std::get<0>(k) == stop->job && std::get<1>(k) == stop->serial && (stop->term.empty() || std::get<2>(k) == stop->term))
@@ -496,12 +500,12 @@ int NodeAgent::Run() {
       }
       auto p = m.Pipeline(db, a->msg.pipeline);
       if (!p) {  // redis went away: the placement stays pending, re-read after the reconnect
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         m.shared->received.erase(id);
         break;
       }
       {
-        std::lock_guard lock(m.shared->mu);
+        MutexLock lock(&m.shared->mu);
         m.shared->running[Impl::Key{a->msg.job, a->msg.serial, a->msg.term}] = a;
       }
       m.Execute(a, p);
@@ -510,7 +514,7 @@ int NodeAgent::Run() {
   // Leaving: stop what still runs (handed back: re-queued, not failed), report, deregister so
   // the head re-runs nothing twice.
   {
-    std::lock_guard lock(m.shared->mu);
+    MutexLock lock(&m.shared->mu);
     for (auto& [k, a] : m.shared->running) {
       a->handed_back = true;
       a->cancel->cancel();
@@ -518,7 +522,7 @@ int NodeAgent::Run() {
   }
   for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   m.quit = true;
-  m.shared->cv.notify_all();
+  m.shared->cv.SignalAll();
   heartbeat.join();
   reporter.join();
   if (!db.ok()) db.Connect(m.opts.redis);

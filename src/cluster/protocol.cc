@@ -1,5 +1,7 @@
 #include "cluster/protocol.h"
 
+#include <climits>
+
 #include <fmt/format.h>
 
 namespace baton::cluster::protocol {
@@ -29,6 +31,13 @@ class Reader {
     auto it = j_.find(k);
     if (it != j_.end() && it->is_number()) return it->get<double>();
     if (required) Fail(k, "missing or not a number");
+    return 0;
+  }
+  // A number that fits an int (a double outside int's range is UB to convert).
+  int Int(const char* k, bool required = true) {
+    const double v = Num(k, required);
+    if (v >= INT_MIN && v <= INT_MAX) return static_cast<int>(v);
+    Fail(k, "out of range");
     return 0;
   }
   uint32_t U32(const char* k) {
@@ -79,7 +88,7 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   m.node = r.Str("node", false);
   m.incarnation = r.Str("inc", false);
   m.term = r.Str("term", false);
-  m.pid = static_cast<int>(r.Num("pid", false));
+  m.pid = r.Int("pid", false);
   m.start = r.Num("start", false);
   m.end = r.Num("end", false);
   const std::string status = r.Str("status");
@@ -194,7 +203,7 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   m.job = r.Str("job");
   m.serial = r.U32("serial");
   m.step = static_cast<uint16_t>(r.U32("step"));
-  m.attempt = static_cast<int>(r.Num("attempt"));
+  m.attempt = r.Int("attempt");
   m.pipeline = r.Str("pipeline");
   m.input = r.Str("input");
   m.incarnation = r.Str("inc");
@@ -204,19 +213,30 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   if (const Json* h = r.Array("history")) {
     for (const auto& e : *h) {
       if (!e.is_object()) continue;
-      StepRun run{e.value("step", ""), e.value("node", ""), e.value("attempt", 1), e.value("seconds", 0.0), {}};
+      // Field by field, so that a field of another type is an error, not an exception.
+      Reader hr(e, "run.history[]");
+      StepRun run{hr.Str("step", false), hr.Str("node", false), hr.Int("attempt", false), hr.Num("seconds", false), {}};
+      if (!hr.error().empty()) return Status::Invalid("protocol: " + hr.error());
+      if (e.find("attempt") == e.end()) run.attempt = 1;
       if (auto g = e.find("gpus"); g != e.end() && g->is_array())
         for (const auto& id : *g)
-          if (id.is_number_integer()) run.gpus.push_back(id.get<int>());
+          if (id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= 63) run.gpus.push_back(id.get<int>());
       m.history.push_back(std::move(run));
     }
   }
-  if (const Json* homes = r.Array("homes"))
-    for (const auto& h : *homes)
-      m.homes.push_back(h.is_object() ? StepHome{h.value("node", ""), h.value("address", "")} : StepHome{});
+  if (const Json* homes = r.Array("homes")) {
+    for (const auto& h : *homes) {
+      if (h.is_object()) {
+        Reader home(h, "run.homes[]");
+        m.homes.push_back(StepHome{home.Str("node", false), home.Str("address", false)});
+      } else {
+        m.homes.push_back(StepHome{});
+      }
+    }
+  }
   if (const Json* gpus = r.Array("gpus"))
     for (const auto& g : *gpus) {
-      if (!g.is_number_integer() || g.get<int>() < 0 || g.get<int>() > 63) {
+      if (!g.is_number_integer() || g.get<int64_t>() < 0 || g.get<int64_t>() > 63) {
         r.Fail("gpus", "must list device ids 0..63");
         break;
       }

@@ -141,5 +141,27 @@ TEST(Protocol, MalformedMessagesSayWhatIsWrong) {
   EXPECT_EQ(result.error(), "protocol: result.status: must be ok, failed, cancelled or waiting");
 }
 
+// Inputs the fuzz target found (fuzz/regressions/protocol/): a field of another type threw, a
+// number past int's range was converted with undefined behaviour, a huge GPU id wrapped to 0.
+TEST(Protocol, FuzzFindingsAreErrorsNotExceptions) {
+  const std::string run = R"({"v":1,"t":"run","job":"j","serial":1,"step":0,"pipeline":"1","input":"","inc":"i","homes":[{"node":7}],)";
+  auto typed = DecodeAgentMessage(run + R"("attempt":1,"history":[{"step":3,"node":"n","attempt":"2"}],"gpus":[]})");
+  ASSERT_TRUE(typed.ok()) << typed.error();
+  const auto& m = std::get<RunAttempt>(*typed);
+  ASSERT_EQ(m.history.size(), 1u);
+  EXPECT_EQ(m.history[0].step, "");  // not a string: empty, as when missing
+  EXPECT_EQ(m.history[0].node, "n");
+  ASSERT_EQ(m.homes.size(), 1u);
+  EXPECT_EQ(m.homes[0].node, "");
+  EXPECT_EQ(DecodeAgentMessage(run + R"("attempt":1e300,"history":[],"gpus":[]})").error(),
+            "protocol: run.attempt: out of range");
+  EXPECT_EQ(DecodeAgentMessage(run + R"("attempt":1,"history":[{"attempt":-1e300}],"gpus":[]})").error(),
+            "protocol: run.history[].attempt: out of range");
+  EXPECT_EQ(DecodeAgentMessage(run + R"("attempt":1,"history":[],"gpus":[4294967296]})").error(),
+            "protocol: run.gpus: must list device ids 0..63");
+  EXPECT_EQ(DecodeInboxMessage(R"({"v":1,"t":"results","list":[{"job":"j","serial":1,"pid":1e300,"status":"ok"}]})").error(),
+            "protocol: result.pid: out of range");
+}
+
 }  // namespace
 }  // namespace baton::cluster::protocol

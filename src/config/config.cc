@@ -17,12 +17,21 @@
 namespace baton {
 namespace {
 
+// Load errors are one line whatever the file holds: a key, a value or yaml-cpp's own message may
+// carry line breaks or other control bytes (fuzz regressions pipeline_yaml/multiline_key.yaml,
+// cluster_yaml/newline_in_yaml_error.yaml).
+std::string OneLine(std::string text) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return text;
+}
+
 class Ctx {
  public:
   explicit Ctx(std::string file) : file_(std::move(file)) {}
   [[noreturn]] void Fail(const YAML::Node& at, const std::string& key, const std::string& what) const {
     const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-    throw LoadError(file_ + ":" + std::to_string(line) + ": " + key + ": " + what);
+    throw LoadError(file_ + ":" + std::to_string(line) + ": " + OneLine(key + ": " + what));
   }
   const std::string& file() const { return file_; }
 
@@ -76,7 +85,7 @@ double Duration(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
     double d = ParseDuration(s);
     if (d < 0) ctx.Fail(n, key, "must not be negative (got " + s + ")");
     return d;
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     ctx.Fail(n, key, "'" + s + "' is not a duration (use 30, 30s, 5m, 1h or 250ms)");
   }
 }
@@ -145,7 +154,7 @@ YAML::Node ParseYaml(const std::string& text, const std::string& file) {
     if (!root.IsMap()) throw LoadError(file + ":1: (top): must be a mapping");
     return root;
   } catch (const YAML::Exception& e) {
-    throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+    throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
   }
 }
 
@@ -191,7 +200,32 @@ double ParseQuantity(const std::string& text) {
   return v;
 }
 
+// Below ParseYaml, yaml-cpp throws only from as<>() on a node of another kind (a list used as a
+// key); ParsePipeline and ParseCluster turn that into the one-line LoadError like any other.
+[[noreturn]] static void FailYaml(const std::string& file, const YAML::Exception& e) {
+  throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
+}
+
+static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file);
+static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file);
+
 PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
+  try {
+    return ParsePipelineChecked(yaml, file);
+  } catch (const YAML::Exception& e) {
+    FailYaml(file, e);
+  }
+}
+
+ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
+  try {
+    return ParseClusterChecked(yaml, file);
+  } catch (const YAML::Exception& e) {
+    FailYaml(file, e);
+  }
+}
+
+static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
   CheckKeys(ctx, root, "", {"name", "description", "language", "prefetch", "steps", "pools", "rates", "budget"});
@@ -229,7 +263,11 @@ PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
     st.uses = Scalar(ctx, s["uses"], at + ".uses");
     if (s["with"]) {
       if (!s["with"].IsMap()) ctx.Fail(s["with"], at + ".with", "must be a mapping");
-      st.with = ToJson(s["with"]);
+      try {
+        st.with = ToJson(s["with"]);
+      } catch (const std::out_of_range&) {  // stod of a number past double's range ("1e309")
+        ctx.Fail(s["with"], at + ".with", "a number is out of range");
+      }
     }
     st.with["_base_dir"] = std::filesystem::absolute(std::filesystem::path(file)).parent_path().string();
     if (!p.language.empty()) st.with["_language"] = p.language;
@@ -274,7 +312,7 @@ PipelineSpec LoadPipeline(const std::filesystem::path& file) {
   return ParsePipeline(ReadWhole(file, "pipeline"), file.string());
 }
 
-ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
+static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file) {
   Ctx ctx(file);
   YAML::Node root = ParseYaml(yaml, file);
   CheckKeys(ctx, root, "", {"name", "nodes", "pools", "rates"});

@@ -82,6 +82,20 @@ TEST(PipelineFile, BadValuesAreNamed) {
   EXPECT_EQ(ErrorOf("prefetch: 0\nsteps:\n  - name: a\n    uses: sleep\n"), "p.yaml:1: prefetch: must be >= 1 (got 0)");
 }
 
+// Inputs the fuzz targets found (fuzz/regressions/pipeline_yaml/): each was an exception other
+// than LoadError, or an error of more than one line.
+TEST(PipelineFile, FuzzFindingsAreOneLineLoadErrors) {
+  EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 1e999}\n"),
+            "p.yaml:4: steps.a.with: a number is out of range");
+  const std::string huge(400, '9');
+  EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n    timeout: " + huge + "s\n"),
+            "p.yaml:4: steps.a.timeout: '" + huge + "s' is not a duration (use 30, 30s, 5m, 1h or 250ms)");
+  EXPECT_EQ(ErrorOf("[a]: 1\nsteps: []\n"), "p.yaml:1: invalid YAML: bad conversion");
+  EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n    \"x\\ny\": 1\n"),
+            "p.yaml:4: steps[0].x y: unknown key (allowed: backoff, max_backoff, name, placement, prefer, resources, "
+            "retries, timeout, uses, with)");
+}
+
 TEST(PipelineFile, DuplicateAndMissingNames) {
   EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n  - name: a\n    uses: sleep\n"),
             "p.yaml:4: steps[1].name: duplicate step name 'a'");

@@ -4,17 +4,13 @@
 
 #include <fmt/format.h>
 
+#include "dashboard/request.h"
 #include "dashboard/server_impl.h"
 
 namespace baton::dashboard {
 namespace {
 
 namespace fs = std::filesystem;
-
-const std::set<std::string>& JobStates() {
-  static const std::set<std::string> states = {"ready", "backoff", "running", "succeeded", "failed", "cancelled"};
-  return states;
-}
 
 // A non-negative integer query parameter; false (and a 400 reply) when malformed.
 bool IntParam(const httplib::Request& req, const char* name, size_t def, size_t max, size_t* out, httplib::Response& res) {
@@ -23,13 +19,12 @@ bool IntParam(const httplib::Request& req, const char* name, size_t def, size_t 
     return true;
   }
   const std::string v = req.get_param_value(name);
-  char* end = nullptr;
-  const unsigned long long n = v.empty() || v[0] == '-' ? 0 : std::strtoull(v.c_str(), &end, 10);
-  if (v.empty() || v[0] == '-' || end == nullptr || *end != '\0') {
+  const std::optional<size_t> n = ParseCount(v, max);
+  if (!n) {
     ReplyJson(res, 400, {{"error", fmt::format("{}={}: not a non-negative integer", name, v)}});
     return false;
   }
-  *out = std::min<size_t>(n, max);
+  *out = *n;
   return true;
 }
 
@@ -48,13 +43,6 @@ std::string FileTail(const fs::path& path, size_t max_bytes) {
     text = nl == std::string::npos ? text : text.substr(nl + 1);
   }
   return text;
-}
-
-bool SafeJobId(const std::string& id) {
-  if (id.empty() || id == "." || id == "..") return false;
-  for (char c : id)
-    if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return false;
-  return true;
 }
 
 std::string FileType(const fs::path& p) {
@@ -100,20 +88,10 @@ void DashboardServer::Impl::DropView() const {
 void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Response& res) const {
   std::set<std::string> states;
   if (req.has_param("state")) {
-    const std::string list = req.get_param_value("state");
-    size_t pos = 0;
-    while (pos <= list.size()) {
-      size_t comma = list.find(',', pos);
-      if (comma == std::string::npos) comma = list.size();
-      const std::string s = list.substr(pos, comma - pos);
-      if (!s.empty()) {
-        if (!JobStates().count(s)) {
-          ReplyJson(res, 400, {{"error", fmt::format("state={}: unknown state (ready, backoff, running, succeeded, failed, cancelled)", s)}});
-          return;
-        }
-        states.insert(s);
-      }
-      pos = comma + 1;
+    std::string unknown;
+    if (!ParseStates(req.get_param_value("state"), &states, &unknown)) {
+      ReplyJson(res, 400, {{"error", fmt::format("state={}: unknown state (ready, backoff, running, succeeded, failed, cancelled)", unknown)}});
+      return;
     }
   }
   size_t offset = 0, limit = 0;
@@ -267,12 +245,8 @@ void DashboardServer::Impl::HandleReport(const std::string& id, const std::strin
   } else {
     // Only plain relative names below the job's folder: no "..", no absolute paths, and no
     // symbolic link that leads out of it.
-    const fs::path rel(rest);
-    if (rel.is_absolute() || rest.find('\\') != std::string::npos || rest.find('\0') != std::string::npos)
-      return refuse(400, "bad path");
-    for (const auto& part : rel)
-      if (part == ".." || part == ".") return refuse(400, "bad path");
-    file = dir / rel;
+    if (!SafeReportPath(rest)) return refuse(400, "bad path");
+    file = dir / fs::path(rest);
   }
   const fs::path root = fs::weakly_canonical(dir, ec);
   const fs::path real = fs::weakly_canonical(file, ec);

@@ -20,8 +20,8 @@ std::string SseMessage(const Json& j) { return "data: " + j.dump(-1, ' ', false,
 }  // namespace
 
 bool EventHub::Client::Wait(std::vector<std::string>* out, int timeout_ms) {
-  std::unique_lock lock(mu_);
-  if (queue_.empty() && !closed_) cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms));
+  MutexLock lock(&mu_);
+  if (queue_.empty() && !closed_) cv_.WaitFor(&mu_, std::chrono::milliseconds(timeout_ms));
   while (!queue_.empty()) {
     out->push_back(std::move(queue_.front()));
     queue_.pop_front();
@@ -33,24 +33,28 @@ EventHub::EventHub(HubLimits limits) : limits_(limits) {}
 
 std::shared_ptr<EventHub::Client> EventHub::Connect() {
   auto c = std::make_shared<Client>();
-  std::lock_guard lock(mu_);
-  if (closed_) c->closed_ = true;
-  else clients_.push_back(c);
+  MutexLock lock(&mu_);
+  if (closed_) {
+    MutexLock cl(&c->mu_);
+    c->closed_ = true;
+  } else {
+    clients_.push_back(c);
+  }
   return c;
 }
 
 void EventHub::Disconnect(const std::shared_ptr<Client>& client) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   clients_.erase(std::remove(clients_.begin(), clients_.end(), client), clients_.end());
 }
 
 void EventHub::Close() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
   for (auto& c : clients_) {
-    std::lock_guard cl(c->mu_);
+    MutexLock cl(&c->mu_);
     c->closed_ = true;
-    c->cv_.notify_all();
+    c->cv_.SignalAll();
   }
   clients_.clear();
 }
@@ -58,17 +62,17 @@ void EventHub::Close() {
 void EventHub::Broadcast(const std::string& message) {
   for (size_t i = 0; i < clients_.size();) {
     Client& c = *clients_[i];
-    std::lock_guard cl(c.mu_);
+    MutexLock cl(&c.mu_);
     if (c.queue_.size() >= limits_.client_queue) {
       // Too far behind: drop it rather than grow without bound; the browser reconnects.
       c.closed_ = true;
-      c.cv_.notify_all();
+      c.cv_.SignalAll();
       clients_[i] = clients_.back();
       clients_.pop_back();
       continue;
     }
     c.queue_.push_back(message);
-    c.cv_.notify_all();
+    c.cv_.SignalAll();
     ++i;
   }
 }
@@ -82,7 +86,7 @@ void EventHub::OnEvent(const Json& e) {
   const std::string type = Str(e, "type");
   const std::string job = Str(e, "job");
   const double time = e.value("time", 0.0);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ++events_;
   if (time > 0 || type != "node_joined") {
     have_clock_ = true;
@@ -162,7 +166,7 @@ void EventHub::OnEvent(const Json& e) {
 }
 
 Json EventHub::LogTail(const std::string& job) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Json out = Json::array();
   auto it = logs_.find(job);
   if (it == logs_.end()) return out;
@@ -172,7 +176,7 @@ Json EventHub::LogTail(const std::string& job) const {
 }
 
 Json EventHub::Progress(const std::string& job) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   auto it = progress_.find(job);
   return it == progress_.end() ? Json() : it->second;
 }
@@ -185,7 +189,7 @@ Json EventHub::BarJson(const Bar& b) const {
 }
 
 Json EventHub::Timeline() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Json out = Json::array();
   for (const auto& b : bars_) out.push_back(BarJson(b));
   return out;
@@ -205,14 +209,14 @@ uint64_t EventHub::EventCount() const {
 }
 
 Json EventHub::Series() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Json out = Json::array();
   for (const auto& p : series_) out.push_back(p);
   return out;
 }
 
 HubMetrics EventHub::Metrics() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   HubMetrics m = metrics_;
   m.clients = clients_.size();
   m.events = events_;
@@ -220,7 +224,7 @@ HubMetrics EventHub::Metrics() const {
 }
 
 bool EventHub::Sample(double gpu_total) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   gpu_total_ = gpu_total;
   if (final_sampled_ || !have_clock_) return false;
   SampleLocked();
@@ -238,7 +242,7 @@ void EventHub::SampleLocked() {
 }
 
 bool EventHub::TakeNodesChanged() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return std::exchange(nodes_changed_, false);
 }
 

@@ -10,16 +10,15 @@
 #pragma once
 
 #include <array>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "baton/step.h"  // Json
+#include "baton/thread_annotations.h"
 
 namespace baton::dashboard {
 
@@ -58,10 +57,10 @@ class EventHub {
 
    private:
     friend class EventHub;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<std::string> queue_;
-    bool closed_ = false;
+    Mutex mu_;  // after the hub's mu_ when both are held (ACQUIRED_AFTER cannot name it here)
+    CondVar cv_;
+    std::deque<std::string> queue_ GUARDED_BY(mu_);
+    bool closed_ GUARDED_BY(mu_) = false;
   };
 
   explicit EventHub(HubLimits limits = {});
@@ -104,32 +103,37 @@ class EventHub {
     std::string step, level, message;
     int attempt;
   };
-  void Broadcast(const std::string& message);  // REQUIRES: mu_ held
-  void SampleLocked();                         // REQUIRES: mu_ held
-  double NowLocked() const;                    // REQUIRES: mu_ held
+  void Broadcast(const std::string& message) REQUIRES(mu_);
+  void SampleLocked() REQUIRES(mu_);
+  double NowLocked() const REQUIRES(mu_);
   Json BarJson(const Bar& b) const;
 
   const HubLimits limits_;
-  mutable std::mutex mu_;
-  std::vector<std::shared_ptr<Client>> clients_;
-  bool closed_ = false;
-  uint64_t events_ = 0;
-  std::unordered_map<std::string, std::deque<LogLine>> logs_;
-  std::deque<std::string> log_order_;
-  std::unordered_map<std::string, Json> progress_;
-  std::deque<Bar> bars_;
-  uint64_t first_bar_ = 0;  // serial of bars_.front()
-  std::unordered_map<std::string, Running> running_;  // job -> its running attempt
-  size_t gpus_busy_ = 0;
-  std::unordered_map<std::string, char> ended_;  // job -> 's', 'f' or 'c'
-  size_t succeeded_ = 0, failed_ = 0, cancelled_ = 0;
-  std::deque<Json> series_;
-  bool finished_ = false, final_sampled_ = false, nodes_changed_ = false;
-  bool have_clock_ = false;
-  double clock_offset_ = 0;  // steady seconds minus source time, from the latest event
-  double last_time_ = 0;
-  double gpu_total_ = 0;  // from the latest Sample()
-  HubMetrics metrics_;
+  mutable Mutex mu_;
+  // Everything below is guarded by mu_.
+  std::vector<std::shared_ptr<Client>> clients_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
+  uint64_t events_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, std::deque<LogLine>> logs_ GUARDED_BY(mu_);
+  std::deque<std::string> log_order_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, Json> progress_ GUARDED_BY(mu_);
+  std::deque<Bar> bars_ GUARDED_BY(mu_);
+  uint64_t first_bar_ GUARDED_BY(mu_) = 0;  // serial of bars_.front()
+  std::unordered_map<std::string, Running> running_ GUARDED_BY(mu_);  // job -> its running attempt
+  size_t gpus_busy_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, char> ended_ GUARDED_BY(mu_);  // job -> 's', 'f' or 'c'
+  size_t succeeded_ GUARDED_BY(mu_) = 0;
+  size_t failed_ GUARDED_BY(mu_) = 0;
+  size_t cancelled_ GUARDED_BY(mu_) = 0;
+  std::deque<Json> series_ GUARDED_BY(mu_);
+  bool finished_ GUARDED_BY(mu_) = false;
+  bool final_sampled_ GUARDED_BY(mu_) = false;
+  bool nodes_changed_ GUARDED_BY(mu_) = false;
+  bool have_clock_ GUARDED_BY(mu_) = false;
+  double clock_offset_ GUARDED_BY(mu_) = 0;  // steady seconds minus source time, from the latest event
+  double last_time_ GUARDED_BY(mu_) = 0;
+  double gpu_total_ GUARDED_BY(mu_) = 0;  // from the latest Sample()
+  HubMetrics metrics_ GUARDED_BY(mu_);
 };
 
 }  // namespace baton::dashboard

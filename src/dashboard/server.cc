@@ -10,17 +10,11 @@
 #include <fmt/format.h>
 
 #include "dashboard/assets.h"
+#include "dashboard/request.h"
 #include "dashboard/server_impl.h"
 
 namespace baton::dashboard {
 namespace {
-
-bool IsLoopbackHost(const std::string& host) {
-  if (host == "localhost" || host == "::1") return true;
-  in_addr v4{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  return false;
-}
 
 std::string ContentType(std::string_view path) {
   auto ends = [&](std::string_view ext) { return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext; };
@@ -35,34 +29,6 @@ std::string ContentType(std::string_view path) {
 constexpr const char* kAppPolicy =
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
-
-std::string CookieValue(const httplib::Request& req, const std::string& name) {
-  const std::string cookies = req.get_header_value("Cookie");
-  size_t pos = 0;
-  while (pos < cookies.size()) {
-    size_t end = cookies.find(';', pos);
-    if (end == std::string::npos) end = cookies.size();
-    std::string item = cookies.substr(pos, end - pos);
-    const size_t start = item.find_first_not_of(' ');
-    if (start != std::string::npos) item = item.substr(start);
-    if (item.size() > name.size() && item.compare(0, name.size(), name) == 0 && item[name.size()] == '=')
-      return item.substr(name.size() + 1);
-    pos = end + 1;
-  }
-  return "";
-}
-
-// "host:port" of a Host or Origin value, without scheme; the host part only when `host_only`.
-std::string HostPart(std::string value, bool host_only) {
-  const size_t scheme = value.find("://");
-  if (scheme != std::string::npos) value = value.substr(scheme + 3);
-  if (!host_only) return value;
-  if (!value.empty() && value[0] == '[') {
-    const size_t close = value.find(']');
-    return close == std::string::npos ? value : value.substr(1, close - 1);
-  }
-  return value.substr(0, value.find(':'));
-}
 
 }  // namespace
 
@@ -130,7 +96,7 @@ DashboardServer::Impl::Auth DashboardServer::Impl::Authorise(const httplib::Requ
   std::string given;
   const std::string header = req.get_header_value("Authorization");
   if (header.rfind("Bearer ", 0) == 0) given = header.substr(7);
-  else given = CookieValue(req, "token");
+  else given = CookieValue(req.get_header_value("Cookie"), "token");
   if (given.empty()) return Auth::kMissing;
   return ConstantTimeEquals(given, options.token) ? Auth::kOk : Auth::kWrong;
 }
@@ -179,11 +145,11 @@ const EventHub& DashboardServer::hub() const { return *impl_->hub; }
 void DashboardServer::Stop() {
   Impl& m = *impl_;
   {
-    std::lock_guard lock(m.stop_mu);
+    MutexLock lock(&m.stop_mu);
     if (m.stopping) return;
     m.stopping = true;
   }
-  m.stop_cv.notify_all();
+  m.stop_cv.SignalAll();
   m.hub->Close();  // live streams end, freeing their threads
   m.http.stop();
   if (m.listener.joinable()) m.listener.join();
@@ -192,9 +158,9 @@ void DashboardServer::Stop() {
 
 void DashboardServer::Impl::SampleLoop() {
   double gpu_total = -1;
-  std::unique_lock lock(stop_mu);
+  MutexLock lock(&stop_mu);
   while (!stopping) {
-    lock.unlock();
+    lock.Unlock();
     if (gpu_total < 0 || hub->TakeNodesChanged()) {
       const Json overview = source->Overview();  // the nodes without a JSON object per job
       gpu_total = 0;
@@ -202,8 +168,8 @@ void DashboardServer::Impl::SampleLoop() {
         if (n.value("alive", true)) gpu_total += static_cast<double>(n.value("gpus", Json::array()).size());
     }
     hub->Sample(gpu_total);
-    lock.lock();
-    stop_cv.wait_for(lock, std::chrono::milliseconds(options.sample_ms));
+    lock.Lock();
+    stop_cv.WaitFor(&stop_mu, std::chrono::milliseconds(options.sample_ms));
   }
 }
 

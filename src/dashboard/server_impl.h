@@ -11,6 +11,7 @@
 
 #include <httplib.h>
 
+#include "baton/thread_annotations.h"
 #include "dashboard/server.h"
 
 namespace baton::dashboard {
@@ -43,9 +44,9 @@ struct DashboardServer::Impl {
   httplib::Server http;
   std::thread listener, sampler;
   int port = 0;
-  std::mutex stop_mu;
-  std::condition_variable stop_cv;
-  bool stopping = false;  // guarded by stop_mu
+  Mutex stop_mu;
+  CondVar stop_cv;
+  bool stopping GUARDED_BY(stop_mu) = false;
   std::vector<std::string> allowed_hosts;  // set before serving, read-only after
   std::atomic<int> streams{0};             // live streams open now
 

@@ -10,13 +10,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "baton/thread_annotations.h"
 
 namespace baton {
 
@@ -41,21 +41,21 @@ class WorkerPool {
 
  private:
   struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::function<void()>> tasks;
-    size_t idle = 0;
-    size_t busy = 0;
-    bool shutdown = false;
+    Mutex mu;
+    CondVar cv;
+    std::deque<std::function<void()>> tasks GUARDED_BY(mu);
+    size_t idle GUARDED_BY(mu) = 0;
+    size_t busy GUARDED_BY(mu) = 0;
+    bool shutdown GUARDED_BY(mu) = false;
     std::atomic<size_t> queued{0};  // tasks waiting; read without the lock while spinning
     std::atomic<size_t> threads{0};
-    size_t cores = 1;
-    bool spin = true;
+    size_t cores = 1;   // set before any thread starts
+    bool spin = true;   // set before any thread starts
   };
   static void Loop(std::shared_ptr<State> state);
   std::shared_ptr<State> state_;
-  std::vector<std::thread> threads_;
-  mutable std::mutex threads_mu_;
+  mutable Mutex threads_mu_;
+  std::vector<std::thread> threads_ GUARDED_BY(threads_mu_);
 };
 
 }  // namespace baton

@@ -45,13 +45,13 @@ std::string MemoryRateLimiter::Names() const {
 
 RateGrant MemoryRateLimiter::TryTake(const std::string& name, double amount) {
   const double now = clock_.Monotonic();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return buckets_.at(name).Take(specs_.at(name), amount, now);
 }
 
 void MemoryRateLimiter::Give(const std::string& name, double amount) {
   const double now = clock_.Monotonic();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Bucket& b = buckets_.at(name);
   b.Refill(specs_.at(name), now);
   b.level = std::min(specs_.at(name).burst, b.level + amount);
@@ -59,7 +59,7 @@ void MemoryRateLimiter::Give(const std::string& name, double amount) {
 
 void MemoryRateLimiter::Lower(const std::string& name, double remaining, double reset_seconds) {
   const double now = clock_.Monotonic();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Bucket& b = buckets_.at(name);
   b.Refill(specs_.at(name), now);
   b.level = std::min(b.level, remaining);
@@ -68,14 +68,14 @@ void MemoryRateLimiter::Lower(const std::string& name, double remaining, double 
 
 double MemoryRateLimiter::Level(const std::string& name) {
   const double now = clock_.Monotonic();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Bucket& b = buckets_.at(name);
   b.Refill(specs_.at(name), now);
   return b.level;
 }
 
 BudgetGrant MemoryRateLimiter::Reserve(double usd) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   BudgetGrant g{true, budget_, spent_, reserved_, {}};
   if (budget_ > 0 && spent_ + reserved_ + usd > budget_) {
     g.granted = false;
@@ -86,7 +86,7 @@ BudgetGrant MemoryRateLimiter::Reserve(double usd) {
 }
 
 void MemoryRateLimiter::Settle(double reserved_usd, double spent_usd) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   reserved_ = std::max(0.0, reserved_ - reserved_usd);
   spent_ += spent_usd;
 }

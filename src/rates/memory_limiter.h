@@ -6,9 +6,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "baton/rates.h"
+#include "baton/thread_annotations.h"
 #include "util/clock.h"
 
 namespace baton::rates {
@@ -47,10 +47,10 @@ class MemoryRateLimiter final : public RateLimiter {
   const RateSpecs specs_;
   const double budget_;
   const Clock& clock_;
-  std::mutex mu_;
-  std::map<std::string, Bucket> buckets_;  // GUARDED_BY(mu_)
-  double spent_ = 0;                       // GUARDED_BY(mu_)
-  double reserved_ = 0;                    // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, Bucket> buckets_ GUARDED_BY(mu_);
+  double spent_ GUARDED_BY(mu_) = 0;
+  double reserved_ GUARDED_BY(mu_) = 0;
 };
 
 // The limiter of an embedded run: the pipeline's and the cluster file's rates, the budget.

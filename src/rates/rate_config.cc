@@ -21,7 +21,10 @@ double ParseAmount(const std::string& text) {
 [[noreturn]] void Fail(const std::string& file, const YAML::Node& at, const std::string& key,
                        const std::string& what) {
   const int line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-  throw LoadError(file + ":" + std::to_string(line) + ": " + key + ": " + what);
+  std::string text = key + ": " + what;  // one line, even when a key spans lines
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  throw LoadError(file + ":" + std::to_string(line) + ": " + text);
 }
 
 std::string ScalarOf(const std::string& file, const YAML::Node& n, const std::string& key) {
@@ -34,7 +37,7 @@ double PositiveNumber(const std::string& file, const YAML::Node& n, const std::s
   double v = 0;
   try {
     v = ParseAmount(s);
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     Fail(file, n, key, "'" + s + "' is not a number");
   }
   if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be a positive number (got " + s + ")");
@@ -47,7 +50,7 @@ double Rate(const std::string& file, const YAML::Node& n, const std::string& key
     const double v = ParseRatePerSecond(s);
     if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be positive (got " + s + ")");
     return v;
-  } catch (const std::invalid_argument&) {
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
     Fail(file, n, key, "'" + s + "' is not a rate (use N/s, N/min or N/h, e.g. 500/min)");
   }
 }

@@ -107,7 +107,6 @@ bool RedisRateLimiter::Sleep(double seconds, const CancelToken* cancel) {
 
 std::string RedisRateLimiter::NowArg() { return clock_ != nullptr ? Num(clock_->Monotonic()) : std::string(); }
 
-// REQUIRES: mu_ held.
 cluster::Reply RedisRateLimiter::Eval(const std::string& script, std::string* sha,
                                       const std::vector<std::string>& keys, const std::vector<std::string>& args) {
   if (redis_ == nullptr || !redis_->ok()) {
@@ -155,7 +154,7 @@ RedisRateLimiter::BucketReply RedisRateLimiter::RunBucket(const std::string& nam
                                                           double amount, double extra) {
   const RateSpec& spec = specs_.at(name);
   const std::string now = NowArg();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   cluster::Reply r = Eval(kBucketScript, &bucket_sha_, {prefix_ + ":rate:" + name},
                           {Num(spec.per_second), Num(spec.burst), Num(amount), now, op,
                            std::to_string(static_cast<long long>(retention_)), Num(extra)});
@@ -193,14 +192,14 @@ double RedisRateLimiter::Level(const std::string& name) {
 }
 
 std::string RedisRateLimiter::last_error() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return error_;
 }
 
 BudgetGrant RedisRateLimiter::Reserve(double usd) {
   BudgetGrant g;
   g.limit = budget_;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   cluster::Reply r = Eval(kBudgetScript, &budget_sha_, {budget_key_},
                           {"reserve", Num(usd), "0", Num(budget_), std::to_string(static_cast<long long>(retention_))});
   if (!r.is_array() || r.size() != 3) {
@@ -215,7 +214,7 @@ BudgetGrant RedisRateLimiter::Reserve(double usd) {
 }
 
 void RedisRateLimiter::Settle(double reserved_usd, double spent_usd) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Eval(kBudgetScript, &budget_sha_, {budget_key_},
        {"settle", Num(reserved_usd), Num(spent_usd), Num(budget_), std::to_string(static_cast<long long>(retention_))});
 }

@@ -16,10 +16,10 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "baton/rates.h"
+#include "baton/thread_annotations.h"
 #include "cluster/redis.h"
 #include "util/clock.h"
 
@@ -58,7 +58,7 @@ class RedisRateLimiter final : public RateLimiter {
   };
   BucketReply RunBucket(const std::string& name, const std::string& op, double amount, double extra);
   cluster::Reply Eval(const std::string& script, std::string* sha, const std::vector<std::string>& keys,
-                      const std::vector<std::string>& args);
+                      const std::vector<std::string>& args) REQUIRES(mu_);
   std::string NowArg();
 
   const cluster::RedisUrl url_;
@@ -68,11 +68,11 @@ class RedisRateLimiter final : public RateLimiter {
   const std::string budget_key_;
   const Clock* const clock_;
   const double retention_;
-  std::mutex mu_;
-  std::unique_ptr<cluster::Redis> redis_;  // GUARDED_BY(mu_); null until connected
-  std::string bucket_sha_;     // GUARDED_BY(mu_)
-  std::string budget_sha_;     // GUARDED_BY(mu_)
-  std::string error_;          // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unique_ptr<cluster::Redis> redis_ GUARDED_BY(mu_);  // null until connected
+  std::string bucket_sha_ GUARDED_BY(mu_);
+  std::string budget_sha_ GUARDED_BY(mu_);
+  std::string error_ GUARDED_BY(mu_);
 };
 
 }  // namespace baton::rates

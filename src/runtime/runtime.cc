@@ -17,6 +17,7 @@
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
+#include "baton/thread_annotations.h"
 #include "driver/worker_pool.h"
 #include "rates/llm_usage.h"
 #include "rates/memory_limiter.h"
@@ -38,18 +39,18 @@ struct CompletionQueue {
     bool wait_notice = false;  // not an end: the attempt started or ended a wait (`waiting`)
     std::string waiting;
   };
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<Completion> done;
+  Mutex mu;
+  CondVar cv;
+  std::vector<Completion> done GUARDED_BY(mu);
   std::atomic<size_t> count{0};
 
-  void Push(Completion c) {
+  void Push(Completion c) EXCLUDES(mu) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(&mu);
       done.push_back(std::move(c));
       count.fetch_add(1, std::memory_order_relaxed);
     }
-    cv.notify_one();
+    cv.Signal();
   }
 };
 
@@ -150,7 +151,7 @@ void Runtime::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks->push_back
 
 void Runtime::RequestStop() {
   impl_->stop_requested.store(true);
-  impl_->completions->cv.notify_one();
+  impl_->completions->cv.Signal();
 }
 
 bool Runtime::CancelJob(const std::string& id) {
@@ -158,7 +159,7 @@ bool Runtime::CancelJob(const std::string& id) {
   const int j = impl_->driver.JobIndex(id);
   if (j < 0 || impl_->driver.job(j).end != driver::JobEnd::kLive) return false;
   impl_->cancel_requests.push_back(j);
-  impl_->completions->cv.notify_one();
+  impl_->completions->cv.Signal();
   return true;
 }
 
@@ -167,7 +168,7 @@ bool Runtime::RetryJob(const std::string& id) {
   const int j = impl_->driver.JobIndex(id);
   if (!impl_->running || j < 0 || impl_->driver.job(j).end != driver::JobEnd::kFailed) return false;
   impl_->retry_requests.push_back(j);
-  impl_->completions->cv.notify_one();
+  impl_->completions->cv.Signal();
   return true;
 }
 
@@ -274,14 +275,17 @@ void Runtime::Impl::WaitForCompletions(std::vector<CompletionQueue::Completion>*
   CompletionQueue& q = *completions;
   // Spin briefly first: completions of short attempts arrive within microseconds.
   for (int i = 0; i < 2000 && q.count.load(std::memory_order_relaxed) == 0; ++i) CpuRelax();
-  std::unique_lock lock(q.mu);
+  MutexLock lock(&q.mu);
   if (q.done.empty() && !stop_requested.load()) {
     double wake;
     {
       std::lock_guard state(state_mu);
       wake = std::min(driver.NextWakeup(), Now() + 0.1);
     }
-    clock->WaitFor(q.cv, lock, wake - Now());
+    // Clock::WaitFor takes a std::unique_lock: it adopts the held mutex and leaves it held.
+    std::unique_lock<std::mutex> native(q.mu.native(), std::adopt_lock);
+    clock->WaitFor(q.cv.native(), native, wake - Now());
+    native.release();
   }
   batch->swap(q.done);
   q.count.store(0, std::memory_order_relaxed);

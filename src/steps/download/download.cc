@@ -342,7 +342,7 @@ DownloadOptions ParseDownloadOptions(const Json& with) {
                                        "max_bytes", "accept_any"};
   for (const auto& [key, value] : with.items()) {
     if (!key.empty() && key[0] == '_') continue;  // set by the loader (_base_dir)
-    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) ==
+    if (std::find_if(std::begin(kKnown), std::end(kKnown), [&name = key](const char* k) { return name == k; }) ==
         std::end(kKnown)) {
       throw ConfigError(fmt::format("with.{}: unknown parameter of download (known: url, max_redirects, "
                                     "connect_timeout, low_speed_limit, low_speed_time, retries, backoff, "

@@ -114,6 +114,43 @@ double Jitter() {
 
 }  // namespace
 
+ChatReply ParseChatReply(std::string_view body) {
+  ChatReply out;
+  const Json j = Json::parse(body, nullptr, false);
+  const Json usage = j.is_object() ? j.value("usage", Json()) : Json();
+  out.has_usage = usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer();
+  if (out.has_usage) {
+    out.prompt_tokens = usage["prompt_tokens"].get<int>();
+    const Json completion = usage.value("completion_tokens", Json());  // a string here must not throw
+    out.completion_tokens = completion.is_number_integer() ? completion.get<int>() : 0;
+    out.cached_tokens = CachedTokens(usage);
+  }
+  if (j.is_discarded() || !j.is_object()) {
+    out.problem = ChatReply::Problem::kNotObject;
+    return out;
+  }
+  const auto choices = j.find("choices");
+  if (choices == j.end() || !choices->is_array() || choices->empty()) {
+    out.problem = ChatReply::Problem::kNoChoices;
+    return out;
+  }
+  const Json& choice = (*choices)[0];
+  out.finish_reason = choice.contains("finish_reason") && choice["finish_reason"].is_string()
+                          ? choice["finish_reason"].get<std::string>() : "";
+  if (choice.contains("message") && choice["message"].is_object()) {
+    const Json& c = choice["message"].value("content", Json());
+    if (c.is_string()) {
+      out.content = c.get<std::string>();
+    } else if (c.is_array()) {  // content parts: [{"type": "text", "text": "..."}]
+      for (const auto& part : c) {
+        if (part.is_object() && part.contains("text") && part["text"].is_string()) out.content += part["text"].get<std::string>();
+      }
+    }
+  }
+  if (out.content.find_first_not_of(" \t\r\n") == std::string::npos) out.problem = ChatReply::Problem::kEmptyContent;
+  return out;
+}
+
 ChatClient::ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx, RequestGate* gate)
     : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + "/chat/completions"),
       gate_(gate) {
@@ -272,46 +309,32 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
     }
 
     // HTTP 2xx: the reply must be a chat completion with non-empty content.
-    const Json j = Json::parse(reply.body, nullptr, false);
+    ChatReply parsed = ParseChatReply(reply.body);
     // Usage is billed whatever the content: settle it first.
-    const Json usage = j.is_object() ? j.value("usage", Json()) : Json();
-    const bool has_usage = usage.is_object() && usage.value("prompt_tokens", Json()).is_number_integer();
-    if (has_usage) {
-      result.prompt_tokens = usage["prompt_tokens"].get<int>();
-      result.completion_tokens = usage.value("completion_tokens", 0);
-      result.cached_tokens = CachedTokens(usage);
+    if (parsed.has_usage) {
+      result.prompt_tokens = parsed.prompt_tokens;
+      result.completion_tokens = parsed.completion_tokens;
+      result.cached_tokens = parsed.cached_tokens;
       settle(true, result.prompt_tokens, result.cached_tokens, result.completion_tokens);
     } else {
       settle(false, 0, 0, 0);
     }
-    if (j.is_discarded() || !j.is_object()) {
-      result.error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
-                                       url_, reply.status, OneLine(reply.body, 120)));
-      return result;
-    }
-    const auto choices = j.find("choices");
-    if (choices == j.end() || !choices->is_array() || choices->empty()) {
-      result.error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
-      return result;
-    }
-    const Json& choice = (*choices)[0];
-    std::string content;
-    std::string finish = choice.contains("finish_reason") && choice["finish_reason"].is_string()
-                             ? choice["finish_reason"].get<std::string>() : "";
-    if (choice.contains("message") && choice["message"].is_object()) {
-      const Json& c = choice["message"].value("content", Json());
-      if (c.is_string()) {
-        content = c.get<std::string>();
-      } else if (c.is_array()) {  // content parts: [{"type": "text", "text": "..."}]
-        for (const auto& part : c) {
-          if (part.is_object() && part.contains("text") && part["text"].is_string()) content += part["text"].get<std::string>();
-        }
-      }
-    }
-    if (content.find_first_not_of(" \t\r\n") == std::string::npos) {
-      result.error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
-                                       finish.empty() ? "" : " (finish_reason: " + finish + ")"));
-      return result;
+    const bool has_usage = parsed.has_usage;
+    const std::string& finish = parsed.finish_reason;
+    std::string content = std::move(parsed.content);
+    switch (parsed.problem) {
+      case ChatReply::Problem::kNone: break;
+      case ChatReply::Problem::kNotObject:
+        result.error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
+                                         url_, reply.status, OneLine(reply.body, 120)));
+        return result;
+      case ChatReply::Problem::kNoChoices:
+        result.error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
+        return result;
+      case ChatReply::Problem::kEmptyContent:
+        result.error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
+                                         finish.empty() ? "" : " (finish_reason: " + finish + ")"));
+        return result;
     }
     if (finish == "length") {
       Log(LogLevel::kWarn, fmt::format("llm: {}: reply cut at max_tokens ({})", label, config_.max_tokens));

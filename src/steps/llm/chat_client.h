@@ -14,6 +14,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "baton/step.h"
 #include "steps/llm/llm_config.h"
@@ -35,6 +36,20 @@ struct ChatResult {
 
   bool ok() const { return kind == Kind::kOk; }
 };
+
+// What a 2xx reply body says, parsed without IO (fuzz target fuzz/llm_reply.cc). `problem` is
+// kNone when `content` holds the assistant message (text parts joined).
+struct ChatReply {
+  enum class Problem { kNone, kNotObject, kNoChoices, kEmptyContent };
+  Problem problem = Problem::kNone;
+  bool has_usage = false;      // usage.prompt_tokens present: the token counts below are the server's
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  long long cached_tokens = 0;
+  std::string content;
+  std::string finish_reason;   // "" when absent
+};
+ChatReply ParseChatReply(std::string_view body);
 
 class ChatClient {
  public:
