@@ -258,6 +258,7 @@ TEST_F(ResumeTest, FailedJobsStayFailedUntilRerunFailedAndRerunAllStartsOver) {
   Write("n.yaml", kNode);
   const std::string in = (dir_ / "x").string();
   Write("in.txt", in + "1\n" + in + "2\n" + in + "3\n");
+  for (const char* f : {"x1", "x2", "x3"}) Write(f, "");  // inputs that are paths must exist
   Write("x2.broken", "");
   Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
   ASSERT_EQ(r.status, 1) << r.err;
@@ -349,6 +350,7 @@ TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
   Write("n.yaml", "nodes:\n  - {name: n1, cpus: 1}\n  - {name: n2, cpus: 1}\n");
   const std::string in = (dir_ / "x").string();
   Write("in.txt", in + "1\n" + in + "2\n");
+  for (const char* f : {"x1", "x2"}) Write(f, "");  // inputs that are paths must exist
   Write("x1.broken", "");
   Write("x2.broken", "");
   Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});

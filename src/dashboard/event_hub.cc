@@ -196,7 +196,7 @@ Json EventHub::Timeline() const {
 }
 
 Json EventHub::Timeline(size_t last) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Json out = Json::array();
   const size_t skip = bars_.size() > last ? bars_.size() - last : 0;
   for (auto it = bars_.begin() + static_cast<std::ptrdiff_t>(skip); it != bars_.end(); ++it) out.push_back(BarJson(*it));
@@ -204,7 +204,7 @@ Json EventHub::Timeline(size_t last) const {
 }
 
 uint64_t EventHub::EventCount() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return events_;
 }
 

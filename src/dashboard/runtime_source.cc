@@ -44,7 +44,8 @@ Json DashboardSource::Overview() const {
   Json steps = Json::array();
   for (const auto& [key, n] : at) steps.push_back({{"step", key.first}, {"state", key.second}, {"jobs", n}});
   return {{"pipeline", snap.value("pipeline", "")}, {"time", snap.value("time", 0.0)}, {"total", snap["jobs"].size()},
-          {"counts", counts}, {"steps", std::move(steps)}, {"nodes", snap.value("nodes", Json::array())}};
+          {"counts", counts}, {"steps", std::move(steps)}, {"nodes", snap.value("nodes", Json::array())},
+          {"llm", snap.value("llm", Json::object())}};
 }
 
 Json DashboardSource::JobsPage(const JobsQuery& q) const {
