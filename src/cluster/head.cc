@@ -3,6 +3,7 @@
 // driver, decide, write everything in one fenced script (only while this head holds the lease).
 #include "cluster/head.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -418,19 +419,19 @@ void Head::Impl::ApplyRequests(double now) {
 bool Head::Impl::FlushTurn(double now) {
   const std::string view = driver->NodesJson().dump();
   const bool view_changed = view != nodes_view_written;
-  std::vector<std::vector<std::string>> cmds;
+  CommandBatch cmds;
   store->AppendTurn(cmds, now);
-  for (auto& c : expiring) cmds.push_back(std::move(c));
+  for (auto& c : expiring) cmds.Add(c);
   expiring.clear();
-  for (auto& o : outgoing) cmds.push_back({"XADD", keys.place(o.node), "*", "m", std::move(o.message)});
+  for (auto& o : outgoing) cmds.Add({"XADD", keys.place(o.node), "*", "m", o.message});
   if (!acks.empty()) {
     std::vector<std::string> ack = {"XACK", keys.inbox(), "head"}, del = {"XDEL", keys.inbox()};
     ack.insert(ack.end(), acks.begin(), acks.end());
     del.insert(del.end(), acks.begin(), acks.end());
-    cmds.push_back(std::move(ack));
-    cmds.push_back(std::move(del));
+    cmds.Add(ack);
+    cmds.Add(del);
   }
-  if (view_changed) cmds.push_back({"SET", keys.view_nodes(), view});
+  if (view_changed) cmds.Add({"SET", keys.view_nodes(), view});
   acks.clear();
   if (cmds.empty()) {
     outgoing.clear();
@@ -439,7 +440,13 @@ bool Head::Impl::FlushTurn(double now) {
   // Fenced (LeaderLock::WriteFenced): a head that stalled past its lease, and woke after a
   // standby took over, writes nothing. A script runs atomically: a head killed at any moment
   // leaves a turn boundary.
-  Reply r = lock.WriteFenced(db, std::move(cmds));
+  Reply r = lock.WriteFenced(db, cmds);
+  // A very large turn (a submission of 100k jobs) leaves its encoding's pages with the allocator:
+  // give them back, so the head's footprint is its state, not its largest turn.
+  if (cmds.encoded().size() > (16u << 20)) {
+    cmds = CommandBatch();
+    malloc_trim(0);
+  }
   if (!db.ok()) {
     outgoing.clear();
     return false;

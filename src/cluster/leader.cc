@@ -65,13 +65,9 @@ return {ids, errs}
 
 }  // namespace
 
-Reply LeaderLock::WriteFenced(Redis& db, std::vector<std::vector<std::string>> cmds) const {
-  std::vector<std::string> argv = {"EVAL", kFencedWrite, "1", key_, token_};
-  for (auto& c : cmds) {
-    argv.push_back(std::to_string(c.size()));
-    for (auto& a : c) argv.push_back(std::move(a));
-  }
-  return db.Command(argv);
+Reply LeaderLock::WriteFenced(Redis& db, const CommandBatch& cmds) const {
+  db.AppendEval(kFencedWrite, {key_, token_}, cmds, 1);
+  return db.Read();
 }
 
 void LeaderLock::Release(Redis& db) {

@@ -22,11 +22,11 @@ class LeaderLock {
   // Renews when due. False when the lock was lost (expired and taken, or deleted).
   bool RenewIfDue(Redis& db);
   void Release(Redis& db);
-  // Runs `cmds` (each an argv) atomically, only while this head still holds the lock (fencing): a
+  // Runs `cmds` atomically, only while this head still holds the lock (fencing): a
   // head that stalled past its lease writes nothing. The reply: an array {XADD ids in order
   // ("" for a refused one), error replies of refused commands}, or an error reply starting with
   // "FENCED" when the lock is not ours.
-  Reply WriteFenced(Redis& db, std::vector<std::vector<std::string>> cmds) const;
+  Reply WriteFenced(Redis& db, const CommandBatch& cmds) const;
   // When RenewIfDue next talks to Redis (monotonic seconds).
   double next_renewal() const { return next_renew_; }
   const std::string& token() const { return token_; }

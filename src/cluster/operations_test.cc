@@ -229,18 +229,23 @@ TEST_F(OperationsTest, AHeadThatLostItsLeaseWritesNothing) {
   cluster::LeaderLock old_head(key, 1, Clock::Real()), new_head(key, 1, Clock::Real());
   ASSERT_TRUE(old_head.Acquire(db));
   EXPECT_FALSE(new_head.Acquire(db)) << "one lease at a time";
-  cluster::Reply ok = old_head.WriteFenced(db, {{"SET", prefix_ + ":x", "1"}, {"XADD", prefix_ + ":s", "*", "m", "a"}});
+  auto batch = [](std::vector<std::vector<std::string>> cmds) {
+    cluster::CommandBatch b;
+    for (const auto& c : cmds) b.Add(c);
+    return b;
+  };
+  cluster::Reply ok = old_head.WriteFenced(db, batch({{"SET", prefix_ + ":x", "1"}, {"XADD", prefix_ + ":s", "*", "m", "a"}}));
   ASSERT_FALSE(ok.is_error()) << ok.str();
   ASSERT_EQ(ok.size(), 2u);
   EXPECT_EQ(ok.at(0).size(), 1u) << "the XADD's id comes back";
   // The old head stalls past its lease; the standby takes it.
   ASSERT_TRUE(WaitFor([&] { return new_head.Acquire(db); }, 10));
-  cluster::Reply fenced = old_head.WriteFenced(db, {{"SET", prefix_ + ":x", "2"}, {"DEL", prefix_ + ":s"}});
+  cluster::Reply fenced = old_head.WriteFenced(db, batch({{"SET", prefix_ + ":x", "2"}, {"DEL", prefix_ + ":s"}}));
   EXPECT_TRUE(fenced.is_error());
   EXPECT_EQ(fenced.str().rfind("FENCED", 0), 0u) << fenced.str();
   EXPECT_EQ(RedisCli({"GET", prefix_ + ":x"}), "1") << "nothing of the fenced write happened";
   EXPECT_EQ(RedisCli({"XLEN", prefix_ + ":s"}), "1");
-  EXPECT_FALSE(new_head.WriteFenced(db, {{"SET", prefix_ + ":x", "3"}}).is_error());
+  EXPECT_FALSE(new_head.WriteFenced(db, batch({{"SET", prefix_ + ":x", "3"}})).is_error());
   EXPECT_EQ(RedisCli({"GET", prefix_ + ":x"}), "3");
   // The token names the holder for an operator: HOST:PID:RANDOM.
   EXPECT_NE(RedisCli({"GET", key}).find(":" + std::to_string(getpid()) + ":"), std::string::npos);

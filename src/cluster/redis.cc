@@ -138,6 +138,50 @@ void Redis::Append(const std::vector<std::string>& argv) {
   ++pending_;
 }
 
+void CommandBatch::Bulk(std::string_view s) {
+  body_ += '$';
+  body_ += std::to_string(s.size());
+  body_ += "\r\n";
+  body_.append(s.data(), s.size());
+  body_ += "\r\n";
+  ++args_;
+}
+
+void CommandBatch::Add(const std::vector<std::string>& argv) {
+  Bulk(std::to_string(argv.size()));
+  for (const auto& a : argv) Bulk(a);
+  ++commands_;
+}
+
+void CommandBatch::Add(std::initializer_list<std::string_view> argv) {
+  Bulk(std::to_string(argv.size()));
+  for (const auto& a : argv) Bulk(a);
+  ++commands_;
+}
+
+void Redis::AppendEval(std::string_view script, const std::vector<std::string>& keys_and_args, const CommandBatch& batch,
+                       size_t numkeys) {
+  if (!ok()) return;
+  std::string head = "*" + std::to_string(3 + keys_and_args.size() + batch.args()) + "\r\n";
+  auto bulk = [&head](std::string_view s) {
+    head += '$';
+    head += std::to_string(s.size());
+    head += "\r\n";
+    head.append(s.data(), s.size());
+    head += "\r\n";
+  };
+  bulk("EVAL");
+  bulk(script);
+  bulk(std::to_string(numkeys));
+  for (const auto& a : keys_and_args) bulk(a);
+  if (redisAppendFormattedCommand(ctx_, head.data(), head.size()) != REDIS_OK ||
+      redisAppendFormattedCommand(ctx_, batch.encoded().data(), batch.encoded().size()) != REDIS_OK) {
+    error_ = std::string("redis: ") + ctx_->errstr;
+    return;
+  }
+  ++pending_;  // one command, one reply
+}
+
 Reply Redis::Read() {
   if (!ok() || pending_ == 0) return Reply();
   void* r = nullptr;

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <initializer_list>
 #include <string_view>
 #include <vector>
 
@@ -51,6 +52,24 @@ class Reply {
   redisReply* r_ = nullptr;
 };
 
+// Commands for one script call, encoded as they are added (RESP bulk strings: each command as its
+// argc then its args), so a large batch costs its protocol bytes only, never a std::string per
+// argument. Redis::AppendEval sends them as the ARGV of one EVAL.
+class CommandBatch {
+ public:
+  void Add(const std::vector<std::string>& argv);
+  void Add(std::initializer_list<std::string_view> argv);
+  bool empty() const { return commands_ == 0; }
+  size_t commands() const { return commands_; }
+  size_t args() const { return args_; }
+  const std::string& encoded() const { return body_; }
+
+ private:
+  void Bulk(std::string_view s);
+  std::string body_;
+  size_t commands_ = 0, args_ = 0;
+};
+
 class Redis {
  public:
   Redis() = default;
@@ -69,6 +88,10 @@ class Redis {
   void Append(const std::vector<std::string>& argv);
   Reply Read();
   size_t pending() const { return pending_; }
+  // EVAL script numkeys keys... ARGV..., then `batch` as further ARGV (without copying it into an
+  // argv vector).
+  void AppendEval(std::string_view script, const std::vector<std::string>& keys_and_args, const CommandBatch& batch,
+                  size_t numkeys);
   // Reads and drops every pending reply; false when one failed (error() names the first).
   bool Flush();
   // Socket timeout for blocking commands (XREADGROUP BLOCK ...).

@@ -235,7 +235,7 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
   return db.ok();
 }
 
-void RedisJobStore::AppendTurn(std::vector<std::vector<std::string>>& out, double now) {
+void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
   for (uint32_t job : dirty_) {
     Saved& s = saved_[job];
     s.dirty = false;
@@ -262,7 +262,7 @@ void RedisJobStore::AppendTurn(std::vector<std::vector<std::string>>& out, doubl
       argv.insert(argv.end(), {"results", ResultsText(job), "history", HistoryText(job)});
       s.results_unsaved = false;
     }
-    out.push_back(std::move(argv));
+    out.Add(argv);
   }
   dirty_.clear();
   // One RPUSH per job and turn (attempts_ is in recording order; a job's entries are grouped).
@@ -271,7 +271,7 @@ void RedisJobStore::AppendTurn(std::vector<std::vector<std::string>>& out, doubl
     const uint32_t job = attempts_[i].first;
     std::vector<std::string> argv = {"RPUSH", keys_.attempts(d_.job(job).report.id)};
     for (; i < attempts_.size() && attempts_[i].first == job; ++i) argv.push_back(std::move(attempts_[i].second));
-    out.push_back(std::move(argv));
+    out.Add(argv);
   }
   attempts_.clear();
 }

@@ -55,7 +55,7 @@ class RedisJobStore : public driver::JobStore {
   Status AddSubmitted(Redis& db, const std::string& id, const Hash& h, double now);
 
   // Appends this turn's writes (commands as argv) to `out`.
-  void AppendTurn(std::vector<std::vector<std::string>>& out, double now);
+  void AppendTurn(CommandBatch& out, double now);
 
   // The job's results object and history array as JSON text, encoded once per change.
   const std::string& ResultsText(uint32_t job);
