@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "cluster/client.h"
 #include "cluster/fence.h"
 #include "cluster/keys.h"
 #include "cluster/leader.h"
@@ -469,6 +470,12 @@ bool Head::Impl::FlushTurn(double now) {
   }
   outgoing.clear();
   nodes_view_written = view;
+  // Persisted: a finished job's results (a transcript, say) and attempts leave the head's memory;
+  // its detail is read back from Redis (JobDetail).
+  for (uint32_t job : store->TakeEnded()) {
+    driver->ReleaseDetail(job);
+    store->Forget(job);
+  }
   return true;
 }
 
@@ -563,8 +570,23 @@ Json Head::Snapshot() const {
 
 Json Head::JobDetail(const std::string& id) const {
   const Impl& m = *impl_;
-  std::lock_guard lock(m.mu);
-  return m.driver ? m.driver->JobDetail(id, m.Now()) : Json();
+  {
+    std::lock_guard lock(m.mu);
+    if (!m.driver) return Json();
+    const int j = m.driver->JobIndex(id);
+    if (j < 0) return Json();
+    const driver::JobEnd end = m.driver->job(j).end;
+    if (end != driver::JobEnd::kSucceeded && end != driver::JobEnd::kCancelled) return m.driver->JobDetail(id, m.Now());
+  }
+  // A finished job's detail left the head's memory when it was persisted: read it back from
+  // Redis (a connection of this caller's thread, as `baton status JOB` does).
+  Redis db;
+  if (!db.Connect(m.opts.redis)) return Json();
+  try {
+    return ClusterJob(db, m.keys, id);
+  } catch (const std::exception&) {
+    return Json();
+  }
 }
 
 }  // namespace baton::cluster

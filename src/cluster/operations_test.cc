@@ -12,6 +12,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "cluster/leader.h"
@@ -249,6 +250,35 @@ TEST_F(OperationsTest, AHeadThatLostItsLeaseWritesNothing) {
   EXPECT_EQ(RedisCli({"GET", prefix_ + ":x"}), "3");
   // The token names the holder for an operator: HOST:PID:RANDOM.
   EXPECT_NE(RedisCli({"GET", key}).find(":" + std::to_string(getpid()) + ":"), std::string::npos);
+}
+
+// A finished job's detail leaves the head's memory once it is in Redis; the head's dashboard reads
+// it back from there, whole.
+TEST_F(OperationsTest, TheHeadServesAFinishedJobsDetailFromRedis) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({"--dashboard", "127.0.0.1:0"});
+  std::string url;
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string log = testing::ReadFile(dir_ / "head.log");
+    const size_t at = log.find("dashboard at http://127.0.0.1:");
+    if (at == std::string::npos) return false;
+    const size_t host = at + std::string("dashboard at http://").size();
+    url = log.substr(host, log.find('/', host) - host);  // 127.0.0.1:PORT
+    return true;
+  }, 15)) << Logs();
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  ASSERT_EQ(Submit(0.05, 1)->Wait(60), 0) << Logs();
+  const size_t colon = url.rfind(':');
+  httplib::Client http(url.substr(0, colon), std::atoi(url.c_str() + colon + 1));
+  auto r = http.Get("/api/jobs/job-0");
+  ASSERT_TRUE(r) << url;
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json d = Json::parse(r->body);
+  EXPECT_EQ(d.value("state", ""), "succeeded") << d.dump();
+  EXPECT_EQ(d["attempts"].size(), 3u) << d.dump();
+  EXPECT_EQ(testing::SchemaErrors(d, "job_detail"), "") << d.dump();
 }
 
 TEST_F(OperationsTest, FinishedJobsLeaveRedisAfterRetentionExportedFirstAndPipelinesAreStoredOnce) {

@@ -154,6 +154,7 @@ Status RedisJobStore::AddSubmitted(Redis& db, const std::string& id, const Hash&
 bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
   saved_.clear();
   dirty_.clear();
+  ended_.clear();
   attempts_.clear();
   Reply pids = db.Command({"LRANGE", keys_.pipelines(), "0", "-1"});
   Reply ids = db.Command({"LRANGE", keys_.jobs(), "0", "-1"});
@@ -263,6 +264,7 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
       s.results_unsaved = false;
     }
     out.Add(argv);
+    if (rec.end == driver::JobEnd::kSucceeded || rec.end == driver::JobEnd::kCancelled) ended_.push_back(job);
   }
   dirty_.clear();
   // One RPUSH per job and turn (attempts_ is in recording order; a job's entries are grouped).

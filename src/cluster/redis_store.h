@@ -57,6 +57,14 @@ class RedisJobStore : public driver::JobStore {
   // Appends this turn's writes (commands as argv) to `out`.
   void AppendTurn(CommandBatch& out, double now);
 
+  // Jobs written this turn that ended succeeded or cancelled: once the turn is in Redis, their
+  // detail may leave the head's memory (Forget, Driver::ReleaseDetail). Failed jobs stay (a
+  // retry needs their results).
+  std::vector<uint32_t> TakeEnded() { return std::move(ended_); }
+  void Forget(uint32_t job) {
+    if (job < saved_.size()) saved_[job].encoded.reset();
+  }
+
   // The job's results object and history array as JSON text, encoded once per change.
   const std::string& ResultsText(uint32_t job);
   const std::string& HistoryText(uint32_t job);
@@ -87,6 +95,7 @@ class RedisJobStore : public driver::JobStore {
   const AttemptFence& fence_;
   std::vector<Saved> saved_;
   std::vector<uint32_t> dirty_;
+  std::vector<uint32_t> ended_;  // written this turn with a succeeded/cancelled end
   std::vector<std::pair<uint32_t, std::string>> attempts_;  // encoded attempts to push this turn
   bool loading_ = false;
 };
