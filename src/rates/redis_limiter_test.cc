@@ -29,7 +29,11 @@ class RedisLimiterTest : public ::testing::Test {
         std::vector<std::string>{"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
                                  "--appendonly", "yes", "--appendfsync", "always", "--dir", dir_.path().string()},
         dir_ / "redis.log");
-    ASSERT_TRUE(WaitFor([&] { cluster::Redis r; return r.Connect(url_, 0.2); }, 10)) << "redis-server did not start";
+    // Up and done loading its AOF (until then commands get LOADING).
+    ASSERT_TRUE(WaitFor([&] {
+      cluster::Redis r;
+      return r.Connect(url_, 0.2) && r.Command({"PING"}).str() == "PONG";
+    }, 10)) << "redis-server did not start";
   }
   std::unique_ptr<RedisRateLimiter> Limiter(RateSpecs specs, double budget = 0, const Clock* clock = nullptr) {
     return std::make_unique<RedisRateLimiter>(url_, "t", std::move(specs), budget, "run-1", clock ? clock : &clock_);
