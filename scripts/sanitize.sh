@@ -59,7 +59,7 @@ run_tests() {  # run_tests DIR EXCLUDE_REGEX
   # Tests of targets this script does not build register as *_NOT_BUILT (the custom-step example
   # is not built either); the browser test runs chromium, not Baton's code: leave them out.
   ctest --test-dir "$1" --output-on-failure -j "$jobs" --timeout 900 \
-    -E "_NOT_BUILT|^dashboard_browser\$|^example\\.${2:+|$2}" ${SANITIZE_TESTS:+-R "$SANITIZE_TESTS"}
+    -E "_NOT_BUILT|^dashboard_browser\$|^slurm_test\$|^example\\.${2:+|$2}" ${SANITIZE_TESTS:+-R "$SANITIZE_TESTS"}
 }
 
 tsan() {
