@@ -200,7 +200,9 @@ TEST_F(OperationsTest, DroppedRedisConnectionsLoseNothing) {
   auto submit = Submit(0.4, 8);
   const std::string port = url_.substr(url_.rfind(':') + 1);
   for (int i = 0; i < 4; ++i) {  // every client of Redis loses its connection, four times
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    // Spaced by progress, not time: one more attempt recorded since the last kill.
+    const std::string before = RedisCli({"XLEN", prefix_ + ":inbox"}) + JsonOf({"status", "--json"}).dump();
+    WaitFor([&] { return RedisCli({"XLEN", prefix_ + ":inbox"}) + JsonOf({"status", "--json"}).dump() != before; }, 30);
     testing::RunProgram({"redis-cli", "-p", port, "CLIENT", "KILL", "TYPE", "normal"});
   }
   ASSERT_EQ(submit->Wait(90), 0) << Logs();
