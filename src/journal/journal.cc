@@ -223,8 +223,10 @@ void Writer::Append(const std::string_view* payloads, size_t n) {
 Status Writer::Flush() {
   std::unique_lock lock(mu_);
   const uint64_t target = appended_;
+  ++flushing_;
   wake_.notify_one();
   done_.wait(lock, [&] { return durable_ >= target || !error_.ok(); });
+  --flushing_;
   return error_;
 }
 
@@ -235,10 +237,16 @@ WriterStats Writer::stats() const {
 
 void Writer::Loop() {
   std::string batch;
+  auto last_batch = std::chrono::steady_clock::time_point();
   std::unique_lock lock(mu_);
   while (true) {
     wake_.wait(lock, [this] { return stop_ || !pending_.empty() || durable_ < appended_; });
     if (pending_.empty() && stop_) return;
+    // Hold-off: let records gather for the rest of the interval since the last batch.
+    if (sync_)
+      wake_.wait_until(lock, last_batch + kBatchInterval,
+                       [this] { return stop_ || flushing_ > 0 || pending_.size() > kMaxQueued / 2; });
+    last_batch = std::chrono::steady_clock::now();
     batch.clear();
     batch.swap(pending_);
     const uint64_t upto = appended_;
