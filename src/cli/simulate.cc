@@ -1,5 +1,6 @@
-// `baton simulate`: runs a pipeline through the scheduling core in virtual time (src/sim) — the
-// same decisions `baton run` and the cluster head make, without doing the work — to see the
+// `baton simulate`: runs a pipeline through the driver kit in virtual time (sim/virtual_run.h) —
+// the same decisions and attempt lifecycle as `baton run` and the cluster head, without doing the
+// work — to see the
 // makespan, where jobs go and how busy the GPUs are, for any number of jobs and nodes, in
 // milliseconds. A step lasts its `--duration STEP=SECONDS`, or its `with.seconds` for `sleep`
 // steps, or 1 s.
@@ -10,10 +11,10 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
-#include "core/scheduler.h"
+#include "driver/driver.h"
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
-#include "sim/simulator.h"
+#include "sim/virtual_run.h"
 #include "sim/summary.h"
 #include "util/atomic_file.h"
 
@@ -42,43 +43,30 @@ int SimulateCommand(const SimulateArgs& a) {
     jobs = ReadInputs(a.inputs, &warnings).size();
   }
 
-  core::Scheduler sched;
-  for (const auto& [k, v] : cluster.pools) sched.SetPool(k, v);
-  for (const auto& n : cluster.nodes) sched.AddNode(driver::ToCoreNode(n, sched.resources()));
+  driver::Driver d;
+  for (const auto& [k, v] : cluster.pools) d.scheduler().SetPool(k, v);
+  for (const auto& n : cluster.nodes) d.AddNode(n, 0);
   const std::string nodes_from = a.cluster.empty() ? "this machine" : a.cluster;
-  auto added = driver::AddPipeline(sched, pipeline, &nodes_from);
+  auto added = d.AddPipeline(pipeline, "", &nodes_from);
   if (!added.ok()) throw LoadError(added.error());
-  const uint32_t pid = *added;
-  for (size_t j = 0; j < jobs; ++j) sched.Submit(pid, 0);
+  d.Reserve(jobs);
+  for (size_t j = 0; j < jobs; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
 
   const auto t0 = std::chrono::steady_clock::now();
-  sim::Simulator sim(sched);
-  const double makespan = sim.Run([&](const core::Placement& p) { return sim::Outcome{seconds[p.step]}; });
+  const bool keep_attempts = !a.trace.empty();  // the trace needs them; the summary does not
+  const sim::VirtualRunResult run = sim::RunVirtual(d, seconds, keep_attempts);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-  // Where the jobs went and how busy each node's GPUs were.
-  std::vector<sim::NodeUse> use(cluster.nodes.size());
+  const double makespan = run.makespan;
+  const std::vector<sim::NodeUse>& use = run.use;
+  int succeeded = 0;
+  for (uint32_t j = 0; j < d.job_count(); ++j) succeeded += d.job(j).end == driver::JobEnd::kSucceeded;
   RunReport report;
   report.seconds = makespan;
-  const bool keep_attempts = !a.trace.empty();  // the trace needs them; the summary does not
-  if (keep_attempts) report.jobs.resize(jobs);
-  for (size_t j = 0; keep_attempts && j < jobs; ++j) report.jobs[j].id = "job-" + std::to_string(j);
-  for (const auto& r : sim.records()) {
-    if (r.step == 0) ++use[r.node].jobs_started;
-    use[r.node].gpu_seconds += (r.end - r.start) * __builtin_popcountll(r.gpu_mask);
-    if (!keep_attempts) continue;
-    AttemptReport ar{pipeline.steps[r.step].name, cluster.nodes[r.node].name, core::AttemptStatusName(r.status), "",
-                     r.step_attempt, r.start, r.end, {}};
-    for (int g = 0; g < 64; ++g)
-      if (r.gpu_mask & (uint64_t{1} << g)) ar.gpus.push_back(g);
-    report.jobs[r.job].attempts.push_back(std::move(ar));
-  }
-  int succeeded = 0;
-  for (size_t j = 0; j < jobs; ++j) succeeded += sched.Job(static_cast<uint32_t>(j)).phase == core::Phase::kSucceeded;
+  if (keep_attempts) d.FinishReport(&report);
 
   std::printf("%s: %zu jobs on %zu node%s: makespan %.2f s of virtual time (%zu attempts; simulated in %.1f ms)\n",
               pipeline.name.c_str(), jobs, cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", makespan,
-              sim.records().size(), took * 1000);
+              run.attempts, took * 1000);
   // A few nodes: one line each. Many: a summary by node class that fits a screen, the per-node
   // table on request (--per-node) or in a file (--per-node-file).
   const bool per_node = a.per_node || cluster.nodes.size() <= kPerNodeUpTo;

@@ -28,7 +28,9 @@ namespace baton::cluster {
 
 constexpr size_t kInboxBatch = 4096;  // inbox entries read per turn
 
-struct Head::Impl {
+// The head's transport (driver/transport.h): PlaceAttempt / StopAttempt messages on each node's
+// placement stream, written with the turn (FlushTurn).
+struct Head::Impl : driver::Transport {
   HeadOptions opts;
   Keys keys;
   const Clock& clock;
@@ -75,8 +77,11 @@ struct Head::Impl {
   void OnResults(const protocol::AttemptResults& m, double now);
   void Reconcile(const std::map<std::string, Json>& registrations, double now);
   void OnSubmit(const protocol::SubmitJobs& m, double now);
-  void Stop(const std::vector<core::AttemptRef>& refs);
-  void Place(const core::Placement& p, double now);
+  void Start(const core::Placement& p, double now) override;
+  void Stop(const core::AttemptRef& ref) override;
+  void Stop(const std::vector<core::AttemptRef>& refs) {
+    for (const auto& r : refs) Stop(r);
+  }
   bool ReadInbox(bool pending, long block_ms, size_t* got);
   void ApplyRequests(double now);
   void SweepRetention(double now);
@@ -227,12 +232,10 @@ void Head::Impl::Reconcile(const std::map<std::string, Json>& registrations, dou
   }
 }
 
-void Head::Impl::Stop(const std::vector<core::AttemptRef>& refs) {
-  for (const auto& r : refs) {
-    const std::string& node = driver->nodes()[r.node].name;
-    outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node],
-                                                                     fence.TermOf(r.job)})});
-  }
+void Head::Impl::Stop(const core::AttemptRef& r) {
+  const std::string& node = driver->nodes()[r.node].name;
+  outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node],
+                                                                   fence.TermOf(r.job)})});
 }
 
 void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
@@ -300,7 +303,7 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
       *msg);
 }
 
-void Head::Impl::Place(const core::Placement& p, double now) {
+void Head::Impl::Start(const core::Placement& p, double now) {
   const driver::JobRecord& j = driver->job(p.job);
   const driver::NodeRecord& n = driver->nodes()[p.node];
   protocol::RunAttempt m;
@@ -484,8 +487,7 @@ void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
   double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
-  std::vector<core::Placement> placements;
-  std::vector<core::AttemptRef> expired;
+  const driver::Driver::TurnOptions turn;  // agents are waited for: no grace, no abandon
   while (!stop && db.ok()) {
     if (!lock.RenewIfDue(db)) {
       Say("lost the head lock; reloading");
@@ -513,17 +515,12 @@ void Head::Impl::Serve() {
       CheckNodes();
       next_check = clock.Monotonic() + check_every;
     }
-    now = Now();
-    expired.clear();
-    driver->Expired(now, core::kNever, &expired);
-    Stop(expired);
     if (opts.retain > 0 && clock.Monotonic() >= next_sweep) {
-      SweepRetention(now);
+      SweepRetention(Now());
       next_sweep = clock.Monotonic() + std::min(60.0, opts.retain / 4);
     }
-    placements.clear();
-    driver->Decide(now, &placements);
-    for (const auto& p : placements) Place(p, now);
+    now = Now();
+    driver->Turn(*this, now, turn);
     if (!FlushTurn(now)) return;
   }
 }

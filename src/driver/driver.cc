@@ -326,6 +326,18 @@ void Driver::Expired(double now, double grace, std::vector<core::AttemptRef>* ou
   }
 }
 
+size_t Driver::Turn(Transport& transport, double now, const TurnOptions& options) {
+  turn_expired_.clear();
+  Expired(now, options.grace, &turn_expired_);
+  for (const auto& a : turn_expired_) transport.Stop(a);
+  if (options.abandon) AbandonOverdue(now, false);
+  if (!options.place) return 0;
+  turn_placements_.clear();
+  Decide(now, &turn_placements_);
+  for (const auto& p : turn_placements_) transport.Start(p, now);
+  return turn_placements_.size();
+}
+
 void Driver::AbandonOverdue(double now, bool all) {
   for (size_t k = 0; k < stopping_.size();) {
     const uint32_t job = stopping_[k];

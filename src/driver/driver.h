@@ -13,10 +13,9 @@
 //     hashes and lists in the cluster).
 // Time is an argument (`now`, seconds on the backend's Clock), so a fake clock tests every timer.
 //
-// Typical turn of a backend's loop:
+// Every backend's loop (transport.h):
 //   for (outcome arriving)  driver.Finish(job, serial, outcome, now);
-//   for (ref : driver.Expired(now)) transport.Stop(ref);      // timeouts
-//   driver.Decide(now, &placements); for (p : placements) transport.Start(p, driver.Launch(p));
+//   driver.Turn(transport, now, {...});   // timeouts stopped, overdue abandoned, placements started
 //
 // Not thread-safe: one driver thread owns it (backends guard views with their own mutex).
 #pragma once
@@ -31,6 +30,7 @@
 #include "baton/runtime.h"
 #include "baton/status.h"
 #include "core/scheduler.h"
+#include "driver/transport.h"
 
 namespace baton::driver {
 
@@ -203,6 +203,16 @@ class Driver {
   // Ns of being cancelled; abandoned"); their late outcome is ignored. With `all`, every
   // stopping attempt is given up now (the end of a run).
   void AbandonOverdue(double now, bool all);
+  // One turn of a backend's loop, after the outcomes that arrived were applied: attempts past
+  // their deadline are stopped through `transport`; with `abandon`, attempts that did not stop
+  // within `grace` are given up (AbandonOverdue); with `place`, the core's placements now are
+  // started through `transport`. Returns how many were started.
+  struct TurnOptions {
+    double grace = core::kNever;  // the embedded runtime: --cancel-grace; the head waits for agents
+    bool abandon = false;
+    bool place = true;            // false while a run stops (no new attempts)
+  };
+  size_t Turn(Transport& transport, double now, const TurnOptions& options);
   // Earliest time something may change without an event: a retry, a deadline, an abandon.
   double NextWakeup() const;
 
@@ -240,7 +250,8 @@ class Driver {
   std::vector<JobRecord> jobs_;
   std::map<std::string, uint32_t> job_index_;
   std::vector<uint32_t> stopping_;  // jobs whose in-flight attempt was told to stop
-  std::vector<core::AttemptRef> expired_;  // scratch for Expired
+  std::vector<core::AttemptRef> expired_, turn_expired_;  // scratch for Expired, Turn
+  std::vector<core::Placement> turn_placements_;           // scratch for Turn
   size_t ended_ = 0;
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;

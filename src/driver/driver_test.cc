@@ -119,6 +119,42 @@ TEST(Driver, TimeoutIsReportedOnceAndTheLateOutcomeCountsAsTimeout) {
   EXPECT_EQ(f.d.job(0).report.status, "failed");
 }
 
+// The loop every backend runs (Driver::Turn) through a transport that only records: a timeout is
+// stopped through the transport once, an attempt that ignores the stop is abandoned after its
+// grace, the retry waits out its backoff, and each start goes through the transport.
+TEST(DriverTurn, TimeoutStopAbandonAndBackoffGoThroughTheTransport) {
+  Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 10s\n    retries: 1\n    backoff: 3s\n", {Node("n1", 1)});
+  f.d.Submit("job-0", "", 0, 0);
+  FakeTransport t;
+  Driver::TurnOptions o;
+  o.grace = 2;
+  o.abandon = true;
+  EXPECT_EQ(f.d.Turn(t, 0, o), 1u);
+  ASSERT_EQ(t.started.size(), 1u);
+  const uint32_t first = t.started[0].serial;
+  EXPECT_EQ(f.d.Turn(t, 9.9, o), 0u);
+  EXPECT_TRUE(t.stopped.empty());
+  f.d.Turn(t, 10, o);  // past its deadline: stopped, once
+  f.d.Turn(t, 11, o);
+  ASSERT_EQ(t.stopped.size(), 1u);
+  EXPECT_EQ(t.stopped[0].serial, first);
+  f.d.Turn(t, 12.5, o);  // it never reports: given up after its 2 s grace, retried after 3 s
+  EXPECT_EQ(f.d.job(0).report.attempts.size(), 1u);
+  EXPECT_EQ(f.d.job(0).report.attempts[0].status, "timeout");
+  EXPECT_EQ(t.started.size(), 1u) << "backing off";
+  EXPECT_FALSE(f.d.Finish(0, first, Ok(), 13)) << "a late outcome of the abandoned attempt is stale";
+  f.d.Turn(t, f.d.NextWakeup(), o);
+  ASSERT_EQ(t.started.size(), 2u);
+  EXPECT_EQ(t.started[1].step_attempt, 2);
+  EXPECT_TRUE(f.d.Finish(0, t.started[1].serial, Ok(), 16));
+  EXPECT_EQ(f.d.job(0).report.status, "succeeded");
+  // A stopping run starts nothing.
+  f.d.Submit("job-1", "", 0, 16);
+  o.place = false;
+  EXPECT_EQ(f.d.Turn(t, 16, o), 0u);
+  EXPECT_EQ(t.started.size(), 2u);
+}
+
 TEST(Driver, AnAttemptStoppedWithoutBeingCancelledIsLostNotTheJobCancelled) {
   Fixture f("steps:\n  - name: a\n    uses: sleep\n    retries: 0\n", {Node("n1", 1)});
   f.d.Submit("job-0", "", 0, 0);

@@ -56,7 +56,8 @@ struct CompletionQueue {
 
 }  // namespace
 
-struct Runtime::Impl {
+// The runtime's transport (driver/transport.h): attempts run as tasks on the worker pool.
+struct Runtime::Impl : driver::Transport {
   PipelineSpec pipeline;
   ClusterSpec cluster;
   RunOptions options;
@@ -99,8 +100,11 @@ struct Runtime::Impl {
 
   void Start();
   void ApplyRequests(double now);
-  void Stop(const std::vector<core::AttemptRef>& refs);
-  void Launch(const core::Placement& p, double now);
+  void Start(const core::Placement& p, double now) override;  // a task on the pool
+  void Stop(const core::AttemptRef& ref) override;            // its cancel token
+  void Stop(const std::vector<core::AttemptRef>& refs) {
+    for (const auto& r : refs) Stop(r);
+  }
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
@@ -219,12 +223,11 @@ void Runtime::Impl::ApplyRequests(double now) {
   }
 }
 
-void Runtime::Impl::Stop(const std::vector<core::AttemptRef>& refs) {
-  for (const auto& r : refs)
-    if (launched[r.job].serial == r.serial && launched[r.job].cancel) launched[r.job].cancel->cancel();
+void Runtime::Impl::Stop(const core::AttemptRef& r) {
+  if (launched[r.job].serial == r.serial && launched[r.job].cancel) launched[r.job].cancel->cancel();
 }
 
-void Runtime::Impl::Launch(const core::Placement& p, double now) {
+void Runtime::Impl::Start(const core::Placement& p, double now) {
   const driver::JobRecord& j = driver.job(p.job);
   Launched& l = launched[p.job];
   l.serial = p.serial;
@@ -368,25 +371,19 @@ Status Runtime::Impl::WriteSummary(const RunReport& report) {
 const RunReport& Runtime::Run() {
   Impl& m = *impl_;
   m.Start();
-  std::vector<core::Placement> placements;
   std::vector<CompletionQueue::Completion> batch;
-  std::vector<core::AttemptRef> expired;
   double next_progress = 0;
+  driver::Driver::TurnOptions turn;
+  turn.grace = m.options.cancel_grace;
+  turn.abandon = true;
   while (true) {
     {
       std::lock_guard lock(m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
-      expired.clear();
-      m.driver.Expired(now, m.options.cancel_grace, &expired);
-      m.Stop(expired);
-      m.driver.AbandonOverdue(now, false);
+      turn.place = !m.stopping;
+      m.driver.Turn(m, now, turn);
       m.Release();
-      if (!m.stopping) {
-        placements.clear();
-        m.driver.Decide(now, &placements);
-        for (const auto& p : placements) m.Launch(p, now);
-      }
       if (m.options.progress_line && now >= next_progress) {
         m.log->SetProgress(m.driver.ProgressLine(now));
         next_progress = now + 0.2;

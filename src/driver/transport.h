@@ -1,0 +1,41 @@
+// Transport: what carries the driver's decisions to where attempts run. The one thing besides a
+// store (JobStore, driver.h) in which backends differ:
+//
+//   backend                      Start(placement)                     Stop(attempt)
+//   embedded runtime             a task on the WorkerPool             its CancelToken
+//   cluster head                 a PlaceAttempt on the node's stream  a StopAttempt on it
+//   tests (FakeTransport below)  recorded                             recorded
+//
+// Outcomes come back the backend's own way (a completion queue; the head's inbox, which also
+// carries requests and heartbeats) and go to Driver::Finish / Driver::AttemptWaiting; every
+// backend's loop then runs Driver::Turn (driver.h), which calls the transport.
+//
+// Called on the driver thread only.
+#pragma once
+
+#include <vector>
+
+#include "core/scheduler.h"
+
+namespace baton::driver {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Carries a placement the driver recorded as the job's in-flight attempt to its executor.
+  virtual void Start(const core::Placement& placement, double now) = 0;
+  // Asks a running attempt to stop (timeout, cancel, drain). Its outcome still comes back.
+  virtual void Stop(const core::AttemptRef& attempt) = 0;
+};
+
+// A transport that only records: driver tests run the whole lifecycle through Driver::Turn with
+// it and a FakeClock, completing attempts by hand (no threads, no sleeps).
+class FakeTransport : public Transport {
+ public:
+  void Start(const core::Placement& p, double) override { started.push_back(p); }
+  void Stop(const core::AttemptRef& a) override { stopped.push_back(a); }
+  std::vector<core::Placement> started;
+  std::vector<core::AttemptRef> stopped;
+};
+
+}  // namespace baton::driver
