@@ -1,0 +1,85 @@
+// `baton simulate` on the driver kit: the same makespan as the core-only Simulator, every job
+// through the driver's lifecycle (attempt records), detail released when not kept.
+#include "sim/virtual_run.h"
+
+#include <gtest/gtest.h>
+
+#include "baton/pipeline.h"
+#include "driver/scheduler_setup.h"
+#include "sim/simulator.h"
+
+namespace baton::sim {
+namespace {
+
+const char* kSeed = R"(name: seed
+prefetch: 1
+steps:
+  - {name: download, uses: sleep, resources: {download_slot: 1}}
+  - {name: analyze, uses: sleep, resources: {gpu: 1}, placement: {same_node_as: download}}
+  - {name: summarize, uses: sleep, resources: {cpu: 1}}
+  - {name: document, uses: sleep, resources: {cpu: 1}, placement: {labels: {role: head}}}
+)";
+const char* kNodes = R"(nodes:
+  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}
+  - {name: worker-1, cpus: 16, gpus: 1, resources: {download_slot: 1}}
+  - {name: worker-2, cpus: 16, gpus: 2, resources: {download_slot: 2}}
+)";
+const std::vector<double> kSeconds = {10, 30, 6, 1};
+
+TEST(VirtualRun, SameMakespanAsTheCoreSimulatorThroughTheWholeLifecycle) {
+  const PipelineSpec p = ParsePipeline(kSeed, "seed.yaml");
+  const ClusterSpec c = ParseCluster(kNodes, "nodes.yaml");
+  constexpr int kJobs = 12;
+
+  core::Scheduler sched;
+  for (const auto& n : c.nodes) sched.AddNode(driver::ToCoreNode(n, sched.resources()));
+  const std::string from = "nodes.yaml";
+  auto pid = driver::AddPipeline(sched, p, &from);
+  ASSERT_TRUE(pid.ok()) << pid.error();
+  for (int j = 0; j < kJobs; ++j) sched.Submit(*pid, 0);
+  Simulator core_only(sched);
+  const double expected = core_only.Run([](const core::Placement& pl) { return Outcome{kSeconds[pl.step]}; });
+
+  driver::Driver d;
+  for (const auto& n : c.nodes) d.AddNode(n, 0);
+  auto added = d.AddPipeline(p, "", &from);
+  ASSERT_TRUE(added.ok()) << added.error();
+  for (int j = 0; j < kJobs; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
+  const VirtualRunResult r = RunVirtual(d, kSeconds, /*keep_detail=*/true);
+
+  EXPECT_DOUBLE_EQ(r.makespan, expected);
+  EXPECT_DOUBLE_EQ(r.makespan, 107);
+  EXPECT_EQ(r.attempts, size_t{kJobs} * 4);
+  ASSERT_EQ(r.use.size(), 3u);
+  EXPECT_EQ(r.use[0].jobs_started + r.use[1].jobs_started + r.use[2].jobs_started, kJobs);
+  EXPECT_EQ(r.use[2].jobs_started, 6);  // two GPUs, two download slots: twice the others
+  EXPECT_DOUBLE_EQ(r.use[0].gpu_seconds + r.use[1].gpu_seconds + r.use[2].gpu_seconds, kJobs * 30.0);
+  for (uint32_t j = 0; j < kJobs; ++j) {
+    const auto& rep = d.job(j).report;
+    EXPECT_EQ(rep.status, "succeeded");
+    ASSERT_EQ(rep.attempts.size(), 4u);
+    EXPECT_EQ(rep.attempts[1].node, rep.attempts[0].node) << "analyze where the video was downloaded";
+    EXPECT_EQ(rep.attempts[3].node, "head");
+    EXPECT_DOUBLE_EQ(rep.attempts[1].end - rep.attempts[1].start, 30);
+  }
+}
+
+TEST(VirtualRun, EndedJobsDetailIsReleasedWhenNotKept) {
+  driver::Driver d;
+  d.AddNode(ParseCluster(kNodes, "nodes.yaml").nodes[0], 0);
+  const std::string from = "nodes.yaml";
+  auto added = d.AddPipeline(ParsePipeline("steps:\n  - {name: a, uses: sleep}\n  - {name: b, uses: sleep}\n", "p.yaml"), "", &from);
+  ASSERT_TRUE(added.ok());
+  for (int j = 0; j < 100; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
+  const VirtualRunResult r = RunVirtual(d, {1, 2}, /*keep_detail=*/false);
+  EXPECT_EQ(r.attempts, 200u);
+  EXPECT_TRUE(d.all_ended());
+  for (uint32_t j = 0; j < 100; ++j) {
+    EXPECT_EQ(d.job(j).end, driver::JobEnd::kSucceeded);
+    EXPECT_TRUE(d.job(j).report.attempts.empty());
+  }
+  EXPECT_DOUBLE_EQ(r.makespan, 3);  // steps that ask for nothing all run at once: 1 s + 2 s
+}
+
+}  // namespace
+}  // namespace baton::sim
