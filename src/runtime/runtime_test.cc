@@ -203,12 +203,12 @@ TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
 
 TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
   RunOptions o = Options(1);
-  const auto marker = dir_.path() / "grandchild-alive";
+  const auto pidfile = dir_.path() / "grandchild.pid";
   const std::string yaml = R"(steps:
   - name: hang
     uses: command
     with:
-      argv: [sh, -c, '(sleep 3; touch "$1") & sleep 60', sh, ")" + marker.string() + R"("]
+      argv: [sh, -c, 'sleep 60 & echo $! > "$1"; sleep 60', sh, ")" + pidfile.string() + R"("]
     timeout: 300ms
 )";
   Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
@@ -218,8 +218,15 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
   ASSERT_EQ(r.failed, 1);
   EXPECT_EQ(r.jobs[0].attempts[0].status, "timeout");
   EXPECT_EQ(r.jobs[0].error, "hang failed after 1 attempt: timed out after 0.3s");
-  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
-  EXPECT_FALSE(std::filesystem::exists(marker)) << "the grandchild outlived its step";
+  // The background grandchild went with its step: gone (or a zombie waiting for init to reap it).
+  const pid_t grandchild = static_cast<pid_t>(std::atol(ReadFile(pidfile).c_str()));
+  ASSERT_GT(grandchild, 0);
+  EXPECT_TRUE(testing::WaitFor([&] {
+    if (kill(grandchild, 0) != 0) return true;
+    const std::string stat = ReadFile("/proc/" + std::to_string(grandchild) + "/stat");
+    const size_t paren = stat.rfind(')');
+    return paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] == 'Z';
+  }, 10)) << "the grandchild " << grandchild << " outlived its step";
 }
 
 TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
@@ -234,8 +241,13 @@ TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
   o.trace = dir_.path() / "t.json";
   Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n", "p.yaml"),
              Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
-  std::thread stopper([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::thread stopper([&] {  // once both CPUs run an attempt
+    testing::WaitFor([&] {
+      int running = 0;
+      const Json snapshot = rt.Snapshot();
+      for (const auto& j : snapshot["jobs"]) running += j.value("state", "") == "running";
+      return running == 2;
+    }, 10);
     rt.RequestStop();
   });
   const auto t0 = std::chrono::steady_clock::now();
