@@ -190,6 +190,10 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   double per_job = 0;
   for (const auto& j : summary["jobs"]) per_job += j["llm"]["cost_usd"].get<double>();
   EXPECT_NEAR(per_job, ServerCost(before), 1e-9);
+  // The journal's `spent` records (what the next run's budget starts from) say the same.
+  auto past = journal::Replay(dir_ / "out" / ".baton" / "journal");
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_NEAR(past->spent_usd, ServerCost(before), 1e-9);
 
   // --rerun all starts over, spending from $0: with 4.5 c, four jobs succeed again (counting the
   // 12 c spent before, none would).
