@@ -216,6 +216,28 @@ TEST_F(LlmClusterTest, BudgetForAThirdOfTheJobsAcrossTwoAgents) {
   EXPECT_EQ(refused, 20);
   EXPECT_EQ(server.request_count() - before, 10u);  // no request was sent past the budget
   EXPECT_LE(ServerTotals(before).usd, 10.5 * c);
+
+  // A larger budget in a cluster is a new submission (docs/steps/llm-rates.md, "A budget across
+  // resumed runs"): the refused inputs submitted again under a budget of 15.5 c are another
+  // pipeline text, so another pipeline whose budget starts at $0 (the 10 c spent above do not
+  // count: 15 succeed, not 5), and its jobs are new jobs that run every step.
+  std::vector<std::string> again;
+  for (const auto& j : status["jobs"])
+    if (j["state"] == "failed") again.push_back(j["input"].get<std::string>());
+  ASSERT_EQ(again.size(), 20u);
+  const size_t before_again = server.request_count();
+  const auto larger = Pipeline("budget", rates + fmt::format("budget: {{usd: {:.6f}}}\n", 15.5 * c), 2, 4);
+  EXPECT_EQ(cluster.SubmitAndWait(larger, again, 180), 1) << cluster.Logs();  // five still refused
+  int ok_again = 0;
+  const json after = cluster.StatusJson();
+  ASSERT_EQ(after["jobs"].size(), 51u);
+  for (const auto& j : after["jobs"]) {
+    if (std::stoi(j["id"].get<std::string>().substr(4)) <= 30) continue;  // the probe and the first submission
+    EXPECT_EQ(j["attempts"][0]["step"], "analyze") << "a new job starts at the first step: " << j.dump();
+    ok_again += j["state"] == "succeeded";
+  }
+  EXPECT_EQ(ok_again, 15);
+  EXPECT_EQ(server.request_count() - before_again, 15u);
 }
 
 }  // namespace

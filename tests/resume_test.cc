@@ -70,6 +70,7 @@ Counts Count(const std::filesystem::path& file) {
             break;
           }
           case journal::Kind::kJobEnded: ++c.ended[d.U32()]; break;
+          case journal::Kind::kSpent: break;  // LLM spending (budget_rerun_test.cc)
         }
       },
       &c.read);

@@ -235,6 +235,30 @@ TEST(JournalFingerprint, WithChangesTheFingerprint) {
   q.steps[0].resources["cpu"] = 2;  // resources are not part of what a step computes
   q.steps[0].retries = 3;
   EXPECT_EQ(Fingerprint(q)[0].fingerprint, Fingerprint(p)[0].fingerprint);
+  PipelineSpec r = p;
+  r.budget_usd = 100;  // the budget caps spending; it changes no step's result
+  r.rates["tok"] = {10, 10};
+  EXPECT_EQ(Fingerprint(r)[0].fingerprint, Fingerprint(p)[0].fingerprint);
+}
+
+TEST(JournalReplay, SpentRecordsAddUpAcrossPipelineChanges) {
+  const auto f = TempFile("spent");
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "llm"}})), "p", &e), (*w)->Append(e.data());
+    EncodeJobAdded(0, "job-0", "", &e), (*w)->Append(e.data());
+    EncodeSpent(0.25, &e), (*w)->Append(e.data());
+    EncodeSpent(0.5, &e), (*w)->Append(e.data());
+    // The step changes: its results go, what its requests cost stays spent.
+    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "sleep"}})), "p", &e), (*w)->Append(e.data());
+    EncodeSpent(0.125, &e), (*w)->Append(e.data());
+  }
+  auto past = Replay(f);
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_DOUBLE_EQ(past->spent_usd, 0.875);
+  EXPECT_EQ(past->changes.size(), 1u);
 }
 
 }  // namespace

@@ -58,6 +58,11 @@ void EncodeJobEnded(uint32_t job, End end, std::string_view error, Encoder* e) {
   e->U8(static_cast<uint8_t>(Kind::kJobEnded)).U32(job).U8(static_cast<uint8_t>(end)).Str(error);
 }
 
+void EncodeSpent(double usd, Encoder* e) {
+  e->Clear();
+  e->U8(static_cast<uint8_t>(Kind::kSpent)).F64(usd);
+}
+
 uint16_t PastJob::NextStep() const {
   for (size_t s = 0; s < steps.size(); ++s)
     if (!steps[s].done) return static_cast<uint16_t>(s);
@@ -198,6 +203,12 @@ Result<Past> Replay(const std::filesystem::path& file) {
             if (!d.ok() || !j || end == End::kLive || end > End::kCancelled) break;
             j->end = end;
             j->error = std::move(error);
+            return;
+          }
+          case Kind::kSpent: {
+            const double usd = d.F64();
+            if (!d.ok()) break;
+            past.spent_usd += usd;
             return;
           }
         }

@@ -7,6 +7,9 @@
 //   attempt    job, step, attempt, status, error, node, start, end            every attempt
 //   step done  job, step, node, attempt, seconds, result JSON, main_output     every success
 //   job ended  job, end (succeeded/failed/cancelled), error                    every job end
+//   spent      usd (f64)                                                        every LLM request
+//              that cost something: what the run's budget has spent (src/rates), whatever
+//              became of the step, so a resumed run starts from the sum (Past::spent_usd)
 // Steps are indexes into the pipeline of the latest header; job numbers are dense in the order
 // jobs were first added (their ids stay those of their first run).
 //
@@ -27,7 +30,7 @@
 
 namespace baton::journal {
 
-enum class Kind : uint8_t { kHeader = 1, kJobAdded = 2, kAttempt = 3, kStepDone = 4, kJobEnded = 5 };
+enum class Kind : uint8_t { kHeader = 1, kJobAdded = 2, kAttempt = 3, kStepDone = 4, kJobEnded = 5, kSpent = 6 };
 enum class End : uint8_t { kLive = 0, kSucceeded = 1, kFailed = 2, kCancelled = 3 };
 
 struct StepPrint {
@@ -45,6 +48,7 @@ void EncodeAttempt(uint32_t job, uint16_t step, uint16_t attempt, std::string_vi
 void EncodeStepDone(uint32_t job, uint16_t step, std::string_view node, uint16_t attempt, double seconds,
                     std::string_view result, std::string_view main_output, Encoder* e);
 void EncodeJobEnded(uint32_t job, End end, std::string_view error, Encoder* e);
+void EncodeSpent(double usd, Encoder* e);
 
 struct PastStep {
   bool done = false;
@@ -75,6 +79,7 @@ struct Past {
   std::string version;                // of the latest header
   std::string pipeline;               // the pipeline's name in the latest header
   uint64_t attempts = 0, headers = 0;
+  double spent_usd = 0;               // the sum of every `spent` record (kept across pipeline changes)
   ReadStats read;
   std::vector<Change> changes;        // pipeline changes met while replaying
   // Invalidates every job's results from `step` on (live again); returns the jobs touched.

@@ -89,9 +89,21 @@ void MemoryRateLimiter::Settle(double reserved_usd, double spent_usd) {
   MutexLock lock(&mu_);
   reserved_ = std::max(0.0, reserved_ - reserved_usd);
   spent_ += spent_usd;
+  if (spent_usd > 0 && record_) record_(spent_usd);
 }
 
-std::unique_ptr<RateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
+void MemoryRateLimiter::Resume(double spent_before, std::function<void(double usd)> record) {
+  MutexLock lock(&mu_);
+  spent_ = spent_before;
+  record_ = std::move(record);
+}
+
+void MemoryRateLimiter::StopRecording() {
+  MutexLock lock(&mu_);
+  record_ = nullptr;
+}
+
+std::unique_ptr<MemoryRateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
                                               double budget_usd) {
   return std::make_unique<MemoryRateLimiter>(MergeRates(pipeline_rates, cluster_rates), budget_usd);
 }

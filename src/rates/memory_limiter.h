@@ -4,6 +4,7 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -37,6 +38,18 @@ class MemoryRateLimiter final : public RateLimiter {
   void Settle(double reserved_usd, double spent_usd) override;
   double budget_usd() const override { return budget_; }
 
+  // A resumed run (`baton run` with the same --out): `spent_before` USD were spent by the output
+  // folder's earlier runs (its journal's `spent` records), so the budget caps the folder's total.
+  // `record` (may be empty) is called, under the limiter's lock, with each settled cost > 0, so the
+  // next run can do the same; call StopRecording before what it writes to goes away (attempts
+  // may outlive the run that made them).
+  void Resume(double spent_before, std::function<void(double usd)> record);
+  void StopRecording();
+  double spent() {
+    MutexLock lock(&mu_);
+    return spent_;
+  }
+
   // For tests: the bucket's level now.
   double Level(const std::string& name);
 
@@ -51,10 +64,11 @@ class MemoryRateLimiter final : public RateLimiter {
   std::map<std::string, Bucket> buckets_ GUARDED_BY(mu_);
   double spent_ GUARDED_BY(mu_) = 0;
   double reserved_ GUARDED_BY(mu_) = 0;
+  std::function<void(double)> record_ GUARDED_BY(mu_);
 };
 
 // The limiter of an embedded run: the pipeline's and the cluster file's rates, the budget.
-std::unique_ptr<RateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
+std::unique_ptr<MemoryRateLimiter> NewMemoryLimiter(const RateSpecs& pipeline_rates, const RateSpecs& cluster_rates,
                                               double budget_usd);
 
 }  // namespace baton::rates

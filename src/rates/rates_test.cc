@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <thread>
+#include <vector>
 
 #include "baton/pipeline.h"
 #include "util/clock.h"
@@ -135,6 +136,25 @@ TEST(MemoryLimiter, BudgetCountsSpentAndInFlight) {
   EXPECT_DOUBLE_EQ(g.spent, 0.1);
   MemoryRateLimiter unlimited({}, 0, clock);
   EXPECT_TRUE(unlimited.Reserve(1e9).granted);
+}
+
+TEST(MemoryLimiter, AResumedBudgetStartsFromEarlierSpendingAndRecordsItsOwn) {
+  FakeClock clock;
+  MemoryRateLimiter rl({}, 1.0, clock);
+  std::vector<double> recorded;
+  rl.Resume(0.7, [&](double usd) { recorded.push_back(usd); });
+  BudgetGrant g = rl.Reserve(0.4);  // 0.7 spent by earlier runs + 0.4 > 1.0
+  EXPECT_FALSE(g.granted);
+  EXPECT_DOUBLE_EQ(g.spent, 0.7);
+  ASSERT_TRUE(rl.Reserve(0.2).granted);
+  rl.Settle(0.2, 0.15);
+  rl.Settle(0, 0);  // a failed request costs nothing and records nothing
+  EXPECT_EQ(recorded, std::vector<double>{0.15});
+  EXPECT_DOUBLE_EQ(rl.spent(), 0.85);
+  rl.StopRecording();
+  rl.Settle(0, 0.01);  // spending without a reservation (no budget) still counts
+  EXPECT_EQ(recorded.size(), 1u);
+  EXPECT_DOUBLE_EQ(rl.spent(), 0.86);
 }
 
 TEST(MemoryLimiter, ThreadsNeverTakeMoreThanTheBucketHolds) {

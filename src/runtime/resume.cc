@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <unordered_map>
@@ -202,6 +203,14 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   }
   auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
   store->HoldLock(lock_fd);
+  store->set_spent_before(past.spent_usd);
+  if (past.spent_usd > 0)
+    notices->push_back(fmt::format("LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(),
+                                   past.spent_usd,
+                                   spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)",
+                                                                     spec.budget_usd,
+                                                                     std::max(0.0, spec.budget_usd - past.spent_usd))
+                                                       : ""));
   store->Reserve(options.inputs.size());
   journal::Encoder e;
   journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);

@@ -45,6 +45,17 @@ class JournalStore final : public driver::JobStore {
   std::vector<uint32_t>& released() { return released_; }
   // The LLM usage of released jobs (their results are gone from the final report).
   const rates::LlmUsage& released_llm() const { return released_llm_; }
+  // What LLM requests of earlier runs of this output folder cost (the journal's `spent` records;
+  // 0 without a journal, after --rerun all, or for a new folder): where the budget starts.
+  double spent_before() const { return spent_before_; }
+  void set_spent_before(double usd) { spent_before_ = usd; }
+  // Journals one LLM request's cost (thread-safe; the run's limiter calls it as requests settle).
+  void AppendSpent(double usd) {
+    if (!writer_) return;
+    journal::Encoder e;
+    journal::EncodeSpent(usd, &e);
+    writer_->Append(e.data());
+  }
 
  private:
   struct PerJob {
@@ -64,6 +75,7 @@ class JournalStore final : public driver::JobStore {
   int lock_fd_ = -1;
   std::vector<uint32_t> released_;
   rates::LlmUsage released_llm_;
+  double spent_before_ = 0;
   journal::Encoder e_, end_;
   std::string held_;  // a succeeded attempt, written together with its step's result
 };

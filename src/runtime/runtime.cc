@@ -86,6 +86,7 @@ struct Runtime::Impl : driver::Transport {
 
   std::shared_ptr<driver::SinkList> sinks = std::make_shared<driver::SinkList>();
   std::shared_ptr<RateLimiter> rates;  // the run's rates and budget, shared with attempts
+  rates::MemoryRateLimiter* memory_rates = nullptr;  // the same; journals its spending until ~Runtime
   std::shared_ptr<LogSink> log;
   std::shared_ptr<CompletionQueue> completions = std::make_shared<CompletionQueue>();
   WorkerPool pool;
@@ -125,7 +126,6 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto steps = driver::CreateSteps(m.pipeline, registry);
   if (!steps.ok()) throw LoadError(steps.error());
   m.steps = std::move(*steps);
-  m.rates = rates::NewMemoryLimiter(m.pipeline.rates, m.cluster.rates, m.pipeline.budget_usd);
   for (const auto& [k, v] : m.cluster.pools) m.driver.scheduler().SetPool(k, v);
   for (const auto& n : m.cluster.nodes) {
     m.driver.AddNode(n, 0);
@@ -146,10 +146,20 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
   m.journal = runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
+  // The budget is the output folder's: it starts from what earlier runs in it spent, and every
+  // request's cost is journaled for the next one.
+  auto limiter = rates::NewMemoryLimiter(m.pipeline.rates, m.cluster.rates, m.pipeline.budget_usd);
+  m.memory_rates = limiter.get();
+  if (m.journal->journaling())
+    limiter->Resume(m.journal->spent_before(), [store = m.journal.get()](double usd) { store->AppendSpent(usd); });
+  m.rates = std::move(limiter);
   m.launched.resize(m.driver.job_count());
 }
 
-Runtime::~Runtime() = default;
+Runtime::~Runtime() {
+  // An abandoned attempt may settle a request after the journal is gone.
+  if (impl_->memory_rates) impl_->memory_rates->StopRecording();
+}
 
 void Runtime::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks->push_back(std::move(sink)); }
 

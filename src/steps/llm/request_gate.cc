@@ -181,7 +181,8 @@ void RequestGate::After(const Ticket& ticket, const ProviderLimits& limits, long
     const double used = ok ? static_cast<double>(prompt_tokens + completion_tokens) : 0;
     if (ticket.tokens != used) limiter_->Give(c_.token_rate, ticket.tokens - used);
   }
-  if (ticket.usd > 0) limiter_->Settle(ticket.usd, cost);
+  // Settled also without a budget: the spending is recorded (a resumed run with a budget counts it).
+  if (ticket.usd > 0 || cost > 0) limiter_->Settle(ticket.usd, cost);
   // The provider's word: only lower (never raise) what the buckets hold; after a 429, hold them
   // for Retry-After (or the reset time) so every step sharing the bucket backs off together.
   const bool limited = status == 429;
