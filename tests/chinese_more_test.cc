@@ -79,7 +79,7 @@ TEST_F(ChineseMoreTest, TraditionalChineseReportWithExactSlides) {
   o.out = out.path();
   FILE* log = fopen((work_ / "log.txt").c_str(), "w");
   o.log_stream = log;
-  const PipelineSpec spec = ParsePipeline(Pipeline("zh-TW"), (work_ / "zh.yaml").string());
+  const PipelineSpec spec = ParsePipeline(Pipeline("zh-TW"), (work_ / "zh.yaml").string()).value();
   EXPECT_EQ(spec.steps[1].with["_language"], "zh-TW");
   Runtime rt(spec, {}, o);
   const RunReport r = rt.Run();

@@ -55,7 +55,7 @@ class ChineseVideoTest : public ::testing::Test {
     o.inputs = {server_->url("/files/%E5%AD%A3%E5%BA%A6%E6%8A%A5%E5%91%8A.mp4")};
     o.out = out_.path();
     o.log_stream = log_ = fopen((work_ / "log.txt").c_str(), "w");
-    Runtime rt(ParsePipeline(yaml, (work_ / "zh.yaml").string()), {}, o);
+    Runtime rt(ParsePipeline(yaml, (work_ / "zh.yaml").string()).value(), {}, o);
     RunReport r = rt.Run();
     fclose(log_);
     return r;
@@ -112,14 +112,11 @@ TEST_F(ChineseVideoTest, PocketSphinxIsNotAskedForChineseAndTheReportSaysSo) {
 
 TEST(ChineseVideoConfig, UnknownTagsAndMissingOcrDataAreLoadErrors) {
   RegisterBuiltinSteps();
-  try {
-    ParsePipeline("name: x\nlanguage: klingon\nsteps: [{name: a, uses: sleep}]\n", "p.yaml");
-    FAIL() << "accepted an unknown language";
-  } catch (const LoadError& e) {
-    EXPECT_EQ(std::string(e.what()).rfind("p.yaml:2: language: unknown language tag 'klingon' (known: en, zh-CN, zh-TW", 0), 0u)
-        << e.what();
-  }
-  const PipelineSpec p = ParsePipeline("language: zh_tw\nsteps: [{name: a, uses: sleep}]\n", "p.yaml");
+  auto klingon = ParsePipeline("name: x\nlanguage: klingon\nsteps: [{name: a, uses: sleep}]\n", "p.yaml");
+  ASSERT_FALSE(klingon.ok()) << "accepted an unknown language";
+  EXPECT_EQ(klingon.error().rfind("p.yaml:2: language: unknown language tag 'klingon' (known: en, zh-CN, zh-TW", 0), 0u)
+      << klingon.error();
+  const PipelineSpec p = ParsePipeline("language: zh_tw\nsteps: [{name: a, uses: sleep}]\n", "p.yaml").value();
   EXPECT_EQ(p.language, "zh-TW");
   EXPECT_EQ(p.steps[0].with["_language"], "zh-TW");
   try {

@@ -31,7 +31,7 @@ PipelineSpec VideoReport(const std::string& llm_with) {
   std::string yaml = ReadFile(testing::SourceDir() / "examples" / "video-report.yaml");
   const std::regex provider(R"(      provider: extractive[^\n]*\n)");
   yaml = std::regex_replace(yaml, provider, llm_with);
-  PipelineSpec p = ParsePipeline(yaml, (testing::SourceDir() / "examples" / "video-report.yaml").string());
+  PipelineSpec p = ParsePipeline(yaml, (testing::SourceDir() / "examples" / "video-report.yaml").string()).value();
   for (auto& s : p.steps) {
     s.backoff = 0.05;  // keep failing jobs' retries short
     if (s.uses == "download") s.with["backoff"] = 0.01;
@@ -107,7 +107,7 @@ TEST_F(VideoReportTest, ThreeNodesKeepAnalyzeOnTheDownloadingNodeAndDocumentsOnT
   o.log_format = RunOptions::LogFormat::kNone;
   o.keep_work = true;  // the analysis files are looked at below
   Runtime rt(VideoReport("      provider: extractive\n"),
-             LoadCluster(testing::SourceDir() / "examples" / "clusters" / "three-nodes.yaml"), o);
+             LoadCluster(testing::SourceDir() / "examples" / "clusters" / "three-nodes.yaml").value(), o);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 3) << r.jobs[0].error;
   std::set<std::string> download_nodes;

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
     o.inputs.assign(jobs, "");
     o.out = dir / "embedded";
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(LoadPipeline(pipeline_file), c, o);
+    Runtime rt(LoadPipeline(pipeline_file).value(), c, o);
     auto t0 = std::chrono::steady_clock::now();
     RunReport r = rt.Run();
     const double s = Seconds(t0);
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   const long rss_before_run = RssKb(head.pid());
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> inputs(jobs, "");
-  PipelineSpec spec = LoadPipeline(pipeline_file);
+  PipelineSpec spec = LoadPipeline(pipeline_file).value();
   auto ids = cluster::SubmitJobs(db, keys, pipeline_file, text, spec, inputs);
   while (true) {
     auto st = cluster::JobStates(db, keys, {ids.back()});
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   std::string yaml = "name: queued\nsteps:\n  - {name: s, uses: sleep, resources: {nothing_has_this: 1}}\n";
   std::ofstream(dir / "q.yaml") << yaml;
   std::vector<std::string> qin(queued, "");
-  cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml"), qin);
+  cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml").value(), qin);
   for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const long rss1 = RssKb(head.pid());

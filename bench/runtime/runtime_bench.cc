@@ -58,7 +58,7 @@ Outcome RunOnce(const char* pipeline, const char* cluster, size_t jobs, const Mo
   o.journal = mode.journal;
   o.journal_sync = mode.sync;
   o.keep_finished = mode.keep_finished;
-  Runtime rt(ParsePipeline(pipeline, "bench.yaml"), ParseCluster(cluster, "bench-cluster.yaml"), o);
+  Runtime rt(ParsePipeline(pipeline, "bench.yaml").value(), ParseCluster(cluster, "bench-cluster.yaml").value(), o);
   const RunReport& r = rt.Run();
   return {r.succeeded, r.seconds};
 }

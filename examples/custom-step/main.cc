@@ -36,11 +36,16 @@ int main(int argc, char** argv) {
   }
   baton::RegisterBuiltinSteps();
   baton::StepRegistry::Global().Register("shout", [](const baton::Json& with) { return std::make_unique<Shout>(with); });
+  baton::Result<baton::PipelineSpec> pipeline = baton::LoadPipeline(argv[1]);
+  if (!pipeline.ok()) {
+    std::fprintf(stderr, "error: %s\n", pipeline.error().c_str());
+    return 2;
+  }
   try {
     baton::RunOptions opts;
     opts.inputs.assign(argv + 2, argv + argc);
     opts.out = "out/custom-step";
-    baton::Runtime runtime(baton::LoadPipeline(argv[1]), {}, opts);
+    baton::Runtime runtime(std::move(*pipeline), {}, opts);  // throws LoadError when no node can run a step
     const baton::RunReport& report = runtime.Run();
     for (const auto& job : report.jobs)
       std::printf("%s: %s\n", job.id.c_str(),

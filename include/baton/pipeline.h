@@ -4,7 +4,8 @@
 // each with `uses`, `with`, `resources`, `prefer`, `placement.same_node_as`, `placement.labels`,
 // `retries`, `backoff`, `timeout`. A ClusterSpec lists nodes (name, cpus, gpus, memory,
 // resources, labels, workdir) and cluster-wide `pools`. Loading validates everything a run needs
-// and throws LoadError with one line: "FILE:LINE: KEY: what is wrong".
+// and returns a Result (status.h): the spec, or an error with one line "FILE:LINE: KEY: what is
+// wrong". Nothing is thrown across this boundary.
 //
 // Plain values; thread-compatible.
 #pragma once
@@ -16,11 +17,13 @@
 #include <vector>
 
 #include "baton/rates.h"
+#include "baton/status.h"
 #include "baton/step.h"
 
 namespace baton {
 
 // One-line, user-facing load error: "examples/x.yaml:12: steps[1].resources.gpu: must be >= 0".
+// Thrown inside the loaders (and by the Runtime's constructor); the loaders return it as a Result.
 struct LoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -71,10 +74,10 @@ struct ClusterSpec {
   std::filesystem::path file;
 };
 
-PipelineSpec LoadPipeline(const std::filesystem::path& file);
-PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file_name);
-ClusterSpec LoadCluster(const std::filesystem::path& file);
-ClusterSpec ParseCluster(const std::string& yaml, const std::string& file_name);
+Result<PipelineSpec> LoadPipeline(const std::filesystem::path& file);
+Result<PipelineSpec> ParsePipeline(const std::string& yaml, const std::string& file_name);
+Result<ClusterSpec> LoadCluster(const std::filesystem::path& file);
+Result<ClusterSpec> ParseCluster(const std::string& yaml, const std::string& file_name);
 
 // One node describing this machine: detected CPUs, memory and NVIDIA GPUs (0 when none), named
 // after the host, labelled role=head (it is the head of its own one-node cluster).

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <utility>
@@ -51,16 +53,23 @@ class [[nodiscard]] Result {
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
   const std::string& error() const { return status_.message(); }
-  // REQUIRES: ok().
-  T& value() & { assert(ok()); return *value_; }
-  const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  // REQUIRES: ok(). Checked in every build: the error is printed and the process aborts (a
+  // program that cannot go on, like a benchmark's fixed input that does not load).
+  T& value() & { Check(); return *value_; }
+  const T& value() const& { Check(); return *value_; }
+  T&& value() && { Check(); return std::move(*value_); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
  private:
+  void Check() const {
+    if (!ok()) {
+      std::fprintf(stderr, "Result::value() of an error: %s\n", status_.message().c_str());
+      std::abort();
+    }
+  }
   Status status_;
   std::optional<T> value_;
 };

@@ -160,7 +160,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     std::fprintf(stderr, "baton submit: give --inputs FILE or --jobs N\n");
     return 2;
   }
-  PipelineSpec spec = LoadPipeline(g_args.pipeline);
+  PipelineSpec spec = Loaded(LoadPipeline(g_args.pipeline));
   if (auto steps = driver::CreateSteps(spec, StepRegistry::Global()); !steps.ok()) throw LoadError(steps.error());
   std::vector<std::string> inputs, warnings;
   if (!g_args.inputs.empty()) inputs = ReadInputs(g_args.inputs, &warnings);

@@ -14,6 +14,14 @@
 
 namespace baton::cli {
 
+// A loaded spec, or the CLI's one-line error: main() is the CLI's edge, where a LoadError becomes
+// "baton: error: ..." and exit status 2.
+template <typename T>
+T Loaded(Result<T> r) {
+  if (!r.ok()) throw LoadError(r.error());
+  return std::move(*r);
+}
+
 struct RunArgs {
   std::string pipeline, inputs, cluster, trace, log_format = "text", progress = "auto";
   std::string out = "out";

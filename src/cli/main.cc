@@ -59,10 +59,10 @@ std::map<std::string, double> ParseResourcePairs(const std::vector<std::string>&
 }
 
 int RunCommand(const RunArgs& a) {
-  PipelineSpec pipeline = LoadPipeline(a.pipeline);
+  PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
   ClusterSpec cluster;
   if (!a.cluster.empty()) {
-    cluster = LoadCluster(a.cluster);
+    cluster = Loaded(LoadCluster(a.cluster));
   } else {
     NodeSpec local = DetectLocalNode();
     for (const auto& [k, v] : ParseResourcePairs(a.resources, "--resources")) local.resources[k] = v;
@@ -192,9 +192,9 @@ int main(int argc, char** argv) {
       return baton::cli::SimulateCommand(sim);
     }
     if (cmd_validate->parsed()) {
-      auto pipeline = baton::LoadPipeline(validate_pipeline);
+      auto pipeline = baton::cli::Loaded(baton::LoadPipeline(validate_pipeline));
       baton::ClusterSpec cluster;
-      if (!validate_cluster.empty()) cluster = baton::LoadCluster(validate_cluster);
+      if (!validate_cluster.empty()) cluster = baton::cli::Loaded(baton::LoadCluster(validate_cluster));
       baton::RunOptions opts;
       opts.log_format = baton::RunOptions::LogFormat::kNone;
       baton::Runtime check(pipeline, cluster, opts);

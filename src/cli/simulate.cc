@@ -24,8 +24,8 @@ namespace baton::cli {
 constexpr size_t kPerNodeUpTo = 16;
 
 int SimulateCommand(const SimulateArgs& a) {
-  PipelineSpec pipeline = LoadPipeline(a.pipeline);
-  ClusterSpec cluster = a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}} : LoadCluster(a.cluster);
+  PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
+  ClusterSpec cluster = a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}, {}} : Loaded(LoadCluster(a.cluster));
   std::vector<double> seconds(pipeline.steps.size(), 1.0);
   std::vector<std::string> defaulted;
   const auto given = ParseResourcePairs(a.durations, "--duration");

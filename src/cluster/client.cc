@@ -35,11 +35,9 @@ const std::vector<std::string>& StepNames(Redis& db, const Keys& keys, std::map<
   if (it != cache.end()) return it->second;
   Hash h = ToHash(db.Command({"HGETALL", keys.pipeline(pid)}));
   std::vector<std::string> names;
-  try {
-    PipelineSpec spec = ParsePipeline(h["yaml"], h["file"]);
-    for (const auto& s : spec.steps) names.push_back(s.name);
-    if (name) *name = spec.name;
-  } catch (const std::exception&) {
+  if (auto spec = ParsePipeline(h["yaml"], h["file"]); spec.ok()) {
+    for (const auto& s : spec->steps) names.push_back(s.name);
+    if (name) *name = spec->name;
   }
   return cache[pid] = names;
 }

@@ -173,7 +173,9 @@ std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, co
   if (!db.ok()) return nullptr;
   try {
     if (h.empty()) throw std::runtime_error("pipeline " + pid + " is not in redis");
-    l->spec = ParsePipeline(h["yaml"], h["file"]);
+    auto spec = ParsePipeline(h["yaml"], h["file"]);
+    if (!spec.ok()) throw std::runtime_error(spec.error());
+    l->spec = std::move(*spec);
     auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
     if (steps.ok()) l->steps = std::move(*steps);
     else l->error = steps.error();

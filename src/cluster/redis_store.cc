@@ -131,13 +131,9 @@ Result<uint32_t> RedisJobStore::EnsurePipeline(Redis& db, const std::string& id)
   Hash h = ToHash(db.Command({"HGETALL", keys_.pipeline(id)}));
   if (!db.ok()) return Status::Unavailable(db.error());
   if (h.empty()) return Status::NotFound("pipeline " + id + " is not in redis");
-  PipelineSpec spec;
-  try {
-    spec = ParsePipeline(h["yaml"], h["file"]);
-  } catch (const std::exception& e) {
-    return Status::Invalid(fmt::format("pipeline {} cannot be loaded: {}", id, e.what()));
-  }
-  return d_.AddPipeline(std::move(spec), id, nullptr);
+  auto spec = ParsePipeline(h["yaml"], h["file"]);
+  if (!spec.ok()) return Status::Invalid(fmt::format("pipeline {} cannot be loaded: {}", id, spec.error()));
+  return d_.AddPipeline(std::move(*spec), id, nullptr);
 }
 
 Status RedisJobStore::AddSubmitted(Redis& db, const std::string& id, const Hash& h, double now) {

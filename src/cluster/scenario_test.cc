@@ -118,7 +118,7 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     o.inputs.assign(s.jobs, "");
     o.out = dir_.path() / "embedded";
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(ParsePipeline(s.pipeline, "p.yaml"), cluster, o);
+    Runtime rt(ParsePipeline(s.pipeline, "p.yaml").value(), cluster, o);
     std::thread operator_thread;
     if (s.action == Action::kCancelWhileRunning) {
       operator_thread = std::thread([&] {

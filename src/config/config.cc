@@ -200,29 +200,28 @@ double ParseQuantity(const std::string& text) {
   return v;
 }
 
-// Below ParseYaml, yaml-cpp throws only from as<>() on a node of another kind (a list used as a
-// key); ParsePipeline and ParseCluster turn that into the one-line LoadError like any other.
-[[noreturn]] static void FailYaml(const std::string& file, const YAML::Exception& e) {
-  throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
+// The loaders' edge: inside, a mistake throws LoadError (and yaml-cpp throws from as<>() on a
+// node of another kind, a list used as a key, say); out of it comes a Result with the one line.
+template <typename F>
+static auto AtEdge(const std::string& file, F parse) -> Result<decltype(parse())> {
+  try {
+    return parse();
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  } catch (const YAML::Exception& e) {
+    return Status::Invalid(file + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + OneLine(e.msg));
+  }
 }
 
 static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file);
 static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file);
 
-PipelineSpec ParsePipeline(const std::string& yaml, const std::string& file) {
-  try {
-    return ParsePipelineChecked(yaml, file);
-  } catch (const YAML::Exception& e) {
-    FailYaml(file, e);
-  }
+Result<PipelineSpec> ParsePipeline(const std::string& yaml, const std::string& file) {
+  return AtEdge(file, [&] { return ParsePipelineChecked(yaml, file); });
 }
 
-ClusterSpec ParseCluster(const std::string& yaml, const std::string& file) {
-  try {
-    return ParseClusterChecked(yaml, file);
-  } catch (const YAML::Exception& e) {
-    FailYaml(file, e);
-  }
+Result<ClusterSpec> ParseCluster(const std::string& yaml, const std::string& file) {
+  return AtEdge(file, [&] { return ParseClusterChecked(yaml, file); });
 }
 
 static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file) {
@@ -308,8 +307,8 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
   return p;
 }
 
-PipelineSpec LoadPipeline(const std::filesystem::path& file) {
-  return ParsePipeline(ReadWhole(file, "pipeline"), file.string());
+Result<PipelineSpec> LoadPipeline(const std::filesystem::path& file) {
+  return AtEdge(file.string(), [&] { return ParsePipelineChecked(ReadWhole(file, "pipeline"), file.string()); });
 }
 
 static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file) {
@@ -353,8 +352,8 @@ static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::strin
   return c;
 }
 
-ClusterSpec LoadCluster(const std::filesystem::path& file) {
-  return ParseCluster(ReadWhole(file, "cluster"), file.string());
+Result<ClusterSpec> LoadCluster(const std::filesystem::path& file) {
+  return AtEdge(file.string(), [&] { return ParseClusterChecked(ReadWhole(file, "cluster"), file.string()); });
 }
 
 }  // namespace baton

@@ -8,12 +8,8 @@ namespace baton {
 namespace {
 
 std::string ErrorOf(const std::string& yaml) {
-  try {
-    ParsePipeline(yaml, "p.yaml");
-  } catch (const LoadError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  auto p = ParsePipeline(yaml, "p.yaml");
+  return p.ok() ? "(no error)" : p.error();
 }
 
 const char* kGood = R"(name: demo
@@ -38,7 +34,7 @@ steps:
 )";
 
 TEST(PipelineFile, LoadsEveryKey) {
-  PipelineSpec p = ParsePipeline(kGood, "p.yaml");
+  PipelineSpec p = ParsePipeline(kGood, "p.yaml").value();
   EXPECT_EQ(p.name, "demo");
   EXPECT_EQ(p.prefetch, 2);
   ASSERT_EQ(p.steps.size(), 3u);
@@ -107,12 +103,10 @@ TEST(PipelineFile, DuplicateAndMissingNames) {
 
 TEST(PipelineFile, MalformedYamlAndMissingFile) {
   EXPECT_EQ(ErrorOf("steps:\n  - name: [a\n").substr(0, 22), "p.yaml:3: invalid YAML");
-  try {
-    LoadPipeline("/nonexistent/x.yaml");
-    FAIL();
-  } catch (const LoadError& e) {
-    EXPECT_STREQ(e.what(), "/nonexistent/x.yaml: cannot read pipeline file (no such file)");
-  }
+  auto missing = LoadPipeline("/nonexistent/x.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.error(), "/nonexistent/x.yaml: cannot read pipeline file (no such file)");
 }
 
 TEST(ClusterFile, LoadsNodesAndPools) {
@@ -127,7 +121,7 @@ TEST(ClusterFile, LoadsNodesAndPools) {
   - name: w1
     cpus: 8
 pools: {llm: 8}
-)", "c.yaml");
+)", "c.yaml").value();
   ASSERT_EQ(c.nodes.size(), 2u);
   EXPECT_EQ(c.nodes[0].gpus, 2);
   EXPECT_EQ(c.nodes[0].memory, 64.0 * (1ull << 30));
@@ -138,12 +132,8 @@ pools: {llm: 8}
 
 TEST(ClusterFile, ErrorsNameFileLineAndKey) {
   auto error = [](const std::string& yaml) {
-    try {
-      ParseCluster(yaml, "c.yaml");
-    } catch (const LoadError& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
+    auto c = ParseCluster(yaml, "c.yaml");
+    return c.ok() ? std::string("(no error)") : c.error();
   };
   EXPECT_EQ(error("nodes:\n  - name: a\n  - name: a\n"), "c.yaml:3: nodes[1].name: duplicate node name 'a'");
   EXPECT_EQ(error("nodes:\n  - name: a\n    gpu: 1\n").substr(0, 36), "c.yaml:3: nodes[0].gpu: unknown key ");

@@ -42,7 +42,7 @@ ClusterSpec TwoNodes() {
   return ParseCluster(R"(nodes:
   - {name: alpha, cpus: 2, gpus: 2, memory: 4Gi, labels: {role: head}}
   - {name: beta, cpus: 1, gpus: 0, resources: {download_slot: 1}}
-)", "cluster.yaml");
+)", "cluster.yaml").value();
 }
 
 class DashboardTest : public ::testing::Test {
@@ -53,7 +53,7 @@ class DashboardTest : public ::testing::Test {
     opts.inputs = std::move(inputs);
     opts.out = dir_ / "out";
     opts.log_format = RunOptions::LogFormat::kNone;
-    runtime_ = std::make_unique<Runtime>(ParsePipeline(yaml, "pipeline.yaml"), TwoNodes(), opts);
+    runtime_ = std::make_unique<Runtime>(ParsePipeline(yaml, "pipeline.yaml").value(), TwoNodes(), opts);
     source_ = std::make_unique<RuntimeSource>(*runtime_);
     DashboardOptions dopts;
     dopts.address = "127.0.0.1:0";
@@ -354,7 +354,7 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   opts.log_format = RunOptions::LogFormat::kNone;
   TempDir dir;
   opts.out = dir / "out";
-  Runtime runtime(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml"), TwoNodes(), opts);
+  Runtime runtime(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml").value(), TwoNodes(), opts);
   RuntimeSource source(runtime);
   DashboardOptions o;
   o.address = "0.0.0.0:0";

@@ -31,7 +31,7 @@ class CountingStore : public JobStore {
   std::vector<std::string> recorded;
 };
 
-PipelineSpec Pipeline(const std::string& yaml) { return ParsePipeline(yaml, "p.yaml"); }
+PipelineSpec Pipeline(const std::string& yaml) { return ParsePipeline(yaml, "p.yaml").value(); }
 
 NodeSpec Node(const std::string& name, double cpus, double gpus = 0) {
   NodeSpec n;

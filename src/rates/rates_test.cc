@@ -30,7 +30,7 @@ rates:
 budget: {usd: 25}
 steps:
   - {name: a, uses: sleep}
-)", "p.yaml");
+)", "p.yaml").value();
   ASSERT_EQ(p.rates.size(), 3u);
   EXPECT_DOUBLE_EQ(p.rates.at("openai_requests").per_second, 10);
   EXPECT_DOUBLE_EQ(p.rates.at("openai_requests").burst, 10);  // one second's worth
@@ -39,17 +39,13 @@ steps:
   EXPECT_DOUBLE_EQ(p.rates.at("tiny").burst, 1);  // never below one
   EXPECT_DOUBLE_EQ(p.budget_usd, 25);
 
-  const ClusterSpec c = ParseCluster("nodes: [{name: a}]\nrates: {openai_requests: 60/min}\n", "c.yaml");
+  const ClusterSpec c = ParseCluster("nodes: [{name: a}]\nrates: {openai_requests: 60/min}\n", "c.yaml").value();
   EXPECT_DOUBLE_EQ(MergeRates(p.rates, c.rates).at("openai_requests").per_second, 1);  // the cluster file wins
 }
 
 std::string LoadErrorOf(const std::string& yaml) {
-  try {
-    ParsePipeline(yaml, "p.yaml");
-  } catch (const LoadError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  auto p = ParsePipeline(yaml, "p.yaml");
+  return p.ok() ? "(no error)" : p.error();
 }
 
 TEST(RateConfig, ErrorsNameFileLineAndKey) {

@@ -51,7 +51,7 @@ class RuntimeTest : public ::testing::Test {
     o.log_format = RunOptions::LogFormat::kNone;
     return o;
   }
-  ClusterSpec Cluster(const std::string& yaml) { return ParseCluster(yaml, "cluster.yaml"); }
+  ClusterSpec Cluster(const std::string& yaml) { return ParseCluster(yaml, "cluster.yaml").value(); }
   TempDir dir_;
 };
 
@@ -86,7 +86,7 @@ const char* kThreeNodes = R"(nodes:
 TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
   RunOptions o = Options(12);
   o.trace = dir_.path() / "trace.json";
-  Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster(kThreeNodes), o);
+  Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster(kThreeNodes), o);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 12);
   EXPECT_EQ(r.ExitCode(), 0);
@@ -121,7 +121,7 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
 
 TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
   try {
-    Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
+    Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
                Options(1));
     FAIL() << "accepted";
   } catch (const LoadError& e) {
@@ -134,13 +134,13 @@ TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
 
 TEST_F(RuntimeTest, UnknownStepKindAndBadWithAreRefusedWithTheirLine) {
   try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml"), {}, Options(1));
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml").value(), {}, Options(1));
     FAIL();
   } catch (const LoadError& e) {
     EXPECT_EQ(std::string(e.what()).substr(0, 54), "p.yaml:4: steps.b.uses: unknown step kind 'slep' (know");
   }
   try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml"), {}, Options(1));
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml").value(), {}, Options(1));
     FAIL();
   } catch (const LoadError& e) {
     EXPECT_STREQ(e.what(), "p.yaml:2: steps.a.with.seconds: must be a non-negative number of seconds");
@@ -160,7 +160,7 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
     resources: {gpu: 1}
 )";
   o.keep_work = true;  // the logs are read below
-  Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
+  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "pwned"));
@@ -186,7 +186,7 @@ TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
     with: {argv: [no-such-program-baton, "{input}"]}
     retries: 3
 )";
-  Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
+  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), {}, o);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.jobs.size(), 3u);
   EXPECT_EQ(r.failed, 3);
@@ -211,7 +211,7 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
       argv: [sh, -c, 'sleep 60 & echo $! > "$1"; sleep 60', sh, ")" + pidfile.string() + R"("]
     timeout: 300ms
 )";
-  Runtime rt(ParsePipeline(yaml, "p.yaml"), {}, o);
+  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), {}, o);
   const auto t0 = std::chrono::steady_clock::now();
   const RunReport& r = rt.Run();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));  // generous: no hang
@@ -230,7 +230,7 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
 }
 
 TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml"), {}, Options(2));
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml").value(), {}, Options(2));
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.failed, 2);
   EXPECT_EQ(r.jobs[0].error, "a failed after 1 attempt: step threw: disk on fire");
@@ -239,7 +239,7 @@ TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
 TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
   RunOptions o = Options(6);
   o.trace = dir_.path() / "t.json";
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n", "p.yaml"),
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n", "p.yaml").value(),
              Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
   std::thread stopper([&] {  // once both CPUs run an attempt
     testing::WaitFor([&] {
@@ -273,7 +273,7 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
   o.cancel_grace = 0.5;
   o.clock = &clock;
   g_release_stubborn = false;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml"), {}, o);
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml").value(), {}, o);
   const RunReport* report = nullptr;
   std::atomic<bool> returned{false};
   std::thread run([&] {
@@ -297,7 +297,7 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
 }
 
 TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml"), {}, Options(3));
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {}, Options(3));
   std::thread canceller([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     EXPECT_TRUE(rt.CancelJob("job-1"));
@@ -312,7 +312,7 @@ TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
 }
 
 TEST_F(RuntimeTest, SnapshotShowsStepChainsAndWaitReasons) {
-  Runtime rt(ParsePipeline(kSeed, "seed.yaml"), Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
+  Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
              Options(3));
   Json before = rt.Snapshot();
   ASSERT_EQ(before["jobs"].size(), 3u);
@@ -339,7 +339,7 @@ TEST_F(RuntimeTest, SucceededJobsWorkFoldersAreRemovedUnlessKeepWork) {
     o.inputs = {"good", "bad"};
     o.keep_work = keep;
     o.out = dir_.path() / (keep ? "kept" : "out");
-    Runtime rt(ParsePipeline(yaml, "p.yaml"), Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+    Runtime rt(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
     const RunReport& r = rt.Run();
     ASSERT_EQ(r.succeeded, 1);
     ASSERT_EQ(r.failed, 1);
@@ -377,7 +377,7 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   o.out = dir.path() / "out";
   o.log_format = RunOptions::LogFormat::kNone;
   o.clock = &clock;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: 2h\n    max_backoff: 2h\n", "p.yaml"),
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: 2h\n    max_backoff: 2h\n", "p.yaml").value(),
              {}, o);
   auto wait_for = [&](const std::string& state, int attempt) {
     for (int i = 0; i < 20000; ++i) {
@@ -419,7 +419,7 @@ TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
   o.keep_finished = false;
   Runtime rt(ParsePipeline("name: two\nsteps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
                            "  - {name: b, uses: sleep, resources: {cpu: 1}}\n",
-                           "p.yaml"),
+                           "p.yaml").value(),
              Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
   const RunReport& report = rt.Run();
   ASSERT_EQ(report.succeeded, 6);

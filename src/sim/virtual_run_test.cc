@@ -27,8 +27,8 @@ const char* kNodes = R"(nodes:
 const std::vector<double> kSeconds = {10, 30, 6, 1};
 
 TEST(VirtualRun, SameMakespanAsTheCoreSimulatorThroughTheWholeLifecycle) {
-  const PipelineSpec p = ParsePipeline(kSeed, "seed.yaml");
-  const ClusterSpec c = ParseCluster(kNodes, "nodes.yaml");
+  const PipelineSpec p = ParsePipeline(kSeed, "seed.yaml").value();
+  const ClusterSpec c = ParseCluster(kNodes, "nodes.yaml").value();
   constexpr int kJobs = 12;
 
   core::Scheduler sched;
@@ -66,9 +66,9 @@ TEST(VirtualRun, SameMakespanAsTheCoreSimulatorThroughTheWholeLifecycle) {
 
 TEST(VirtualRun, EndedJobsDetailIsReleasedWhenNotKept) {
   driver::Driver d;
-  d.AddNode(ParseCluster(kNodes, "nodes.yaml").nodes[0], 0);
+  d.AddNode(ParseCluster(kNodes, "nodes.yaml").value().nodes[0], 0);
   const std::string from = "nodes.yaml";
-  auto added = d.AddPipeline(ParsePipeline("steps:\n  - {name: a, uses: sleep}\n  - {name: b, uses: sleep}\n", "p.yaml"), "", &from);
+  auto added = d.AddPipeline(ParsePipeline("steps:\n  - {name: a, uses: sleep}\n  - {name: b, uses: sleep}\n", "p.yaml").value(), "", &from);
   ASSERT_TRUE(added.ok());
   for (int j = 0; j < 100; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
   const VirtualRunResult r = RunVirtual(d, {1, 2}, /*keep_detail=*/false);
