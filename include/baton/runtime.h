@@ -2,11 +2,12 @@
 // nodes described by a cluster file (the embedded driver of DESIGN.md).
 //
 //   baton::RegisterBuiltinSteps();
-//   auto pipeline = baton::LoadPipeline("examples/seed-demo.yaml");
-//   auto cluster = baton::LoadCluster("examples/clusters/seed-node.yaml");
+//   auto pipeline = baton::LoadPipeline("examples/seed-demo.yaml");      // Result<PipelineSpec>
+//   auto cluster = baton::LoadCluster("examples/clusters/seed-node.yaml");  // Result<ClusterSpec>
+//   if (!pipeline.ok()) return Fail(pipeline.error());  // one line naming file, line and key
 //   baton::RunOptions opts;
 //   opts.inputs = {"", "", "", ""};            // four jobs
-//   baton::Runtime runtime(pipeline, cluster, opts);   // validates; throws LoadError
+//   baton::Runtime runtime(*pipeline, *cluster, opts);  // validates; throws LoadError
 //   const baton::RunReport& report = runtime.Run();    // blocks until every job ended
 //
 // One driver thread owns the scheduling core; attempts run on a pool of worker threads (built-in
