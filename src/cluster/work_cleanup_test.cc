@@ -34,6 +34,16 @@ steps:
     retries: 0
 )";
 
+// A first step that runs until it is cancelled.
+const char* kSlow = R"(name: slow
+steps:
+  - name: frames
+    uses: command
+    with: {argv: [sh, -c, "echo data > frame.bin && exec sleep 60"]}
+    placement: {labels: {role: a}}
+    retries: 0
+)";
+
 class WorkCleanupTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -43,6 +53,7 @@ class WorkCleanupTest : public ::testing::Test {
     redis_ = Start("redis", {"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"});
     std::ofstream(dir_ / "p.yaml") << kPipeline;
+    std::ofstream(dir_ / "slow.yaml") << kSlow;
   }
   std::unique_ptr<testing::ChildProcess> Start(const std::string& name, std::vector<std::string> argv) {
     return std::make_unique<testing::ChildProcess>(argv, dir_ / (name + ".log"));
@@ -144,6 +155,16 @@ TEST_F(WorkCleanupTest, FailedJobsFoldersGoWhenRetentionForgetsThem) {
   EXPECT_TRUE(WaitFor([&] { return Cli({"status", "job-2"}) != 0; }, 30)) << "retention forgets job-2\n" << Logs();
   for (const char* job : {"job-0", "job-1", "job-2"})
     EXPECT_TRUE(WaitFor([&] { return Gone("a", job) && Gone("b", job); }, 20)) << job << "\n" << Logs();
+}
+
+TEST_F(WorkCleanupTest, CancelledJobsFolderGoesOnceItsAttemptStopped) {
+  StartCluster();
+  ASSERT_EQ(Start("submit", {baton_, "submit", (dir_ / "slow.yaml").string(), "--jobs", "1", "--redis", url_, "--prefix",
+                             prefix_})->Wait(30), 0) << Logs();
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(Work("a") / "job-0" / "frame.bin"); }, 20)) << Logs();
+  ASSERT_EQ(Cli({"cancel", "job-0"}), 0) << Logs();
+  EXPECT_TRUE(WaitFor([&] { return Gone("a", "job-0"); }, 20)) << Logs();
+  EXPECT_TRUE(fs::is_regular_file(Work("a") / "out" / "job-0" / "logs" / "frames.1.stdout")) << Logs();
 }
 
 }  // namespace

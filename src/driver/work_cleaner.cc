@@ -33,9 +33,10 @@ void WorkCleaner::Remove(const std::string& job) {
 
 void WorkCleaner::Keep(const std::string& job) {
   std::unique_lock lock(mu_);
+  // First past a look at it under way (which may defer it again), then off both queues.
+  cv_.wait(lock, [&] { return current_ != job; });
   jobs_.erase(std::remove(jobs_.begin(), jobs_.end(), job), jobs_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), job), waiting_.end());
-  cv_.wait(lock, [&] { return current_ != job; });
 }
 
 void WorkCleaner::Drain() {
