@@ -54,8 +54,10 @@ void WorkCleaner::Loop() {
       for (auto& w : waiting_) jobs_.push_back(std::move(w));
       waiting_.clear();
     }
-    if (quit_) return;  // what is still queued stays on disk
-    if (jobs_.empty()) continue;
+    if (jobs_.empty()) {
+      if (quit_) return;  // what waits for a running attempt stays on disk
+      continue;
+    }
     std::string job = std::move(jobs_.front());
     jobs_.pop_front();
     current_ = job;

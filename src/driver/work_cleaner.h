@@ -13,7 +13,8 @@
 //    agent: such a folder waits (checked again every 0.2 s), and Keep(job), called before a new
 //    attempt of the job starts there, takes it off the queue (or waits for a removal under way).
 //
-// OnEvent and Remove only queue; one background thread removes. Thread-safe.
+// OnEvent and Remove only queue; one background thread removes. The destructor finishes what is
+// queued, except folders still waiting for a running attempt. Thread-safe.
 #pragma once
 
 #include <condition_variable>
