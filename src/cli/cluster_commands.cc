@@ -37,6 +37,7 @@ struct ClusterArgs {
   std::string retain = "7d", export_file;
   std::string dashboard, token;
   bool dashboard_requested = false;
+  bool keep_work = false;  // head and node: --keep-work
   // node
   std::string name, gpus = "auto", workdir = "baton-work", address, listen = "0.0.0.0", heartbeat = "1s";
   std::string max_artifact = "1Gi";
@@ -83,6 +84,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.retain = ParseDuration(g_args.retain);
   o.export_file = g_args.export_file;
+  o.keep_work = g_args.keep_work;
   o.log_format = Format();
   o.on_ready = [prefix = g_args.prefix] { NotifyReady("head", "scheduling (prefix " + prefix + ")"); };
   cluster::Head head(o);
@@ -133,6 +135,7 @@ int NodeCommand(const cluster::RedisUrl& url) {
   for (const auto& [k, v] : ParseResourcePairs(g_args.resources, "--resources")) o.resources[k] = v;
   for (const auto& [k, v] : ParsePairs(g_args.labels, "--labels")) o.labels[k] = v;
   o.workdir = g_args.workdir;
+  o.keep_work = g_args.keep_work;
   o.address = g_args.address;
   o.listen = g_args.listen;
   o.heartbeat = ParseDuration(g_args.heartbeat);
@@ -312,6 +315,8 @@ void AddClusterCommands(CLI::App& app) {
       ->capture_default_str();
   g_head->add_option("--export", g_args.export_file,
                      "Append each finished job's detail (JSON lines) to FILE before it leaves Redis");
+  g_head->add_flag("--keep-work", g_args.keep_work,
+                   "Tell no node to remove an ended job's work folder (each node's own --keep-work does it for that node)");
   g_head->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
   g_head_dashboard = g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
   g_head->add_option("--token", g_args.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
@@ -325,6 +330,8 @@ void AddClusterCommands(CLI::App& app) {
   g_node->add_option("--resources", g_args.resources, "Custom resources NAME=N[,NAME=N]");
   g_node->add_option("--labels", g_args.labels, "Labels KEY=VALUE[,...]");
   g_node->add_option("--workdir", g_args.workdir, "Work folder (one subfolder per job)")->capture_default_str();
+  g_node->add_flag("--keep-work", g_args.keep_work,
+                   "Keep ended jobs' work folders (WORKDIR/JOB); by default they go when the head says the job succeeded or was cancelled");
   g_node->add_option("--address", g_args.address, "HOST[:PORT] other nodes use to fetch artifacts (default: host name, any port)");
   g_node->add_option("--listen", g_args.listen, "Interface the artifact server binds")->capture_default_str();
   g_node->add_option("--heartbeat", g_args.heartbeat, "Heartbeat interval")->capture_default_str();

@@ -149,8 +149,9 @@ TEST_F(NetnsClusterTest, HeadAndNodesInTheirOwnNamespacesFetchAcrossThem) {
   ASSERT_TRUE(WaitFor([&] { return Client({"nodes", "--json"}).is_array(); }, 10)) << Logs();
   Start(ns_["head"], {baton_, "head", "--redis", url_, "--prefix", "nt", "--heartbeat-timeout", "2s"}, "head.log");
   StartNode("a", {"--gpus", "0", "--labels", "role=head"});
-  StartNode("b", {"--gpus", "1", "--resources", "download_slot=1"});
-  StartNode("c", {"--gpus", "1", "--resources", "download_slot=1"});
+  // --keep-work: the producers' copies are compared below, after the jobs succeeded.
+  StartNode("b", {"--gpus", "1", "--resources", "download_slot=1", "--keep-work"});
+  StartNode("c", {"--gpus", "1", "--resources", "download_slot=1", "--keep-work"});
   Json nodes;
   ASSERT_TRUE(WaitFor([&] {
     nodes = Client({"nodes", "--json"});

@@ -296,7 +296,8 @@ TEST_F(ClusterTest, RedisRestartedWithAofLosesNothing) {
 TEST_F(ClusterTest, ArtifactMadeByACommandIsFetchedWithChecksum) {
   StartRedis();
   StartHead();
-  StartNode("maker", {"--gpus", "0", "--labels", "role=maker"});
+  // --keep-work: the maker's copy is compared below, after the jobs succeeded.
+  StartNode("maker", {"--gpus", "0", "--labels", "role=maker", "--keep-work"});
   StartNode("taker", {"--gpus", "0", "--labels", "role=taker"});
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 10)) << Logs();
   const std::string yaml = R"(name: artifacts

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -82,6 +83,7 @@ struct Head::Impl : driver::Transport {
   void Stop(const std::vector<core::AttemptRef>& refs) {
     for (const auto& r : refs) Stop(r);
   }
+  void RemoveWork(uint32_t job);
   bool ReadInbox(bool pending, long block_ms, size_t* got);
   void ApplyRequests(double now);
   void SweepRetention(double now);
@@ -324,6 +326,23 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
+// Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
+// waits for an attempt of it still running there). A node that is gone keeps it: its stream
+// starts afresh when it comes back.
+void Head::Impl::RemoveWork(uint32_t job) {
+  if (opts.keep_work) return;
+  const driver::JobRecord& j = driver->job(job);
+  std::set<int> nodes;
+  for (const auto& a : j.report.attempts) nodes.insert(driver->NodeIndex(a.node));
+  if (j.history)
+    for (const auto& h : *j.history) nodes.insert(driver->NodeIndex(h.node));
+  if (j.in_flight) nodes.insert(static_cast<int>(j.in_flight->node));
+  for (int n : nodes) {
+    if (n < 0 || n >= static_cast<int>(driver->nodes().size()) || !driver->scheduler().NodeAlive(n)) continue;
+    outgoing.push_back({driver->nodes()[n].name, protocol::Encode(protocol::RemoveWork{j.report.id})});
+  }
+}
+
 bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
@@ -359,13 +378,15 @@ void Head::Impl::SweepRetention(double now) {
   Reply ids = db.Command({"LRANGE", keys.jobs(), "0", std::to_string(kWindow - 1)});
   if (!db.ok() || ids.size() == 0) return;
   for (size_t i = 0; i < ids.size(); ++i) db.Append({"HMGET", keys.job(ids.at(i).str()), "state", "ended"});
-  std::vector<std::string> expired;
+  std::vector<std::string> expired, failed;
   for (size_t i = 0; i < ids.size(); ++i) {
     Reply r = db.Read();
     if (r.size() < 2) continue;
     const std::string state = r.at(0).str(), ended = r.at(1).str();
-    if (TerminalState(state) && !ended.empty() && std::atof(ended.c_str()) + opts.retain <= now)
+    if (TerminalState(state) && !ended.empty() && std::atof(ended.c_str()) + opts.retain <= now) {
       expired.push_back(ids.at(i).str());
+      if (state == "failed") failed.push_back(ids.at(i).str());
+    }
     else if (state.empty())
       expired.push_back(ids.at(i).str());  // a listed id without its hash: drop the id
   }
@@ -405,6 +426,9 @@ void Head::Impl::SweepRetention(double now) {
     expiring.push_back({"DEL", keys.job(id), keys.attempts(id)});
     expiring.push_back({"LREM", keys.jobs(), "1", id});
   }
+  // A failed job's work folders were kept for debugging; forgotten, the job has no use for them.
+  for (const auto& id : failed)
+    if (const int j = driver->JobIndex(id); j >= 0 && driver->job(j).end == driver::JobEnd::kFailed) RemoveWork(j);
   Say(fmt::format("{} finished job{} older than the retention period removed from redis{}", expired.size(),
                   expired.size() == 1 ? "" : "s", opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
 }
@@ -425,6 +449,8 @@ bool Head::Impl::FlushTurn(double now) {
   const bool view_changed = view != nodes_view_written;
   CommandBatch cmds;
   store->AppendTurn(cmds, now);
+  // In the same fenced write as the job's end: its nodes remove its work folder.
+  for (uint32_t job : store->ended()) RemoveWork(job);
   for (auto& c : expiring) cmds.Add(c);
   expiring.clear();
   for (auto& o : outgoing) cmds.Add({"XADD", keys.place(o.node), "*", "m", o.message});

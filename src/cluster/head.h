@@ -33,6 +33,9 @@ struct HeadOptions {
   // JSON lines (the job detail of `baton status JOB --json`) to `export_file` when set.
   double retain = 7 * 86400.0;
   std::string export_file;
+  // When a job ends, its nodes remove its work folder (WORKDIR/JOB/): succeeded or cancelled at
+  // once, failed when retention forgets it. `keep_work` (`baton head --keep-work`) tells none.
+  bool keep_work = false;
   RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
   FILE* log_stream = stderr;
   const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)

@@ -23,6 +23,7 @@
 #include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
+#include "driver/work_cleaner.h"
 #include "driver/worker_pool.h"
 #include "rates/redis_limiter.h"
 
@@ -97,6 +98,13 @@ struct NodeAgent::Impl {
       }
       cv.SignalAll();
     }
+    // An attempt of `job` runs here (started, not yet returned).
+    bool Running(const std::string& job) EXCLUDES(mu) {
+      MutexLock lock(&mu);
+      for (auto it = running.lower_bound(Key{job, 0, ""}); it != running.end() && std::get<0>(it->first) == job; ++it)
+        if (!it->second->finished) return true;
+      return false;
+    }
     size_t Unfinished() EXCLUDES(mu) {
       MutexLock lock(&mu);
       size_t n = 0;
@@ -117,6 +125,9 @@ struct NodeAgent::Impl {
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   WorkerPool pool{WorkerPool::Spin::kNever};
   std::map<std::string, std::shared_ptr<Loaded>> pipelines;  // main thread only
+  // Removes ended jobs' work folders (RemoveWork); null with --keep-work. Made in Run; its
+  // thread holds `shared` by a shared_ptr of its own.
+  std::unique_ptr<WorkCleaner> cleaner;
   Mutex reg_mu;
   Json registration GUARDED_BY(reg_mu);  // the heartbeat thread writes it out
   uint64_t beats GUARDED_BY(reg_mu) = 0;  // registrations written (the head orders reports by it)
@@ -354,6 +365,12 @@ int NodeAgent::Run() {
   std::random_device rd;
   m.incarnation = fmt::format("{:08x}{:08x}-{}", rd(), rd(), getpid());
   std::filesystem::create_directories(m.opts.workdir);
+  // Absolute: steps get WORKDIR/JOB as their work folder ({workdir} of a command step, whose
+  // own working directory is elsewhere), and the cleaner's paths must not follow a chdir.
+  m.opts.workdir = std::filesystem::absolute(m.opts.workdir);
+  if (!m.opts.keep_work)
+    m.cleaner = std::make_unique<WorkCleaner>(std::vector<std::filesystem::path>{m.opts.workdir}, m.opts.workdir / "out",
+                                              [shared = m.shared](const std::string& job) { return shared->Running(job); });
   Redis db;
   if (!m.Connect(db, m.stop)) return 0;
   db.Command({"SET", m.keys.token(), fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd()), "NX"});
@@ -472,6 +489,11 @@ int NodeAgent::Run() {
         m.shared->reports.push_back({id, "", std::nullopt});
         continue;
       }
+      if (auto* rm = std::get_if<protocol::RemoveWork>(&*msg)) {
+        if (m.cleaner) m.cleaner->Remove(rm->job);  // after any attempt of it that still runs here
+        m.shared->Report(id, "");
+        continue;
+      }
       if (auto* drain = std::get_if<protocol::DrainNode>(&*msg)) {
         m.Log("drain requested" + (drain->reason.empty() ? std::string() : ": " + drain->reason));
         m.stop = true;
@@ -506,6 +528,8 @@ int NodeAgent::Run() {
         m.shared->received.erase(id);
         break;
       }
+      // A job that runs again here (retried after it ended): its folder is no longer to be removed.
+      if (m.cleaner) m.cleaner->Keep(a->msg.job);
       {
         MutexLock lock(&m.shared->mu);
         m.shared->running[Impl::Key{a->msg.job, a->msg.serial, a->msg.term}] = a;

@@ -4,7 +4,9 @@
 // them with the same Step objects as the embedded runtime on worker threads, and reports each
 // result to PREFIX:inbox before acknowledging its placement, so a result is never lost: a crash
 // before the report leaves the attempt to the head's node-lost handling. It also serves its work
-// folder's artifacts (cluster/artifacts.h) to steps on other nodes.
+// folder's artifacts (cluster/artifacts.h) to steps on other nodes. When the head says a job
+// ended (RemoveWork), its work folder is removed by a cleaner thread (driver/work_cleaner.h) once
+// no attempt of the job runs here, unless `keep_work`.
 //
 // Run() blocks; RequestStop() may be called from any thread (a signal handler sets a flag).
 #pragma once
@@ -31,7 +33,9 @@ struct NodeOptions {
   double memory = 0;                       // 0: detected
   std::map<std::string, double> resources;
   std::map<std::string, std::string> labels;
-  std::filesystem::path workdir = "baton-work";
+  std::filesystem::path workdir = "baton-work";  // made absolute by the agent
+  // Keep every job's work folder (WORKDIR/JOB/): RemoveWork from the head is acknowledged, not done.
+  bool keep_work = false;
   std::string address;                     // HOST[:PORT] others use to reach this agent's artifacts
   std::string listen = "0.0.0.0";          // interface for the artifact server
   double heartbeat = 1.0;                  // seconds between heartbeats

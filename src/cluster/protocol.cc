@@ -161,6 +161,10 @@ std::string Encode(const DrainNode& m) {
   return Json({{"v", kProtocolVersion}, {"t", "drain"}, {"reason", m.reason}}).dump();
 }
 
+std::string Encode(const RemoveWork& m) {
+  return Json({{"v", kProtocolVersion}, {"t", "remove_work"}, {"job", m.job}}).dump();
+}
+
 std::string EncodeResults(const std::vector<std::string>& encoded) {
   std::string s = fmt::format(R"({{"v":{},"t":"results","list":[)", kProtocolVersion);
   for (size_t i = 0; i < encoded.size(); ++i) {
@@ -196,6 +200,12 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   if (t == "drain") {
     Reader r(j, "drain");
     return AgentMessage{DrainNode{r.Str("reason", false)}};
+  }
+  if (t == "remove_work") {
+    Reader r(j, "remove_work");
+    RemoveWork m{r.Str("job")};
+    if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
+    return AgentMessage{std::move(m)};
   }
   if (t != "run") return Status::Invalid("protocol: unknown message type '" + t + "' for an agent");
   Reader r(j, "run");

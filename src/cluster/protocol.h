@@ -1,7 +1,8 @@
 // The wire protocol between `baton submit`/`cancel`, the head and node agents: typed messages
 // with one encoder and one decoder each, carried as the "m" field of Redis stream entries.
 //
-//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt; DrainNode (from `baton node drain`)
+//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt, RemoveWork; DrainNode (from
+//                                        `baton node drain`)
 //   agent -> head   (PREFIX:inbox)       AttemptResults (a batch of AttemptResult), NodeJoined
 //   client -> head  (PREFIX:inbox)       SubmitJobs, JobCommand (cancel, retry)
 //
@@ -24,7 +25,8 @@
 
 namespace baton::cluster::protocol {
 
-inline constexpr int kProtocolVersion = 1;
+// 2: RemoveWork (an agent of version 1 would not know it; the versions are refused, not mixed).
+inline constexpr int kProtocolVersion = 2;
 
 // Where an earlier step of the job ran: its node and artifact server address.
 struct StepHome {
@@ -53,6 +55,13 @@ struct StopAttempt {
   uint32_t serial = 0;
   std::string incarnation;
   std::string term;                // "" stops the attempt (job, serial) of any term
+};
+
+// The job ended (succeeded or cancelled) and an attempt of it ran on this agent: remove its work
+// folder (WORKDIR/JOB/), unless the agent runs with --keep-work, once no attempt of the job runs
+// there. The job's delivered files are in WORKDIR/out/JOB/ on the node that made them: kept.
+struct RemoveWork {
+  std::string job;
 };
 
 // `baton node drain NAME`: the agent drains as on SIGTERM (no new work, running attempts finish
@@ -100,7 +109,7 @@ struct JobCommand {
   std::string job;
 };
 
-using AgentMessage = std::variant<RunAttempt, StopAttempt, DrainNode>;
+using AgentMessage = std::variant<RunAttempt, StopAttempt, DrainNode, RemoveWork>;
 using InboxMessage = std::variant<AttemptResults, NodeJoined, SubmitJobs, JobCommand>;
 
 // `results_json` and `history_json` are the JSON texts of the job's results object and history
@@ -108,6 +117,7 @@ using InboxMessage = std::variant<AttemptResults, NodeJoined, SubmitJobs, JobCom
 std::string Encode(const RunAttempt& m, std::string_view results_json, std::string_view history_json);
 std::string Encode(const StopAttempt& m);
 std::string Encode(const DrainNode& m);
+std::string Encode(const RemoveWork& m);
 std::string Encode(const AttemptResult& m);  // one result, as listed in an AttemptResults
 // An AttemptResults entry from results already encoded with Encode(AttemptResult).
 std::string EncodeResults(const std::vector<std::string>& encoded);

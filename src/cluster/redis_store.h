@@ -61,6 +61,7 @@ class RedisJobStore : public driver::JobStore {
   // detail may leave the head's memory (Forget, Driver::ReleaseDetail). Failed jobs stay (a
   // retry needs their results).
   std::vector<uint32_t> TakeEnded() { return std::move(ended_); }
+  const std::vector<uint32_t>& ended() const { return ended_; }  // the same, before the turn is sent
   void Forget(uint32_t job) {
     if (job < saved_.size()) saved_[job].encoded.reset();
   }

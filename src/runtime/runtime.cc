@@ -1,7 +1,7 @@
 // The embedded runtime: the driver kit (src/driver) with an in-memory store and a worker pool as
 // its transport (see include/baton/runtime.h and README.md).
 #include "baton/runtime.h"
-#include "runtime/work_cleaner.h"
+#include "driver/work_cleaner.h"
 
 #include <unistd.h>
 

@@ -171,6 +171,32 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
   EXPECT_EQ(r.jobs[0].results["echo"]["exit_code"], 0);
 }
 
+// {workdir}, {outdir} and $BATON_WORKDIR are absolute where the folders are relative (a node's
+// `--workdir work`, `--out out`): a program that changes directory still finds them.
+TEST_F(RuntimeTest, CommandFolderPlaceholdersAreAbsolute) {
+  namespace fs = std::filesystem;
+  auto step = StepRegistry::Global().Create(
+      "command", Json{{"argv", {"sh", "-c", R"(cd / && printf "%s\n%s\n%s\n" "$1" "$2" "$BATON_WORKDIR" > "$1/where")", "sh",
+                                "{workdir}", "{outdir}"}}});
+  const fs::path rel = fs::relative(dir_.path(), fs::current_path());
+  ASSERT_TRUE(rel.is_relative()) << rel;
+  CancelToken cancel;
+  const Json results = Json::object();
+  StepContext ctx;
+  ctx.job = "job-0";
+  ctx.step = "where";
+  ctx.attempt = 1;
+  ctx.results = &results;
+  ctx.cancel = &cancel;
+  ctx.workdir = rel / "work" / "job-0";
+  ctx.outdir = rel / "out";
+  const StepOutcome out = step->Run(ctx);
+  ASSERT_TRUE(out.ok()) << out.error;
+  const std::string abs_work = (dir_.path() / "work" / "job-0").lexically_normal().string();
+  const std::string abs_out = (dir_.path() / "out").lexically_normal().string();
+  EXPECT_EQ(ReadFile(dir_.path() / "work" / "job-0" / "where"), abs_work + "\n" + abs_out + "\n" + abs_work + "\n");
+}
+
 TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
   RunOptions o = Options(0);
   o.inputs = {"good-1", "bad", "good-2"};

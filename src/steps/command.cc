@@ -1,6 +1,7 @@
 // `command`: runs an argv as a subprocess (no shell). Placeholders {input} {job} {step} {node}
 // {attempt} {workdir} {outdir} {gpus} and {results.STEP.KEY} are replaced argument by argument,
-// so an input can never inject a shell command. CUDA_VISIBLE_DEVICES is set to the granted GPUs.
+// so an input can never inject a shell command. {workdir}, {outdir} and $BATON_WORKDIR are
+// absolute even when the folders were given relative (`baton node --workdir work`). CUDA_VISIBLE_DEVICES is set to the granted GPUs.
 // stdout/stderr go to <workdir>/logs/<step>.<attempt>.stdout|stderr; exit status != 0 is a
 // failure naming the status and stderr's last line. When stdout's last line is a JSON object it
 // becomes the result's "output".
@@ -105,7 +106,7 @@ class CommandStep : public Step {
     spec.env["BATON_STEP"] = ctx.step;
     spec.env["BATON_NODE"] = ctx.node;
     spec.env["BATON_ATTEMPT"] = std::to_string(ctx.attempt);
-    spec.env["BATON_WORKDIR"] = ctx.workdir.string();
+    spec.env["BATON_WORKDIR"] = Absolute(ctx.workdir).string();
     spec.cwd = ctx.workdir;
     const auto logs = ctx.workdir / "logs";
     std::filesystem::create_directories(logs);
@@ -131,6 +132,9 @@ class CommandStep : public Step {
   }
 
  private:
+  static std::filesystem::path Absolute(const std::filesystem::path& p) {
+    return p.empty() ? p : std::filesystem::absolute(p).lexically_normal();
+  }
   static std::string Substitute(const std::string& arg, const StepContext& ctx, std::string* err) {
     std::string out;
     auto begin = arg.cbegin();
@@ -143,8 +147,8 @@ class CommandStep : public Step {
       else if (name == "step") out += ctx.step;
       else if (name == "node") out += ctx.node;
       else if (name == "attempt") out += std::to_string(ctx.attempt);
-      else if (name == "workdir") out += ctx.workdir.string();
-      else if (name == "outdir") out += ctx.outdir.string();
+      else if (name == "workdir") out += Absolute(ctx.workdir).string();  // the program may change directory
+      else if (name == "outdir") out += Absolute(ctx.outdir).string();
       else if (name == "gpus") out += JoinGpus(ctx.gpus);
       else {  // results.STEP.KEY[.KEY...]
         const std::string path = name.substr(8);
