@@ -29,11 +29,15 @@ void WorkerPool::Loop(std::shared_ptr<State> s) {
   while (true) {
     if (s->spin && s->tasks.empty() && !s->shutdown && s->threads <= 2 * s->cores) {
       // Spin briefly before sleeping: with many short attempts the next task usually arrives
-      // within microseconds, and a futex sleep/wake pair costs more than the task. Only while
-      // threads are few (at most 2 per core): past that, spinning steals from running attempts.
-      lock.Unlock();
-      for (int i = 0; i < 2000 && s->queued.load(std::memory_order_relaxed) == 0; ++i) CpuRelax();
-      lock.Lock();
+      // within microseconds, and a futex sleep/wake pair costs more than the task. One spinner at
+      // a time, and only while threads are few (at most 2 per core): more would take the CPUs
+      // from running attempts and from the driver. A spinner counts as idle for Submit.
+      if (s->spinners.fetch_add(1, std::memory_order_relaxed) == 0) {
+        lock.Unlock();
+        for (int i = 0; i < 2000 && s->queued.load(std::memory_order_relaxed) == 0; ++i) CpuRelax();
+        lock.Lock();
+      }
+      s->spinners.fetch_sub(1, std::memory_order_relaxed);
     }
     ++s->idle;
     while (!s->shutdown && s->tasks.empty()) s->cv.Wait(&s->mu);
@@ -57,7 +61,7 @@ void WorkerPool::Submit(std::function<void()> task) {
     MutexLock lock(&state_->mu);
     state_->tasks.push_back(std::move(task));
     state_->queued.fetch_add(1, std::memory_order_relaxed);
-    spawn = state_->idle < state_->tasks.size();
+    spawn = state_->idle + state_->spinners.load(std::memory_order_relaxed) < state_->tasks.size();
   }
   if (spawn) {
     MutexLock lock(&threads_mu_);

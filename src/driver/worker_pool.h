@@ -49,6 +49,7 @@ class WorkerPool {
     bool shutdown GUARDED_BY(mu) = false;
     std::atomic<size_t> queued{0};  // tasks waiting; read without the lock while spinning
     std::atomic<size_t> threads{0};
+    std::atomic<size_t> spinners{0};  // threads spinning for a task (at most one at a time)
     size_t cores = 1;   // set before any thread starts
     bool spin = true;   // set before any thread starts
   };
