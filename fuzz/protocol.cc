@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     else again = p::Encode(std::get<p::DrainNode>(*m));
     auto round = p::DecodeAgentMessage(again);
     FUZZ_CHECK(round.ok() && round->index() == m->index());
-    if (auto* remove = std::get_if<p::RemoveWork>(&*m)) FUZZ_CHECK(std::get<p::RemoveWork>(*round).job == remove->job);
+    if (auto* remove = std::get_if<p::RemoveWork>(&*m)) FUZZ_CHECK(std::get<p::RemoveWork>(*round).jobs == remove->jobs);
     if (auto* run = std::get_if<p::RunAttempt>(&*m)) {
       const auto& r = std::get<p::RunAttempt>(*round);
       FUZZ_CHECK(r.job == run->job && r.serial == run->serial && r.gpus == run->gpus && r.history.size() == run->history.size());

@@ -23,6 +23,7 @@
 #include "cluster/redis_store.h"
 #include "driver/driver.h"
 #include "driver/output.h"
+#include "driver/scheduler_setup.h"
 #include "driver/views.h"
 
 namespace baton::cluster {
@@ -84,6 +85,9 @@ struct Head::Impl : driver::Transport {
     for (const auto& r : refs) Stop(r);
   }
   void RemoveWork(uint32_t job);
+  std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
+  std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet
+  bool MakesWork(uint32_t pipeline);
   bool ReadInbox(bool pending, long block_ms, size_t* got);
   void ApplyRequests(double now);
   void SweepRetention(double now);
@@ -128,6 +132,8 @@ bool Head::Impl::Load() {
   liveness.Reset();
   incarnation.clear();
   outgoing.clear();
+  removals.clear();
+  makes_work.clear();  // pipeline indices are the new driver's
   acks.clear();
   expiring.clear();
   nodes_view_written.clear();
@@ -329,9 +335,24 @@ void Head::Impl::Start(const core::Placement& p, double now) {
 // Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
 // waits for an attempt of it still running there). A node that is gone keeps it: its stream
 // starts afresh when it comes back.
+// Whether a job of this pipeline can leave a work folder: a step that needs one (sleep steps do
+// not). Asked once per pipeline; a step this binary cannot create counts as making one.
+bool Head::Impl::MakesWork(uint32_t pipeline) {
+  if (makes_work.size() <= pipeline) makes_work.resize(pipeline + 1, -1);
+  if (makes_work[pipeline] < 0) {
+    auto steps = driver::CreateSteps(driver->pipelines()[pipeline].spec, StepRegistry::Global());
+    bool any = !steps.ok();
+    if (steps.ok())
+      for (const auto& s : *steps) any = any || s->NeedsWorkdir();
+    makes_work[pipeline] = any ? 1 : 0;
+  }
+  return makes_work[pipeline] == 1;
+}
+
 void Head::Impl::RemoveWork(uint32_t job) {
   if (opts.keep_work) return;
   const driver::JobRecord& j = driver->job(job);
+  if (!MakesWork(j.pipeline)) return;  // nothing to remove: no message
   std::set<int> nodes;
   for (const auto& a : j.report.attempts) nodes.insert(driver->NodeIndex(a.node));
   if (j.history)
@@ -339,7 +360,7 @@ void Head::Impl::RemoveWork(uint32_t job) {
   if (j.in_flight) nodes.insert(static_cast<int>(j.in_flight->node));
   for (int n : nodes) {
     if (n < 0 || n >= static_cast<int>(driver->nodes().size()) || !driver->scheduler().NodeAlive(n)) continue;
-    outgoing.push_back({driver->nodes()[n].name, protocol::Encode(protocol::RemoveWork{j.report.id})});
+    removals[n].push_back(j.report.id);  // one message per node per turn (FlushTurn)
   }
 }
 
@@ -451,6 +472,9 @@ bool Head::Impl::FlushTurn(double now) {
   store->AppendTurn(cmds, now);
   // In the same fenced write as the job's end: its nodes remove its work folder.
   for (uint32_t job : store->ended()) RemoveWork(job);
+  for (auto& [n, jobs] : removals)
+    outgoing.push_back({driver->nodes()[n].name, protocol::Encode(protocol::RemoveWork{std::move(jobs)})});
+  removals.clear();
   for (auto& c : expiring) cmds.Add(c);
   expiring.clear();
   for (auto& o : outgoing) cmds.Add({"XADD", keys.place(o.node), "*", "m", o.message});

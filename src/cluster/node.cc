@@ -490,7 +490,8 @@ int NodeAgent::Run() {
         continue;
       }
       if (auto* rm = std::get_if<protocol::RemoveWork>(&*msg)) {
-        if (m.cleaner) m.cleaner->Remove(rm->job);  // after any attempt of it that still runs here
+        if (m.cleaner)
+          for (const auto& job : rm->jobs) m.cleaner->Remove(job);  // after any attempt of it that still runs here
         m.shared->Report(id, "");
         continue;
       }

@@ -162,7 +162,7 @@ std::string Encode(const DrainNode& m) {
 }
 
 std::string Encode(const RemoveWork& m) {
-  return Json({{"v", kProtocolVersion}, {"t", "remove_work"}, {"job", m.job}}).dump();
+  return Json({{"v", kProtocolVersion}, {"t", "remove_work"}, {"jobs", m.jobs}}).dump();
 }
 
 std::string EncodeResults(const std::vector<std::string>& encoded) {
@@ -203,7 +203,12 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   }
   if (t == "remove_work") {
     Reader r(j, "remove_work");
-    RemoveWork m{r.Str("job")};
+    RemoveWork m;
+    if (const Json* jobs = r.Array("jobs"))
+      for (const auto& id : *jobs) {
+        if (!id.is_string()) return Status::Invalid("protocol: remove_work.jobs: not a list of strings");
+        m.jobs.push_back(id.get<std::string>());
+      }
     if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
     return AgentMessage{std::move(m)};
   }

@@ -57,11 +57,12 @@ struct StopAttempt {
   std::string term;                // "" stops the attempt (job, serial) of any term
 };
 
-// The job ended (succeeded or cancelled) and an attempt of it ran on this agent: remove its work
-// folder (WORKDIR/JOB/), unless the agent runs with --keep-work, once no attempt of the job runs
-// there. The job's delivered files are in WORKDIR/out/JOB/ on the node that made them: kept.
+// These jobs ended (succeeded or cancelled) and an attempt of each ran on this agent: remove their
+// work folders (WORKDIR/JOB/), unless the agent runs with --keep-work, once no attempt of the job
+// runs there. The jobs' delivered files are in WORKDIR/out/JOB/ on the node that made them: kept.
+// One message per node per head turn, for every job that ended in it.
 struct RemoveWork {
-  std::string job;
+  std::vector<std::string> jobs;
 };
 
 // `baton node drain NAME`: the agent drains as on SIGTERM (no new work, running attempts finish

@@ -120,12 +120,12 @@ TEST(Protocol, StopAndInboxMessagesRoundTrip) {
 }
 
 TEST(Protocol, RemoveWorkRoundTrips) {
-  auto d = DecodeAgentMessage(Encode(RemoveWork{"job-\"9\" 季"}));
+  auto d = DecodeAgentMessage(Encode(RemoveWork{{"job-\"9\" 季", "job-10"}}));
   ASSERT_TRUE(d.ok()) << d.error();
   ASSERT_TRUE(std::holds_alternative<RemoveWork>(*d));
-  EXPECT_EQ(std::get<RemoveWork>(*d).job, "job-\"9\" 季");
-  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work"})").error(), "protocol: remove_work.job: missing or not a string");
-  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work","job":7})").error(), "protocol: remove_work.job: missing or not a string");
+  EXPECT_EQ(std::get<RemoveWork>(*d).jobs, (std::vector<std::string>{"job-\"9\" 季", "job-10"}));
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work"})").error(), "protocol: remove_work.jobs: missing or not an array");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work","jobs":[7]})").error(), "protocol: remove_work.jobs: not a list of strings");
 }
 
 TEST(Protocol, OtherVersionsAreRefusedByName) {
