@@ -243,9 +243,8 @@ void Writer::Loop() {
     wake_.wait(lock, [this] { return stop_ || !pending_.empty() || durable_ < appended_; });
     if (pending_.empty() && stop_) return;
     // Hold-off: let records gather for the rest of the interval since the last batch.
-    if (sync_)
-      wake_.wait_until(lock, last_batch + kBatchInterval,
-                       [this] { return stop_ || flushing_ > 0 || pending_.size() > kMaxQueued / 2; });
+    wake_.wait_until(lock, last_batch + kBatchInterval,
+                     [this] { return stop_ || flushing_ > 0 || pending_.size() > kMaxQueued / 2; });
     last_batch = std::chrono::steady_clock::now();
     batch.clear();
     batch.swap(pending_);
