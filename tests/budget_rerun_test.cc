@@ -3,9 +3,7 @@
 // (what earlier runs spent is in the journal), `--rerun failed` with a larger budget finishes the
 // jobs the budget stopped without re-running any finished step, and `--rerun all` starts over
 // from $0.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,10 +15,10 @@
 
 #include "journal/journal.h"
 #include "journal/records.h"
+#include "support/child_process.h"
 #include "support/openai_server.h"
 #include "support/util.h"
 
-extern char** environ;
 
 namespace baton {
 namespace {
@@ -70,21 +68,9 @@ class BudgetRerunTest : public ::testing::Test {
                                      "run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs),
                                      "--out", out, "--log-format", "none"};
     argv.insert(argv.end(), more.begin(), more.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addchdir_np(&fa, dir_.path().c_str());
-    pid_t pid = -1;
-    EXPECT_EQ(posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), ReadFile(dir_ / "stderr")};
+    const pid_t pid = testing::SpawnIn(dir_.path(), argv, dir_ / "stderr");
+    EXPECT_GT(pid, 0);
+    return {testing::WaitExit(pid), ReadFile(dir_ / "stderr")};
   }
   Json Summary(const std::string& out) const { return Json::parse(ReadFile(dir_ / out / "summary.json")); }
 

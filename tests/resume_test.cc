@@ -1,10 +1,8 @@
 // Resumable runs, as a user meets them: a real `baton run` killed with SIGKILL and run again, a
 // journal cut or corrupted, a pipeline changed between runs, --rerun failed/all, new inputs. The
 // journal (OUT/.baton/journal) is read back record by record to count what ran.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,7 +17,6 @@
 #include "support/child_process.h"
 #include "support/util.h"
 
-extern char** environ;
 
 namespace baton {
 namespace {
@@ -84,25 +81,11 @@ class ResumeTest : public ::testing::Test {
   pid_t Spawn(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {Baton()};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / "stderr").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addchdir_np(&fa, dir_.path().c_str());
-    pid_t pid = -1;
-    EXPECT_EQ(posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
+    const pid_t pid = testing::SpawnIn(dir_.path(), argv, dir_ / "stderr");
+    EXPECT_GT(pid, 0);
     return pid;
   }
-  Result Wait(pid_t pid) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), ReadFile(dir_ / "stderr")};
-  }
+  Result Wait(pid_t pid) { return {testing::WaitExit(pid), ReadFile(dir_ / "stderr")}; }
   Result Baton(const std::vector<std::string>& args) { return Wait(Spawn(args)); }
   void Write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
   std::filesystem::path Journal() const { return dir_ / "out" / ".baton" / "journal"; }

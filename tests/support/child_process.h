@@ -1,5 +1,6 @@
 // ChildProcess: a program started from an argv (no shell) with stdout and stderr appended to a
-// log file, killed (SIGKILL) and reaped on destruction. WaitFor: polls a condition with a
+// log file, killed (SIGKILL) and reaped on destruction; SpawnIn/WaitExit: a program run in a folder
+// with its standard error in a file, and how it ended. WaitFor: polls a condition with a
 // deadline, so tests wait for "nodes joined" or "job done" without fixed sleeps.
 // Used by the cluster tests and the cluster bench. Not thread-safe.
 #pragma once
@@ -34,6 +35,12 @@ class ChildProcess {
  private:
   pid_t pid_ = -1;
 };
+
+// Starts `argv` (no shell) in folder `cwd` with standard input and output on /dev/null and
+// standard error written to `stderr_file`; returns its pid (-1 when it could not start).
+pid_t SpawnIn(const std::filesystem::path& cwd, const std::vector<std::string>& argv, const std::filesystem::path& stderr_file);
+// Waits for `pid`: its exit status, or 128 + the signal that ended it.
+int WaitExit(pid_t pid);
 
 template <typename F>
 bool WaitFor(F cond, double seconds) {
