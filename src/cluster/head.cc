@@ -1,100 +1,23 @@
 // The cluster head: the driver kit (src/driver) with Redis as its store (redis_store.h) and Redis
 // streams to node agents as its transport (protocol.h). One loop turn = read the inbox, feed the
 // driver, decide, write everything in one fenced script (only while this head holds the lease).
+// Its state (Head::Impl) is in head_impl.h; what the head forgets and removes (retention, agents'
+// work folders) is in head_cleanup.cc.
 #include "cluster/head.h"
 
 #include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
-#include <set>
 #include <thread>
 
-#include <fmt/format.h>
-
 #include "cluster/client.h"
-#include "cluster/fence.h"
-#include "cluster/keys.h"
-#include "cluster/leader.h"
-#include "cluster/liveness.h"
-#include "cluster/protocol.h"
-#include "cluster/redis_store.h"
-#include "driver/driver.h"
-#include "driver/output.h"
-#include "driver/scheduler_setup.h"
+#include "cluster/head_impl.h"
 #include "driver/views.h"
 
 namespace baton::cluster {
 
-constexpr size_t kInboxBatch = 4096;  // inbox entries read per turn
 
-// The head's transport (driver/transport.h): PlaceAttempt / StopAttempt messages on each node's
-// placement stream, written with the turn (FlushTurn).
-struct Head::Impl : driver::Transport {
-  HeadOptions opts;
-  Keys keys;
-  const Clock& clock;
-  std::vector<std::shared_ptr<EventSink>> sinks;
-  std::shared_ptr<LogSink> log;
-  std::atomic<bool> stop{false};
-
-  mutable std::mutex mu;  // guards the driver and requests against Snapshot()/JobDetail()/requests
-  std::unique_ptr<driver::Driver> driver;
-  std::unique_ptr<RedisJobStore> store;
-  std::vector<std::string> cancel_requests, retry_requests;
-  NodeLiveness liveness;
-  std::map<std::string, std::string> incarnation;  // node name -> incarnation placements go to
-  AttemptFence fence;                              // which results count; reconciliation
-  // Driver time: seconds since the cluster's epoch, advanced by the monotonic clock.
-  double epoch = 0, mono_base = 0, epoch_offset = 0;
-
-  // One turn's transport writes.
-  Redis db;
-  struct Outgoing {
-    std::string node, message;
-    int64_t job = -1;  // a RunAttempt's job (its entry id goes to the fence)
-  };
-  std::vector<Outgoing> outgoing;
-  std::vector<std::string> acks;
-  std::vector<std::vector<std::string>> expiring;  // retention deletes of this turn
-  double next_sweep = 0;                            // monotonic
-  std::string nodes_view_written;
-  bool check_nodes_now = false;  // an agent announced itself: look at the registrations this turn
-  LeaderLock lock;
-
-  explicit Impl(HeadOptions o)
-      : opts(std::move(o)), keys(opts.prefix), clock(opts.clock ? *opts.clock : Clock::Real()),
-        liveness(opts.heartbeat_timeout), lock(keys.head(), opts.heartbeat_timeout, clock) {}
-
-  double Now() const { return clock.Monotonic() - mono_base + epoch_offset; }
-  void Say(const std::string& s) const {
-    if (log) log->Line("baton head: " + s);
-  }
-
-  bool Load();
-  void CheckNodes(bool reconcile = true);
-  void OnInbox(const std::string& entry_id, std::string_view text);
-  void OnResults(const protocol::AttemptResults& m, double now);
-  void Reconcile(const std::map<std::string, Json>& registrations, double now);
-  void OnSubmit(const protocol::SubmitJobs& m, double now);
-  void Start(const core::Placement& p, double now) override;
-  void Stop(const core::AttemptRef& ref) override;
-  void Stop(const std::vector<core::AttemptRef>& refs) {
-    for (const auto& r : refs) Stop(r);
-  }
-  void RemoveWork(uint32_t job);
-  std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
-  std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet
-  bool MakesWork(uint32_t pipeline);
-  bool ReadInbox(bool pending, long block_ms, size_t* got);
-  void ApplyRequests(double now);
-  void SweepRetention(double now);
-  bool FlushTurn(double now);
-  void Serve();
-  int Loop();
-};
 
 Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   impl_->log = std::make_shared<LogSink>(impl_->opts.log_stream, impl_->opts.log_format, false);
@@ -335,34 +258,6 @@ void Head::Impl::Start(const core::Placement& p, double now) {
 // Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
 // waits for an attempt of it still running there). A node that is gone keeps it: its stream
 // starts afresh when it comes back.
-// Whether a job of this pipeline can leave a work folder: a step that needs one (sleep steps do
-// not). Asked once per pipeline; a step this binary cannot create counts as making one.
-bool Head::Impl::MakesWork(uint32_t pipeline) {
-  if (makes_work.size() <= pipeline) makes_work.resize(pipeline + 1, -1);
-  if (makes_work[pipeline] < 0) {
-    auto steps = driver::CreateSteps(driver->pipelines()[pipeline].spec, StepRegistry::Global());
-    bool any = !steps.ok();
-    if (steps.ok())
-      for (const auto& s : *steps) any = any || s->NeedsWorkdir();
-    makes_work[pipeline] = any ? 1 : 0;
-  }
-  return makes_work[pipeline] == 1;
-}
-
-void Head::Impl::RemoveWork(uint32_t job) {
-  if (opts.keep_work) return;
-  const driver::JobRecord& j = driver->job(job);
-  if (!MakesWork(j.pipeline)) return;  // nothing to remove: no message
-  std::set<int> nodes;
-  for (const auto& a : j.report.attempts) nodes.insert(driver->NodeIndex(a.node));
-  if (j.history)
-    for (const auto& h : *j.history) nodes.insert(driver->NodeIndex(h.node));
-  if (j.in_flight) nodes.insert(static_cast<int>(j.in_flight->node));
-  for (int n : nodes) {
-    if (n < 0 || n >= static_cast<int>(driver->nodes().size()) || !driver->scheduler().NodeAlive(n)) continue;
-    removals[n].push_back(j.report.id);  // one message per node per turn (FlushTurn)
-  }
-}
 
 bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
@@ -391,68 +286,6 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   return true;
 }
 
-// Finished jobs older than --retain leave Redis (exported first when --export is set). Looks at
-// the oldest jobs (the head of PREFIX:jobs, where expired ones gather), a window at a time; the
-// deletes go into this turn's fenced write.
-void Head::Impl::SweepRetention(double now) {
-  constexpr int kWindow = 1000;
-  Reply ids = db.Command({"LRANGE", keys.jobs(), "0", std::to_string(kWindow - 1)});
-  if (!db.ok() || ids.size() == 0) return;
-  for (size_t i = 0; i < ids.size(); ++i) db.Append({"HMGET", keys.job(ids.at(i).str()), "state", "ended"});
-  std::vector<std::string> expired, failed;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    Reply r = db.Read();
-    if (r.size() < 2) continue;
-    const std::string state = r.at(0).str(), ended = r.at(1).str();
-    if (TerminalState(state) && !ended.empty() && std::atof(ended.c_str()) + opts.retain <= now) {
-      expired.push_back(ids.at(i).str());
-      if (state == "failed") failed.push_back(ids.at(i).str());
-    }
-    else if (state.empty())
-      expired.push_back(ids.at(i).str());  // a listed id without its hash: drop the id
-  }
-  if (!db.ok() || expired.empty()) return;
-  if (!opts.export_file.empty()) {
-    std::map<std::string, std::vector<std::string>> steps;
-    std::string lines;
-    for (const auto& id : expired) {
-      db.Append({"HGETALL", keys.job(id)});
-      db.Append({"LRANGE", keys.attempts(id), "0", "-1"});
-    }
-    for (const auto& id : expired) {
-      Hash h = ToHash(db.Read());
-      Reply list = db.Read();
-      if (h.empty()) continue;
-      auto& names = steps[h["pipeline"]];
-      if (names.empty()) {
-        const int p = driver->PipelineIndex(h["pipeline"]);
-        if (p >= 0)
-          for (const auto& st : driver->pipelines()[p].spec.steps) names.push_back(st.name);
-      }
-      Json attempts = Json::array();
-      for (size_t a = 0; a < list.size(); ++a) attempts.push_back(Json::parse(list.at(a).str(), nullptr, false));
-      lines += JobJsonFromHash(id, h, names, true, attempts).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
-    }
-    if (!db.ok()) return;
-    FILE* f = std::fopen(opts.export_file.c_str(), "a");
-    if (f == nullptr || std::fwrite(lines.data(), 1, lines.size(), f) != lines.size() || std::fflush(f) != 0 ||
-        fsync(fileno(f)) != 0) {
-      if (f) std::fclose(f);
-      Say("cannot append to the export file " + opts.export_file + ": finished jobs are kept until it works");
-      return;
-    }
-    std::fclose(f);
-  }
-  for (const auto& id : expired) {
-    expiring.push_back({"DEL", keys.job(id), keys.attempts(id)});
-    expiring.push_back({"LREM", keys.jobs(), "1", id});
-  }
-  // A failed job's work folders were kept for debugging; forgotten, the job has no use for them.
-  for (const auto& id : failed)
-    if (const int j = driver->JobIndex(id); j >= 0 && driver->job(j).end == driver::JobEnd::kFailed) RemoveWork(j);
-  Say(fmt::format("{} finished job{} older than the retention period removed from redis{}", expired.size(),
-                  expired.size() == 1 ? "" : "s", opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
-}
 
 void Head::Impl::ApplyRequests(double now) {
   for (const auto& id : cancel_requests)

@@ -1,3 +1,9 @@
+// The node agent: reads its placement stream, runs attempts through the driver kit's step host
+// on a worker pool, reports results to the head's inbox, beats, serves artifacts, drains on
+// SIGTERM, removes ended jobs' work folders. The `fetch` step is in fetch_step.cc.
+// Over 500 lines: the reader loop, the reporter and the heartbeat threads share Impl's state
+// (what runs, what was received, what is held for reconciliation) under one mutex; split, that
+// state would move to a header every part includes.
 #include "cluster/node.h"
 
 #include <unistd.h>
@@ -28,35 +34,6 @@
 #include "rates/redis_limiter.h"
 
 namespace baton::cluster {
-
-namespace {
-
-class FetchStep : public Step {
- public:
-  explicit FetchStep(const Json& with) {
-    if (!with.contains("from") || !with["from"].is_string()) throw ConfigError("with.from: required, the earlier step that made the file");
-    if (!with.contains("path") || !with["path"].is_string() || !SafeRelative(with["path"].get<std::string>()))
-      throw ConfigError("with.path: required, a relative path inside that step's job folder");
-    from_ = with["from"];
-    path_ = with["path"];
-    for (const auto& [k, v] : with.items())
-      if (k != "from" && k != "path" && k[0] != '_') throw ConfigError("with." + k + ": unknown parameter (fetch takes from, path)");
-  }
-  StepOutcome Run(StepContext& ctx) const override {
-    if (!ctx.artifact) return StepOutcome::Failure("no artifact access in this context", false);
-    const auto p = ctx.artifact(from_, path_);
-    return StepOutcome::Ok({{"path", p.string()}, {"bytes", std::filesystem::file_size(p)}, {"sha256", Sha256File(p)}});
-  }
-
- private:
-  std::string from_, path_;
-};
-
-}  // namespace
-
-void RegisterClusterSteps(StepRegistry& registry) {
-  if (!registry.Has("fetch")) registry.Register("fetch", [](const Json& w) { return std::make_unique<FetchStep>(w); });
-}
 
 struct NodeAgent::Impl {
   struct Loaded {

@@ -1,3 +1,6 @@
+// The Driver (driver.h). Over 500 lines: the attempt lifecycle's steps (Decide, Finish, Cancel,
+// Expired, AbandonOverdue, NodeLost, Restore, Turn) share the job records and the core, and read
+// best in one place; the views, the overview and the scheduler set-up are in their own files.
 #include "driver/driver.h"
 
 #include <algorithm>
