@@ -130,7 +130,11 @@ struct JobsQuery {
 class Runtime {
  public:
   // Validates the pipeline against the registry and the nodes (unknown steps, bad `with`,
-  // a step no node can run): throws LoadError with one line naming the problem.
+  // a step no node can run, an unreadable journal): the runtime, or an error with one line naming
+  // the problem. The module's edge: nothing is thrown out of it.
+  static Result<std::unique_ptr<Runtime>> Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
+                                                 StepRegistry& registry = StepRegistry::Global());
+  // The same, throwing LoadError (tests and short programs that treat a bad pipeline as fatal).
   Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
           StepRegistry& registry = StepRegistry::Global());
   ~Runtime();

@@ -101,7 +101,8 @@ int RunCommand(const RunArgs& a) {
   opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
 
-  Runtime runtime(pipeline, cluster, opts);
+  std::unique_ptr<Runtime> made = Loaded(Runtime::Create(pipeline, cluster, opts));
+  Runtime& runtime = *made;
   for (const auto& n : runtime.notices()) std::fprintf(stderr, "baton: %s\n", n.c_str());
   std::unique_ptr<DashboardHandle> dashboard;
   if (a.dashboard_requested) dashboard = StartDashboard(runtime, a);
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
       if (!validate_cluster.empty()) cluster = baton::cli::Loaded(baton::LoadCluster(validate_cluster));
       baton::RunOptions opts;
       opts.log_format = baton::RunOptions::LogFormat::kNone;
-      baton::Runtime check(pipeline, cluster, opts);
+      auto check = baton::cli::Loaded(baton::Runtime::Create(pipeline, cluster, opts));
       std::printf("%s: ok (%zu steps)\n", validate_pipeline.c_str(), pipeline.steps.size());
       return 0;
     }

@@ -156,6 +156,17 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   m.launched.resize(m.driver.job_count());
 }
 
+Result<std::unique_ptr<Runtime>> Runtime::Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
+                                                 StepRegistry& registry) {
+  try {
+    return std::make_unique<Runtime>(std::move(pipeline), std::move(cluster), std::move(options), registry);
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  } catch (const ConfigError& e) {
+    return Status::Invalid(e.what());
+  }
+}
+
 Runtime::~Runtime() {
   // An abandoned attempt may settle a request after the journal is gone.
   if (impl_->memory_rates) impl_->memory_rates->StopRecording();

@@ -120,15 +120,14 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
 }
 
 TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
-  try {
-    Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
-               Options(1));
-    FAIL() << "accepted";
-  } catch (const LoadError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "seed.yaml: step 'analyze' can run on no node: it asks gpu: 1 but the nodes offer gpu: laptop 0 "
-              "(nodes from cluster.yaml)");
-  }
+  auto rt = Runtime::Create(ParsePipeline(kSeed, "seed.yaml").value(),
+                            Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
+                            Options(1));
+  ASSERT_FALSE(rt.ok()) << "accepted";
+  EXPECT_EQ(rt.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(rt.error(),
+            "seed.yaml: step 'analyze' can run on no node: it asks gpu: 1 but the nodes offer gpu: laptop 0 "
+            "(nodes from cluster.yaml)");
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "out"));
 }
 
