@@ -172,7 +172,8 @@ class Runtime {
 };
 
 // Reads an inputs file: one input per line; '#' comments and blank lines are skipped and
-// duplicates dropped, each with a warning line "FILE:LINE: ..." appended to `warnings`.
-std::vector<std::string> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings);
+// duplicates dropped, each with a warning line "FILE:LINE: ..." appended to `warnings`. An
+// unreadable file or a line naming nothing: the one-line error "FILE:LINE: what".
+Result<std::vector<std::string>> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings);
 
 }  // namespace baton

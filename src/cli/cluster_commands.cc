@@ -166,7 +166,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
   PipelineSpec spec = Loaded(LoadPipeline(g_args.pipeline));
   if (auto steps = driver::CreateSteps(spec, StepRegistry::Global()); !steps.ok()) throw LoadError(steps.error());
   std::vector<std::string> inputs, warnings;
-  if (!g_args.inputs.empty()) inputs = ReadInputs(g_args.inputs, &warnings);
+  if (!g_args.inputs.empty()) inputs = Loaded(ReadInputs(g_args.inputs, &warnings));
   else inputs.assign(static_cast<size_t>(g_args.jobs), "");
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
   std::ifstream in(g_args.pipeline);

@@ -86,7 +86,7 @@ int RunCommand(const RunArgs& a) {
   RunOptions opts;
   std::vector<std::string> warnings;
   if (!a.inputs.empty()) {
-    opts.inputs = ReadInputs(a.inputs, &warnings);
+    opts.inputs = Loaded(ReadInputs(a.inputs, &warnings));
   } else {
     opts.inputs.assign(static_cast<size_t>(a.jobs), "");
   }

@@ -40,7 +40,7 @@ int SimulateCommand(const SimulateArgs& a) {
   size_t jobs = static_cast<size_t>(a.jobs);
   if (!a.inputs.empty()) {
     std::vector<std::string> warnings;
-    jobs = ReadInputs(a.inputs, &warnings).size();
+    jobs = Loaded(ReadInputs(a.inputs, &warnings)).size();
   }
 
   driver::Driver d;

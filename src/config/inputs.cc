@@ -157,11 +157,16 @@ std::vector<std::string> ReadInputLines(std::istream& in, const std::string& nam
   return inputs;
 }
 
-std::vector<std::string> ReadInputs(const fs::path& file, std::vector<std::string>* warnings) {
-  if (file == "-") return ReadInputLines(std::cin, "stdin", fs::current_path(), warnings);
-  std::ifstream in(file);
-  if (!in) throw LoadError(file.string() + ": cannot read inputs file (" + (fs::exists(file) ? "permission denied" : "no such file") + ")");
-  return ReadInputLines(in, file.string(), fs::absolute(file).parent_path(), warnings);
+Result<std::vector<std::string>> ReadInputs(const fs::path& file, std::vector<std::string>* warnings) {
+  try {  // the module's edge: ReadInputLines throws LoadError inside it
+    if (file == "-") return ReadInputLines(std::cin, "stdin", fs::current_path(), warnings);
+    std::ifstream in(file);
+    if (!in)
+      return Status::Invalid(file.string() + ": cannot read inputs file (" + (fs::exists(file) ? "permission denied" : "no such file") + ")");
+    return ReadInputLines(in, file.string(), fs::absolute(file).parent_path(), warnings);
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  }
 }
 
 }  // namespace baton

@@ -31,15 +31,12 @@ class InputsTest : public ::testing::Test {
   std::string P(const std::string& rel) const { return (root() / rel).string(); }
   Strings Read(const std::string& text) {
     std::ofstream(root() / "in.txt") << text;
-    return ReadInputs(root() / "in.txt", &warnings_);
+    return ReadInputs(root() / "in.txt", &warnings_).value();
   }
   std::string ErrorOf(const std::string& text) {
-    try {
-      Read(text);
-    } catch (const LoadError& e) {
-      return e.what();
-    }
-    return "(no error)";
+    std::ofstream(root() / "in.txt") << text;
+    auto r = ReadInputs(root() / "in.txt", &warnings_);
+    return r.ok() ? "(no error)" : r.error();
   }
 
   testing::TempDir dir_;
@@ -92,12 +89,9 @@ TEST_F(InputsTest, EachProblemIsOneLineNamingFileAndLine) {
             P("in.txt") + ":2: empty: the folder holds no media file (.mp4, .mkv, .webm, .mov, .mp3, .wav, ... see docs/cli.md)");
   EXPECT_EQ(ErrorOf("videos/*.avi\n"), P("in.txt") + ":1: videos/*.avi: the pattern matches no file");
   EXPECT_EQ(ErrorOf("x").find("no such file"), std::string::npos);  // a word is not a path
-  try {
-    ReadInputs(root() / "absent.txt", &warnings_);
-    ADD_FAILURE() << "no error";
-  } catch (const LoadError& e) {
-    EXPECT_EQ(std::string(e.what()), P("absent.txt") + ": cannot read inputs file (no such file)");
-  }
+  auto absent = ReadInputs(root() / "absent.txt", &warnings_);
+  ASSERT_FALSE(absent.ok());
+  EXPECT_EQ(absent.error(), P("absent.txt") + ": cannot read inputs file (no such file)");
 }
 
 TEST_F(InputsTest, StandardInputReadsAgainstTheCurrentFolder) {
