@@ -225,7 +225,7 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
         } else if constexpr (std::is_same_v<T, protocol::JobCommand>) {
           const int j = driver->JobIndex(m.job);
           if (j < 0) return;
-          if (m.kind == protocol::JobCommand::Kind::kCancel) Stop(driver->Cancel(j, "cancelled", now, core::kNever));
+          if (m.kind == protocol::JobCommand::Kind::kCancel) StopAll(driver->Cancel(j, "cancelled", now, core::kNever));
           else driver->Retry(j, now);
         } else if constexpr (std::is_same_v<T, protocol::NodeJoined>) {
           check_nodes_now = true;  // CheckNodes reads the registration at the end of this turn
@@ -289,7 +289,7 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
 
 void Head::Impl::ApplyRequests(double now) {
   for (const auto& id : cancel_requests)
-    if (const int j = driver->JobIndex(id); j >= 0) Stop(driver->Cancel(j, "cancelled", now, core::kNever));
+    if (const int j = driver->JobIndex(id); j >= 0) StopAll(driver->Cancel(j, "cancelled", now, core::kNever));
   cancel_requests.clear();
   for (const auto& id : retry_requests)
     if (const int j = driver->JobIndex(id); j >= 0) driver->Retry(j, now);

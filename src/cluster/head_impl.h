@@ -76,9 +76,6 @@ struct Head::Impl : driver::Transport {
   void OnSubmit(const protocol::SubmitJobs& m, double now);
   void Start(const core::Placement& p, double now) override;
   void Stop(const core::AttemptRef& ref) override;
-  void Stop(const std::vector<core::AttemptRef>& refs) {
-    for (const auto& r : refs) Stop(r);
-  }
   void RemoveWork(uint32_t job);
   std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
   std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet

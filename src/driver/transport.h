@@ -26,6 +26,10 @@ class Transport {
   virtual void Start(const core::Placement& placement, double now) = 0;
   // Asks a running attempt to stop (timeout, cancel, drain). Its outcome still comes back.
   virtual void Stop(const core::AttemptRef& attempt) = 0;
+  // Every attempt of `attempts` (what Driver::Cancel returns).
+  void StopAll(const std::vector<core::AttemptRef>& attempts) {
+    for (const auto& a : attempts) Stop(a);
+  }
 };
 
 // A transport that only records: driver tests run the whole lifecycle through Driver::Turn with

@@ -103,9 +103,6 @@ struct Runtime::Impl : driver::Transport {
   void ApplyRequests(double now);
   void Start(const core::Placement& p, double now) override;  // a task on the pool
   void Stop(const core::AttemptRef& ref) override;            // its cancel token
-  void Stop(const std::vector<core::AttemptRef>& refs) {
-    for (const auto& r : refs) Stop(r);
-  }
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
@@ -232,7 +229,7 @@ void Runtime::Impl::Start() {
 // Cancel and retry requests from other threads, and Ctrl-C.
 void Runtime::Impl::ApplyRequests(double now) {
   const double grace = options.cancel_grace;
-  for (uint32_t job : cancel_requests) Stop(driver.Cancel(job, "cancelled", now, grace));
+  for (uint32_t job : cancel_requests) StopAll(driver.Cancel(job, "cancelled", now, grace));
   cancel_requests.clear();
   for (uint32_t job : retry_requests)
     if (!stopping) driver.Retry(job, now);
@@ -240,7 +237,7 @@ void Runtime::Impl::ApplyRequests(double now) {
   if (stop_requested && !stopping) {
     stopping = true;
     if (log) log->Line("baton: stopping: no new attempts; waiting for running ones to end (Ctrl-C again to quit now)");
-    for (uint32_t i = 0; i < driver.job_count(); ++i) Stop(driver.Cancel(i, runtime::kInterrupted, now, grace));
+    for (uint32_t i = 0; i < driver.job_count(); ++i) StopAll(driver.Cancel(i, runtime::kInterrupted, now, grace));
   }
 }
 

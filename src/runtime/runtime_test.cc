@@ -323,8 +323,11 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
 
 TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
   Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {}, Options(3));
-  std::thread canceller([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::thread canceller([&] {  // once job-1 runs: its attempt is stopped, not merely never started
+    EXPECT_TRUE(testing::WaitFor([&] {
+      const Json snapshot = rt.Snapshot();
+      return snapshot["jobs"].size() == 3 && snapshot["jobs"][1].value("state", "") == "running";
+    }, 10));
     EXPECT_TRUE(rt.CancelJob("job-1"));
     EXPECT_FALSE(rt.CancelJob("job-99"));
   });
