@@ -25,6 +25,12 @@ struct StepModel {
   double timeout = 0;     // seconds per attempt; 0 = none
   double backoff = 1.0;   // first retry delay, seconds; doubles each retry
   double max_backoff = 60.0;
+  // A resident-worker step (`uses: worker`) when > 0: `demand` is what one worker holds for its
+  // life (its grant), and up to `worker_items` attempts (the batch max) join one worker at once,
+  // holding nothing themselves. 0: an ordinary step whose attempts each hold `demand`.
+  int worker_items = 0;
+  // Seconds an idle worker (no attempt in it) keeps its grant before the core retires it.
+  double worker_idle = 60.0;
 };
 
 struct PipelineModel {

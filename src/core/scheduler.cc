@@ -121,6 +121,7 @@ void Scheduler::RecomputeStatic(uint32_t node) {
   NodeState& n = nodes_[node];
   n.static_ok.resize(classes_.size(), 0);
   n.bound_ready.resize(classes_.size());
+  n.workers.resize(classes_.size());
   n.backlog.resize(pipelines_.size(), 0);
   n.admit_limit.resize(pipelines_.size(), 0);
   auto step_ok = [&](const PipelineState& p, int s) {
@@ -155,6 +156,8 @@ void Scheduler::RecomputeStatic(uint32_t node) {
       const int64_t devices = n.total.Get(kGpu) / kUnit;
       cap = std::min<int64_t>(cap, d.gpu < kUnit ? devices * (kUnit / d.gpu) : n.total.Get(kGpu) / d.gpu);
     }
+    // A resident worker takes up to worker_items attempts at once: prefetch enough to fill it.
+    cap *= std::max(1, p.model.steps[p.first_bound].worker_items);
     n.admit_limit[pid] = static_cast<int32_t>(std::min<int64_t>(kUnlimited, cap * std::max(1, p.model.prefetch)));
   }
 }
@@ -218,7 +221,7 @@ bool Scheduler::CanTake(uint32_t node, uint32_t cls) const {
   if (!n.alive || n.draining || !n.static_ok[cls]) return false;
   const Class& c = classes_[cls];
   const PipelineState& p = pipelines_[c.pipeline];
-  if (!Fits(n, p.demand[c.step])) return false;
+  if (!Fits(n, p.demand[c.step]) && RoomyWorker(node, cls) == kNoWorker) return false;
   if (p.first_bound >= 0 && c.step == p.anchor[p.first_bound])
     return n.backlog[c.pipeline] < n.admit_limit[c.pipeline];
   return true;
@@ -328,17 +331,26 @@ void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std
   NodeState& n = nodes_[node];
   const PipelineState& p = pipelines_[j.pipeline];
   const Demand& d = p.demand[j.step];
-  for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
-  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
-  j.gpu_amount = d.gpu;
-  if (d.gpu == 0 && p.model.steps[j.step].prefer_gpu > 0) {
-    // Preferred, not required: take it only when a device has room now.
-    const Amount want = p.model.steps[j.step].prefer_gpu;
-    Demand probe;
-    probe.gpu = want;
-    if (Fits(n, probe)) j.gpu_amount = want;
+  if (IsWorkerClass(cls)) {
+    // Joins a live worker with room, or starts one that takes the step's demand as its grant.
+    uint32_t w = RoomyWorker(node, cls);
+    if (w == kNoWorker) w = StartWorker(node, cls, now);
+    ++workers_[w].items;
+    j.worker = w;
+    j.gpu_mask = workers_[w].gpu_mask;
+    j.gpu_amount = 0;
+  } else {
+    Charge(n, d);
+    j.gpu_amount = d.gpu;
+    if (d.gpu == 0 && p.model.steps[j.step].prefer_gpu > 0) {
+      // Preferred, not required: take it only when a device has room now.
+      const Amount want = p.model.steps[j.step].prefer_gpu;
+      Demand probe;
+      probe.gpu = want;
+      if (Fits(n, probe)) j.gpu_amount = want;
+    }
+    j.gpu_mask = GrantGpus(n, j.gpu_amount);
   }
-  j.gpu_mask = GrantGpus(n, j.gpu_amount);
   j.phase = Phase::kRunning;
   j.node = static_cast<int32_t>(node);
   ++j.serial;
@@ -348,7 +360,7 @@ void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std
   if (timeout > 0) deadlines_.push({deadline, job, j.serial});
   UpdateBacklogOnStart(j, node);
   Refresh(node);
-  out->push_back({job, j.serial, j.step, j.step_attempt, node, j.gpu_mask, deadline});
+  out->push_back({job, j.serial, j.step, j.step_attempt, node, j.gpu_mask, deadline, j.worker});
 }
 
 void Scheduler::UpdateBacklogOnStart(JobState& j, uint32_t node) {
@@ -364,18 +376,39 @@ void Scheduler::UpdateBacklogOnStart(JobState& j, uint32_t node) {
   }
 }
 
-void Scheduler::Release(JobState& j) {
-  if (j.node < 0) return;
-  NodeState& n = nodes_[j.node];
-  const Demand& d = pipelines_[j.pipeline].demand[j.step];
+void Scheduler::Charge(NodeState& n, const Demand& d) {
+  for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
+  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
+}
+
+void Scheduler::Uncharge(NodeState& n, const Demand& d, bool cpu_released) {
   for (const auto& e : d.pool_entries) pool_free_.Add(e.id, e.amount);
-  const auto node = static_cast<uint32_t>(j.node);
-  j.node = -1;
-  const bool cpu_released = j.cpu_released;
-  j.cpu_released = false;
   if (!n.alive) return;  // a lost node comes back with fresh resources
   for (const auto& e : d.node_entries)
     if (!(cpu_released && e.id == kCpu)) n.free.Add(e.id, e.amount);
+}
+
+void Scheduler::Release(JobState& j, double now) {
+  if (j.node < 0) return;
+  NodeState& n = nodes_[j.node];
+  const auto node = static_cast<uint32_t>(j.node);
+  j.node = -1;
+  if (j.worker != kNoWorker) {
+    // The worker keeps its grant; the attempt leaves room in it.
+    WorkerState& w = workers_[j.worker];
+    j.worker = kNoWorker;
+    j.gpu_mask = 0;
+    if (!w.alive || !n.alive) return;
+    if (--w.items == 0) w.idle_since = now;
+    Refresh(node);
+    MarkDirty(node);
+    return;
+  }
+  const Demand& d = pipelines_[j.pipeline].demand[j.step];
+  const bool cpu_released = j.cpu_released;
+  j.cpu_released = false;
+  Uncharge(n, d, cpu_released);
+  if (!n.alive) return;
   const Amount g = j.gpu_amount;
   if (g > 0) {
     n.free.Add(kGpu, g);
@@ -389,6 +422,81 @@ void Scheduler::Release(JobState& j) {
   MarkDirty(node);
 }
 
+bool Scheduler::IsWorkerClass(uint32_t cls) const {
+  const Class& c = classes_[cls];
+  return pipelines_[c.pipeline].model.steps[c.step].worker_items > 0;
+}
+
+uint32_t Scheduler::RoomyWorker(uint32_t node, uint32_t cls) const {
+  const NodeState& n = nodes_[node];
+  if (cls >= n.workers.size()) return kNoWorker;
+  const Class& c = classes_[cls];
+  const int max = pipelines_[c.pipeline].model.steps[c.step].worker_items;
+  // The fullest worker with room first: batches fill before another worker is fed.
+  uint32_t best = kNoWorker;
+  for (uint32_t w : n.workers[cls])
+    if (workers_[w].items < max && (best == kNoWorker || workers_[w].items > workers_[best].items)) best = w;
+  return best;
+}
+
+uint32_t Scheduler::StartWorker(uint32_t node, uint32_t cls, double now) {
+  NodeState& n = nodes_[node];
+  const Class& c = classes_[cls];
+  const Demand& d = pipelines_[c.pipeline].demand[c.step];
+  Charge(n, d);
+  WorkerState w;
+  w.pipeline = c.pipeline;
+  w.step = c.step;
+  w.node = node;
+  w.cls = cls;
+  w.gpu_amount = d.gpu;
+  w.gpu_mask = GrantGpus(n, d.gpu);
+  w.idle_since = now;
+  const auto id = static_cast<uint32_t>(workers_.size());
+  workers_.push_back(w);
+  n.workers[cls].push_back(id);
+  live_workers_.push_back(id);
+  return id;
+}
+
+void Scheduler::RetireWorker(uint32_t id) {
+  WorkerState& w = workers_[id];
+  if (!w.alive) return;
+  w.alive = false;
+  NodeState& n = nodes_[w.node];
+  auto& list = n.workers[w.cls];
+  list.erase(std::remove(list.begin(), list.end(), id), list.end());
+  live_workers_.erase(std::remove(live_workers_.begin(), live_workers_.end(), id), live_workers_.end());
+  Uncharge(n, pipelines_[w.pipeline].demand[w.step], false);
+  if (!n.alive) return;
+  if (w.gpu_amount > 0) {
+    n.free.Add(kGpu, w.gpu_amount);
+    for (size_t i = 0; i < n.gpu_free.size(); ++i)
+      if (w.gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] = w.gpu_amount < kUnit ? n.gpu_free[i] + w.gpu_amount : kUnit;
+  }
+  Refresh(w.node);
+  MarkDirty(w.node);
+}
+
+void Scheduler::RetireIdleWorkers(double now, std::vector<WorkerRef>* out) {
+  for (size_t k = 0; k < live_workers_.size();) {
+    const uint32_t id = live_workers_[k];
+    const WorkerState& w = workers_[id];
+    const double idle = pipelines_[w.pipeline].model.steps[w.step].worker_idle;
+    if (w.items == 0 && (nodes_[w.node].draining || now >= w.idle_since + idle)) {
+      out->push_back({id, w.node, w.pipeline, w.step});
+      RetireWorker(id);  // removes it from live_workers_
+      continue;
+    }
+    ++k;
+  }
+}
+
+Scheduler::WorkerView Scheduler::Worker(uint32_t id) const {
+  const WorkerState& w = workers_[id];
+  return {w.pipeline, w.step, w.node, w.gpu_mask, w.items, w.alive, w.idle_since};
+}
+
 // The cpu share of a running attempt's demand (0 when it asks for none).
 static Amount CpuOf(const Demand& d) {
   for (const auto& e : d.node_entries)
@@ -399,7 +507,8 @@ static Amount CpuOf(const Demand& d) {
 bool Scheduler::ReleaseCpu(uint32_t job, uint32_t serial) {
   if (job >= jobs_.size()) return false;
   JobState& j = jobs_[job];
-  if (j.phase != Phase::kRunning || j.serial != serial || j.cpu_released || j.node < 0) return false;
+  if (j.phase != Phase::kRunning || j.serial != serial || j.cpu_released || j.node < 0 || j.worker != kNoWorker)
+    return false;
   j.cpu_released = true;
   const auto node = static_cast<uint32_t>(j.node);
   NodeState& n = nodes_[node];
@@ -441,7 +550,7 @@ void Scheduler::TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vect
       q.pop();
       continue;
     }
-    if (!Fits(n, d) || !PoolFits(d)) return;
+    if ((!Fits(n, d) || !PoolFits(d)) && RoomyWorker(node, cls) == kNoWorker) return;
     q.pop();
     Place(job, node, cls, now, out);
   }
@@ -470,13 +579,16 @@ void Scheduler::Decide(double now, std::vector<Placement>* out) {
         c.ready.pop();
         continue;
       }
-      if (!PoolFits(d)) break;
+      const bool worker = IsWorkerClass(cls);
+      if (!worker && !PoolFits(d)) break;
       uint32_t node = c.candidates.FindNextWrapping(c.cursor);
       if (node == NodeSet::kNone) break;
       if (static_cast<int32_t>(node) == j.failed_node) {
         const uint32_t other = c.candidates.FindNextWrapping(node + 1);
         if (other != NodeSet::kNone) node = other;
       }
+      // A new worker takes the pools; joining one does not.
+      if (worker && RoomyWorker(node, cls) == kNoWorker && !PoolFits(d)) break;
       c.ready.pop();
       c.cursor = node + 1;
       Place(job, node, cls, now, out);
@@ -492,7 +604,7 @@ FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus stat
   JobState& j = jobs_[job];
   if (j.phase != Phase::kRunning || j.serial != serial) return r;
   const int32_t ran_on = j.node;
-  Release(j);
+  Release(j, now);
   const PipelineState& p = pipelines_[j.pipeline];
   const StepModel& step = p.model.steps[j.step];
   const bool anchor_step = p.first_bound >= 0 && j.step == p.anchor[p.first_bound];
@@ -629,29 +741,55 @@ bool Scheduler::RestoreRunning(uint32_t job, uint32_t node, uint32_t serial, uin
   const uint32_t cls = p.class_of[j.step];
   if (classes_[cls].bound && homes_[j.home_offset + p.anchor[j.step]] != static_cast<int32_t>(node)) return false;
   const Demand& d = p.demand[j.step];
-  for (const auto& e : d.node_entries)
-    if (n.free.Get(e.id) < e.amount) return false;
-  if (!PoolFits(d)) return false;
-  // The granted devices must exist and have room for the demand (or for a preferred GPU).
-  const Amount g = d.gpu > 0 ? d.gpu : (gpu_mask != 0 ? p.model.steps[j.step].prefer_gpu : 0);
-  int granted = 0;
-  for (size_t i = 0; i < 64; ++i) {
-    if (!(gpu_mask & (uint64_t{1} << i))) continue;
-    if (i >= n.gpu_free.size()) return false;
-    if (n.gpu_free[i] < std::min(g, kUnit)) return false;
-    ++granted;
+  const bool worker_step = IsWorkerClass(cls);
+  uint32_t join = kNoWorker;  // a worker step's attempt joins the live worker with its grant
+  if (worker_step)
+    for (uint32_t w : n.workers[cls])
+      if (workers_[w].gpu_mask == gpu_mask && workers_[w].items < p.model.steps[j.step].worker_items) join = w;
+  if (join == kNoWorker) {
+    for (const auto& e : d.node_entries)
+      if (n.free.Get(e.id) < e.amount) return false;
+    if (!PoolFits(d)) return false;
+    // The granted devices must exist and have room for the demand (or for a preferred GPU).
+    const Amount g = d.gpu > 0 ? d.gpu : (gpu_mask != 0 ? p.model.steps[j.step].prefer_gpu : 0);
+    int granted = 0;
+    for (size_t i = 0; i < 64; ++i) {
+      if (!(gpu_mask & (uint64_t{1} << i))) continue;
+      if (i >= n.gpu_free.size()) return false;
+      if (n.gpu_free[i] < std::min(g, kUnit)) return false;
+      ++granted;
+    }
+    if (g > 0 && granted != (g < kUnit ? 1 : static_cast<int>(g / kUnit))) return false;
+    if (g == 0 && granted != 0) return false;
+    for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
+    for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
+    if (g > 0) {
+      n.free.Add(kGpu, -g);
+      for (size_t i = 0; i < n.gpu_free.size(); ++i)
+        if (gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] -= std::min(g, kUnit);
+    }
+    j.gpu_mask = gpu_mask;
+    j.gpu_amount = g;
+    if (worker_step) {  // the grant is the worker's, started here as it was before the restart
+      WorkerState w;
+      w.pipeline = j.pipeline;
+      w.step = j.step;
+      w.node = node;
+      w.cls = cls;
+      w.gpu_mask = gpu_mask;
+      w.gpu_amount = g;
+      join = static_cast<uint32_t>(workers_.size());
+      workers_.push_back(w);
+      n.workers[cls].push_back(join);
+      live_workers_.push_back(join);
+    }
   }
-  if (g > 0 && granted != (g < kUnit ? 1 : static_cast<int>(g / kUnit))) return false;
-  if (g == 0 && granted != 0) return false;
-  for (const auto& e : d.node_entries) n.free.Add(e.id, -e.amount);
-  for (const auto& e : d.pool_entries) pool_free_.Add(e.id, -e.amount);
-  if (g > 0) {
-    n.free.Add(kGpu, -g);
-    for (size_t i = 0; i < n.gpu_free.size(); ++i)
-      if (gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] -= std::min(g, kUnit);
+  if (join != kNoWorker) {
+    ++workers_[join].items;
+    j.worker = join;
+    j.gpu_mask = gpu_mask;
+    j.gpu_amount = 0;
   }
-  j.gpu_mask = gpu_mask;
-  j.gpu_amount = g;
   j.phase = Phase::kRunning;
   j.node = static_cast<int32_t>(node);
   j.serial = std::max(j.serial, serial);
@@ -669,6 +807,13 @@ std::vector<AttemptRef> Scheduler::NodeLost(uint32_t node, double now) {
   n.alive = false;
   for (auto& c : classes_)
     if (!c.bound) c.candidates.Erase(node);
+  for (auto& list : n.workers) {
+    for (uint32_t w : list) {
+      workers_[w].alive = false;
+      live_workers_.erase(std::remove(live_workers_.begin(), live_workers_.end(), w), live_workers_.end());
+    }
+    list.clear();
+  }
   for (auto& q : n.bound_ready) q = {};
   for (uint32_t id = 0; id < jobs_.size(); ++id) {
     JobState& j = jobs_[id];
@@ -679,7 +824,7 @@ std::vector<AttemptRef> Scheduler::NodeLost(uint32_t node, double now) {
                                homes_[j.home_offset + p.anchor[j.step]] == static_cast<int32_t>(node);
     if (j.phase == Phase::kRunning && j.node == static_cast<int32_t>(node)) {
       lost.push_back({id, j.serial, node});
-      Release(j);
+      Release(j, now);
       if (j.cancel_requested) {
         j.phase = Phase::kCancelled;
         continue;
@@ -707,6 +852,12 @@ double Scheduler::NextWakeup() const {
   double t = kNever;
   if (!backoff_.empty()) t = std::min(t, backoff_.top().at);
   if (!deadlines_.empty()) t = std::min(t, deadlines_.top().at);
+  for (uint32_t id : live_workers_) {
+    const WorkerState& w = workers_[id];
+    if (w.items != 0) continue;
+    t = std::min(t, nodes_[w.node].draining ? w.idle_since
+                                             : w.idle_since + pipelines_[w.pipeline].model.steps[w.step].worker_idle);
+  }
   return t;
 }
 

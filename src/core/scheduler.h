@@ -25,6 +25,11 @@
 //     another node; a lost node's attempts are re-run, and when a locality-bound step's input was
 //     on the lost node the job goes back to the anchor step (lineage).
 //  7. Pools: a pool resource is taken from the cluster-wide pool, whichever node runs the step.
+//  8. Resident workers: a worker step's demand is held by a worker (its grant, for its life), not
+//     by each attempt; up to `worker_items` attempts of different jobs join one worker (the
+//     fullest with room first), locality and admission as above, admission counting a worker's
+//     items (prefetch x workers x worker_items). Idle workers give their grant back after
+//     `worker_idle` seconds, at once on a draining node (RetireIdleWorkers).
 //
 // Cost: each unbound step class keeps a NodeSet of the nodes that could take it now, refreshed
 // when a node's free resources change; a placement is a FindNext from a rotating cursor, so it
@@ -53,6 +58,7 @@ const char* PhaseName(Phase p);
 const char* AttemptStatusName(AttemptStatus s);
 
 inline constexpr double kNever = std::numeric_limits<double>::infinity();
+inline constexpr uint32_t kNoWorker = std::numeric_limits<uint32_t>::max();
 
 // One decision: start attempt `serial` of job `job`'s step `step` on `node`.
 struct Placement {
@@ -63,6 +69,18 @@ struct Placement {
   uint32_t node;
   uint64_t gpu_mask;      // granted GPU device ids as bits
   double deadline;        // kNever when the step has no timeout
+  // A worker step's attempt joins resident worker `worker` (ids are never reused), whose grant
+  // `gpu_mask` is; kNoWorker for an ordinary step.
+  uint32_t worker = kNoWorker;
+};
+
+// A resident worker the core retired (idle past its step's worker_idle, or its node draining):
+// its grant is free again; the driver stops its process.
+struct WorkerRef {
+  uint32_t worker;
+  uint32_t node;
+  uint32_t pipeline;
+  uint16_t step;
 };
 
 // A running attempt, as returned by NodeLost, Cancel and Expired.
@@ -147,6 +165,24 @@ class Scheduler {
   // Running attempts whose deadline has passed (each reported once); the driver stops them and
   // reports Finish(kTimeout).
   void Expired(double now, std::vector<AttemptRef>* out);
+  // Resident workers (StepModel::worker_items > 0). A worker starts when an attempt of its step is
+  // placed on a node where no live worker of that step has room (fewer than worker_items attempts)
+  // and the step's demand fits: it takes the demand (its grant: GPUs, cpu, pools) and keeps it
+  // while it lives; attempts join a worker with room and hold nothing. A worker with no attempt
+  // is retired (its grant freed) once idle for worker_idle seconds, or at once when its node
+  // drains; RetireIdleWorkers appends those retired now for the driver to stop.
+  void RetireIdleWorkers(double now, std::vector<WorkerRef>* out);
+  struct WorkerView {
+    uint32_t pipeline;
+    uint16_t step;
+    uint32_t node;
+    uint64_t gpu_mask;
+    uint16_t items;  // attempts in it now
+    bool alive;
+    double idle_since;  // when its last attempt ended (items == 0)
+  };
+  size_t worker_count() const { return workers_.size(); }
+  WorkerView Worker(uint32_t id) const;
   // Earliest time at which Decide or Expired may have something new without any event: the next
   // retry backoff end or attempt deadline. kNever when none.
   double NextWakeup() const;
@@ -199,6 +235,7 @@ class Scheduler {
     std::vector<int32_t> admit_limit;          // per pipeline: prefetch x bound capacity
     std::vector<uint8_t> static_ok;            // per class: labels and totals allow it
     std::vector<std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>>> bound_ready;  // per class
+    std::vector<std::vector<uint32_t>> workers;  // per class: live resident workers
     bool dirty = false;
   };
   struct JobState {
@@ -218,6 +255,18 @@ class Scheduler {
     bool cancel_requested = false;
     bool cpu_released = false;  // the running attempt gave its cpu back (ReleaseCpu)
     uint32_t home_offset;   // into homes_
+    uint32_t worker = kNoWorker;  // the resident worker the running attempt joined
+  };
+  struct WorkerState {
+    uint32_t pipeline;
+    uint16_t step;
+    uint32_t node;
+    uint32_t cls;
+    uint64_t gpu_mask = 0;
+    Amount gpu_amount = 0;
+    uint16_t items = 0;
+    bool alive = true;
+    double idle_since = 0;
   };
   struct Class {
     uint32_t pipeline;
@@ -241,7 +290,13 @@ class Scheduler {
   void MarkDirty(uint32_t node);
   void MakeReady(uint32_t job, double now);
   void Place(uint32_t job, uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
-  void Release(JobState& j);
+  void Release(JobState& j, double now);
+  uint32_t RoomyWorker(uint32_t node, uint32_t cls) const;  // a live worker with room, or kNoWorker
+  uint32_t StartWorker(uint32_t node, uint32_t cls, double now);
+  void Charge(NodeState& n, const Demand& d);  // takes d's node (not GPU) and pool entries
+  void Uncharge(NodeState& n, const Demand& d, bool cpu_released);
+  void RetireWorker(uint32_t worker);
+  bool IsWorkerClass(uint32_t cls) const;
   void LeaveBacklog(JobState& j);
   void UpdateBacklogOnStart(JobState& j, uint32_t node);
   void ResetToAnchor(JobState& j, uint32_t job, double now);
@@ -257,6 +312,8 @@ class Scheduler {
   std::vector<NodeState> nodes_;
   std::vector<JobState> jobs_;
   std::vector<int32_t> homes_;
+  std::vector<WorkerState> workers_;    // every worker ever started (ids never reused)
+  std::vector<uint32_t> live_workers_;  // ids of the live ones
   std::vector<Class> classes_;
   std::vector<uint32_t> class_order_;  // classes by step index descending
   std::vector<uint32_t> dirty_;
