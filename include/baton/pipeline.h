@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -28,6 +29,20 @@ struct LoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What the engine needs of a resident-worker step (`uses: worker`, docs/steps/worker.md), parsed
+// once from its `with:` by WorkerOptionsFrom: the loader keeps it in StepSpec::worker (the core
+// sizes workers and admission from it), the step uses it to batch and supervise.
+struct WorkerOptions {
+  int batch_max = 1;             // with.batch.max: attempts in one call to the worker
+  double batch_wait = 0;         // with.batch.wait: seconds to wait for a batch to fill
+  double startup_timeout = 600;  // with.startup_timeout: from start to "ready"
+  double idle_timeout = 60;      // with.idle_timeout: an idle worker exits and frees its grant
+  int max_items = 0;             // with.max_items: recycle a worker after N items (0: never)
+  double cancel_grace = 10;      // with.cancel_grace: a cancelled item's answer, else restart
+};
+// Throws ConfigError naming the parameter ("with.batch.max: must be an integer from 1 to 4096").
+WorkerOptions WorkerOptionsFrom(const Json& with);
+
 struct StepSpec {
   std::string name;
   std::string uses;
@@ -41,6 +56,7 @@ struct StepSpec {
   double max_backoff = 60.0;
   double timeout = 0;        // seconds per attempt; 0 = none
   int line = 0;              // where the step starts in its file
+  std::optional<WorkerOptions> worker;  // set for `uses: worker`
 };
 
 struct PipelineSpec {

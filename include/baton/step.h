@@ -74,6 +74,9 @@ struct StepContext {
   std::filesystem::path workdir; // this job's folder on this node (exists unless NeedsWorkdir() is false)
   std::filesystem::path outdir;  // the run's output folder (--out) on the driver's machine
   std::vector<int> gpus;         // granted GPU device ids (also in CUDA_VISIBLE_DEVICES for children)
+  // The resident worker this attempt joined (`uses: worker`: the scheduler's worker id, unique
+  // per run, whose grant `gpus` is); -1 for ordinary steps.
+  int worker = -1;
   const CancelToken* cancel = nullptr;
   // The run's named rates and budget (baton/rates.h); null when the runtime provides none. A step
   // that waits for a rate reports it as a progress event {"waiting": "rate NAME", "seconds": S}.
@@ -123,6 +126,13 @@ class Step {
   virtual StepOutcome Run(StepContext& ctx) const = 0;
   // False for steps that never touch ctx.workdir (sleep): the engine then skips creating it.
   virtual bool NeedsWorkdir() const { return true; }
+  // Resident steps (`uses: worker`) keep a process per worker between attempts. The engine calls
+  // RetireWorker when the scheduler retired worker `worker` (idle, its node draining): the step
+  // lets it finish and exit, without blocking the caller. Others ignore it.
+  virtual void RetireWorker(int worker) const { (void)worker; }
+  // Their state for views: [{"worker", "state" (starting|ready|busy|stopped), "pid", "items",
+  // "batches", "restarts", "load_seconds", "gpus"}]; null for other steps.
+  virtual Json WorkerStates() const { return Json(); }
 };
 
 // Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.

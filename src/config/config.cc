@@ -302,6 +302,16 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
       st.timeout = Duration(ctx, s["timeout"], at + ".timeout");
       if (st.timeout <= 0) ctx.Fail(s["timeout"], at + ".timeout", "must be positive");
     }
+    if (st.uses == "worker") {  // the engine sizes workers from these (the step reads the rest)
+      try {
+        st.worker = WorkerOptionsFrom(st.with);
+      } catch (const ConfigError& e) {
+        const std::string what = e.what();  // "with.KEY: why"
+        const size_t colon = what.find(": ");
+        ctx.Fail(s["with"] ? s["with"] : s, at + "." + what.substr(0, colon),
+                 colon == std::string::npos ? what : what.substr(colon + 2));
+      }
+    }
     p.steps.push_back(std::move(st));
   }
   return p;

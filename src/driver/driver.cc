@@ -158,6 +158,7 @@ void Driver::Decide(double now, std::vector<core::Placement>* out) {
     a.node = p.node;
     a.gpus = GpusFromMask(p.gpu_mask);
     a.start = now;
+    a.worker = p.worker;
     j.last_serial = p.serial;
     if (!sinks_.empty()) {
       Event e = Make(Event::Type::kAttemptStarted, j, p.step, static_cast<int>(p.node), now);
@@ -334,6 +335,9 @@ size_t Driver::Turn(Transport& transport, double now, const TurnOptions& options
   Expired(now, options.grace, &turn_expired_);
   for (const auto& a : turn_expired_) transport.Stop(a);
   if (options.abandon) AbandonOverdue(now, false);
+  turn_retired_.clear();
+  sched_.RetireIdleWorkers(now, &turn_retired_);
+  for (const auto& w : turn_retired_) transport.StopWorker(w);
   if (!options.place) return 0;
   turn_placements_.clear();
   Decide(now, &turn_placements_);

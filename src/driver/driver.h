@@ -50,6 +50,7 @@ struct InFlightAttempt {
   bool stop_requested = false;       // cancelled by the driver (Cancel): a "cancelled" outcome is expected
   double abandon_at = core::kNever;  // told to stop: given up on if still running after this
   std::string waiting;               // what it waits for outside the CPU ("rate openai_tokens"), "" none
+  uint32_t worker = core::kNoWorker;  // the resident worker it joined (core::Placement::worker)
 };
 
 // What a transport reports about one attempt.
@@ -204,7 +205,8 @@ class Driver {
   // stopping attempt is given up now (the end of a run).
   void AbandonOverdue(double now, bool all);
   // One turn of a backend's loop, after the outcomes that arrived were applied: attempts past
-  // their deadline are stopped through `transport`; with `abandon`, attempts that did not stop
+  // their deadline are stopped through `transport`; resident workers idle past their timeout
+  // (or on a draining node) are retired and stopped through it; with `abandon`, attempts that did not stop
   // within `grace` are given up (AbandonOverdue); with `place`, the core's placements now are
   // started through `transport`. Returns how many were started.
   struct TurnOptions {
@@ -252,6 +254,7 @@ class Driver {
   std::vector<uint32_t> stopping_;  // jobs whose in-flight attempt was told to stop
   std::vector<core::AttemptRef> expired_, turn_expired_;  // scratch for Expired, Turn
   std::vector<core::Placement> turn_placements_;           // scratch for Turn
+  std::vector<core::WorkerRef> turn_retired_;              // scratch for Turn
   size_t ended_ = 0;
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;

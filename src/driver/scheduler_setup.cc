@@ -19,6 +19,10 @@ core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& r
     sm.timeout = s.timeout;
     sm.backoff = s.backoff;
     sm.max_backoff = s.max_backoff;
+    if (s.worker) {
+      sm.worker_items = s.worker->batch_max;
+      sm.worker_idle = s.worker->idle_timeout;
+    }
     pm.steps.push_back(std::move(sm));
   }
   return pm;

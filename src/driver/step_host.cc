@@ -16,6 +16,7 @@ StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel) {
   ctx.workdir = std::move(spec.workdir);
   ctx.outdir = std::move(spec.outdir);
   ctx.gpus = std::move(spec.gpus);
+  ctx.worker = spec.worker;
   ctx.cancel = &cancel;
   ctx.rates = spec.rates.get();
   const bool sinks = spec.sinks && !spec.sinks->empty();

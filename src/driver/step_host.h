@@ -34,6 +34,7 @@ struct AttemptSpec {
   std::shared_ptr<const std::vector<StepRun>> history;   // earlier successful attempts
   std::filesystem::path workdir, outdir;
   std::vector<int> gpus;
+  int worker = -1;  // the resident worker it joined (core::Placement::worker), -1 none
   bool make_workdir = true;
   // Finds an artifact of an earlier step (another node's in a cluster). Throws on failure.
   std::function<std::filesystem::path(std::string_view step, std::string_view relative)> artifact;

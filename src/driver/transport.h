@@ -26,6 +26,10 @@ class Transport {
   virtual void Start(const core::Placement& placement, double now) = 0;
   // Asks a running attempt to stop (timeout, cancel, drain). Its outcome still comes back.
   virtual void Stop(const core::AttemptRef& attempt) = 0;
+  // The core retired resident worker `worker` (idle, or its node drains): its process should
+  // exit (a `shutdown`), its grant is already free. Backends whose nodes retire their own idle
+  // workers on the same timer (the cluster's agents) may ignore it.
+  virtual void StopWorker(const core::WorkerRef& worker) { (void)worker; }
   // Every attempt of `attempts` (what Driver::Cancel returns).
   void StopAll(const std::vector<core::AttemptRef>& attempts) {
     for (const auto& a : attempts) Stop(a);
@@ -38,8 +42,10 @@ class FakeTransport : public Transport {
  public:
   void Start(const core::Placement& p, double) override { started.push_back(p); }
   void Stop(const core::AttemptRef& a) override { stopped.push_back(a); }
+  void StopWorker(const core::WorkerRef& w) override { workers_stopped.push_back(w); }
   std::vector<core::Placement> started;
   std::vector<core::AttemptRef> stopped;
+  std::vector<core::WorkerRef> workers_stopped;
 };
 
 }  // namespace baton::driver

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -62,11 +63,20 @@ std::string ProcessResult::Describe() const {
   return "exit status " + std::to_string(exit_code);
 }
 
-ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, const std::function<void(pid_t)>& on_start) {
-  ProcessResult r;
+namespace {
+
+// Where the child's 0, 1 and 2 come from: the spec's files (RunProcess) or descriptors the caller
+// made (StartPiped's pipe ends, dup2'ed in the child).
+struct ChildIo {
+  const int* fds = nullptr;  // three descriptors, or null: /dev/null, stdout_path, stderr_path
+};
+
+// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or fills
+// `error` and returns -1.
+pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   if (spec.argv.empty() || spec.argv[0].empty()) {
-    r.error = "empty command";
-    return r;
+    *error = "empty command";
+    return -1;
   }
   std::vector<char*> argv;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -105,9 +115,10 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
   }
   int report[2];  // the child writes errno here when exec fails; closed on a successful exec
   if (pipe2(report, O_CLOEXEC) != 0) {
-    r.error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return r;
+    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
+    return -1;
   }
+  const int* fds = io.fds;
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -125,9 +136,9 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // dispositions the parent installed
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    const int in = open("/dev/null", O_RDONLY);
-    const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = fds ? fds[0] : open("/dev/null", O_RDONLY);
+    const int o = fds ? fds[1] : open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = fds ? fds[2] : open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (in < 0 || o < 0 || e < 0) fail(errno);
     if (dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) fail(errno);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(errno);
@@ -146,8 +157,8 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
   close(report[1]);
   if (pid < 0) {
     close(report[0]);
-    r.error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return r;
+    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
+    return -1;
   }
   int rc = 0;
   ssize_t got;
@@ -158,13 +169,89 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
     int st = 0;
     waitpid(pid, &st, 0);
     if (rc == ENOENT)
-      r.error = "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
+      *error = "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
     else if (rc == EACCES)
-      r.error = "command '" + spec.argv[0] + "' is not executable";
+      *error = "command '" + spec.argv[0] + "' is not executable";
     else
-      r.error = "cannot start '" + spec.argv[0] + "': " + strerror(rc);
-    return r;
+      *error = "cannot start '" + spec.argv[0] + "': " + strerror(rc);
+    return -1;
   }
+  return pid;
+}
+
+}  // namespace
+
+Result<PipedChild> StartPiped(const ProcessSpec& spec) {
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0) return Status::Unavailable(std::string("pipe: ") + strerror(errno));
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    close(in[0]);
+    close(in[1]);
+    return Status::Unavailable(std::string("pipe: ") + strerror(errno));
+  }
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
+    return Status::Unavailable(std::string("pipe: ") + strerror(errno));
+  }
+  const int child_fds[3] = {in[0], out[1], err[1]};
+  std::string error;
+  const pid_t pid = Spawn(spec, ChildIo{child_fds}, &error);
+  for (int fd : child_fds) close(fd);
+  if (pid < 0) {
+    for (int fd : {in[1], out[0], err[0]}) close(fd);
+    return Status::Invalid(error);
+  }
+  PipedChild c;
+  c.pid = pid;
+  c.pidfd = PidfdOpen(pid);
+  c.in = in[1];
+  c.out = out[0];
+  c.err = err[0];
+  return c;
+}
+
+void PipedChild::Kill() {
+  if (pid > 0) kill(-pid, SIGKILL);
+}
+
+int PipedChild::Reap(int timeout_ms) {
+  if (pid <= 0) return 0;
+  int status = 0;
+  if (!WaitFor(pid, pidfd, timeout_ms, &status)) return -1;
+  kill(-pid, SIGKILL);  // whatever it left in its group goes too
+  for (int* fd : {&in, &out, &err, &pidfd})
+    if (*fd >= 0) {
+      close(*fd);
+      *fd = -1;
+    }
+  pid = 0;
+  return status;
+}
+
+PipedChild::~PipedChild() {
+  if (pid > 0) {
+    Kill();
+    Reap(-1);
+  }
+  for (int fd : {in, out, err, pidfd})
+    if (fd >= 0) close(fd);
+}
+
+PipedChild::PipedChild(PipedChild&& o) noexcept
+    : pid(std::exchange(o.pid, 0)), pidfd(std::exchange(o.pidfd, -1)), in(std::exchange(o.in, -1)),
+      out(std::exchange(o.out, -1)), err(std::exchange(o.err, -1)) {}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFSIGNALED(status))
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, const std::function<void(pid_t)>& on_start) {
+  ProcessResult r;
+  const pid_t pid = Spawn(spec, ChildIo{}, &r.error);
+  if (pid < 0) return r;
   r.started = true;
   r.pid = pid;
   if (on_start) on_start(pid);

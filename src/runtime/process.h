@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "baton/status.h"
 #include "baton/step.h"
 
 namespace baton {
@@ -45,6 +46,31 @@ struct ProcessResult {
 // Blocks until the child ends (or is killed after cancel). `on_start` runs with the child's pid.
 ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel = nullptr,
                          const std::function<void(pid_t)>& on_start = {});
+
+// A child started with pipes to its stdin, stdout and stderr (a resident worker, steps/worker),
+// set up exactly as RunProcess's: own process group, parent-death signal (the child dies when the
+// thread that started it ends: start it from a thread that lives as long as the child), no
+// inherited descriptors, no secrets unless named. `spec`'s stdout/stderr paths are ignored.
+// Destroying it kills the group and reaps the child. Move-only.
+struct PipedChild {
+  pid_t pid = 0;
+  int pidfd = -1;  // readable when the child ended (-1 where pidfd_open is missing)
+  int in = -1;     // write end of the child's stdin
+  int out = -1;    // read end of its stdout
+  int err = -1;    // read end of its stderr
+  PipedChild() = default;
+  PipedChild(PipedChild&& o) noexcept;
+  PipedChild& operator=(PipedChild&&) = delete;
+  PipedChild(const PipedChild&) = delete;
+  ~PipedChild();
+  void Kill();                  // SIGKILL to its whole group
+  // Waits up to `timeout_ms` (-1: forever) for it to end; then kills what is left of its group,
+  // closes the pipes and returns the wait status. -1 when it is still running.
+  int Reap(int timeout_ms);
+};
+Result<PipedChild> StartPiped(const ProcessSpec& spec);
+// "exit status 3", "killed by signal 9 (Killed)" from a wait status.
+std::string DescribeWaitStatus(int status);
 
 // Whether an environment variable looks like a secret (BATON_TOKEN, BATON_REDIS_PASSWORD, names
 // containing PASSWORD, SECRET, API_KEY, TOKEN, ...): not handed to children unless named.

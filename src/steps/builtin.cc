@@ -12,6 +12,7 @@ namespace baton {
 void RegisterBuiltinSteps(StepRegistry& registry) {
   RegisterSleepStep(registry);
   RegisterCommandStep(registry);
+  RegisterWorkerStep(registry);
 #ifndef BATON_ENGINE_ONLY
   RegisterDownloadStep(registry);
   RegisterAnalyzeStep(registry);

@@ -6,4 +6,5 @@
 namespace baton {
 void RegisterSleepStep(StepRegistry& registry);
 void RegisterCommandStep(StepRegistry& registry);
+void RegisterWorkerStep(StepRegistry& registry);  // worker/worker_step.cc
 }  // namespace baton
