@@ -9,7 +9,7 @@
 #include <regex>
 #include <set>
 
-#include "runtime/process.h"
+#include "util/process.h"
 #include "steps/builtin.h"
 
 namespace baton {
