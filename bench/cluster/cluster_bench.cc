@@ -19,7 +19,7 @@
 #include "baton/pipeline.h"
 #include "baton/runtime.h"
 #include "cluster/client.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "support/child_process.h"
 #include "support/util.h"
 

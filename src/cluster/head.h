@@ -20,7 +20,7 @@
 #include <string>
 
 #include "baton/runtime.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "util/clock.h"
 
 namespace baton::cluster {

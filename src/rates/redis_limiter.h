@@ -20,7 +20,7 @@
 
 #include "baton/rates.h"
 #include "baton/thread_annotations.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "util/clock.h"
 
 namespace baton::rates {

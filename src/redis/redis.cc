@@ -1,4 +1,4 @@
-#include "cluster/redis.h"
+#include "redis/redis.h"
 
 #include <hiredis.h>
 
