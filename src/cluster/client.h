@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
+#include "baton/report.h"
 #include "cluster/keys.h"
 #include "redis/redis.h"
 

@@ -21,7 +21,7 @@ namespace baton::cluster {
 
 Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   impl_->log = std::make_shared<LogSink>(impl_->opts.log_stream, impl_->opts.log_format, false);
-  if (impl_->opts.log_format != RunOptions::LogFormat::kNone) impl_->sinks.push_back(impl_->log);
+  if (impl_->opts.log_format != LogFormat::kNone) impl_->sinks.push_back(impl_->log);
 }
 Head::~Head() = default;
 void Head::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks.push_back(std::move(sink)); }

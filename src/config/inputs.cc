@@ -12,8 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
 
 namespace baton {
 namespace {

@@ -1,5 +1,4 @@
 #include "driver/output.h"
-#include "util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include "util/atomic_file.h"
 
 namespace baton {
 
@@ -37,7 +38,7 @@ std::string GpuList(const std::vector<int>& gpus) {
 
 }  // namespace
 
-LogSink::LogSink(FILE* stream, RunOptions::LogFormat format, bool progress_line)
+LogSink::LogSink(FILE* stream, LogFormat format, bool progress_line)
     : stream_(stream), format_(format), progress_line_(progress_line), pid_(getpid()) {}
 
 void LogSink::WriteLocked(const std::string& text) {
@@ -62,10 +63,10 @@ void LogSink::SetProgress(const std::string& line) {
 }
 
 void LogSink::OnEvent(const Event& e) {
-  if (format_ == RunOptions::LogFormat::kNone) return;
+  if (format_ == LogFormat::kNone) return;
   if (e.type == Event::Type::kProgress) return;  // the dashboard's, not the log's
   const double wall = WallNow();
-  if (format_ == RunOptions::LogFormat::kJson) {
+  if (format_ == LogFormat::kJson) {
     Json j = {{"time", FormatLocalTime(wall)}, {"t", e.time}, {"event", EventTypeName(e.type)}};
     if (!e.job.empty()) j["job"] = e.job;
     if (!e.step.empty()) j["step"] = e.step;
@@ -118,10 +119,10 @@ void LogSink::OnEvent(const Event& e) {
   WriteLocked(line);
 }
 
-RunOptions::LogFormat ParseLogFormat(const std::string& name) {
-  if (name == "json") return RunOptions::LogFormat::kJson;
-  if (name == "none") return RunOptions::LogFormat::kNone;
-  return RunOptions::LogFormat::kText;
+LogFormat ParseLogFormat(const std::string& name) {
+  if (name == "json") return LogFormat::kJson;
+  if (name == "none") return LogFormat::kNone;
+  return LogFormat::kText;
 }
 
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,

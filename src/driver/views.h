@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "baton/runtime.h"
+#include "baton/report.h"
 
 namespace baton::driver {
 
