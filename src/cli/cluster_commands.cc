@@ -11,17 +11,18 @@
 
 #include <fmt/format.h>
 
+#include "baton/events.h"
 #include "baton/pipeline.h"
+#include "baton/report.h"
+#include "baton/validate.h"
 #include "cli/commands.h"
 #include "cli/readiness.h"
 #include "cli/signals.h"
 #include "cluster/client.h"
 #include "cluster/head.h"
+#include "cluster/node.h"
 #include "dashboard/head_source.h"
 #include "dashboard/server.h"
-#include "cluster/node.h"
-#include "driver/output.h"
-#include "driver/scheduler_setup.h"
 
 namespace baton::cli {
 
@@ -69,7 +70,7 @@ void CommonOptions(CLI::App* c) {
   c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
 }
 
-RunOptions::LogFormat Format() { return ParseLogFormat(g_args.log_format); }
+LogFormat Format() { return ParseLogFormat(g_args.log_format); }
 
 bool Connect(cluster::Redis& db, const cluster::RedisUrl& url) {
   if (db.Connect(url)) return true;
@@ -164,7 +165,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     return 2;
   }
   PipelineSpec spec = Loaded(LoadPipeline(g_args.pipeline));
-  if (auto steps = driver::CreateSteps(spec, StepRegistry::Global()); !steps.ok()) throw LoadError(steps.error());
+  if (Status checked = CheckSteps(spec); !checked.ok()) throw LoadError(checked.message());
   std::vector<std::string> inputs, warnings;
   if (!g_args.inputs.empty()) inputs = Loaded(ReadInputs(g_args.inputs, &warnings));
   else inputs.assign(static_cast<size_t>(g_args.jobs), "");

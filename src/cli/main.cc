@@ -14,7 +14,6 @@
 #include "baton/runtime.h"
 #include "baton/step.h"
 #include "cli/commands.h"
-#include "driver/output.h"
 #include "cli/signals.h"
 
 namespace {

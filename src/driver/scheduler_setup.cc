@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "baton/validate.h"
+
 namespace baton::driver {
 
 core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& resources) {
@@ -107,3 +109,12 @@ uint64_t MaskFromGpus(const std::vector<int>& gpus) {
 }
 
 }  // namespace baton::driver
+
+namespace baton {
+
+Status CheckSteps(const PipelineSpec& pipeline, const StepRegistry& registry) {
+  auto steps = driver::CreateSteps(pipeline, registry);
+  return steps.ok() ? Status::Ok() : steps.status();
+}
+
+}  // namespace baton
