@@ -255,10 +255,6 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
-// Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
-// waits for an attempt of it still running there). A node that is gone keeps it: its stream
-// starts afresh when it comes back.
-
 bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
@@ -285,7 +281,6 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   }
   return true;
 }
-
 
 void Head::Impl::ApplyRequests(double now) {
   for (const auto& id : cancel_requests)

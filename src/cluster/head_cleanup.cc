@@ -21,6 +21,9 @@ bool Head::Impl::MakesWork(uint32_t pipeline) {
   return makes_work[pipeline] == 1;
 }
 
+// Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
+// waits for an attempt of it still running there). A node that is gone keeps it: its stream
+// starts afresh when it comes back.
 void Head::Impl::RemoveWork(uint32_t job) {
   if (opts.keep_work) return;
   const driver::JobRecord& j = driver->job(job);

@@ -25,7 +25,7 @@ namespace baton::cluster {
 
 constexpr size_t kInboxBatch = 4096;  // inbox entries read per turn
 
-// The head's transport (driver/transport.h): PlaceAttempt / StopAttempt messages on each node's
+// The head's transport (driver/transport.h): RunAttempt / StopAttempt messages on each node's
 // placement stream, written with the turn (FlushTurn).
 struct Head::Impl : driver::Transport {
   HeadOptions opts;

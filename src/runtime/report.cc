@@ -1,5 +1,8 @@
-// The JSON and text forms of a run's results: event names, summary.json (RunReport::ToJson and
-// its streamed twin WriteJson), and the inputs file reader.
+// The JSON and text forms of a run's results: event names (EventTypeName, baton/events.h) and
+// summary.json (RunReport::ToJson and its streamed twin WriteJson, baton/report.h). Inputs files
+// are read in src/config/inputs.cc; the Chrome trace is written by src/driver/output.cc.
+#include "runtime/report.h"
+
 #include <fstream>
 #include <map>
 
@@ -8,7 +11,6 @@
 #include "baton/runtime.h"
 #include "driver/views.h"
 #include "rates/llm_usage.h"
-#include "runtime/report.h"
 
 namespace baton {
 
