@@ -177,8 +177,8 @@ void Head::Impl::Reconcile(const std::map<std::string, Json>& registrations, dou
 
 void Head::Impl::Stop(const core::AttemptRef& r) {
   const std::string& node = driver->nodes()[r.node].name;
-  outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node],
-                                                                   fence.TermOf(r.job)})});
+  outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial,
+                                                                   incarnation[node], fence.TermOf(r.job)})});
 }
 
 void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
@@ -258,7 +258,8 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   m.pipeline = driver->pipelines()[j.pipeline].id;
   m.input = j.report.input;
   for (int32_t h : driver->Homes(p.job, p.step))
-    m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address} : protocol::StepHome{});
+    m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address}
+                             : protocol::StepHome{});
   m.gpus = j.in_flight->gpus;
   m.incarnation = incarnation[n.name];
   m.term = fence.term();

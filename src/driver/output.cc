@@ -135,8 +135,10 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
   Json events = Json::array();
   for (size_t i = 0; i < node_names.size(); ++i) {
     pid_of[node_names[i]] = static_cast<int>(i) + 1;
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
-    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"sort_index", i}}}});
+    events.push_back(
+        {{"name", "process_name"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
+    events.push_back(
+        {{"name", "process_sort_index"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"sort_index", i}}}});
   }
   std::map<std::string, std::vector<Item>> by_node;
   for (const auto& j : report.jobs)
@@ -164,8 +166,12 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
       }
       if (!named[tid]) {
         named[tid] = true;
-        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", tid},
-                          {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
+        events.push_back(
+            {{"name", "thread_name"},
+             {"ph", "M"},
+             {"pid", pid},
+             {"tid", tid},
+             {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
       }
       events.push_back({{"name", it.job->id + " " + it.a->step},
                         {"cat", it.a->step},

@@ -62,7 +62,8 @@ std::string ProcessResult::Describe() const {
   return "exit status " + std::to_string(exit_code);
 }
 
-ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, const std::function<void(pid_t)>& on_start) {
+ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel,
+                         const std::function<void(pid_t)>& on_start) {
   ProcessResult r;
   if (spec.argv.empty() || spec.argv[0].empty()) {
     r.error = "empty command";
@@ -158,7 +159,8 @@ ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, con
     int st = 0;
     waitpid(pid, &st, 0);
     if (rc == ENOENT)
-      r.error = "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
+      r.error =
+          "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
     else if (rc == EACCES)
       r.error = "command '" + spec.argv[0] + "' is not executable";
     else
