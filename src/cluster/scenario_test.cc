@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
+#include "baton/runtime.h"  // the same scenario table runs on the embedded runtime too
 #include "support/child_process.h"
 #include "support/util.h"
 

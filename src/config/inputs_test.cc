@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
 #include "support/util.h"
 
 namespace baton {
