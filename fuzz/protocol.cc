@@ -12,16 +12,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto m = p::DecodeAgentMessage(text); m.ok()) {
     std::string again;
     if (auto* run = std::get_if<p::RunAttempt>(&*m))
-      again = p::Encode(*run, run->results.dump(-1, ' ', false, baton::Json::error_handler_t::replace), p::HistoryJson(run->history));
+      again = p::Encode(*run, run->results.dump(-1, ' ', false, baton::Json::error_handler_t::replace),
+                        p::HistoryJson(run->history));
     else if (auto* stop = std::get_if<p::StopAttempt>(&*m)) again = p::Encode(*stop);
     else if (auto* remove = std::get_if<p::RemoveWork>(&*m)) again = p::Encode(*remove);
     else again = p::Encode(std::get<p::DrainNode>(*m));
     auto round = p::DecodeAgentMessage(again);
     FUZZ_CHECK(round.ok() && round->index() == m->index());
-    if (auto* remove = std::get_if<p::RemoveWork>(&*m)) FUZZ_CHECK(std::get<p::RemoveWork>(*round).jobs == remove->jobs);
+    if (auto* remove = std::get_if<p::RemoveWork>(&*m))
+      FUZZ_CHECK(std::get<p::RemoveWork>(*round).jobs == remove->jobs);
     if (auto* run = std::get_if<p::RunAttempt>(&*m)) {
       const auto& r = std::get<p::RunAttempt>(*round);
-      FUZZ_CHECK(r.job == run->job && r.serial == run->serial && r.gpus == run->gpus && r.history.size() == run->history.size());
+      FUZZ_CHECK(r.job == run->job && r.serial == run->serial && r.gpus == run->gpus &&
+                 r.history.size() == run->history.size());
     }
   } else {
     FUZZ_CHECK(!m.status().message().empty());

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test (unit, integration with real servers, browser, the fuzz
-# targets' replay), after checking every shell script of the repository with shellcheck; then
+# targets' replay), after checking every shell script of the repository with shellcheck and that
+# no line of C++ is over 120 columns (scripts/check-line-length.sh); then
 # the sanitizer builds (scripts/sanitize.sh: TSan with -Wthread-safety, ASan+UBSan, 30 s of
 # libFuzzer per target). BATON_SANITIZE=0 skips the sanitizer stage. Prints each stage's time.
 set -euo pipefail
@@ -16,6 +17,7 @@ stage() {  # stage NAME COMMAND...
 stage build ./scripts/build.sh
 mapfile -t shell_scripts < <(git ls-files 2>/dev/null | grep -E '\.sh$|\.sbatch$|^\.ci/run$' || ls scripts/*.sh bench/*.sh .ci/run)
 stage shellcheck shellcheck "${shell_scripts[@]}"
+stage line-length ./scripts/check-line-length.sh
 BUILD_DIR=${BUILD_DIR:-build}
 stage tests ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" --timeout 600
 if [[ ${BATON_SANITIZE:-1} != 0 ]]; then

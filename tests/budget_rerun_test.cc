@@ -33,7 +33,8 @@ constexpr double kPrice = 1000;  // USD per million tokens, input and output: a 
 class BudgetRerunTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) unsetenv(v);
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
   }
   void SetUp() override {
     std::ofstream(dir_ / "prompt.md") << "Summarise {{title}} in one line.";

@@ -51,11 +51,14 @@ void ExpectSlidesExceptPunctuation(const std::string& md, const std::vector<std:
     blocks.push_back(NoPunctuation(md.substr(at + 8, end - at - 8)));
   }
   for (const auto& s : slides)
-    EXPECT_NE(std::find(blocks.begin(), blocks.end(), NoPunctuation(s)), blocks.end()) << "slide not read: " << s << "\n" << md;
+    EXPECT_NE(std::find(blocks.begin(), blocks.end(), NoPunctuation(s)), blocks.end())
+        << "slide not read: " << s << "\n"
+        << md;
 }
 
 void ExpectExactSlides(const std::string& md, const std::vector<std::string>& slides) {
-  for (const auto& s : slides) EXPECT_NE(md.find("```text\n" + s + "\n```"), std::string::npos) << "slide not exact: " << s << "\n" << md;
+  for (const auto& s : slides)
+    EXPECT_NE(md.find("```text\n" + s + "\n```"), std::string::npos) << "slide not exact: " << s << "\n" << md;
 }
 
 class ChineseMoreTest : public ::testing::Test {

@@ -44,7 +44,8 @@ class ChineseVideoTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { RegisterBuiltinSteps(); }
   void SetUp() override {
-    if (!std::filesystem::exists(kFont) || !std::filesystem::exists("/usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata"))
+    if (!std::filesystem::exists(kFont) ||
+        !std::filesystem::exists("/usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata"))
       GTEST_FAIL() << "run scripts/install-deps.sh (fonts-wqy-zenhei, tesseract-ocr-chi-sim)";
     std::filesystem::create_directories(served_.path());
     MakeVideo(work_.path(), served_ / "季度报告.mp4");
@@ -66,8 +67,8 @@ class ChineseVideoTest : public ::testing::Test {
 };
 
 TEST_F(ChineseVideoTest, ReportIsChineseWithExactSlidesTitleSummaryAndSpeech) {
-  const std::string asr = std::string("{engine: command, argv: [/bin/sh, -c, 'printf \"%s\" \"$1\"', sh, '") + kAsrJson +
-                          "', \"{audio}\"]}";
+  const std::string asr = std::string("{engine: command, argv: [/bin/sh, -c, 'printf \"%s\" \"$1\"', sh, '") +
+                          kAsrJson + "', \"{audio}\"]}";
   const RunReport r = RunJob(Pipeline("language: zh-CN\n", asr));
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error << "\n" << ReadFile(work_ / "log.txt");
   const std::string md = ReadFile(out_ / "job-0" / "report.md");
@@ -106,8 +107,9 @@ TEST_F(ChineseVideoTest, PocketSphinxIsNotAskedForChineseAndTheReportSaysSo) {
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
   const std::string md = ReadFile(out_ / "job-0" / "report.md");
   EXPECT_NE(md.find("_没有文字记录：语音未转写。PocketSphinx 没有中文模型"), std::string::npos) << md;
-  EXPECT_NE(ReadFile(work_ / "log.txt").find("Speech was not transcribed: PocketSphinx has no Simplified Chinese model"),
-            std::string::npos);
+  EXPECT_NE(
+      ReadFile(work_ / "log.txt").find("Speech was not transcribed: PocketSphinx has no Simplified Chinese model"),
+      std::string::npos);
 }
 
 TEST(ChineseVideoConfig, UnknownTagsAndMissingOcrDataAreLoadErrors) {
@@ -123,8 +125,10 @@ TEST(ChineseVideoConfig, UnknownTagsAndMissingOcrDataAreLoadErrors) {
     StepRegistry::Global().Create("analyze", Json{{"ocr", {{"lang", "chi_sim+xyz_vert"}}}});
     FAIL() << "accepted missing Tesseract data";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("with.ocr.lang: Tesseract has no data for 'xyz_vert'"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("install the Debian package tesseract-ocr-xyz-vert"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("with.ocr.lang: Tesseract has no data for 'xyz_vert'"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("install the Debian package tesseract-ocr-xyz-vert"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -96,7 +96,8 @@ TEST_F(CliTest, BadFilesGiveOneLineAndExitTwo) {
 
   r = Baton({"validate", "seed.yaml", "--cluster", "cpu-only.yaml"});
   EXPECT_EQ(r.status, 2);
-  Write("one.yaml", "nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  Write("one.yaml",
+        "nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
   r = Baton({"validate", "seed.yaml", "--cluster", "one.yaml"});
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.out, "seed.yaml: ok (4 steps)\n");
@@ -104,10 +105,13 @@ TEST_F(CliTest, BadFilesGiveOneLineAndExitTwo) {
 
 TEST_F(CliTest, SeedRunPrintsTheSeedsLogShape) {
   Write("seed.yaml", kFastSeed);
-  Write("one.yaml", "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  Write("one.yaml",
+        "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
   Result r = Baton({"run", "seed.yaml", "--cluster", "one.yaml", "--jobs", "4", "--trace", "trace.json"});
   ASSERT_EQ(r.status, 0) << r.err;
-  const std::regex line(R"(^\((download|analyze|summarize|document) pid=\d+\) \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[job-\d\] \1 running on node head, GPUs: \[(0)?\]$)");
+  const std::regex line(
+      R"(^\((download|analyze|summarize|document) pid=\d+\) \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] )"
+      R"(\[job-\d\] \1 running on node head, GPUs: \[(0)?\]$)");
   int starts = 0;
   std::istringstream in(r.err);
   for (std::string l; std::getline(in, l);) {
@@ -127,7 +131,8 @@ TEST_F(CliTest, SeedRunPrintsTheSeedsLogShape) {
 
 TEST_F(CliTest, JsonLogsAreOneObjectPerLine) {
   Write("seed.yaml", kFastSeed);
-  Write("one.yaml", "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
+  Write("one.yaml",
+        "nodes:\n  - {name: head, cpus: 16, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n");
   Result r = Baton({"run", "seed.yaml", "--cluster", "one.yaml", "--jobs", "2", "--log-format", "json"});
   ASSERT_EQ(r.status, 0) << r.err;
   int started = 0;
@@ -195,8 +200,8 @@ TEST_F(CliTest, CtrlCEndsRunningAttemptsWritesSummaryAndExits130) {
   pid_t pid = Spawn({"run", "slow.yaml", "--cluster", "n.yaml", "--jobs", "5", "--trace", "t.json"});
   // Wait until both attempts run (their log folders exist), then interrupt.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline &&
-         !(std::filesystem::exists(dir_ / "out/nodes/n/job-0/logs") && std::filesystem::exists(dir_ / "out/nodes/n/job-1/logs")))
+  while (std::chrono::steady_clock::now() < deadline && !(std::filesystem::exists(dir_ / "out/nodes/n/job-0/logs") &&
+                                                          std::filesystem::exists(dir_ / "out/nodes/n/job-1/logs")))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   kill(pid, SIGINT);
@@ -244,9 +249,11 @@ TEST_F(CliTest, SimulateOnTenThousandNodesPrintsASummaryThatFitsAScreen) {
   EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 24) << r.out;
   EXPECT_NE(r.out.find("big: 20000 jobs on 10000 nodes: makespan 11.00 s"), std::string::npos) << r.out;
   // 40,000 GPU-s over 4,000 GPUs: at least 10 s, and the last job's write step adds 1 s.
-  EXPECT_NE(r.out.find("lower bound 10.00 s (gpu work 40000 gpu-s / 4000 gpus): 1.10x the bound"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("lower bound 10.00 s (gpu work 40000 gpu-s / 4000 gpus): 1.10x the bound"), std::string::npos)
+      << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\n  gpus=2 cpus=8 +2000 +10/10/10 +91/91/91%\n)"))) << r.out;
-  EXPECT_NE(r.out.find("GPUs: 4000 in all, busy 91% of the makespan; 0 never used (on 0 nodes)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GPUs: 4000 in all, busy 91% of the makespan; 0 never used (on 0 nodes)"), std::string::npos)
+      << r.out;
   EXPECT_EQ(r.out.find("jobs started"), std::string::npos) << r.out;  // no line per node
   EXPECT_NE(r.out.find("per-node table: nodes.tsv"), std::string::npos) << r.out;
   const std::string table = ReadFile(dir_ / "nodes.tsv");

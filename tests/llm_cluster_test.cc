@@ -26,7 +26,8 @@ constexpr double kInputPrice = 1000, kOutputPrice = 1000;  // USD per million to
 class LlmClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) unsetenv(v);
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
     ASSERT_TRUE(cluster.StartRedis()) << cluster.Logs();
     dashboard_port = testing::FreeLoopbackPort();
     cluster.StartHead({"--dashboard", "127.0.0.1:" + std::to_string(dashboard_port)});
@@ -78,7 +79,8 @@ steps:
       if (!u.is_object()) continue;
       t.prompt += u["prompt_tokens"].get<long long>();
       t.completion += u["completion_tokens"].get<long long>();
-      t.usd += (u["prompt_tokens"].get<double>() * kInputPrice + u["completion_tokens"].get<double>() * kOutputPrice) / 1e6;
+      t.usd +=
+          (u["prompt_tokens"].get<double>() * kInputPrice + u["completion_tokens"].get<double>() * kOutputPrice) / 1e6;
     }
     return t;
   }
@@ -129,7 +131,8 @@ TEST_F(LlmClusterTest, ThirtyJobsOnTwoAgentsGetNo429AndExactCost) {
     most_running = std::max(most_running, running);
     if (!said_waiting) {
       const std::string text = cluster.StatusText();
-      said_waiting = text.find("waiting for rate req") != std::string::npos || text.find("waiting for rate tok") != std::string::npos;
+      said_waiting = text.find("waiting for rate req") != std::string::npos ||
+                     text.find("waiting for rate tok") != std::string::npos;
     }
   }
   ASSERT_EQ(rc, 0) << cluster.Logs();
@@ -164,8 +167,10 @@ TEST_F(LlmClusterTest, ThirtyJobsOnTwoAgentsGetNo429AndExactCost) {
   for (const auto& j : status["jobs"]) per_jobs += j["llm"]["cost_usd"].get<double>();
   EXPECT_NEAR(per_jobs, t.usd, 1e-9);
   const std::string text = cluster.StatusText();
-  EXPECT_NE(text.find(fmt::format("LLM: 30 requests, {} prompt + {} completion tokens, ${:.6f}", t.prompt, t.completion, t.usd)),
-            std::string::npos) << text;
+  EXPECT_NE(text.find(fmt::format("LLM: 30 requests, {} prompt + {} completion tokens, ${:.6f}", t.prompt, t.completion,
+                                  t.usd)),
+            std::string::npos)
+      << text;
   httplib::Client http("127.0.0.1", dashboard_port);
   std::string metrics;
   ASSERT_TRUE(testing::WaitFor([&] {
@@ -175,7 +180,8 @@ TEST_F(LlmClusterTest, ThirtyJobsOnTwoAgentsGetNo429AndExactCost) {
     return metrics.find("baton_llm_requests_total 30\n") != std::string::npos;
   }, 10)) << metrics;
   EXPECT_NE(metrics.find(fmt::format("baton_llm_tokens_total{{kind=\"prompt\"}} {}\n", t.prompt)), std::string::npos);
-  EXPECT_NE(metrics.find(fmt::format("baton_llm_tokens_total{{kind=\"completion\"}} {}\n", t.completion)), std::string::npos);
+  EXPECT_NE(metrics.find(fmt::format("baton_llm_tokens_total{{kind=\"completion\"}} {}\n", t.completion)),
+            std::string::npos);
   const size_t at = metrics.find("\nbaton_llm_cost_usd_total ");
   ASSERT_NE(at, std::string::npos) << metrics;
   EXPECT_NEAR(std::stod(metrics.substr(at + 26)), t.usd, 1e-9);

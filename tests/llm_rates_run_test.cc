@@ -19,7 +19,8 @@ class LlmRatesRunTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!StepRegistry::Global().Has("llm")) RegisterBuiltinSteps();
-    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) unsetenv(v);
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
   }
   // 12 jobs, each one chat completion, all able to run at once (12 CPUs).
   RunReport RunPipeline(const std::string& top, double input_price, double output_price, int step_retries = 0) {

@@ -105,7 +105,8 @@ TEST_F(MetricsTest, EmbeddedRuntimePassesPromtoolAtEveryPoint) {
   // Three jobs on two nodes with memory and a custom resource; job inputs pick the outcome.
   std::ofstream(dir_ / "p.yaml") << "name: lint\nsteps:\n"
                                  << GatedStep("fetch", Gate("gate-fetch"), 0, ", resources: {cpu: 1, memory: 1Gi}")
-                                 << "  - {name: check, uses: command, with: {argv: [test, '{input}', '!=', bad]}, resources: {download_slot: 1}}\n";
+                                 << "  - {name: check, uses: command, with: {argv: [test, '{input}', '!=', bad]}, "
+                                    "resources: {download_slot: 1}}\n";
   std::ofstream(dir_ / "c.yaml") << "nodes:\n  - {name: alpha, cpus: 2, gpus: 1, memory: 8Gi, labels: {role: head}}\n"
                                     "  - {name: beta, cpus: 1, memory: 2Gi, resources: {download_slot: 1}}\n";
   std::ofstream(dir_ / "in.txt") << "ok\nbad\nok2\n";
@@ -127,13 +128,17 @@ TEST_F(MetricsTest, EmbeddedRuntimePassesPromtoolAtEveryPoint) {
   m = Lint(port, "after a failure");
   EXPECT_NE(m.find("baton_attempts_total{step=\"check\",status=\"failed\"} 1\n"), std::string::npos) << m;
   // 3. The run over, the dashboard serving the finished run.
-  ASSERT_TRUE(WaitFor([&] { return ReadFile(dir_ / "run.log").find("dashboard still serving") != std::string::npos; }, 60));
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadFile(dir_ / "run.log").find("dashboard still serving") != std::string::npos; }, 60));
   m = Lint(port, "after the run");
   EXPECT_NE(m.find("baton_jobs{state=\"succeeded\"} 2\n"), std::string::npos) << m;
   EXPECT_NE(m.find("baton_attempts_total{step=\"check\",status=\"failed\"} 1\n"), std::string::npos) << m;
   EXPECT_NE(m.find("baton_step_duration_seconds_count{step=\"fetch\"} 3\n"), std::string::npos) << m;
-  EXPECT_NE(m.find("baton_node_resource_capacity{node=\"beta\",resource=\"download_slot\"} 1\n"), std::string::npos) << m;
-  EXPECT_TRUE(std::regex_search(m, std::regex(R"(baton_node_resource_utilization_ratio\{node="alpha",resource="memory"\} 0\n)"))) << m;
+  EXPECT_NE(m.find("baton_node_resource_capacity{node=\"beta\",resource=\"download_slot\"} 1\n"), std::string::npos)
+      << m;
+  EXPECT_TRUE(std::regex_search(
+      m, std::regex(R"(baton_node_resource_utilization_ratio\{node="alpha",resource="memory"\} 0\n)")))
+      << m;
   for (const char* gone : {"baton_node_resource_total", "baton_node_resource_utilization{"})
     EXPECT_EQ(m.find(gone), std::string::npos) << gone;
   run.Kill(SIGTERM);
@@ -145,7 +150,11 @@ TEST_F(MetricsTest, ClusterHeadPassesPromtoolAtEveryPoint) {
   ChildProcess redis({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1", "--save", "",
                       "--appendonly", "no", "--dir", dir_.path().string()},
                      dir_ / "redis.log");
-  ASSERT_TRUE(WaitFor([&] { return testing::RunProgram({baton_, "nodes", "--redis", url, "--prefix", prefix}) == 0; }, 10));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return testing::RunProgram({baton_, "nodes", "--redis", url, "--prefix", prefix}) == 0;
+      },
+      10));
   ChildProcess head({baton_, "head", "--redis", url, "--prefix", prefix, "--heartbeat-timeout", "2s", "--dashboard",
                      "127.0.0.1:" + std::to_string(port)},
                     dir_ / "head.log");
@@ -162,7 +171,9 @@ TEST_F(MetricsTest, ClusterHeadPassesPromtoolAtEveryPoint) {
   std::ofstream(dir_ / "p.yaml") << "name: lint\nsteps:\n"
                                  << GatedStep("fetch", Gate("gate-fetch"), 0, ", resources: {cpu: 1, memory: 1Gi}")
                                  << GatedStep("check", Gate("gate-check"), 1, ", resources: {gpu: 1}");
-  ASSERT_EQ(testing::RunProgram({baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", "2", "--redis", url, "--prefix", prefix}), 0);
+  ASSERT_EQ(testing::RunProgram(
+                {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", "2", "--redis", url, "--prefix", prefix}),
+            0);
   // 2. Both jobs running their first step on the node.
   ASSERT_TRUE(MetricsHave(port, "baton_step_jobs{step=\"fetch\",state=\"running\"} 2")) << ReadFile(dir_ / "head.log");
   m = Lint(port, "while attempts run");

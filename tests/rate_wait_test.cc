@@ -68,8 +68,9 @@ TEST(RateWait, AStepWaitingForARateHoldsNoCpuAndSaysSo) {
   o.inputs = {"a", "b"};
   o.out = dir.path() / "out";
   o.log_format = RunOptions::LogFormat::kNone;
-  Runtime rt(ParsePipeline("steps:\n  - name: s\n    uses: test_rate_waiter\n    resources: {cpu: 1}\n", "p.yaml").value(),
-             ParseCluster("nodes: [{name: n, cpus: 1, labels: {role: head}}]\n", "c.yaml").value(), o);
+  Runtime rt(
+      ParsePipeline("steps:\n  - name: s\n    uses: test_rate_waiter\n    resources: {cpu: 1}\n", "p.yaml").value(),
+      ParseCluster("nodes: [{name: n, cpus: 1, labels: {role: head}}]\n", "c.yaml").value(), o);
   const RunReport* report = nullptr;
   std::thread run([&] { report = &rt.Run(); });
 

@@ -127,11 +127,12 @@ TEST_F(ResumeTest, KilledRunResumesWithEveryJobEndingOnceAndNoFinishedStepRerun)
   ASSERT_LT(before.ended.size(), size_t{kJobs}) << "the run ended before the kill";
   ASSERT_GE(before.ended.size(), 10u);
 
-  Result second = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs), "--log-format", "none",
-                         "--trace", "t2.json"});
+  Result second = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs), "--log-format",
+                         "none", "--trace", "t2.json"});
   ASSERT_EQ(second.status, 0) << second.err;
   EXPECT_NE(second.err.find("resuming from"), std::string::npos) << second.err;
-  EXPECT_NE(second.err.find(std::to_string(before.ended.size()) + " jobs already succeeded (skipped)"), std::string::npos)
+  EXPECT_NE(second.err.find(std::to_string(before.ended.size()) + " jobs already succeeded (skipped)"),
+            std::string::npos)
       << second.err;
 
   const Counts after = Count(Journal());
@@ -140,7 +141,8 @@ TEST_F(ResumeTest, KilledRunResumesWithEveryJobEndingOnceAndNoFinishedStepRerun)
   ASSERT_EQ(after.ended.size(), size_t{kJobs});
   for (const auto& [job, n] : after.ended) EXPECT_EQ(n, 1) << "job " << after.ids.at(job) << " ended " << n << " times";
   ASSERT_EQ(after.done.size(), size_t{kJobs} * 3);
-  for (const auto& [key, n] : after.done) EXPECT_EQ(n, 1) << "job " << key.first << " step " << key.second << " done " << n << " times";
+  for (const auto& [key, n] : after.done)
+    EXPECT_EQ(n, 1) << "job " << key.first << " step " << key.second << " done " << n << " times";
   // An ok attempt is journaled with its result, so attempts counted ok match the steps done.
   for (const auto& [key, n] : after.ok_attempts) EXPECT_EQ(n, 1) << "job " << key.first << " step " << key.second;
 
@@ -157,9 +159,11 @@ TEST_F(ResumeTest, KilledRunResumesWithEveryJobEndingOnceAndNoFinishedStepRerun)
   EXPECT_EQ(summary["jobs"][kJobs - 1]["id"], "job-" + std::to_string(kJobs - 1));
 
   // A third run has nothing left to do.
-  Result third = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs), "--log-format", "none"});
+  Result third =
+      Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", std::to_string(kJobs), "--log-format", "none"});
   EXPECT_EQ(third.status, 0) << third.err;
-  EXPECT_NE(third.err.find(std::to_string(kJobs) + " jobs already succeeded (skipped), 0 continue"), std::string::npos) << third.err;
+  EXPECT_NE(third.err.find(std::to_string(kJobs) + " jobs already succeeded (skipped), 0 continue"), std::string::npos)
+      << third.err;
   EXPECT_EQ(Count(Journal()).attempts, after.attempts);
 }
 
@@ -216,7 +220,8 @@ TEST_F(ResumeTest, ChangedStepRerunsFromItAndSaysSo) {
   Write("n.yaml", kNode);
   ASSERT_EQ(Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none"}).status, 0);
   Write("p.yaml", ThreeSteps(0.02));  // b's `with` changes
-  Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none", "--trace", "t.json"});
+  Result r =
+      Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none", "--trace", "t.json"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("pipeline changed since the last run: step 'b' changed (uses/with); 6 jobs re-run from it"),
             std::string::npos) << r.err;
@@ -252,12 +257,14 @@ TEST_F(ResumeTest, FailedJobsStayFailedUntilRerunFailedAndRerunAllStartsOver) {
   std::filesystem::remove(dir_ / "x2.broken");
   r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
   EXPECT_EQ(r.status, 1) << r.err;
-  EXPECT_NE(r.err.find("1 failed or cancelled job kept as they were (--rerun failed retries them)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 failed or cancelled job kept as they were (--rerun failed retries them)"), std::string::npos)
+      << r.err;
   EXPECT_EQ(Count(Journal()).attempts, attempts);
   EXPECT_EQ(Summary()["jobs"][1]["state"], "failed");
 
   // --rerun failed: only job-1 runs, from its failed step.
-  r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
+  r = Baton(
+      {"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
   ASSERT_EQ(r.status, 0) << r.err;
   Counts c = Count(Journal());
   EXPECT_EQ(c.attempts, attempts + 1);
@@ -284,8 +291,11 @@ TEST_F(ResumeTest, NewInputsBecomeNewJobsAndIdsStayPut) {
   Write("in.txt", "zeta\nalpha\nbeta\ngamma\ndelta\n");
   Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("3 jobs already succeeded (skipped), 0 continue where they stopped, 0 failed or cancelled jobs kept"
-                       " as they were (--rerun failed retries them), 2 new"), std::string::npos) << r.err;
+  EXPECT_NE(
+      r.err.find("3 jobs already succeeded (skipped), 0 continue where they stopped, 0 failed or cancelled jobs kept"
+                 " as they were (--rerun failed retries them), 2 new"),
+      std::string::npos)
+      << r.err;
   std::map<std::string, std::string> id_of;
   const auto summary = Summary();
   for (const auto& j : summary["jobs"]) id_of[j["input"].get<std::string>()] = j["id"].get<std::string>();
@@ -308,7 +318,8 @@ TEST_F(ResumeTest, CtrlCThenRunAgainContinuesTheInterruptedJobs) {
   Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n");
   pid_t pid = Spawn({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6", "--log-format", "none"});
   // Interrupt once two jobs have finished step a and are in b.
-  ASSERT_TRUE(testing::WaitFor([&] { return std::filesystem::exists(Journal()) && Count(Journal()).done.size() >= 2; }, 30));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return std::filesystem::exists(Journal()) && Count(Journal()).done.size() >= 2; }, 30));
   kill(pid, SIGINT);
   Result first = Wait(pid);
   ASSERT_EQ(first.status, 130) << first.err;
@@ -341,12 +352,14 @@ TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
   ASSERT_EQ(r.status, 1) << r.err;
   auto summary = Summary();
   std::map<std::string, std::string> made_on;
-  for (const auto& j : summary["jobs"]) made_on[j["id"].get<std::string>()] = j["attempts"][0]["node"].get<std::string>();
+  for (const auto& j : summary["jobs"])
+    made_on[j["id"].get<std::string>()] = j["attempts"][0]["node"].get<std::string>();
   // job-0 keeps its folder; job-1's folder is lost.
   std::filesystem::remove_all(dir_ / "out" / "nodes" / made_on["job-1"] / "job-1");
   std::filesystem::remove(dir_ / "x1.broken");
   std::filesystem::remove(dir_ / "x2.broken");
-  r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
+  r = Baton(
+      {"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
   ASSERT_EQ(r.status, 0) << r.err;
   summary = Summary();
   const auto& job0 = summary["jobs"][0]["attempts"];
@@ -379,7 +392,8 @@ TEST_F(ResumeTest, TwoRunsCannotShareAnOutputFolder) {
 TEST_F(ResumeTest, NoJournalFlagRunsEverythingAgain) {
   Write("p.yaml", ThreeSteps(0.01));
   Write("n.yaml", kNode);
-  ASSERT_EQ(Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "3", "--log-format", "none", "--no-journal"}).status, 0);
+  ASSERT_EQ(
+      Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "3", "--log-format", "none", "--no-journal"}).status, 0);
   EXPECT_FALSE(std::filesystem::exists(Journal()));
 }
 

@@ -67,20 +67,30 @@ class SupervisionTest : public ::testing::Test {
   }
   // `baton run` of `pipeline` over N empty inputs on one 2-CPU node, logs in run.log.
   std::unique_ptr<ChildProcess> Run(const std::string& pipeline, int jobs, const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {baton_, "run", Write("p.yaml", pipeline), "--cluster",
-                                     Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n"), "--jobs", std::to_string(jobs),
-                                     "--out", (dir_ / "out").string(), "--log-format", "none"};
+    std::vector<std::string> argv = {baton_,
+                                     "run",
+                                     Write("p.yaml", pipeline),
+                                     "--cluster",
+                                     Write("n.yaml", "nodes:\n  - {name: n, cpus: 2}\n"),
+                                     "--jobs",
+                                     std::to_string(jobs),
+                                     "--out",
+                                     (dir_ / "out").string(),
+                                     "--log-format",
+                                     "none"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<ChildProcess>(argv, dir_ / "run.log");
   }
-  nlohmann::json Summary() const { return nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"), nullptr, false); }
+  nlohmann::json Summary() const {
+    return nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json"), nullptr, false);
+  }
   void StartRedis() {
     redis_port_ = testing::FreeLoopbackPort();
     redis_url_ = "redis://127.0.0.1:" + std::to_string(redis_port_);
-    redis_ = std::make_unique<ChildProcess>(std::vector<std::string>{"redis-server", "--port", std::to_string(redis_port_), "--bind",
-                                                                     "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
-                                                                     dir_.path().string()},
-                                            dir_ / "redis.log");
+    redis_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{"redis-server", "--port", std::to_string(redis_port_), "--bind", "127.0.0.1", "--save",
+                                 "", "--appendonly", "no", "--dir", dir_.path().string()},
+        dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return testing::RunProgram({baton_, "nodes", "--redis", redis_url_}) == 0; }, 10));
   }
 
@@ -119,9 +129,10 @@ TEST_F(SupervisionTest, ExitStatusesAreTheDocumentedOnes) {
   // 1: a job failed, the others ran.
   std::filesystem::remove_all(dir_ / "out");
   Write("fails.yaml", "steps:\n  - {name: a, uses: command, with: {argv: [test, '{input}', '!=', bad]}}\n");
-  run = std::make_unique<ChildProcess>(std::vector<std::string>{baton_, "run", (dir_ / "fails.yaml").string(), "--inputs",
-                                                                Write("in.txt", "good\nbad\n"), "--out", (dir_ / "out").string()},
-                                       dir_ / "run1.log");
+  run = std::make_unique<ChildProcess>(
+      std::vector<std::string>{baton_, "run", (dir_ / "fails.yaml").string(), "--inputs",
+                               Write("in.txt", "good\nbad\n"), "--out", (dir_ / "out").string()},
+      dir_ / "run1.log");
   EXPECT_EQ(run->Wait(60), 1) << Log("run1.log");
   EXPECT_EQ(Summary()["failed"], 1);
   EXPECT_EQ(Summary()["succeeded"], 1);
@@ -142,8 +153,8 @@ TEST_F(SupervisionTest, SecondSignalEndsAtOnceWithoutTheCleanStop) {
   // The attempt's shell ignores SIGTERM, so the clean stop has to wait for the SIGKILL that
   // follows 2 s later; a second Ctrl-C must not wait for it.
   const std::string pid_file = (dir_ / "child.pid").string();
-  auto run = Run("steps:\n  - {name: stubborn, uses: command, with: {argv: [sh, -c, 'trap \"\" TERM; echo $$ > " + pid_file +
-                     "; while :; do sleep 0.1; done']}}\n",
+  auto run = Run("steps:\n  - {name: stubborn, uses: command, with: {argv: [sh, -c, 'trap \"\" TERM; echo $$ > " +
+                     pid_file + "; while :; do sleep 0.1; done']}}\n",
                  1);
   ASSERT_TRUE(WaitFor([&] { return !ReadFile(pid_file).empty(); }, 60)) << Log("run.log");
   kill(run->pid(), SIGINT);
@@ -170,17 +181,21 @@ TEST_F(SupervisionTest, HeadAndNodeNotifySystemdWhenReadyAndStopping) {
   EXPECT_LT(log.find("pipelines loaded"), log.find("baton head: ready\n")) << log;
 
   setenv("NOTIFY_SOCKET", (dir_ / "node.sock").c_str(), 1);
-  ChildProcess node({baton_, "node", "--redis", redis_url_, "--prefix", "sd", "--name", "n1", "--cpus", "1", "--gpus", "0",
-                     "--workdir", (dir_ / "work").string(), "--address", "127.0.0.1", "--listen", "127.0.0.1"},
+  ChildProcess node({baton_, "node", "--redis", redis_url_, "--prefix", "sd", "--name", "n1", "--cpus", "1", "--gpus",
+                     "0", "--workdir", (dir_ / "work").string(), "--address", "127.0.0.1", "--listen", "127.0.0.1"},
                     dir_ / "node.log");
   msg = node_socket.Receive();
   EXPECT_NE(msg.find("READY=1"), std::string::npos) << msg << Log("node.log");
   // Registered when ready: the cluster lists it.
   // Registered when ready: the cluster lists it as soon as the head has read the registration.
-  EXPECT_TRUE(testing::WaitFor([&] {
-    return testing::RunProgram({baton_, "nodes", "--redis", redis_url_, "--prefix", "sd", "--json"}, (dir_ / "nodes.json").string()) == 0 &&
-           ReadFile(dir_ / "nodes.json").find("\"n1\"") != std::string::npos;
-  }, 10)) << ReadFile(dir_ / "nodes.json");
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        return testing::RunProgram({baton_, "nodes", "--redis", redis_url_, "--prefix", "sd", "--json"},
+                                   (dir_ / "nodes.json").string()) == 0 &&
+               ReadFile(dir_ / "nodes.json").find("\"n1\"") != std::string::npos;
+      },
+      10))
+      << ReadFile(dir_ / "nodes.json");
   EXPECT_TRUE(LogHas("node.log", "baton node: ready\n", 0));
 
   kill(node.pid(), SIGTERM);
@@ -193,7 +208,8 @@ TEST_F(SupervisionTest, HeadAndNodeNotifySystemdWhenReadyAndStopping) {
 }
 
 TEST_F(SupervisionTest, UnitFilesPassSystemdAnalyzeVerify) {
-  if (testing::RunProgram({"systemd-analyze", "--version"}) != 0) GTEST_SKIP() << "systemd-analyze not installed (package systemd)";
+  if (testing::RunProgram({"systemd-analyze", "--version"}) != 0)
+    GTEST_SKIP() << "systemd-analyze not installed (package systemd)";
   // The units name /usr/local/bin/baton; verify checks that ExecStart exists, so point it at the build.
   int units = 0;
   for (const auto& e : std::filesystem::directory_iterator(testing::SourceDir() / "docs" / "systemd")) {
@@ -216,9 +232,9 @@ TEST(CommandChildren, DieWithTheirParentGetNoSecretsAndNoDescriptors) {
   const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
   const auto pidfile = dir / "child.pid";
   const auto envfile = dir / "env.txt";
-  std::ofstream(dir / "p.yaml") << "steps:\n  - name: hold\n    uses: command\n    with:\n      argv: [sh, -c, 'env > \"$1\"; echo $$ > \"$2.tmp\"; mv \"$2.tmp\" \"$2\"; exec sleep 60', sh, '"
-                                << envfile.string() << "', '" << pidfile.string()
-                                << "']\n      pass_env: [HF_TOKEN]\n";
+  std::ofstream(dir / "p.yaml") << "steps:\n  - name: hold\n    uses: command\n    with:\n      argv: [sh, -c, 'env > "
+                                   "\"$1\"; echo $$ > \"$2.tmp\"; mv \"$2.tmp\" \"$2\"; exec sleep 60', sh, '"
+                                << envfile.string() << "', '" << pidfile.string() << "']\n      pass_env: [HF_TOKEN]\n";
   setenv("BATON_REDIS_PASSWORD", "redis-secret", 1);
   setenv("OPENAI_API_KEY", "sk-secret", 1);
   setenv("HF_TOKEN", "hf-passed", 1);
@@ -234,9 +250,12 @@ TEST(CommandChildren, DieWithTheirParentGetNoSecretsAndNoDescriptors) {
   ASSERT_GT(child, 0);
   EXPECT_EQ(kill(child, 0), 0) << "the step's process runs";
   // Its descriptors (the shell exec'd sleep, same pid): 0, 1 and 2 only.
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() == "sleep"; }, 30));
+  ASSERT_TRUE(WaitFor(
+      [&] { return std::filesystem::read_symlink("/proc/" + std::to_string(child) + "/exe").filename() == "sleep"; },
+      30));
   std::set<std::string> fds;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd")) fds.insert(e.path().filename());
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(child) + "/fd"))
+    fds.insert(e.path().filename());
   EXPECT_EQ(fds, (std::set<std::string>{"0", "1", "2"}));
   run->Kill(SIGKILL);
   // Reaped by init once the parent-death signal killed it: gone (a zombie of init does not last).

@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
     if (!fs::exists(media)) {
       std::printf("making %s (once) ...\n", media.c_str());
       std::fflush(stdout);
-      if (Spawn({std::string(BATON_SOURCE_DIR) + "/scripts/make-samples.sh", dir, "--long", std::to_string(seconds)}, true) != 0) {
+      if (Spawn({std::string(BATON_SOURCE_DIR) + "/scripts/make-samples.sh", dir, "--long", std::to_string(seconds)},
+                true) != 0) {
         std::fprintf(stderr, "analyze_bench: make-samples.sh failed\n");
         return 1;
       }
@@ -152,22 +153,31 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& t = out.result["timings"];
-  const double decode = t["decode"], scenes = t["scenes"], ocr = t["ocr"], asr = t["asr"], audio = t.value("audio", 0.0);
+  const double decode = t["decode"], scenes = t["scenes"], ocr = t["ocr"], asr = t["asr"],
+               audio = t.value("audio", 0.0);
 
   std::printf("\n%-44s %9s %9s\n", "stage (media seconds / stage seconds)", "seconds", "x real");
   std::printf("%-44s %9.2f %s\n", "peer: ffmpeg decode + select=scene filter", peer, X(dur, peer).c_str());
   std::printf("%-44s %9.2f %s\n", "ScanVideo alone (1 decoder thread)", scan_wall, X(dur, scan_wall).c_str());
-  std::printf("%-44s %9.2f %s\n", "  of which decode", scan.value.decode_seconds, X(dur, scan.value.decode_seconds).c_str());
-  std::printf("%-44s %9.2f %s\n", "  of which scene score", scan.value.scene_seconds, X(dur, scan.value.scene_seconds).c_str());
-  std::printf("%-44s %9.2f %s\n", "  of which keyframes (JPEG)", scan.value.keyframe_seconds, X(dur, scan.value.keyframe_seconds).c_str());
-  std::printf("in the step (stages overlap; decode/scenes: wall on the decoding thread; OCR/ASR: CPU seconds summed over workers):\n");
+  std::printf("%-44s %9.2f %s\n", "  of which decode", scan.value.decode_seconds,
+              X(dur, scan.value.decode_seconds).c_str());
+  std::printf("%-44s %9.2f %s\n", "  of which scene score", scan.value.scene_seconds,
+              X(dur, scan.value.scene_seconds).c_str());
+  std::printf("%-44s %9.2f %s\n", "  of which keyframes (JPEG)", scan.value.keyframe_seconds,
+              X(dur, scan.value.keyframe_seconds).c_str());
+  std::printf(
+      "in the step (stages overlap; decode/scenes: wall on the decoding thread; OCR/ASR: CPU seconds summed over "
+      "workers):\n");
   std::printf("%-44s %9.2f %s\n", "  audio decode + resample", audio, X(dur, audio).c_str());
   std::printf("%-44s %9.2f %s\n", "  decode", decode, X(dur, decode).c_str());
   std::printf("%-44s %9.2f %s\n", "  scenes + keyframes", scenes, X(dur, scenes).c_str());
-  std::printf("%-44s %9.2f %s   (%zu keyframes)\n", "  ocr (tesseract)", ocr, X(dur, ocr).c_str(), out.result["scenes"].size());
-  std::printf("%-44s %9.2f %s   (%zu segments)\n", "  asr (pocketsphinx)", asr, X(dur, asr).c_str(), out.result["transcript"].size());
+  std::printf("%-44s %9.2f %s   (%zu keyframes)\n", "  ocr (tesseract)", ocr, X(dur, ocr).c_str(),
+              out.result["scenes"].size());
+  std::printf("%-44s %9.2f %s   (%zu segments)\n", "  asr (pocketsphinx)", asr, X(dur, asr).c_str(),
+              out.result["transcript"].size());
   std::printf("%-44s %9.2f %s\n", "total (wall)", step_wall, X(dur, step_wall).c_str());
-  std::printf("%-44s %9.2f %s\n", "lower bound: step CPU seconds / cores", step_cpu / cores, X(dur, step_cpu / cores).c_str());
+  std::printf("%-44s %9.2f %s\n", "lower bound: step CPU seconds / cores", step_cpu / cores,
+              X(dur, step_cpu / cores).c_str());
   std::printf("\nratios: step wall / CPU lower bound %.2f (1.00 = every core busy throughout); "
               "video pass / ffmpeg scene filter %.2f; goal 10x real time: %s\n",
               step_wall / (step_cpu / cores), scan_wall / peer, dur / step_wall >= 10 ? "met" : "NOT met");

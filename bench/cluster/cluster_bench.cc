@@ -19,7 +19,7 @@
 #include "baton/pipeline.h"
 #include "baton/runtime.h"
 #include "cluster/client.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
   double embedded_rate = 0;
   {
     ClusterSpec c;
-    for (int i = 0; i < 4; ++i) c.nodes.push_back(NodeSpec{"n" + std::to_string(i), 4, 0, 0, {}, {}, dir / ("e" + std::to_string(i))});
+    for (int i = 0; i < 4; ++i)
+      c.nodes.push_back(NodeSpec{"n" + std::to_string(i), 4, 0, 0, {}, {}, dir / ("e" + std::to_string(i))});
     RunOptions o;
     o.inputs.assign(jobs, "");
     o.out = dir / "embedded";
@@ -99,17 +100,19 @@ int main(int argc, char** argv) {
 
   const int port = testing::FreeLoopbackPort();
   const std::string url = "redis://127.0.0.1:" + std::to_string(port);
-  testing::ChildProcess redis({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
-                              dir / "redis.log");
+  testing::ChildProcess redis(
+      {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
+      dir / "redis.log");
   cluster::Redis db;
-  for (int i = 0; i < 100 && !db.Connect(cluster::RedisUrl::Parse(url)); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && !db.Connect(cluster::RedisUrl::Parse(url)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   testing::ChildProcess head({baton, "head", "--redis", url, "--log-format", "none"}, dir / "head.log");
   std::vector<std::unique_ptr<testing::ChildProcess>> nodes;
   for (int i = 0; i < 4; ++i)
     nodes.push_back(std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{baton, "node", "--redis", url, "--name", "n" + std::to_string(i), "--cpus", "4", "--gpus",
-                                 "0", "--workdir", (dir / ("n" + std::to_string(i))).string(), "--address", "127.0.0.1",
-                                 "--listen", "127.0.0.1", "--log-format", "none"},
+        std::vector<std::string>{baton, "node", "--redis", url, "--name", "n" + std::to_string(i), "--cpus", "4",
+                                 "--gpus", "0", "--workdir", (dir / ("n" + std::to_string(i))).string(), "--address",
+                                 "127.0.0.1", "--listen", "127.0.0.1", "--log-format", "none"},
         dir / "node.log"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const cluster::Keys keys("baton");
@@ -140,8 +143,10 @@ int main(int argc, char** argv) {
   }
   std::printf("cluster mode:     %.0f steps/s (%d ok in %.2fs) = %.2fx the embedded runtime's rate above\n", steps / s,
               report.succeeded, s, steps / s / embedded_rate);
-  std::printf("dispatch latency (placement -> start on node): p50 %.3f ms, p99 %.3f ms\n", Pct(latency, 0.5), Pct(latency, 0.99));
-  std::printf("redis commands per step: %.2f (INFO commandstats, includes status polling)\n", double(calls1 - calls0 - 3) / steps);
+  std::printf("dispatch latency (placement -> start on node): p50 %.3f ms, p99 %.3f ms\n", Pct(latency, 0.5),
+              Pct(latency, 0.99));
+  std::printf("redis commands per step: %.2f (INFO commandstats, includes status polling)\n",
+              double(calls1 - calls0 - 3) / steps);
   const long rss_after_run = RssKb(head.pid());
   std::printf("head memory per finished job: %.0f bytes (RSS %ld -> %ld KiB over %d jobs)\n",
               (rss_after_run - rss_before_run) * 1024.0 / jobs, rss_before_run, rss_after_run, jobs);
@@ -154,7 +159,8 @@ int main(int argc, char** argv) {
   std::ofstream(dir / "q.yaml") << yaml;
   std::vector<std::string> qin(queued, "");
   cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml").value(), qin);
-  for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const long rss1 = RssKb(head.pid());
   std::printf("head memory: %.1f MiB per 100k queued jobs = %.0f bytes per queued job (RSS %ld -> %ld KiB)\n",

@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
   o.inputs.assign(jobs, "");
   o.out = std::filesystem::temp_directory_path() / "baton-dashboard-bench";
   o.log_format = RunOptions::LogFormat::kNone;
-  Runtime rt(ParsePipeline(kNoop, "bench.yaml").value(), ParseCluster("nodes:\n  - {name: n, cpus: 8}\n", "c.yaml").value(), o);
+  Runtime rt(ParsePipeline(kNoop, "bench.yaml").value(),
+             ParseCluster("nodes:\n  - {name: n, cpus: 8}\n", "c.yaml").value(), o);
   dashboard::RuntimeSource source(rt);
   dashboard::DashboardOptions d;
   d.address = "127.0.0.1:0";
@@ -89,7 +90,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int port = started.server->port();
-  std::printf("dashboard_bench: %zu jobs x 4 no-op steps, one node; %u cores\n", jobs, std::thread::hardware_concurrency());
+  std::printf("dashboard_bench: %zu jobs x 4 no-op steps, one node; %u cores\n", jobs,
+              std::thread::hardware_concurrency());
   auto t0 = std::chrono::steady_clock::now();
   rt.Snapshot();
   std::printf("Runtime::Snapshot() (a JSON object per job; what each request cost before): %.1f ms\n", Since(t0));

@@ -46,7 +46,8 @@ const std::vector<Background> kBackgrounds = {
     {"white", "color=c=white", "black"},
     {"navy", "color=c=navy", "white"},
     {"khaki", "color=c=khaki", "black"},
-    {"gradient", "gradients=c0=0x102040:c1=0x4070a0:x0=0:y0=0:x1=1280:y1=720:speed=0.00001:seed=1:type=linear", "white"},
+    {"gradient", "gradients=c0=0x102040:c1=0x4070a0:x0=0:y0=0:x1=1280:y1=720:speed=0.00001:seed=1:type=linear",
+     "white"},
 };
 const std::vector<Text> kTexts = {
     {"chi_sim", "simplified", "季度报告\n收入增长了百分之十二。\n新产品在华东地区销售最好！"},
@@ -96,7 +97,8 @@ struct Slide {
 };
 
 Slide Make(const fs::path& dir, int i, const Font& f, int size, const Background& bg, const Text& t) {
-  const fs::path txt = dir / fmt::format("s{}.txt", i), mp4 = dir / fmt::format("s{}.mp4", i), raw = dir / fmt::format("s{}.gray", i);
+  const fs::path txt = dir / fmt::format("s{}.txt", i), mp4 = dir / fmt::format("s{}.mp4", i),
+                 raw = dir / fmt::format("s{}.gray", i);
   std::ofstream(txt) << t.text;
   Run(fmt::format("ffmpeg -nostdin -loglevel error -y -f lavfi -i '{}:s=1280x720:r=25:d=1' -vf "
                   "\"drawtext=fontfile={}:textfile={}:fontsize={}:fontcolor={}:line_spacing={}:x=(w-tw)/2:y=(h-th)/2\" "
@@ -191,12 +193,14 @@ int main(int argc, char** argv) {
       by[fmt::format("size {:>2} px", s.size)].Add(e, ref.size(), got == s.text, secs);
       by["background " + s.background].Add(e, ref.size(), got == s.text, secs);
       by["script " + s.script].Add(e, ref.size(), got == s.text, secs);
-      if (e > 0 && misses.size() < 4) misses.push_back(fmt::format("{} {}px {}: {}", s.font, s.size, s.background, got));
+      if (e > 0 && misses.size() < 4)
+        misses.push_back(fmt::format("{} {}px {}: {}", s.font, s.size, s.background, got));
     }
-    std::printf("\n%-46s CER %7s  exact %zu/%zu slides  %.2f s per slide\n", c.name.c_str(), all.Cer().c_str(), all.exact,
-                all.slides, all.seconds / all.slides);
+    std::printf("\n%-46s CER %7s  exact %zu/%zu slides  %.2f s per slide\n", c.name.c_str(), all.Cer().c_str(),
+                all.exact, all.slides, all.seconds / all.slides);
     if (&c == &configs.back()) {
-      for (const auto& [k, t] : by) std::printf("  %-26s CER %7s  exact %zu/%zu\n", k.c_str(), t.Cer().c_str(), t.exact, t.slides);
+      for (const auto& [k, t] : by)
+        std::printf("  %-26s CER %7s  exact %zu/%zu\n", k.c_str(), t.Cer().c_str(), t.exact, t.slides);
     }
     for (const auto& m : misses) std::printf("  miss: %s\n", m.c_str());
   }

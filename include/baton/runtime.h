@@ -1,5 +1,5 @@
 // Runtime: runs a pipeline over many inputs in one process, on this machine or on virtual local
-// nodes described by a cluster file (the embedded driver of DESIGN.md).
+// nodes described by a cluster file (the embedded backend of docs/design.md, "Architecture").
 //
 //   baton::RegisterBuiltinSteps();
 //   auto pipeline = baton::LoadPipeline("examples/seed-demo.yaml");      // Result<PipelineSpec>
@@ -23,53 +23,24 @@
 #include <string>
 #include <vector>
 
+// Events, reports and inputs have their own headers (shared with the cluster backend and the
+// driver kit); this header includes them so that code written against it alone still compiles.
+#include "baton/events.h"
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
+#include "baton/report.h"
 #include "baton/step.h"
 
 namespace baton {
 
-class Clock;  // src/driver/clock.h
-
-struct Event {
-  enum class Type {
-    kJobSubmitted,
-    kAttemptStarted,
-    kAttemptFinished,  // status: ok, failed, timeout, cancelled, lost
-    kRetryScheduled,
-    kJobSucceeded,
-    kJobFailed,
-    kJobCancelled,
-    kNodeJoined,
-    kNodeLost,
-    kProgress,         // data from the step (bytes, rate, ...)
-    kLog,              // message from the step
-    kRunFinished,
-  };
-  explicit Event(Type t = Type::kLog) : type(t) {}
-  Type type;
-  double time = 0;     // seconds since the run started
-  std::string job, step, node;
-  int attempt = 0;
-  std::vector<int> gpus;
-  std::string status;  // attempt status or log level
-  std::string message; // error or log text
-  int pid = 0;
-  Json data;
-};
-const char* EventTypeName(Event::Type t);
-
-class EventSink {
- public:
-  virtual ~EventSink() = default;
-  // Called on the driver thread (kLog and kProgress: on the attempt's worker thread). Keep it short.
-  virtual void OnEvent(const Event& event) = 0;
-};
+class Clock;  // src/util/clock.h
 
 struct RunOptions {
   std::vector<std::string> inputs;  // one job per entry ("" for --jobs N)
   std::filesystem::path out = "out";
   std::filesystem::path trace;      // "" = no trace file
-  enum class LogFormat { kText, kJson, kNone } log_format = LogFormat::kText;
+  using LogFormat = baton::LogFormat;  // baton/events.h
+  LogFormat log_format = LogFormat::kText;
   bool progress_line = false;       // live line (for terminals)
   FILE* log_stream = stderr;
   std::string job_prefix = "job-";
@@ -91,40 +62,6 @@ struct RunOptions {
   // are removed when it ends (its deliverables are in OUT/<job>/); failed and cancelled jobs'
   // stay for debugging.
   bool keep_work = false;
-};
-
-struct AttemptReport {
-  std::string step, node, status, error;
-  int attempt = 0;
-  double start = 0, end = 0;  // seconds since the run started
-  std::vector<int> gpus;
-  double placed = 0;          // when it was placed, where that is before its start (a cluster agent); else 0
-};
-
-struct JobReport {
-  std::string id, input, status, error;  // status: succeeded, failed, cancelled
-  std::vector<AttemptReport> attempts;
-  Json results = Json::object();
-};
-
-struct RunReport {
-  std::vector<JobReport> jobs;
-  double seconds = 0;
-  int succeeded = 0, failed = 0, cancelled = 0;
-  bool interrupted = false;
-  // 0 when every job succeeded, 1 when some failed or were cancelled, 130 when interrupted.
-  int ExitCode() const;
-  Json ToJson() const;
-  // The same JSON as ToJson().dump(1), streamed without building the tree (large runs).
-  void WriteJson(std::string* out) const;
-};
-
-// One page of jobs, for views of large runs (the dashboard): jobs in any of `states` (all when
-// empty) whose id or input contains `text`, from the `offset`-th match, at most `limit`.
-struct JobsQuery {
-  std::vector<std::string> states;
-  std::string text;
-  size_t offset = 0, limit = 100;
 };
 
 class Runtime {
@@ -170,10 +107,5 @@ class Runtime {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// Reads an inputs file: one input per line; '#' comments and blank lines are skipped and
-// duplicates dropped, each with a warning line "FILE:LINE: ..." appended to `warnings`. An
-// unreadable file or a line naming nothing: the one-line error "FILE:LINE: what".
-Result<std::vector<std::string>> ReadInputs(const std::filesystem::path& file, std::vector<std::string>* warnings);
 
 }  // namespace baton

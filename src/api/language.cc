@@ -72,7 +72,8 @@ Language StepLanguage(const nlohmann::json& with) {
     if (!it->is_string()) throw ConfigError(std::string("with.") + key + ": must be a language tag such as zh-CN");
     const std::string tag = it->get<std::string>();
     if (auto l = FindLanguage(tag)) return *l;
-    throw ConfigError(std::string("with.") + key + ": unknown language '" + tag + "' (known: " + KnownLanguageTags() + ")");
+    throw ConfigError(std::string("with.") + key + ": unknown language '" + tag + "' (known: " + KnownLanguageTags() +
+                      ")");
   }
   return DefaultLanguage();
 }

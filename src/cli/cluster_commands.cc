@@ -11,17 +11,18 @@
 
 #include <fmt/format.h>
 
+#include "baton/events.h"
 #include "baton/pipeline.h"
+#include "baton/report.h"
+#include "baton/validate.h"
 #include "cli/commands.h"
 #include "cli/readiness.h"
 #include "cli/signals.h"
 #include "cluster/client.h"
 #include "cluster/head.h"
+#include "cluster/node.h"
 #include "dashboard/head_source.h"
 #include "dashboard/server.h"
-#include "cluster/node.h"
-#include "driver/output.h"
-#include "driver/scheduler_setup.h"
 
 namespace baton::cli {
 
@@ -59,8 +60,9 @@ ClusterArgs g_args;
 CLI::App *g_head, *g_node, *g_node_drain, *g_submit, *g_status, *g_cancel, *g_nodes;
 CLI::Option* g_head_dashboard = nullptr;
 void CommonOptions(CLI::App* c) {
-  c->add_option("--redis", g_args.redis,
-                "Redis URL redis://HOST:PORT[/DB]; the password comes from --redis-password-file or BATON_REDIS_PASSWORD")
+  c->add_option(
+       "--redis", g_args.redis,
+       "Redis URL redis://HOST:PORT[/DB]; the password comes from --redis-password-file or BATON_REDIS_PASSWORD")
       ->envname("BATON_REDIS")
       ->capture_default_str();
   c->add_option("--redis-password-file", g_args.redis_password_file,
@@ -69,7 +71,7 @@ void CommonOptions(CLI::App* c) {
   c->add_option("--prefix", g_args.prefix, "Key prefix, so several clusters share one Redis")->capture_default_str();
 }
 
-RunOptions::LogFormat Format() { return ParseLogFormat(g_args.log_format); }
+LogFormat Format() { return ParseLogFormat(g_args.log_format); }
 
 bool Connect(cluster::Redis& db, const cluster::RedisUrl& url) {
   if (db.Connect(url)) return true;
@@ -164,7 +166,7 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     return 2;
   }
   PipelineSpec spec = Loaded(LoadPipeline(g_args.pipeline));
-  if (auto steps = driver::CreateSteps(spec, StepRegistry::Global()); !steps.ok()) throw LoadError(steps.error());
+  if (Status checked = CheckSteps(spec); !checked.ok()) throw LoadError(checked.message());
   std::vector<std::string> inputs, warnings;
   if (!g_args.inputs.empty()) inputs = Loaded(ReadInputs(g_args.inputs, &warnings));
   else inputs.assign(static_cast<size_t>(g_args.jobs), "");
@@ -233,7 +235,8 @@ int StatusCommand(const cluster::RedisUrl& url) {
   if (!g_args.job.empty()) {
     Json j = cluster::ClusterJob(db, keys, g_args.job);
     if (j.is_null()) {
-      std::fprintf(stderr, "baton: error: no job %s in %s (prefix %s)\n", g_args.job.c_str(), url.Redacted().c_str(), g_args.prefix.c_str());
+      std::fprintf(stderr, "baton: error: no job %s in %s (prefix %s)\n", g_args.job.c_str(), url.Redacted().c_str(),
+                   g_args.prefix.c_str());
       return 1;
     }
     if (g_args.json) {
@@ -245,8 +248,8 @@ int StatusCommand(const cluster::RedisUrl& url) {
     if (j.contains("error")) std::printf("  error: %s\n", j["error"].get<std::string>().c_str());
     for (const auto& a : j["attempts"])
       std::printf("  %-12s #%d  %-10s %-9s %8.3fs .. %8.3fs  %s\n", a.value("step", "").c_str(), a.value("attempt", 0),
-                  a.value("node", "").c_str(), a.value("status", "").c_str(), a.value("start", 0.0), a.value("end", 0.0),
-                  a.value("error", "").c_str());
+                  a.value("node", "").c_str(), a.value("status", "").c_str(), a.value("start", 0.0),
+                  a.value("end", 0.0), a.value("error", "").c_str());
     return 0;
   }
   if (!g_args.trace.empty() && !g_args.json) return 0;
@@ -293,10 +296,12 @@ int NodesCommand(const cluster::RedisUrl& url) {
     std::string res, labels;
     for (const auto& [k, v] : n["total"].items()) {
       double total = v.get<double>(), used = n["used"].value(k, 0.0);
-      if (k == "memory") res += fmt::format("{}memory {:.1f}/{:.1f}Gi", res.empty() ? "" : " ", used / (1 << 30), total / (1 << 30));
+      if (k == "memory")
+        res += fmt::format("{}memory {:.1f}/{:.1f}Gi", res.empty() ? "" : " ", used / (1 << 30), total / (1 << 30));
       else res += fmt::format("{}{} {:g}/{:g}", res.empty() ? "" : " ", k, used, total);
     }
-    for (const auto& [k, v] : n["labels"].items()) labels += fmt::format("{}{}={}", labels.empty() ? "" : ",", k, v.get<std::string>());
+    for (const auto& [k, v] : n["labels"].items())
+      labels += fmt::format("{}{}={}", labels.empty() ? "" : ",", k, v.get<std::string>());
     std::printf("%-14s %-6s %-40s %-20s %s\n", n.value("name", "").c_str(), n.value("alive", false) ? "alive" : "lost",
                 res.c_str(), labels.c_str(), n.value("address", "").c_str());
   }
@@ -310,15 +315,20 @@ void AddClusterCommands(CLI::App& app) {
   cluster::RegisterClusterSteps();
   g_head = app.add_subcommand("head", "Run the cluster scheduler against Redis");
   CommonOptions(g_head);
-  g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")->capture_default_str();
+  g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")
+      ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
       ->capture_default_str();
   g_head->add_option("--export", g_args.export_file,
                      "Append each finished job's detail (JSON lines) to FILE before it leaves Redis");
-  g_head->add_flag("--keep-work", g_args.keep_work,
-                   "Tell no node to remove an ended job's work folder (each node's own --keep-work does it for that node)");
-  g_head->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
-  g_head_dashboard = g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
+  g_head->add_flag(
+      "--keep-work", g_args.keep_work,
+      "Tell no node to remove an ended job's work folder (each node's own --keep-work does it for that node)");
+  g_head->add_option("--log-format", g_args.log_format, "text, json or none")
+      ->check(CLI::IsMember({"text", "json", "none"}));
+  g_head_dashboard =
+      g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")
+          ->expected(0, 1);
   g_head->add_option("--token", g_args.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
 
   g_node = app.add_subcommand("node", "Run a node agent: runs attempts the head places here");
@@ -331,12 +341,16 @@ void AddClusterCommands(CLI::App& app) {
   g_node->add_option("--labels", g_args.labels, "Labels KEY=VALUE[,...]");
   g_node->add_option("--workdir", g_args.workdir, "Work folder (one subfolder per job)")->capture_default_str();
   g_node->add_flag("--keep-work", g_args.keep_work,
-                   "Keep ended jobs' work folders (WORKDIR/JOB); by default they go when the head says the job succeeded or was cancelled");
-  g_node->add_option("--address", g_args.address, "HOST[:PORT] other nodes use to fetch artifacts (default: host name, any port)");
+                   "Keep ended jobs' work folders (WORKDIR/JOB); by default they go when the head says the job "
+                   "succeeded or was cancelled");
+  g_node->add_option("--address", g_args.address,
+                     "HOST[:PORT] other nodes use to fetch artifacts (default: host name, any port)");
   g_node->add_option("--listen", g_args.listen, "Interface the artifact server binds")->capture_default_str();
   g_node->add_option("--heartbeat", g_args.heartbeat, "Heartbeat interval")->capture_default_str();
-  g_node->add_option("--max-artifact-bytes", g_args.max_artifact, "Largest artifact served or fetched")->capture_default_str();
-  g_node->add_option("--log-format", g_args.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}));
+  g_node->add_option("--max-artifact-bytes", g_args.max_artifact, "Largest artifact served or fetched")
+      ->capture_default_str();
+  g_node->add_option("--log-format", g_args.log_format, "text, json or none")
+      ->check(CLI::IsMember({"text", "json", "none"}));
   g_node->add_option("--drain-timeout", g_args.drain_timeout,
                      "On SIGTERM or drain: how long running attempts may finish before the rest are handed back")
       ->capture_default_str();
@@ -378,21 +392,24 @@ bool ResolveRedis(cluster::RedisUrl* url) {
   }
   const char* from_env = std::getenv("BATON_REDIS");
   if (url->password_in_url && !(from_env && g_args.redis == from_env)) {
-    std::fprintf(stderr,
-                 "baton: error: --redis: a password in the URL is visible to every local user in `ps`; put it in a file "
-                 "(--redis-password-file) or in BATON_REDIS_PASSWORD\n");
+    std::fprintf(
+        stderr,
+        "baton: error: --redis: a password in the URL is visible to every local user in `ps`; put it in a file "
+        "(--redis-password-file) or in BATON_REDIS_PASSWORD\n");
     return false;
   }
   if (!g_args.redis_password_file.empty()) {
     std::ifstream in(g_args.redis_password_file);
     std::string line;
     if (!in || !std::getline(in, line)) {
-      std::fprintf(stderr, "baton: error: --redis-password-file %s: cannot read it\n", g_args.redis_password_file.c_str());
+      std::fprintf(stderr, "baton: error: --redis-password-file %s: cannot read it\n",
+                   g_args.redis_password_file.c_str());
       return false;
     }
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     if (line.empty()) {
-      std::fprintf(stderr, "baton: error: --redis-password-file %s: the first line is empty\n", g_args.redis_password_file.c_str());
+      std::fprintf(stderr, "baton: error: --redis-password-file %s: the first line is empty\n",
+                   g_args.redis_password_file.c_str());
       return false;
     }
     url->password = line;

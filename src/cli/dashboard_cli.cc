@@ -31,8 +31,9 @@ std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs&
   auto started = dashboard::DashboardServer::Start(*handle->source, options);
   if (!started.server) throw LoadError(started.error);  // e.g. off loopback without a token
   handle->server = std::move(started.server);
-  std::fprintf(stderr, "baton: dashboard at %s%s\n", handle->server->url().c_str(),
-               options.token.empty() ? "" : " (actions need the token: open URL?token=... once, or send Authorization: Bearer)");
+  std::fprintf(
+      stderr, "baton: dashboard at %s%s\n", handle->server->url().c_str(),
+      options.token.empty() ? "" : " (actions need the token: open URL?token=... once, or send Authorization: Bearer)");
   return handle;
 }
 

@@ -14,7 +14,6 @@
 #include "baton/runtime.h"
 #include "baton/step.h"
 #include "cli/commands.h"
-#include "driver/output.h"
 #include "cli/signals.h"
 
 namespace {
@@ -94,11 +93,14 @@ int RunCommand(const RunArgs& a) {
   opts.trace = a.trace;
   opts.journal = !a.no_journal;
   opts.keep_finished = !a.trace.empty();  // the trace is drawn from every attempt, kept in memory
-  opts.rerun = a.rerun == "failed" ? RunOptions::Rerun::kFailed : a.rerun == "all" ? RunOptions::Rerun::kAll : RunOptions::Rerun::kNone;
+  opts.rerun = a.rerun == "failed" ? RunOptions::Rerun::kFailed
+               : a.rerun == "all"  ? RunOptions::Rerun::kAll
+                                   : RunOptions::Rerun::kNone;
   opts.keep_work = a.keep_work;
   opts.log_format = ParseLogFormat(a.log_format);
   const bool tty = isatty(STDERR_FILENO) != 0;
-  opts.progress_line = a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
+  opts.progress_line =
+      a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
 
   std::unique_ptr<Runtime> made = Loaded(Runtime::Create(pipeline, cluster, opts));
@@ -120,7 +122,8 @@ int RunCommand(const RunArgs& a) {
                report.failed, report.cancelled, report.seconds, (opts.out / "summary.json").c_str(),
                opts.trace.empty() ? "" : ", trace ", opts.trace.c_str());
   for (const auto& j : report.jobs)
-    if (j.status == "failed") std::fprintf(stderr, "baton:   %s (%s): %s\n", j.id.c_str(), j.input.c_str(), j.error.c_str());
+    if (j.status == "failed")
+      std::fprintf(stderr, "baton:   %s (%s): %s\n", j.id.c_str(), j.input.c_str(), j.error.c_str());
   // Serving on after the run is for someone at a terminal; a SIGTERM (a supervisor, `timeout`,
   // `kill`) means "stop", so the process ends now.
   if (dashboard && signals.received() != SIGTERM) WaitDashboard(*dashboard, report, signals);
@@ -143,21 +146,30 @@ int main(int argc, char** argv) {
   baton::cli::RunArgs run;
   auto* cmd_run = app.add_subcommand("run", "Run a pipeline over inputs in this process");
   cmd_run->add_option("pipeline", run.pipeline, "Pipeline YAML file")->required();
-  auto* inputs = cmd_run->add_option("--inputs", run.inputs, "File (or - for standard input) with one URL, path, folder or glob per line");
+  auto* inputs = cmd_run->add_option("--inputs", run.inputs,
+                                     "File (or - for standard input) with one URL, path, folder or glob per line");
   auto* jobs = cmd_run->add_option("--jobs", run.jobs, "Run N jobs with empty inputs")->check(CLI::Range(1, 100000000));
   inputs->excludes(jobs);
   cmd_run->add_option("--cluster", run.cluster, "Cluster YAML file (virtual local nodes); default: this machine");
-  cmd_run->add_option("--out", run.out, "Output folder (a run there before is resumed from its journal)")->capture_default_str();
-  cmd_run->add_option("--rerun", run.rerun, "Resume, but re-run: failed (failed and cancelled jobs) or all (start over)")
+  cmd_run->add_option("--out", run.out, "Output folder (a run there before is resumed from its journal)")
+      ->capture_default_str();
+  cmd_run
+      ->add_option("--rerun", run.rerun, "Resume, but re-run: failed (failed and cancelled jobs) or all (start over)")
       ->check(CLI::IsMember({"failed", "all"}));
-  cmd_run->add_flag("--no-journal", run.no_journal, "Keep no journal in OUT/.baton (the run cannot be resumed; a journal there is ignored)");
+  cmd_run->add_flag("--no-journal", run.no_journal,
+                    "Keep no journal in OUT/.baton (the run cannot be resumed; a journal there is ignored)");
   cmd_run->add_option("--trace", run.trace, "Write a Chrome trace (Perfetto, chrome://tracing) to FILE");
   cmd_run->add_flag("--keep-work", run.keep_work, "Keep succeeded jobs' node work folders (OUT/nodes/NODE/JOB)");
-  cmd_run->add_option("--log-format", run.log_format, "text, json or none")->check(CLI::IsMember({"text", "json", "none"}))->capture_default_str();
-  cmd_run->add_option("--progress", run.progress, "Live progress line: auto, always, never")->check(CLI::IsMember({"auto", "always", "never"}))->capture_default_str();
+  cmd_run->add_option("--log-format", run.log_format, "text, json or none")
+      ->check(CLI::IsMember({"text", "json", "none"}))
+      ->capture_default_str();
+  cmd_run->add_option("--progress", run.progress, "Live progress line: auto, always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
   cmd_run->add_option("--resources", run.resources, "Extra resources of this machine's node, NAME=N[,NAME=N]");
   cmd_run->add_option("--labels", run.labels, "Extra labels of this machine's node, KEY=VALUE[,...]");
-  auto* dash = cmd_run->add_option("--dashboard", run.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")->expected(0, 1);
+  auto* dash = cmd_run->add_option("--dashboard", run.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")
+                   ->expected(0, 1);
   cmd_run->add_option("--token", run.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
 
   std::string validate_pipeline, validate_cluster;
@@ -172,7 +184,8 @@ int main(int argc, char** argv) {
   auto* sim_jobs = cmd_sim->add_option("--jobs", sim.jobs, "N jobs")->check(CLI::Range(1, 100000000));
   sim_inputs->excludes(sim_jobs);
   cmd_sim->add_option("--cluster", sim.cluster, "Cluster YAML file; default: this machine");
-  cmd_sim->add_option("--duration", sim.durations, "STEP=SECONDS[,STEP=SECONDS] (sleep steps: their seconds; others: 1)");
+  cmd_sim->add_option("--duration", sim.durations,
+                      "STEP=SECONDS[,STEP=SECONDS] (sleep steps: their seconds; others: 1)");
   cmd_sim->add_option("--trace", sim.trace, "Write the simulated schedule as a Chrome trace");
   cmd_sim->add_flag("--per-node", sim.per_node, "One line per node (the default up to 16 nodes)");
   cmd_sim->add_option("--per-node-file", sim.per_node_file, "Write the per-node table (TSV) to FILE");

@@ -28,7 +28,10 @@ void NotifyReady(const std::string& role, const std::string& status) {
 void NotifyStopping(const std::string& role, int signal) {
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
   if (!g_stopping_said.exchange(true))
-    std::fprintf(stderr, "baton %s: stopping (%s)\n", role.c_str(), signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal");
+    std::fprintf(stderr, "baton %s: stopping (%s)\n", role.c_str(),
+                 signal == SIGINT    ? "SIGINT"
+                 : signal == SIGTERM ? "SIGTERM"
+                                     : "signal");
 }
 
 }  // namespace baton::cli

@@ -163,9 +163,11 @@ void ArtifactServer::Stop() {
 void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
                    const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes,
                    const std::string& expected_sha256) {
-  if (!SafeRelative(relative)) throw std::runtime_error("artifact path '" + relative + "' is not a clean relative path");
+  if (!SafeRelative(relative))
+    throw std::runtime_error("artifact path '" + relative + "' is not a clean relative path");
   const size_t colon = address.rfind(':');
-  if (address.empty() || colon == std::string::npos) throw std::runtime_error("node address '" + address + "' is not HOST:PORT");
+  if (address.empty() || colon == std::string::npos)
+    throw std::runtime_error("node address '" + address + "' is not HOST:PORT");
   httplib::Client cli(address.substr(0, colon), std::atoi(address.c_str() + colon + 1));
   cli.set_connection_timeout(5);
   cli.set_read_timeout(60);
@@ -199,9 +201,11 @@ void FetchArtifact(const std::string& address, const std::string& token, const s
     throw std::runtime_error(why);
   };
   if (too_big) fail(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
-  if (!res) fail(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
+  if (!res)
+    fail(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
   if (res->status != 200)
-    fail(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status, error_body.substr(0, error_body.find('\n'))));
+    fail(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status,
+                     error_body.substr(0, error_body.find('\n'))));
   if (!out) fail("cannot write " + tmp);
   // The digest the producing step recorded when the consumer knows it; else the server's.
   const std::string want = expected_sha256.empty() ? res->get_header_value("X-Baton-Sha256") : expected_sha256;

@@ -62,8 +62,8 @@ class ChaosTest : public ::testing::Test {
   }
   void StartRedis() {
     redis_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{"redis-server", "--port", port_, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                                 "--appendfsync", "everysec", "--dir", (dir_ / "redis").string()},
+        std::vector<std::string>{"redis-server", "--port", port_, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "yes", "--appendfsync", "everysec", "--dir", (dir_ / "redis").string()},
         dir_ / "redis.log");
   }
   // Every baton process runs under libfaketime reading its offset from one file (the clock jump).
@@ -75,15 +75,34 @@ class ChaosTest : public ::testing::Test {
     return argv;
   }
   std::unique_ptr<testing::ChildProcess> Agent(const std::string& name) {
-    return std::make_unique<testing::ChildProcess>(
-        Faked({baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name, "--gpus", "1", "--cpus", "4", "--workdir",
-               (dir_ / ("work-" + name)).string(), "--address", "127.0.0.1", "--listen", "127.0.0.1", "--heartbeat", "0.2s",
-               "--drain-timeout", "1s"}),
-        dir_ / (name + ".log"));
+    return std::make_unique<testing::ChildProcess>(Faked({baton_,
+                                                          "node",
+                                                          "--redis",
+                                                          url_,
+                                                          "--prefix",
+                                                          prefix_,
+                                                          "--name",
+                                                          name,
+                                                          "--gpus",
+                                                          "1",
+                                                          "--cpus",
+                                                          "4",
+                                                          "--workdir",
+                                                          (dir_ / ("work-" + name)).string(),
+                                                          "--address",
+                                                          "127.0.0.1",
+                                                          "--listen",
+                                                          "127.0.0.1",
+                                                          "--heartbeat",
+                                                          "0.2s",
+                                                          "--drain-timeout",
+                                                          "1s"}),
+                                                   dir_ / (name + ".log"));
   }
   std::unique_ptr<testing::ChildProcess> Head(const std::string& name) {
     return std::make_unique<testing::ChildProcess>(
-        Faked({baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"}), dir_ / (name + ".log"));
+        Faked({baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"}),
+        dir_ / (name + ".log"));
   }
   int Cli(std::vector<std::string> args, const std::string& out = "") {
     args.insert(args.begin(), baton_);
@@ -166,8 +185,8 @@ TEST_F(ChaosTest, EveryJobEndsOnceThroughStopsKillsStallsRestartsAndClockJumps) 
   ASSERT_TRUE(WaitFor([&] { return AliveNodes() == 3; }, 15)) << Logs();
   std::ofstream(dir_ / "p.yaml") << kPipeline;
   auto submit = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(kJobs), "--redis", url_,
-                               "--prefix", prefix_, "--wait"},
+      std::vector<std::string>{baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(kJobs), "--redis",
+                               url_, "--prefix", prefix_, "--wait"},
       dir_ / "submit.log");
   ASSERT_TRUE(WaitFor([&] { return Succeeded() >= 1; }, 30)) << Logs();
 
@@ -227,7 +246,8 @@ TEST_F(ChaosTest, EveryJobEndsOnceThroughStopsKillsStallsRestartsAndClockJumps) 
 TEST_F(ChaosTest, Soak) {
   if (!std::getenv("BATON_SOAK")) GTEST_SKIP() << "set BATON_SOAK=1 (bench/cluster/soak.sh)";
   const int jobs = std::getenv("BATON_SOAK_JOBS") ? std::atoi(std::getenv("BATON_SOAK_JOBS")) : 300;
-  const unsigned seed = std::getenv("BATON_SOAK_SEED") ? static_cast<unsigned>(std::atoi(std::getenv("BATON_SOAK_SEED"))) : 7;
+  const unsigned seed =
+      std::getenv("BATON_SOAK_SEED") ? static_cast<unsigned>(std::atoi(std::getenv("BATON_SOAK_SEED"))) : 7;
   std::mt19937 rng(seed);
   Clock("+0");
   head1_ = Head("head1");
@@ -239,11 +259,11 @@ TEST_F(ChaosTest, Soak) {
   std::ofstream(dir_ / "p.yaml") << kPipeline;
   const auto t0 = std::chrono::steady_clock::now();
   auto submit = std::make_unique<testing::ChildProcess>(
-      std::vector<std::string>{baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis", url_,
-                               "--prefix", prefix_, "--wait"},
+      std::vector<std::string>{baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis",
+                               url_, "--prefix", prefix_, "--wait"},
       dir_ / "submit.log");
-  const char* kFaults[] = {"sigterm-agent", "sigkill-agent", "client-kill", "kill-head+agent", "stall-head", "kill-redis",
-                           "clock-jump"};
+  const char* kFaults[] = {"sigterm-agent", "sigkill-agent", "client-kill", "kill-head+agent",
+                           "stall-head",    "kill-redis",    "clock-jump"};
   std::map<std::string, int> done;
   int offset_min = 0;
   auto live_leader = [&] {

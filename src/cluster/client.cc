@@ -29,7 +29,8 @@ std::vector<std::string> AllJobIds(Redis& db, const Keys& keys) {
 }
 
 // Step names per pipeline id, loaded once.
-const std::vector<std::string>& StepNames(Redis& db, const Keys& keys, std::map<std::string, std::vector<std::string>>& cache,
+const std::vector<std::string>& StepNames(Redis& db, const Keys& keys,
+                                          std::map<std::string, std::vector<std::string>>& cache,
                                           const std::string& pid, std::string* name = nullptr) {
   auto it = cache.find(pid);
   if (it != cache.end()) return it->second;
@@ -124,8 +125,9 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
     jobs.push_back(JobJsonFromHash(ids[i], hashes[i], steps, false, attempts[i]));
     driver::AddLlm(jobs.back(), &llm);
   }
-  Json nodes = Json::parse(db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
-                           nullptr, false);
+  Json nodes = Json::parse(
+      db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
+      nullptr, false);
   Check(db);
   const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
   const double now = epoch > 0 ? Clock::Real().Wall() - epoch : 0;
@@ -188,7 +190,8 @@ RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* n
 
 bool RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
   if (db.Command({"EXISTS", keys.job(id)}).integer() != 1) return false;
-  db.Command({"XADD", keys.inbox(), "*", "m", protocol::Encode(protocol::JobCommand{protocol::JobCommand::Kind::kCancel, id})});
+  db.Command({"XADD", keys.inbox(), "*", "m",
+              protocol::Encode(protocol::JobCommand{protocol::JobCommand::Kind::kCancel, id})});
   Check(db);
   return true;
 }

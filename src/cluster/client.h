@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
-#include "cluster/redis.h"
+#include "baton/report.h"
 #include "cluster/keys.h"
+#include "redis/redis.h"
 
 namespace baton::cluster {
 

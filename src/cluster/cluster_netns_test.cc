@@ -57,8 +57,10 @@ class NetnsClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root for ip netns";
-    std::filesystem::path build = std::getenv("BATON_BINARY_DIR") ? testing::BinaryDir()
-                                  : std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path();
+    std::filesystem::path build =
+        std::getenv("BATON_BINARY_DIR")
+            ? testing::BinaryDir()
+            : std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path();
     baton_ = (build / "src/cli/baton").string();
     ASSERT_TRUE(std::filesystem::exists(baton_)) << baton_;
     // Unique per run: pid and a random tag, so parallel or leftover runs never collide.
@@ -67,7 +69,8 @@ class NetnsClusterTest : public ::testing::Test {
     const std::string base = "bt" + std::to_string(getpid()) + "-" + std::to_string(tag);
     subnet_ = "10." + std::to_string(100 + getpid() % 100) + "." + std::to_string(tag % 250) + ".";
     hub_ = base + "-hub";
-    if (!Ip({"netns", "add", hub_})) GTEST_SKIP() << "ip netns add does not work here (no CAP_SYS_ADMIN or no iproute2)";
+    if (!Ip({"netns", "add", hub_}))
+      GTEST_SKIP() << "ip netns add does not work here (no CAP_SYS_ADMIN or no iproute2)";
     created_.push_back(hub_);
     ASSERT_TRUE(Ip({"-n", hub_, "link", "set", "lo", "up"}));
     ASSERT_TRUE(Ip({"-n", hub_, "link", "add", "br0", "type", "bridge"}));
@@ -168,9 +171,9 @@ TEST_F(NetnsClusterTest, HeadAndNodesInTheirOwnNamespacesFetchAcrossThem) {
 
   const auto pipeline = dir_ / "netns.yaml";
   std::ofstream(pipeline) << kPipeline;
-  Proc& submit = Start(ns_["head"], {baton_, "submit", pipeline.string(), "--jobs", "4", "--redis", url_, "--prefix", "nt",
-                                     "--wait"},
-                       "submit.log");
+  Proc& submit = Start(
+      ns_["head"], {baton_, "submit", pipeline.string(), "--jobs", "4", "--redis", url_, "--prefix", "nt", "--wait"},
+      "submit.log");
   ASSERT_EQ(submit.Wait(25), 0) << Logs();
   std::set<std::string> producers;
   for (int i = 0; i < 4; ++i) {

@@ -60,8 +60,10 @@ class ClusterTest : public ::testing::Test {
   void SetUp() override {
     // BATON_BINARY_DIR, else the build tree this test binary lives in (BUILD/src/cluster/...):
     // ctest does not pass more than the first ENVIRONMENT entry of baton_add_test today.
-    std::filesystem::path build = std::getenv("BATON_BINARY_DIR") ? testing::BinaryDir()
-                                  : std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path();
+    std::filesystem::path build =
+        std::getenv("BATON_BINARY_DIR")
+            ? testing::BinaryDir()
+            : std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path();
     baton_ = (build / "src/cli/baton").string();
     ASSERT_TRUE(std::filesystem::exists(baton_)) << baton_;
     port_ = testing::FreeLoopbackPort();
@@ -70,8 +72,9 @@ class ClusterTest : public ::testing::Test {
   }
 
   void StartRedis(bool aof = false, const std::string& password = "") {
-    std::vector<std::string> argv = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "",
-                                     "--dir", dir_.path().string()};
+    std::vector<std::string> argv = {
+        "redis-server",      "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "", "--dir",
+        dir_.path().string()};
     if (!password.empty()) argv.insert(argv.end(), {"--requirepass", password});
     if (aof) argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", "always"});
     else argv.insert(argv.end(), {"--appendonly", "no"});
@@ -136,7 +139,8 @@ class ClusterTest : public ::testing::Test {
     return out;
   }
   // Every job succeeded with exactly one ok attempt per step.
-  void ExpectEachStepOnceOk(int jobs, std::vector<std::string> steps = {"download", "analyze", "summarize", "document"}) {
+  void ExpectEachStepOnceOk(int jobs,
+                            std::vector<std::string> steps = {"download", "analyze", "summarize", "document"}) {
     for (int i = 0; i < jobs; ++i) {
       Json j = Job("job-" + std::to_string(i));
       ASSERT_EQ(j.value("state", ""), "succeeded") << j.dump();
@@ -221,7 +225,8 @@ TEST_F(ClusterTest, NodeKilledMidRunLosesNothing) {
     Json s = JsonOf({"status", "--json"});
     for (const auto& j : s["jobs"])
       for (const auto& st : j["steps"])
-        if (st.value("node", "") == "b" && st.value("state", "") == "running" && st.value("name", "") == "analyze") return true;
+        if (st.value("node", "") == "b" && st.value("state", "") == "running" && st.value("name", "") == "analyze")
+          return true;
     return false;
   }, 20)) << Logs();
   nodes_["b"]->Kill(SIGKILL);
@@ -408,7 +413,8 @@ TEST_F(ClusterTest, VideoReportAcrossNodesEmbedsKeyframesFromTheOtherNode) {
     EXPECT_NE(md.find("Quarterly Results"), std::string::npos) << id;
     // One embedded keyframe per chapter (two slides), wherever the analysis ran.
     size_t images = 0;
-    for (size_t p = html.find("data:image/jpeg;base64,"); p != std::string::npos; p = html.find("data:image/jpeg;base64,", p + 1))
+    for (size_t p = html.find("data:image/jpeg;base64,"); p != std::string::npos;
+         p = html.find("data:image/jpeg;base64,", p + 1))
       ++images;
     EXPECT_EQ(images, 2u) << id;
   }
@@ -452,7 +458,8 @@ TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
   const auto refused = dir_ / "refused.log";
   EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", on_line}, refused.string()), 2);
   EXPECT_EQ(testing::ReadFile(refused).find("visible-in-ps"), std::string::npos);
-  EXPECT_NE(testing::ReadFile(refused).find("a password in the URL is visible to every local user in `ps`"), std::string::npos)
+  EXPECT_NE(testing::ReadFile(refused).find("a password in the URL is visible to every local user in `ps`"),
+            std::string::npos)
       << testing::ReadFile(refused);
   // A malformed URL is named, not echoed.
   EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", "http://user:pw-typo@host"}, refused.string()), 2);
@@ -466,9 +473,13 @@ TEST_F(ClusterTest, AnAgentWarnsLoudlyOfARedisWithoutPasswordOffLoopback) {
   testing::ChildProcess agent({baton_, "node", "--redis", open_url, "--name", "w", "--workdir",
                                (dir_ / "w").string()},
                               dir_ / "w.log");
-  EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "w.log").find("WARNING: Redis at " + open_url +
-                                                                           " has no password and is not on loopback") != std::string::npos; },
-                      30))
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return testing::ReadFile(dir_ / "w.log")
+                   .find("WARNING: Redis at " + open_url + " has no password and is not on loopback") !=
+               std::string::npos;
+      },
+      30))
       << testing::ReadFile(dir_ / "w.log");
   testing::ChildProcess local({baton_, "nodes", "--redis", url_}, dir_ / "local.log");
   local.Wait(30);

@@ -32,7 +32,8 @@ AgentReport AgentReport::FromRegistration(const Json& reg) {
   for (const auto& h : *holds) {
     if (!h.is_object()) continue;
     auto serial = h.find("serial");
-    if (serial == h.end() || !serial->is_number_integer() || serial->get<int64_t>() < 0 || serial->get<int64_t>() > UINT32_MAX)
+    if (serial == h.end() || !serial->is_number_integer() || serial->get<int64_t>() < 0 ||
+        serial->get<int64_t>() > UINT32_MAX)
       continue;
     Key key{h.value("job", ""), static_cast<uint32_t>(serial->get<int64_t>()), h.value("term", "")};
     if (h.value("done", false)) r.finished.insert(key);
@@ -127,7 +128,8 @@ AttemptFence::Verdict AttemptFence::Reconcile(const std::map<uint32_t, AgentRepo
     }
   }
   // Forget what agents no longer list.
-  for (auto it = unwanted_.begin(); it != unwanted_.end();) it = still.count(it->first) ? std::next(it) : unwanted_.erase(it);
+  for (auto it = unwanted_.begin(); it != unwanted_.end();)
+    it = still.count(it->first) ? std::next(it) : unwanted_.erase(it);
   for (auto it = stopped_.begin(); it != stopped_.end();) it = still.count(*it) ? std::next(it) : stopped_.erase(it);
   return v;
 }

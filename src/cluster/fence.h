@@ -66,7 +66,8 @@ class AttemptFence {
   void Placed(uint32_t job, uint32_t serial, uint32_t node, std::string incarnation);
   void Delivered(uint32_t job, StreamId entry);
   // An attempt found in flight when the state was loaded: placed in `term` at or before `entry`.
-  void Restored(uint32_t job, uint32_t serial, uint32_t node, std::string term, std::string incarnation, StreamId entry);
+  void Restored(uint32_t job, uint32_t serial, uint32_t node, std::string term, std::string incarnation,
+                StreamId entry);
   // The term of the job's attempt in flight ("" when unknown).
   const std::string& TermOf(uint32_t job) const;
 

@@ -118,7 +118,8 @@ TEST(AttemptFence, AttemptsTheHeadDoesNotWantAreStoppedOnceWhenTwoReportsAgree) 
   w.in_flight[0] = {5, 0};
   f.Placed(0, 5, 0, "inc");
   f.Delivered(0, StreamId{1, 0});
-  const std::set<AgentReport::Key> held = {{"job-0", 5, "t2"}, {"job-0", 5, "t1"}, {"job-1", 2, "t2"}, {"ghost", 1, "t2"}};
+  const std::set<AgentReport::Key> held = {
+      {"job-0", 5, "t2"}, {"job-0", 5, "t1"}, {"job-1", 2, "t2"}, {"ghost", 1, "t2"}};
   EXPECT_TRUE(f.Reconcile({{0, Report("inc", "1-0", held, 7)}}, w.cb()).stop.empty())
       << "one report may predate the attempt's end: wait for the next";
   EXPECT_TRUE(f.Reconcile({{0, Report("inc", "1-0", held, 7)}}, w.cb()).stop.empty()) << "the same report read again";
@@ -135,7 +136,8 @@ TEST(AttemptFence, AttemptsTheHeadDoesNotWantAreStoppedOnceWhenTwoReportsAgree) 
   EXPECT_TRUE(f.Reconcile({{0, Report("inc", "1-0", held, 9)}}, w.cb()).stop.empty()) << "told once";
   f.Reconcile({{0, Report("inc", "1-0", {{"job-0", 5, "t2"}}, 10)}}, w.cb());
   f.Reconcile({{0, Report("inc", "1-0", {{"job-0", 5, "t2"}, {"job-1", 2, "t2"}}, 11)}}, w.cb());
-  EXPECT_EQ(f.Reconcile({{0, Report("inc", "1-0", {{"job-0", 5, "t2"}, {"job-1", 2, "t2"}}, 12)}}, w.cb()).stop.size(), 1u)
+  EXPECT_EQ(f.Reconcile({{0, Report("inc", "1-0", {{"job-0", 5, "t2"}, {"job-1", 2, "t2"}}, 12)}}, w.cb()).stop.size(),
+            1u)
       << "held again later: told again";
   AgentReport done = Report("inc", "1-0", {{"job-2", 9, "t2"}}, 13);
   done.finished.insert({"job-2", 9, "t2"});

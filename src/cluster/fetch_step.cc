@@ -12,13 +12,15 @@ namespace {
 class FetchStep : public Step {
  public:
   explicit FetchStep(const Json& with) {
-    if (!with.contains("from") || !with["from"].is_string()) throw ConfigError("with.from: required, the earlier step that made the file");
+    if (!with.contains("from") || !with["from"].is_string())
+      throw ConfigError("with.from: required, the earlier step that made the file");
     if (!with.contains("path") || !with["path"].is_string() || !SafeRelative(with["path"].get<std::string>()))
       throw ConfigError("with.path: required, a relative path inside that step's job folder");
     from_ = with["from"];
     path_ = with["path"];
     for (const auto& [k, v] : with.items())
-      if (k != "from" && k != "path" && k[0] != '_') throw ConfigError("with." + k + ": unknown parameter (fetch takes from, path)");
+      if (k != "from" && k != "path" && k[0] != '_')
+        throw ConfigError("with." + k + ": unknown parameter (fetch takes from, path)");
   }
   StepOutcome Run(StepContext& ctx) const override {
     if (!ctx.artifact) return StepOutcome::Failure("no artifact access in this context", false);

@@ -21,14 +21,14 @@ namespace baton::cluster {
 
 Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   impl_->log = std::make_shared<LogSink>(impl_->opts.log_stream, impl_->opts.log_format, false);
-  if (impl_->opts.log_format != RunOptions::LogFormat::kNone) impl_->sinks.push_back(impl_->log);
+  if (impl_->opts.log_format != LogFormat::kNone) impl_->sinks.push_back(impl_->log);
 }
 Head::~Head() = default;
 void Head::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks.push_back(std::move(sink)); }
 void Head::RequestStop() { impl_->stop = true; }
 
 bool Head::CancelJob(const std::string& id) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
   if (j < 0 || impl_->driver->job(j).end != driver::JobEnd::kLive) return false;
@@ -37,7 +37,7 @@ bool Head::CancelJob(const std::string& id) {
 }
 
 bool Head::RetryJob(const std::string& id) {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
   if (j < 0 || impl_->driver->job(j).end != driver::JobEnd::kFailed) return false;
@@ -86,7 +86,10 @@ bool Head::Impl::Load() {
       if (info.at(i).str() == "last-generated-id") last_entry[name] = StreamId::Parse(info.at(i + 1).str());
   }
   RedisJobStore::LoadHooks hooks;
+  // The hooks and callbacks below run inside the call they are passed to, under this thread's
+  // lock: AssertHeld says so to the analysis, which looks at a lambda on its own.
   hooks.in_flight = [&](uint32_t job, const std::string& term, const std::string& inc) {
+    mu.AssertHeld();
     const auto& a = *driver->job(job).in_flight;
     const std::string& node = driver->nodes()[a.node].name;
     fence.Restored(job, a.serial, a.node, term, inc, last_entry.count(node) ? last_entry[node] : StreamId{});
@@ -111,6 +114,7 @@ void Head::Impl::CheckNodes(bool reconcile) {
   }
   const double now = Now();
   auto alive = [&](const std::string& name) {
+    mu.AssertHeld();  // called by liveness.Update below, under this thread's lock
     const int n = driver->NodeIndex(name);
     return n >= 0 && driver->scheduler().NodeAlive(n);
   };
@@ -139,12 +143,20 @@ void Head::Impl::Reconcile(const std::map<std::string, Json>& registrations, dou
     if (r.incarnation == inc->second) reports.emplace(static_cast<uint32_t>(n), std::move(r));
   }
   AttemptFence::Callbacks cb;
+  // Called by fence.Reconcile below, under this thread's lock.
   cb.in_flight = [&](uint32_t job, uint32_t serial, uint32_t node) {
+    mu.AssertHeld();
     const auto& f = driver->job(job).in_flight;
     return f && f->serial == serial && f->node == node;
   };
-  cb.job_id = [&](uint32_t job) -> const std::string& { return driver->job(job).report.id; };
-  cb.job_index = [&](const std::string& id) { return driver->JobIndex(id); };
+  cb.job_id = [&](uint32_t job) -> const std::string& {
+    mu.AssertHeld();
+    return driver->job(job).report.id;
+  };
+  cb.job_index = [&](const std::string& id) {
+    mu.AssertHeld();
+    return driver->JobIndex(id);
+  };
   const AttemptFence::Verdict v = fence.Reconcile(reports, cb);
   for (const auto& [job, serial] : v.lost) {
     const std::string& node = driver->nodes()[driver->job(job).in_flight->node].name;
@@ -165,8 +177,8 @@ void Head::Impl::Reconcile(const std::map<std::string, Json>& registrations, dou
 
 void Head::Impl::Stop(const core::AttemptRef& r) {
   const std::string& node = driver->nodes()[r.node].name;
-  outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial, incarnation[node],
-                                                                   fence.TermOf(r.job)})});
+  outgoing.push_back({node, protocol::Encode(protocol::StopAttempt{driver->job(r.job).report.id, r.serial,
+                                                                   incarnation[node], fence.TermOf(r.job)})});
 }
 
 void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
@@ -217,6 +229,7 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
   const double now = Now();
   std::visit(
       [&](const auto& m) {
+        mu.AssertHeld();  // std::visit calls it here, under this thread's lock
         using T = std::decay_t<decltype(m)>;
         if constexpr (std::is_same_v<T, protocol::AttemptResults>) {
           OnResults(m, now);
@@ -245,7 +258,8 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   m.pipeline = driver->pipelines()[j.pipeline].id;
   m.input = j.report.input;
   for (int32_t h : driver->Homes(p.job, p.step))
-    m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address} : protocol::StepHome{});
+    m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address}
+                             : protocol::StepHome{});
   m.gpus = j.in_flight->gpus;
   m.incarnation = incarnation[n.name];
   m.term = fence.term();
@@ -255,10 +269,6 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
-// Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
-// waits for an attempt of it still running there). A node that is gone keeps it: its stream
-// starts afresh when it comes back.
-
 bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
@@ -266,7 +276,7 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   db.SetTimeout(2.0 + block_ms / 1000.0);
   Reply r = db.Command(argv);
   if (!db.ok()) return false;
-  std::lock_guard guard(mu);
+  MutexLock guard(&mu);
   *got = 0;
   // Read to the end: what agents reported before now has been seen (the fence's reconciliation
   // waits for this before it calls an attempt lost).
@@ -285,7 +295,6 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
   }
   return true;
 }
-
 
 void Head::Impl::ApplyRequests(double now) {
   for (const auto& id : cancel_requests)
@@ -378,7 +387,7 @@ void Head::Impl::Serve() {
     }
     double wait;
     {
-      std::lock_guard guard(mu);
+      MutexLock guard(&mu);
       wait = std::min(driver->NextWakeup() - Now(), next_check - clock.Monotonic());
     }
     // Now and then the pending list again: entries a stalled head (same consumer name) read and
@@ -390,7 +399,7 @@ void Head::Impl::Serve() {
       pending = false;
       next_pending = clock.Monotonic() + 1.0;
     }
-    std::lock_guard guard(mu);
+    MutexLock guard(&mu);
     double now = Now();
     ApplyRequests(now);
     if (check_nodes_now || clock.Monotonic() >= next_check) {
@@ -424,7 +433,7 @@ int Head::Impl::Loop() {
       continue;
     }
     {
-      std::lock_guard guard(mu);
+      MutexLock guard(&mu);
       if (!Load()) continue;
       Say(fmt::format("{} (prefix {}): {} jobs, {} nodes, {} pipelines loaded", opts.redis.Redacted(), opts.prefix,
                       driver->job_count(), driver->nodes().size(), driver->pipelines().size()));
@@ -442,7 +451,7 @@ int Head::Run() { return impl_->Loop(); }
 
 Json Head::Snapshot() const {
   const Impl& m = *impl_;
-  std::lock_guard lock(m.mu);
+  MutexLock lock(&m.mu);
   if (!m.driver) return driver::Driver().Snapshot("", 0);
   const auto& pipelines = m.driver->pipelines();
   return m.driver->Snapshot(pipelines.empty() ? "" : pipelines.back().spec.name, m.Now());
@@ -451,7 +460,7 @@ Json Head::Snapshot() const {
 Json Head::JobDetail(const std::string& id) const {
   const Impl& m = *impl_;
   {
-    std::lock_guard lock(m.mu);
+    MutexLock lock(&m.mu);
     if (!m.driver) return Json();
     const int j = m.driver->JobIndex(id);
     if (j < 0) return Json();

@@ -19,8 +19,8 @@
 #include <memory>
 #include <string>
 
-#include "baton/runtime.h"
-#include "cluster/redis.h"
+#include "baton/events.h"
+#include "redis/redis.h"
 #include "util/clock.h"
 
 namespace baton::cluster {
@@ -36,7 +36,7 @@ struct HeadOptions {
   // When a job ends, its nodes remove its work folder (WORKDIR/JOB/): succeeded or cancelled at
   // once, failed when retention forgets it. `keep_work` (`baton head --keep-work`) tells none.
   bool keep_work = false;
-  RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
+  LogFormat log_format = LogFormat::kText;
   FILE* log_stream = stderr;
   const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)
   // Called on the Run thread each time the head is up: lock held and state loaded from Redis

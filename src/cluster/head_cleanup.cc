@@ -21,6 +21,9 @@ bool Head::Impl::MakesWork(uint32_t pipeline) {
   return makes_work[pipeline] == 1;
 }
 
+// Tells every live node that ran an attempt of `job` to remove the job's work folder (the agent
+// waits for an attempt of it still running there). A node that is gone keeps it: its stream
+// starts afresh when it comes back.
 void Head::Impl::RemoveWork(uint32_t job) {
   if (opts.keep_work) return;
   const driver::JobRecord& j = driver->job(job);
@@ -76,7 +79,8 @@ void Head::Impl::SweepRetention(double now) {
       }
       Json attempts = Json::array();
       for (size_t a = 0; a < list.size(); ++a) attempts.push_back(Json::parse(list.at(a).str(), nullptr, false));
-      lines += JobJsonFromHash(id, h, names, true, attempts).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+      lines +=
+          JobJsonFromHash(id, h, names, true, attempts).dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
     }
     if (!db.ok()) return;
     FILE* f = std::fopen(opts.export_file.c_str(), "a");
@@ -96,7 +100,8 @@ void Head::Impl::SweepRetention(double now) {
   for (const auto& id : failed)
     if (const int j = driver->JobIndex(id); j >= 0 && driver->job(j).end == driver::JobEnd::kFailed) RemoveWork(j);
   Say(fmt::format("{} finished job{} older than the retention period removed from redis{}", expired.size(),
-                  expired.size() == 1 ? "" : "s", opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
+                  expired.size() == 1 ? "" : "s",
+                  opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
 }
 
 }  // namespace baton::cluster

@@ -5,12 +5,12 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "baton/thread_annotations.h"
 #include "cluster/fence.h"
 #include "cluster/head.h"
 #include "cluster/keys.h"
@@ -25,7 +25,7 @@ namespace baton::cluster {
 
 constexpr size_t kInboxBatch = 4096;  // inbox entries read per turn
 
-// The head's transport (driver/transport.h): PlaceAttempt / StopAttempt messages on each node's
+// The head's transport (driver/transport.h): RunAttempt / StopAttempt messages on each node's
 // placement stream, written with the turn (FlushTurn).
 struct Head::Impl : driver::Transport {
   HeadOptions opts;
@@ -35,10 +35,13 @@ struct Head::Impl : driver::Transport {
   std::shared_ptr<LogSink> log;
   std::atomic<bool> stop{false};
 
-  mutable std::mutex mu;  // guards the driver and requests against Snapshot()/JobDetail()/requests
-  std::unique_ptr<driver::Driver> driver;
-  std::unique_ptr<RedisJobStore> store;
-  std::vector<std::string> cancel_requests, retry_requests;
+  // Guards the driver, its store and the requests: the loop thread holds it for a turn; Snapshot(),
+  // JobDetail(), CancelJob() and RetryJob() take it from other threads. The loop's steps say so
+  // with REQUIRES(mu) (checked by Clang's -Wthread-safety, include/baton/thread_annotations.h).
+  mutable Mutex mu;
+  std::unique_ptr<driver::Driver> driver GUARDED_BY(mu);
+  std::unique_ptr<RedisJobStore> store GUARDED_BY(mu);
+  std::vector<std::string> cancel_requests GUARDED_BY(mu), retry_requests GUARDED_BY(mu);
   NodeLiveness liveness;
   std::map<std::string, std::string> incarnation;  // node name -> incarnation placements go to
   AttemptFence fence;                              // which results count; reconciliation
@@ -68,24 +71,24 @@ struct Head::Impl : driver::Transport {
     if (log) log->Line("baton head: " + s);
   }
 
-  bool Load();
-  void CheckNodes(bool reconcile = true);
-  void OnInbox(const std::string& entry_id, std::string_view text);
-  void OnResults(const protocol::AttemptResults& m, double now);
-  void Reconcile(const std::map<std::string, Json>& registrations, double now);
-  void OnSubmit(const protocol::SubmitJobs& m, double now);
-  void Start(const core::Placement& p, double now) override;
-  void Stop(const core::AttemptRef& ref) override;
-  void RemoveWork(uint32_t job);
+  bool Load() REQUIRES(mu);
+  void CheckNodes(bool reconcile = true) REQUIRES(mu);
+  void OnInbox(const std::string& entry_id, std::string_view text) REQUIRES(mu);
+  void OnResults(const protocol::AttemptResults& m, double now) REQUIRES(mu);
+  void Reconcile(const std::map<std::string, Json>& registrations, double now) REQUIRES(mu);
+  void OnSubmit(const protocol::SubmitJobs& m, double now) REQUIRES(mu);
+  void Start(const core::Placement& p, double now) override REQUIRES(mu);
+  void Stop(const core::AttemptRef& ref) override REQUIRES(mu);
+  void RemoveWork(uint32_t job) REQUIRES(mu);
   std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
   std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet
-  bool MakesWork(uint32_t pipeline);
-  bool ReadInbox(bool pending, long block_ms, size_t* got);
-  void ApplyRequests(double now);
-  void SweepRetention(double now);
-  bool FlushTurn(double now);
-  void Serve();
-  int Loop();
+  bool MakesWork(uint32_t pipeline) REQUIRES(mu);
+  bool ReadInbox(bool pending, long block_ms, size_t* got) EXCLUDES(mu);
+  void ApplyRequests(double now) REQUIRES(mu);
+  void SweepRetention(double now) REQUIRES(mu);
+  bool FlushTurn(double now) REQUIRES(mu);
+  void Serve() EXCLUDES(mu);
+  int Loop() EXCLUDES(mu);
 };
 
 }  // namespace baton::cluster

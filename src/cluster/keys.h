@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "baton/step.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 
 namespace baton::cluster {
 

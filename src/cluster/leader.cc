@@ -72,8 +72,9 @@ Reply LeaderLock::WriteFenced(Redis& db, const CommandBatch& cmds) const {
 
 void LeaderLock::Release(Redis& db) {
   if (!db.ok()) return;
-  db.Command({"EVAL", "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
-              "1", key_, token_});
+  db.Command({"EVAL",
+              "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end", "1",
+              key_, token_});
 }
 
 }  // namespace baton::cluster

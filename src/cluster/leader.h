@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "util/clock.h"
 
 namespace baton::cluster {

@@ -11,7 +11,8 @@ const Json* NodeLiveness::Registration(const std::string& name) const {
   return it == seen_.end() ? nullptr : &it->second.registration;
 }
 
-std::vector<NodeLiveness::Change> NodeLiveness::Update(const std::map<std::string, Json>& regs, const Hash& hbs, double now,
+std::vector<NodeLiveness::Change> NodeLiveness::Update(const std::map<std::string, Json>& regs, const Hash& hbs,
+                                                       double now,
                                                        const std::function<bool(const std::string&)>& alive) {
   std::vector<Change> out;
   auto join = [&](const std::string& name, const Json& reg) {

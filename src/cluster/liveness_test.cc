@@ -17,7 +17,8 @@ TEST(NodeLiveness, HeartbeatLossRestartAndDepartureAreToldApart) {
     std::vector<std::string> out;
     for (const auto& c : changes) {
       alive[c.name] = c.kind == NodeLiveness::Change::Kind::kJoined;
-      out.push_back((c.kind == NodeLiveness::Change::Kind::kJoined ? "+" : "-") + c.name + (c.why.empty() ? "" : " " + c.why));
+      out.push_back((c.kind == NodeLiveness::Change::Kind::kJoined ? "+" : "-") + c.name +
+                    (c.why.empty() ? "" : " " + c.why));
     }
     return out;
   };

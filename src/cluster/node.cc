@@ -115,7 +115,8 @@ struct NodeAgent::Impl {
     {
       MutexLock lock(&shared->mu);
       for (const auto& [k, a] : shared->running)
-        holds.push_back({{"job", std::get<0>(k)}, {"serial", std::get<1>(k)}, {"term", std::get<2>(k)}, {"done", a->finished}});
+        holds.push_back(
+            {{"job", std::get<0>(k)}, {"serial", std::get<1>(k)}, {"term", std::get<2>(k)}, {"done", a->finished}});
       read = shared->read.ToString();
     }
     MutexLock lock(&reg_mu);
@@ -211,11 +212,13 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     spec->step_name = p->spec.steps[m.step].name;
   }
   spec->artifact = [name = opts.name, token = token, max = opts.max_artifact_bytes, homes = m.homes, spec_p = p,
-                    workdir = spec->workdir, job = m.job, results = spec->results](std::string_view from, std::string_view relative) {
+                    workdir = spec->workdir, job = m.job,
+                    results = spec->results](std::string_view from, std::string_view relative) {
     const std::string rel(relative);
     if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
     const int idx = spec_p->spec.StepIndex(std::string(from));
-    const protocol::StepHome home = idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : protocol::StepHome{};
+    const protocol::StepHome home =
+        idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : protocol::StepHome{};
     if (home.node.empty() || home.node == name) {
       auto local = workdir / rel;
       if (!std::filesystem::exists(local))
@@ -243,8 +246,9 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.term = a->msg.term;
     r.pid = getpid();
     r.start = Clock::Real().Wall();
-    StepOutcome outcome = cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
-                                         : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
+    StepOutcome outcome =
+        cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
+                       : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
     r.end = Clock::Real().Wall();
     r.handed_back = a->handed_back && !outcome.ok();
     r.kind = outcome.kind;
@@ -331,7 +335,8 @@ void NodeAgent::Impl::Heartbeat() {
     db.Append({"HSET", keys.nodes(), opts.name, RegistrationText()});
     db.Append({"HINCRBY", keys.hb(), opts.name, "1"});
     db.Flush();
-    for (int i = 0; i < 20 && !quit; ++i) std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
+    for (int i = 0; i < 20 && !quit; ++i)
+      std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
   }
 }
 
@@ -346,8 +351,9 @@ int NodeAgent::Run() {
   // own working directory is elsewhere), and the cleaner's paths must not follow a chdir.
   m.opts.workdir = std::filesystem::absolute(m.opts.workdir);
   if (!m.opts.keep_work)
-    m.cleaner = std::make_unique<WorkCleaner>(std::vector<std::filesystem::path>{m.opts.workdir}, m.opts.workdir / "out",
-                                              [shared = m.shared](const std::string& job) { return shared->Running(job); });
+    m.cleaner =
+        std::make_unique<WorkCleaner>(std::vector<std::filesystem::path>{m.opts.workdir}, m.opts.workdir / "out",
+                                      [shared = m.shared](const std::string& job) { return shared->Running(job); });
   Redis db;
   if (!m.Connect(db, m.stop)) return 0;
   db.Command({"SET", m.keys.token(), fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd()), "NX"});
@@ -416,8 +422,9 @@ int NodeAgent::Run() {
         m.registration["draining"] = true;
       }
       if (db.ok()) db.Command({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
-      m.Log(fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
-                        running_count(), m.opts.drain_timeout));
+      m.Log(
+          fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
+                      running_count(), m.opts.drain_timeout));
     }
     if (draining && (running_count() == 0 || Clock::Real().Monotonic() >= drain_deadline)) break;
     if (!db.ok()) {
@@ -428,7 +435,8 @@ int NodeAgent::Run() {
     db.SetTimeout(3.0);
     Reply r = read_pending
                   ? db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "100000", "STREAMS", stream, "0"})
-                  : db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS", stream, ">"});
+                  : db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS",
+                                stream, ">"});
     if (r.is_error() && r.str().find("NOGROUP") != std::string::npos) {
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
       continue;
@@ -461,7 +469,8 @@ int NodeAgent::Run() {
         MutexLock lock(&m.shared->mu);
         if (stop->incarnation == m.incarnation)
           for (auto& [k, a] : m.shared->running)
-            if (std::get<0>(k) == stop->job && std::get<1>(k) == stop->serial && (stop->term.empty() || std::get<2>(k) == stop->term))
+            if (std::get<0>(k) == stop->job && std::get<1>(k) == stop->serial &&
+                (stop->term.empty() || std::get<2>(k) == stop->term))
               a->cancel->cancel();
         m.shared->reports.push_back({id, "", std::nullopt});
         continue;
@@ -524,7 +533,8 @@ int NodeAgent::Run() {
       a->cancel->cancel();
     }
   }
-  for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   m.quit = true;
   m.shared->cv.SignalAll();
   heartbeat.join();

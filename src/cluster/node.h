@@ -19,8 +19,8 @@
 #include <memory>
 #include <string>
 
-#include "baton/runtime.h"
-#include "cluster/redis.h"
+#include "baton/events.h"
+#include "redis/redis.h"
 
 namespace baton::cluster {
 
@@ -41,7 +41,7 @@ struct NodeOptions {
   double heartbeat = 1.0;                  // seconds between heartbeats
   double drain_timeout = 30;               // on stop: how long running attempts may finish
   uint64_t max_artifact_bytes = 1ull << 30;
-  RunOptions::LogFormat log_format = RunOptions::LogFormat::kText;
+  LogFormat log_format = LogFormat::kText;
   FILE* log_stream = stderr;
   // Called on the Run thread once registered with the head's Redis (`baton node` tells systemd
   // READY=1 there).

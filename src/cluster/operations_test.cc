@@ -48,8 +48,8 @@ class OperationsTest : public ::testing::Test {
     url_ = "redis://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
     prefix_ = "d" + std::to_string(getpid());
     redis_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1", "--save",
-                                 "", "--appendonly", "no"},
+        std::vector<std::string>{"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no"},
         dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return Cli({"nodes"}) == 0; }, 10));
     head_ = StartHead();
@@ -58,9 +58,28 @@ class OperationsTest : public ::testing::Test {
     return std::make_unique<testing::ChildProcess>(argv, dir_ / (name + ".log"));
   }
   std::unique_ptr<testing::ChildProcess> Agent(const std::string& name, const std::string& drain_timeout) {
-    return Start(name, {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name, "--gpus", "1", "--cpus", "4",
-                        "--workdir", (dir_ / ("work-" + name)).string(), "--address", "127.0.0.1", "--listen", "127.0.0.1",
-                        "--heartbeat", "0.2s", "--drain-timeout", drain_timeout});
+    return Start(name, {baton_,
+                        "node",
+                        "--redis",
+                        url_,
+                        "--prefix",
+                        prefix_,
+                        "--name",
+                        name,
+                        "--gpus",
+                        "1",
+                        "--cpus",
+                        "4",
+                        "--workdir",
+                        (dir_ / ("work-" + name)).string(),
+                        "--address",
+                        "127.0.0.1",
+                        "--listen",
+                        "127.0.0.1",
+                        "--heartbeat",
+                        "0.2s",
+                        "--drain-timeout",
+                        drain_timeout});
   }
   int Cli(std::vector<std::string> args, const std::string& out = "") {
     args.insert(args.begin(), baton_);
@@ -93,8 +112,8 @@ class OperationsTest : public ::testing::Test {
     std::string text = kPipeline;
     text.replace(text.find("ANALYZE"), 7, std::to_string(analyze));
     std::ofstream(dir_ / "p.yaml") << text;
-    return Start("submit", {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis", url_,
-                            "--prefix", prefix_, "--wait"});
+    return Start("submit", {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis",
+                            url_, "--prefix", prefix_, "--wait"});
   }
   std::string Logs() {
     std::string s;
@@ -168,7 +187,8 @@ TEST_F(OperationsTest, RemoteDrainHandsBackWhatOutlivesTheTimeoutWithoutCounting
   EXPECT_EQ(lines, (std::vector<std::string>{"download@a:ok", "analyze@a:lost", "download@b:ok", "analyze@b:ok",
                                              "summarize@b:ok"}))
       << d.dump();
-  EXPECT_NE(d["attempts"][1].value("error", "").find("handed back by node a (draining)"), std::string::npos) << d.dump();
+  EXPECT_NE(d["attempts"][1].value("error", "").find("handed back by node a (draining)"), std::string::npos)
+      << d.dump();
   EXPECT_EQ(Cli({"node", "drain", "nobody"}), 1);
 }
 
@@ -237,7 +257,8 @@ TEST_F(OperationsTest, AHeadThatLostItsLeaseWritesNothing) {
     for (const auto& c : cmds) b.Add(c);
     return b;
   };
-  cluster::Reply ok = old_head.WriteFenced(db, batch({{"SET", prefix_ + ":x", "1"}, {"XADD", prefix_ + ":s", "*", "m", "a"}}));
+  cluster::Reply ok =
+      old_head.WriteFenced(db, batch({{"SET", prefix_ + ":x", "1"}, {"XADD", prefix_ + ":s", "*", "m", "a"}}));
   ASSERT_FALSE(ok.is_error()) << ok.str();
   ASSERT_EQ(ok.size(), 2u);
   EXPECT_EQ(ok.at(0).size(), 1u) << "the XADD's id comes back";

@@ -73,8 +73,10 @@ Result<Json> Parse(std::string_view text) {
   if (v == j.end() || !v->is_number_integer())
     return Status::Invalid(fmt::format("protocol: message without a version (this is version {})", kProtocolVersion));
   if (v->get<int64_t>() != kProtocolVersion)
-    return Status::FailedPrecondition(fmt::format("protocol: version {} is not supported (this is version {}); run one Baton "
-                                                  "version across the cluster", v->get<int64_t>(), kProtocolVersion));
+    return Status::FailedPrecondition(
+        fmt::format("protocol: version {} is not supported (this is version {}); run one Baton "
+                    "version across the cluster",
+                    v->get<int64_t>(), kProtocolVersion));
   if (auto t = j.find("t"); t == j.end() || !t->is_string()) return Status::Invalid("protocol: message without a type");
   return j;
 }
@@ -117,8 +119,8 @@ std::string HistoryJson(const std::vector<StepRun>& history) {
   std::string out = "[";
   for (size_t i = 0; i < history.size(); ++i) {
     const StepRun& h = history[i];
-    out += fmt::format(R"({}{{"step":{},"node":{},"attempt":{},"seconds":{:.6f},"gpus":[{}]}})", i ? "," : "", Quote(h.step),
-                       Quote(h.node), h.attempt, h.seconds, fmt::join(h.gpus, ","));
+    out += fmt::format(R"({}{{"step":{},"node":{},"attempt":{},"seconds":{:.6f},"gpus":[{}]}})", i ? "," : "",
+                       Quote(h.step), Quote(h.node), h.attempt, h.seconds, fmt::join(h.gpus, ","));
   }
   return out + "]";
 }
@@ -127,12 +129,14 @@ std::string Encode(const RunAttempt& m, std::string_view results_json, std::stri
   std::string homes = "[";
   for (size_t s = 0; s < m.homes.size(); ++s) {
     if (s) homes += ',';
-    homes += m.homes[s].node.empty() ? std::string("null")
-                                     : fmt::format(R"({{"node":{},"address":{}}})", Quote(m.homes[s].node), Quote(m.homes[s].address));
+    homes += m.homes[s].node.empty()
+                 ? std::string("null")
+                 : fmt::format(R"({{"node":{},"address":{}}})", Quote(m.homes[s].node), Quote(m.homes[s].address));
   }
   homes += ']';
   return fmt::format(
-      R"({{"v":{},"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},"history":{},"homes":{},"gpus":[{}],"inc":{},"term":{},"placed":{:.6f}}})",
+      R"({{"v":{},"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},)"
+      R"("history":{},"homes":{},"gpus":[{}],"inc":{},"term":{},"placed":{:.6f}}})",
       kProtocolVersion, Quote(m.job), m.serial, m.step, m.attempt, Quote(m.pipeline), Quote(m.input), results_json,
       history_json, homes, fmt::join(m.gpus, ","), Quote(m.incarnation), Quote(m.term), m.placed);
 }
@@ -144,13 +148,15 @@ std::string Encode(const StopAttempt& m) {
 
 std::string Encode(const AttemptResult& m) {
   if (m.wait_notice)
-    return fmt::format(R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"status":"waiting","wait":{}}})", Quote(m.job),
-                       m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), Quote(m.waiting));
+    return fmt::format(R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"status":"waiting","wait":{}}})",
+                       Quote(m.job), m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), Quote(m.waiting));
   std::string s = fmt::format(
-      R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}","retryable":{})",
-      Quote(m.job), m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), m.pid, m.start, m.end, KindName(m.kind),
-      m.retryable);
-  if (m.kind == StepOutcome::Kind::kOk) s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
+      R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"pid":{},"start":{:.6f},"end":{:.6f},"status":"{}",)"
+      R"("retryable":{})",
+      Quote(m.job), m.serial, Quote(m.node), Quote(m.incarnation), Quote(m.term), m.pid, m.start, m.end,
+      KindName(m.kind), m.retryable);
+  if (m.kind == StepOutcome::Kind::kOk)
+    s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
   else s += ",\"error\":" + Quote(m.error);
   if (!m.main_output.empty()) s += ",\"main_output\":" + Quote(m.main_output);
   if (m.handed_back) s += ",\"handed_back\":true";
@@ -183,7 +189,9 @@ std::string Encode(const SubmitJobs& m) {
 }
 
 std::string Encode(const JobCommand& m) {
-  return Json({{"v", kProtocolVersion}, {"t", m.kind == JobCommand::Kind::kCancel ? "cancel" : "retry"}, {"job", m.job}}).dump();
+  return Json(
+             {{"v", kProtocolVersion}, {"t", m.kind == JobCommand::Kind::kCancel ? "cancel" : "retry"}, {"job", m.job}})
+      .dump();
 }
 
 Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
@@ -235,7 +243,8 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
       if (e.find("attempt") == e.end()) run.attempt = 1;
       if (auto g = e.find("gpus"); g != e.end() && g->is_array())
         for (const auto& id : *g)
-          if (id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= 63) run.gpus.push_back(id.get<int>());
+          if (id.is_number_integer() && id.get<int64_t>() >= 0 && id.get<int64_t>() <= 63)
+            run.gpus.push_back(id.get<int>());
       m.history.push_back(std::move(run));
     }
   }

@@ -124,19 +124,23 @@ TEST(Protocol, RemoveWorkRoundTrips) {
   ASSERT_TRUE(d.ok()) << d.error();
   ASSERT_TRUE(std::holds_alternative<RemoveWork>(*d));
   EXPECT_EQ(std::get<RemoveWork>(*d).jobs, (std::vector<std::string>{"job-\"9\" 季", "job-10"}));
-  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work"})").error(), "protocol: remove_work.jobs: missing or not an array");
-  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work","jobs":[7]})").error(), "protocol: remove_work.jobs: not a list of strings");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work"})").error(),
+            "protocol: remove_work.jobs: missing or not an array");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"remove_work","jobs":[7]})").error(),
+            "protocol: remove_work.jobs: not a list of strings");
 }
 
 TEST(Protocol, OtherVersionsAreRefusedByName) {
   auto r = DecodeInboxMessage(R"({"v":3,"t":"cancel","job":"job-1"})");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(r.error(), "protocol: version 3 is not supported (this is version 2); run one Baton version across the cluster");
+  EXPECT_EQ(r.error(),
+            "protocol: version 3 is not supported (this is version 2); run one Baton version across the cluster");
   // Version 1 agents know no RemoveWork: they are refused too, not half understood.
   auto old = DecodeAgentMessage(R"({"v":1,"t":"remove_work","job":"job-1"})");
   ASSERT_FALSE(old.ok());
-  EXPECT_EQ(old.error(), "protocol: version 1 is not supported (this is version 2); run one Baton version across the cluster");
+  EXPECT_EQ(old.error(),
+            "protocol: version 1 is not supported (this is version 2); run one Baton version across the cluster");
   auto unversioned = DecodeAgentMessage(R"({"t":"run","job":"job-1"})");
   ASSERT_FALSE(unversioned.ok());
   EXPECT_EQ(unversioned.error(), "protocol: message without a version (this is version 2)");
@@ -144,11 +148,13 @@ TEST(Protocol, OtherVersionsAreRefusedByName) {
 
 TEST(Protocol, MalformedMessagesSayWhatIsWrong) {
   EXPECT_EQ(DecodeAgentMessage("not json").error(), "protocol: message is not a JSON object");
-  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"dance"})").error(), "protocol: unknown message type 'dance' for an agent");
+  EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"dance"})").error(),
+            "protocol: unknown message type 'dance' for an agent");
   EXPECT_EQ(DecodeAgentMessage(R"({"v":2,"t":"stop","job":"j","serial":-1,"inc":"x"})").error(),
             "protocol: stop.serial: missing or not an unsigned 32-bit number");
   auto gpus = DecodeAgentMessage(
-      R"({"v":2,"t":"run","job":"j","serial":1,"step":0,"attempt":1,"pipeline":"1","input":"","inc":"i","history":[],"homes":[],"gpus":[99]})");
+      R"({"v":2,"t":"run","job":"j","serial":1,"step":0,"attempt":1,"pipeline":"1","input":"","inc":"i",)"
+      R"("history":[],"homes":[],"gpus":[99]})");
   EXPECT_EQ(gpus.error(), "protocol: run.gpus: must list device ids 0..63");
   auto result = DecodeInboxMessage(R"({"v":2,"t":"results","list":[{"job":"j","serial":1,"status":"maybe"}]})");
   EXPECT_EQ(result.error(), "protocol: result.status: must be ok, failed, cancelled or waiting");
@@ -157,7 +163,8 @@ TEST(Protocol, MalformedMessagesSayWhatIsWrong) {
 // Inputs the fuzz target found (fuzz/regressions/protocol/): a field of another type threw, a
 // number past int's range was converted with undefined behaviour, a huge GPU id wrapped to 0.
 TEST(Protocol, FuzzFindingsAreErrorsNotExceptions) {
-  const std::string run = R"({"v":2,"t":"run","job":"j","serial":1,"step":0,"pipeline":"1","input":"","inc":"i","homes":[{"node":7}],)";
+  const std::string run =
+      R"({"v":2,"t":"run","job":"j","serial":1,"step":0,"pipeline":"1","input":"","inc":"i","homes":[{"node":7}],)";
   auto typed = DecodeAgentMessage(run + R"("attempt":1,"history":[{"step":3,"node":"n","attempt":"2"}],"gpus":[]})");
   ASSERT_TRUE(typed.ok()) << typed.error();
   const auto& m = std::get<RunAttempt>(*typed);
@@ -172,8 +179,9 @@ TEST(Protocol, FuzzFindingsAreErrorsNotExceptions) {
             "protocol: run.history[].attempt: out of range");
   EXPECT_EQ(DecodeAgentMessage(run + R"("attempt":1,"history":[],"gpus":[4294967296]})").error(),
             "protocol: run.gpus: must list device ids 0..63");
-  EXPECT_EQ(DecodeInboxMessage(R"({"v":2,"t":"results","list":[{"job":"j","serial":1,"pid":1e300,"status":"ok"}]})").error(),
-            "protocol: result.pid: out of range");
+  EXPECT_EQ(
+      DecodeInboxMessage(R"({"v":2,"t":"results","list":[{"job":"j","serial":1,"pid":1e300,"status":"ok"}]})").error(),
+      "protocol: result.pid: out of range");
 }
 
 }  // namespace

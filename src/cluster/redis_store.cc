@@ -179,7 +179,8 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
       r.pipeline = static_cast<uint32_t>(p);
       const std::string state = Get(h, "state").empty() ? "ready" : Get(h, "state");
       r.phase = PhaseOf(state);
-      r.step = static_cast<uint16_t>(std::min<long>(std::atol(Get(h, "step").c_str()), static_cast<long>(steps.size()) - 1));
+      r.step =
+          static_cast<uint16_t>(std::min<long>(std::atol(Get(h, "step").c_str()), static_cast<long>(steps.size()) - 1));
       r.serial = static_cast<uint32_t>(std::atoll(Get(h, "serial").c_str()));
       r.error = Get(h, "error");
       r.results = ParseOr(Get(h, "results"), Json::object());
@@ -188,7 +189,8 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
       const Json homes = ParseOr(Get(h, "homes"), Json::array());
       for (size_t s = 0; s < steps.size() && s < homes.size(); ++s)
         if (homes[s].is_string()) r.homes[s] = d_.NodeIndex(homes[s].get<std::string>());
-      for (size_t a = 0; a < list.size(); ++a) r.attempts.push_back(driver::AttemptFromJson(ParseOr(list.at(a).str(), Json())));
+      for (size_t a = 0; a < list.size(); ++a)
+        r.attempts.push_back(driver::AttemptFromJson(ParseOr(list.at(a).str(), Json())));
       if (state == "running") {
         driver::InFlightAttempt a;
         a.serial = r.serial;
@@ -241,13 +243,20 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
     const driver::InFlightAttempt* a = rec.in_flight ? &*rec.in_flight : nullptr;
     const bool waiting = v.phase == core::Phase::kReady || v.phase == core::Phase::kBackoff;
     std::vector<std::string> argv = {
-        "HSET", keys_.job(rec.report.id), "state", core::PhaseName(v.phase), "step", std::to_string(v.step),
-        "step_attempt", std::to_string(a ? a->step_attempt : v.step_attempt), "serial", std::to_string(rec.last_serial),
-        "node", a ? d_.nodes()[a->node].name : "", "gpus", a ? GpusText(a->gpus) : "[]",
-        "start", a ? fmt::format("{:.6f}", a->start) : "", "inc", a ? IncarnationOf(d_.nodes()[a->node].name) : "", "term", a ? fence_.TermOf(job) : "",
-        "error", rec.report.error,
-        "attempts", std::to_string(rec.report.attempts.size()), "wait", waiting || (a && !a->waiting.empty()) ? d_.WaitText(job, now) : "",
-        "ended", rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
+        "HSET",         keys_.job(rec.report.id),
+        "state",        core::PhaseName(v.phase),
+        "step",         std::to_string(v.step),
+        "step_attempt", std::to_string(a ? a->step_attempt : v.step_attempt),
+        "serial",       std::to_string(rec.last_serial),
+        "node",         a ? d_.nodes()[a->node].name : "",
+        "gpus",         a ? GpusText(a->gpus) : "[]",
+        "start",        a ? fmt::format("{:.6f}", a->start) : "",
+        "inc",          a ? IncarnationOf(d_.nodes()[a->node].name) : "",
+        "term",         a ? fence_.TermOf(job) : "",
+        "error",        rec.report.error,
+        "attempts",     std::to_string(rec.report.attempts.size()),
+        "wait",         waiting || (a && !a->waiting.empty()) ? d_.WaitText(job, now) : "",
+        "ended",        rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {
       argv.push_back("homes");

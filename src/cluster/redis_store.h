@@ -21,8 +21,8 @@
 #include "baton/pipeline.h"
 #include "cluster/fence.h"
 #include "cluster/keys.h"
-#include "cluster/redis.h"
 #include "driver/driver.h"
+#include "redis/redis.h"
 
 namespace baton::cluster {
 

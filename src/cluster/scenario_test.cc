@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
+#include "baton/runtime.h"  // the same scenario table runs on the embedded runtime too
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -72,26 +72,53 @@ std::vector<Scenario> Table() {
   const NodeDef big{"worker", 2, 2, {{"download_slot", 1}}, {}};
   const NodeDef plain{"n1", 2, 0, {}, {}};
   return {
-      {"SeedPipelineOnUnequalNodes", kSeed, {head, big}, 4, Action::kNone,
-       {"succeeded", "succeeded", "succeeded", "succeeded"}, {SeedOk(), SeedOk(), SeedOk(), SeedOk()}},
+      {"SeedPipelineOnUnequalNodes",
+       kSeed,
+       {head, big},
+       4,
+       Action::kNone,
+       {"succeeded", "succeeded", "succeeded", "succeeded"},
+       {SeedOk(), SeedOk(), SeedOk(), SeedOk()}},
       {"RetriesWithBackoff",
-       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.01, fail_attempts: 2}\n    retries: 3\n    backoff: 50ms\n",
-       {plain}, 2, Action::kNone, {"succeeded", "succeeded"},
+       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.01, fail_attempts: 2}\n    retries: 3\n    "
+       "backoff: 50ms\n",
+       {plain},
+       2,
+       Action::kNone,
+       {"succeeded", "succeeded"},
        {{"a#1:failed", "a#2:failed", "a#3:ok"}, {"a#1:failed", "a#2:failed", "a#3:ok"}}},
       {"PermanentFailureStopsOnlyItsJob",
        "steps:\n  - name: a\n    uses: sleep\n    with: {fail: bad input}\n  - name: b\n    uses: sleep\n",
-       {plain}, 1, Action::kNone, {"failed"}, {{"a#1:failed"}}},
+       {plain},
+       1,
+       Action::kNone,
+       {"failed"},
+       {{"a#1:failed"}}},
       {"TimeoutIsRetriedThenFails",
-       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    timeout: 300ms\n    retries: 1\n    backoff: 10ms\n",
-       {plain}, 1, Action::kNone, {"failed"}, {{"a#1:timeout", "a#2:timeout"}}},
+       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    timeout: 300ms\n    retries: 1\n    "
+       "backoff: 10ms\n",
+       {plain},
+       1,
+       Action::kNone,
+       {"failed"},
+       {{"a#1:timeout", "a#2:timeout"}}},
       {"CancelEndsTheJobAndItsAttempt",
-       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 2}\n  - name: b\n    uses: sleep\n",
-       {plain}, 2, Action::kCancelWhileRunning, {"cancelled", "cancelled"}, {{"a#1:cancelled"}, {}}},
+       "steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 2}\n  - name: b\n    uses: "
+       "sleep\n",
+       {plain},
+       2,
+       Action::kCancelWhileRunning,
+       {"cancelled", "cancelled"},
+       {{"a#1:cancelled"}, {}}},
       {"LostNodeReRunsTheDownloadThroughLineage",
        "steps:\n  - name: download\n    uses: sleep\n    with: {seconds: 0.05}\n  - name: analyze\n    uses: sleep\n"
        "    with: {seconds: 3}\n    resources: {gpu: 1}\n    placement: {same_node_as: download}\n",
-       {{"a", 2, 1, {}, {}}}, 1, Action::kKillNodeRunningJob0Analyze, {"succeeded"},
-       {{"download#1:ok", "analyze#1:lost", "download#1:ok", "analyze#1:ok"}}, false},
+       {{"a", 2, 1, {}, {}}},
+       1,
+       Action::kKillNodeRunningJob0Analyze,
+       {"succeeded"},
+       {{"download#1:ok", "analyze#1:lost", "download#1:ok", "analyze#1:ok"}},
+       false},
   };
 }
 
@@ -148,15 +175,17 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     const std::string url = "redis://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
     const std::string prefix = "s" + std::to_string(getpid());
     const std::string port = url.substr(url.rfind(':') + 1);
-    testing::ChildProcess redis({"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
-                                dir_ / "redis.log");
+    testing::ChildProcess redis(
+        {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
+        dir_ / "redis.log");
     auto cli = [&](std::vector<std::string> args, const std::string& out = "") {
       args.insert(args.begin(), baton);
       args.insert(args.end(), {"--redis", url, "--prefix", prefix});
       return testing::RunProgram(args, out);
     };
     EXPECT_TRUE(WaitFor([&] { return cli({"nodes"}) == 0; }, 10)) << "redis did not start";
-    testing::ChildProcess head({baton, "head", "--redis", url, "--prefix", prefix, "--heartbeat-timeout", "1s"}, dir_ / "head.log");
+    testing::ChildProcess head({baton, "head", "--redis", url, "--prefix", prefix, "--heartbeat-timeout", "1s"},
+                               dir_ / "head.log");
     std::map<std::string, std::unique_ptr<testing::ChildProcess>> agents;
     auto start_agent = [&](const NodeDef& n) {
       std::vector<std::string> argv = {baton, "node", "--redis", url, "--prefix", prefix, "--name", n.name,
@@ -197,7 +226,8 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
       EXPECT_EQ(cli({"cancel", "job-1"}), 0);  // first, so that it cannot take job-0's room
       EXPECT_EQ(cli({"cancel", "job-0"}), 0);
     } else if (s.action == Action::kKillNodeRunningJob0Analyze) {
-      EXPECT_TRUE(WaitFor([&] { return job0().value("step", "") == "analyze" && job0().value("state", "") == "running"; }, 20));
+      EXPECT_TRUE(
+          WaitFor([&] { return job0().value("step", "") == "analyze" && job0().value("state", "") == "running"; }, 20));
       start_agent({"b", 2, 1, {}, {}});  // somewhere to go
       EXPECT_TRUE(WaitFor([&] { return json_of({"nodes", "--json"}).size() == 2; }, 15));
       agents["a"]->Kill(SIGKILL);
@@ -210,7 +240,8 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
       const Json j = json_of({"status", "job-" + std::to_string(i), "--json"});
       out.states.push_back(j.value("state", ""));
       std::vector<std::string> lines;
-      for (const auto& a : j["attempts"]) lines.push_back(Line(a.value("step", ""), a.value("attempt", 0), a.value("status", "")));
+      for (const auto& a : j["attempts"])
+        lines.push_back(Line(a.value("step", ""), a.value("attempt", 0), a.value("status", "")));
       out.attempts.push_back(lines);
     }
     return out;

@@ -50,8 +50,8 @@ class WorkCleanupTest : public ::testing::Test {
     baton_ = (testing::BinaryDir() / "src/cli/baton").string();
     url_ = "redis://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
     prefix_ = "w" + std::to_string(getpid());
-    redis_ = Start("redis", {"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"});
+    redis_ = Start("redis", {"redis-server", "--port", url_.substr(url_.rfind(':') + 1), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no"});
     std::ofstream(dir_ / "p.yaml") << kPipeline;
     std::ofstream(dir_ / "slow.yaml") << kSlow;
   }
@@ -69,9 +69,17 @@ class WorkCleanupTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << testing::ReadFile(dir_ / "nodes.json") << Logs();
   }
   std::unique_ptr<testing::ChildProcess> Agent(const std::string& name, const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", name, "--cpus", "2",
-                                     "--gpus", "0", "--labels", "role=" + name, "--workdir", Work(name).string(),
-                                     "--address", "127.0.0.1", "--listen", "127.0.0.1", "--heartbeat", "0.2s"};
+    std::vector<std::string> argv = {baton_,        "node",
+                                     "--redis",     url_,
+                                     "--prefix",    prefix_,
+                                     "--name",      name,
+                                     "--cpus",      "2",
+                                     "--gpus",      "0",
+                                     "--labels",    "role=" + name,
+                                     "--workdir",   Work(name).string(),
+                                     "--address",   "127.0.0.1",
+                                     "--listen",    "127.0.0.1",
+                                     "--heartbeat", "0.2s"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Start(name, argv);
   }
@@ -93,8 +101,8 @@ class WorkCleanupTest : public ::testing::Test {
   }
   // Submits `jobs` jobs of the pipeline and waits for them: 1 when job-2 is among them (it fails).
   int SubmitAndWait(int jobs) {
-    return Start("submit", {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis", url_,
-                            "--prefix", prefix_, "--wait"})
+    return Start("submit", {baton_, "submit", (dir_ / "p.yaml").string(), "--jobs", std::to_string(jobs), "--redis",
+                            url_, "--prefix", prefix_, "--wait"})
         ->Wait(60);
   }
   bool Gone(const std::string& node, const std::string& job) const { return !fs::exists(Work(node) / job); }
@@ -159,8 +167,11 @@ TEST_F(WorkCleanupTest, FailedJobsFoldersGoWhenRetentionForgetsThem) {
 
 TEST_F(WorkCleanupTest, CancelledJobsFolderGoesOnceItsAttemptStopped) {
   StartCluster();
-  ASSERT_EQ(Start("submit", {baton_, "submit", (dir_ / "slow.yaml").string(), "--jobs", "1", "--redis", url_, "--prefix",
-                             prefix_})->Wait(30), 0) << Logs();
+  ASSERT_EQ(Start("submit", {baton_, "submit", (dir_ / "slow.yaml").string(), "--jobs", "1", "--redis", url_,
+                             "--prefix", prefix_})
+                ->Wait(30),
+            0)
+      << Logs();
   ASSERT_TRUE(WaitFor([&] { return fs::exists(Work("a") / "job-0" / "frame.bin"); }, 20)) << Logs();
   ASSERT_EQ(Cli({"cancel", "job-0"}), 0) << Logs();
   EXPECT_TRUE(WaitFor([&] { return Gone("a", "job-0"); }, 20)) << Logs();

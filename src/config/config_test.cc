@@ -60,8 +60,9 @@ TEST(PipelineFile, UnknownKeyNamesFileLineAndKey) {
 TEST(PipelineFile, SameNodeAsMustNameAnEarlierStep) {
   EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n    placement: {same_node_as: nope}\n"),
             "p.yaml:4: steps.a.placement.same_node_as: unknown step 'nope'");
-  EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    uses: sleep\n    placement: {same_node_as: b}\n  - name: b\n    uses: sleep\n"),
-            "p.yaml:4: steps.a.placement.same_node_as: step 'b' comes later; same_node_as must name an earlier step");
+  EXPECT_EQ(
+      ErrorOf("steps:\n  - name: a\n    uses: sleep\n    placement: {same_node_as: b}\n  - name: b\n    uses: sleep\n"),
+      "p.yaml:4: steps.a.placement.same_node_as: step 'b' comes later; same_node_as must name an earlier step");
 }
 
 TEST(PipelineFile, BadValuesAreNamed) {

@@ -12,8 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
 
 namespace baton {
 namespace {
@@ -162,7 +162,8 @@ Result<std::vector<std::string>> ReadInputs(const fs::path& file, std::vector<st
     if (file == "-") return ReadInputLines(std::cin, "stdin", fs::current_path(), warnings);
     std::ifstream in(file);
     if (!in)
-      return Status::Invalid(file.string() + ": cannot read inputs file (" + (fs::exists(file) ? "permission denied" : "no such file") + ")");
+      return Status::Invalid(file.string() + ": cannot read inputs file (" +
+                             (fs::exists(file) ? "permission denied" : "no such file") + ")");
     return ReadInputLines(in, file.string(), fs::absolute(file).parent_path(), warnings);
   } catch (const LoadError& e) {
     return Status::Invalid(e.what());

@@ -1,5 +1,5 @@
 // Inputs as users have them: the lines of an inputs file (or standard input) expanded into job
-// inputs. The public entry point is baton::ReadInputs (baton/runtime.h); this header holds the
+// inputs. The public entry point is baton::ReadInputs (baton/inputs.h); this header holds the
 // parts tests and other commands use directly.
 //
 // A line is, in this order:

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
-#include "baton/runtime.h"
 #include "support/util.h"
 
 namespace baton {
@@ -86,7 +86,8 @@ TEST_F(InputsTest, EachProblemIsOneLineNamingFileAndLine) {
   EXPECT_EQ(ErrorOf("ok\n/data/talk.mp4\n"), P("in.txt") + ":2: /data/talk.mp4: no such file or folder");
   EXPECT_EQ(ErrorOf("missing.mp4\n"), P("in.txt") + ":1: " + P("missing.mp4") + ": no such file or folder");
   EXPECT_EQ(ErrorOf("\nempty\n"),
-            P("in.txt") + ":2: empty: the folder holds no media file (.mp4, .mkv, .webm, .mov, .mp3, .wav, ... see docs/cli.md)");
+            P("in.txt") +
+                ":2: empty: the folder holds no media file (.mp4, .mkv, .webm, .mov, .mp3, .wav, ... see docs/cli.md)");
   EXPECT_EQ(ErrorOf("videos/*.avi\n"), P("in.txt") + ":1: videos/*.avi: the pattern matches no file");
   EXPECT_EQ(ErrorOf("x").find("no such file"), std::string::npos);  // a word is not a path
   auto absent = ReadInputs(root() / "absent.txt", &warnings_);

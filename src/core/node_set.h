@@ -2,7 +2,8 @@
 //
 // The scheduler keeps one NodeSet per step class: the nodes that could take that class right now.
 // Choosing a node is then a FindNext from a rotating cursor, so the cost of a placement does not
-// grow with the number of nodes (DESIGN.md; bench/core measures it at 100 and 10,000 nodes).
+// grow with the number of nodes (docs/design.md, "Architecture"; bench/core measures it at 100
+// and 10,000 nodes).
 // A hierarchy of 64-bit words: level 0 holds one bit per node, level k+1 one bit per non-empty
 // word of level k. No allocation after Resize. Not thread-safe.
 #pragma once

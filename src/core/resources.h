@@ -3,8 +3,8 @@
 // Amounts are fixed-point (1/10000 of a unit, like Ray's) so that adding and removing fractional
 // demands (gpu: 0.25) reproduces exactly and decisions are deterministic. Resource names are
 // interned once into small dense ids; a ResourceVector is indexed by id. Ids 0..2 are always
-// cpu, gpu and memory. A resource may be a cluster-wide pool (DESIGN.md rule 7): it is then
-// counted once for the whole cluster instead of per node.
+// cpu, gpu and memory. A resource may be a cluster-wide pool (docs/design.md, "Scheduling rules",
+// rule 7): it is then counted once for the whole cluster instead of per node.
 //
 // Not thread-safe; owned by one Scheduler.
 #pragma once

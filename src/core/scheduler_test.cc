@@ -1,4 +1,5 @@
-// Unit tests of every scheduling rule in DESIGN.md, driven in virtual time by the Simulator.
+// Unit tests of every scheduling rule of docs/design.md ("Scheduling rules"), driven in virtual
+// time by the Simulator.
 #include "core/scheduler.h"
 
 #include <gtest/gtest.h>

@@ -13,7 +13,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // A non-negative integer query parameter; false (and a 400 reply) when malformed.
-bool IntParam(const httplib::Request& req, const char* name, size_t def, size_t max, size_t* out, httplib::Response& res) {
+bool IntParam(const httplib::Request& req, const char* name, size_t def, size_t max, size_t* out,
+              httplib::Response& res) {
   if (!req.has_param(name)) {
     *out = def;
     return true;
@@ -34,7 +35,8 @@ std::string FileTail(const fs::path& path, size_t max_bytes) {
   if (!in) return "";
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  const std::streamoff start = size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes) : 0;
+  const std::streamoff start =
+      size > static_cast<std::streamoff>(max_bytes) ? size - static_cast<std::streamoff>(max_bytes) : 0;
   in.seekg(start);
   std::string text(static_cast<size_t>(size - start), '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
@@ -90,7 +92,10 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
   if (req.has_param("state")) {
     std::string unknown;
     if (!ParseStates(req.get_param_value("state"), &states, &unknown)) {
-      ReplyJson(res, 400, {{"error", fmt::format("state={}: unknown state (ready, backoff, running, succeeded, failed, cancelled)", unknown)}});
+      ReplyJson(
+          res, 400,
+          {{"error",
+            fmt::format("state={}: unknown state (ready, backoff, running, succeeded, failed, cancelled)", unknown)}});
       return;
     }
   }
@@ -166,8 +171,9 @@ void DashboardServer::Impl::HandleAction(const httplib::Request& req, httplib::R
   const bool ok = cancel ? source->Cancel(id) : source->Retry(id);
   DropView();
   if (!ok) {
-    ReplyJson(res, 409, {{"error", cancel ? fmt::format("job {}: already ended", id)
-                                          : fmt::format("job {}: only a failed job of a live run can be retried", id)}});
+    ReplyJson(res, 409,
+              {{"error", cancel ? fmt::format("job {}: already ended", id)
+                                : fmt::format("job {}: only a failed job of a live run can be retried", id)}});
     return;
   }
   ReplyJson(res, 200, {{"ok", true}, {"job", id}, {"action", cancel ? "cancel" : "retry"}});
@@ -179,7 +185,8 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
   if (streams.fetch_add(1) >= options.max_streams) {
     streams.fetch_sub(1);
     res.set_header("Retry-After", "10");
-    ReplyJson(res, 503, {{"error", fmt::format("too many live streams ({} open); close a dashboard tab", options.max_streams)}});
+    ReplyJson(res, 503,
+              {{"error", fmt::format("too many live streams ({} open); close a dashboard tab", options.max_streams)}});
     return;
   }
   // Connect first, then snapshot: nothing falls between; repeats are harmless to clients.
@@ -198,7 +205,8 @@ void DashboardServer::Impl::HandleEvents(httplib::Response& res) {
                {"attempts", hub->Timeline(kSnapshotBars)},
                {"series", hub->Series()},
                {"token_required", !options.token.empty()}};
-  auto first = std::make_shared<std::string>("retry: 2000\ndata: " + snap.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n");
+  auto first = std::make_shared<std::string>(
+      "retry: 2000\ndata: " + snap.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n");
   res.set_header("Cache-Control", "no-store");
   res.set_header("X-Accel-Buffering", "no");
   std::shared_ptr<EventHub> h = hub;
@@ -252,20 +260,25 @@ void DashboardServer::Impl::HandleReport(const std::string& id, const std::strin
   const fs::path real = fs::weakly_canonical(file, ec);
   const std::string r = root.string() + "/";
   if (ec || real.string().compare(0, r.size(), r) != 0) return refuse(400, "bad path");
-  if (!fs::is_regular_file(real, ec)) return refuse(404, rest.empty() ? "no report for job " + id + " yet" : "not found");
+  if (!fs::is_regular_file(real, ec))
+    return refuse(404, rest.empty() ? "no report for job " + id + " yet" : "not found");
   std::ifstream in(real, std::ios::binary);
   std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   // Reports are documents, not apps: no scripts, and only this server's files.
-  res.set_header("Content-Security-Policy", "sandbox; default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+  res.set_header("Content-Security-Policy",
+                 "sandbox; default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
   res.set_header("X-Content-Type-Options", "nosniff");
   res.set_content(body, FileType(real));
 }
 
 void DashboardServer::Impl::AddApiRoutes() {
   http.Get("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) { HandleJobs(req, res); });
-  http.Get(R"(/api/jobs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) { HandleJob(req.matches[1], res); });
-  http.Post(R"(/api/jobs/([^/]+)/cancel)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, true); });
-  http.Post(R"(/api/jobs/([^/]+)/retry)", [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
+  http.Get(R"(/api/jobs/([^/]+))",
+           [this](const httplib::Request& req, httplib::Response& res) { HandleJob(req.matches[1], res); });
+  http.Post(R"(/api/jobs/([^/]+)/cancel)",
+            [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, true); });
+  http.Post(R"(/api/jobs/([^/]+)/retry)",
+            [this](const httplib::Request& req, httplib::Response& res) { HandleAction(req, res, false); });
   http.Get("/api/nodes", [this](const httplib::Request&, httplib::Response& res) {
     const auto v = View();
     ReplyJson(res, 200, {{"time", v->Now()}, {"nodes", v->overview.value("nodes", Json::array())}});

@@ -142,7 +142,8 @@ TEST_F(DashboardTest, JobsListStepChainsFiltersAndPages) {
   EXPECT_EQ(GetJson("/api/jobs?limit=2")["next_offset"], 2);
   EXPECT_FALSE(GetJson("/api/jobs?offset=2&limit=2").contains("next_offset"));
   EXPECT_EQ(GetJson("/api/jobs?limit=ten", 400)["error"], "limit=ten: not a non-negative integer");
-  EXPECT_NE(GetJson("/api/jobs?state=done", 400)["error"].get<std::string>().find("state=done: unknown state"), std::string::npos);
+  EXPECT_NE(GetJson("/api/jobs?state=done", 400)["error"].get<std::string>().find("state=done: unknown state"),
+            std::string::npos);
 }
 
 TEST_F(DashboardTest, JobDetailHasAttemptsLogTailsAndReport) {
@@ -231,18 +232,26 @@ TEST_F(DashboardTest, MetricsCountJobsAttemptsAndDurations) {
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
   const std::string& m = r->body;
-  for (const char* line : {
-           "# TYPE baton_jobs gauge\n", "baton_jobs{state=\"succeeded\"} 3\n", "baton_jobs{state=\"failed\"} 1\n",
-           "baton_jobs{state=\"running\"} 0\n", "# TYPE baton_attempts_total counter\n",
-           "baton_attempts_total{step=\"fetch\",status=\"ok\"} 3\n", "baton_attempts_total{step=\"fetch\",status=\"failed\"} 1\n",
-           "baton_attempts_total{step=\"crunch\",status=\"failed\"} 3\n", "baton_attempts_total{step=\"crunch\",status=\"ok\"} 3\n",
-           "# TYPE baton_step_duration_seconds histogram\n", "baton_step_duration_seconds_count{step=\"crunch\"} 6\n",
-           "baton_step_duration_seconds_bucket{step=\"crunch\",le=\"+Inf\"} 6\n", "baton_step_duration_seconds_count{step=\"fetch\"} 4\n",
-           "baton_node_resource_capacity{node=\"alpha\",resource=\"gpu\"} 2\n",
-           "baton_node_resource_used{node=\"alpha\",resource=\"cpu\"} 0\n",
-           "baton_node_memory_capacity_bytes{node=\"alpha\"} 4294967296\n", "baton_node_memory_used_bytes{node=\"alpha\"} 0\n",
-           "baton_node_resource_utilization_ratio{node=\"beta\",resource=\"download_slot\"} 0\n",
-           "baton_node_gpu_busy{node=\"alpha\",gpu=\"1\"} 0\n", "baton_node_up{node=\"beta\"} 1\n"}) {
+  for (const char* line : {"# TYPE baton_jobs gauge\n",
+                           "baton_jobs{state=\"succeeded\"} 3\n",
+                           "baton_jobs{state=\"failed\"} 1\n",
+                           "baton_jobs{state=\"running\"} 0\n",
+                           "# TYPE baton_attempts_total counter\n",
+                           "baton_attempts_total{step=\"fetch\",status=\"ok\"} 3\n",
+                           "baton_attempts_total{step=\"fetch\",status=\"failed\"} 1\n",
+                           "baton_attempts_total{step=\"crunch\",status=\"failed\"} 3\n",
+                           "baton_attempts_total{step=\"crunch\",status=\"ok\"} 3\n",
+                           "# TYPE baton_step_duration_seconds histogram\n",
+                           "baton_step_duration_seconds_count{step=\"crunch\"} 6\n",
+                           "baton_step_duration_seconds_bucket{step=\"crunch\",le=\"+Inf\"} 6\n",
+                           "baton_step_duration_seconds_count{step=\"fetch\"} 4\n",
+                           "baton_node_resource_capacity{node=\"alpha\",resource=\"gpu\"} 2\n",
+                           "baton_node_resource_used{node=\"alpha\",resource=\"cpu\"} 0\n",
+                           "baton_node_memory_capacity_bytes{node=\"alpha\"} 4294967296\n",
+                           "baton_node_memory_used_bytes{node=\"alpha\"} 0\n",
+                           "baton_node_resource_utilization_ratio{node=\"beta\",resource=\"download_slot\"} 0\n",
+                           "baton_node_gpu_busy{node=\"alpha\",gpu=\"1\"} 0\n",
+                           "baton_node_up{node=\"beta\"} 1\n"}) {
     EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "in\n" << m;
   }
   // The histogram is cumulative: every crunch attempt (0.05 s sleeps) is under the 1 s bucket... or not
@@ -360,7 +369,8 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   o.address = "0.0.0.0:0";
   auto s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);
-  EXPECT_EQ(s.error, "dashboard address 0.0.0.0:0: not a loopback address, so a token is required (--token or BATON_TOKEN)");
+  EXPECT_EQ(s.error,
+            "dashboard address 0.0.0.0:0: not a loopback address, so a token is required (--token or BATON_TOKEN)");
   o.token = "short";
   s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);

@@ -15,7 +15,9 @@ std::string Str(const Json& e, const char* key) {
   return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-std::string SseMessage(const Json& j) { return "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n"; }
+std::string SseMessage(const Json& j) {
+  return "data: " + j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n\n";
+}
 
 }  // namespace
 
@@ -111,7 +113,8 @@ void EventHub::OnEvent(const Json& e) {
     tail.push_back({time, Str(e, "step"), Str(e, "status"), Str(e, "message"), e.value("attempt", 0)});
     if (tail.size() > limits_.log_lines_per_job) tail.pop_front();
   } else if (type == "attempt_started") {
-    Bar b{job, Str(e, "step"), Str(e, "node"), "running", e.value("attempt", 0), e.value("gpus", std::vector<int>{}), time};
+    Bar b{job, Str(e, "step"), Str(e, "node"), "running", e.value("attempt", 0), e.value("gpus", std::vector<int>{}),
+          time};
     const uint64_t serial = first_bar_ + bars_.size();
     auto old = running_.find(job);
     if (old != running_.end()) gpus_busy_ -= old->second.gpus;
@@ -171,7 +174,8 @@ Json EventHub::LogTail(const std::string& job) const {
   auto it = logs_.find(job);
   if (it == logs_.end()) return out;
   for (const auto& l : it->second)
-    out.push_back({{"time", l.time}, {"step", l.step}, {"attempt", l.attempt}, {"level", l.level}, {"message", l.message}});
+    out.push_back(
+        {{"time", l.time}, {"step", l.step}, {"attempt", l.attempt}, {"level", l.level}, {"message", l.message}});
   return out;
 }
 
@@ -199,7 +203,8 @@ Json EventHub::Timeline(size_t last) const {
   MutexLock lock(&mu_);
   Json out = Json::array();
   const size_t skip = bars_.size() > last ? bars_.size() - last : 0;
-  for (auto it = bars_.begin() + static_cast<std::ptrdiff_t>(skip); it != bars_.end(); ++it) out.push_back(BarJson(*it));
+  for (auto it = bars_.begin() + static_cast<std::ptrdiff_t>(skip); it != bars_.end(); ++it)
+    out.push_back(BarJson(*it));
   return out;
 }
 

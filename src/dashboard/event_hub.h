@@ -31,7 +31,8 @@ struct HubLimits {
 };
 
 // Upper bounds (seconds) of the step duration histogram's buckets; +Inf is implied.
-inline constexpr std::array<double, 14> kDurationBuckets = {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200};
+inline constexpr std::array<double, 14> kDurationBuckets = {0.1, 0.5, 1,   2,   5,    10,   30,
+                                                            60,  120, 300, 600, 1800, 3600, 7200};
 
 struct StepDurations {
   std::array<uint64_t, kDurationBuckets.size()> buckets{};  // non-cumulative counts

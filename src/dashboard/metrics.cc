@@ -43,20 +43,24 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
   const auto& at_step = view.at_step;
   Header(out, "baton_jobs", "gauge", "Jobs by state.");
   for (const auto& [state, n] : jobs) out += fmt::format("baton_jobs{{state=\"{}\"}} {}\n", Label(state), n);
-  Header(out, "baton_step_jobs", "gauge", "Unfinished jobs by the step they are at and its state (queue depth per step).");
+  Header(out, "baton_step_jobs", "gauge",
+         "Unfinished jobs by the step they are at and its state (queue depth per step).");
   for (const auto& [key, n] : at_step)
     out += fmt::format("baton_step_jobs{{step=\"{}\",state=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
 
-  Header(out, "baton_attempts_total", "counter", "Finished attempts by step and status (ok, failed, timeout, cancelled, lost).");
+  Header(out, "baton_attempts_total", "counter",
+         "Finished attempts by step and status (ok, failed, timeout, cancelled, lost).");
   for (const auto& [key, n] : m.attempts)
-    out += fmt::format("baton_attempts_total{{step=\"{}\",status=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
+    out +=
+        fmt::format("baton_attempts_total{{step=\"{}\",status=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
 
   Header(out, "baton_step_duration_seconds", "histogram", "Duration of finished attempts by step.");
   for (const auto& [step, h] : m.durations) {
     uint64_t cumulative = 0;
     for (size_t k = 0; k < kDurationBuckets.size(); ++k) {
       cumulative += h.buckets[k];
-      out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"{}\"}} {}\n", Label(step), kDurationBuckets[k], cumulative);
+      out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"{}\"}} {}\n", Label(step),
+                         kDurationBuckets[k], cumulative);
     }
     out += fmt::format("baton_step_duration_seconds_bucket{{step=\"{}\",le=\"+Inf\"}} {}\n", Label(step), h.count);
     out += fmt::format("baton_step_duration_seconds_sum{{step=\"{}\"}} {}\n", Label(step), Number(h.sum));
@@ -75,7 +79,8 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
 
   const Json nodes = snap.value("nodes", Json::array());
   Header(out, "baton_node_up", "gauge", "1 while the node is alive.");
-  for (const auto& n : nodes) out += fmt::format("baton_node_up{{node=\"{}\"}} {}\n", Label(n.value("name", "")), n.value("alive", true) ? 1 : 0);
+  for (const auto& n : nodes)
+    out += fmt::format("baton_node_up{{node=\"{}\"}} {}\n", Label(n.value("name", "")), n.value("alive", true) ? 1 : 0);
   // Counts (cpu, gpu, custom resources) and bytes (memory) go to separate metrics, so that each
   // metric has one unit; the ratio is unitless and covers every resource.
   std::string capacity, used, mem_capacity, mem_used, ratio;
@@ -90,16 +95,21 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
         mem_capacity += fmt::format("baton_node_memory_capacity_bytes{{node=\"{}\"}} {}\n", node, Number(tv));
         mem_used += fmt::format("baton_node_memory_used_bytes{{node=\"{}\"}} {}\n", node, Number(uv));
       } else {
-        capacity += fmt::format("baton_node_resource_capacity{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), Number(tv));
-        used += fmt::format("baton_node_resource_used{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), Number(uv));
+        capacity += fmt::format("baton_node_resource_capacity{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res),
+                                Number(tv));
+        used +=
+            fmt::format("baton_node_resource_used{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res), Number(uv));
       }
-      ratio += fmt::format("baton_node_resource_utilization_ratio{{node=\"{}\",resource=\"{}\"}} {}\n", node, Label(res),
-                           Number(tv > 0 ? uv / tv : 0.0));
+      ratio += fmt::format("baton_node_resource_utilization_ratio{{node=\"{}\",resource=\"{}\"}} {}\n", node,
+                           Label(res), Number(tv > 0 ? uv / tv : 0.0));
     }
   }
-  Header(out, "baton_node_resource_capacity", "gauge", "Capacity per node of each counted resource (cpu, gpu, custom); memory is in baton_node_memory_capacity_bytes.");
+  Header(
+      out, "baton_node_resource_capacity", "gauge",
+      "Capacity per node of each counted resource (cpu, gpu, custom); memory is in baton_node_memory_capacity_bytes.");
   out += capacity;
-  Header(out, "baton_node_resource_used", "gauge", "Amount in use per node of each counted resource (cpu, gpu, custom).");
+  Header(out, "baton_node_resource_used", "gauge",
+         "Amount in use per node of each counted resource (cpu, gpu, custom).");
   out += used;
   Header(out, "baton_node_memory_capacity_bytes", "gauge", "Memory a node offers to attempts, in bytes.");
   out += mem_capacity;
@@ -110,7 +120,8 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
   Header(out, "baton_node_gpu_busy", "gauge", "1 while the GPU runs an attempt.");
   for (const auto& n : nodes)
     for (const auto& g : n.value("gpus", Json::array()))
-      out += fmt::format("baton_node_gpu_busy{{node=\"{}\",gpu=\"{}\"}} {}\n", Label(n.value("name", "")), g.value("id", 0), g.value("busy", 0));
+      out += fmt::format("baton_node_gpu_busy{{node=\"{}\",gpu=\"{}\"}} {}\n", Label(n.value("name", "")),
+                         g.value("id", 0), g.value("busy", 0));
 
   Header(out, "baton_dashboard_events_total", "counter", "Events the dashboard received.");
   out += fmt::format("baton_dashboard_events_total {}\n", m.events);

@@ -17,7 +17,9 @@ namespace baton::dashboard {
 namespace {
 
 std::string ContentType(std::string_view path) {
-  auto ends = [&](std::string_view ext) { return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext; };
+  auto ends = [&](std::string_view ext) {
+    return path.size() >= ext.size() && path.substr(path.size() - ext.size()) == ext;
+  };
   if (ends(".html")) return "text/html; charset=utf-8";
   if (ends(".js")) return "text/javascript; charset=utf-8";
   if (ends(".css")) return "text/css; charset=utf-8";
@@ -65,7 +67,8 @@ bool ParseAddress(const std::string& text, Address* out, std::string* error) {
       }
       port_text = text.substr(close + 2);
     }
-  } else if (std::all_of(text.begin(), text.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+  } else if (std::all_of(text.begin(), text.end(),
+                         [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
     a.host = "127.0.0.1";
     port_text = text;
   } else {
@@ -235,7 +238,8 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
       res.status = 303;
       // Only a path of this server: "//evil.example/x" or "/\\evil.example" would send the
       // browser (with a fresh token cookie) to another site.
-      const bool own = req.path.size() >= 1 && req.path[0] == '/' && (req.path.size() < 2 || (req.path[1] != '/' && req.path[1] != '\\'));
+      const bool own = req.path.size() >= 1 && req.path[0] == '/' &&
+                       (req.path.size() < 2 || (req.path[1] != '/' && req.path[1] != '\\'));
       res.set_header("Location", own ? req.path : "/");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -261,8 +265,9 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
     if (m.port < 0) return {nullptr, fmt::format("dashboard address {}: cannot listen there", m.options.address)};
   } else {
     if (!m.http.bind_to_port(m.address.host, m.address.port))
-      return {nullptr, fmt::format("dashboard address {}: cannot listen there (port in use, or not this machine's address)",
-                                   m.options.address)};
+      return {nullptr,
+              fmt::format("dashboard address {}: cannot listen there (port in use, or not this machine's address)",
+                          m.options.address)};
     m.port = m.address.port;
   }
   m.listener = std::thread([self] { self->http.listen_after_bind(); });

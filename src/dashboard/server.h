@@ -53,7 +53,8 @@ struct Address {
 
 // Whether a request's Host header may reach a dashboard bound at `bound` (DNS rebinding check):
 // loopback names always; for an off-loopback bind also the bound host, IP literals and `allowed`.
-[[nodiscard]] bool HostAllowedFor(const std::string& host_header, const Address& bound, const std::vector<std::string>& allowed);
+[[nodiscard]] bool HostAllowedFor(const std::string& host_header, const Address& bound,
+                                  const std::vector<std::string>& allowed);
 
 // Compares secrets in time that depends only on their lengths, not on where they differ.
 [[nodiscard]] bool ConstantTimeEquals(std::string_view a, std::string_view b);

@@ -123,7 +123,8 @@ TEST(Driver, TimeoutIsReportedOnceAndTheLateOutcomeCountsAsTimeout) {
 // stopped through the transport once, an attempt that ignores the stop is abandoned after its
 // grace, the retry waits out its backoff, and each start goes through the transport.
 TEST(DriverTurn, TimeoutStopAbandonAndBackoffGoThroughTheTransport) {
-  Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 10s\n    retries: 1\n    backoff: 3s\n", {Node("n1", 1)});
+  Fixture f("steps:\n  - name: a\n    uses: sleep\n    timeout: 10s\n    retries: 1\n    backoff: 3s\n",
+            {Node("n1", 1)});
   f.d.Submit("job-0", "", 0, 0);
   FakeTransport t;
   Driver::TurnOptions o;

@@ -1,5 +1,4 @@
 #include "driver/output.h"
-#include "util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include "util/atomic_file.h"
 
 namespace baton {
 
@@ -37,7 +38,7 @@ std::string GpuList(const std::vector<int>& gpus) {
 
 }  // namespace
 
-LogSink::LogSink(FILE* stream, RunOptions::LogFormat format, bool progress_line)
+LogSink::LogSink(FILE* stream, LogFormat format, bool progress_line)
     : stream_(stream), format_(format), progress_line_(progress_line), pid_(getpid()) {}
 
 void LogSink::WriteLocked(const std::string& text) {
@@ -62,10 +63,10 @@ void LogSink::SetProgress(const std::string& line) {
 }
 
 void LogSink::OnEvent(const Event& e) {
-  if (format_ == RunOptions::LogFormat::kNone) return;
+  if (format_ == LogFormat::kNone) return;
   if (e.type == Event::Type::kProgress) return;  // the dashboard's, not the log's
   const double wall = WallNow();
-  if (format_ == RunOptions::LogFormat::kJson) {
+  if (format_ == LogFormat::kJson) {
     Json j = {{"time", FormatLocalTime(wall)}, {"t", e.time}, {"event", EventTypeName(e.type)}};
     if (!e.job.empty()) j["job"] = e.job;
     if (!e.step.empty()) j["step"] = e.step;
@@ -118,10 +119,10 @@ void LogSink::OnEvent(const Event& e) {
   WriteLocked(line);
 }
 
-RunOptions::LogFormat ParseLogFormat(const std::string& name) {
-  if (name == "json") return RunOptions::LogFormat::kJson;
-  if (name == "none") return RunOptions::LogFormat::kNone;
-  return RunOptions::LogFormat::kText;
+LogFormat ParseLogFormat(const std::string& name) {
+  if (name == "json") return LogFormat::kJson;
+  if (name == "none") return LogFormat::kNone;
+  return LogFormat::kText;
 }
 
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
@@ -134,8 +135,10 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
   Json events = Json::array();
   for (size_t i = 0; i < node_names.size(); ++i) {
     pid_of[node_names[i]] = static_cast<int>(i) + 1;
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
-    events.push_back({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"sort_index", i}}}});
+    events.push_back(
+        {{"name", "process_name"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
+    events.push_back(
+        {{"name", "process_sort_index"}, {"ph", "M"}, {"pid", i + 1}, {"tid", 0}, {"args", {{"sort_index", i}}}});
   }
   std::map<std::string, std::vector<Item>> by_node;
   for (const auto& j : report.jobs)
@@ -163,8 +166,12 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
       }
       if (!named[tid]) {
         named[tid] = true;
-        events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", tid},
-                          {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
+        events.push_back(
+            {{"name", "thread_name"},
+             {"ph", "M"},
+             {"pid", pid},
+             {"tid", tid},
+             {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
       }
       events.push_back({{"name", it.job->id + " " + it.a->step},
                         {"cat", it.a->step},

@@ -9,13 +9,14 @@
 #include <mutex>
 #include <string>
 
-#include "baton/runtime.h"
+#include "baton/events.h"
+#include "baton/report.h"
 
 namespace baton {
 
 class LogSink : public EventSink {
  public:
-  LogSink(FILE* stream, RunOptions::LogFormat format, bool progress_line);
+  LogSink(FILE* stream, LogFormat format, bool progress_line);
   void OnEvent(const Event& e) override;
   // Replaces the progress line (terminal only). Empty: clears it.
   void SetProgress(const std::string& line);
@@ -25,7 +26,7 @@ class LogSink : public EventSink {
  private:
   void WriteLocked(const std::string& text);
   FILE* stream_;
-  RunOptions::LogFormat format_;
+  LogFormat format_;
   bool progress_line_;
   std::mutex mu_;
   std::string progress_;
@@ -35,13 +36,7 @@ class LogSink : public EventSink {
 // "2026-11-25 10:00:01" in local time, for wall-clock seconds `unix_seconds`.
 std::string FormatLocalTime(double unix_seconds);
 
-// Writes the Chrome Trace Event Format file for the attempts of `report` (DESIGN.md): one "X"
-// event per attempt with args {job, step, node, attempt, status, gpus}; pid per node, named by
-// metadata; one lane (tid) per GPU and as many CPU lanes as attempts overlap.
-void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
-                      const std::vector<std::string>& node_names);
-
-// "text", "json" or "none" (the --log-format flag of every command); anything else is kText.
-RunOptions::LogFormat ParseLogFormat(const std::string& name);
+// WriteChromeTrace (the trace file) and ParseLogFormat (--log-format) are public: baton/report.h
+// and baton/events.h; they are implemented in output.cc.
 
 }  // namespace baton

@@ -35,7 +35,8 @@ Json Driver::JobsPage(const JobsQuery& q, double now) const {
   size_t total = 0;
   if (q.states.empty() && q.text.empty()) {
     total = jobs_.size();
-    for (size_t i = q.offset; i < total && page.size() < q.limit; ++i) page.push_back(JobJson(static_cast<uint32_t>(i), now, false));
+    for (size_t i = q.offset; i < total && page.size() < q.limit; ++i)
+      page.push_back(JobJson(static_cast<uint32_t>(i), now, false));
     return {{"total", total}, {"jobs", std::move(page)}};
   }
   for (uint32_t i = 0; i < jobs_.size(); ++i) {

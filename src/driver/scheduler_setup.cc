@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "baton/validate.h"
+
 namespace baton::driver {
 
 core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& resources) {
@@ -43,7 +45,8 @@ Json NodeSpecToJson(const NodeSpec& n) {
   Json res = Json::object(), labels = Json::object();
   for (const auto& [k, v] : n.resources) res[k] = v;
   for (const auto& [k, v] : n.labels) labels[k] = v;
-  return {{"name", n.name}, {"cpus", n.cpus}, {"gpus", n.gpus}, {"memory", n.memory}, {"resources", res}, {"labels", labels}};
+  return {{"name", n.name},     {"cpus", n.cpus},   {"gpus", n.gpus},
+          {"memory", n.memory}, {"resources", res}, {"labels", labels}};
 }
 
 NodeSpec NodeSpecFromJson(const std::string& name, const Json& reg) {
@@ -69,8 +72,8 @@ Result<StepList> CreateSteps(const PipelineSpec& spec, const StepRegistry& regis
   StepList steps;
   for (const auto& s : spec.steps) {
     if (!registry.Has(s.uses)) {
-      return Status::Invalid(fmt::format("{}:{}: steps.{}.uses: unknown step kind '{}' (known: {})", file, s.line, s.name,
-                                         s.uses, fmt::join(registry.Names(), ", ")));
+      return Status::Invalid(fmt::format("{}:{}: steps.{}.uses: unknown step kind '{}' (known: {})", file, s.line,
+                                         s.name, s.uses, fmt::join(registry.Names(), ", ")));
     }
     try {
       steps.push_back(registry.Create(s.uses, s.with));
@@ -111,3 +114,12 @@ uint64_t MaskFromGpus(const std::vector<int>& gpus) {
 }
 
 }  // namespace baton::driver
+
+namespace baton {
+
+Status CheckSteps(const PipelineSpec& pipeline, const StepRegistry& registry) {
+  auto steps = driver::CreateSteps(pipeline, registry);
+  return steps.ok() ? Status::Ok() : steps.status();
+}
+
+}  // namespace baton

@@ -40,7 +40,8 @@ StepOutcome RunAttempt(AttemptSpec& spec, const CancelToken& cancel) {
   if (sinks || spec.on_wait) {
     ctx.progress = [emit, sinks, &spec](const Json& data) {
       if (spec.on_wait && data.is_object()) {
-        if (const auto w = data.find("waiting"); w != data.end()) spec.on_wait(w->is_string() ? w->get<std::string>() : "");
+        if (const auto w = data.find("waiting"); w != data.end())
+          spec.on_wait(w->is_string() ? w->get<std::string>() : "");
       }
       if (!sinks) return;
       Event e{Event::Type::kProgress};

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "baton/runtime.h"
+#include "baton/events.h"
 #include "baton/rates.h"
 #include "baton/step.h"
 #include "util/clock.h"

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
+#include "driver/driver.h"
 #include "rates/llm_usage.h"
 
 namespace baton::driver {
@@ -76,6 +79,116 @@ Json JobView(const JobViewInput& in, bool detail) {
   if (!in.llm.is_null()) j["llm"] = in.llm;
   if (detail) j["results"] = in.results && in.results->is_object() ? *in.results : Json::object();
   return j;
+}
+
+// The Driver's views (driver.h "Views"): they read the job records and the core, and render
+// through the functions above.
+
+std::string Driver::WaitText(uint32_t job, double now) const {
+  const JobRecord& j = jobs_[job];
+  if (j.in_flight && !j.in_flight->waiting.empty()) return "waiting for " + j.in_flight->waiting;
+  return sched_.WaitReason(job, now);
+}
+
+Json Driver::JobJson(uint32_t i, double now, bool detail) const {
+  const JobRecord& j = jobs_[i];
+  const JobReport& rep = ReportOf(i);
+  const PipelineRecord& p = pipelines_[j.pipeline];
+  const auto v = sched_.Job(i);
+  static thread_local std::vector<std::string> names;
+  names.clear();
+  for (const auto& s : p.spec.steps) names.push_back(s.name);
+  JobViewInput in;
+  in.id = rep.id;
+  in.input = rep.input;
+  in.state = core::PhaseName(v.phase);
+  in.step = v.step;
+  in.step_names = &names;
+  for (uint16_t s = 0; s < names.size(); ++s) {
+    const int32_t h = sched_.Home(i, s);
+    in.homes.push_back(h >= 0 ? nodes_[h].name : "");
+  }
+  if (v.node >= 0) in.node = nodes_[v.node].name;
+  in.step_attempt = v.step_attempt;
+  if (v.phase != core::Phase::kSucceeded) in.wait = WaitText(i, now);
+  in.error = rep.error;
+  in.attempts = &rep.attempts;
+  if (j.in_flight) {
+    const InFlightAttempt& a = *j.in_flight;
+    in.running = AttemptReport{
+        p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
+  }
+  const Json* results = final_ ? &rep.results : j.results.get();
+  if (detail) in.results = results;
+  if (results) in.llm = JobLlm(*results);
+  return JobView(in, detail);
+}
+
+Json Driver::NodesJson() const {
+  Json out = Json::array();
+  const auto& table = sched_.resources();
+  for (uint32_t n = 0; n < sched_.node_count(); ++n) {
+    const auto& info = sched_.NodeInfo(n);
+    const bool alive = sched_.NodeAlive(n);
+    Json total = Json::object(), used = Json::object();
+    for (core::ResourceId id : info.total.NonZero()) {
+      if (table.IsPool(id)) continue;
+      total[table.Name(id)] = core::ToDouble(info.total.Get(id));
+      used[table.Name(id)] = alive ? core::ToDouble(info.total.Get(id) - sched_.NodeFree(n).Get(id)) : 0.0;
+    }
+    Json labels = Json::object();
+    for (const auto& [k, v] : info.labels) labels[k] = v;
+    Json gpus = Json::array();
+    const uint64_t busy = sched_.NodeGpusBusy(n);
+    for (int g = 0; g < static_cast<int>(info.total.Get(core::kGpu) / core::kUnit); ++g)
+      gpus.push_back({{"id", g}, {"busy", (busy >> g) & 1}});
+    Json node = {{"name", info.name}, {"alive", alive},   {"total", total},
+                 {"used", used},      {"labels", labels}, {"gpus", gpus}};
+    if (sched_.NodeDraining(n)) node["draining"] = true;
+    if (n < nodes_.size() && !nodes_[n].address.empty()) node["address"] = nodes_[n].address;
+    out.push_back(std::move(node));
+  }
+  return out;
+}
+
+Json Driver::Snapshot(const std::string& pipeline_name, double now) const {
+  Json jobs = Json::array();
+  for (uint32_t i = 0; i < jobs_.size(); ++i) jobs.push_back(JobJson(i, now, false));
+  return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", std::move(jobs)},
+          {"nodes", NodesJson()}, {"llm", llm_total_.is_null() ? EmptyLlm() : llm_total_}};
+}
+
+Json Driver::JobDetail(const std::string& id, double now) const {
+  const int j = JobIndex(id);
+  return j < 0 ? Json() : JobJson(j, now, true);
+}
+
+std::string Driver::ProgressLine(double now) const {
+  if (pipelines_.empty()) return "";
+  const auto& steps = pipelines_.front().spec.steps;
+  const size_t n = steps.size();
+  std::vector<int> running(n, 0), waiting(n, 0);
+  int ok = 0, failed = 0, cancelled = 0;
+  double progress = 0;
+  for (uint32_t i = 0; i < jobs_.size(); ++i) {
+    const auto v = sched_.Job(i);
+    switch (v.phase) {
+      case core::Phase::kSucceeded: ++ok; progress += 1; continue;
+      case core::Phase::kFailed: ++failed; progress += 1; continue;
+      case core::Phase::kCancelled: ++cancelled; progress += 1; continue;
+      case core::Phase::kRunning: ++running[std::min<size_t>(v.step, n - 1)]; break;
+      default: ++waiting[std::min<size_t>(v.step, n - 1)]; break;
+    }
+    progress += static_cast<double>(v.step) / static_cast<double>(n);
+  }
+  std::string line = fmt::format("[{:.0f}s] {}/{} done", now, ok, jobs_.size());
+  if (failed) line += fmt::format(", {} failed", failed);
+  if (cancelled) line += fmt::format(", {} cancelled", cancelled);
+  for (size_t s = 0; s < n; ++s)
+    if (running[s] || waiting[s]) line += fmt::format(" | {} {} run {} wait", steps[s].name, running[s], waiting[s]);
+  if (progress > 0 && progress < jobs_.size())
+    line += fmt::format(" | ETA {:.0f}s", now / progress * (jobs_.size() - progress));
+  return line;
 }
 
 }  // namespace baton::driver

@@ -11,14 +11,15 @@
 //             "error"?, "placed"?} (a running one has "status": "running" and no end; "placed":
 //             when the head placed it, for attempts an agent started later).
 //
-// Plain functions; thread-compatible.
+// Plain functions; thread-compatible. views.cc also holds the Driver's own views (driver.h
+// "Views": Snapshot, JobDetail, the nodes, the progress line), which feed these functions.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "baton/runtime.h"
+#include "baton/report.h"
 
 namespace baton::driver {
 

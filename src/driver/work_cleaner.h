@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "baton/runtime.h"
+#include "baton/events.h"
 
 namespace baton {
 

@@ -80,7 +80,8 @@ void Decoder::Raw(void* p, size_t n) {
   pos_ += n;
 }
 
-Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record, ReadStats* stats) {
+Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats) {
   *stats = {};
   std::ifstream in(file, std::ios::binary);
   if (!in) return std::filesystem::exists(file) ? Status::Unavailable(file.string() + ": cannot read journal")
@@ -179,14 +180,17 @@ Result<std::unique_ptr<Writer>> Writer::Open(const std::filesystem::path& file, 
     in.seekg(static_cast<std::streamoff>(good_bytes));
     std::ofstream out(file.string() + ".dropped", std::ios::binary | std::ios::trunc);
     out << in.rdbuf();
-    if (::truncate(file.c_str(), static_cast<off_t>(good_bytes)) != 0) return Status::Unavailable(Errno("truncate", file));
+    if (::truncate(file.c_str(), static_cast<off_t>(good_bytes)) != 0)
+      return Status::Unavailable(Errno("truncate", file));
   }
   const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) return Status::Unavailable(Errno("open", file));
   auto w = std::unique_ptr<Writer>(new Writer(fd, sync));
   if (size == 0 || good_bytes < kMagic.size()) {
-    if (good_bytes < kMagic.size() && size > 0 && ::ftruncate(fd, 0) != 0) return Status::Unavailable(Errno("truncate", file));
-    if (::write(fd, kMagic.data(), kMagic.size()) != static_cast<ssize_t>(kMagic.size())) return Status::Unavailable(Errno("write", file));
+    if (good_bytes < kMagic.size() && size > 0 && ::ftruncate(fd, 0) != 0)
+      return Status::Unavailable(Errno("truncate", file));
+    if (::write(fd, kMagic.data(), kMagic.size()) != static_cast<ssize_t>(kMagic.size()))
+      return Status::Unavailable(Errno("write", file));
   }
   return w;
 }
@@ -262,7 +266,8 @@ void Writer::Loop() {
       }
       off += static_cast<size_t>(n);
     }
-    if (st.ok() && sync_ && ::fdatasync(fd_) != 0) st = Status::Unavailable(fmt::format("journal fsync failed: {}", std::strerror(errno)));
+    if (st.ok() && sync_ && ::fdatasync(fd_) != 0)
+      st = Status::Unavailable(fmt::format("journal fsync failed: {}", std::strerror(errno)));
     lock.lock();
     if (sync_) ++stats_.syncs;
     if (!st.ok() && error_.ok()) {

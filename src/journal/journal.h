@@ -85,7 +85,8 @@ struct ReadStats {
 
 // Calls `on_record` with every good record's payload, in order. NotFound when the file does not
 // exist; an error when it is not a journal (bad magic). A bad tail is not an error: see stats.
-Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record, ReadStats* stats);
+Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats);
 
 struct WriterStats {
   uint64_t records = 0, bytes = 0, syncs = 0;

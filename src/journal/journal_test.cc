@@ -178,7 +178,8 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
     ASSERT_TRUE(w.ok());
     Encoder e;
     EncodeHeader("0.1.0", v1, "p", &e), (*w)->Append(e.data());
-    for (uint32_t j = 0; j < 3; ++j) EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), (*w)->Append(e.data());
+    for (uint32_t j = 0; j < 3; ++j)
+      EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), (*w)->Append(e.data());
     for (uint16_t s = 0; s < 3; ++s) {  // job 0: all three steps, ended
       EncodeAttempt(0, s, 1, "ok", "", "n", 0, 1, &e), (*w)->Append(e.data());
       EncodeStepDone(0, s, "n", 1, 1, "{\"k\":1}", "", &e), (*w)->Append(e.data());
@@ -223,7 +224,8 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   EXPECT_EQ(again->jobs[0].NextStep(), 1);
   EXPECT_EQ(again->jobs[0].end, End::kLive);
   EXPECT_EQ(Compare(v2, v2).step, -1);
-  EXPECT_EQ(Compare(v1, Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}, {"d", "sleep"}}))).step, 3);
+  EXPECT_EQ(Compare(v1, Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}, {"d", "sleep"}}))).step,
+            3);
 }
 
 TEST(JournalFingerprint, WithChangesTheFingerprint) {

@@ -27,7 +27,8 @@ std::vector<StepPrint> Fingerprint(const PipelineSpec& pipeline) {
   return out;
 }
 
-void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline, Encoder* e) {
+void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline,
+                  Encoder* e) {
   e->Clear();
   e->U8(static_cast<uint8_t>(Kind::kHeader)).Str(version).U32(static_cast<uint32_t>(steps.size()));
   for (const auto& s : steps) e->Str(s.name).U64(s.fingerprint);
@@ -140,7 +141,9 @@ Result<Past> Replay(const std::filesystem::path& file) {
           if (j >= past.jobs.size()) return nullptr;
           return &past.jobs[j];
         };
-        auto step_at = [&](PastJob* j, uint16_t s) -> PastStep* { return j && s < j->steps.size() ? &j->steps[s] : nullptr; };
+        auto step_at = [&](PastJob* j, uint16_t s) -> PastStep* {
+          return j && s < j->steps.size() ? &j->steps[s] : nullptr;
+        };
         switch (kind) {
           case Kind::kHeader: {
             std::string version(d.Str());

@@ -41,7 +41,8 @@ struct StepPrint {
 std::vector<StepPrint> Fingerprint(const PipelineSpec& pipeline);
 
 // Encoders (each returns the payload in `e`, cleared first).
-void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline, Encoder* e);
+void EncodeHeader(const std::string& version, const std::vector<StepPrint>& steps, const std::string& pipeline,
+                  Encoder* e);
 void EncodeJobAdded(uint32_t job, std::string_view id, std::string_view input, Encoder* e);
 void EncodeAttempt(uint32_t job, uint16_t step, uint16_t attempt, std::string_view status, std::string_view error,
                    std::string_view node, double start, double end, Encoder* e);

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "baton/runtime.h"
+#include "baton/report.h"
 
 namespace baton::rates {
 

@@ -175,10 +175,14 @@ TEST(LlmUsage, CostAndSums) {
 
   RunReport report;
   JobReport a, b;
-  a.results = {{"summarize", {{"summary", "x"}, {"usage", {{"requests", 2}, {"prompt_tokens", 100}, {"completion_tokens", 10}, {"cost_usd", 0.5}}}}},
+  a.results = {{"summarize",
+                {{"summary", "x"},
+                 {"usage", {{"requests", 2}, {"prompt_tokens", 100}, {"completion_tokens", 10}, {"cost_usd", 0.5}}}}},
                {"download", {{"bytes", 3}}}};
-  b.results = {{"summarize", {{"usage", {{"requests", 1}, {"prompt_tokens", 40}, {"completion_tokens", 5}, {"cost_usd", 0.25}}}}},
-               {"title", {{"usage", {{"requests", 3}, {"prompt_tokens", 7}, {"completion_tokens", 1}, {"cost_usd", 0.125}}}}}};
+  b.results = {
+      {"summarize",
+       {{"usage", {{"requests", 1}, {"prompt_tokens", 40}, {"completion_tokens", 5}, {"cost_usd", 0.25}}}}},
+      {"title", {{"usage", {{"requests", 3}, {"prompt_tokens", 7}, {"completion_tokens", 1}, {"cost_usd", 0.125}}}}}};
   report.jobs = {a, b};
   EXPECT_EQ(JobLlmUsage(b.results).requests, 4);
   const Json total = SumLlmUsage(report);

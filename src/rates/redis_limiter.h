@@ -20,7 +20,7 @@
 
 #include "baton/rates.h"
 #include "baton/thread_annotations.h"
-#include "cluster/redis.h"
+#include "redis/redis.h"
 #include "util/clock.h"
 
 namespace baton::rates {
@@ -29,7 +29,8 @@ class RedisRateLimiter final : public RateLimiter {
  public:
   // `clock` null: Redis TIME. Connects lazily (and again after any I/O error).
   RedisRateLimiter(cluster::RedisUrl url, std::string prefix, RateSpecs specs, double budget_usd,
-                   std::string budget_scope = "run", const Clock* clock = nullptr, double retention_seconds = 7 * 86400.0);
+                   std::string budget_scope = "run", const Clock* clock = nullptr,
+                   double retention_seconds = 7 * 86400.0);
 
   bool Has(const std::string& name) const override { return specs_.count(name) > 0; }
   std::string Names() const override;

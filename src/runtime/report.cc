@@ -1,5 +1,8 @@
-// The JSON and text forms of a run's results: event names, summary.json (RunReport::ToJson and
-// its streamed twin WriteJson), and the inputs file reader.
+// The JSON and text forms of a run's results: event names (EventTypeName, baton/events.h) and
+// summary.json (RunReport::ToJson and its streamed twin WriteJson, baton/report.h). Inputs files
+// are read in src/config/inputs.cc; the Chrome trace is written by src/driver/output.cc.
+#include "runtime/report.h"
+
 #include <fstream>
 #include <map>
 
@@ -8,7 +11,6 @@
 #include "baton/runtime.h"
 #include "driver/views.h"
 #include "rates/llm_usage.h"
-#include "runtime/report.h"
 
 namespace baton {
 
@@ -46,8 +48,15 @@ Json RunReport::ToJson() const {
     if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) jj["llm"] = usage.ToJson();
     jobs_json.push_back(std::move(jj));
   }
-  return {{"schema", driver::kSchemaVersion}, {"seconds", seconds}, {"succeeded", succeeded}, {"failed", failed}, {"cancelled", cancelled},
-          {"interrupted", interrupted}, {"exit_code", ExitCode()}, {"llm", rates::SumLlmUsage(*this)}, {"jobs", jobs_json}};
+  return {{"schema", driver::kSchemaVersion},
+          {"seconds", seconds},
+          {"succeeded", succeeded},
+          {"failed", failed},
+          {"cancelled", cancelled},
+          {"interrupted", interrupted},
+          {"exit_code", ExitCode()},
+          {"llm", rates::SumLlmUsage(*this)},
+          {"jobs", jobs_json}};
 }
 
 namespace {
@@ -102,7 +111,8 @@ void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
     if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
     *out += "}";
   }
-  if (const auto usage = rates::JobLlmUsage(results); usage.requests > 0) *out += "], \"llm\": " + usage.ToJson().dump() + ", \"results\": {";
+  if (const auto usage = rates::JobLlmUsage(results); usage.requests > 0)
+    *out += "], \"llm\": " + usage.ToJson().dump() + ", \"results\": {";
   else *out += "], \"results\": {";
   bool first = true;
   for (const auto& [k, v] : results.items()) {
@@ -116,10 +126,10 @@ void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
 }
 
 void WriteSummaryHead(const RunReport& r, const Json& llm, std::string* out) {
-  *out += fmt::format("{{\n \"schema\": {},\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
-                      " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
-                      driver::kSchemaVersion, r.seconds, r.succeeded, r.failed, r.cancelled, r.interrupted, r.ExitCode(),
-                      llm.dump());
+  *out += fmt::format(
+      "{{\n \"schema\": {},\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
+      " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
+      driver::kSchemaVersion, r.seconds, r.succeeded, r.failed, r.cancelled, r.interrupted, r.ExitCode(), llm.dump());
 }
 
 }  // namespace runtime

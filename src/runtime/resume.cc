@@ -22,7 +22,9 @@ namespace {
 
 // The key that gives an input its id across runs: the input and how many equal inputs came
 // before it (--jobs N gives N empty inputs).
-std::string InputKey(const std::string& input, uint32_t occurrence) { return input + '\x1f' + std::to_string(occurrence); }
+std::string InputKey(const std::string& input, uint32_t occurrence) {
+  return input + '\x1f' + std::to_string(occurrence);
+}
 
 journal::End EndOf(driver::JobEnd e) {
   switch (e) {
@@ -118,11 +120,12 @@ void JournalStore::JobChanged(uint32_t job) {
     // Finish has stored the result by the time it tells the store of the change.
     const std::string& name = names_[p.ok_step];
     const auto it = j.results->find(name);
-    const std::string result = it == j.results->end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace);
+    const std::string result =
+        it == j.results->end() ? "null" : it->dump(-1, ' ', false, Json::error_handler_t::replace);
     const StepRun* run = j.history->empty() ? nullptr : &j.history->back();
     journal::EncodeStepDone(p.number, static_cast<uint16_t>(p.ok_step), run ? run->node : "",
-                            static_cast<uint16_t>(run ? run->attempt : 1), run ? run->seconds : 0, result, j.main_output,
-                            &e_);
+                            static_cast<uint16_t>(run ? run->attempt : 1), run ? run->seconds : 0, result,
+                            j.main_output, &e_);
     out[n++] = held_;
     out[n++] = e_.data();
     p.ok_step = -1;
@@ -182,9 +185,10 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     resumed = false;
   }
   if (past.read.dropped_records > 0 || past.read.dropped_bytes > 0)
-    notices->push_back(fmt::format("journal {}: {}; dropped {} record{} ({} bytes) after the last good one, kept in {}.dropped",
-                                   file.string(), past.read.why, past.read.dropped_records,
-                                   past.read.dropped_records == 1 ? "" : "s", past.read.dropped_bytes, file.string()));
+    notices->push_back(
+        fmt::format("journal {}: {}; dropped {} record{} ({} bytes) after the last good one, kept in {}.dropped",
+                    file.string(), past.read.why, past.read.dropped_records, past.read.dropped_records == 1 ? "" : "s",
+                    past.read.dropped_bytes, file.string()));
   if (resumed && past.headers > 0) {
     const journal::Change c = past.Rebase(prints);
     if (c.step >= 0)
@@ -205,12 +209,11 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   store->HoldLock(lock_fd);
   store->set_spent_before(past.spent_usd);
   if (past.spent_usd > 0)
-    notices->push_back(fmt::format("LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(),
-                                   past.spent_usd,
-                                   spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)",
-                                                                     spec.budget_usd,
-                                                                     std::max(0.0, spec.budget_usd - past.spent_usd))
-                                                       : ""));
+    notices->push_back(
+        fmt::format("LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(), past.spent_usd,
+                    spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)",
+                                                      spec.budget_usd, std::max(0.0, spec.budget_usd - past.spent_usd))
+                                        : ""));
   store->Reserve(options.inputs.size());
   journal::Encoder e;
   journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
@@ -219,7 +222,8 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
   {
     std::unordered_map<std::string, uint32_t> seen;
-    for (uint32_t n = 0; n < past.jobs.size(); ++n) by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
+    for (uint32_t n = 0; n < past.jobs.size(); ++n)
+      by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
   }
   std::unordered_map<std::string, uint32_t> occurrences;
   const uint16_t n_steps = static_cast<uint16_t>(spec.steps.size());
@@ -253,7 +257,8 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
       r.history.push_back({spec.steps[s].name, ps.node, ps.attempt, ps.seconds, {}});
       // Locality: the step's files must still be in its node's job folder, else lineage re-runs it.
       const int node = d.NodeIndex(ps.node);
-      if (node >= 0 && (!steps[s]->NeedsWorkdir() || std::filesystem::exists(node_workdirs[node] / p.id))) r.homes[s] = node;
+      if (node >= 0 && (!steps[s]->NeedsWorkdir() || std::filesystem::exists(node_workdirs[node] / p.id)))
+        r.homes[s] = node;
     }
     bool end_written = false;
     if (next >= n_steps) {  // every step has its result
@@ -286,15 +291,19 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     p.error = {};  // journal its end now
   }
   if (resumed)
-    notices->push_back(fmt::format(
-        "resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed or cancelled "
-        "job{} {}, {} new",
-        file.string(), skipped, skipped == 1 ? "" : "s", continued, kept_failed + rerun, kept_failed + rerun == 1 ? "" : "s",
-        options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)" : "kept as they were (--rerun failed retries them)",
-        added));
+    notices->push_back(
+        fmt::format("resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed "
+                    "or cancelled "
+                    "job{} {}, {} new",
+                    file.string(), skipped, skipped == 1 ? "" : "s", continued, kept_failed + rerun,
+                    kept_failed + rerun == 1 ? "" : "s",
+                    options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)"
+                                                                : "kept as they were (--rerun failed retries them)",
+                    added));
   if (resumed && options.inputs.size() < past.jobs.size() + added) {
     const size_t gone = past.jobs.size() + added - options.inputs.size();
-    notices->push_back(fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
+    notices->push_back(
+        fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
   }
   d.SetStore(store.get());
   return store;

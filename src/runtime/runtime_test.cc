@@ -107,7 +107,8 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
   for (const auto& e : trace["traceEvents"]) {
     if (e["ph"] == "X") {
       ++complete;
-      for (const char* k : {"job", "step", "node", "attempt", "status", "gpus"}) EXPECT_TRUE(e["args"].contains(k)) << k;
+      for (const char* k : {"job", "step", "node", "attempt", "status", "gpus"})
+        EXPECT_TRUE(e["args"].contains(k)) << k;
       EXPECT_EQ(e["args"]["status"], "ok");
     }
     if (e["ph"] == "M" && e["name"] == "process_name") process_names.insert(e["args"]["name"]);
@@ -120,9 +121,10 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
 }
 
 TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
-  auto rt = Runtime::Create(ParsePipeline(kSeed, "seed.yaml").value(),
-                            Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
-                            Options(1));
+  auto rt = Runtime::Create(
+      ParsePipeline(kSeed, "seed.yaml").value(),
+      Cluster("nodes:\n  - {name: laptop, cpus: 2, resources: {download_slot: 1}, labels: {role: head}}\n"),
+      Options(1));
   ASSERT_FALSE(rt.ok()) << "accepted";
   EXPECT_EQ(rt.status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(rt.error(),
@@ -133,13 +135,15 @@ TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
 
 TEST_F(RuntimeTest, UnknownStepKindAndBadWithAreRefusedWithTheirLine) {
   try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml").value(), {}, Options(1));
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml").value(),
+               {}, Options(1));
     FAIL();
   } catch (const LoadError& e) {
     EXPECT_EQ(std::string(e.what()).substr(0, 54), "p.yaml:4: steps.b.uses: unknown step kind 'slep' (know");
   }
   try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml").value(), {}, Options(1));
+    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml").value(), {},
+               Options(1));
     FAIL();
   } catch (const LoadError& e) {
     EXPECT_STREQ(e.what(), "p.yaml:2: steps.a.with.seconds: must be a non-negative number of seconds");
@@ -175,8 +179,9 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
 TEST_F(RuntimeTest, CommandFolderPlaceholdersAreAbsolute) {
   namespace fs = std::filesystem;
   auto step = StepRegistry::Global().Create(
-      "command", Json{{"argv", {"sh", "-c", R"(cd / && printf "%s\n%s\n%s\n" "$1" "$2" "$BATON_WORKDIR" > "$1/where")", "sh",
-                                "{workdir}", "{outdir}"}}});
+      "command", Json{{"argv",
+                       {"sh", "-c", R"(cd / && printf "%s\n%s\n%s\n" "$1" "$2" "$BATON_WORKDIR" > "$1/where")", "sh",
+                        "{workdir}", "{outdir}"}}});
   const fs::path rel = fs::relative(dir_.path(), fs::current_path());
   ASSERT_TRUE(rel.is_relative()) << rel;
   CancelToken cancel;
@@ -264,7 +269,9 @@ TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
 TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
   RunOptions o = Options(6);
   o.trace = dir_.path() / "t.json";
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n", "p.yaml").value(),
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n",
+                           "p.yaml")
+                 .value(),
              Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
   std::thread stopper([&] {  // once both CPUs run an attempt
     testing::WaitFor([&] {
@@ -298,7 +305,8 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
   o.cancel_grace = 0.5;
   o.clock = &clock;
   g_release_stubborn = false;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml").value(), {}, o);
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml").value(), {},
+             o);
   const RunReport* report = nullptr;
   std::atomic<bool> returned{false};
   std::thread run([&] {
@@ -322,7 +330,8 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
 }
 
 TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {}, Options(3));
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {},
+             Options(3));
   std::thread canceller([&] {  // once job-1 runs: its attempt is stopped, not merely never started
     EXPECT_TRUE(testing::WaitFor([&] {
       const Json snapshot = rt.Snapshot();
@@ -340,8 +349,10 @@ TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
 }
 
 TEST_F(RuntimeTest, SnapshotShowsStepChainsAndWaitReasons) {
-  Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
-             Options(3));
+  Runtime rt(
+      ParsePipeline(kSeed, "seed.yaml").value(),
+      Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
+      Options(3));
   Json before = rt.Snapshot();
   ASSERT_EQ(before["jobs"].size(), 3u);
   EXPECT_EQ(before["jobs"][0]["steps"].size(), 4u);
@@ -397,7 +408,8 @@ class BlockUntilCancelledStep : public Step {
 
 // Timeouts and retry backoff on a fake clock: the test moves time; nothing waits for a timer.
 TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
-  StepRegistry::Global().Register("test_block", [](const Json&) { return std::make_unique<BlockUntilCancelledStep>(); });
+  StepRegistry::Global().Register("test_block",
+                                  [](const Json&) { return std::make_unique<BlockUntilCancelledStep>(); });
   testing::TempDir dir;
   FakeClock clock;
   RunOptions o;
@@ -405,7 +417,10 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   o.out = dir.path() / "out";
   o.log_format = RunOptions::LogFormat::kNone;
   o.clock = &clock;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: 2h\n    max_backoff: 2h\n", "p.yaml").value(),
+  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: "
+                           "2h\n    max_backoff: 2h\n",
+                           "p.yaml")
+                 .value(),
              {}, o);
   auto wait_for = [&](const std::string& state, int attempt) {
     for (int i = 0; i < 20000; ++i) {

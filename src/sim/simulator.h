@@ -1,4 +1,4 @@
-// Simulator: drives a Scheduler in virtual time (the third driver of DESIGN.md).
+// Simulator: drives a Scheduler in virtual time (the third backend of docs/design.md, "Architecture").
 //
 // Each placement "runs" for the duration a Behaviour returns and then finishes with the status it
 // returns; scripted actions (a node lost, a job cancelled) fire at given times. Nothing sleeps, so

@@ -8,7 +8,9 @@
 namespace baton::sim {
 namespace {
 
-std::string Quantity(double v) { return v == static_cast<long long>(v) ? fmt::format("{}", static_cast<long long>(v)) : fmt::format("{:g}", v); }
+std::string Quantity(double v) {
+  return v == static_cast<long long>(v) ? fmt::format("{}", static_cast<long long>(v)) : fmt::format("{:g}", v);
+}
 
 std::string ClassName(const NodeSpec& n) {
   std::string s = fmt::format("gpus={} cpus={}", Quantity(n.gpus), Quantity(n.cpus));
@@ -83,7 +85,8 @@ std::string FormatSummary(const std::vector<NodeClass>& classes, const std::vect
                           size_t max_classes) {
   std::string out = fmt::format("  makespan {:.2f} s; lower bound {:.2f} s ({}): {:.2f}x the bound\n", makespan, bound,
                                 bound_why, bound > 0 ? makespan / bound : 0.0);
-  out += fmt::format("  {:<40} {:>6} {:>18} {:>20}\n", "node class", "nodes", "jobs min/med/max", "GPU busy min/avg/max");
+  out +=
+      fmt::format("  {:<40} {:>6} {:>18} {:>20}\n", "node class", "nodes", "jobs min/med/max", "GPU busy min/avg/max");
   for (size_t k = 0; k < classes.size() && k < max_classes; ++k) {
     const NodeClass& c = classes[k];
     std::string name = c.name.size() > 40 ? c.name.substr(0, 39) + "~" : c.name;

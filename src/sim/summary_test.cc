@@ -61,8 +61,10 @@ TEST(SimSummary, GroupsTenThousandNodesIntoClassesThatFitAScreen) {
     if (end == std::string::npos) end = text.size();
     EXPECT_LE(end - start, 100u) << text.substr(start, end - start);
   }
-  EXPECT_NE(text.find("makespan 100.00 s; lower bound 80.00 s (the longest job): 1.25x the bound"), std::string::npos) << text;
-  EXPECT_NE(text.find("GPUs: 4000 in all, busy 25% of the makespan; 2000 never used (on 1000 nodes)"), std::string::npos)
+  EXPECT_NE(text.find("makespan 100.00 s; lower bound 80.00 s (the longest job): 1.25x the bound"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("GPUs: 4000 in all, busy 25% of the makespan; 2000 never used (on 1000 nodes)"),
+            std::string::npos)
       << text;
   EXPECT_TRUE(std::regex_search(text, std::regex(R"(\n  gpus=2 cpus=16 +2000 +0/2/4 +0/25/50%\n)"))) << text;
   EXPECT_TRUE(std::regex_search(text, std::regex(R"(\n  gpus=0 cpus=8 +7999 +3/3/3 +-\n)"))) << text;

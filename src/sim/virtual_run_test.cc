@@ -68,7 +68,8 @@ TEST(VirtualRun, EndedJobsDetailIsReleasedWhenNotKept) {
   driver::Driver d;
   d.AddNode(ParseCluster(kNodes, "nodes.yaml").value().nodes[0], 0);
   const std::string from = "nodes.yaml";
-  auto added = d.AddPipeline(ParsePipeline("steps:\n  - {name: a, uses: sleep}\n  - {name: b, uses: sleep}\n", "p.yaml").value(), "", &from);
+  auto added = d.AddPipeline(
+      ParsePipeline("steps:\n  - {name: a, uses: sleep}\n  - {name: b, uses: sleep}\n", "p.yaml").value(), "", &from);
   ASSERT_TRUE(added.ok());
   for (int j = 0; j < 100; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
   const VirtualRunResult r = RunVirtual(d, {1, 2}, /*keep_detail=*/false);

@@ -7,7 +7,7 @@
 // becomes the result's "output".
 #include <optional>
 
-#include "runtime/process.h"
+#include "util/process.h"
 #include "steps/builtin.h"
 #include "steps/command_args.h"
 

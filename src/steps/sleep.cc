@@ -10,7 +10,8 @@ class SleepStep : public Step {
   explicit SleepStep(const Json& with) {
     if (with.contains("seconds")) {
       const Json& s = with["seconds"];
-      if (!s.is_number() || s.get<double>() < 0) throw ConfigError("with.seconds: must be a non-negative number of seconds");
+      if (!s.is_number() || s.get<double>() < 0)
+        throw ConfigError("with.seconds: must be a non-negative number of seconds");
       seconds_ = s.get<double>();
     }
     if (with.contains("fail_attempts")) {

@@ -16,7 +16,8 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view d
   if (ec) return Status::Unavailable("cannot create folder " + dir.string() + ": " + ec.message());
   std::string tmp = (dir / ("." + path.filename().string() + ".tmp-XXXXXX")).string();
   const int fd = mkstemp(tmp.data());
-  if (fd < 0) return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
   auto fail = [&](const std::string& what) {
     Status err = Status::Unavailable(what + " " + tmp + ": " + std::strerror(errno));
     close(fd);

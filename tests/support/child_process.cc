@@ -47,7 +47,8 @@ int ChildProcess::Wait(double seconds) {
   return -1;
 }
 
-pid_t SpawnIn(const std::filesystem::path& cwd, const std::vector<std::string>& argv, const std::filesystem::path& stderr_file) {
+pid_t SpawnIn(const std::filesystem::path& cwd, const std::vector<std::string>& argv,
+              const std::filesystem::path& stderr_file) {
   std::vector<std::string> copy = argv;
   std::vector<char*> cargv;
   for (auto& a : copy) cargv.push_back(a.data());

@@ -38,7 +38,8 @@ class ChildProcess {
 
 // Starts `argv` (no shell) in folder `cwd` with standard input and output on /dev/null and
 // standard error written to `stderr_file`; returns its pid (-1 when it could not start).
-pid_t SpawnIn(const std::filesystem::path& cwd, const std::vector<std::string>& argv, const std::filesystem::path& stderr_file);
+pid_t SpawnIn(const std::filesystem::path& cwd, const std::vector<std::string>& argv,
+              const std::filesystem::path& stderr_file);
 // Waits for `pid`: its exit status, or 128 + the signal that ended it.
 int WaitExit(pid_t pid);
 

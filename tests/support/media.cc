@@ -29,7 +29,8 @@ void Run(const std::vector<std::string>& argv, const std::filesystem::path& log)
 // Makes `name` in MediaDir() with `make` on first use. `make` writes a temporary name (same
 // extension) that is renamed into place, so a file under the final name is always complete, also
 // for other test processes sharing the folder.
-const std::filesystem::path& Cached(const std::string& name, const std::function<void(const std::filesystem::path&)>& make) {
+const std::filesystem::path& Cached(const std::string& name,
+                                    const std::function<void(const std::filesystem::path&)>& make) {
   static std::map<std::string, std::filesystem::path> made;
   std::lock_guard lock(g_mu);
   auto it = made.find(name);
@@ -71,7 +72,8 @@ const std::filesystem::path& MediaDir() {
   static const std::filesystem::path dir = [] {
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-    auto d = (ec ? std::filesystem::temp_directory_path() : exe.parent_path()) / "test-media-v1";  // bump when the media change
+    auto d = (ec ? std::filesystem::temp_directory_path() : exe.parent_path()) /
+             "test-media-v1";  // bump when the media change
     std::filesystem::create_directories(d);
     return d;
   }();

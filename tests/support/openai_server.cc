@@ -91,7 +91,8 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
       auto ms = [](double s) { return std::to_string(static_cast<long>(std::ceil(s * 1000))) + "ms"; };
       if (req_limit.rate > 0) {
         limit_headers["x-ratelimit-limit-requests"] = std::to_string(static_cast<long>(req_limit.rate));
-        limit_headers["x-ratelimit-remaining-requests"] = std::to_string(static_cast<long>(std::floor(req_limit.level)));
+        limit_headers["x-ratelimit-remaining-requests"] =
+            std::to_string(static_cast<long>(std::floor(req_limit.level)));
         limit_headers["x-ratelimit-reset-requests"] = ms((req_limit.rate - req_limit.level) / req_limit.rate);
       }
       if (tok_limit.rate > 0) {

@@ -52,8 +52,9 @@ Result<std::filesystem::path> ResolveInput(const AnalyzeOptions& o, const StepCo
   std::string input = ctx.input;
   if (input.rfind("file://", 0) == 0) input.erase(0, 7);
   if (!input.empty() && !LooksLikeUrl(input)) return std::filesystem::absolute(input);
-  return Status::Failed("no input file: step '" + o.from + "' has no result, `with.path` is not set and the job input '" +
-                            ctx.input + "' is not a local file",
+  return Status::Failed("no input file: step '" + o.from +
+                            "' has no result, `with.path` is not set and the job input '" + ctx.input +
+                            "' is not a local file",
                         false);
 }
 
@@ -92,7 +93,8 @@ struct WorkerEngines {
     if (ocr) return Status::Ok();
     ocr = OcrCache().Take(OcrKey(options->ocr));
     if (ocr) return Status::Ok();
-    auto made = TesseractOcr::Create(OcrSettings{options->ocr.lang, options->ocr.dpi, options->ocr.layout, options->ocr.prepare});
+    auto made = TesseractOcr::Create(
+        OcrSettings{options->ocr.lang, options->ocr.dpi, options->ocr.layout, options->ocr.prepare});
     if (!made.ok()) return made.status;
     ocr = std::move(made.value);
     // Tesseract's own static cache of language data (made by the first Init) complains at exit
@@ -172,7 +174,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   if (!probed.ok()) return ToOutcome(probed.status);
   const MediaInfo& media = probed.value;
   timings["probe"] = R3(sw.Lap());
-  ctx.info(fmt::format("analyze: probe {:.2f} s: {} ({})", timings["probe"].get<double>(), file.filename().string(), JoinMedia(media)));
+  ctx.info(fmt::format("analyze: probe {:.2f} s: {} ({})", timings["probe"].get<double>(), file.filename().string(),
+                       JoinMedia(media)));
   if (ctx.cancelled()) return StepOutcome::Cancelled();
 
   // 2. Audio, decoded up front so its ASR work can overlap video decoding.
@@ -196,8 +199,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
       if (o.asr.engine == "pocketsphinx") spans = SplitAtSilences(pcm.samples);
     }
     timings["audio"] = R3(sw.Lap());
-    ctx.info(fmt::format("analyze: audio {:.2f} s: {:.1f} s at 16 kHz mono, {} utterances", timings["audio"].get<double>(),
-                         double(pcm.samples.size()) / kAsrSampleRate, spans.size()));
+    ctx.info(fmt::format("analyze: audio {:.2f} s: {:.1f} s at 16 kHz mono, {} utterances",
+                         timings["audio"].get<double>(), double(pcm.samples.size()) / kAsrSampleRate, spans.size()));
   }
   if (ctx.cancelled()) return StepOutcome::Cancelled();
 
@@ -291,9 +294,10 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     auto scanned = ScanVideo(file, so);
     if (scanned.ok()) {
       scan = std::move(scanned.value);
-      ctx.info(fmt::format("analyze: video {:.2f} s: {} frames, {} scenes on {} (decode {:.2f} s, scenes {:.2f} s, keyframes {:.2f} s)",
-                           video_wall.Elapsed(), scan.frames, scan.scenes.size(), scan.device, scan.decode_seconds,
-                           scan.scene_seconds, scan.keyframe_seconds));
+      ctx.info(fmt::format(
+          "analyze: video {:.2f} s: {} frames, {} scenes on {} (decode {:.2f} s, scenes {:.2f} s, keyframes {:.2f} s)",
+          video_wall.Elapsed(), scan.frames, scan.scenes.size(), scan.device, scan.decode_seconds, scan.scene_seconds,
+          scan.keyframe_seconds));
       if (!scan.device_note.empty()) ctx.warn("analyze: " + scan.device_note);
     } else {
       video_status = scanned.status;
@@ -310,22 +314,25 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   if (!shared.error.ok()) return ToOutcome(shared.error);
 
   if (want_asr && have_audio) {
-    ctx.info(fmt::format("analyze: asr {:.2f} s of CPU ({:.2f} s wall) on {} workers: {} segments ({})", shared.asr_seconds,
-                         asr_wall.Elapsed(), workers, shared.transcript.size(), o.asr.engine));
+    ctx.info(fmt::format("analyze: asr {:.2f} s of CPU ({:.2f} s wall) on {} workers: {} segments ({})",
+                         shared.asr_seconds, asr_wall.Elapsed(), workers, shared.transcript.size(), o.asr.engine));
   }
   if (media.video && o.ocr.engine != "none") {
-    ctx.info(fmt::format("analyze: ocr {:.2f} s of work: {} keyframes ({})", shared.ocr_seconds, shared.ocr.size(), o.ocr.engine));
+    ctx.info(fmt::format("analyze: ocr {:.2f} s of work: {} keyframes ({})", shared.ocr_seconds, shared.ocr.size(),
+                         o.ocr.engine));
   }
 
   // 5. Notes on damaged input.
   if (media.video && media.duration > 0 && scan.last_time < media.duration - 1.0) {
-    notes.push_back(fmt::format("video decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)", scan.last_time, media.duration));
+    notes.push_back(fmt::format("video decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)",
+                                scan.last_time, media.duration));
   }
   if (scan.errors > 0) notes.push_back(fmt::format("{} damaged video packets skipped", scan.errors));
   if (!media.video && have_audio && media.duration > 0) {
     const double got = pcm.start + double(pcm.samples.size()) / kAsrSampleRate;
     if (got < media.duration - 1.0) {
-      notes.push_back(fmt::format("audio decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)", got, media.duration));
+      notes.push_back(fmt::format("audio decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)", got,
+                                  media.duration));
     }
   }
 
@@ -336,7 +343,8 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   for (const Scene& s : scan.scenes) {
     const auto it = shared.ocr.find(s.index);
     const std::string ocr = it == shared.ocr.end() ? "" : it->second;
-    scenes_small.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
+    scenes_small.push_back(
+        {{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
     scenes_full.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"score", R3(s.score)},
                            {"keyframe", s.keyframe}, {"keyframe_time", R3(s.keyframe_time)}, {"ocr", ocr}});
   }

@@ -77,22 +77,28 @@ TEST(AnalyzeOptions, Defaults) {
   EXPECT_DOUBLE_EQ(o.min_scene, 2.0);
   EXPECT_EQ(o.asr.engine, "pocketsphinx");
   EXPECT_EQ(o.ocr.engine, "tesseract");
-  const AnalyzeOptions s = ParseAnalyzeOptions(Json{{"asr", "none"}, {"ocr", {{"engine", "tesseract"}, {"lang", "eng"}}}});
+  const AnalyzeOptions s =
+      ParseAnalyzeOptions(Json{{"asr", "none"}, {"ocr", {{"engine", "tesseract"}, {"lang", "eng"}}}});
   EXPECT_EQ(s.asr.engine, "none");
 }
 
 TEST(AnalyzeOptions, InvalidParametersNameTheKey) {
-  EXPECT_NE(ConfigMessage({{"asr", {{"engine", "whisper"}}}}).find("with.asr.engine: unknown engine 'whisper'"), std::string::npos);
+  EXPECT_NE(ConfigMessage({{"asr", {{"engine", "whisper"}}}}).find("with.asr.engine: unknown engine 'whisper'"),
+            std::string::npos);
   EXPECT_NE(ConfigMessage({{"ocr", "easyocr"}}).find("with.ocr.engine"), std::string::npos);
-  EXPECT_NE(ConfigMessage({{"scene_threshold", 1.5}}).find("with.scene_threshold: must be in (0, 1], got 1.5"), std::string::npos);
+  EXPECT_NE(ConfigMessage({{"scene_threshold", 1.5}}).find("with.scene_threshold: must be in (0, 1], got 1.5"),
+            std::string::npos);
   EXPECT_NE(ConfigMessage({{"scene_threshold", 0}}).find("with.scene_threshold"), std::string::npos);
-  EXPECT_NE(ConfigMessage({{"scene_threshold", "high"}}).find("with.scene_threshold: must be a number"), std::string::npos);
+  EXPECT_NE(ConfigMessage({{"scene_threshold", "high"}}).find("with.scene_threshold: must be a number"),
+            std::string::npos);
   EXPECT_NE(ConfigMessage({{"min_scene", -1}}).find("with.min_scene"), std::string::npos);
   EXPECT_NE(ConfigMessage({{"scene_treshold", 0.4}}).find("with.scene_treshold: unknown parameter"), std::string::npos);
   EXPECT_NE(ConfigMessage({{"asr", {{"engine", "command"}}}}).find("with.asr.argv: required"), std::string::npos);
-  EXPECT_NE(ConfigMessage({{"asr", {{"engine", "command"}, {"argv", {"whisper-cli", "x.wav"}}}}}).find("must contain {audio}"),
+  EXPECT_NE(ConfigMessage({{"asr", {{"engine", "command"}, {"argv", {"whisper-cli", "x.wav"}}}}})
+                .find("must contain {audio}"),
             std::string::npos);
-  EXPECT_NE(ConfigMessage({{"ocr", {{"engine", "command"}, {"argv", {"ocr", 3}}}}}).find("with.ocr.argv[1]: must be a string"),
+  EXPECT_NE(ConfigMessage({{"ocr", {{"engine", "command"}, {"argv", {"ocr", 3}}}}})
+                .find("with.ocr.argv[1]: must be a string"),
             std::string::npos);
   EXPECT_NE(ConfigMessage({{"threads", 0}}).find("with.threads"), std::string::npos);
   EXPECT_NE(ConfigMessage(Json::array()).find("with: must be a mapping"), std::string::npos);
@@ -149,7 +155,8 @@ TEST(EngineOutput, ParsesAsrShapes) {
   ASSERT_EQ(a.value.size(), 1u);
   EXPECT_DOUBLE_EQ(a.value[0].start, 1.5);
   EXPECT_EQ(a.value[0].text, "hello world");
-  auto w = ParseAsrOutput(R"({"transcription":[{"timestamps":{},"offsets":{"from":500,"to":2250},"text":" Hi there."}]})");
+  auto w =
+      ParseAsrOutput(R"({"transcription":[{"timestamps":{},"offsets":{"from":500,"to":2250},"text":" Hi there."}]})");
   ASSERT_TRUE(w.ok()) << w.status.message;
   ASSERT_EQ(w.value.size(), 1u);
   EXPECT_DOUBLE_EQ(w.value[0].start, 0.5);
@@ -167,7 +174,8 @@ TEST(EngineOutput, ParsesOcrShapes) {
 }
 
 TEST(EngineOutput, SubstitutesPlaceholders) {
-  const auto argv = SubstituteArgv({"x", "--in={audio}", "{gpus}", "{image}"}, {{"{audio}", "/a.wav"}, {"{gpus}", "0,2"}});
+  const auto argv =
+      SubstituteArgv({"x", "--in={audio}", "{gpus}", "{image}"}, {{"{audio}", "/a.wav"}, {"{gpus}", "0,2"}});
   EXPECT_EQ(argv, (std::vector<std::string>{"x", "--in=/a.wav", "0,2", "{image}"}));
 }
 
@@ -345,7 +353,8 @@ TEST(AnalyzeStep, Mp4GivesScenesOcrAndTranscript) {
   EXPECT_FALSE(analysis["transcript"][0]["words"].empty());
   EXPECT_EQ(analysis["media"]["video"]["width"], 1280);
   EXPECT_FALSE(fs::exists(a.dir / ".analysis.json.tmp"));
-  for (const char* stage : {"analyze: probe", "analyze: audio", "analyze: video", "analyze: asr", "analyze: ocr", "analyze: done"}) {
+  for (const char* stage :
+       {"analyze: probe", "analyze: audio", "analyze: video", "analyze: asr", "analyze: ocr", "analyze: done"}) {
     EXPECT_NE(a.log.find(stage), std::string::npos) << stage << " missing in log:\n" << a.log;
   }
 }
@@ -414,7 +423,8 @@ TEST(AnalyzeStep, TruncatedFilesGiveClearOutcomes) {
 }
 
 TEST(AnalyzeStep, NotMediaFailsWithoutRetry) {
-  for (const fs::path& p : {baton::testing::ZeroByteFile(), baton::testing::TextFile(), fs::path("/nonexistent/v.mp4")}) {
+  for (const fs::path& p :
+       {baton::testing::ZeroByteFile(), baton::testing::TextFile(), fs::path("/nonexistent/v.mp4")}) {
     Attempt a(p);
     auto out = a.Run();
     ASSERT_EQ(out.kind, StepOutcome::Kind::kFailed) << p;
@@ -462,14 +472,21 @@ fs::path Script(const TempDir& dir, const std::string& name, const std::string& 
 TEST(CommandEngine, AsrCommandGetsAudioAndGpus) {
   TempDir tools;
   const fs::path rec = tools / "record";
-  const auto script = Script(tools, "fake-asr",
-                             "printf '%s\\n' \"$@\" > " + rec.string() + ".argv\n"
-                             "printf '%s' \"$CUDA_VISIBLE_DEVICES\" > " + rec.string() + ".env\n"
-                             "head -c 4 \"$2\" > " + rec.string() + ".head\n"
-                             "echo '{\"segments\":[{\"start\":0.5,\"end\":2.0,\"text\":\"hello from the command\"}]}'\n");
+  const auto script =
+      Script(tools, "fake-asr",
+             "printf '%s\\n' \"$@\" > " + rec.string() +
+                 ".argv\n"
+                 "printf '%s' \"$CUDA_VISIBLE_DEVICES\" > " +
+                 rec.string() +
+                 ".env\n"
+                 "head -c 4 \"$2\" > " +
+                 rec.string() +
+                 ".head\n"
+                 "echo '{\"segments\":[{\"start\":0.5,\"end\":2.0,\"text\":\"hello from the command\"}]}'\n");
   Attempt a(baton::testing::Mp4Clip(), {1, 3});
-  auto out = a.Run({{"asr", {{"engine", "command"}, {"argv", {script.string(), "--audio", "{audio}", "--gpus={gpus}"}}}},
-                    {"ocr", "none"}});
+  auto out =
+      a.Run({{"asr", {{"engine", "command"}, {"argv", {script.string(), "--audio", "{audio}", "--gpus={gpus}"}}}},
+             {"ocr", "none"}});
   ASSERT_TRUE(out.ok()) << out.error;
   ASSERT_EQ(out.result["transcript"].size(), 1u);
   EXPECT_EQ(out.result["transcript"][0]["text"], "hello from the command");
@@ -491,7 +508,9 @@ TEST(CommandEngine, AsrCommandGetsAudioAndGpus) {
 
 TEST(CommandEngine, WhisperShapeAndOcrCommand) {
   TempDir tools;
-  const auto asr = Script(tools, "whisper", "echo '{\"transcription\":[{\"offsets\":{\"from\":1000,\"to\":2500},\"text\":\" Whisper says hi\"}]}'\n");
+  const auto asr =
+      Script(tools, "whisper",
+             "echo '{\"transcription\":[{\"offsets\":{\"from\":1000,\"to\":2500},\"text\":\" Whisper says hi\"}]}'\n");
   const auto ocr = Script(tools, "ocr", "test -s \"$1\" && echo \"SLIDE $(basename \"$1\")\"\n");
   Attempt a(baton::testing::Mp4Clip());
   auto out = a.Run({{"asr", {{"engine", "command"}, {"argv", {asr.string(), "{audio}"}}}},

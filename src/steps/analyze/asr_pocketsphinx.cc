@@ -48,7 +48,8 @@ Result<std::unique_ptr<PocketSphinxAsr>> PocketSphinxAsr::Create(const std::file
   for (const auto& p : {hmm / "mdef", lm, dict}) {
     std::error_code ec;
     if (!std::filesystem::exists(p, ec)) {
-      return Status::Failed("PocketSphinx model file " + p.string() + " is missing (install pocketsphinx-en-us)", false);
+      return Status::Failed("PocketSphinx model file " + p.string() + " is missing (install pocketsphinx-en-us)",
+                            false);
     }
   }
   auto impl = std::make_unique<Impl>();
@@ -65,7 +66,8 @@ Result<std::unique_ptr<PocketSphinxAsr>> PocketSphinxAsr::Create(const std::file
   impl->config = cmd_ln_parse_r(nullptr, ps_args(), int(argv.size()), argv.data(), TRUE);
   if (impl->config == nullptr) return Status::Failed("PocketSphinx rejected its configuration", false);
   impl->ps = ps_init(impl->config);
-  if (impl->ps == nullptr) return Status::Failed("PocketSphinx could not load the model in " + model_dir.string(), false);
+  if (impl->ps == nullptr)
+    return Status::Failed("PocketSphinx could not load the model in " + model_dir.string(), false);
   return std::unique_ptr<PocketSphinxAsr>(new PocketSphinxAsr(std::move(impl)));
 }
 

@@ -43,7 +43,8 @@ Result<Pcm> DecodeAudio16k(const std::filesystem::path& file, const CancelToken*
     const size_t old = pcm.samples.size();
     pcm.samples.resize(old + size_t(out_max));
     uint8_t* out = reinterpret_cast<uint8_t*>(pcm.samples.data() + old);
-    const int got = swr_convert(swr.get(), &out, out_max, f ? const_cast<const uint8_t**>(f->extended_data) : nullptr, in_count);
+    const int got =
+        swr_convert(swr.get(), &out, out_max, f ? const_cast<const uint8_t**>(f->extended_data) : nullptr, in_count);
     if (got < 0) return Status::Failed("resampling audio failed: " + av::ErrorText(got));
     pcm.samples.resize(old + size_t(got));
     return Status::Ok();
@@ -112,7 +113,8 @@ double Percentile(std::vector<float> v, double p) {
 
 // Cuts [b, e) (in frames) into pieces of at most `max` frames at the quietest frame of the second
 // half of each window, so a cut falls in a pause rather than mid-word.
-void CutLong(size_t b, size_t e, size_t max, const std::vector<float>& db, std::vector<std::pair<size_t, size_t>>& out) {
+void CutLong(size_t b, size_t e, size_t max, const std::vector<float>& db,
+             std::vector<std::pair<size_t, size_t>>& out) {
   while (e - b > max) {
     size_t best = b + max / 2;
     for (size_t i = b + max / 2; i < b + max; ++i) {

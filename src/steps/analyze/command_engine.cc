@@ -187,9 +187,11 @@ Result<std::vector<TranscriptSegment>> ParseAsrOutput(std::string_view text) {
       const Json off = s.is_object() ? s.value("offsets", Json()) : Json();
       if (!off.is_object() || !off.value("from", Json()).is_number() || !off.value("to", Json()).is_number() ||
           !s.value("text", Json()).is_string()) {
-        return Status::Failed("transcription[" + std::to_string(i) + "] needs offsets.from, offsets.to (ms) and a text", false);
+        return Status::Failed("transcription[" + std::to_string(i) + "] needs offsets.from, offsets.to (ms) and a text",
+                              false);
       }
-      out.push_back(TranscriptSegment{off["from"].get<double>() / 1000.0, off["to"].get<double>() / 1000.0, text_of(s), {}});
+      out.push_back(
+          TranscriptSegment{off["from"].get<double>() / 1000.0, off["to"].get<double>() / 1000.0, text_of(s), {}});
     }
   } else {
     return Status::Failed("expected {\"segments\": [...]} or whisper.cpp's {\"transcription\": [...]}", false);

@@ -76,7 +76,8 @@ GrayImage Resize(const GrayImage& in, double scale) {
       const int x0 = static_cast<int>(sx), x1 = std::min(x0 + 1, in.width - 1);
       const double fx = sx - x0;
       auto at = [&](int xx, int yy) { return static_cast<double>(in.pixels[size_t(yy) * in.width + xx]); };
-      const double v = (at(x0, y0) * (1 - fx) + at(x1, y0) * fx) * (1 - fy) + (at(x0, y1) * (1 - fx) + at(x1, y1) * fx) * fy;
+      const double v =
+          (at(x0, y0) * (1 - fx) + at(x1, y0) * fx) * (1 - fy) + (at(x0, y1) * (1 - fx) + at(x1, y1) * fx) * fy;
       out.pixels[size_t(y) * out.width + x] = static_cast<uint8_t>(std::lround(v));
     }
   }

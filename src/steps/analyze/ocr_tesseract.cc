@@ -103,7 +103,8 @@ Result<std::unique_ptr<TesseractOcr>> TesseractOcr::Create(const OcrSettings& se
   if (const std::string cjk = settings.compare_cjk_alone ? CjkAlone(settings.lang) : ""; !cjk.empty()) {
     impl->alone = std::make_unique<tesseract::TessBaseAPI>();
     if (impl->alone->Init(nullptr, cjk.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
-      return Status::Failed("Tesseract could not load language '" + cjk + "' (install " + TesseractPackage(cjk) + ")", false);
+      return Status::Failed("Tesseract could not load language '" + cjk + "' (install " + TesseractPackage(cjk) + ")",
+                            false);
     }
     configure(*impl->alone);
   }

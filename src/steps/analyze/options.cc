@@ -99,7 +99,8 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   AnalyzeOptions o;
   if (with.is_null()) return o;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
-  CheckKeys(with, "", {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr", "language"});
+  CheckKeys(with, "",
+            {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr", "language"});
   const Language language = StepLanguage(with);
   o.language = language.tag;
   o.ocr.lang = language.tesseract;

@@ -206,7 +206,8 @@ class Scanner {
     int* inv = nullptr;
     int* tbl = nullptr;
     int src_range = 0, dst_range = 0, brightness = 0, contrast = 0, saturation = 0;
-    if (sws_getColorspaceDetails(rgb_sws_.get(), &inv, &src_range, &tbl, &dst_range, &brightness, &contrast, &saturation) >= 0) {
+    if (sws_getColorspaceDetails(rgb_sws_.get(), &inv, &src_range, &tbl, &dst_range, &brightness, &contrast,
+                                 &saturation) >= 0) {
       sws_setColorspaceDetails(rgb_sws_.get(), inv, f->color_range == AVCOL_RANGE_JPEG ? 1 : src_range, tbl,
                                1, brightness, contrast, saturation);
     }

@@ -43,7 +43,8 @@ std::string GetString(const Json& with, const std::string& key, std::string fall
 DocumentConfig ParseConfig(const Json& with_in) {
   const Json with = with_in.is_null() ? Json::object() : with_in;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
-  static const std::set<std::string> known = {"analysis_from", "summary_from", "download_from", "formats", "title", "language"};
+  static const std::set<std::string> known = {"analysis_from", "summary_from", "download_from",
+                                              "formats",       "title",        "language"};
   for (const auto& [key, value] : with.items()) {
     if (!key.empty() && key[0] != '_' && !known.count(key)) {
       throw ConfigError("with." + key + ": unknown parameter (see docs/steps/document.md)");
@@ -99,19 +100,22 @@ std::string MimeOf(const std::string& path) {
   return "image/jpeg";
 }
 
-std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& ui, const Json& analysis, const Json& download) {
+std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& ui, const Json& analysis,
+                                                            const Json& download) {
   using document::Tr;
   using document::TrF;
   std::vector<std::pair<std::string, std::string>> facts;
   const Json media = analysis.value("media", Json::object());
   if (Num(media, "duration") > 0) {
-    facts.emplace_back(Tr(ui, "fact_duration"), TrF(ui, "fact_duration_value", document::Timestamp(Num(media, "duration")),
-                                                    Num(media, "duration")));
+    facts.emplace_back(
+        Tr(ui, "fact_duration"),
+        TrF(ui, "fact_duration_value", document::Timestamp(Num(media, "duration")), Num(media, "duration")));
   }
   if (!Str(media, "container").empty()) facts.emplace_back(Tr(ui, "fact_container"), Str(media, "container"));
   const Json video = media.value("video", Json());
   if (video.is_object()) {
-    facts.emplace_back(Tr(ui, "fact_resolution"), fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
+    facts.emplace_back(Tr(ui, "fact_resolution"),
+                       fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
     if (Num(video, "fps") > 0) facts.emplace_back(Tr(ui, "fact_fps"), TrF(ui, "fact_fps_value", Num(video, "fps")));
     facts.emplace_back(Tr(ui, "fact_video_codec"), Str(video, "codec"));
   } else {
@@ -264,7 +268,8 @@ class DocumentStep final : public Step {
       const Json audio = analysis.value("media", Json::object()).value("audio", Json());
       r.transcript_note = audio.is_object() ? Tr(ui, "no_transcript_speech") : Tr(ui, "no_transcript_audio");
       // The analysis says why it did not transcribe (no model for the language).
-      if (!Str(analysis, "transcript_note").empty()) r.transcript_note = TrF(ui, "no_transcript_engine", Str(analysis, "transcript_note"));
+      if (!Str(analysis, "transcript_note").empty())
+        r.transcript_note = TrF(ui, "no_transcript_engine", Str(analysis, "transcript_note"));
     }
 
     auto scenes = analysis.find("scenes");

@@ -40,20 +40,35 @@ class DocumentTest : public ::testing::Test {
         {"download", {{"title", kTitle}, {"url", kSource}, {"file", "v.mp4"}, {"bytes", 3145728}, {"sha256", "ab12"}}},
         {"analyze",
          {{"analysis", "analysis.json"},
-          {"media", {{"duration", 20.0}, {"container", "mov,mp4"},
-                     {"video", {{"codec", "h264"}, {"width", 1280}, {"height", 720}, {"fps", 25}}},
-                     {"audio", {{"codec", "aac"}, {"sample_rate", 44100}, {"channels", 2}}}}},
-          {"scenes", {{{"index", 1}, {"start", 0.0}, {"end", 10.0}, {"keyframe", "keyframes/scene-001.jpg"},
-                       {"ocr", "Intro Slide\nuse ```code``` here"}},
-                      {{"index", 2}, {"start", 10.0}, {"end", 20.0}, {"keyframe", "keyframes/scene-002.jpg"},
-                       {"ocr", "Second Slide"}}}},
-          {"transcript", {{{"start", 1.0}, {"end", 4.0}, {"text", "hello *not bold* | pipe"}},
-                          {{"start", 12.0}, {"end", 15.0}, {"text", "the second part begins"}}}},
+          {"media",
+           {{"duration", 20.0},
+            {"container", "mov,mp4"},
+            {"video", {{"codec", "h264"}, {"width", 1280}, {"height", 720}, {"fps", 25}}},
+            {"audio", {{"codec", "aac"}, {"sample_rate", 44100}, {"channels", 2}}}}},
+          {"scenes",
+           {{{"index", 1},
+             {"start", 0.0},
+             {"end", 10.0},
+             {"keyframe", "keyframes/scene-001.jpg"},
+             {"ocr", "Intro Slide\nuse ```code``` here"}},
+            {{"index", 2},
+             {"start", 10.0},
+             {"end", 20.0},
+             {"keyframe", "keyframes/scene-002.jpg"},
+             {"ocr", "Second Slide"}}}},
+          {"transcript",
+           {{{"start", 1.0}, {"end", 4.0}, {"text", "hello *not bold* | pipe"}},
+            {{"start", 12.0}, {"end", 15.0}, {"text", "the second part begins"}}}},
           {"device", "cpu"}}},
-        {"summarize", {{"summary", "# Overview\nThe **talk** covers scheduling.\n\n- point one\n- see https://x.test\n"},
-                       {"provider", "openai"}, {"model", "gpt-4o-mini"}, {"extractive", false}, {"chunks", 1},
-                       {"usage", {{"requests", 2}, {"prompt_tokens", 150}, {"completion_tokens", 30}, {"cost_usd", 0.0000405}}}}}};
-    history = {{"download", "head", 1, 1.5, {}}, {"analyze", "gpu-node-1", 2, 12.25, {0}}, {"summarize", "head", 1, 3.0, {}}};
+        {"summarize",
+         {{"summary", "# Overview\nThe **talk** covers scheduling.\n\n- point one\n- see https://x.test\n"},
+          {"provider", "openai"},
+          {"model", "gpt-4o-mini"},
+          {"extractive", false},
+          {"chunks", 1},
+          {"usage", {{"requests", 2}, {"prompt_tokens", 150}, {"completion_tokens", 30}, {"cost_usd", 0.0000405}}}}}};
+    history = {
+        {"download", "head", 1, 1.5, {}}, {"analyze", "gpu-node-1", 2, 12.25, {0}}, {"summarize", "head", 1, 3.0, {}}};
     ctx.history = &history;
     fs::create_directories(dir / "work");
     ctx.job = "job-7";
@@ -101,13 +116,27 @@ TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
   for (const auto& d : out.deliverables) EXPECT_TRUE(fs::is_regular_file(d)) << d;
 
   // Markdown: every section, user text escaped.
-  for (const char* s : {"# \\<script\\>alert(1)\\</script\\> & Co\n", "Source: https://example.org/v.mp4?a=1&b=2",
-                        "## Media", "| Resolution | 1280×720 |", "| Video codec | h264 |", "| Audio | aac, 44100 Hz, 2 channel(s) |",
-                        "| Duration | 0:20 (20.0 s) |", "| Size | 3.0 MiB |", "## Summary", "_Summary by openai / gpt-4o-mini._",
-                        "### Overview\nThe **talk** covers scheduling.", "## Chapters", "### Chapter 1 (0:00–0:10)", "### Chapter 2 (0:10–0:20)",
-                        "![Keyframe of chapter 1](report-keyframes/chapter-001.jpg)", "````text\nIntro Slide\nuse ```code``` here\n````",
-                        "- **[0:01]** hello \\*not bold\\* \\| pipe", "## Transcript", "- **[0:12]** the second part begins",
-                        "## Processing record", "| analyze | gpu-node-1 | 2 | ok | 12.25 | 0 |",
+  for (const char* s : {"# \\<script\\>alert(1)\\</script\\> & Co\n",
+                        "Source: https://example.org/v.mp4?a=1&b=2",
+                        "## Media",
+                        "| Resolution | 1280×720 |",
+                        "| Video codec | h264 |",
+                        "| Audio | aac, 44100 Hz, 2 channel(s) |",
+                        "| Duration | 0:20 (20.0 s) |",
+                        "| Size | 3.0 MiB |",
+                        "## Summary",
+                        "_Summary by openai / gpt-4o-mini._",
+                        "### Overview\nThe **talk** covers scheduling.",
+                        "## Chapters",
+                        "### Chapter 1 (0:00–0:10)",
+                        "### Chapter 2 (0:10–0:20)",
+                        "![Keyframe of chapter 1](report-keyframes/chapter-001.jpg)",
+                        "````text\nIntro Slide\nuse ```code``` here\n````",
+                        "- **[0:01]** hello \\*not bold\\* \\| pipe",
+                        "## Transcript",
+                        "- **[0:12]** the second part begins",
+                        "## Processing record",
+                        "| analyze | gpu-node-1 | 2 | ok | 12.25 | 0 |",
                         "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini, $0.000041"}) {
     EXPECT_NE(md.find(s), std::string::npos) << "markdown lacks: " << s << "\n" << md;
   }
@@ -118,10 +147,11 @@ TEST_F(DocumentTest, WritesCompleteMarkdownAndHtml) {
 
   // HTML: every section, escaped, images embedded, nothing external.
   for (const char* s : {"<title>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</title>",
-                        "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</h1>", "id=\"media\"", "<th>Resolution</th><td>1280×720</td>",
-                        "id=\"summary\"", "Summary by openai / gpt-4o-mini.", "<h3>Overview</h3>", "<strong>talk</strong>",
-                        "<li>point one</li>", "id=\"chapter-1\"", "id=\"chapter-2\"", "<pre>Intro Slide\nuse ```code``` here</pre>",
-                        "hello *not bold* | pipe", "the second part begins", "id=\"transcript\"", "id=\"record\"",
+                        "<h1>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</h1>", "id=\"media\"",
+                        "<th>Resolution</th><td>1280×720</td>", "id=\"summary\"", "Summary by openai / gpt-4o-mini.",
+                        "<h3>Overview</h3>", "<strong>talk</strong>", "<li>point one</li>", "id=\"chapter-1\"",
+                        "id=\"chapter-2\"", "<pre>Intro Slide\nuse ```code``` here</pre>", "hello *not bold* | pipe",
+                        "the second part begins", "id=\"transcript\"", "id=\"record\"",
                         "<td>analyze</td><td>gpu-node-1</td><td>2</td><td>ok</td><td>12.25</td><td>0</td>",
                         "Tokens: 150 prompt + 30 completion tokens in 2 request(s) to gpt-4o-mini, $0.000041"}) {
     EXPECT_NE(html.find(s), std::string::npos) << "html lacks: " << s;
@@ -187,7 +217,9 @@ TEST_F(DocumentTest, ExtractiveSummaryIsLabelled) {
   ASSERT_TRUE(RunWith().ok());
   const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
   EXPECT_NE(html.find("Made by the offline extractive summariser: no LLM was used"), std::string::npos);
-  EXPECT_NE(html.find("<blockquote>\n<p><strong>Offline extractive summary — no LLM was used.</strong></p>\n</blockquote>"), std::string::npos);
+  EXPECT_NE(
+      html.find("<blockquote>\n<p><strong>Offline extractive summary — no LLM was used.</strong></p>\n</blockquote>"),
+      std::string::npos);
   EXPECT_EQ(html.find("Tokens:"), std::string::npos);
 }
 

@@ -137,12 +137,14 @@ std::string MarkdownToHtml(std::string_view markdown, int heading_offset) {
   std::unique_ptr<cmark_parser, ParserDeleter> parser(cmark_parser_new(options));
   if (!parser) return "<pre>" + HtmlEscape(markdown) + "</pre>\n";
   for (const char* name : kExtensions)
-    if (cmark_syntax_extension* ext = cmark_find_syntax_extension(name)) cmark_parser_attach_syntax_extension(parser.get(), ext);
+    if (cmark_syntax_extension* ext = cmark_find_syntax_extension(name))
+      cmark_parser_attach_syntax_extension(parser.get(), ext);
   cmark_parser_feed(parser.get(), markdown.data(), markdown.size());
   std::unique_ptr<cmark_node, NodeDeleter> doc(cmark_parser_finish(parser.get()));
   if (!doc) return "<pre>" + HtmlEscape(markdown) + "</pre>\n";
   MakeSafe(doc.get(), heading_offset);
-  std::unique_ptr<char, CharDeleter> html(cmark_render_html(doc.get(), options, cmark_parser_get_syntax_extensions(parser.get())));
+  std::unique_ptr<char, CharDeleter> html(
+      cmark_render_html(doc.get(), options, cmark_parser_get_syntax_extensions(parser.get())));
   return html ? std::string(html.get()) : std::string();
 }
 

@@ -93,8 +93,14 @@ TEST(MarkdownHtmlTest, TypicalLlmReplyKeepsItsStructure) {
   const std::string ol = Element(html, "ol");
   ASSERT_FALSE(ol.empty());
   EXPECT_EQ(Count(html, "<ol>"), 2u);  // the outer list and the nested one in item 2, nothing split
-  EXPECT_TRUE(std::regex_search(ol, std::regex(R"(<li>Download the videos\s*<ul>\s*<li>over HTTP</li>\s*<li>with retries</li>\s*</ul>\s*</li>)")));
-  EXPECT_TRUE(std::regex_search(ol, std::regex(R"(<li>Analyze on the GPU\s*<ol>\s*<li>scene changes</li>\s*<li>OCR of slides</li>\s*</ol>\s*</li>\s*<li>Summarize</li>\s*</ol>$)")));
+  EXPECT_TRUE(std::regex_search(
+      ol,
+      std::regex(R"(<li>Download the videos\s*<ul>\s*<li>over HTTP</li>\s*<li>with retries</li>\s*</ul>\s*</li>)")));
+  EXPECT_TRUE(std::regex_search(
+      ol,
+      std::regex(
+          R"(<li>Analyze on the GPU\s*<ol>\s*<li>scene changes</li>\s*<li>OCR of slides</li>\s*</ol>\s*</li>)"
+          R"(\s*<li>Summarize</li>\s*</ol>$)")));
 
   // Task list items.
   EXPECT_EQ(Count(html, "type=\"checkbox\""), 2u);
@@ -105,8 +111,9 @@ TEST(MarkdownHtmlTest, TypicalLlmReplyKeepsItsStructure) {
   EXPECT_NE(html.find("<a href=\"https://example.org/talk\">https://example.org/talk</a>"), std::string::npos);
 
   // Code block: language kept as a class, content escaped.
-  EXPECT_NE(html.find("<pre><code class=\"language-python\">print(&quot;&lt;b&gt;not bold&lt;/b&gt;&quot;)\n</code></pre>"),
-            std::string::npos);
+  EXPECT_NE(
+      html.find("<pre><code class=\"language-python\">print(&quot;&lt;b&gt;not bold&lt;/b&gt;&quot;)\n</code></pre>"),
+      std::string::npos);
 }
 
 TEST(MarkdownHtmlTest, RawHtmlAndDangerousTargetsNeverReachThePage) {

@@ -66,23 +66,27 @@ std::string Base64(std::string_view data) {
 constexpr const char kCss[] = R"CSS(
 :root { color-scheme: light dark; --muted: #667; --line: #ccd; --accent: #2a5db0; }
 body { font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK SC", "Source Han Sans SC",
-  "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", sans-serif; margin: 0; }
+  "PingFang SC", "Hiragino Sans GB", "Microsoft YaHei", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", sans-serif;
+  margin: 0; }
 :lang(zh-TW) body, :lang(zh-HK) body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK TC",
   "Source Han Sans TC", "PingFang TC", "Microsoft JhengHei", "WenQuanYi Zen Hei", "AR PL UMing TW", sans-serif; }
 :lang(ja) body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans CJK JP", "Hiragino Sans",
   "Yu Gothic", "Meiryo", sans-serif; }
 main { max-width: 60rem; margin: 0 auto; padding: 1.5rem; }
-h1 { font-size: 1.8rem; margin: 0 0 .3rem; } h2 { border-bottom: 2px solid var(--line); padding-bottom: .2rem; margin-top: 2.2rem; }
+h1 { font-size: 1.8rem; margin: 0 0 .3rem; }
+h2 { border-bottom: 2px solid var(--line); padding-bottom: .2rem; margin-top: 2.2rem; }
 .source, .by, .note { color: var(--muted); } .source span { word-break: break-all; }
 .note { font-style: italic; }
-nav > ol { columns: 2; padding-left: 1.2rem; } nav ol ol { columns: 1; } nav li { break-inside: avoid; } a { color: var(--accent); }
+nav > ol { columns: 2; padding-left: 1.2rem; } nav ol ol { columns: 1; } nav li { break-inside: avoid; }
+a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; font-size: .93rem; }
 th, td { border: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top; }
 th { background: rgba(127,127,127,.1); } td.t { white-space: nowrap; font-variant-numeric: tabular-nums; width: 5rem; }
 .chapter { border: 1px solid var(--line); border-radius: 6px; padding: .8rem 1rem; margin: 1rem 0; }
 .chapter img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 pre { white-space: pre-wrap; background: rgba(127,127,127,.1); padding: .6rem; border-radius: 4px; }
-blockquote { border-left: 4px solid var(--accent); margin: 0 0 1rem; padding: .3rem .8rem; background: rgba(42,93,176,.08); }
+blockquote { border-left: 4px solid var(--accent); margin: 0 0 1rem; padding: .3rem .8rem;
+  background: rgba(42,93,176,.08); }
 footer { margin-top: 3rem; color: var(--muted); font-size: .85rem; }
 )CSS";
 
@@ -146,7 +150,8 @@ std::string RenderMarkdown(const ReportData& r) {
   auto T = [&](std::string_view key) -> const std::string& { return Tr(ui, key); };
   std::string md = "# " + MdInline(r.title) + "\n\n";
   if (!r.source.empty()) md += T("source") + T("colon") + MdInline(r.source) + "  \n";
-  md += T("job") + T("colon") + MdInline(r.job) + (r.date.empty() ? "" : "  \n" + T("generated") + T("colon") + MdInline(r.date)) + "\n\n";
+  md += T("job") + T("colon") + MdInline(r.job) +
+        (r.date.empty() ? "" : "  \n" + T("generated") + T("colon") + MdInline(r.date)) + "\n\n";
 
   md += "## " + T("media") + "\n\n| | |\n|---|---|\n";
   for (const auto& [k, v] : r.facts) md += "| " + MdInline(k) + " | " + MdInline(v) + " |\n";
@@ -168,7 +173,8 @@ std::string RenderMarkdown(const ReportData& r) {
       md += "_" + MdInline(c.image_note) + "_\n\n";
     }
     md += "**" + T("on_screen") + "**\n\n";
-    md += c.ocr.find_first_not_of(" \t\r\n") == std::string::npos ? "_" + T("no_on_screen") + "_\n\n" : MdFenced(c.ocr) + "\n";
+    md += c.ocr.find_first_not_of(" \t\r\n") == std::string::npos ? "_" + T("no_on_screen") + "_\n\n"
+                                                                  : MdFenced(c.ocr) + "\n";
     md += "**" + T("speech") + "**\n\n";
     if (c.segments.empty()) md += "_" + T("no_speech") + "_\n";
     for (const auto& s : c.segments) md += "- **[" + Timestamp(s.start) + "]** " + MdInline(s.text) + "\n";
@@ -202,24 +208,29 @@ std::string RenderHtml(const ReportData& r) {
   h += "<!DOCTYPE html>\n<html lang=\"" + HtmlEscape(r.lang) + "\">\n<head>\n<meta charset=\"utf-8\">\n";
   // Belt and braces: even if some text slipped through as markup, the browser may load nothing
   // but the inline style and data: images.
-  h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">\n";
+  h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src "
+       "'unsafe-inline'\">\n";
   h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
   h += "<meta name=\"generator\" content=\"Baton\">\n";
-  h += "<title>" + HtmlEscape(r.title) + "</title>\n<style>" + std::string(kCss) + "</style>\n</head>\n<body>\n<main>\n";
+  h +=
+      "<title>" + HtmlEscape(r.title) + "</title>\n<style>" + std::string(kCss) + "</style>\n</head>\n<body>\n<main>\n";
   h += "<header>\n<h1>" + HtmlEscape(r.title) + "</h1>\n";
-  if (!r.source.empty()) h += "<p class=\"source\">" + T("source") + T("colon") + "<span>" + HtmlEscape(r.source) + "</span></p>\n";
+  if (!r.source.empty())
+    h += "<p class=\"source\">" + T("source") + T("colon") + "<span>" + HtmlEscape(r.source) + "</span></p>\n";
   h += "<p class=\"source\">" + T("job") + T("colon") + HtmlEscape(r.job) + "</p>\n";
-  if (!r.date.empty()) h += "<p class=\"source\">" + T("generated") + T("colon") + "<time>" + HtmlEscape(r.date) + "</time></p>\n";
+  if (!r.date.empty())
+    h += "<p class=\"source\">" + T("generated") + T("colon") + "<time>" + HtmlEscape(r.date) + "</time></p>\n";
   h += "</header>\n";
 
-  h += "<nav><h2>" + T("contents") + "</h2><ol>\n<li><a href=\"#media\">" + T("media") + "</a></li>\n<li><a href=\"#summary\">" +
-       T("summary") + "</a></li>\n<li><a href=\"#chapters\">" + T("chapters") + "</a><ol>\n";
+  h += "<nav><h2>" + T("contents") + "</h2><ol>\n<li><a href=\"#media\">" + T("media") +
+       "</a></li>\n<li><a href=\"#summary\">" + T("summary") + "</a></li>\n<li><a href=\"#chapters\">" + T("chapters") +
+       "</a><ol>\n";
   for (const auto& c : r.chapters) {
     h += fmt::format("<li><a href=\"#chapter-{}\">{}</a></li>\n", c.index,
                      HtmlEscape(TrF(ui, "chapter_span", c.index, Timestamp(c.start), Timestamp(c.end))));
   }
-  h += "</ol></li>\n<li><a href=\"#transcript\">" + T("transcript") + "</a></li>\n<li><a href=\"#record\">" + T("record") +
-       "</a></li>\n</ol></nav>\n";
+  h += "</ol></li>\n<li><a href=\"#transcript\">" + T("transcript") + "</a></li>\n<li><a href=\"#record\">" +
+       T("record") + "</a></li>\n</ol></nav>\n";
 
   h += "<section id=\"media\">\n<h2>" + T("media") + "</h2>\n<table>\n";
   for (const auto& [k, v] : r.facts) h += "<tr><th>" + HtmlEscape(k) + "</th><td>" + HtmlEscape(v) + "</td></tr>\n";
@@ -229,7 +240,8 @@ std::string RenderHtml(const ReportData& r) {
   if (r.summary.empty()) {
     HtmlNote(&h, r.summary_note);
   } else {
-    h += "<p class=\"by\">" + HtmlEscape(r.summary_by) + "</p>\n<div class=\"summary\">\n" + MarkdownToHtml(r.summary, 2) + "</div>\n";
+    h += "<p class=\"by\">" + HtmlEscape(r.summary_by) + "</p>\n<div class=\"summary\">\n" +
+         MarkdownToHtml(r.summary, 2) + "</div>\n";
   }
   h += "</section>\n";
 
@@ -265,8 +277,8 @@ std::string RenderHtml(const ReportData& r) {
   if (r.record.empty()) {
     HtmlNote(&h, r.record_note);
   } else {
-    h += fmt::format("<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\n", T("col_step"),
-                     T("col_node"), T("col_attempt"), T("col_status"), T("col_seconds"), T("col_gpus"));
+    h += fmt::format("<table>\n<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\n",
+                     T("col_step"), T("col_node"), T("col_attempt"), T("col_status"), T("col_seconds"), T("col_gpus"));
     for (const auto& row : r.record) {
       h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{}</td></tr>\n",
                        HtmlEscape(row.step), HtmlEscape(row.node), row.attempt, HtmlEscape(StatusWord(ui, row.status)),

@@ -195,7 +195,8 @@ StepOutcome UseInPlace(StepContext& ctx, const std::string& input) {
 
 StepOutcome DownloadStep::Run(StepContext& ctx) const {
   const std::string url = options_.url.empty() ? Trim(ctx.input) : options_.url;
-  if (url.empty()) return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
+  if (url.empty())
+    return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
   if (url.find("://") == std::string::npos) return UseInPlace(ctx, url);
   const std::string scheme = Scheme(url);
   if (scheme != "http" && scheme != "https" && scheme != "file") {
@@ -232,7 +233,8 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
       meta.validator = old.validator;
       ctx.info(fmt::format("resuming {} left by an earlier attempt at {}", name + ".part", HumanBytes(offset)));
     } else if (ftruncate(fd, 0) != 0) {
-      return StepOutcome::Failure(fmt::format("download: cannot truncate {}: {}", part_path.string(), std::strerror(errno)));
+      return StepOutcome::Failure(
+          fmt::format("download: cannot truncate {}: {}", part_path.string(), std::strerror(errno)));
     } else {
       hasher.Reset();
     }

@@ -143,7 +143,8 @@ ChatReply ParseChatReply(std::string_view body) {
       out.content = c.get<std::string>();
     } else if (c.is_array()) {  // content parts: [{"type": "text", "text": "..."}]
       for (const auto& part : c) {
-        if (part.is_object() && part.contains("text") && part["text"].is_string()) out.content += part["text"].get<std::string>();
+        if (part.is_object() && part.contains("text") && part["text"].is_string())
+          out.content += part["text"].get<std::string>();
       }
     }
   }

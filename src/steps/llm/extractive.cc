@@ -121,7 +121,8 @@ void SplitSentences(const std::string& text, double time, bool screen, std::vect
   for (size_t i = 0; i < text.size(); ++i) {
     cur.push_back(text[i]);
     const char c = text[i];
-    if ((c == '.' || c == '!' || c == '?') && (i + 1 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 1])))) {
+    if ((c == '.' || c == '!' || c == '?') &&
+        (i + 1 == text.size() || std::isspace(static_cast<unsigned char>(text[i + 1])))) {
       flush();
     } else if (text.compare(i, 3, "。") == 0 || text.compare(i, 3, "！") == 0 || text.compare(i, 3, "？") == 0 ||
                text.compare(i, 3, "；") == 0) {
@@ -197,19 +198,24 @@ std::string ExtractiveSummary(const Material& m, int keep, const std::string& la
                   "均逐字引自逐字稿和螢幕文字，未經改寫，也未核對含義。\n"
                 : "> **离线抽取式摘要——未使用大语言模型。** 由 Baton 的抽取式摘要器生成：下列句子按词频选出，"
                   "均逐字引自文字记录和屏幕文字，未经改写，也未核对含义。\n");
-    if (!language.empty()) md << ">\n> （" << (hant ? "要求的語言" : "要求的语言") << " " << EscapeInline(language) << (hant ? " 未套用：本摘要器不翻譯。）\n" : " 未应用：本摘要器不翻译。）\n");
+    if (!language.empty())
+      md << ">\n> （" << (hant ? "要求的語言" : "要求的语言") << " " << EscapeInline(language)
+         << (hant ? " 未套用：本摘要器不翻譯。）\n" : " 未应用：本摘要器不翻译。）\n");
     md << (hant ? "\n## 關鍵句\n\n" : "\n## 关键句\n\n");
     if (candidates.empty()) md << (hant ? "_沒有足夠的逐字稿或螢幕文字可供擷取句子。_\n" : "_没有足够的文字记录或屏幕文字可供抽取句子。_\n");
   } else {
     md << "> **Offline extractive summary — no LLM was used.** Made by Baton's extractive summariser: "
           "the sentences below are quoted verbatim from the transcript and on-screen text, chosen by "
           "word frequency. Nothing was rewritten or checked for meaning.\n";
-    if (!language.empty()) md << ">\n> (The requested language, " << EscapeInline(language) << ", was not applied: this summariser does not translate.)\n";
+    if (!language.empty())
+      md << ">\n> (The requested language, " << EscapeInline(language)
+         << ", was not applied: this summariser does not translate.)\n";
     md << "\n## Key sentences\n\n";
     if (candidates.empty()) md << "_No transcript or on-screen text with enough words to pick sentences from._\n";
   }
   for (const auto& s : candidates) {
-    md << "- [" << FormatTimestamp(s.time) << "] " << EscapeInline(s.text) << (s.from_screen ? (zh ? (hant ? " _（螢幕）_" : " _（屏幕）_") : " _(on screen)_") : "") << "\n";
+    md << "- [" << FormatTimestamp(s.time) << "] " << EscapeInline(s.text)
+       << (s.from_screen ? (zh ? (hant ? " _（螢幕）_" : " _（屏幕）_") : " _(on screen)_") : "") << "\n";
   }
   std::vector<std::string> titles;
   std::set<std::string> seen_titles;

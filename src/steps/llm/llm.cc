@@ -221,8 +221,9 @@ class LlmStep final : public Step {
                                       "no transcript or on-screen text to split", false);
         }
         chunks = static_cast<int>(pieces.size());
-        ctx.info(fmt::format("llm: input too long for one request ({} tokens est., budget {}): map-reduce over {} chunks",
-                             EstimateTokens(single), budget, chunks));
+        ctx.info(
+            fmt::format("llm: input too long for one request ({} tokens est., budget {}): map-reduce over {} chunks",
+                        EstimateTokens(single), budget, chunks));
         std::vector<std::string> partials;
         for (int i = 0; i < chunks; ++i) {
           Values v = values;
@@ -230,7 +231,8 @@ class LlmStep final : public Step {
           v["part"] = std::to_string(i + 1);
           v["parts"] = std::to_string(chunks);
           std::string partial;
-          if (!Ask("map", fmt::format("map part {}/{}", i + 1, chunks), Render(c.map_template, v), &partial, &failure)) {
+          if (!Ask("map", fmt::format("map part {}/{}", i + 1, chunks), Render(c.map_template, v), &partial,
+                   &failure)) {
             return failure;
           }
           partials.push_back(std::move(partial));
@@ -298,7 +300,8 @@ class LlmStep final : public Step {
         partials = std::move(next);
       }
       *failure = StepOutcome::Failure(
-          "llm: partial summaries do not fit with.context_tokens even in pairs; raise context_tokens or lower max_tokens",
+          "llm: partial summaries do not fit with.context_tokens even in pairs; raise context_tokens or lower "
+          "max_tokens",
           false);
       return false;
     }

@@ -136,7 +136,8 @@ rates::Price ParsePrice(const Json& with, rates::Price fallback) {
       Bad("price." + key, "must be a non-negative number of USD per million tokens");
     }
   }
-  if (!it->contains("input") || !it->contains("output")) Bad("price", "needs both input and output (USD per million tokens)");
+  if (!it->contains("input") || !it->contains("output"))
+    Bad("price", "needs both input and output (USD per million tokens)");
   p.input = (*it)["input"].get<double>();
   p.output = (*it)["output"].get<double>();
   p.cached_input = it->contains("cached_input") ? (*it)["cached_input"].get<double>() : -1;
@@ -225,7 +226,8 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   c.language_requested = !own.empty();
   if (own_tag) c.language = own_tag->english_name + " (" + own_tag->native_name + ")";
   else if (!own.empty()) c.language = own;
-  else if (HasStepLanguage(lang_with)) c.language = chinese ? job.native_name : job.english_name + " (" + job.native_name + ")";
+  else if (HasStepLanguage(lang_with))
+    c.language = chinese ? job.native_name : job.english_name + " (" + job.native_name + ")";
   if (chinese) {
     c.system_prompt = job.ui == "zh-Hant"
                           ? "你根據影片的逐字稿和螢幕文字進行總結。寫出準確、結構清楚的 Markdown，絕不編造事實。"

@@ -27,7 +27,8 @@ class LlmRatesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!StepRegistry::Global().Has("llm")) RegisterLlmStep(StepRegistry::Global());
-    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) unsetenv(v);
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
   }
   void SetUp() override { std::ofstream(dir / "prompt.md") << "Summarise {{title}} in one line."; }
 
@@ -196,8 +197,9 @@ TEST_F(LlmRatesTest, WaitsOnTheLimitersClockAndObeysProviderHeaders) {
 TEST_F(LlmRatesTest, UnknownRateAndMissingPriceAreClearFailures) {
   MemoryRateLimiter rates({{"req", {1, 1}}}, 5);
   Job a, b;
-  RunJob(*StepRegistry::Global().Create("llm", With({{"request_rate", "reqs"}, {"price", {{"input", 1}, {"output", 1}}}})),
-         &rates, 0, &a);
+  RunJob(
+      *StepRegistry::Global().Create("llm", With({{"request_rate", "reqs"}, {"price", {{"input", 1}, {"output", 1}}}})),
+      &rates, 0, &a);
   EXPECT_EQ(a.outcome.error, "llm: with.request_rate: no rate named 'reqs' in rates: (declared: req) (summary)");
   EXPECT_FALSE(a.outcome.retryable);
   RunJob(*StepRegistry::Global().Create("llm", With()), &rates, 0, &b);

@@ -45,7 +45,8 @@ class LlmTest : public ::testing::Test {
   static void SetUpTestSuite() {
     RegisterLlmStep(StepRegistry::Global());
     // Loopback only: a proxy from the environment must not intercept the test server.
-    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"}) unsetenv(v);
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
   }
 
   void SetUp() override {
@@ -288,11 +289,13 @@ TEST_F(LlmTest, ExtractiveWorksOffline) {
 }
 
 TEST_F(LlmTest, ExtractiveKeepsTopSentencesInOrder) {
-  results["analyze"] = {{"media", {{"duration", 30}}}, {"scenes", Json::array()},
-                        {"transcript", {{{"start", 0}, {"end", 5}, {"text", "Hello there everyone."}},
-                                        {{"start", 5}, {"end", 9}, {"text", "GPU scheduling places GPU jobs on GPU nodes."}},
-                                        {{"start", 9}, {"end", 14}, {"text", "Lunch was pasta with some tomato sauce today."}},
-                                        {{"start", 14}, {"end", 20}, {"text", "Fair GPU scheduling keeps GPU nodes busy."}}}}};
+  results["analyze"] = {{"media", {{"duration", 30}}},
+                        {"scenes", Json::array()},
+                        {"transcript",
+                         {{{"start", 0}, {"end", 5}, {"text", "Hello there everyone."}},
+                          {{"start", 5}, {"end", 9}, {"text", "GPU scheduling places GPU jobs on GPU nodes."}},
+                          {{"start", 9}, {"end", 14}, {"text", "Lunch was pasta with some tomato sauce today."}},
+                          {{"start", 14}, {"end", 20}, {"text", "Fair GPU scheduling keeps GPU nodes busy."}}}}};
   StepOutcome out = RunWith({{"provider", "extractive"}, {"sentences", 2}});
   ASSERT_TRUE(out.ok()) << out.error;
   const std::string s = out.result["summary"];
@@ -319,20 +322,23 @@ void ExpectConfigError(const Json& with, const std::string& needle, const std::s
 
 TEST_F(LlmTest, ConfigErrorsNameTheKey) {
   ExpectConfigError({{"provider", "nope"}}, "with.provider: unknown provider 'nope'");
-  ExpectConfigError({{"provider", "openai"}, {"context_tokens", "lots"}}, "with.context_tokens: must be a whole number");
+  ExpectConfigError({{"provider", "openai"}, {"context_tokens", "lots"}},
+                    "with.context_tokens: must be a whole number");
   ExpectConfigError({{"provider", "openai"}, {"retries", -1}}, "with.retries: must be between 0 and 100");
   ExpectConfigError({{"provider", "openai"}, {"temperature", 7}}, "with.temperature: must be between 0 and 2");
   ExpectConfigError({{"provider", "openai"}, {"timeout", 0}}, "with.timeout:");
   ExpectConfigError({{"provider", "openai"}, {"max_tokens", 5000}}, "with.max_tokens: must be less than half");
-  ExpectConfigError({{"provider", "openai"}, {"api_key_env", "sk-live-0123456789"}}, "with.api_key_env: must be the NAME",
-                    "sk-live");
+  ExpectConfigError({{"provider", "openai"}, {"api_key_env", "sk-live-0123456789"}},
+                    "with.api_key_env: must be the NAME", "sk-live");
   ExpectConfigError({{"provider", "custom"}, {"model", "m"}}, "with.base_url: required for provider custom");
   ExpectConfigError({{"provider", "vllm"}}, "with.model: required for provider vllm");
   ExpectConfigError({{"provider", "openai"}, {"base_url", "ftp://x"}}, "with.base_url: must start with http");
   ExpectConfigError({{"provider", "openai"}, {"temprature", 0.5}}, "with.temprature: unknown parameter");
-  ExpectConfigError({{"prompt_file", "/nonexistent/summary.md"}}, "with.prompt_file: cannot read template file /nonexistent/summary.md");
+  ExpectConfigError({{"prompt_file", "/nonexistent/summary.md"}},
+                    "with.prompt_file: cannot read template file /nonexistent/summary.md");
   std::ofstream(dir / "bad.md") << "Hello {{speaker}}";
-  ExpectConfigError({{"map_prompt_file", (dir / "bad.md").string()}}, "with.map_prompt_file: unknown placeholder {{speaker}}");
+  ExpectConfigError({{"map_prompt_file", (dir / "bad.md").string()}},
+                    "with.map_prompt_file: unknown placeholder {{speaker}}");
 }
 
 TEST(LlmPromptTest, RenderIsOnePass) {

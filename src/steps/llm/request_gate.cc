@@ -103,7 +103,8 @@ bool RequestGate::Wait(const std::string& rate, double amount) {
   bool told = false;
   const bool ok = limiter_->Acquire(rate, amount, ctx_.cancel, [&](double seconds, const std::string& error) {
     if (!error.empty()) {
-      if (ctx_.log) ctx_.log(LogLevel::kWarn, fmt::format("llm: rate {}: {}; retrying in {:.1f} s", rate, error, seconds));
+      if (ctx_.log)
+        ctx_.log(LogLevel::kWarn, fmt::format("llm: rate {}: {}; retrying in {:.1f} s", rate, error, seconds));
     } else if (!told && ctx_.log) {
       ctx_.log(LogLevel::kInfo, fmt::format("llm: waiting for rate {} ({:.2f} s for {:.0f})", rate, seconds, amount));
     }
@@ -124,7 +125,8 @@ RequestGate::Admit RequestGate::Before(const std::string& body, Ticket* ticket, 
     }
     return Admit::kOk;
   }
-  for (const auto& [key, rate] : {std::pair{"request_rate", &c_.request_rate}, std::pair{"token_rate", &c_.token_rate}}) {
+  for (const auto& [key, rate] :
+       {std::pair{"request_rate", &c_.request_rate}, std::pair{"token_rate", &c_.token_rate}}) {
     if (!rate->empty() && !limiter_->Has(*rate)) {
       *why = fmt::format("llm: with.{}: no rate named '{}' in rates: (declared: {})", key, *rate,
                          limiter_->Names());

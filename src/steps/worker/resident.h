@@ -26,7 +26,7 @@
 #include "baton/pipeline.h"
 #include "baton/step.h"
 #include "baton/thread_annotations.h"
-#include "runtime/process.h"
+#include "util/process.h"
 
 namespace baton::worker {
 

@@ -1,9 +1,9 @@
-#include "cluster/redis.h"
-
-#include <hiredis.h>
+#include "redis/redis.h"
 
 #include <cstdlib>
 #include <stdexcept>
+
+#include <hiredis.h>
 
 namespace baton::cluster {
 
@@ -12,7 +12,8 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
   const std::string scheme = "redis://";
   // The value itself is never echoed: it may hold a password.
   if (url.rfind(scheme, 0) != 0)
-    throw std::invalid_argument("--redis: expected redis://HOST:PORT[/DB] (the value given is not shown: it may hold a password)");
+    throw std::invalid_argument(
+        "--redis: expected redis://HOST:PORT[/DB] (the value given is not shown: it may hold a password)");
   std::string rest = url.substr(scheme.size());
   if (size_t at = rest.rfind('@'); at != std::string::npos) {
     std::string auth = rest.substr(0, at);
@@ -27,7 +28,8 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
     if (!db.empty()) {
       char* end = nullptr;
       long v = std::strtol(db.c_str(), &end, 10);
-      if (*end != '\0' || v < 0) throw std::invalid_argument("--redis: the database (after the last /) is not a number");
+      if (*end != '\0' || v < 0)
+        throw std::invalid_argument("--redis: the database (after the last /) is not a number");
       u.db = static_cast<int>(v);
     }
   }
@@ -91,7 +93,8 @@ bool Redis::Connect(const RedisUrl& url, double timeout_seconds) {
   ctx_ = nullptr;
   error_.clear();
   pending_ = 0;
-  timeval tv{static_cast<time_t>(timeout_seconds), static_cast<suseconds_t>((timeout_seconds - static_cast<long>(timeout_seconds)) * 1e6)};
+  timeval tv{static_cast<time_t>(timeout_seconds),
+             static_cast<suseconds_t>((timeout_seconds - static_cast<long>(timeout_seconds)) * 1e6)};
   ctx_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
   if (ctx_ == nullptr || ctx_->err) {
     error_ = "cannot connect to " + url.Redacted() + ": " + (ctx_ ? ctx_->errstr : "out of memory");
@@ -159,8 +162,8 @@ void CommandBatch::Add(std::initializer_list<std::string_view> argv) {
   ++commands_;
 }
 
-void Redis::AppendEval(std::string_view script, const std::vector<std::string>& keys_and_args, const CommandBatch& batch,
-                       size_t numkeys) {
+void Redis::AppendEval(std::string_view script, const std::vector<std::string>& keys_and_args,
+                       const CommandBatch& batch, size_t numkeys) {
   if (!ok()) return;
   std::string head = "*" + std::to_string(3 + keys_and_args.size() + batch.args()) + "\r\n";
   auto bulk = [&head](std::string_view s) {

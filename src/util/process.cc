@@ -1,4 +1,4 @@
-#include "runtime/process.h"
+#include "util/process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -169,7 +169,8 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
     int st = 0;
     waitpid(pid, &st, 0);
     if (rc == ENOENT)
-      *error = "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
+      *error =
+          "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
     else if (rc == EACCES)
       *error = "command '" + spec.argv[0] + "' is not executable";
     else
@@ -248,7 +249,8 @@ std::string DescribeWaitStatus(int status) {
   return "ended";
 }
 
-ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel, const std::function<void(pid_t)>& on_start) {
+ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel,
+                         const std::function<void(pid_t)>& on_start) {
   ProcessResult r;
   const pid_t pid = Spawn(spec, ChildIo{}, &r.error);
   if (pid < 0) return r;

@@ -7,9 +7,9 @@
 // Not thread-safe: one connection per thread.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <string>
-#include <initializer_list>
 #include <string_view>
 #include <vector>
 
