@@ -1,6 +1,6 @@
 // Pipeline and cluster descriptions, and their YAML loaders.
 //
-// A PipelineSpec is what a pipeline file says (DESIGN.md "Interfaces"): named steps in order,
+// A PipelineSpec is what a pipeline file says (docs/design.md "Interfaces"): named steps in order,
 // each with `uses`, `with`, `resources`, `prefer`, `placement.same_node_as`, `placement.labels`,
 // `retries`, `backoff`, `timeout`. A ClusterSpec lists nodes (name, cpus, gpus, memory,
 // resources, labels, workdir) and cluster-wide `pools`. Loading validates everything a run needs
@@ -39,6 +39,10 @@ struct WorkerOptions {
   double idle_timeout = 60;      // with.idle_timeout: an idle worker exits and frees its grant
   int max_items = 0;             // with.max_items: recycle a worker after N items (0: never)
   double cancel_grace = 10;      // with.cancel_grace: a cancelled item's answer, else restart
+  // The step's `timeout` (the loader passes it as with._timeout): every item of a batch must be
+  // answered within it from the batch's start, else the worker is killed (core deadlines do not
+  // apply to worker steps: a hung batch would time out the items batched with the culprit).
+  double item_timeout = 0;
 };
 // Throws ConfigError naming the parameter ("with.batch.max: must be an integer from 1 to 4096").
 WorkerOptions WorkerOptionsFrom(const Json& with);

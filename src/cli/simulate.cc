@@ -23,19 +23,84 @@ namespace baton::cli {
 // Up to this many nodes `simulate` prints one line per node without being asked.
 constexpr size_t kPerNodeUpTo = 16;
 
+// `--duration STEP=SECONDS[,STEP=...]`, where a worker step may say `STEP=load:20,batch:2+0.5n`
+// (load once per worker; a batch of n costs 2 + 0.5 n): a comma-separated part without '='
+// continues the step before it.
+std::map<std::string, sim::StepCost> ParseDurations(const std::vector<std::string>& items) {
+  std::map<std::string, sim::StepCost> out;
+  std::string step;
+  auto number = [&](const std::string& text, const std::string& whole) {
+    try {
+      size_t used = 0;
+      const double v = std::stod(text, &used);
+      if (used == text.size() && v >= 0) return v;
+    } catch (const std::exception&) {
+    }
+    throw LoadError(fmt::format("--duration {}: '{}' is not a number of seconds (e.g. analyze=30 or "
+                                "analyze=load:20,batch:2+0.5n)", step, whole));
+  };
+  for (const auto& item : items) {
+    size_t start = 0;
+    while (start <= item.size()) {
+      const size_t comma = item.find(',', start);
+      std::string part = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? item.size() + 1 : comma + 1;
+      if (part.empty()) continue;
+      if (const size_t eq = part.find('='); eq != std::string::npos) {
+        step = part.substr(0, eq);
+        part = part.substr(eq + 1);
+      } else if (step.empty()) {
+        throw LoadError(fmt::format("--duration {}: expected STEP=SECONDS", part));
+      }
+      sim::StepCost& c = out[step];
+      if (part.rfind("load:", 0) == 0) {
+        c.load = number(part.substr(5), part);
+      } else if (part.rfind("batch:", 0) == 0) {
+        // A + Bn, A, or Bn
+        std::string f = part.substr(6);
+        const size_t plus = f.find('+');
+        const std::string fixed = plus == std::string::npos ? (f.back() == 'n' ? "" : f) : f.substr(0, plus);
+        std::string per = plus == std::string::npos ? (f.back() == 'n' ? f : "") : f.substr(plus + 1);
+        if (!per.empty()) {
+          if (per.back() != 'n') throw LoadError(fmt::format("--duration {}: '{}': write batch:A+Bn", step, part));
+          per.pop_back();
+          if (per.empty()) per = "1";
+        }
+        c.batch_a = fixed.empty() ? 0 : number(fixed, part);
+        c.batch_b = per.empty() ? 0 : number(per, part);
+      } else {
+        c.seconds = number(part, part);
+      }
+    }
+  }
+  return out;
+}
+
 int SimulateCommand(const SimulateArgs& a) {
   PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
-  ClusterSpec cluster = a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}, {}} : Loaded(LoadCluster(a.cluster));
-  std::vector<double> seconds(pipeline.steps.size(), 1.0);
+  ClusterSpec cluster =
+      a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}, {}} : Loaded(LoadCluster(a.cluster));
+  std::vector<sim::StepCost> seconds(pipeline.steps.size());
+  std::vector<double> plain(pipeline.steps.size(), 1.0);  // what the lower bound is computed from
   std::vector<std::string> defaulted;
-  const auto given = ParseResourcePairs(a.durations, "--duration");
+  const auto given = ParseDurations(a.durations);
   for (const auto& [name, value] : given)
-    if (pipeline.StepIndex(name) < 0) throw LoadError(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline));
+    if (pipeline.StepIndex(name) < 0)
+      throw LoadError(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline));
   for (size_t i = 0; i < pipeline.steps.size(); ++i) {
     const StepSpec& s = pipeline.steps[i];
     if (auto it = given.find(s.name); it != given.end()) seconds[i] = it->second;
-    else if (s.uses == "sleep" && s.with.contains("seconds") && s.with["seconds"].is_number()) seconds[i] = s.with["seconds"].get<double>();
+    else if (s.uses == "sleep" && s.with.contains("seconds") && s.with["seconds"].is_number())
+      seconds[i].seconds = s.with["seconds"].get<double>();
     else defaulted.push_back(s.name);
+    if (s.worker) {  // a resident worker: batches as its `with.batch` says
+      seconds[i].batch_max = s.worker->batch_max;
+      seconds[i].batch_wait = s.worker->batch_wait;
+      if (seconds[i].batch_a == 0 && seconds[i].batch_b == 0) seconds[i].batch_a = seconds[i].seconds;
+    }
+    // Per item, a full batch's share (the bound's view of a worker step).
+    plain[i] = s.worker ? (seconds[i].batch_a + seconds[i].batch_b * s.worker->batch_max) / s.worker->batch_max
+                        : seconds[i].seconds;
   }
   size_t jobs = static_cast<size_t>(a.jobs);
   if (!a.inputs.empty()) {
@@ -67,6 +132,9 @@ int SimulateCommand(const SimulateArgs& a) {
   std::printf("%s: %zu jobs on %zu node%s: makespan %.2f s of virtual time (%zu attempts; simulated in %.1f ms)\n",
               pipeline.name.c_str(), jobs, cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", makespan,
               run.attempts, took * 1000);
+  if (run.loads > 0)
+    std::printf("  workers: %zu loads, %zu batches (%.1f items per batch)\n", run.loads, run.batches,
+                run.batches ? static_cast<double>(jobs) / static_cast<double>(run.batches) : 0.0);
   // A few nodes: one line each. Many: a summary by node class that fits a screen, the per-node
   // table on request (--per-node) or in a file (--per-node-file).
   const bool per_node = a.per_node || cluster.nodes.size() <= kPerNodeUpTo;
@@ -80,7 +148,7 @@ int SimulateCommand(const SimulateArgs& a) {
     }
   }
   std::string bound_why;
-  const double bound = sim::MakespanLowerBound(pipeline, seconds, jobs, cluster.nodes, &bound_why);
+  const double bound = sim::MakespanLowerBound(pipeline, plain, jobs, cluster.nodes, &bound_why);
   std::string summary = sim::FormatSummary(sim::ClassifyNodes(cluster.nodes, use, makespan), cluster.nodes, use,
                                            makespan, bound, bound_why);
   if (per_node) summary = summary.substr(0, summary.find('\n') + 1) + summary.substr(summary.rfind('\n') + 1);

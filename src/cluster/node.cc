@@ -189,6 +189,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
   spec->workdir = opts.workdir / m.job;
   spec->outdir = opts.workdir / "out";
   spec->gpus = m.gpus;
+  spec->worker = m.worker;
   spec->sinks = sinks;
   spec->rates = p->rates;
   spec->on_wait = [shared = shared, job = m.job, serial = m.serial, node = opts.name, inc = incarnation,

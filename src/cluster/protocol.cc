@@ -46,6 +46,7 @@ class Reader {
     Fail(k, "missing or not an unsigned 32-bit number");
     return 0;
   }
+  bool Has(const char* k) const { return j_.find(k) != j_.end(); }
   bool Bool(const char* k, bool dflt) {
     auto it = j_.find(k);
     return it != j_.end() && it->is_boolean() ? it->get<bool>() : dflt;
@@ -136,9 +137,10 @@ std::string Encode(const RunAttempt& m, std::string_view results_json, std::stri
   homes += ']';
   return fmt::format(
       R"({{"v":{},"t":"run","job":{},"serial":{},"step":{},"attempt":{},"pipeline":{},"input":{},"results":{},)"
-      R"("history":{},"homes":{},"gpus":[{}],"inc":{},"term":{},"placed":{:.6f}}})",
+      R"("history":{},"homes":{},"gpus":[{}],{}"inc":{},"term":{},"placed":{:.6f}}})",
       kProtocolVersion, Quote(m.job), m.serial, m.step, m.attempt, Quote(m.pipeline), Quote(m.input), results_json,
-      history_json, homes, fmt::join(m.gpus, ","), Quote(m.incarnation), Quote(m.term), m.placed);
+      history_json, homes, fmt::join(m.gpus, ","), m.worker >= 0 ? fmt::format(R"("worker":{},)", m.worker) : "",
+      Quote(m.incarnation), Quote(m.term), m.placed);
 }
 
 std::string Encode(const StopAttempt& m) {
@@ -266,6 +268,7 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
       }
       m.gpus.push_back(g.get<int>());
     }
+  if (r.Has("worker")) m.worker = r.Int("worker");
   if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
   return AgentMessage{std::move(m)};
 }

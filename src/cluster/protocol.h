@@ -44,6 +44,8 @@ struct RunAttempt {
   std::vector<StepRun> history;    // decoded; encoded from history_json
   std::vector<StepHome> homes;     // per earlier step ("" node: unknown)
   std::vector<int> gpus;
+  int worker = -1;                 // the resident worker it joins (uses: worker), -1 none; optional
+                                   // on the wire, so agents of the same protocol version interoperate
   std::string incarnation;         // the agent incarnation it is meant for
   std::string term;                // the head term that placed it (fence.h): with job and serial,
                                    // an attempt id never reused in the cluster's life

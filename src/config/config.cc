@@ -144,7 +144,8 @@ std::map<std::string, double> Resources(const Ctx& ctx, const YAML::Node& n, con
 std::map<std::string, std::string> Labels(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
   std::map<std::string, std::string> out;
   if (!n.IsMap()) ctx.Fail(n, key, "must be a mapping of label: value");
-  for (const auto& kv : n) out[kv.first.as<std::string>()] = Scalar(ctx, kv.second, key + "." + kv.first.as<std::string>());
+  for (const auto& kv : n)
+    out[kv.first.as<std::string>()] = Scalar(ctx, kv.second, key + "." + kv.first.as<std::string>());
   return out;
 }
 
@@ -160,7 +161,9 @@ YAML::Node ParseYaml(const std::string& text, const std::string& file) {
 
 std::string ReadWhole(const std::filesystem::path& file, const char* what) {
   std::ifstream in(file);
-  if (!in) throw LoadError(file.string() + ": cannot read " + what + " file (" + (std::filesystem::exists(file) ? "permission denied" : "no such file") + ")");
+  if (!in)
+    throw LoadError(file.string() + ": cannot read " + what + " file (" +
+                    (std::filesystem::exists(file) ? "permission denied" : "no such file") + ")");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -235,7 +238,9 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
   if (root["pools"]) p.pools = Resources(ctx, root["pools"], "pools");
   if (root["language"]) {  // language.h: checked here, handed to every step as with._language
     p.language = Scalar(ctx, root["language"], "language");
-    if (!FindLanguage(p.language)) ctx.Fail(root["language"], "language", "unknown language tag '" + p.language + "' (known: " + KnownLanguageTags() + ")");
+    if (!FindLanguage(p.language))
+      ctx.Fail(root["language"], "language",
+               "unknown language tag '" + p.language + "' (known: " + KnownLanguageTags() + ")");
     p.language = FindLanguage(p.language)->tag;
   }
   if (root["rates"]) p.rates = rates::ParseRates(root["rates"], file);
@@ -258,7 +263,8 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
       ctx.Fail(s["name"], where + ".name", "'" + st.name + "' may hold only letters, digits, '_' and '-'");
     if (p.StepIndex(st.name) >= 0) ctx.Fail(s["name"], where + ".name", "duplicate step name '" + st.name + "'");
     const std::string at = "steps." + st.name;
-    if (!s["uses"]) ctx.Fail(s, at + ".uses", "missing (a built-in such as sleep, command, download, analyze, llm, document)");
+    if (!s["uses"])
+      ctx.Fail(s, at + ".uses", "missing (a built-in such as sleep, command, download, analyze, llm, document)");
     st.uses = Scalar(ctx, s["uses"], at + ".uses");
     if (s["with"]) {
       if (!s["with"].IsMap()) ctx.Fail(s["with"], at + ".with", "must be a mapping");
@@ -285,7 +291,8 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
         if (idx < 0) {
           bool later = false;
           for (size_t k = i + 1; k < steps.size(); ++k)
-            if (steps[k]["name"] && steps[k]["name"].IsScalar() && steps[k]["name"].Scalar() == st.same_node_as) later = true;
+            if (steps[k]["name"] && steps[k]["name"].IsScalar() && steps[k]["name"].Scalar() == st.same_node_as)
+              later = true;
           if (st.same_node_as == st.name)
             ctx.Fail(pl["same_node_as"], at + ".placement.same_node_as", "a step cannot be placed beside itself");
           ctx.Fail(pl["same_node_as"], at + ".placement.same_node_as",
@@ -303,6 +310,7 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
       if (st.timeout <= 0) ctx.Fail(s["timeout"], at + ".timeout", "must be positive");
     }
     if (st.uses == "worker") {  // the engine sizes workers from these (the step reads the rest)
+      if (st.timeout > 0) st.with["_timeout"] = st.timeout;
       try {
         st.worker = WorkerOptionsFrom(st.with);
       } catch (const ConfigError& e) {
@@ -341,7 +349,8 @@ static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::strin
     NodeSpec ns;
     if (!n["name"]) ctx.Fail(n, where + ".name", "missing");
     ns.name = Scalar(ctx, n["name"], where + ".name");
-    if (!std::regex_match(ns.name, kNodeName)) ctx.Fail(n["name"], where + ".name", "'" + ns.name + "' is not a valid node name");
+    if (!std::regex_match(ns.name, kNodeName))
+      ctx.Fail(n["name"], where + ".name", "'" + ns.name + "' is not a valid node name");
     if (!names.insert(ns.name).second) ctx.Fail(n["name"], where + ".name", "duplicate node name '" + ns.name + "'");
     const std::string at = "nodes." + ns.name;
     ns.cpus = n["cpus"] ? Number(ctx, n["cpus"], at + ".cpus", false) : std::thread::hardware_concurrency();
@@ -354,7 +363,8 @@ static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::strin
     if (n["resources"]) ns.resources = Resources(ctx, n["resources"], at + ".resources");
     for (const char* reserved : {"cpu", "gpu", "memory"})
       if (ns.resources.count(reserved))
-        ctx.Fail(n["resources"], at + ".resources." + reserved, std::string("use the node's ") + reserved + "s key instead");
+        ctx.Fail(n["resources"], at + ".resources." + reserved,
+                 std::string("use the node's ") + reserved + "s key instead");
     if (n["labels"]) ns.labels = Labels(ctx, n["labels"], at + ".labels");
     if (n["workdir"]) ns.workdir = Scalar(ctx, n["workdir"], at + ".workdir");
     c.nodes.push_back(std::move(ns));

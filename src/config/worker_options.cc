@@ -20,7 +20,8 @@ double Seconds(const Json& v, const std::string& key, bool zero_ok) {
   } else {
     throw ConfigError("with." + key + ": must be a duration (e.g. 200ms, 10s, 5m)");
   }
-  if (s < 0 || (!zero_ok && s == 0)) throw ConfigError("with." + key + ": must be " + (zero_ok ? "0 or more" : "positive"));
+  if (s < 0 || (!zero_ok && s == 0))
+    throw ConfigError("with." + key + ": must be " + (zero_ok ? "0 or more" : "positive"));
   return s;
 }
 
@@ -47,6 +48,7 @@ WorkerOptions WorkerOptionsFrom(const Json& with) {
   if (with.contains("startup_timeout")) o.startup_timeout = Seconds(with["startup_timeout"], "startup_timeout", false);
   if (with.contains("idle_timeout")) o.idle_timeout = Seconds(with["idle_timeout"], "idle_timeout", false);
   if (with.contains("cancel_grace")) o.cancel_grace = Seconds(with["cancel_grace"], "cancel_grace", true);
+  if (with.contains("_timeout") && with["_timeout"].is_number()) o.item_timeout = with["_timeout"].get<double>();
   if (with.contains("max_items")) o.max_items = Integer(with["max_items"], "max_items", 0, 1 << 30);
   return o;
 }

@@ -365,7 +365,7 @@ void Scheduler::Place(uint32_t job, uint32_t node, uint32_t cls, double now, std
 
 void Scheduler::UpdateBacklogOnStart(JobState& j, uint32_t node) {
   // The anchor step starting puts the job in the node's admission backlog; its first bound step
-  // starting takes it out (DESIGN.md rule 4).
+  // starting takes it out (docs/design.md rule 4).
   const PipelineState& p = pipelines_[j.pipeline];
   if (p.first_bound < 0) return;
   if (j.step == p.anchor[p.first_bound] && j.backlog_node < 0) {

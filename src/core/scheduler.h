@@ -1,4 +1,4 @@
-// Scheduler: Baton's pure scheduling core (DESIGN.md, "Scheduling policy").
+// Scheduler: Baton's pure scheduling core (docs/design.md, "Scheduling policy").
 //
 // The core holds the state of nodes, pipelines and jobs and decides where ready steps run. It does
 // no IO, starts no threads and reads no clock: `now` (seconds, any epoch) is always an argument,
@@ -104,7 +104,7 @@ class Scheduler {
   ResourceTable& resources() { return table_; }
   const ResourceTable& resources() const { return table_; }
 
-  // Declares a cluster-wide pool of `capacity` (DESIGN.md rule 7). REQUIRES: before any pipeline
+  // Declares a cluster-wide pool of `capacity` (docs/design.md rule 7). REQUIRES: before any pipeline
   // or node uses `name` (checked by an assertion in debug builds).
   void SetPool(std::string_view name, double capacity);
 
@@ -150,7 +150,7 @@ class Scheduler {
   void Decide(double now, std::vector<Placement>* out);
   // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.
   FinishResult Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now);
-  // A running attempt waits outside the CPU (an llm step waiting for a rate, DESIGN.md rule 1):
+  // A running attempt waits outside the CPU (an llm step waiting for a rate, docs/design.md rule 1):
   // ReleaseCpu gives its node back the step's cpu demand so other steps can be placed there;
   // RetakeCpu takes it again when the wait is over. The retake never waits (the attempt is already
   // running and cannot be queued a second time): when others took the cpu meanwhile, the node is

@@ -130,7 +130,8 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   if (j.end != JobEnd::kLive) ++ended_;
   if (r.in_flight) {
     InFlightAttempt& a = *r.in_flight;
-    if (r.in_flight_lost_why.empty() && a.node < nodes_.size() && sched_.RestoreRunning(idx, a.node, r.serial, a.step_attempt, MaskFromGpus(a.gpus), r.deadline)) {
+    if (r.in_flight_lost_why.empty() && a.node < nodes_.size() &&
+        sched_.RestoreRunning(idx, a.node, r.serial, a.step_attempt, MaskFromGpus(a.gpus), r.deadline)) {
       j.in_flight = a;
     } else {
       // The attempt cannot be honoured (its node is unknown or lost): it counts as lost; a late
@@ -215,11 +216,12 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
             (o.kind == StepOutcome::Kind::kFailed && !error.empty() ? " (" + error + ")" : "");
   const double start = o.start >= 0 ? o.start : a.start;
   const double end = o.end >= 0 ? o.end : now;
-  Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end, a.gpus,
-               o.start >= 0 ? a.start : 0});
+  Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end,
+               a.gpus, o.start >= 0 ? a.start : 0});
   if (status == core::AttemptStatus::kOk) {
     // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
-    auto results = j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
+    auto results =
+        j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
     if (o.result.is_object() && o.result.contains("usage"))  // the run's LLM total, kept as results leave memory
       AddLlm({{"llm", JobLlm(Json{{spec.name, o.result}})}}, &llm_total_);
     (*results)[spec.name] = std::move(o.result);
@@ -246,7 +248,8 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
     case core::FinishResult::Kind::kSucceeded: EndJob(job, JobEnd::kSucceeded, "", a.step, now); break;
     case core::FinishResult::Kind::kFailed:
       EndJob(job, JobEnd::kFailed,
-             fmt::format("{} failed after {} attempt{}: {}", spec.name, a.step_attempt, a.step_attempt == 1 ? "" : "s", error),
+             fmt::format("{} failed after {} attempt{}: {}", spec.name, a.step_attempt, a.step_attempt == 1 ? "" : "s",
+                         error),
              a.step, now);
       break;
     case core::FinishResult::Kind::kCancelled: EndJob(job, JobEnd::kCancelled, "", a.step, now); break;
@@ -254,7 +257,8 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
       if (!sinks_.empty()) {
         Event e = Make(Event::Type::kRetryScheduled, j, a.step, -1, now);
         e.attempt = a.step_attempt;
-        e.message = fmt::format("in {:.1f}s (attempt {} of {})", r.retry_at - now, a.step_attempt + 1, spec.retries + 1);
+        e.message =
+            fmt::format("in {:.1f}s (attempt {} of {})", r.retry_at - now, a.step_attempt + 1, spec.retries + 1);
         Emit(e);
       }
       break;

@@ -1,5 +1,5 @@
 // Driver: the attempt lifecycle around the pure scheduling core, written once for every backend
-// (the embedded runtime, the cluster head; DESIGN.md "one driver kit"). Nomad's split: the core
+// (the embedded runtime, the cluster head; docs/design.md "one driver kit"). Nomad's split: the core
 // decides (placements), the Driver applies: it records what each job has in flight, turns an
 // attempt's outcome into the core's Finish (ok / failed / timeout / cancelled / lost, retry with
 // backoff, lineage), keeps every job's attempt history and step results, ends jobs, emits the
@@ -27,7 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "baton/runtime.h"
+#include "baton/events.h"
+#include "baton/pipeline.h"
+#include "baton/report.h"
 #include "baton/status.h"
 #include "core/scheduler.h"
 #include "driver/transport.h"

@@ -24,6 +24,7 @@ core::PipelineModel ToCoreModel(const PipelineSpec& spec, core::ResourceTable& r
     if (s.worker) {
       sm.worker_items = s.worker->batch_max;
       sm.worker_idle = s.worker->idle_timeout;
+      sm.timeout = 0;  // the worker step times its batches (WorkerOptions::item_timeout)
     }
     pm.steps.push_back(std::move(sm));
   }

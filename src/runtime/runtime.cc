@@ -103,6 +103,7 @@ struct Runtime::Impl : driver::Transport {
   void ApplyRequests(double now);
   void Start(const core::Placement& p, double now) override;  // a task on the pool
   void Stop(const core::AttemptRef& ref) override;            // its cancel token
+  void StopWorker(const core::WorkerRef& w) override { steps[w.step]->RetireWorker(static_cast<int>(w.worker)); }
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
@@ -139,7 +140,8 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   // Only where some step makes a work folder: a sink turns events on, which costs no-op runs.
   bool makes_work = false;
   for (const auto& st : m.steps) makes_work = makes_work || st->NeedsWorkdir();
-  if (!m.options.keep_work && makes_work) m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs, m.options.out));
+  if (!m.options.keep_work && makes_work)
+    m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs, m.options.out));
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
   m.journal = runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
@@ -262,6 +264,7 @@ void Runtime::Impl::Start(const core::Placement& p, double now) {
   spec->workdir = node_workdirs[p.node] / j.report.id;
   spec->outdir = options.out;
   spec->gpus = j.in_flight->gpus;
+  spec->worker = p.worker == core::kNoWorker ? -1 : static_cast<int>(p.worker);
   spec->make_workdir = !(l.workdir_made_on & (uint64_t{1} << p.node));
   if (spec->make_workdir && steps[p.step]->NeedsWorkdir()) l.workdir_made_on |= uint64_t{1} << p.node;
   // One process: the producing node's job folder is on this machine. Resolved only when a step

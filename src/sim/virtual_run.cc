@@ -1,12 +1,15 @@
 #include "sim/virtual_run.h"
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <queue>
 
 namespace baton::sim {
 namespace {
 
 // Attempts "run" until now + their step's seconds; a stopped one ends at the stop, cancelled.
+// Worker steps' attempts queue at their worker, which loads once and then runs batches.
 class VirtualTransport : public driver::Transport {
  public:
   struct Ending {
@@ -17,20 +20,53 @@ class VirtualTransport : public driver::Transport {
     bool cancelled;
     bool operator>(const Ending& o) const { return at != o.at ? at > o.at : seq > o.seq; }
   };
-  VirtualTransport(const std::vector<double>& seconds, VirtualRunResult* out) : seconds_(seconds), out_(out) {}
+  VirtualTransport(const std::vector<StepCost>& cost, VirtualRunResult* out) : cost_(cost), out_(out) {}
 
   void Start(const core::Placement& p, double now) override {
-    endings_.push({now + seconds_[p.step], seq_++, p.job, p.serial, now, false});
     ++out_->attempts;
     if (p.step == 0) ++out_->use[p.node].jobs_started;
-    out_->use[p.node].gpu_seconds += seconds_[p.step] * __builtin_popcountll(p.gpu_mask);
+    if (p.worker != core::kNoWorker) {
+      auto [it, fresh] = workers_.try_emplace(p.worker);
+      Worker& w = it->second;
+      if (fresh) {
+        w.step = p.step;
+        w.node = p.node;
+        w.gpus = __builtin_popcountll(p.gpu_mask);
+        w.ready_at = now + cost_[p.step].load;
+        ++out_->loads;
+      }
+      w.queue.push_back({p.job, p.serial, now});
+      return;
+    }
+    endings_.push({now + cost_[p.step].seconds, seq_++, p.job, p.serial, now, false});
+    out_->use[p.node].gpu_seconds += cost_[p.step].seconds * __builtin_popcountll(p.gpu_mask);
   }
   void Stop(const core::AttemptRef& a) override { stops_.push_back(a); }
+  void StopWorker(const core::WorkerRef& w) override { workers_.erase(w.worker); }
 
-  // The earliest pending ending, or kNever.
-  double Next() const { return endings_.empty() ? core::kNever : endings_.top().at; }
-  // Hands every attempt ended by `now` (or stopped) to the driver.
+  // The earliest pending ending or batch start, or kNever.
+  double Next() const {
+    double t = endings_.empty() ? core::kNever : endings_.top().at;
+    for (const auto& [id, w] : workers_) t = std::min(t, w.NextAction(cost_[w.step]));
+    return t;
+  }
+  // Starts the batches due by `now`, then hands every attempt ended by `now` (or stopped) to the
+  // driver.
   void Deliver(driver::Driver& d, double now) {
+    for (auto& [id, w] : workers_) {
+      const StepCost& c = cost_[w.step];
+      if (w.queue.empty() || w.NextAction(c) > now) continue;
+      const size_t n = std::min(w.queue.size(), static_cast<size_t>(std::max(1, c.batch_max)));
+      const double start = std::max(now, w.ready_at);
+      const double end = start + c.batch_a + c.batch_b * static_cast<double>(n);
+      for (size_t i = 0; i < n; ++i) {
+        endings_.push({end, seq_++, w.queue.front().job, w.queue.front().serial, start, false});
+        w.queue.pop_front();
+      }
+      w.busy_until = end;
+      ++out_->batches;
+      out_->use[w.node].gpu_seconds += (end - start) * w.gpus;
+    }
     for (const auto& a : stops_) {  // a stop ends the attempt at once
       driver::AttemptOutcome o = driver::AttemptOutcome::From(StepOutcome::Cancelled());
       o.end = now;
@@ -49,11 +85,31 @@ class VirtualTransport : public driver::Transport {
   bool stopping() const { return !stops_.empty(); }
 
  private:
-  const std::vector<double>& seconds_;
+  struct Queued {
+    uint32_t job, serial;
+    double arrived;
+  };
+  struct Worker {
+    uint16_t step = 0;
+    uint32_t node = 0;
+    int gpus = 0;
+    double ready_at = 0;    // its load ends
+    double busy_until = 0;  // its batch in flight ends
+    std::deque<Queued> queue;
+    // When its next batch starts: loaded, idle, and full or waited batch_wait since the first.
+    double NextAction(const StepCost& c) const {
+      if (queue.empty()) return core::kNever;
+      const double free_at = std::max(ready_at, busy_until);
+      if (queue.size() >= static_cast<size_t>(std::max(1, c.batch_max))) return free_at;
+      return std::max(free_at, queue.front().arrived + c.batch_wait);
+    }
+  };
+  const std::vector<StepCost>& cost_;
   VirtualRunResult* out_;
   uint64_t seq_ = 0;
   std::priority_queue<Ending, std::vector<Ending>, std::greater<>> endings_;
   std::vector<core::AttemptRef> stops_;
+  std::map<uint32_t, Worker> workers_;
 };
 
 // Collects jobs that ended, so their detail can be released after the turn (not inside Finish).
@@ -73,9 +129,15 @@ class EndedJobs : public driver::JobStore {
 }  // namespace
 
 VirtualRunResult RunVirtual(driver::Driver& d, const std::vector<double>& seconds, bool keep_detail) {
+  std::vector<StepCost> cost(seconds.size());
+  for (size_t i = 0; i < seconds.size(); ++i) cost[i].seconds = seconds[i];
+  return RunVirtual(d, cost, keep_detail);
+}
+
+VirtualRunResult RunVirtual(driver::Driver& d, const std::vector<StepCost>& cost, bool keep_detail) {
   VirtualRunResult out;
   out.use.resize(d.nodes().size());
-  VirtualTransport t(seconds, &out);
+  VirtualTransport t(cost, &out);
   driver::Driver::TurnOptions turn;
   turn.grace = 0;
   turn.abandon = true;

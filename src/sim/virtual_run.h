@@ -18,12 +18,28 @@ namespace baton::sim {
 struct VirtualRunResult {
   double makespan = 0;        // when the last attempt ended
   size_t attempts = 0;
+  size_t batches = 0;         // worker steps' batches
+  size_t loads = 0;           // worker starts (each paid its step's load)
   std::vector<NodeUse> use;   // per node: jobs started there, GPU-seconds granted
 };
 
-// Runs every job submitted to `driver` until all have ended; `seconds[step]` is each step's
-// duration. With `keep_detail` false an ended job's attempts leave memory at once (large runs);
-// the trace needs them.
+// What one step costs in virtual time. An ordinary step's attempt lasts `seconds`. A resident
+// worker step (`uses: worker`) pays `load` once per worker, then a batch of n items lasts
+// `batch_a + batch_b * n`; batches form as the worker does: up to `batch_max` items, waiting at
+// most `batch_wait` after the first for more (`baton simulate --duration
+// STEP=load:20,batch:2+0.5n`).
+struct StepCost {
+  double seconds = 1;
+  double load = 0, batch_a = 0, batch_b = 0;
+  int batch_max = 1;
+  double batch_wait = 0;
+};
+
+// Runs every job submitted to `driver` until all have ended; `cost[step]` is each step's cost.
+// With `keep_detail` false an ended job's attempts leave memory at once (large runs); the trace
+// needs them.
+VirtualRunResult RunVirtual(driver::Driver& driver, const std::vector<StepCost>& cost, bool keep_detail);
+// Every step an ordinary one of `seconds[step]`.
 VirtualRunResult RunVirtual(driver::Driver& driver, const std::vector<double>& seconds, bool keep_detail);
 
 }  // namespace baton::sim

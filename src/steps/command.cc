@@ -1,10 +1,9 @@
 // `command`: runs an argv as a subprocess (no shell). Placeholders {input} {job} {step} {node}
 // {attempt} {workdir} {outdir} {gpus} and {results.STEP.KEY} are replaced argument by argument,
 // so an input can never inject a shell command. {workdir}, {outdir} and $BATON_WORKDIR are
-// absolute even when the folders were given relative (`baton node --workdir work`). CUDA_VISIBLE_DEVICES is set to the granted GPUs.
-// stdout/stderr go to <workdir>/logs/<step>.<attempt>.stdout|stderr; exit status != 0 is a
-// failure naming the status and stderr's last line. When stdout's last line is a JSON object it
-// becomes the result's "output".
+// absolute even when the folders were given relative (`baton node --workdir work`). CUDA_VISIBLE_DEVICES is set to the
+// granted GPUs. stdout/stderr go to <workdir>/logs/<step>.<attempt>.stdout|stderr; exit status != 0 is a failure naming
+// the status and stderr's last line. When stdout's last line is a JSON object it becomes the result's "output".
 #include <optional>
 
 #include "util/process.h"
@@ -15,7 +14,8 @@ namespace baton {
 namespace {
 
 const std::vector<std::string>& Placeholders() {
-  static const std::vector<std::string> names = {"input", "job", "step", "node", "attempt", "workdir", "outdir", "gpus"};
+  static const std::vector<std::string> names = {"input",   "job",     "step",   "node",
+                                                 "attempt", "workdir", "outdir", "gpus"};
   return names;
 }
 
@@ -66,7 +66,8 @@ class CommandStep : public Step {
     });
     if (!r.started) return StepOutcome::Failure(r.error, false);
     if (r.cancelled) return StepOutcome::Cancelled();
-    Json result = {{"exit_code", r.exit_code}, {"stdout", spec.stdout_path.string()}, {"stderr", spec.stderr_path.string()}};
+    Json result = {
+        {"exit_code", r.exit_code}, {"stdout", spec.stdout_path.string()}, {"stderr", spec.stderr_path.string()}};
     if (!r.ok()) {
       std::string last = LastLine(spec.stderr_path);
       return StepOutcome::Failure(argv[0] + ": " + r.Describe() + (last.empty() ? "" : " (stderr: " + last + ")"));

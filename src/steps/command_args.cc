@@ -30,7 +30,8 @@ CommandArgs CommandArgs::From(const Json& with, const std::vector<std::string>& 
       const bool ok = std::find(placeholders.begin(), placeholders.end(), name) != placeholders.end() ||
                       (results && name.rfind("results.", 0) == 0 && std::count(name.begin(), name.end(), '.') >= 2);
       if (!ok)
-        throw ConfigError("with.argv[" + std::to_string(i) + "]: unknown placeholder {" + name + "} (known: " + known + ")");
+        throw ConfigError("with.argv[" + std::to_string(i) + "]: unknown placeholder {" + name + "} (known: " + known +
+                          ")");
     }
     c.argv.push_back(std::move(s));
   }
@@ -43,7 +44,8 @@ CommandArgs CommandArgs::From(const Json& with, const std::vector<std::string>& 
     const Json& names = with["pass_env"];
     if (!names.is_array()) throw ConfigError("with.pass_env: must be a list of variable names");
     for (const auto& n : names) {
-      if (!n.is_string() || n.get<std::string>().empty()) throw ConfigError("with.pass_env: must be a list of variable names");
+      if (!n.is_string() || n.get<std::string>().empty())
+        throw ConfigError("with.pass_env: must be a list of variable names");
       c.pass_env.insert(n.get<std::string>());
     }
   }

@@ -244,7 +244,8 @@ PipedChild::PipedChild(PipedChild&& o) noexcept
 
 std::string DescribeWaitStatus(int status) {
   if (WIFSIGNALED(status))
-    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) +
+           ")";
   if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
   return "ended";
 }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -51,6 +52,10 @@ struct ResidentConfig {
   ProcessSpec process;             // argv, env (CUDA_VISIBLE_DEVICES included), cwd
   WorkerOptions options;
   std::filesystem::path log_file;  // the worker's stderr, appended ("" none)
+  std::vector<int> gpus;           // its grant (CUDA_VISIBLE_DEVICES is in process.env)
+  // Told when an item killed its worker while alone in its batch: later attempts of that job are
+  // sent alone from the start (WorkerStep keeps the set across restarts).
+  std::function<void(const std::string& job)> poisoned;
 };
 
 class Resident {
@@ -66,8 +71,7 @@ class Resident {
   // Asks the worker to finish what it holds and exit; returns at once.
   void Retire();
   bool Exited() const;
-  const std::vector<int>& gpus() const { return gpus_; }
-  void set_gpus(std::vector<int> g) { gpus_ = std::move(g); }
+  const std::vector<int>& gpus() const { return config_.gpus; }
   Json State() const;
 
  private:
@@ -90,8 +94,7 @@ class Resident {
   std::vector<std::shared_ptr<Item>> TakeBatch();
   double Now() const;
 
-  ResidentConfig config_;
-  std::vector<int> gpus_;
+  const ResidentConfig config_;
   mutable Mutex mu_;
   CondVar answered_;  // an item became done
   std::deque<std::shared_ptr<Item>> pending_ GUARDED_BY(mu_);
@@ -110,7 +113,8 @@ class Resident {
   std::unique_ptr<PipedChild> child_;
   std::string out_buf_, err_buf_, last_err_;
   std::vector<std::shared_ptr<Item>> in_flight_;
-  bool broken_ = false;  // protocol error or death seen in this Pump
+  bool broken_ = false;  // protocol error or death seen
+  std::string broken_why_;
   bool ready_seen_ = false;
   int64_t served_since_start_ = 0;
   int64_t batch_id_ = 0;
