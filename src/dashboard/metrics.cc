@@ -123,6 +123,53 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
       out += fmt::format("baton_node_gpu_busy{{node=\"{}\",gpu=\"{}\"}} {}\n", Label(n.value("name", "")),
                          g.value("id", 0), g.value("busy", 0));
 
+  // Resident workers (uses: worker): the nodes' "workers" lists.
+  std::string w_items, w_served, w_restarts, w_load, w_batches, w_hist;
+  size_t workers = 0;
+  for (const auto& n : nodes) {
+    for (const auto& w : n.value("workers", Json::array())) {
+      ++workers;
+      const std::string labels = fmt::format("node=\"{}\",step=\"{}\",worker=\"{}\"", Label(n.value("name", "")),
+                                             Label(w.value("step", "")), w.value("worker", 0));
+      w_items += fmt::format("baton_worker_items{{{}}} {}\n", labels, w.value("items", 0));
+      w_served += fmt::format("baton_worker_items_served_total{{{}}} {}\n", labels, w.value("items_served", 0));
+      w_restarts += fmt::format("baton_worker_restarts_total{{{}}} {}\n", labels, w.value("restarts", 0));
+      w_load += fmt::format("baton_worker_load_seconds{{{}}} {}\n", labels, Number(w.value("load_seconds", 0.0)));
+      w_batches += fmt::format("baton_worker_batches_total{{{}}} {}\n", labels, w.value("batches", 0));
+      // Batch sizes of its recent batches as a histogram (buckets 1, 2, 4, ... 256).
+      const Json sizes = w.value("batch_sizes", Json::object());
+      uint64_t cumulative = 0, count = 0;
+      double sum = 0;
+      for (const auto& [size, k] : sizes.items()) {
+        count += k.get<uint64_t>();
+        sum += std::stod(size) * k.get<double>();
+      }
+      for (int le = 1; le <= 256; le *= 2) {
+        cumulative = 0;
+        for (const auto& [size, k] : sizes.items())
+          if (std::stoi(size) <= le) cumulative += k.get<uint64_t>();
+        w_hist += fmt::format("baton_worker_batch_size_bucket{{{},le=\"{}\"}} {}\n", labels, le, cumulative);
+      }
+      w_hist += fmt::format("baton_worker_batch_size_bucket{{{},le=\"+Inf\"}} {}\n", labels, count);
+      w_hist += fmt::format("baton_worker_batch_size_sum{{{}}} {}\n", labels, Number(sum));
+      w_hist += fmt::format("baton_worker_batch_size_count{{{}}} {}\n", labels, count);
+    }
+  }
+  if (workers > 0) {
+    Header(out, "baton_worker_items", "gauge", "Attempts a resident worker holds now (its batch).");
+    out += w_items;
+    Header(out, "baton_worker_items_served_total", "counter", "Items a resident worker answered (rate: items/s).");
+    out += w_served;
+    Header(out, "baton_worker_batches_total", "counter", "Batches a resident worker ran.");
+    out += w_batches;
+    Header(out, "baton_worker_restarts_total", "counter", "Times a resident worker's process was restarted.");
+    out += w_restarts;
+    Header(out, "baton_worker_load_seconds", "gauge", "How long the worker took from start to ready.");
+    out += w_load;
+    Header(out, "baton_worker_batch_size", "histogram", "Items per batch of a resident worker (recent batches).");
+    out += w_hist;
+  }
+
   Header(out, "baton_dashboard_events_total", "counter", "Events the dashboard received.");
   out += fmt::format("baton_dashboard_events_total {}\n", m.events);
   Header(out, "baton_dashboard_live_clients", "gauge", "Open /api/events streams.");

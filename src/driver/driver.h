@@ -143,6 +143,11 @@ class Driver {
   Driver& operator=(const Driver&) = delete;
 
   void SetStore(JobStore* store) { store_ = store; }
+  // Where node views get a resident worker's host-side state (Step::WorkerStates): the embedded
+  // runtime, whose step objects run the workers. Called under the backend's view lock.
+  void SetWorkerState(std::function<Json(uint32_t pipeline, uint16_t step, uint32_t worker)> f) {
+    worker_state_ = std::move(f);
+  }
   void AddSink(std::shared_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
   bool has_sinks() const { return !sinks_.empty(); }
   void Emit(const Event& e) const;
@@ -261,6 +266,7 @@ class Driver {
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;
   const RunReport* final_ = nullptr;
+  std::function<Json(uint32_t pipeline, uint16_t step, uint32_t worker)> worker_state_;
   Json llm_total_;  // LLM usage of every succeeded step so far (views.h JobLlm shape); null: none
 };
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "driver/driver.h"
+#include "driver/scheduler_setup.h"
 #include "rates/llm_usage.h"
 
 namespace baton::driver {
@@ -147,6 +148,24 @@ Json Driver::NodesJson() const {
     if (sched_.NodeDraining(n)) node["draining"] = true;
     if (n < nodes_.size() && !nodes_[n].address.empty()) node["address"] = nodes_[n].address;
     out.push_back(std::move(node));
+  }
+  // Resident workers (core rule 8): the core's view (grant, items in it), with the host's state
+  // (starting/ready/busy, items served, restarts, load time) where the backend can see it.
+  for (uint32_t w = 0; w < sched_.worker_count(); ++w) {
+    const core::Scheduler::WorkerView v = sched_.Worker(w);
+    if (!v.alive || v.node >= out.size()) continue;
+    const PipelineRecord* p = nullptr;
+    for (const auto& rec : pipelines_)
+      if (rec.core == v.pipeline) p = &rec;
+    Json worker = {{"worker", w}, {"step", p ? p->spec.steps[v.step].name : ""}, {"gpus", GpusFromMask(v.gpu_mask)},
+                   {"items", v.items}};
+    if (worker_state_)
+      if (Json host = worker_state_(v.pipeline, v.step, w); host.is_object())
+        for (const auto& [k, val] : host.items())
+          if (k != "worker" && k != "step" && k != "gpus") worker[k == "items" ? "items_served" : k] = val;
+    Json& node = out[v.node];
+    if (!node.contains("workers")) node["workers"] = Json::array();
+    node["workers"].push_back(std::move(worker));
   }
   return out;
 }

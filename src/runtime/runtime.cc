@@ -124,6 +124,13 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto steps = driver::CreateSteps(m.pipeline, registry);
   if (!steps.ok()) throw LoadError(steps.error());
   m.steps = std::move(*steps);
+  m.driver.SetWorkerState([&m](uint32_t, uint16_t step, uint32_t worker) -> Json {
+    const Json all = m.steps[step]->WorkerStates();
+    if (all.is_array())
+      for (const auto& w : all)
+        if (w.value("worker", -1) == static_cast<int>(worker)) return w;
+    return Json();
+  });
   for (const auto& [k, v] : m.cluster.pools) m.driver.scheduler().SetPool(k, v);
   for (const auto& n : m.cluster.nodes) {
     m.driver.AddNode(n, 0);
