@@ -21,8 +21,8 @@ trap 'rm -rf "$work"' EXIT
 standin="$root/examples/worker/standin.py"
 
 cluster() {  # GPUS
-  printf 'nodes:\n  - {name: n0, cpus: 8, gpus: %s, labels: {role: head}}\n' "$1" >"$work/c$1.yaml"
-  echo "$work/c$1.yaml"
+  printf 'nodes:\n  - {name: n0, cpus: 8, gpus: %s, labels: {role: head}}\n' "$1" >"$work/cluster-$1.yaml"
+  echo "$work/cluster-$1.yaml"
 }
 pipeline() {  # NAME USES ARGV-YAML [BATCH]
   {
@@ -53,7 +53,7 @@ p3=$(pipeline c1 command "[python3, $standin, --load, '2', --cost, '0.3', '0.05'
 t3=$(run c1 "$p3" "$(cluster 1)" $cmd_jobs)
 p4=$(pipeline noop worker "[$cxx_worker, --load, '0', --cost, '0', '0']" "{max: 1}")
 t4=$(run noop "$p4" "$(cluster 1)" "$noop_jobs")
-p5=$(pipeline noop0 command "[true]")
+p5=$(pipeline noop0 command "[/bin/true]")
 t5=$(run noop0 "$p5" "$(cluster 1)" 200)
 
 python3 - "$work" "$t1" "$t2" "$t3" "$cmd_jobs" "$t4" "$noop_jobs" "$t5" <<'PY'
@@ -63,7 +63,7 @@ def rec(name):
     return [json.loads(l) for l in open(f"{work}/{name}.rec")]
 def answers_ok(out):
     jobs = [json.loads(l) for l in open(f"{work}/{out}/jobs.jsonl")]
-    return sum(1 for j in jobs if j["status"] == "succeeded" and j["results"]["model"]["answer"] == f'{j["id"]} saw ')
+    return sum(1 for j in jobs if j["state"] == "succeeded" and j["results"]["model"]["answer"] == f'{j["id"]} saw ')
 bound = 2 + 3 * (0.3 + 0.05 * 16)
 b1 = rec("w1")
 print(f"1 GPU, 48 jobs, batch max 16: makespan {t1:.2f} s (whole process), bound {bound:.2f} s, ratio {t1 / bound:.2f}; "

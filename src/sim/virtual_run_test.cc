@@ -82,5 +82,39 @@ TEST(VirtualRun, EndedJobsDetailIsReleasedWhenNotKept) {
   EXPECT_DOUBLE_EQ(r.makespan, 3);  // steps that ask for nothing all run at once: 1 s + 2 s
 }
 
+TEST(VirtualRun, AWorkerStepLoadsOnceAndRunsFullBatches) {
+  // The stand-in model of bench/worker: load 2 s, a batch of n costs 0.3 + 0.05 n s, batch max 16;
+  // 48 jobs on one GPU: the bound 2 + 3 x 1.1 = 5.3 s is reached exactly in virtual time.
+  driver::Driver d;
+  d.AddNode(ParseCluster("nodes:\n  - {name: g, cpus: 4, gpus: 1}\n", "c.yaml").value().nodes[0], 0);
+  const std::string from = "c.yaml";
+  auto added = d.AddPipeline(ParsePipeline("steps:\n  - name: model\n    uses: worker\n    with: {argv: [m], "
+                                           "batch: {max: 16, wait: 200ms}}\n    resources: {gpu: 1}\n",
+                                           "p.yaml")
+                                 .value(),
+                             "", &from);
+  ASSERT_TRUE(added.ok()) << added.error();
+  for (int j = 0; j < 48; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
+  StepCost cost;
+  cost.load = 2;
+  cost.batch_a = 0.3;
+  cost.batch_b = 0.05;
+  cost.batch_max = 16;
+  cost.batch_wait = 0.2;
+  const VirtualRunResult r = RunVirtual(d, std::vector<StepCost>{cost}, /*keep_detail=*/true);
+  EXPECT_NEAR(r.makespan, 5.3, 1e-9);
+  EXPECT_EQ(r.loads, 1u);
+  EXPECT_EQ(r.batches, 3u);
+  EXPECT_NEAR(r.use[0].gpu_seconds, 3 * 1.1, 1e-9);
+  // Fewer jobs than a batch: the worker waits batch.wait for more, then runs what it has.
+  driver::Driver d2;
+  d2.AddNode(ParseCluster("nodes:\n  - {name: g, cpus: 4, gpus: 1}\n", "c.yaml").value().nodes[0], 0);
+  auto added2 = d2.AddPipeline(d.pipelines()[0].spec, "", &from);
+  ASSERT_TRUE(added2.ok());
+  for (int j = 0; j < 3; ++j) d2.Submit("job-" + std::to_string(j), "", *added2, 0, false);
+  const VirtualRunResult r2 = RunVirtual(d2, std::vector<StepCost>{cost}, true);
+  EXPECT_NEAR(r2.makespan, 2 + 0.3 + 0.15, 1e-9) << "loaded at 2 s, past the 0.2 s wait: one batch of 3";
+}
+
 }  // namespace
 }  // namespace baton::sim
