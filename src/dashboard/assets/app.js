@@ -288,6 +288,15 @@ function renderNodes() {
     }
     if ((n.gpus || []).length)
       card.append(el('div', { class: 'gpus' }, ...n.gpus.map((g) => el('div', { class: 'gpu' + (g.busy ? ' busy' : ''), text: 'gpu' + g.id }))));
+    // Resident workers (uses: worker): state, items in it, served, restarts, load time.
+    for (const w of n.workers || []) {
+      const parts = [`${w.step} #${w.worker}`, w.state || 'placed', `gpu ${(w.gpus || []).join(',') || '—'}`,
+        `${w.items} in batch`];
+      if (w.items_served !== undefined) parts.push(`${w.items_served} served`);
+      if (w.restarts) parts.push(`${w.restarts} restarts`);
+      if (w.load_seconds) parts.push(`loaded in ${(+w.load_seconds).toFixed(1)}s`);
+      card.append(el('div', { class: 'worker muted', 'data-worker': String(w.worker), text: 'worker ' + parts.join(' · ') }));
+    }
     return card;
   }));
 }
