@@ -32,7 +32,7 @@ bool Head::CancelJob(const std::string& id) {
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
   if (j < 0 || impl_->driver->job(j).end != driver::JobEnd::kLive) return false;
-  impl_->cancel_requests.push_back(id);
+  impl_->requests.Cancel(id);
   return true;
 }
 
@@ -41,7 +41,7 @@ bool Head::RetryJob(const std::string& id) {
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
   if (j < 0 || impl_->driver->job(j).end != driver::JobEnd::kFailed) return false;
-  impl_->retry_requests.push_back(id);
+  impl_->requests.Retry(id);
   return true;
 }
 
@@ -298,12 +298,9 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
 }
 
 void Head::Impl::ApplyRequests(double now) {
-  for (const auto& id : cancel_requests)
-    if (const int j = driver->JobIndex(id); j >= 0) StopAll(driver->Cancel(j, "cancelled", now, core::kNever));
-  cancel_requests.clear();
-  for (const auto& id : retry_requests)
-    if (const int j = driver->JobIndex(id); j >= 0) driver->Retry(j, now);
-  retry_requests.clear();
+  // The head never stops a run (its stop ends its loop; the jobs stay in Redis); a cancelled
+  // attempt is given up on when its agent reports, not after a grace.
+  requests.Apply(*driver, *this, now, core::kNever, "");
 }
 
 // Everything of one turn in one fenced write: job records, attempt histories, placements and

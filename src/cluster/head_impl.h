@@ -20,6 +20,7 @@
 #include "cluster/redis_store.h"
 #include "driver/driver.h"
 #include "driver/output.h"
+#include "driver/requests.h"
 
 namespace baton::cluster {
 
@@ -41,7 +42,7 @@ struct Head::Impl : driver::Transport {
   mutable Mutex mu;
   std::unique_ptr<driver::Driver> driver GUARDED_BY(mu);
   std::unique_ptr<RedisJobStore> store GUARDED_BY(mu);
-  std::vector<std::string> cancel_requests GUARDED_BY(mu), retry_requests GUARDED_BY(mu);
+  driver::Requests requests;  // cancel and retry from the dashboard and `baton cancel`
   NodeLiveness liveness;
   std::map<std::string, std::string> incarnation;  // node name -> incarnation placements go to
   AttemptFence fence;                              // which results count; reconciliation

@@ -15,6 +15,7 @@
 #include "util/clock.h"
 #include "driver/driver.h"
 #include "driver/output.h"
+#include "driver/requests.h"
 #include "driver/scheduler_setup.h"
 #include "driver/step_host.h"
 #include "baton/thread_annotations.h"
@@ -81,8 +82,8 @@ struct Runtime::Impl : driver::Transport {
     uint64_t workdir_made_on = 0;  // nodes where this job's folder exists (bit per node)
   };
   std::vector<Launched> launched;
-  std::vector<uint32_t> cancel_requests, retry_requests;  // guarded by state_mu
-  bool running = false;                                   // guarded by state_mu
+  driver::Requests requests;  // cancel, retry, stop from other threads (driver/requests.h)
+  bool running = false;       // guarded by state_mu
 
   std::shared_ptr<driver::SinkList> sinks = std::make_shared<driver::SinkList>();
   std::shared_ptr<RateLimiter> rates;  // the run's rates and budget, shared with attempts
@@ -90,8 +91,6 @@ struct Runtime::Impl : driver::Transport {
   std::shared_ptr<LogSink> log;
   std::shared_ptr<CompletionQueue> completions = std::make_shared<CompletionQueue>();
   WorkerPool pool;
-  std::atomic<bool> stop_requested{false};
-  bool stopping = false;
   RunReport final_report;
   runtime::JobLines lines;                         // OUT/jobs.jsonl
   std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
@@ -181,7 +180,7 @@ Runtime::~Runtime() {
 void Runtime::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks->push_back(std::move(sink)); }
 
 void Runtime::RequestStop() {
-  impl_->stop_requested.store(true);
+  impl_->requests.Stop();
   impl_->completions->cv.Signal();
 }
 
@@ -189,7 +188,7 @@ bool Runtime::CancelJob(const std::string& id) {
   std::lock_guard lock(impl_->state_mu);
   const int j = impl_->driver.JobIndex(id);
   if (j < 0 || impl_->driver.job(j).end != driver::JobEnd::kLive) return false;
-  impl_->cancel_requests.push_back(j);
+  impl_->requests.Cancel(id);
   impl_->completions->cv.Signal();
   return true;
 }
@@ -198,7 +197,7 @@ bool Runtime::RetryJob(const std::string& id) {
   std::lock_guard lock(impl_->state_mu);
   const int j = impl_->driver.JobIndex(id);
   if (!impl_->running || j < 0 || impl_->driver.job(j).end != driver::JobEnd::kFailed) return false;
-  impl_->retry_requests.push_back(j);
+  impl_->requests.Retry(id);
   impl_->completions->cv.Signal();
   return true;
 }
@@ -237,17 +236,8 @@ void Runtime::Impl::Start() {
 
 // Cancel and retry requests from other threads, and Ctrl-C.
 void Runtime::Impl::ApplyRequests(double now) {
-  const double grace = options.cancel_grace;
-  for (uint32_t job : cancel_requests) StopAll(driver.Cancel(job, "cancelled", now, grace));
-  cancel_requests.clear();
-  for (uint32_t job : retry_requests)
-    if (!stopping) driver.Retry(job, now);
-  retry_requests.clear();
-  if (stop_requested && !stopping) {
-    stopping = true;
-    if (log) log->Line("baton: stopping: no new attempts; waiting for running ones to end (Ctrl-C again to quit now)");
-    for (uint32_t i = 0; i < driver.job_count(); ++i) StopAll(driver.Cancel(i, runtime::kInterrupted, now, grace));
-  }
+  if (requests.Apply(driver, *this, now, options.cancel_grace, runtime::kInterrupted).stopped_now && log)
+    log->Line("baton: stopping: no new attempts; waiting for running ones to end (Ctrl-C again to quit now)");
 }
 
 void Runtime::Impl::Stop(const core::AttemptRef& r) {
@@ -307,7 +297,7 @@ void Runtime::Impl::WaitForCompletions(std::vector<CompletionQueue::Completion>*
   // Spin briefly first: completions of short attempts arrive within microseconds.
   for (int i = 0; i < 2000 && q.count.load(std::memory_order_relaxed) == 0; ++i) CpuRelax();
   MutexLock lock(&q.mu);
-  if (q.done.empty() && !stop_requested.load()) {
+  if (q.done.empty() && !requests.stop_requested()) {
     double wake;
     {
       std::lock_guard state(state_mu);
@@ -346,7 +336,7 @@ void Runtime::Impl::WriteOutputs() {
   std::lock_guard lock(state_mu);
   RunReport& report = final_report;
   report.seconds = Now();
-  report.interrupted = stopping;
+  report.interrupted = requests.stopped();
   if (Status st = journal->Flush(); !st.ok() && log) log->Line("baton: " + st.message());
   Release();
   driver.FinishReport(&report);
@@ -409,7 +399,7 @@ const RunReport& Runtime::Run() {
       std::lock_guard lock(m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
-      turn.place = !m.stopping;
+      turn.place = !m.requests.stopped();
       m.driver.Turn(m, now, turn);
       m.Release();
       if (m.options.progress_line && now >= next_progress) {
