@@ -27,7 +27,7 @@ CXX=${SANITIZE_CXX:-clang++}
 # tests (head, agents and redis-server as separate processes, and the `baton` binary they run)
 # only with SANITIZE_FULL=1: they double the build and the run, and CI's time does not allow it.
 engine_targets=(baton_core_test baton_driver_test baton_runtime_test baton_rates_test baton_config_test
-  baton_protocol_test baton_liveness_test dashboard_test)
+  baton_protocol_test baton_liveness_test dashboard_test baton_worker_step_test)
 if [[ ${SANITIZE_FULL:-0} == 1 ]]; then
   engine_targets+=(baton baton_cluster_test baton_scenario_test baton_operations_test)
 fi
