@@ -8,8 +8,10 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "baton/runtime.h"
+#include "support/child_process.h"
 #include "support/util.h"
 
 namespace baton {
@@ -199,6 +201,31 @@ TEST_F(WorkerStepTest, AWorkerHangingPastTheTimeoutIsKilledTheOthersGoOn) {
     } else {
       EXPECT_EQ(j.attempts.size(), 1u) << j.id;
     }
+}
+
+TEST_F(WorkerStepTest, CancellingAJobWhoseWorkerIgnoresCancelRestartsTheWorkerTheOthersGoOn) {
+  const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
+  Runtime rt(Pipeline(argv, "      batch: {max: 3, wait: 1s}\n      cancel_grace: 0.3s\n"), Node(1),
+             Options({"ok:a", "hang", "ok:b"}));
+  std::thread canceller([&] {  // once the batch holding the hanging item runs in the worker
+    EXPECT_TRUE(testing::WaitFor([&] { return Lines(Record()).size() >= 2; }, 30));
+    // The node view shows the worker, its batch and its host state.
+    const Json snap = rt.Snapshot();
+    ASSERT_TRUE(snap["nodes"][0].contains("workers")) << snap["nodes"].dump();
+    const Json w = snap["nodes"][0]["workers"][0];
+    EXPECT_EQ(w["items"], 3);
+    EXPECT_EQ(w["state"], "busy");
+    EXPECT_EQ(w["step"], "model");
+    EXPECT_TRUE(rt.CancelJob("job-1"));
+  });
+  const RunReport& r = rt.Run();
+  canceller.join();
+  EXPECT_EQ(r.jobs[0].status, "succeeded") << r.jobs[0].error;
+  EXPECT_EQ(r.jobs[1].status, "cancelled");
+  EXPECT_EQ(r.jobs[2].status, "succeeded") << r.jobs[2].error;
+  int loads = 0;
+  for (const auto& l : Lines(Record())) loads += l.contains("load");
+  EXPECT_EQ(loads, 2) << "killed after the cancel grace and started again for the others";
 }
 
 TEST_F(WorkerStepTest, AnIdleWorkerExitsAndGivesItsGpuBack) {
