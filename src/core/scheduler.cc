@@ -432,10 +432,12 @@ uint32_t Scheduler::RoomyWorker(uint32_t node, uint32_t cls) const {
   if (cls >= n.workers.size()) return kNoWorker;
   const Class& c = classes_[cls];
   const int max = pipelines_[c.pipeline].model.steps[c.step].worker_items;
-  // The fullest worker with room first: batches fill before another worker is fed.
+  // The emptiest live worker with room: a new worker starts only when every live one is full (a
+  // load is dear), but among live ones items spread, so an idle worker's GPU does not wait while
+  // another worker's batch runs.
   uint32_t best = kNoWorker;
   for (uint32_t w : n.workers[cls])
-    if (workers_[w].items < max && (best == kNoWorker || workers_[w].items > workers_[best].items)) best = w;
+    if (workers_[w].items < max && (best == kNoWorker || workers_[w].items < workers_[best].items)) best = w;
   return best;
 }
 

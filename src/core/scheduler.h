@@ -27,7 +27,7 @@
 //  7. Pools: a pool resource is taken from the cluster-wide pool, whichever node runs the step.
 //  8. Resident workers: a worker step's demand is held by a worker (its grant, for its life), not
 //     by each attempt; up to `worker_items` attempts of different jobs join one worker (the
-//     fullest with room first), locality and admission as above, admission counting a worker's
+//     emptiest live one with room; a new worker only when all are full), locality and admission as above, admission counting a worker's
 //     items (prefetch x workers x worker_items). Idle workers give their grant back after
 //     `worker_idle` seconds, at once on a draining node (RetireIdleWorkers).
 //

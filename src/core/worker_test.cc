@@ -136,7 +136,35 @@ TEST(Workers, TwoGpusTwoWorkersWithTheirOwnDevice) {
   }
   ASSERT_EQ(mask_of.size(), 2u);
   EXPECT_NE(mask_of.begin()->second, std::next(mask_of.begin())->second);
-  for (const auto& [w, n] : items_of) EXPECT_EQ(n, 2) << "a worker fills before another is fed";
+  for (const auto& [w, n] : items_of) EXPECT_EQ(n, 2) << "a second worker starts only when the first is full";
+}
+
+TEST(Workers, ItemsSpreadOverLiveWorkersSoNoGpuWaitsBehindAnotherBatch) {
+  Fixture f(4);
+  f.Node("n0", 2);
+  for (int i = 0; i < 8; ++i) f.s.Submit(f.pipeline, 0);
+  f.FinishAll(f.Decide(0), 1);
+  auto a = Fixture::OfStep(f.Decide(1), 1);
+  ASSERT_EQ(a.size(), 8u);  // two workers, four each
+  // Three of worker 0's items end and one of worker 1's: worker 0 holds 1, worker 1 holds 3.
+  int ended0 = 0, ended1 = 0;
+  for (const auto& p : a) {
+    if (p.worker == 0 && ended0 < 3) {
+      f.s.Finish(p.job, p.serial, AttemptStatus::kOk, true, 2);
+      ++ended0;
+    } else if (p.worker == 1 && ended1 < 1) {
+      f.s.Finish(p.job, p.serial, AttemptStatus::kOk, true, 2);
+      ++ended1;
+    }
+  }
+  // A new job's item joins the emptier worker 0, not worker 1 whose batch is nearly full.
+  f.s.Submit(f.pipeline, 2);
+  f.FinishAll(Fixture::OfStep(f.Decide(2), 0), 3);
+  const auto next = Fixture::OfStep(f.Decide(3), 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].worker, 0u);
+  EXPECT_EQ(f.s.Worker(0).items, 2);
+  EXPECT_EQ(f.s.Worker(1).items, 3);
 }
 
 TEST(Workers, FractionalGpuPutsFourWorkersOnOneDevice) {
