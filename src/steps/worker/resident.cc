@@ -522,7 +522,7 @@ void Resident::Loop() {
     }
     if (empty) {
       broken_ = false;
-      if (!Pump(child_ ? 200 : 200) && child_) {
+      if (!Pump(200) && child_) {
         // It ended while idle: restart on the next item.
         Died(broken_why_, nullptr);
       }
