@@ -71,6 +71,9 @@ TEST_F(ChineseVideoTest, ReportIsChineseWithExactSlidesTitleSummaryAndSpeech) {
                           kAsrJson + "', \"{audio}\"]}";
   const RunReport r = RunJob(Pipeline("language: zh-CN\n", asr));
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error << "\n" << ReadFile(work_ / "log.txt");
+  EXPECT_EQ(testing::SchemaErrors(r.jobs[0].results["analyze"], "analyze_result", "docs/schema/analysis.schema.json"),
+            "");
+  EXPECT_EQ(r.jobs[0].results["analyze"]["transcript"]["language"], "zh-CN");
   const std::string md = ReadFile(out_ / "job-0" / "report.md");
   // Exact slide text, line by line, as OCR read it.
   EXPECT_NE(md.find(std::string("```text\n") + kSlides[0] + "\n```"), std::string::npos) << md;
@@ -105,6 +108,9 @@ TEST_F(ChineseVideoTest, ReportIsChineseWithExactSlidesTitleSummaryAndSpeech) {
 TEST_F(ChineseVideoTest, PocketSphinxIsNotAskedForChineseAndTheReportSaysSo) {
   const RunReport r = RunJob(Pipeline("language: zh-CN\n", "{engine: pocketsphinx}"));
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
+  EXPECT_EQ(testing::SchemaErrors(r.jobs[0].results["analyze"], "analyze_result", "docs/schema/analysis.schema.json"),
+            "");
+  EXPECT_FALSE(r.jobs[0].results["analyze"].contains("transcript"));  // not transcribed: no transcript
   const std::string md = ReadFile(out_ / "job-0" / "report.md");
   EXPECT_NE(md.find("_没有文字记录：语音未转写。PocketSphinx 没有中文模型"), std::string::npos) << md;
   EXPECT_NE(

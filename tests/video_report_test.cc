@@ -72,6 +72,8 @@ TEST_F(VideoReportTest, ReportsHoldWhatWasShownAndSaidAndFailuresSayWhy) {
   EXPECT_EQ(r.failed, 2);
 
   for (const char* job : {"job-0", "job-1"}) {
+    const Json& analyze = r.jobs[job == std::string("job-0") ? 0 : 1].results["analyze"];
+    EXPECT_EQ(testing::SchemaErrors(analyze, "analyze_result", "docs/schema/analysis.schema.json"), "") << job;
     const std::string md = ReadFile(out_ / job / "report.md");
     ASSERT_FALSE(md.empty()) << job;
     for (const char* section : {"## Media", "## Summary", "## Chapters", "## Transcript", "## Processing record"})

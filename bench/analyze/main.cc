@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   std::printf("%-44s %9.2f %s   (%zu keyframes)\n", "  ocr (tesseract)", ocr, X(dur, ocr).c_str(),
               out.result["scenes"].size());
   std::printf("%-44s %9.2f %s   (%zu segments)\n", "  asr (pocketsphinx)", asr, X(dur, asr).c_str(),
-              out.result["transcript"].size());
+              out.result.value("transcript", baton::Json::object()).value("segments", baton::Json::array()).size());
   std::printf("%-44s %9.2f %s\n", "total (wall)", step_wall, X(dur, step_wall).c_str());
   std::printf("%-44s %9.2f %s\n", "lower bound: step CPU seconds / cores", step_cpu / cores,
               X(dur, step_cpu / cores).c_str());

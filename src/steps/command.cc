@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "util/process.h"
+#include "steps/analysis/analysis.h"
 #include "steps/builtin.h"
 #include "steps/command_args.h"
 
@@ -76,6 +77,14 @@ class CommandStep : public Step {
     if (!out_last.empty() && out_last.front() == '{') {
       Json parsed = Json::parse(out_last, nullptr, false);
       if (!parsed.is_discarded()) result["output"] = parsed;
+    }
+    // An output with parts of the analysis shape must follow it: nothing downstream runs on half
+    // an analysis (docs/schema/analysis.md).
+    if (result.contains("output") && analysis::IsContribution(result["output"])) {
+      if (std::string e = analysis::CheckContribution(result["output"]); !e.empty()) {
+        return StepOutcome::Failure(argv[0] + ": output breaks the analysis shape (docs/schema/analysis.md): " + e,
+                                    false);
+      }
     }
     return StepOutcome::Ok(result);
   }

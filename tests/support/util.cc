@@ -85,13 +85,13 @@ std::filesystem::path BinaryDir() {
 
 namespace baton::testing {
 
-std::string SchemaErrors(const nlohmann::json& json, const std::string& definition) {
+std::string SchemaErrors(const nlohmann::json& json, const std::string& definition, const std::string& schema) {
   TempDir dir;
   const auto doc = dir / "doc.json";
   std::ofstream(doc) << json.dump();
   const auto out = dir / "errors.txt";
   const int rc = RunProgram({"/usr/bin/python3", (SourceDir() / "tests/support/validate_json.py").string(),
-                             (SourceDir() / "docs/schema/baton.schema.json").string(), doc.string(), definition},
+                             (SourceDir() / schema).string(), doc.string(), definition},
                             out.string());
   return rc == 0 ? "" : "schema " + definition + ": " + ReadFile(out);
 }

@@ -36,8 +36,9 @@ std::string ReadFile(const std::filesystem::path& path);
 // The source tree (BATON_SOURCE_DIR set by ctest) and the build tree.
 std::filesystem::path SourceDir();
 // Validates `json` against definition `definition` ("summary", "snapshot", "job_detail", ...) of
-// docs/schema/baton.schema.json with python3-jsonschema. "" when valid, else the errors.
-std::string SchemaErrors(const nlohmann::json& json, const std::string& definition);
+// `schema` (a path in the source tree) with python3-jsonschema. "" when valid, else the errors.
+std::string SchemaErrors(const nlohmann::json& json, const std::string& definition,
+                         const std::string& schema = "docs/schema/baton.schema.json");
 std::filesystem::path BinaryDir();
 
 }  // namespace baton::testing

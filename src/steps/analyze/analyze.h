@@ -348,6 +348,9 @@ struct AnalyzeOptions {
   double scene_threshold = 0.3;
   double min_scene = 2.0;
   bool all_frames = false;  // see ScanOptions::all_frames
+  // Keep the 16 kHz mono WAV of the audio track as audio-16k.wav in the job folder and name it in
+  // the result ("audio"), for a later step's own recogniser (`asr: none`).
+  bool keep_audio = true;
   int threads = 0;   // worker threads for ASR/OCR; 0: one per core
   EngineOptions asr{"pocketsphinx", {}, "eng", 96, PocketSphinxAsr::kDefaultModelDir, false};
   EngineOptions ocr{"tesseract", {}, "eng", 300, "", false};

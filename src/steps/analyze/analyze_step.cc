@@ -186,7 +186,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   bool have_audio = false;
   if (!media.audio) {
     notes.push_back("no audio stream");
-  } else if (want_asr) {
+  } else if (want_asr || o.keep_audio) {
     auto decoded = DecodeAudio16k(file, cancel);
     if (decoded.status.code == Status::Code::kCancelled) return StepOutcome::Cancelled();
     if (!decoded.ok()) {
@@ -196,7 +196,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
       pcm = std::move(decoded.value);
       have_audio = true;
       if (pcm.errors > 0) notes.push_back(fmt::format("{} damaged audio packets skipped", pcm.errors));
-      if (o.asr.engine == "pocketsphinx") spans = SplitAtSilences(pcm.samples);
+      if (want_asr && o.asr.engine == "pocketsphinx") spans = SplitAtSilences(pcm.samples);
     }
     timings["audio"] = R3(sw.Lap());
     ctx.info(fmt::format("analyze: audio {:.2f} s: {:.1f} s at 16 kHz mono, {} utterances",
@@ -211,11 +211,17 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   std::vector<WorkerEngines> engines(static_cast<size_t>(workers));
   for (auto& e : engines) e.options = &o;
   WorkPool pool(workers);
-  const std::filesystem::path wav = ctx.workdir / ".analyze-audio-16k.wav";
+  // The WAV for a command engine, kept for later steps as audio-16k.wav (with.audio, default true).
+  const std::filesystem::path wav = ctx.workdir / (o.keep_audio ? "audio-16k.wav" : ".analyze-audio-16k.wav");
   bool wrote_wav = false;
+  if (have_audio && o.keep_audio) {
+    Status s = WriteWav16k(wav, pcm.samples);
+    if (!s.ok()) return ToOutcome(s);
+    wrote_wav = true;
+  }
   Stopwatch asr_wall;
 
-  if (have_audio && o.asr.engine == "pocketsphinx") {
+  if (want_asr && have_audio && o.asr.engine == "pocketsphinx") {
     for (const Span& span : spans) {
       pool.Submit([&, span](int w) {
         if (shared.stop || ctx.cancelled()) return;
@@ -230,10 +236,12 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
         shared.asr_seconds += ThreadCpuSeconds() - cpu0;
       });
     }
-  } else if (have_audio && o.asr.engine == "command") {
-    Status s = WriteWav16k(wav, pcm.samples);
-    if (!s.ok()) return ToOutcome(s);
-    wrote_wav = true;
+  } else if (want_asr && have_audio && o.asr.engine == "command") {
+    if (!wrote_wav) {
+      Status s = WriteWav16k(wav, pcm.samples);
+      if (!s.ok()) return ToOutcome(s);
+      wrote_wav = true;
+    }
     pool.Submit([&](int) {
       Stopwatch t;
       auto segs = RunAsrCommand(o.asr.argv, wav, ctx.gpus, cancel);
@@ -259,7 +267,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     so.keyframe_dir = ctx.workdir / "keyframes";
     so.gpus = ctx.gpus;
     // The pool keeps the cores busy with ASR; frame threads would only contend with it.
-    so.decoder_threads = spans.empty() && !wrote_wav ? 0 : 1;
+    so.decoder_threads = want_asr && have_audio ? 1 : 0;
     so.cancel = cancel;
     std::error_code ec;
     std::filesystem::remove_all(so.keyframe_dir, ec);  // a previous attempt's keyframes
@@ -305,7 +313,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     }
   }
   pool.Join();
-  if (wrote_wav) {
+  if (wrote_wav && !o.keep_audio) {
     std::error_code ec;
     std::filesystem::remove(wav, ec);
   }
@@ -339,12 +347,13 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   // 6. Assemble.
   std::sort(shared.transcript.begin(), shared.transcript.end(),
             [](const TranscriptSegment& a, const TranscriptSegment& b) { return a.start < b.start; });
-  Json scenes_small = Json::array(), scenes_full = Json::array();
+  Json scenes_small = Json::array(), scenes_full = Json::array(), keyframes = Json::array();
   for (const Scene& s : scan.scenes) {
     const auto it = shared.ocr.find(s.index);
     const std::string ocr = it == shared.ocr.end() ? "" : it->second;
     scenes_small.push_back(
         {{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
+    if (!s.keyframe.empty()) keyframes.push_back(std::filesystem::absolute(ctx.workdir / s.keyframe).string());
     scenes_full.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"score", R3(s.score)},
                            {"keyframe", s.keyframe}, {"keyframe_time", R3(s.keyframe_time)}, {"ocr", ocr}});
   }
@@ -362,9 +371,16 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   timings["total"] = R3(total.Elapsed());
   const Json engines_json = {{"asr", EngineJson(o.asr)}, {"ocr", EngineJson(o.ocr)}};
 
-  Json result = {{"analysis", "analysis.json"}, {"media", MediaJson(media)}, {"scenes", scenes_small},
-                 {"transcript", transcript_small}, {"device", media.video ? scan.device : "cpu"},
+  // The published analysis shape (docs/schema/analysis.md, version 1). The transcript is there
+  // when the built-in recogniser ran (or there was no audio to run it on): `asr: none` leaves
+  // it to a later step.
+  Json result = {{"analysis", "analysis.json"}, {"analysis_version", 1}, {"media", MediaJson(media)},
+                 {"scenes", scenes_small}, {"keyframes", keyframes}, {"device", media.video ? scan.device : "cpu"},
                  {"engines", engines_json}, {"timings", timings}};
+  if (want_asr) {
+    result["transcript"] = {{"language", o.language}, {"engine", o.asr.engine}, {"segments", transcript_small}};
+  }
+  if (wrote_wav && o.keep_audio) result["audio"] = std::filesystem::absolute(wav).string();
   if (!scan.device_note.empty()) result["device_note"] = scan.device_note;
   if (!notes.empty()) result["notes"] = notes;
   result["language"] = o.language;

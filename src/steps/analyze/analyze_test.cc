@@ -20,6 +20,8 @@ namespace fs = std::filesystem;
 using baton::testing::ReadFile;
 using baton::testing::TempDir;
 
+constexpr const char kAnalysisSchema[] = "docs/schema/analysis.schema.json";
+
 std::string Lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -31,7 +33,7 @@ bool HasWord(const std::string& text, const std::string& word) {
 
 std::string AllTranscript(const Json& result) {
   std::string all;
-  for (const auto& seg : result["transcript"]) all += seg["text"].get<std::string>() + " ";
+  for (const auto& seg : result["transcript"]["segments"]) all += seg["text"].get<std::string>() + " ";
   return all;
 }
 
@@ -50,7 +52,14 @@ struct Attempt {
     ctx.cancel = &cancel;
     ctx.log = [this](LogLevel, std::string_view line) { log += std::string(line) + "\n"; };
   }
-  StepOutcome Run(const Json& with = Json::object()) { return RunAnalyze(ParseAnalyzeOptions(with), ctx); }
+  StepOutcome Run(const Json& with = Json::object()) {
+    StepOutcome out = RunAnalyze(ParseAnalyzeOptions(with), ctx);
+    // Every result is the published analysis shape (docs/schema/analysis.schema.json).
+    if (out.ok()) {
+      EXPECT_EQ(baton::testing::SchemaErrors(out.result, "analyze_result", kAnalysisSchema), "");
+    }
+    return out;
+  }
 
   TempDir dir;
   Json results;
@@ -333,10 +342,10 @@ TEST(AnalyzeStep, Mp4GivesScenesOcrAndTranscript) {
   EXPECT_TRUE(HasWord(said, "quarterly")) << said;
   EXPECT_TRUE(HasWord(said, "revenue")) << said;
   EXPECT_TRUE(HasWord(said, "twelve")) << said;
-  ASSERT_GE(r["transcript"].size(), 2u);
+  ASSERT_GE(r["transcript"]["segments"].size(), 2u);
   // The second sentence is spoken from 6.5 s.
   bool found = false;
-  for (const auto& seg : r["transcript"]) {
+  for (const auto& seg : r["transcript"]["segments"]) {
     if (HasWord(seg["text"], "revenue")) {
       found = true;
       EXPECT_NEAR(seg["start"].get<double>(), 6.6, 0.5);
@@ -349,7 +358,7 @@ TEST(AnalyzeStep, Mp4GivesScenesOcrAndTranscript) {
 
   const Json analysis = Json::parse(ReadFile(a.dir / "analysis.json"));
   EXPECT_EQ(analysis["scenes"].size(), 2u);
-  EXPECT_EQ(analysis["transcript"].size(), r["transcript"].size());
+  EXPECT_EQ(analysis["transcript"].size(), r["transcript"]["segments"].size());
   EXPECT_FALSE(analysis["transcript"][0]["words"].empty());
   EXPECT_EQ(analysis["media"]["video"]["width"], 1280);
   EXPECT_FALSE(fs::exists(a.dir / ".analysis.json.tmp"));
@@ -377,7 +386,13 @@ TEST(AnalyzeStep, MkvWorksWithEnginesOff) {
   EXPECT_EQ(out.result["media"]["container"], "matroska");
   EXPECT_EQ(out.result["scenes"].size(), 2u);
   EXPECT_EQ(out.result["scenes"][0]["ocr"], "");
-  EXPECT_TRUE(out.result["transcript"].empty());
+  // asr: none leaves the transcript to a later step, and hands it the audio and the keyframes.
+  EXPECT_FALSE(out.result.contains("transcript"));
+  ASSERT_TRUE(out.result["audio"].is_string());
+  EXPECT_EQ(out.result["audio"], (fs::absolute(a.dir.path()) / "audio-16k.wav").string());
+  EXPECT_EQ(ReadFile(out.result["audio"].get<std::string>()).substr(0, 4), "RIFF");
+  ASSERT_EQ(out.result["keyframes"].size(), 2u);
+  for (const auto& k : out.result["keyframes"]) EXPECT_TRUE(fs::is_regular_file(k.get<std::string>())) << k;
   EXPECT_EQ(out.result["engines"]["asr"]["engine"], "none");
 }
 
@@ -386,7 +401,8 @@ TEST(AnalyzeStep, NoAudioGivesEmptyTranscriptWithNote) {
   auto out = a.Run({{"ocr", "none"}});
   ASSERT_TRUE(out.ok()) << out.error;
   EXPECT_TRUE(out.result["media"]["audio"].is_null());
-  EXPECT_TRUE(out.result["transcript"].empty());
+  EXPECT_TRUE(out.result["transcript"]["segments"].empty());
+  EXPECT_FALSE(out.result.contains("audio"));
   EXPECT_EQ(out.result["notes"][0], "no audio stream");
   EXPECT_EQ(out.result["scenes"].size(), 2u);
 }
@@ -488,18 +504,18 @@ TEST(CommandEngine, AsrCommandGetsAudioAndGpus) {
       a.Run({{"asr", {{"engine", "command"}, {"argv", {script.string(), "--audio", "{audio}", "--gpus={gpus}"}}}},
              {"ocr", "none"}});
   ASSERT_TRUE(out.ok()) << out.error;
-  ASSERT_EQ(out.result["transcript"].size(), 1u);
-  EXPECT_EQ(out.result["transcript"][0]["text"], "hello from the command");
-  EXPECT_NEAR(out.result["transcript"][0]["start"].get<double>(), 0.5, 0.05);
+  ASSERT_EQ(out.result["transcript"]["segments"].size(), 1u);
+  EXPECT_EQ(out.result["transcript"]["segments"][0]["text"], "hello from the command");
+  EXPECT_NEAR(out.result["transcript"]["segments"][0]["start"].get<double>(), 0.5, 0.05);
   EXPECT_EQ(out.result["engines"]["asr"]["engine"], "command");
 
   const std::string argv = ReadFile(rec.string() + ".argv");
   EXPECT_EQ(argv.find("{audio}"), std::string::npos) << argv;
-  EXPECT_NE(argv.find((a.dir.path() / ".analyze-audio-16k.wav").string()), std::string::npos) << argv;
+  EXPECT_NE(argv.find((a.dir.path() / "audio-16k.wav").string()), std::string::npos) << argv;
   EXPECT_NE(argv.find("--gpus=1,3"), std::string::npos) << argv;
   EXPECT_EQ(ReadFile(rec.string() + ".env"), "1,3");
   EXPECT_EQ(ReadFile(rec.string() + ".head"), "RIFF");  // it was a WAV when the command ran
-  EXPECT_FALSE(fs::exists(a.dir / ".analyze-audio-16k.wav"));  // and is cleaned up
+  EXPECT_TRUE(fs::exists(a.dir / "audio-16k.wav"));  // and is kept for later steps (with.audio)
   // No GPU here: the granted GPU is reported as not used.
   if (out.result["device"] == "cpu") {
     EXPECT_TRUE(out.result.contains("device_note"));
@@ -516,8 +532,8 @@ TEST(CommandEngine, WhisperShapeAndOcrCommand) {
   auto out = a.Run({{"asr", {{"engine", "command"}, {"argv", {asr.string(), "{audio}"}}}},
                     {"ocr", {{"engine", "command"}, {"argv", {ocr.string(), "{image}"}}}}});
   ASSERT_TRUE(out.ok()) << out.error;
-  EXPECT_EQ(out.result["transcript"][0]["text"], "Whisper says hi");
-  EXPECT_NEAR(out.result["transcript"][0]["end"].get<double>(), 2.5, 0.05);
+  EXPECT_EQ(out.result["transcript"]["segments"][0]["text"], "Whisper says hi");
+  EXPECT_NEAR(out.result["transcript"]["segments"][0]["end"].get<double>(), 2.5, 0.05);
   ASSERT_EQ(out.result["scenes"].size(), 2u);
   EXPECT_EQ(out.result["scenes"][1]["ocr"], "SLIDE scene-002.jpg");
 }

@@ -100,7 +100,8 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   if (with.is_null()) return o;
   if (!with.is_object()) throw ConfigError("with: must be a mapping of parameters");
   CheckKeys(with, "",
-            {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr", "language"});
+            {"from", "path", "scene_threshold", "min_scene", "all_frames", "threads", "asr", "ocr", "language",
+             "audio"});
   const Language language = StepLanguage(with);
   o.language = language.tag;
   o.ocr.lang = language.tesseract;
@@ -113,6 +114,10 @@ AnalyzeOptions ParseAnalyzeOptions(const Json& with) {
   if (with.contains("all_frames")) {
     if (!with["all_frames"].is_boolean()) Bad("all_frames", "must be true or false");
     o.all_frames = with["all_frames"].get<bool>();
+  }
+  if (with.contains("audio")) {
+    if (!with["audio"].is_boolean()) Bad("audio", "must be true or false");
+    o.keep_audio = with["audio"].get<bool>();
   }
   if (with.contains("threads")) o.threads = IntIn(with["threads"], "threads", 1, 256);
   if (with.contains("asr")) o.asr = ParseEngine(with["asr"], "asr", o.asr, {"pocketsphinx"}, "{audio}");

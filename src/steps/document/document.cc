@@ -9,6 +9,7 @@
 
 #include "baton/language.h"
 #include "util/atomic_file.h"
+#include "steps/analysis/analysis.h"
 #include "steps/document/report.h"
 #include "steps/document/strings.h"
 
@@ -100,31 +101,28 @@ std::string MimeOf(const std::string& path) {
   return "image/jpeg";
 }
 
-std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& ui, const Json& analysis,
+std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& ui, const analysis::Analysis& a,
                                                             const Json& download) {
   using document::Tr;
   using document::TrF;
   std::vector<std::pair<std::string, std::string>> facts;
-  const Json media = analysis.value("media", Json::object());
-  if (Num(media, "duration") > 0) {
-    facts.emplace_back(
-        Tr(ui, "fact_duration"),
-        TrF(ui, "fact_duration_value", document::Timestamp(Num(media, "duration")), Num(media, "duration")));
+  const analysis::Media& media = a.media;
+  if (media.duration > 0) {
+    facts.emplace_back(Tr(ui, "fact_duration"),
+                       TrF(ui, "fact_duration_value", document::Timestamp(media.duration), media.duration));
   }
-  if (!Str(media, "container").empty()) facts.emplace_back(Tr(ui, "fact_container"), Str(media, "container"));
-  const Json video = media.value("video", Json());
-  if (video.is_object()) {
+  if (!media.container.empty()) facts.emplace_back(Tr(ui, "fact_container"), media.container);
+  if (media.video) {
     facts.emplace_back(Tr(ui, "fact_resolution"),
-                       fmt::format("{:.0f}×{:.0f}", Num(video, "width"), Num(video, "height")));
-    if (Num(video, "fps") > 0) facts.emplace_back(Tr(ui, "fact_fps"), TrF(ui, "fact_fps_value", Num(video, "fps")));
-    facts.emplace_back(Tr(ui, "fact_video_codec"), Str(video, "codec"));
+                       fmt::format("{:.0f}×{:.0f}", media.video->width, media.video->height));
+    if (media.video->fps > 0) facts.emplace_back(Tr(ui, "fact_fps"), TrF(ui, "fact_fps_value", media.video->fps));
+    facts.emplace_back(Tr(ui, "fact_video_codec"), media.video->codec);
   } else {
     facts.emplace_back(Tr(ui, "fact_video"), Tr(ui, "none"));
   }
-  const Json audio = media.value("audio", Json());
-  if (audio.is_object()) {
-    facts.emplace_back(Tr(ui, "fact_audio"), TrF(ui, "fact_audio_value", Str(audio, "codec"), Num(audio, "sample_rate"),
-                                                 Num(audio, "channels")));
+  if (media.audio) {
+    facts.emplace_back(Tr(ui, "fact_audio"), TrF(ui, "fact_audio_value", media.audio->codec, media.audio->sample_rate,
+                                                 media.audio->channels));
   } else {
     facts.emplace_back(Tr(ui, "fact_audio"), Tr(ui, "fact_no_audio"));
   }
@@ -133,8 +131,45 @@ std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& u
     if (Num(download, "bytes") > 0) facts.emplace_back(Tr(ui, "fact_size"), Bytes(Num(download, "bytes")));
     if (!Str(download, "sha256").empty()) facts.emplace_back("SHA-256", Str(download, "sha256"));
   }
-  if (!Str(analysis, "device").empty()) facts.emplace_back(Tr(ui, "fact_device"), Str(analysis, "device"));
+  if (!a.device.empty()) facts.emplace_back(Tr(ui, "fact_device"), a.device);
   return facts;
+}
+
+// What models added, one section per contribution: captions, tags, labels, then notes.
+std::vector<document::ModelSection> ModelSections(const std::string& ui, const analysis::Analysis& a) {
+  using document::Tr;
+  using document::TrF;
+  std::vector<document::ModelSection> out;
+  auto add = [&](const char* kind, const std::vector<analysis::Section>& sections) {
+    for (const auto& sec : sections) {
+      if (sec.items.empty()) continue;
+      document::ModelSection m;
+      m.heading = TrF(ui, "section_by", Tr(ui, kind), sec.engine, sec.step);
+      for (const auto& it : sec.items) {
+        std::string line;
+        if (it.start >= 0) line += "[" + document::Timestamp(it.start) + "] ";
+        if (it.scene > 0) line += "(" + TrF(ui, "chapter", it.scene) + ") ";
+        line += it.text;
+        if (it.confidence >= 0) line += fmt::format(" ({:.2f})", it.confidence);
+        m.lines.push_back(std::move(line));
+      }
+      out.push_back(std::move(m));
+    }
+  };
+  add("captions", a.captions);
+  add("tags", a.tags);
+  add("labels", a.labels);
+  // Notes of contributing models (the built-in analyze's own notes are about the file, not the content).
+  document::ModelSection notes;
+  for (const auto& n : a.notes) {
+    if (n.engine.empty()) continue;
+    notes.lines.push_back(n.engine + Tr(ui, "colon") + n.text);
+  }
+  if (!notes.lines.empty()) {
+    notes.heading = Tr(ui, "notes");
+    out.push_back(std::move(notes));
+  }
+  return out;
 }
 
 // The title an input gives when nothing better is known: its last path segment without query,
@@ -157,28 +192,19 @@ std::string TitleFromInput(const std::string& input) {
   return decoded;
 }
 
-std::vector<Segment> Transcript(const Json& analysis) {
-  std::vector<Segment> out;
-  auto it = analysis.find("transcript");
-  if (it == analysis.end() || !it->is_array()) return out;
-  for (const auto& s : *it) {
-    const std::string text = Str(s, "text");
-    if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-    out.push_back({Num(s, "start"), Num(s, "end"), text});
-  }
-  return out;
-}
-
 class DocumentStep final : public Step {
  public:
   explicit DocumentStep(DocumentConfig c) : c_(std::move(c)) {}
 
   StepOutcome Run(StepContext& ctx) const override {
-    const Json& analysis = ctx.result_of(c_.analysis_from);
-    if (!analysis.is_object()) {
+    if (!ctx.result_of(c_.analysis_from).is_object()) {
       return StepOutcome::Failure(fmt::format("document: no result from step '{}' (with.analysis_from); "
                                               "the report needs the analysis", c_.analysis_from), false);
     }
+    // The job's analysis: analyze's result and what later steps contributed (steps/analysis).
+    const analysis::ReadResult read = analysis::ReadAnalysis(ctx, c_.analysis_from);
+    if (!read.ok()) return StepOutcome::Failure("document: " + read.error, false);
+    const analysis::Analysis& analysis = read.analysis;
     const Json& download = ctx.result_of(c_.download_from);
     const Json& summary = ctx.result_of(c_.summary_from);
     std::vector<std::pair<std::string, std::string>> images;  // Markdown-relative path -> bytes
@@ -217,7 +243,8 @@ class DocumentStep final : public Step {
   }
 
  private:
-  ReportData Gather(const StepContext& ctx, const Json& analysis, const Json& download, const Json& summary,
+  ReportData Gather(const StepContext& ctx, const analysis::Analysis& analysis, const Json& download,
+                    const Json& summary,
                     std::vector<std::pair<std::string, std::string>>* images) const {
     using document::Tr;
     using document::TrF;
@@ -263,30 +290,34 @@ class DocumentStep final : public Step {
       }
     }
 
-    r.transcript = Transcript(analysis);
-    if (r.transcript.empty()) {
-      const Json audio = analysis.value("media", Json::object()).value("audio", Json());
-      r.transcript_note = audio.is_object() ? Tr(ui, "no_transcript_speech") : Tr(ui, "no_transcript_audio");
-      // The analysis says why it did not transcribe (no model for the language).
-      if (!Str(analysis, "transcript_note").empty())
-        r.transcript_note = TrF(ui, "no_transcript_engine", Str(analysis, "transcript_note"));
+    if (const analysis::Transcript* t = analysis.Primary(r.lang)) {
+      for (const auto& seg : t->segments) r.transcript.push_back({seg.start, seg.end, seg.text});
+      if (!t->engine.empty()) {
+        r.transcript_by = TrF(ui, "transcript_by", t->engine, t->language.empty() ? Tr(ui, "unknown") : t->language,
+                              t->step);
+      }
     }
+    if (r.transcript.empty()) {
+      r.transcript_note = analysis.media.audio ? Tr(ui, "no_transcript_speech") : Tr(ui, "no_transcript_audio");
+      // The analysis says why it did not transcribe (no model for the language).
+      if (!analysis.transcript_note.empty())
+        r.transcript_note = TrF(ui, "no_transcript_engine", analysis.transcript_note);
+    }
+    r.models = ModelSections(ui, analysis);
 
-    auto scenes = analysis.find("scenes");
-    if (scenes == analysis.end() || !scenes->is_array() || scenes->empty()) {
+    if (analysis.scenes.empty()) {
       r.chapters_note = Tr(ui, "no_chapters");
     } else {
-      for (size_t i = 0; i < scenes->size(); ++i) {
-        const Json& s = (*scenes)[i];
+      for (const analysis::Scene& s : analysis.scenes) {
         Chapter ch;
-        ch.index = static_cast<int>(Num(s, "index", static_cast<double>(i + 1)));
-        ch.start = Num(s, "start");
-        ch.end = Num(s, "end");
-        ch.ocr = Str(s, "ocr");
-        LoadKeyframe(ctx, Str(s, "keyframe"), &ch);
+        ch.index = s.index;
+        ch.start = s.start;
+        ch.end = s.end;
+        ch.ocr = s.ocr;
+        LoadKeyframe(ctx, s.step, s.keyframe, &ch);
         if (!ch.image_bytes.empty()) {
           ch.image_file = std::string(kKeyframeFolder) + "/" + fmt::format("chapter-{:03d}", ch.index) +
-                          fs::path(Str(s, "keyframe")).extension().string();
+                          fs::path(s.keyframe).extension().string();
           images->emplace_back(ch.image_file, ch.image_bytes);
         }
         r.chapters.push_back(std::move(ch));
@@ -310,14 +341,19 @@ class DocumentStep final : public Step {
     return r;
   }
 
-  void LoadKeyframe(const StepContext& ctx, const std::string& rel, Chapter* ch) const {
+  // `rel` is relative to step `step`'s job folder (fetched as its artifact), or an absolute path
+  // on this node (a contributing step may name its files so).
+  void LoadKeyframe(const StepContext& ctx, const std::string& step, const std::string& rel, Chapter* ch) const {
     if (rel.empty()) {
       ch->image_note = document::Tr(c_.language.ui, "no_keyframe");
       return;
     }
     try {
-      if (!ctx.artifact) throw std::runtime_error("no artifact access in this context");
-      const fs::path path = ctx.artifact(c_.analysis_from, rel);
+      fs::path path = rel;
+      if (!path.is_absolute()) {
+        if (!ctx.artifact) throw std::runtime_error("no artifact access in this context");
+        path = ctx.artifact(step, rel);
+      }
       std::ifstream in(path, std::ios::binary);
       if (!in) throw std::runtime_error("cannot read " + path.string());
       std::ostringstream ss;

@@ -243,3 +243,45 @@ TEST_F(DocumentTest, FormatsAndConfigErrors) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+// What users' models contributed (docs/schema/analysis.md): a later transcript of the same
+// language replaces analyze's in the transcript and the chapters; captions and tags are listed
+// with their engines; a contribution that breaks the shape fails the step, naming the field.
+TEST_F(DocumentTest, ContributionsOfModelStepsReachTheReport) {
+  results["transcribe"] = Json::parse(R"({"transcript": {"language": "en", "engine": "whisper-large",
+      "segments": [{"start": 2.0, "end": 3.0, "text": "Whisper heard this."},
+                   {"start": 11.0, "end": 13.0, "text": "And this, in chapter two."}]}})");
+  results["tagger"] = {{"exit_code", 0}, {"stdout", "/x"}, {"stderr", "/y"},
+                       {"output", Json::parse(R"({"tags": {"engine": "clip", "items": [{"text": "finance",
+                           "confidence": 0.92}, "slides"]},
+                           "captions": {"engine": "blip", "items": [{"scene": 2, "text": "a second slide"}]},
+                           "notes": [{"engine": "diarizer", "text": "one speaker"}]})")}};
+  history.push_back({"transcribe", "gpu-node-1", 1, 2.0, {0}});
+  history.push_back({"tagger", "head", 1, 0.5, {}});
+  ASSERT_TRUE(RunWith().ok());
+  const std::string md = ReadFile(dir / "out" / "job-7" / "report.md");
+  EXPECT_EQ(md.find("hello \\*not bold\\*"), std::string::npos) << "analyze's transcript was replaced";
+  EXPECT_NE(md.find("_Transcript by whisper-large (en, step transcribe)._"), std::string::npos) << md;
+  const size_t ch2 = md.find("### Chapter 2");
+  EXPECT_NE(md.find("- **[0:11]** And this, in chapter two."), std::string::npos);
+  EXPECT_GT(md.find("- **[0:11]** And this, in chapter two."), ch2);
+  for (const char* s : {"## From models", "### Tags by clip (step tagger)", "- finance (0.92)", "- slides",
+                        "### Captions by blip (step tagger)", "- (Chapter 2) a second slide", "### Notes",
+                        "- diarizer: one speaker"})
+    EXPECT_NE(md.find(s), std::string::npos) << "lacks " << s << "\n" << md;
+  const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
+  EXPECT_NE(html.find("<section id=\"models\">"), std::string::npos);
+
+  results["tagger"]["output"]["tags"]["items"][0].erase("text");
+  const StepOutcome bad = RunWith();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_FALSE(bad.retryable);
+  EXPECT_EQ(bad.error, "document: step 'tagger' breaks the analysis shape (docs/schema/analysis.md): "
+                       "tags.items[0].text: missing");
+}
+
+}  // namespace
+}  // namespace baton

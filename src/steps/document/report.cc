@@ -182,9 +182,17 @@ std::string RenderMarkdown(const ReportData& r) {
   }
 
   md += "## " + T("transcript") + "\n\n";
+  if (!r.transcript_by.empty() && !r.transcript.empty()) md += "_" + MdInline(r.transcript_by) + "_\n\n";
   if (r.transcript.empty()) md += "_" + MdInline(r.transcript_note) + "_\n";
   for (const auto& s : r.transcript) md += "- **[" + Timestamp(s.start) + "]** " + MdInline(s.text) + "\n";
 
+  if (!r.models.empty()) {
+    md += "\n## " + T("models") + "\n";
+    for (const auto& m : r.models) {
+      md += "\n### " + MdInline(m.heading) + "\n\n";
+      for (const auto& line : m.lines) md += "- " + MdInline(line) + "\n";
+    }
+  }
   md += "\n## " + T("record") + "\n\n";
   if (r.record.empty()) {
     md += "_" + MdInline(r.record_note) + "_\n";
@@ -229,8 +237,9 @@ std::string RenderHtml(const ReportData& r) {
     h += fmt::format("<li><a href=\"#chapter-{}\">{}</a></li>\n", c.index,
                      HtmlEscape(TrF(ui, "chapter_span", c.index, Timestamp(c.start), Timestamp(c.end))));
   }
-  h += "</ol></li>\n<li><a href=\"#transcript\">" + T("transcript") + "</a></li>\n<li><a href=\"#record\">" +
-       T("record") + "</a></li>\n</ol></nav>\n";
+  h += "</ol></li>\n<li><a href=\"#transcript\">" + T("transcript") + "</a></li>\n";
+  if (!r.models.empty()) h += "<li><a href=\"#models\">" + T("models") + "</a></li>\n";
+  h += "<li><a href=\"#record\">" + T("record") + "</a></li>\n</ol></nav>\n";
 
   h += "<section id=\"media\">\n<h2>" + T("media") + "</h2>\n<table>\n";
   for (const auto& [k, v] : r.facts) h += "<tr><th>" + HtmlEscape(k) + "</th><td>" + HtmlEscape(v) + "</td></tr>\n";
@@ -269,9 +278,22 @@ std::string RenderHtml(const ReportData& r) {
   h += "</section>\n";
 
   h += "<section id=\"transcript\">\n<h2>" + T("transcript") + "</h2>\n";
-  if (r.transcript.empty()) HtmlNote(&h, r.transcript_note);
-  else HtmlSegments(&h, r.transcript);
+  if (r.transcript.empty()) {
+    HtmlNote(&h, r.transcript_note);
+  } else {
+    if (!r.transcript_by.empty()) h += "<p class=\"by\">" + HtmlEscape(r.transcript_by) + "</p>\n";
+    HtmlSegments(&h, r.transcript);
+  }
   h += "</section>\n";
+  if (!r.models.empty()) {
+    h += "<section id=\"models\">\n<h2>" + T("models") + "</h2>\n";
+    for (const auto& m : r.models) {
+      h += "<h3>" + HtmlEscape(m.heading) + "</h3>\n<ul>\n";
+      for (const auto& line : m.lines) h += "<li>" + HtmlEscape(line) + "</li>\n";
+      h += "</ul>\n";
+    }
+    h += "</section>\n";
+  }
 
   h += "<section id=\"record\">\n<h2>" + T("record") + "</h2>\n";
   if (r.record.empty()) {

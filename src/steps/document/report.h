@@ -28,6 +28,13 @@ struct Chapter {
   std::vector<Segment> segments;
 };
 
+// What a model added (captions, tags, labels, notes): a heading naming the kind and the engine,
+// and its lines, already formatted ("[0:06] a chart on a slide", "finance (0.92)").
+struct ModelSection {
+  std::string heading;
+  std::vector<std::string> lines;
+};
+
 struct RecordRow {
   std::string step, node, status, gpus;
   int attempt = 0;
@@ -49,6 +56,8 @@ struct ReportData {
   std::string chapters_note;
   std::vector<Segment> transcript;
   std::string transcript_note;
+  std::string transcript_by;  // "Transcript by whisper (en, step transcribe)." or ""
+  std::vector<ModelSection> models;  // empty: no section "From models"
   std::vector<RecordRow> record;
   std::string record_note;
   std::string tokens;       // "1234 prompt + 567 completion tokens in 3 requests", or ""

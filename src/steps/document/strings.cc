@@ -84,6 +84,15 @@ constexpr Row kRows[] = {
     {"no_keyframe", "No keyframe for this chapter.", "本章没有关键帧。", "本章沒有關鍵影格。"},
     {"keyframe_unavailable", "Keyframe unavailable ({}): {}", "关键帧不可用（{}）：{}", "關鍵影格無法使用（{}）：{}"},
     {"no_record", "No processing record was available.", "没有可用的处理记录。", "沒有可用的處理紀錄。"},
+    {"transcript_by", "Transcript by {} ({}, step {}).", "文字记录由 {} 生成（{}，步骤 {}）。",
+     "逐字稿由 {} 產生（{}，步驟 {}）。"},
+    {"models", "From models", "模型补充", "模型補充"},
+    {"captions", "Captions", "画面描述", "畫面描述"},
+    {"tags", "Tags", "标签", "標籤"},
+    {"labels", "Labels", "类别", "類別"},
+    {"notes", "Notes", "备注", "備註"},
+    {"section_by", "{} by {} (step {})", "{}：{}（步骤 {}）", "{}：{}（步驟 {}）"},
+    {"unknown", "unknown", "未知", "未知"},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "steps/analysis/analysis.h"
 #include "steps/llm/chat_client.h"
 #include "steps/llm/extractive.h"
 #include "steps/llm/llm_config.h"
@@ -31,38 +32,28 @@ using Values = std::map<std::string, std::string>;
 constexpr int kMarginTokens = 64;
 constexpr int kMaxReduceLevels = 8;
 
-double NumberOr(const Json& j, const char* key, double fallback) {
-  if (!j.is_object()) return fallback;
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
-}
-
 std::string StringOr(const Json& j, const char* key, std::string fallback = "") {
   if (!j.is_object()) return fallback;
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
 }
 
-Material ReadMaterial(const StepContext& ctx, const LlmConfig& c, const Json& analysis) {
+// The material comes from the job's analysis (steps/analysis: analyze's result and what later
+// steps contributed); the transcript is the one in the job's language (Analysis::Primary).
+Material ReadMaterial(const StepContext& ctx, const LlmConfig& c, const analysis::Analysis& a) {
   Material m;
   const Json& download = ctx.result_of(c.title_from);
   m.title = StringOr(download, "title");
   m.source = StringOr(download, "url", ctx.input);
   if (m.title.empty() && !ctx.input.empty()) m.title = std::filesystem::path(ctx.input).filename().string();
   if (m.title.empty()) m.title = ctx.job;
-  m.duration = NumberOr(analysis.value("media", Json()), "duration", 0);
-  if (auto t = analysis.find("transcript"); t != analysis.end() && t->is_array()) {
-    for (const auto& seg : *t) {
-      std::string text = StringOr(seg, "text");
-      if (text.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-      m.transcript.push_back({NumberOr(seg, "start", 0), NumberOr(seg, "end", 0), std::move(text)});
-    }
+  m.duration = a.media.duration;
+  if (const analysis::Transcript* t = a.Primary(c.job_language)) {
+    m.transcript_language = t->language;
+    m.transcript_engine = t->engine;
+    for (const auto& seg : t->segments) m.transcript.push_back({seg.start, seg.end, seg.text});
   }
-  if (auto s = analysis.find("scenes"); s != analysis.end() && s->is_array()) {
-    for (const auto& scene : *s) {
-      m.scenes.push_back({NumberOr(scene, "start", 0), NumberOr(scene, "end", 0), StringOr(scene, "ocr")});
-    }
-  }
+  for (const auto& scene : a.scenes) m.scenes.push_back({scene.start, scene.end, scene.ocr});
   return m;
 }
 
@@ -114,12 +105,17 @@ class LlmStep final : public Step {
   explicit LlmStep(LlmConfig config) : config_(std::move(config)) {}
 
   StepOutcome Run(StepContext& ctx) const override {
-    const Json& analysis = ctx.result_of(config_.from);
-    if (!analysis.is_object()) {
+    if (!ctx.result_of(config_.from).is_object()) {
       return StepOutcome::Failure(fmt::format("llm: no result from step '{}' (with.from): nothing to summarise",
                                               config_.from), false);
     }
-    const Material material = ReadMaterial(ctx, config_, analysis);
+    const analysis::ReadResult read = analysis::ReadAnalysis(ctx, config_.from);
+    if (!read.ok()) return StepOutcome::Failure("llm: " + read.error, false);
+    const Material material = ReadMaterial(ctx, config_, read.analysis);
+    if (!material.transcript_engine.empty()) {
+      ctx.info(fmt::format("llm: transcript ({}) by {}: {} segments", material.transcript_language,
+                           material.transcript_engine, material.transcript.size()));
+    }
     if (config_.extractive) {
       ctx.info(fmt::format("llm: offline extractive summary of {} transcript segments and {} scenes",
                            material.transcript.size(), material.scenes.size()));

@@ -205,6 +205,7 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   else if (with.contains("_language")) lang_with["_language"] = with["_language"];
   const Language job = StepLanguage(lang_with);
   c.ui = job.ui;
+  c.job_language = job.tag;
   c.cjk = job.cjk;
   const bool chinese = job.chinese();
   c.summary_template = LoadTemplate(with, "prompt_file", chinese ? kDefaultSummaryPromptZh : kDefaultSummaryPrompt);

@@ -44,6 +44,7 @@ struct LlmConfig {
   std::string language;      // what the model is told to write in; "" = the language of the material
   bool language_requested = false;  // with.language given on the step itself
   std::string ui = "en";     // the job's language for Baton's own words ("en", "zh-Hans", "zh-Hant")
+  std::string job_language = "en";  // the job's language tag: which transcript is summarised
   bool cjk = false;          // the job's language is written without spaces (extractive segmentation)
   std::string system_prompt; // the system message, in the job's language
   std::string from = "analyze";

@@ -1,5 +1,5 @@
-// What the llm step summarises: the parts of a job's download and analyze results it reads,
-// already validated. Plain values.
+// What the llm step summarises: the job's title and source (download result) and its analysis
+// (steps/analysis/analysis.h, read from analyze and the steps that contributed). Plain values.
 #pragma once
 
 #include <string>
@@ -18,6 +18,8 @@ struct Material {
   std::string source;
   double duration = 0;                // seconds; 0 when unknown
   std::vector<TimedText> transcript;  // speech segments in time order
+  std::string transcript_language;    // its BCP 47 tag ("" unknown)
+  std::string transcript_engine;      // what produced it ("" unknown)
   std::vector<TimedText> scenes;      // text = the scene's OCR text ("" when none)
 };
 

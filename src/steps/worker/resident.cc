@@ -377,8 +377,8 @@ std::vector<std::shared_ptr<Item>> Resident::TakeBatch() {
       wait_left = pending_.front()->submitted + config_.options.batch_wait - Now();
       if (batchable >= static_cast<size_t>(config_.options.batch_max) || wait_left <= 0 || retiring_) {
         std::vector<std::shared_ptr<Item>> batch;
-        for (auto it = pending_.begin();
-             it != pending_.end() && batch.size() < static_cast<size_t>(config_.options.batch_max);) {
+        const size_t most = static_cast<size_t>(config_.options.batch_max);
+        for (auto it = pending_.begin(); it != pending_.end() && batch.size() < most;) {
           if ((*it)->solo) {
             ++it;
             continue;
@@ -406,8 +406,8 @@ void Resident::Died(const std::string& why, const Item* culprit) {
     phase_ = Phase::kStarting;
   }
   Log(LogLevel::kWarn,
-      "worker " + std::to_string(config_.id) + " " + why + (last_err_.empty() ? "" : " (stderr: " + last_err_ + ")") +
-          "; restarting it for the items it held",
+      "worker " + std::to_string(config_.id) + " " + why +
+          (last_err_.empty() ? "" : " (stderr: " + last_err_ + ")") + "; restarting it for the items it held",
       nullptr);
   const bool alone = in_flight_.size() == 1;
   std::vector<std::shared_ptr<Item>> requeue;

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "baton/pipeline.h"
+#include "steps/analysis/analysis.h"
 #include "steps/builtin.h"
 #include "steps/command_args.h"
 #include "steps/worker/resident.h"
@@ -67,10 +68,21 @@ class WorkerStep : public Step {
     for (int tries = 0; tries < 5; ++tries) {
       std::shared_ptr<worker::Resident> resident = Get(ctx);
       if (resident == nullptr) return StepOutcome::Failure("worker: cannot start a worker for this step", false);
-      if (resident->Run(item)) return std::move(item->outcome);
+      if (resident->Run(item)) return Checked(std::move(item->outcome));
       if (ctx.cancelled()) return StepOutcome::Cancelled();
     }
     return StepOutcome::Failure("worker: its worker kept exiting before taking the item", true);
+  }
+
+  // An output with parts of the analysis shape must follow it (docs/schema/analysis.md): the
+  // attempt fails naming the field, so nothing downstream runs on half an analysis.
+  static StepOutcome Checked(StepOutcome out) {
+    if (out.ok() && analysis::IsContribution(out.result)) {
+      if (std::string e = analysis::CheckContribution(out.result); !e.empty()) {
+        return StepOutcome::Failure("worker: output breaks the analysis shape (docs/schema/analysis.md): " + e, false);
+      }
+    }
+    return out;
   }
 
   void RetireWorker(int worker) const override {
