@@ -234,6 +234,14 @@ TEST_F(RuntimeTest, CommandOutputLineIsReadWholeUpToItsLimit) {
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.error.find("longer than the 1 MiB limit"), std::string::npos) << big.error;
   EXPECT_LT(big.error.size(), 500u) << big.error;
+  // An output nested deeper than 32 levels fails too (copying and printing a Json recurse).
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += R"({"a":)";
+  deep += "1" + std::string(100000, '}');
+  std::ofstream(dir_.path() / "deep.json") << deep << "\n";
+  const StepOutcome nested = run(10, "cat " + (dir_.path() / "deep.json").string());
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.error.find("nests JSON deeper than 32 levels"), std::string::npos) << nested.error;
   // A long last line that is no JSON object is no output, and no error (as before).
   const StepOutcome plain = run(10, "head -c 2000000 /dev/zero | tr '\\0' b; echo");
   ASSERT_TRUE(plain.ok()) << plain.error;

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "util/json_depth.h"
 #include "util/process.h"
 #include "steps/builtin.h"
 #include "steps/command_args.h"
@@ -24,6 +25,9 @@ const std::vector<std::string>& Placeholders() {
 
 // The longest stdout line read as the step's JSON output.
 constexpr size_t kMaxOutputLine = size_t{1} << 20;
+// Its deepest nesting: room under the cluster protocol's limit (protocol::kMaxNesting, 64), where
+// the output travels inside a result inside a message.
+constexpr int kMaxOutputNesting = 32;
 
 class CommandStep : public Step {
  public:
@@ -86,6 +90,12 @@ class CommandStep : public Step {
         return StepOutcome::Failure(fmt::format("{}: stdout's last line ({} bytes, starting {:.40}...) is longer than the "
                                                 "1 MiB limit of a JSON output line; write large results to a file",
                                                 argv[0], out_last.size, out_last.line),
+                                    false);
+      // Parsing is iterative, but copying and printing the result recurse: a deeply nested line
+      // would overflow the stack of the runtime or agent that holds it.
+      if (JsonNestedDeeperThan(out_last.line, kMaxOutputNesting))
+        return StepOutcome::Failure(fmt::format("{}: stdout's last line nests JSON deeper than {} levels, the limit of "
+                                                "a JSON output line", argv[0], kMaxOutputNesting),
                                     false);
       Json parsed = Json::parse(out_last.line, nullptr, false);
       if (!parsed.is_discarded()) result["output"] = parsed;
