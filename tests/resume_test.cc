@@ -402,8 +402,8 @@ TEST_F(ResumeTest, NoJournalRunsLockTheOutputFolderToo) {
   const pid_t pid = testing::SpawnIn(dir_.path(), first, dir_ / "first.stderr");
   ASSERT_GT(pid, 0);
   // The run has its runtime (and so its lock) once it says where its output goes.
-  ASSERT_TRUE(testing::WaitFor([&] { return ReadFile(dir_ / "first.stderr").find("output in out") != std::string::npos; },
-                               60)) << ReadFile(dir_ / "first.stderr");
+  const auto said = [&] { return ReadFile(dir_ / "first.stderr").find("output in out") != std::string::npos; };
+  ASSERT_TRUE(testing::WaitFor(said, 60)) << ReadFile(dir_ / "first.stderr");
   const std::string held = "out: another baton run (pid " + std::to_string(pid) + ") is using this output folder";
   for (bool journal : {false, true}) {
     std::vector<std::string> second = args;
@@ -420,8 +420,9 @@ TEST_F(ResumeTest, NoJournalRunsLockTheOutputFolderToo) {
   Wait(pid);
   // Once it is gone, the folder is free again.
   Write("p.yaml", ThreeSteps(0.01));
-  EXPECT_EQ(Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "1", "--log-format", "none", "--no-journal"}).status,
-            0);
+  const Result third =
+      Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "1", "--log-format", "none", "--no-journal"});
+  EXPECT_EQ(third.status, 0) << third.err;
 }
 
 TEST_F(ResumeTest, NoJournalFlagRunsEverythingAgain) {

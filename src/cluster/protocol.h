@@ -8,8 +8,9 @@
 //
 // Every message is a JSON object {"v": kProtocolVersion, "t": TYPE, ...}. A decoder refuses a
 // message of another version (a mixed-version cluster is told, never misread) and names what is
-// wrong with a malformed one, or one nested deeper than kMaxNesting. Encoders of the hot messages (RunAttempt, AttemptResult) write the
-// text directly, splicing in JSON the caller encoded once (results, history).
+// wrong with a malformed one, or one nested deeper than kMaxNesting. Encoders of the hot messages
+// (RunAttempt, AttemptResult) write the text directly, splicing in JSON the caller encoded once
+// (results, history).
 //
 // Plain functions; thread-compatible.
 #pragma once

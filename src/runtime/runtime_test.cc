@@ -210,7 +210,8 @@ TEST_F(RuntimeTest, CommandOutputLineIsReadWholeUpToItsLimit) {
     auto step = StepRegistry::Global().Create(
         "command", Json{{"argv",
                          {"sh", "-c",
-                          R"(printf 'log line\n{"text": "'; head -c "$1" /dev/zero | tr '\0' a; printf '"}\n'; )" + tail,
+                          R"(printf 'log line\n{"text": "'; head -c "$1" /dev/zero | tr '\0' a; printf '"}\n'; )" +
+                              tail,
                           "sh", std::to_string(chars)}}});
     CancelToken cancel;
     const Json results = Json::object();

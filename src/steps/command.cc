@@ -87,10 +87,11 @@ class CommandStep : public Step {
     const WholeLastLine out_last = ReadLastLine(spec.stdout_path, kMaxOutputLine);
     if (!out_last.line.empty() && out_last.line.front() == '{') {
       if (out_last.too_long)
-        return StepOutcome::Failure(fmt::format("{}: stdout's last line ({} bytes, starting {:.40}...) is longer than the "
-                                                "1 MiB limit of a JSON output line; write large results to a file",
-                                                argv[0], out_last.size, out_last.line),
-                                    false);
+        return StepOutcome::Failure(
+            fmt::format("{}: stdout's last line ({} bytes, starting {:.40}...) is longer than the 1 MiB limit of "
+                        "a JSON output line; write large results to a file",
+                        argv[0], out_last.size, out_last.line),
+            false);
       // Parsing is iterative, but copying and printing the result recurse: a deeply nested line
       // would overflow the stack of the runtime or agent that holds it.
       if (JsonNestedDeeperThan(out_last.line, kMaxOutputNesting))
