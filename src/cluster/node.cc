@@ -242,8 +242,8 @@ std::string NodeAgent::Impl::TakeName(Redis& db, const std::string& machine) {
     }
     if (ttl >= 0) last_ttl = ttl;
     if (!said)
-      Log(fmt::format("the name {} is held by an agent ({}) that has not beaten yet; waiting up to {:.1f}s for its "
-                      "lease to expire",
+      Log(fmt::format("the name {} is held by an agent ({}) that may have died; waiting up to {:.1f}s for its lease "
+                      "to expire",
                       opts.name, who, ttl >= 0 ? static_cast<double>(ttl) / 1000 : 0.0));
     said = true;
     std::this_thread::sleep_for(std::chrono::duration<double>(std::min(opts.heartbeat / 4, 0.25)));
@@ -524,6 +524,9 @@ int NodeAgent::Run() {
   double drain_deadline = 0;
   auto running_count = [&m] { return m.shared->Unfinished(); };
   while (true) {
+    // The name (and with it the placement stream and its consumer) is another agent's now: read
+    // nothing more; what still runs is handed back below (its results carry a stale incarnation).
+    if (m.name_lost) break;
     if (m.stop && !draining) {
       draining = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
@@ -656,7 +659,7 @@ int NodeAgent::Run() {
   db.Flush();
   server.Stop();
   m.Log("left the cluster");
-  return 0;
+  return m.name_lost ? 2 : 0;
 }
 
 }  // namespace baton::cluster
