@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -387,6 +388,41 @@ TEST_F(ResumeTest, TwoRunsCannotShareAnOutputFolder) {
             std::string::npos) << second.err;
   kill(pid, SIGKILL);
   Wait(pid);
+}
+
+// The lock on OUT does not depend on the journal: a --no-journal run holds it too (a second run would truncate
+// its jobs.jsonl, remove its work folders and overwrite its reports), and a --no-journal run respects it.
+TEST_F(ResumeTest, NoJournalRunsLockTheOutputFolderToo) {
+  Write("p.yaml", "name: slow\nsteps:\n  - {name: a, uses: sleep, with: {seconds: 60}, resources: {cpu: 1}}\n");
+  Write("n.yaml", kNode);
+  const std::vector<std::string> args = {"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "2", "--log-format", "none"};
+  std::vector<std::string> first = {Baton()};
+  first.insert(first.end(), args.begin(), args.end());
+  first.push_back("--no-journal");
+  const pid_t pid = testing::SpawnIn(dir_.path(), first, dir_ / "first.stderr");
+  ASSERT_GT(pid, 0);
+  // The run has its runtime (and so its lock) once it says where its output goes.
+  const auto said = [&] { return ReadFile(dir_ / "first.stderr").find("output in out") != std::string::npos; };
+  ASSERT_TRUE(testing::WaitFor(said, 60)) << ReadFile(dir_ / "first.stderr");
+  const std::string held = "out: another baton run (pid " + std::to_string(pid) + ") is using this output folder";
+  for (bool journal : {false, true}) {
+    std::vector<std::string> second = args;
+    if (!journal) second.push_back("--no-journal");
+    Result r = Baton(second);
+    EXPECT_EQ(r.status, 2) << journal << r.err;
+    EXPECT_NE(r.err.find(held), std::string::npos) << journal << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line: " << r.err;
+  }
+  // The first run is untouched: still running, its lines file not truncated away.
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "out" / "jobs.jsonl"));
+  EXPECT_EQ(waitpid(pid, nullptr, WNOHANG), 0) << "the first run is still running";
+  kill(pid, SIGKILL);
+  Wait(pid);
+  // Once it is gone, the folder is free again.
+  Write("p.yaml", ThreeSteps(0.01));
+  const Result third =
+      Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "1", "--log-format", "none", "--no-journal"});
+  EXPECT_EQ(third.status, 0) << third.err;
 }
 
 TEST_F(ResumeTest, NoJournalFlagRunsEverythingAgain) {

@@ -51,6 +51,11 @@ struct RunOptions {
   // run in `out`, the run resumes: succeeded jobs are skipped, others continue at their first
   // unfinished step, failed ones stay failed unless `rerun` says otherwise, inputs keep their ids.
   bool journal = false;
+  // One run at a time per output folder, journal or not: the Runtime holds an exclusive lock on
+  // OUT/.baton/lock from its creation to its end, and Create fails, naming the folder and the
+  // holder's pid, while another Runtime (this process or another) holds it. false only for a
+  // Runtime that will never Run (`baton validate`), which then writes nothing.
+  bool lock_out = true;
   enum class Rerun { kNone, kFailed, kAll } rerun = Rerun::kNone;  // kAll: the old journal is moved aside
   bool journal_sync = true;         // fdatasync each group commit (false: benchmarks of the CPU cost)
   // Every job's line goes to OUT/jobs.jsonl as it ends, and summary.json is assembled from those

@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
       if (!validate_cluster.empty()) cluster = baton::cli::Loaded(baton::LoadCluster(validate_cluster));
       baton::RunOptions opts;
       opts.log_format = baton::RunOptions::LogFormat::kNone;
+      opts.lock_out = false;  // checks only: it runs nothing, so it neither waits for nor blocks a run
       auto check = baton::cli::Loaded(baton::Runtime::Create(pipeline, cluster, opts));
       std::printf("%s: ok (%zu steps)\n", validate_pipeline.c_str(), pipeline.steps.size());
       return 0;

@@ -466,6 +466,61 @@ TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
   EXPECT_EQ(testing::ReadFile(refused).find("pw-typo"), std::string::npos) << testing::ReadFile(refused);
 }
 
+// Two agents with one --name: the second is refused while the first beats (before the name lease, each start reset
+// the other's placement stream and incarnation, and attempts were lost over and over); an agent restarted after the
+// holder died takes the name over, at once when the dead holder ran on this machine, else when its lease expires.
+TEST_F(ClusterTest, ANameIsHeldByOneLiveAgentAndTakenOverWhenItDies) {
+  StartRedis();
+  StartHead();
+  StartNode("a", {"--gpus", "0", "--labels", "role=head"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 10)) << Logs();
+  const auto registration = [&] {
+    const auto file = dir_ / "reg.json";
+    std::filesystem::remove(file);  // RunProgram appends
+    testing::RunProgram({"redis-cli", "-p", std::to_string(port_), "HGET", prefix_ + ":nodes", "a"}, file.string());
+    Json j = Json::parse(testing::ReadFile(file), nullptr, false);
+    return j.is_object() ? j : Json::object();
+  };
+  const Json first = registration();
+  ASSERT_EQ(first.value("pid", 0), nodes_["a"]->pid()) << first.dump();
+  const std::string host = first.value("host", "");
+  ASSERT_FALSE(host.empty()) << first.dump();
+  const auto agent = [&](const std::string& log) {
+    return std::make_unique<Proc>(
+        std::vector<std::string>{baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", "a", "--workdir",
+                                 (dir_ / "work-a2").string(), "--address", "127.0.0.1", "--listen", "127.0.0.1",
+                                 "--heartbeat", "0.2s", "--cpus", "2", "--gpus", "0", "--labels", "role=head"},
+        dir_ / log);
+  };
+  // A second agent under the live one's name: refused with one line, and the first keeps its name and stream.
+  auto second = agent("a2.log");
+  ASSERT_EQ(second->Wait(30), 2) << testing::ReadFile(dir_ / "a2.log");
+  const std::string refused = "baton node: node a is already registered by a live agent (pid " +
+                              std::to_string(nodes_["a"]->pid()) + " on " + host + "); stop it or use --name\n";
+  EXPECT_NE(testing::ReadFile(dir_ / "a2.log").find(refused), std::string::npos) << testing::ReadFile(dir_ / "a2.log");
+  EXPECT_EQ(registration().value("incarnation", ""), first.value("incarnation", ""));
+  auto submit = Submit(WritePipeline("name: one\nsteps:\n  - {name: s, uses: sleep, with: {seconds: 0.01}, "
+                                     "resources: {cpu: 1}}\n"), 2);
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  // The holder killed: an agent started on this machine takes the name over at once (its process is gone).
+  nodes_["a"]->Kill(SIGKILL);
+  auto third = agent("a3.log");
+  ASSERT_TRUE(WaitFor([&] { return registration().value("pid", 0) == third->pid(); }, 20))
+      << testing::ReadFile(dir_ / "a3.log");
+  EXPECT_NE(testing::ReadFile(dir_ / "a3.log").find("took over the name from an agent that died"), std::string::npos);
+  // Killed again, its registration made to look like another machine's: the name is free once its lease expires.
+  third->Kill(SIGKILL);
+  Json elsewhere = registration();
+  elsewhere["host"] = "another-machine.example";
+  testing::RunProgram({"redis-cli", "-p", std::to_string(port_), "HSET", prefix_ + ":nodes", "a", elsewhere.dump()});
+  auto fourth = agent("a4.log");
+  ASSERT_TRUE(WaitFor([&] { return registration().value("pid", 0) == fourth->pid(); }, 20))
+      << testing::ReadFile(dir_ / "a4.log");
+  EXPECT_NE(testing::ReadFile(dir_ / "a4.log").find("waiting up to"), std::string::npos)
+      << testing::ReadFile(dir_ / "a4.log");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 20)) << Logs();
+}
+
 TEST_F(ClusterTest, AnAgentWarnsLoudlyOfARedisWithoutPasswordOffLoopback) {
   // 0.0.0.0 is not a loopback address by name (Linux connects it to this machine, so nothing
   // leaves it): the agent warns, then keeps trying to connect to the closed port.

@@ -14,6 +14,8 @@
 //                            incarnation the running attempt was placed on)
 //   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
 //   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
+//   PREFIX:lease:NODE        the incarnation of the agent that holds the name NODE (SET NX PX,
+//                            renewed with each heartbeat; node.cc)
 //   PREFIX:view:nodes        the head's view of nodes (alive, resources used/total), JSON
 //   PREFIX:inbox             stream to the head (group "head"): results, submits, cancels, joins
 //   PREFIX:place:NODE        stream to one node agent (group "node"): attempts to run, cancels
@@ -46,6 +48,7 @@ struct Keys {
   std::string attempts(const std::string& id) const { return p + ":attempts:" + id; }
   std::string nodes() const { return p + ":nodes"; }
   std::string hb() const { return p + ":hb"; }
+  std::string lease(const std::string& node) const { return p + ":lease:" + node; }
   std::string view_nodes() const { return p + ":view:nodes"; }
   std::string inbox() const { return p + ":inbox"; }
   std::string place(const std::string& node) const { return p + ":place:" + node; }

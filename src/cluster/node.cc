@@ -8,7 +8,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <csignal>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -145,7 +149,107 @@ struct NodeAgent::Impl {
   void Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded> p);
   void Reporter();
   void Heartbeat();
+
+  // The name lease (PREFIX:lease:NAME = this incarnation, expiring after LeaseMs() unless renewed
+  // by a heartbeat): two agents started with one --name would otherwise reset each other's
+  // placement stream and incarnation on every start, and attempts would be lost over and over.
+  long long LeaseMs() const { return std::max<long long>(1000, std::llround(opts.heartbeat * 5 * 1000)); }
+  std::string TakeName(Redis& db, const std::string& machine);
+  // Writes the registration (and, with `beat`, bumps the heartbeat counter) and renews the lease,
+  // only while this agent holds the name; false (and `name_lost`) when another agent took it.
+  bool Beat(Redis& db, bool beat);
+  std::atomic<bool> name_lost{false};
 };
+
+// KEYS: lease, nodes, hb; ARGV: incarnation, lease ms, name, registration, "1" to bump the counter.
+constexpr const char* kBeatScript = R"(
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+return 1)";
+// KEYS: lease, nodes, hb; ARGV: incarnation, name. Leaving: what is ours goes, a successor's stays.
+constexpr const char* kLeaveScript = R"(
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1)";
+// KEYS: lease; ARGV: the dead holder's incarnation, ours, lease ms.
+constexpr const char* kTakeOverScript = R"(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1)";
+
+bool NodeAgent::Impl::Beat(Redis& db, bool beat) {
+  if (name_lost) return false;
+  Reply r = db.Command({"EVAL", kBeatScript, "3", keys.lease(opts.name), keys.nodes(), keys.hb(), incarnation,
+                        std::to_string(LeaseMs()), opts.name, RegistrationText(), beat ? "1" : "0"});
+  if (!db.ok() || r.is_error() || r.integer() != 0) return true;  // a dropped connection is retried by the caller
+  if (!name_lost.exchange(true)) {
+    Log("another agent took over the name " + opts.name +
+        " (this one missed its heartbeats for longer than the name's lease); leaving without running more here");
+    stop = true;
+  }
+  return false;
+}
+
+// Returns "" once this agent holds the name; otherwise the line that says who does. The name is
+// free when no lease is held; a lease is stale when its holder died (its process is gone from
+// this machine, or its lease expires unrenewed); its holder is alive when its heartbeat counter
+// moves or its lease is renewed.
+std::string NodeAgent::Impl::TakeName(Redis& db, const std::string& machine) {
+  const std::string lease = keys.lease(opts.name);
+  const std::string ms = std::to_string(LeaseMs());
+  std::string first_beat;
+  long long last_ttl = -1;
+  bool looked = false, said = false;
+  while (!stop) {
+    Reply set = db.Command({"SET", lease, incarnation, "NX", "PX", ms});
+    if (!db.ok()) return "cannot register: " + db.error();
+    if (set.str() == "OK") return "";
+    const std::string holder = db.Command({"GET", lease}).str();
+    const long long ttl = db.Command({"PTTL", lease}).integer();
+    const std::string beat = db.Command({"HGET", keys.hb(), opts.name}).str();
+    const Json reg = Json::parse(db.Command({"HGET", keys.nodes(), opts.name}).str(), nullptr, false);
+    if (!db.ok()) return "cannot register: " + db.error();
+    long long pid = 0;
+    std::string host, inc;
+    if (reg.is_object()) {
+      if (auto it = reg.find("pid"); it != reg.end() && it->is_number_integer()) pid = it->get<long long>();
+      if (auto it = reg.find("host"); it != reg.end() && it->is_string()) host = it->get<std::string>();
+      if (auto it = reg.find("incarnation"); it != reg.end() && it->is_string()) inc = it->get<std::string>();
+    }
+    const std::string who = fmt::format("pid {} on {}", pid > 0 ? std::to_string(pid) : "?", host.empty() ? "?" : host);
+    // Its process is gone from this machine: the name is free now, not when the lease expires.
+    if (!holder.empty() && inc == holder && host == machine && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
+        errno == ESRCH) {
+      if (db.Command({"EVAL", kTakeOverScript, "1", lease, holder, incarnation, ms}).integer() == 1) {
+        Log(fmt::format("took over the name from an agent that died ({})", who));
+        return "";
+      }
+      continue;
+    }
+    const std::string live = fmt::format("node {} is already registered by a live agent ({}); stop it or use --name",
+                                         opts.name, who);
+    if (ttl == -1) return live;  // a lease that never expires: held
+    if (looked && (beat != first_beat || (ttl >= 0 && ttl > last_ttl))) return live;  // it beats, or renewed
+    if (!looked) {
+      first_beat = beat;
+      looked = true;
+    }
+    if (ttl >= 0) last_ttl = ttl;
+    if (!said)
+      Log(fmt::format("the name {} is held by an agent ({}) that may have died; waiting up to {:.1f}s for its lease "
+                      "to expire",
+                      opts.name, who, ttl >= 0 ? static_cast<double>(ttl) / 1000 : 0.0));
+    said = true;
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(opts.heartbeat / 4, 0.25)));
+  }
+  return "stopped before registering";
+}
 
 NodeAgent::NodeAgent(NodeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 NodeAgent::~NodeAgent() = default;
@@ -333,9 +437,7 @@ void NodeAgent::Impl::Heartbeat() {
   Redis db;
   while (!quit) {
     if (!db.ok() && !Connect(db, quit)) return;
-    db.Append({"HSET", keys.nodes(), opts.name, RegistrationText()});
-    db.Append({"HINCRBY", keys.hb(), opts.name, "1"});
-    db.Flush();
+    if (!Beat(db, true)) return;  // the name is another agent's now
     for (int i = 0; i < 20 && !quit; ++i)
       std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
   }
@@ -357,6 +459,14 @@ int NodeAgent::Run() {
                                       [shared = m.shared](const std::string& job) { return shared->Running(job); });
   Redis db;
   if (!m.Connect(db, m.stop)) return 0;
+  char machine_name[256] = {0};
+  gethostname(machine_name, sizeof machine_name - 1);
+  const std::string machine = machine_name;
+  if (const std::string refused = m.TakeName(db, machine); !refused.empty()) {
+    if (m.stop) return 0;
+    std::fprintf(stderr, "baton node: %s\n", refused.c_str());
+    return 2;
+  }
   db.Command({"SET", m.keys.token(), fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd()), "NX"});
   m.token = db.Command({"GET", m.keys.token()}).str();
 
@@ -366,15 +476,13 @@ int NodeAgent::Run() {
     port = std::atoi(host.c_str() + colon + 1);
     host = host.substr(0, colon);
   }
-  if (host.empty()) {
-    char name[256] = {0};
-    gethostname(name, sizeof name - 1);
-    host = name;
-  }
+  if (host.empty()) host = machine;
   ArtifactServer server(std::filesystem::absolute(m.opts.workdir), m.token, m.opts.max_artifact_bytes);
   const int bound = server.Start(m.opts.listen, port);
   if (bound < 0) {
     std::fprintf(stderr, "baton node: cannot serve artifacts on %s:%d (in use?)\n", m.opts.listen.c_str(), port);
+    db.Command({"EVAL", kLeaveScript, "3", m.keys.lease(m.opts.name), m.keys.nodes(), m.keys.hb(), m.incarnation,
+                m.opts.name});
     return 2;
   }
   m.address = host + ":" + std::to_string(bound);
@@ -391,14 +499,15 @@ int NodeAgent::Run() {
     m.registration = driver::NodeSpecToJson(self);
     m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
                            {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
+                           {"host", machine},
                            {"started", Clock::Real().Wall()}});
   }
   // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
   const std::string stream = m.keys.place(m.opts.name);
   db.Append({"DEL", stream});
   db.Append({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
-  db.Append({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
-  db.Append({"HINCRBY", m.keys.hb(), m.opts.name, "1"});
+  db.Append({"EVAL", kBeatScript, "3", m.keys.lease(m.opts.name), m.keys.nodes(), m.keys.hb(), m.incarnation,
+             std::to_string(m.LeaseMs()), m.opts.name, m.RegistrationText(), "1"});
   db.Append({"XADD", m.keys.inbox(), "*", "m", protocol::Encode(protocol::NodeJoined{m.opts.name})});
   db.Flush();
   m.Log(fmt::format("registered at {} (prefix {}): cpus {} gpus {} address {} workdir {}", m.opts.redis.Redacted(),
@@ -415,6 +524,9 @@ int NodeAgent::Run() {
   double drain_deadline = 0;
   auto running_count = [&m] { return m.shared->Unfinished(); };
   while (true) {
+    // The name (and with it the placement stream and its consumer) is another agent's now: read
+    // nothing more; what still runs is handed back below (its results carry a stale incarnation).
+    if (m.name_lost) break;
     if (m.stop && !draining) {
       draining = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
@@ -422,7 +534,7 @@ int NodeAgent::Run() {
         MutexLock lock(&m.reg_mu);
         m.registration["draining"] = true;
       }
-      if (db.ok()) db.Command({"HSET", m.keys.nodes(), m.opts.name, m.RegistrationText()});
+      if (db.ok()) m.Beat(db, false);
       m.Log(
           fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
                       running_count(), m.opts.drain_timeout));
@@ -541,12 +653,13 @@ int NodeAgent::Run() {
   heartbeat.join();
   reporter.join();
   if (!db.ok()) db.Connect(m.opts.redis);
-  db.Append({"HDEL", m.keys.nodes(), m.opts.name});
-  db.Append({"HDEL", m.keys.hb(), m.opts.name});
+  // Only what is this agent's: after losing the name, the registration is the successor's.
+  db.Append({"EVAL", kLeaveScript, "3", m.keys.lease(m.opts.name), m.keys.nodes(), m.keys.hb(), m.incarnation,
+             m.opts.name});
   db.Flush();
   server.Stop();
   m.Log("left the cluster");
-  return 0;
+  return m.name_lost ? 2 : 0;
 }
 
 }  // namespace baton::cluster

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "util/json_depth.h"
+
 namespace baton::cluster::protocol {
 
 namespace {
@@ -68,6 +70,8 @@ class Reader {
 };
 
 Result<Json> Parse(std::string_view text) {
+  if (JsonNestedDeeperThan(text, kMaxNesting))
+    return Status::Invalid(fmt::format("protocol: message nested deeper than {} levels", kMaxNesting));
   Json j = Json::parse(text.begin(), text.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Status::Invalid("protocol: message is not a JSON object");
   auto v = j.find("v");

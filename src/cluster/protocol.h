@@ -8,8 +8,9 @@
 //
 // Every message is a JSON object {"v": kProtocolVersion, "t": TYPE, ...}. A decoder refuses a
 // message of another version (a mixed-version cluster is told, never misread) and names what is
-// wrong with a malformed one. Encoders of the hot messages (RunAttempt, AttemptResult) write the
-// text directly, splicing in JSON the caller encoded once (results, history).
+// wrong with a malformed one, or one nested deeper than kMaxNesting. Encoders of the hot messages
+// (RunAttempt, AttemptResult) write the text directly, splicing in JSON the caller encoded once
+// (results, history).
 //
 // Plain functions; thread-compatible.
 #pragma once
@@ -27,6 +28,12 @@ namespace baton::cluster::protocol {
 
 // 2: RemoveWork (an agent of version 1 would not know it; the versions are refused, not mixed).
 inline constexpr int kProtocolVersion = 2;
+
+// The deepest nesting of arrays and objects a message may have, its own levels included (a result
+// in AttemptResults sits 3 levels down, in RunAttempt's results 2). Deeper messages are refused
+// before they are parsed: parsing is iterative, but copying a Json and dump() recurse, so a result
+// nested a million levels deep would overflow the head's stack.
+inline constexpr int kMaxNesting = 64;
 
 // Where an earlier step of the job ran: its node and artifact server address.
 struct StepHome {

@@ -184,5 +184,32 @@ TEST(Protocol, FuzzFindingsAreErrorsNotExceptions) {
       "protocol: result.pid: out of range");
 }
 
+// A stream entry nested deeper than kMaxNesting levels is refused before anything copies or prints it: parsing is
+// iterative, but copying and dump() recurse, and 1,000,000 levels crashed the head.
+TEST(Protocol, DeeplyNestedMessagesAreRefused) {
+  const auto nested = [](size_t levels) {
+    return R"({"v":2,"t":"results","list":[{"job":"j","serial":1,"status":"ok","result":)" + std::string(levels, '[') +
+           std::string(levels, ']') + "}]}";
+  };
+  // The message's own 3 levels (object, list, entry) count: a result may nest kMaxNesting - 3 levels.
+  auto fits = DecodeInboxMessage(nested(kMaxNesting - 3));
+  ASSERT_TRUE(fits.ok()) << fits.error();
+  const std::string refused = "protocol: message nested deeper than 64 levels";
+  EXPECT_EQ(DecodeInboxMessage(nested(kMaxNesting - 2)).error(), refused);
+  EXPECT_EQ(DecodeInboxMessage(nested(1000000)).error(), refused);
+  std::string run = R"({"v":2,"t":"run","job":"j","serial":1,"step":0,"attempt":1,"pipeline":"1","input":"","inc":"i",)"
+                    R"("history":[],"homes":[],"gpus":[],"results":{"a":)";
+  for (int i = 0; i < 500000; ++i) run += R"({"x":)";
+  run += "1";
+  for (int i = 0; i < 500000; ++i) run += "}";
+  run += "}}";
+  EXPECT_EQ(DecodeAgentMessage(run).error(), refused);
+  // Brackets inside strings are text, not nesting.
+  const std::string text = std::string(100, '[') + "\\\"" + std::string(100, '{');
+  auto quoted = DecodeInboxMessage(R"({"v":2,"t":"results","list":[{"job":"j","serial":1,"status":"ok","error":")" +
+                                   text + R"("}]})");
+  ASSERT_TRUE(quoted.ok()) << quoted.error();
+}
+
 }  // namespace
 }  // namespace baton::cluster::protocol

@@ -505,8 +505,10 @@ TEST_F(DashboardTest, NoOpenRedirectAndABoundOnLiveStreams) {
   Start(PipelineYaml(60, 0), {"a"}, "correct-horse-battery");
   Run();
   auto c = Client();
-  // The token landing page redirects within this server only.
-  for (const char* path : {"//evil.example/x?token=t", "/\\evil.example?token=t"}) {
+  // The token landing page always redirects to "/": "/%09/evil.example/" decodes to "/\t/evil.example/",
+  // which browsers read as "//evil.example/"; any path kept from the request could be such a trick.
+  for (const char* path : {"//evil.example/x?token=t", "/\\evil.example?token=t", "/%09/evil.example/?token=x",
+                           "/%0A/evil.example/?token=x", "/%5C%5Cevil.example/?token=x", "/app.js?token=t"}) {
     auto r = c.Get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 303) << path;

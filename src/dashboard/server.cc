@@ -236,11 +236,10 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
       if (!self->options.token.empty() && ConstantTimeEquals(given, self->options.token))
         res.set_header("Set-Cookie", "token=" + given + "; Path=/; HttpOnly; SameSite=Strict");
       res.status = 303;
-      // Only a path of this server: "//evil.example/x" or "/\\evil.example" would send the
-      // browser (with a fresh token cookie) to another site.
-      const bool own = req.path.size() >= 1 && req.path[0] == '/' &&
-                       (req.path.size() < 2 || (req.path[1] != '/' && req.path[1] != '\\'));
-      res.set_header("Location", own ? req.path : "/");
+      // Always "/", never the request's path: browsers drop tabs and newlines from a Location, so
+      // "/%09/evil.example/" (decoded "/\t/evil.example/") is "//evil.example/", another site,
+      // like "//evil.example/x" or "/\\evil.example"; no filter of paths can list every such trick.
+      res.set_header("Location", "/");
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;

@@ -148,8 +148,12 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   std::vector<std::string> names;
   for (const auto& s : spec.steps) names.push_back(s.name);
   d.Reserve(d.job_count() + options.inputs.size());
+  // Before anything reads or writes OUT: without a journal a run still truncates jobs.jsonl, removes
+  // work folders and writes reports there, so the lock does not depend on journaling.
+  const int lock_fd = options.lock_out || options.journal ? LockOut(options.out) : -1;
   if (!options.journal) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
+    store->HoldLock(lock_fd);
     store->Reserve(options.inputs.size());
     for (size_t i = 0; i < options.inputs.size(); ++i) {  // all ready at 0; Snapshot() sees them before Run()
       const uint32_t job = d.Submit(options.job_prefix + std::to_string(i), options.inputs[i], pipeline, 0, false);
@@ -159,7 +163,6 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     return store;
   }
   const std::filesystem::path file = options.out / ".baton" / "journal";
-  const int lock_fd = LockOut(options.out);
   if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
     const auto aside = FreeName(file);
     std::filesystem::rename(file, aside);

@@ -201,6 +201,58 @@ TEST_F(RuntimeTest, CommandFolderPlaceholdersAreAbsolute) {
   EXPECT_EQ(ReadFile(dir_.path() / "work" / "job-0" / "where"), abs_work + "\n" + abs_out + "\n" + abs_work + "\n");
 }
 
+// The JSON object on stdout's last line becomes the result's "output" whole, however long up to 1 MiB (not cut to
+// the 300 characters error messages quote, which silently dropped it); a longer one fails the attempt, naming the
+// limit. Only error messages shorten a line.
+TEST_F(RuntimeTest, CommandOutputLineIsReadWholeUpToItsLimit) {
+  int attempt = 0;
+  const auto run = [&](size_t chars, const std::string& tail) {
+    auto step = StepRegistry::Global().Create(
+        "command", Json{{"argv",
+                         {"sh", "-c",
+                          R"(printf 'log line\n{"text": "'; head -c "$1" /dev/zero | tr '\0' a; printf '"}\n'; )" +
+                              tail,
+                          "sh", std::to_string(chars)}}});
+    CancelToken cancel;
+    const Json results = Json::object();
+    StepContext ctx;
+    ctx.job = "job-0";
+    ctx.step = "say";
+    ctx.attempt = ++attempt;
+    ctx.results = &results;
+    ctx.cancel = &cancel;
+    ctx.workdir = dir_.path() / "work";
+    ctx.outdir = dir_.path() / "out";
+    return step->Run(ctx);
+  };
+  for (size_t chars : {size_t{400}, size_t{5000}, size_t{1000000}}) {
+    const StepOutcome out = run(chars, "");
+    ASSERT_TRUE(out.ok()) << chars << ": " << out.error;
+    ASSERT_TRUE(out.result.contains("output")) << chars;
+    EXPECT_EQ(out.result["output"]["text"].get<std::string>().size(), chars);
+  }
+  const StepOutcome big = run(2 * 1024 * 1024, "");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error.find("longer than the 1 MiB limit"), std::string::npos) << big.error;
+  EXPECT_LT(big.error.size(), 500u) << big.error;
+  // An output nested deeper than 32 levels fails too (copying and printing a Json recurse).
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += R"({"a":)";
+  deep += "1" + std::string(100000, '}');
+  std::ofstream(dir_.path() / "deep.json") << deep << "\n";
+  const StepOutcome nested = run(10, "cat " + (dir_.path() / "deep.json").string());
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.error.find("nests JSON deeper than 32 levels"), std::string::npos) << nested.error;
+  // A long last line that is no JSON object is no output, and no error (as before).
+  const StepOutcome plain = run(10, "head -c 2000000 /dev/zero | tr '\\0' b; echo");
+  ASSERT_TRUE(plain.ok()) << plain.error;
+  EXPECT_FALSE(plain.result.contains("output"));
+  // An error message still quotes a shortened last line of stderr.
+  const StepOutcome failed = run(10, "head -c 1000 /dev/zero | tr '\\0' c >&2; exit 4");
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error, "sh: exit status 4 (stderr: " + std::string(300, 'c') + "...)");
+}
+
 TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
   RunOptions o = Options(0);
   o.inputs = {"good-1", "bad", "good-2"};

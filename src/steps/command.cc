@@ -3,9 +3,13 @@
 // so an input can never inject a shell command. {workdir}, {outdir} and $BATON_WORKDIR are
 // absolute even when the folders were given relative (`baton node --workdir work`). CUDA_VISIBLE_DEVICES is set to the
 // granted GPUs. stdout/stderr go to <workdir>/logs/<step>.<attempt>.stdout|stderr; exit status != 0 is a failure naming
-// the status and stderr's last line. When stdout's last line is a JSON object it becomes the result's "output".
+// the status and stderr's last line (shortened). When stdout's last line is a JSON object (read whole, at most 1 MiB;
+// longer fails the attempt) it becomes the result's "output".
 #include <optional>
 
+#include <fmt/format.h>
+
+#include "util/json_depth.h"
 #include "util/process.h"
 #include "steps/analysis/analysis.h"
 #include "steps/builtin.h"
@@ -19,6 +23,12 @@ const std::vector<std::string>& Placeholders() {
                                                  "attempt", "workdir", "outdir", "gpus"};
   return names;
 }
+
+// The longest stdout line read as the step's JSON output.
+constexpr size_t kMaxOutputLine = size_t{1} << 20;
+// Its deepest nesting: room under the cluster protocol's limit (protocol::kMaxNesting, 64), where
+// the output travels inside a result inside a message.
+constexpr int kMaxOutputNesting = 32;
 
 class CommandStep : public Step {
  public:
@@ -73,9 +83,23 @@ class CommandStep : public Step {
       std::string last = LastLine(spec.stderr_path);
       return StepOutcome::Failure(argv[0] + ": " + r.Describe() + (last.empty() ? "" : " (stderr: " + last + ")"));
     }
-    const std::string out_last = LastLine(spec.stdout_path);
-    if (!out_last.empty() && out_last.front() == '{') {
-      Json parsed = Json::parse(out_last, nullptr, false);
+    // The output line is data: read whole (LastLine shortens to 300 characters, for messages), up
+    // to kMaxOutputLine; a longer JSON line fails the attempt rather than going missing.
+    const WholeLastLine out_last = ReadLastLine(spec.stdout_path, kMaxOutputLine);
+    if (!out_last.line.empty() && out_last.line.front() == '{') {
+      if (out_last.too_long)
+        return StepOutcome::Failure(
+            fmt::format("{}: stdout's last line ({} bytes, starting {:.40}...) is longer than the 1 MiB limit of "
+                        "a JSON output line; write large results to a file",
+                        argv[0], out_last.size, out_last.line),
+            false);
+      // Parsing is iterative, but copying and printing the result recurse: a deeply nested line
+      // would overflow the stack of the runtime or agent that holds it.
+      if (JsonNestedDeeperThan(out_last.line, kMaxOutputNesting))
+        return StepOutcome::Failure(fmt::format("{}: stdout's last line nests JSON deeper than {} levels, the limit of "
+                                                "a JSON output line", argv[0], kMaxOutputNesting),
+                                    false);
+      Json parsed = Json::parse(out_last.line, nullptr, false);
       if (!parsed.is_discarded()) result["output"] = parsed;
     }
     // An output with parts of the analysis shape must follow it: nothing downstream runs on half

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -295,6 +296,74 @@ std::string LastLine(const std::filesystem::path& file) {
   std::string line = nl == std::string::npos ? tail : tail.substr(nl + 1);
   if (line.size() > 300) line = line.substr(0, 300) + "...";
   return line;
+}
+
+WholeLastLine ReadLastLine(const std::filesystem::path& file, size_t limit) {
+  WholeLastLine out;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return out;
+  in.seekg(0, std::ios::end);
+  std::streamoff pos = in.tellg();
+  if (pos <= 0) return out;
+  constexpr std::streamoff kChunk = 64 * 1024;
+  const auto blank = [](char c) { return c == '\n' || c == '\r' || c == ' '; };
+  std::string tail;           // the file from `pos` to the end of the last line
+  bool end_found = false;     // trailing blanks dropped and a byte of the line seen
+  std::streamoff line_end = 0;
+  while (pos > 0) {
+    const std::streamoff n = std::min(kChunk, pos);
+    pos -= n;
+    std::string chunk(static_cast<size_t>(n), '\0');
+    in.seekg(pos);
+    in.read(chunk.data(), n);
+    if (!end_found) {
+      tail.insert(0, chunk);
+      while (!tail.empty() && blank(tail.back())) tail.pop_back();
+      if (tail.empty()) continue;
+      end_found = true;
+      line_end = pos + static_cast<std::streamoff>(tail.size());
+    } else if (!out.too_long) {
+      tail.insert(0, chunk);
+    }
+    const size_t nl = out.too_long ? chunk.find_last_of('\n') : tail.find_last_of('\n');
+    if (nl != std::string::npos) {
+      if (!out.too_long) {
+        tail.erase(0, nl + 1);
+        if (tail.size() <= limit) {
+          out.size = tail.size();
+          out.line = std::move(tail);
+          return out;
+        }
+        out.too_long = true;
+        out.size = tail.size();
+        out.line = tail.substr(0, 300);
+        return out;
+      }
+      const std::streamoff start = pos + static_cast<std::streamoff>(nl) + 1;
+      out.size = static_cast<size_t>(line_end - start);
+      out.line.assign(std::min<size_t>(300, out.size), '\0');
+      in.clear();
+      in.seekg(start);
+      in.read(out.line.data(), static_cast<std::streamsize>(out.line.size()));
+      return out;
+    }
+    if (!out.too_long && tail.size() > limit) {
+      out.too_long = true;  // from here only the line's start is looked for
+      tail.clear();
+    }
+  }
+  // The line starts the file.
+  if (!out.too_long) {
+    out.size = tail.size();
+    out.line = std::move(tail);
+    return out;
+  }
+  out.size = static_cast<size_t>(line_end);
+  out.line.assign(std::min<size_t>(300, out.size), '\0');
+  in.clear();
+  in.seekg(0);
+  in.read(out.line.data(), static_cast<std::streamsize>(out.line.size()));
+  return out;
 }
 
 }  // namespace baton

@@ -76,7 +76,19 @@ std::string DescribeWaitStatus(int status);
 // containing PASSWORD, SECRET, API_KEY, TOKEN, ...): not handed to children unless named.
 bool IsSecretName(std::string_view name);
 
-// Last non-empty line of a text file (at most the file's last 4 KiB), for error messages.
+// Last non-empty line of a text file (at most the file's last 4 KiB), shortened to 300 characters
+// and "...": for error messages only, never for data.
 std::string LastLine(const std::filesystem::path& file);
+
+// The last non-empty line of a file, whole (trailing newlines, carriage returns and spaces
+// dropped), when it is at most `limit` bytes: what a program meant as data (a command step's JSON
+// output). A longer line sets `too_long`, with `line` holding its first 300 bytes and `size` its
+// length; reading never holds more than `limit` + 64 KiB of the file in memory.
+struct WholeLastLine {
+  std::string line;
+  bool too_long = false;
+  size_t size = 0;
+};
+WholeLastLine ReadLastLine(const std::filesystem::path& file, size_t limit);
 
 }  // namespace baton
