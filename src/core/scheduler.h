@@ -27,9 +27,10 @@
 //  7. Pools: a pool resource is taken from the cluster-wide pool, whichever node runs the step.
 //  8. Resident workers: a worker step's demand is held by a worker (its grant, for its life), not
 //     by each attempt; up to `worker_items` attempts of different jobs join one worker (the
-//     emptiest live one with room; a new worker only when all are full), locality and admission as above, admission counting a worker's
-//     items (prefetch x workers x worker_items). Idle workers give their grant back after
-//     `worker_idle` seconds, at once on a draining node (RetireIdleWorkers).
+//     emptiest live one with room; a new worker only when all are full), locality and admission
+//     as above, admission counting a worker's items (prefetch x workers x worker_items). Idle
+//     workers give their grant back after `worker_idle` seconds, at once on a draining node
+//     (RetireIdleWorkers).
 //
 // Cost: each unbound step class keeps a NodeSet of the nodes that could take it now, refreshed
 // when a node's free resources change; a placement is a FindNext from a rotating cursor, so it
