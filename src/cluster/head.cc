@@ -261,7 +261,7 @@ void Head::Impl::Start(const core::Placement& p, double now) {
     m.homes.push_back(h >= 0 ? protocol::StepHome{driver->nodes()[h].name, driver->nodes()[h].address}
                              : protocol::StepHome{});
   m.gpus = j.in_flight->gpus;
-  m.worker = j.in_flight->worker == core::kNoWorker ? -1 : static_cast<int>(j.in_flight->worker);
+  m.worker = driver::ExecutorWorkerId(j.in_flight->worker);
   m.incarnation = incarnation[n.name];
   m.term = fence.term();
   m.placed = clock.Wall();

@@ -183,6 +183,7 @@ class Scheduler {
     double idle_since;  // when its last attempt ended (items == 0)
   };
   size_t worker_count() const { return workers_.size(); }
+  const std::vector<uint32_t>& live_workers() const { return live_workers_; }
   WorkerView Worker(uint32_t id) const;
   // Earliest time at which Decide or Expired may have something new without any event: the next
   // retry backoff end or attempt deadline. kNever when none.

@@ -19,6 +19,9 @@
 
 namespace baton::driver {
 
+// A placement's worker as executors see it (StepContext::worker, the protocol): -1 for none.
+inline int ExecutorWorkerId(uint32_t worker) { return worker == core::kNoWorker ? -1 : static_cast<int>(worker); }
+
 class Transport {
  public:
   virtual ~Transport() = default;

@@ -151,9 +151,9 @@ Json Driver::NodesJson() const {
   }
   // Resident workers (core rule 8): the core's view (grant, items in it), with the host's state
   // (starting/ready/busy, items served, restarts, load time) where the backend can see it.
-  for (uint32_t w = 0; w < sched_.worker_count(); ++w) {
+  for (uint32_t w : sched_.live_workers()) {  // not every worker ever started: a view stays small
     const core::Scheduler::WorkerView v = sched_.Worker(w);
-    if (!v.alive || v.node >= out.size()) continue;
+    if (v.node >= out.size()) continue;
     const PipelineRecord* p = nullptr;
     for (const auto& rec : pipelines_)
       if (rec.core == v.pipeline) p = &rec;

@@ -261,7 +261,7 @@ void Runtime::Impl::Start(const core::Placement& p, double now) {
   spec->workdir = node_workdirs[p.node] / j.report.id;
   spec->outdir = options.out;
   spec->gpus = j.in_flight->gpus;
-  spec->worker = p.worker == core::kNoWorker ? -1 : static_cast<int>(p.worker);
+  spec->worker = driver::ExecutorWorkerId(p.worker);
   spec->make_workdir = !(l.workdir_made_on & (uint64_t{1} << p.node));
   if (spec->make_workdir && steps[p.step]->NeedsWorkdir()) l.workdir_made_on |= uint64_t{1} << p.node;
   // One process: the producing node's job folder is on this machine. Resolved only when a step

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A worker with fault modes, for the worker step's tests (src/steps/worker/worker_test.cc).
+"""A worker with fault modes, for the worker step's tests (tests/worker_step_test.cc).
 
 Per item, by its input: "ok:X" answers {"echo": X}; "fail" is an item error that retrying cannot
 help; "poison" kills the worker (SIGKILL to itself); "hang" blocks the whole batch, ignoring

@@ -341,14 +341,7 @@ bool Resident::StartProcess() {
   if (!ready_seen_) {
     std::string why =
         broken_ ? broken_why_ : "no \"ready\" within " + std::to_string(config_.options.startup_timeout) + "s";
-    child_->Kill();
-    child_->Reap(-1);
-    child_.reset();
-    {
-      MutexLock lock(&mu_);
-      ++restarts_;
-      pid_ = 0;
-    }
+    KillChild(true);
     fail_pending("worker did not become ready: " + why + (last_err_.empty() ? "" : " (stderr: " + last_err_ + ")"),
                  true);
     return false;
@@ -393,18 +386,21 @@ std::vector<std::shared_ptr<Item>> Resident::TakeBatch() {
   }
 }
 
-void Resident::Died(const std::string& why, const Item* culprit) {
+void Resident::KillChild(bool restart) {
   if (child_) {
     child_->Kill();
     child_->Reap(-1);
     child_.reset();
   }
-  {
-    MutexLock lock(&mu_);
-    ++restarts_;
-    pid_ = 0;
-    phase_ = Phase::kStarting;
-  }
+  MutexLock lock(&mu_);
+  pid_ = 0;
+  if (!restart) return;
+  ++restarts_;
+  phase_ = Phase::kStarting;
+}
+
+void Resident::Died(const std::string& why, const Item* culprit) {
+  KillChild(true);
   Log(LogLevel::kWarn,
       "worker " + std::to_string(config_.id) + " " + why +
           (last_err_.empty() ? "" : " (stderr: " + last_err_ + ")") + "; restarting it for the items it held",
@@ -489,13 +485,7 @@ void Resident::Shutdown(double grace) {
   }
   const double deadline = Now() + grace;
   while (Now() < deadline && !broken_) Pump(50);  // reads its last lines; ends when it exits
-  if (child_) {
-    child_->Kill();
-    child_->Reap(-1);
-    child_.reset();
-  }
-  MutexLock lock(&mu_);
-  pid_ = 0;
+  KillChild(false);
 }
 
 void Resident::Loop() {

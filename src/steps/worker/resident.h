@@ -81,6 +81,8 @@ class Resident {
   bool WaitReady(double deadline);
   void RunBatch(std::vector<std::shared_ptr<Item>> batch);
   void Shutdown(double grace);
+  // Kills the process's group and reaps it; `restart` counts a restart (it died or was killed).
+  void KillChild(bool restart);
   // Reads what the process wrote for up to `timeout_ms`: handles complete stdout lines, logs
   // stderr lines. False when the process ended (or broke the protocol and was killed).
   bool Pump(int timeout_ms);

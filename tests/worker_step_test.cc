@@ -10,7 +10,7 @@
 #include <sstream>
 #include <thread>
 
-#include "baton/runtime.h"  // a test: the worker step end to end through the embedded runtime
+#include "baton/runtime.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
