@@ -4,8 +4,10 @@
 // Python workers (tests/workers/fault_worker.py).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "support/local_cluster.h"
 #include "support/util.h"
@@ -65,6 +67,49 @@ TEST(WorkerCluster, AnAgentsWorkerLoadsOnceBatchesJobsAndAPoisonFailsAlone) {
   }
   EXPECT_EQ(succeeded, 9) << status.dump();
   EXPECT_EQ(failed, 1);
+}
+
+// The head retires an idle worker (the grant goes back) and tells the agent in the same turn
+// (retire_worker): the worker is shut down as retired, not by the agent's own backstop timer
+// (idle_timeout + 2 s). Before that, `baton nodes` shows the agent's view of the worker.
+TEST(WorkerCluster, TheHeadRetiresAnIdleWorkerOnItsAgentAndNodesShowItsState) {
+  testing::LocalCluster cluster;
+  ASSERT_TRUE(cluster.StartRedis()) << cluster.Logs();
+  cluster.StartHead();
+  cluster.StartNode("gpu", {"--cpus", "4", "--gpus", "1", "--labels", "role=head"});
+  ASSERT_TRUE(cluster.WaitNodesAlive(1, 15)) << cluster.Logs();
+  const auto pipeline = cluster.dir() / "w.yaml";
+  std::ofstream(pipeline) << "name: w\nsteps:\n  - name: model\n    uses: worker\n    with:\n      argv: [python3, "
+                          << (testing::SourceDir() / "tests/workers/fault_worker.py").string()
+                          << "]\n      batch: {max: 4, wait: 1s}\n      idle_timeout: 4s\n"
+                          << "    resources: {gpu: 1}\n";
+  ASSERT_EQ(cluster.SubmitAndWait(pipeline, {"ok:a", "ok:b", "ok:c", "ok:d"}, 60), 0) << cluster.Logs();
+  // While it idles, the nodes view carries what the agent's worker says of itself.
+  nlohmann::json worker;
+  std::string seen;
+  const auto served = [&worker] { return worker.is_object() ? worker.value("items_served", -1) : -1; };
+  for (int i = 0; i < 60 && served() != 4; ++i) {
+    const auto out = cluster.dir() / "nodes.json";
+    std::filesystem::remove(out);  // the command appends to it
+    const int rc = cluster.Run({"nodes", "--json"}, out.string());
+    seen = testing::ReadFile(out);
+    if (rc == 0) {
+      const auto nodes = nlohmann::json::parse(seen, nullptr, false);
+      if (nodes.is_array() && !nodes.empty() && nodes[0].contains("workers")) worker = nodes[0]["workers"][0];
+    }
+    if (served() != 4) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(served(), 4) << seen << cluster.Logs();
+  EXPECT_EQ(worker["state"], "ready");
+  EXPECT_EQ(worker["restarts"], 0);
+  // Then the head retires it and the agent shuts it down as told.
+  const auto log = cluster.dir() / "work-gpu/workers/model.0.stderr";
+  std::string text;
+  for (int i = 0; i < 600 && text.find("shutting down") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    text = std::filesystem::exists(log) ? testing::ReadFile(log) : "";
+  }
+  EXPECT_NE(text.find("worker 0 retired by the scheduler; shutting down"), std::string::npos) << text << cluster.Logs();
 }
 
 }  // namespace

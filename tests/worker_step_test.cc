@@ -69,7 +69,9 @@ std::vector<std::string> Inputs(int n, const std::string& prefix = "in-") {
 TEST_F(WorkerStepTest, OneLoadBatchesAcrossJobsEachJobItsOwnAnswer) {
   const std::string argv = "[python3, " + Standin() + ", --load, '0.3', --cost, '0', '0', --record, " +
                            Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n"), Node(1), Options(Inputs(12)));
+  RunOptions options = Options(Inputs(12));
+  options.trace = dir_.path() / "trace.json";
+  Runtime rt(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n"), Node(1), options);
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 12);
   for (const auto& j : r.jobs) {
@@ -89,6 +91,18 @@ TEST_F(WorkerStepTest, OneLoadBatchesAcrossJobsEachJobItsOwnAnswer) {
   // The scheduler hands the worker 4 items at a time (batch.max), and the worker waits for 4.
   EXPECT_EQ(batches.size(), 3u);
   for (const auto& b : batches) EXPECT_EQ(b["size"], 4);
+  // The trace draws one bar per batch, naming the jobs the worker saw in it, on the worker's GPU.
+  std::multiset<std::set<std::string>> seen, drawn;
+  for (const auto& b : batches) seen.insert(b["jobs"].get<std::set<std::string>>());
+  const Json trace = Json::parse(ReadFile(options.trace));
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    EXPECT_EQ(e["name"], "model batch of 4");
+    EXPECT_EQ(e["tid"], 1000) << "GPU 0's lane";
+    EXPECT_TRUE(e["args"]["batch"].get<std::string>().starts_with("w"));
+    drawn.insert(e["args"]["jobs"].get<std::set<std::string>>());
+  }
+  EXPECT_EQ(drawn, seen);
   // Its stderr and start are in the worker log of the node.
   EXPECT_TRUE(std::filesystem::exists(dir_.path() / "out/nodes/n0/workers/model.0.stderr"));
 }

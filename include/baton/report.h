@@ -18,6 +18,7 @@ struct AttemptReport {
   double start = 0, end = 0;  // seconds since the run started
   std::vector<int> gpus;
   double placed = 0;          // when it was placed, where that is before its start (a cluster agent); else 0
+  std::string batch;          // StepOutcome::batch: the worker batch it was served in, "" when alone
 };
 
 struct JobReport {
@@ -48,8 +49,9 @@ struct JobsQuery {
 
 // Writes the Chrome Trace Event Format file for the attempts of `report` (docs/design.md, "Logs,
 // trace and summary"): one "X" event per attempt with args {job, step, node, attempt, status,
-// gpus}; pid per node, named by metadata; one lane (tid) per GPU and as many CPU lanes as attempts
-// overlap.
+// gpus}, except that the attempts one resident worker served in one batch (same node and
+// AttemptReport::batch) are one event "STEP batch of N" whose args name its jobs; pid per node,
+// named by metadata; one lane (tid) per GPU and as many CPU lanes as attempts overlap.
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
                       const std::vector<std::string>& node_names);
 

@@ -111,12 +111,16 @@ struct StepOutcome {
   // intermediates and is removed when the job succeeds). The document step lists its reports
   // and their images here. Empty for steps that deliver nothing.
   std::vector<std::string> deliverables;
+  // The batch this attempt was served in, for steps that serve several jobs' attempts at once (a
+  // resident worker: "w3.b17"); attempts of one node with the same batch are one bar of the
+  // trace, naming their jobs. "" when served alone.
+  std::string batch;
 
-  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}, {}}; }
+  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}, {}, {}}; }
   static StepOutcome Failure(std::string error, bool retryable = true) {
-    return {Kind::kFailed, Json(), std::move(error), retryable, {}, {}};
+    return {Kind::kFailed, Json(), std::move(error), retryable, {}, {}, {}};
   }
-  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}, {}}; }
+  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}, {}, {}}; }
   bool ok() const { return kind == Kind::kOk; }
 };
 

@@ -51,6 +51,19 @@ bool Head::Impl::Load() {
   fence.NewTerm(RandomHex(8));
   store = std::make_unique<RedisJobStore>(*driver, keys, incarnation, fence);
   driver->SetStore(store.get());
+  driver->SetWorkerState([this](const core::WorkerRef& ref) -> Json {
+    mu.AssertHeld();  // node views are built under the head's lock
+    const auto reg = agent_workers.find(driver->nodes()[ref.node].name);
+    if (reg == agent_workers.end()) return Json();
+    std::string pid;
+    for (const auto& p : driver->pipelines())
+      if (p.core == ref.pipeline) pid = p.id;
+    for (const auto& w : reg->second)
+      if (w.value("pipeline", "") == pid && w.value("step_index", -1) == ref.step &&
+          w.value("worker", -1) == static_cast<int>(ref.worker))
+        return w;
+    return Json();
+  });
   for (const auto& s : sinks) driver->AddSink(s);
   liveness.Reset();
   incarnation.clear();
@@ -112,6 +125,9 @@ void Head::Impl::CheckNodes(bool reconcile) {
     Json reg = Json::parse(regs.at(i + 1).str(), nullptr, false);
     if (reg.is_object()) registrations[regs.at(i).str()] = std::move(reg);
   }
+  agent_workers.clear();  // what each agent's resident workers last said of themselves (node views)
+  for (const auto& [name, reg] : registrations)
+    if (auto w = reg.find("workers"); w != reg.end() && w->is_array()) agent_workers[name] = *w;
   const double now = Now();
   auto alive = [&](const std::string& name) {
     mu.AssertHeld();  // called by liveness.Update below, under this thread's lock
@@ -181,6 +197,14 @@ void Head::Impl::Stop(const core::AttemptRef& r) {
                                                                    incarnation[node], fence.TermOf(r.job)})});
 }
 
+void Head::Impl::StopWorker(const core::WorkerRef& w) {
+  const std::string& node = driver->nodes()[w.node].name;
+  for (const auto& p : driver->pipelines())  // w.pipeline is the core's id
+    if (p.core == w.pipeline)
+      outgoing.push_back({node, protocol::Encode(protocol::RetireWorker{p.id, w.step, static_cast<int>(w.worker),
+                                                                        incarnation[node]})});
+}
+
 void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
   for (const auto& r : m.list) {
     const int j = driver->JobIndex(r.job);
@@ -197,6 +221,7 @@ void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
     o.retryable = r.retryable;
     o.result = r.result;
     o.main_output = r.main_output;
+    o.batch = r.batch;
     o.start = r.start > 0 ? r.start - epoch : -1;
     o.end = r.end > 0 ? r.end - epoch : -1;
     o.pid = r.pid;

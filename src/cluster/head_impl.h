@@ -45,6 +45,7 @@ struct Head::Impl : driver::Transport {
   driver::Requests requests;  // cancel and retry from the dashboard and `baton cancel`
   NodeLiveness liveness;
   std::map<std::string, std::string> incarnation;  // node name -> incarnation placements go to
+  std::map<std::string, Json> agent_workers GUARDED_BY(mu);  // node name -> its registration's "workers"
   AttemptFence fence;                              // which results count; reconciliation
   // Driver time: seconds since the cluster's epoch, advanced by the monotonic clock.
   double epoch = 0, mono_base = 0, epoch_offset = 0;
@@ -80,6 +81,7 @@ struct Head::Impl : driver::Transport {
   void OnSubmit(const protocol::SubmitJobs& m, double now) REQUIRES(mu);
   void Start(const core::Placement& p, double now) override REQUIRES(mu);
   void Stop(const core::AttemptRef& ref) override REQUIRES(mu);
+  void StopWorker(const core::WorkerRef& w) override REQUIRES(mu);
   void RemoveWork(uint32_t job) REQUIRES(mu);
   std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
   std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet

@@ -132,6 +132,32 @@ struct NodeAgent::Impl {
 
   explicit Impl(NodeOptions o) : opts(std::move(o)), keys(opts.prefix) {}
 
+  // Main thread: the resident workers' host state (Step::WorkerStates: loading, ready, busy,
+  // items served, restarts, load time) into the registration, at most once per heartbeat; the
+  // head shows it in its node views. Each entry names its pipeline id and step index.
+  double workers_published = -1;
+  void PublishWorkers() EXCLUDES(reg_mu) {
+    const double now = Clock::Real().Monotonic();
+    if (workers_published >= 0 && now - workers_published < opts.heartbeat) return;
+    workers_published = now;
+    Json workers = Json::array();
+    for (const auto& [pid, p] : pipelines)
+      for (size_t s = 0; s < p->steps.size(); ++s) {
+        if (!p->steps[s]) continue;
+        Json states = p->steps[s]->WorkerStates();
+        if (!states.is_array()) continue;
+        for (auto& w : states) {
+          if (!w.is_object()) continue;
+          w["pipeline"] = pid;
+          w["step_index"] = s;
+          workers.push_back(std::move(w));
+        }
+      }
+    MutexLock lock(&reg_mu);
+    if (workers.empty()) registration.erase("workers");
+    else registration["workers"] = std::move(workers);
+  }
+
   void Log(const std::string& s) {
     if (log) log->Line("baton node " + opts.name + ": " + s);
   }
@@ -361,6 +387,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.result = std::move(outcome.result);
     r.error = std::move(outcome.error);
     r.main_output = std::move(outcome.main_output);
+    r.batch = std::move(outcome.batch);
     {
       MutexLock lock(&shared->mu);
       a->finished = true;
@@ -527,6 +554,7 @@ int NodeAgent::Run() {
     // The name (and with it the placement stream and its consumer) is another agent's now: read
     // nothing more; what still runs is handed back below (its results carry a stale incarnation).
     if (m.name_lost) break;
+    m.PublishWorkers();
     if (m.stop && !draining) {
       draining = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
@@ -586,6 +614,16 @@ int NodeAgent::Run() {
                 (stop->term.empty() || std::get<2>(k) == stop->term))
               a->cancel->cancel();
         m.shared->reports.push_back({id, "", std::nullopt});
+        continue;
+      }
+      if (auto* rw = std::get_if<protocol::RetireWorker>(&*msg)) {
+        // The head gave the worker's grant back: it shuts down now (its own idle timer is a
+        // backstop for a head that is gone). A pipeline not loaded here has no such worker.
+        if (rw->incarnation == m.incarnation)
+          if (auto it = m.pipelines.find(rw->pipeline);
+              it != m.pipelines.end() && rw->step < it->second->steps.size() && it->second->steps[rw->step])
+            it->second->steps[rw->step]->RetireWorker(rw->worker);
+        m.shared->Report(id, "");
         continue;
       }
       if (auto* rm = std::get_if<protocol::RemoveWork>(&*msg)) {

@@ -113,6 +113,7 @@ Result<AttemptResult> DecodeResult(const Json& j) {
   if (auto it = j.find("result"); it != j.end()) m.result = *it;
   m.error = r.Str("error", false);
   m.main_output = r.Str("main_output", false);
+  m.batch = r.Str("batch", false);
   m.handed_back = r.Bool("handed_back", false);
   if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
   return m;
@@ -152,6 +153,11 @@ std::string Encode(const StopAttempt& m) {
                      m.serial, Quote(m.incarnation), Quote(m.term));
 }
 
+std::string Encode(const RetireWorker& m) {
+  return fmt::format(R"({{"v":{},"t":"retire_worker","pipeline":{},"step":{},"worker":{},"inc":{}}})", kProtocolVersion,
+                     Quote(m.pipeline), m.step, m.worker, Quote(m.incarnation));
+}
+
 std::string Encode(const AttemptResult& m) {
   if (m.wait_notice)
     return fmt::format(R"({{"job":{},"serial":{},"node":{},"inc":{},"term":{},"status":"waiting","wait":{}}})",
@@ -165,6 +171,7 @@ std::string Encode(const AttemptResult& m) {
     s += ",\"result\":" + m.result.dump(-1, ' ', false, Json::error_handler_t::replace);
   else s += ",\"error\":" + Quote(m.error);
   if (!m.main_output.empty()) s += ",\"main_output\":" + Quote(m.main_output);
+  if (!m.batch.empty()) s += ",\"batch\":" + Quote(m.batch);
   if (m.handed_back) s += ",\"handed_back\":true";
   return s + "}";
 }
@@ -208,6 +215,12 @@ Result<AgentMessage> DecodeAgentMessage(std::string_view text) {
   if (t == "stop") {
     Reader r(j, "stop");
     StopAttempt m{r.Str("job"), r.U32("serial"), r.Str("inc"), r.Str("term", false)};
+    if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
+    return AgentMessage{std::move(m)};
+  }
+  if (t == "retire_worker") {
+    Reader r(j, "retire_worker");
+    RetireWorker m{r.Str("pipeline"), static_cast<uint16_t>(r.U32("step")), r.Int("worker"), r.Str("inc")};
     if (!r.error().empty()) return Status::Invalid("protocol: " + r.error());
     return AgentMessage{std::move(m)};
   }

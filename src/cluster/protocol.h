@@ -1,7 +1,7 @@
 // The wire protocol between `baton submit`/`cancel`, the head and node agents: typed messages
 // with one encoder and one decoder each, carried as the "m" field of Redis stream entries.
 //
-//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt, RemoveWork; DrainNode (from
+//   head -> agent   (PREFIX:place:NODE)  RunAttempt, StopAttempt, RemoveWork, RetireWorker; DrainNode (from
 //                                        `baton node drain`)
 //   agent -> head   (PREFIX:inbox)       AttemptResults (a batch of AttemptResult), NodeJoined
 //   client -> head  (PREFIX:inbox)       SubmitJobs, JobCommand (cancel, retry)
@@ -27,6 +27,8 @@
 namespace baton::cluster::protocol {
 
 // 2: RemoveWork (an agent of version 1 would not know it; the versions are refused, not mixed).
+// RetireWorker is new within version 2 on purpose: an agent that does not know it logs the
+// placement as ignored and its worker exits by its own idle timer, which is what it did before.
 inline constexpr int kProtocolVersion = 2;
 
 // The deepest nesting of arrays and objects a message may have, its own levels included (a result
@@ -66,6 +68,15 @@ struct StopAttempt {
   std::string term;                // "" stops the attempt (job, serial) of any term
 };
 
+// The scheduler retired this resident worker (idle past its idle_timeout, or its node drains) and
+// gave its grant back: the agent tells it to shut down now, before the grant is placed again.
+struct RetireWorker {
+  std::string pipeline;            // the cluster's pipeline id
+  uint16_t step = 0;
+  int worker = 0;
+  std::string incarnation;
+};
+
 // These jobs ended (succeeded or cancelled) and an attempt of each ran on this agent: remove their
 // work folders (WORKDIR/JOB/), unless the agent runs with --keep-work, once no attempt of the job
 // runs there. The jobs' delivered files are in WORKDIR/out/JOB/ on the node that made them: kept.
@@ -93,6 +104,7 @@ struct AttemptResult {
   Json result;                     // kOk
   std::string error;               // otherwise
   std::string main_output;
+  std::string batch;               // StepOutcome::batch
   bool handed_back = false;        // not finished: the agent is draining (re-queued, not a failure)
   // Not an end but a notice: the attempt started waiting outside the CPU for `waiting` ("rate
   // NAME"), or stopped ("" ). Travels in the same batch as results so it stays in order with the
@@ -119,13 +131,14 @@ struct JobCommand {
   std::string job;
 };
 
-using AgentMessage = std::variant<RunAttempt, StopAttempt, DrainNode, RemoveWork>;
+using AgentMessage = std::variant<RunAttempt, StopAttempt, DrainNode, RemoveWork, RetireWorker>;
 using InboxMessage = std::variant<AttemptResults, NodeJoined, SubmitJobs, JobCommand>;
 
 // `results_json` and `history_json` are the JSON texts of the job's results object and history
 // array (HistoryJson), encoded once per change by the head.
 std::string Encode(const RunAttempt& m, std::string_view results_json, std::string_view history_json);
 std::string Encode(const StopAttempt& m);
+std::string Encode(const RetireWorker& m);
 std::string Encode(const DrainNode& m);
 std::string Encode(const RemoveWork& m);
 std::string Encode(const AttemptResult& m);  // one result, as listed in an AttemptResults

@@ -69,6 +69,17 @@ TEST(Protocol, StopAndInboxMessagesRoundTrip) {
   EXPECT_TRUE(std::get<AttemptResults>(*backd).list[0].handed_back);
   EXPECT_EQ(std::get<AttemptResults>(*backd).list[0].incarnation, "inc-2");
   EXPECT_EQ(std::get<AttemptResults>(*backd).list[0].term, "t1");
+  AttemptResult batched = ok;
+  batched.batch = "w2.b7";
+  auto batchd = DecodeInboxMessage(EncodeResults({Encode(batched)}));
+  ASSERT_TRUE(batchd.ok()) << batchd.error();
+  EXPECT_EQ(std::get<AttemptResults>(*batchd).list[0].batch, "w2.b7");
+  auto retire = DecodeAgentMessage(Encode(RetireWorker{"p-3", 2, 5, "inc-2"}));
+  ASSERT_TRUE(retire.ok()) << retire.error();
+  EXPECT_EQ(std::get<RetireWorker>(*retire).pipeline, "p-3");
+  EXPECT_EQ(std::get<RetireWorker>(*retire).step, 2);
+  EXPECT_EQ(std::get<RetireWorker>(*retire).worker, 5);
+  EXPECT_EQ(std::get<RetireWorker>(*retire).incarnation, "inc-2");
   auto drain = DecodeAgentMessage(Encode(DrainNode{"maintenance"}));
   ASSERT_TRUE(drain.ok()) << drain.error();
   EXPECT_EQ(std::get<DrainNode>(*drain).reason, "maintenance");

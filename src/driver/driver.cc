@@ -217,7 +217,7 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
   const double start = o.start >= 0 ? o.start : a.start;
   const double end = o.end >= 0 ? o.end : now;
   Record(job, {spec.name, nodes_[a.node].name, core::AttemptStatusName(status), error, a.step_attempt, start, end,
-               a.gpus, o.start >= 0 ? a.start : 0});
+               a.gpus, o.start >= 0 ? a.start : 0, std::move(o.batch)});
   if (status == core::AttemptStatus::kOk) {
     // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
     auto results =

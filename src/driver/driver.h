@@ -62,6 +62,7 @@ struct AttemptOutcome {
   bool retryable = true;
   Json result;               // kOk
   std::string main_output;   // StepOutcome::main_output
+  std::string batch;         // StepOutcome::batch
   double start = -1;         // driver seconds; -1: the placement time
   double end = -1;           // driver seconds; -1: now
   int pid = 0;
@@ -79,6 +80,7 @@ struct AttemptOutcome {
     a.retryable = o.retryable;
     a.result = std::move(o.result);
     a.main_output = std::move(o.main_output);
+    a.batch = std::move(o.batch);
     return a;
   }
 };
@@ -144,8 +146,9 @@ class Driver {
 
   void SetStore(JobStore* store) { store_ = store; }
   // Where node views get a resident worker's host-side state (Step::WorkerStates): the embedded
-  // runtime, whose step objects run the workers. Called under the backend's view lock.
-  void SetWorkerState(std::function<Json(uint32_t pipeline, uint16_t step, uint32_t worker)> f) {
+  // runtime asks its step objects, the head what the node's agent last registered. Called under
+  // the backend's view lock.
+  void SetWorkerState(std::function<Json(const core::WorkerRef& worker)> f) {
     worker_state_ = std::move(f);
   }
   void AddSink(std::shared_ptr<EventSink> sink) { sinks_.push_back(std::move(sink)); }
@@ -266,7 +269,7 @@ class Driver {
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;
   const RunReport* final_ = nullptr;
-  std::function<Json(uint32_t pipeline, uint16_t step, uint32_t worker)> worker_state_;
+  std::function<Json(const core::WorkerRef& worker)> worker_state_;
   Json llm_total_;  // LLM usage of every succeeded step so far (views.h JobLlm shape); null: none
 };
 

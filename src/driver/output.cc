@@ -131,6 +131,11 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
     const JobReport* job;
     const AttemptReport* a;
   };
+  // A bar of the trace: one attempt, or the attempts one worker served in one batch.
+  struct Bar {
+    std::vector<Item> items;
+    double start = 0, end = 0;
+  };
   std::map<std::string, int> pid_of;
   Json events = Json::array();
   for (size_t i = 0; i < node_names.size(); ++i) {
@@ -150,18 +155,33 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
       events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"name", node}}}});
     }
     const int pid = pid_of[node];
-    std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.a->start < y.a->start; });
+    std::vector<Bar> bars;
+    std::map<std::pair<std::string, std::string>, size_t> batch_bar;  // (step, batch) -> index in bars
+    for (const auto& it : items) {
+      if (it.a->batch.empty()) {
+        bars.push_back({{it}, it.a->start, it.a->end});
+        continue;
+      }
+      auto [at, fresh] = batch_bar.try_emplace({it.a->step, it.a->batch}, bars.size());
+      if (fresh) bars.push_back({{}, it.a->start, it.a->end});
+      Bar& b = bars[at->second];
+      b.items.push_back(it);
+      b.start = std::min(b.start, it.a->start);
+      b.end = std::max(b.end, it.a->end);
+    }
+    std::sort(bars.begin(), bars.end(), [](const Bar& x, const Bar& y) { return x.start < y.start; });
     std::vector<double> lane_end;  // CPU lanes: greedy interval colouring
     std::map<int, bool> named;
-    for (const auto& it : items) {
+    for (const auto& bar : bars) {
+      const Item& it = bar.items.front();
       int tid;
       if (!it.a->gpus.empty()) {
         tid = 1000 + it.a->gpus.front();
       } else {
         size_t lane = 0;
-        while (lane < lane_end.size() && lane_end[lane] > it.a->start + 1e-9) ++lane;
+        while (lane < lane_end.size() && lane_end[lane] > bar.start + 1e-9) ++lane;
         if (lane == lane_end.size()) lane_end.push_back(0);
-        lane_end[lane] = it.a->end;
+        lane_end[lane] = bar.end;
         tid = static_cast<int>(lane) + 1;
       }
       if (!named[tid]) {
@@ -173,16 +193,34 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
              {"tid", tid},
              {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
       }
-      events.push_back({{"name", it.job->id + " " + it.a->step},
+      Json args = {{"step", it.a->step}, {"node", it.a->node}, {"gpus", it.a->gpus}};
+      std::string name;
+      if (it.a->batch.empty()) {
+        name = it.job->id + " " + it.a->step;
+        args["job"] = it.job->id;
+        args["attempt"] = it.a->attempt;
+        args["status"] = it.a->status;
+      } else {
+        name = fmt::format("{} batch of {}", it.a->step, bar.items.size());
+        args["batch"] = it.a->batch;
+        Json jobs = Json::array(), attempts = Json::array(), statuses = Json::array();
+        for (const Item& m : bar.items) {
+          jobs.push_back(m.job->id);
+          attempts.push_back(m.a->attempt);
+          statuses.push_back(m.a->status);
+        }
+        args["jobs"] = std::move(jobs);
+        args["attempts"] = std::move(attempts);
+        args["statuses"] = std::move(statuses);
+      }
+      events.push_back({{"name", std::move(name)},
                         {"cat", it.a->step},
                         {"ph", "X"},
                         {"pid", pid},
                         {"tid", tid},
-                        {"ts", static_cast<int64_t>(it.a->start * 1e6)},
-                        {"dur", std::max<int64_t>(1, static_cast<int64_t>((it.a->end - it.a->start) * 1e6))},
-                        {"args",
-                         {{"job", it.job->id}, {"step", it.a->step}, {"node", it.a->node}, {"attempt", it.a->attempt},
-                          {"status", it.a->status}, {"gpus", it.a->gpus}}}});
+                        {"ts", static_cast<int64_t>(bar.start * 1e6)},
+                        {"dur", std::max<int64_t>(1, static_cast<int64_t>((bar.end - bar.start) * 1e6))},
+                        {"args", std::move(args)}});
     }
   }
   Json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};

@@ -19,6 +19,7 @@ Json AttemptJson(const AttemptReport& a) {
   }
   if (!a.error.empty()) j["error"] = a.error;
   if (a.placed > 0 && a.placed != a.start) j["placed"] = a.placed;
+  if (!a.batch.empty()) j["batch"] = a.batch;
   return j;
 }
 
@@ -33,6 +34,7 @@ AttemptReport AttemptFromJson(const Json& j) {
   a.start = j.value("start", 0.0);
   a.end = j.value("end", 0.0);
   a.placed = j.value("placed", 0.0);
+  a.batch = j.value("batch", "");
   if (auto g = j.find("gpus"); g != j.end() && g->is_array())
     for (const auto& id : *g)
       if (id.is_number_integer()) a.gpus.push_back(id.get<int>());
@@ -160,9 +162,10 @@ Json Driver::NodesJson() const {
     Json worker = {{"worker", w}, {"step", p ? p->spec.steps[v.step].name : ""}, {"gpus", GpusFromMask(v.gpu_mask)},
                    {"items", v.items}};
     if (worker_state_)
-      if (Json host = worker_state_(v.pipeline, v.step, w); host.is_object())
+      if (Json host = worker_state_({w, v.node, v.pipeline, v.step}); host.is_object())
         for (const auto& [k, val] : host.items())
-          if (k != "worker" && k != "step" && k != "gpus") worker[k == "items" ? "items_served" : k] = val;
+          if (k != "worker" && k != "step" && k != "gpus" && k != "pipeline" && k != "step_index")
+            worker[k == "items" ? "items_served" : k] = val;
     Json& node = out[v.node];
     if (!node.contains("workers")) node["workers"] = Json::array();
     node["workers"].push_back(std::move(worker));

@@ -109,6 +109,10 @@ void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
       AppendString(out, a.error);
     }
     if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
+    if (!a.batch.empty()) {
+      *out += ", \"batch\": ";
+      AppendString(out, a.batch);
+    }
     *out += "}";
   }
   if (const auto usage = rates::JobLlmUsage(results); usage.requests > 0)

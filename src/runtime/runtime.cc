@@ -123,11 +123,11 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   auto steps = driver::CreateSteps(m.pipeline, registry);
   if (!steps.ok()) throw LoadError(steps.error());
   m.steps = std::move(*steps);
-  m.driver.SetWorkerState([&m](uint32_t, uint16_t step, uint32_t worker) -> Json {
-    const Json all = m.steps[step]->WorkerStates();
+  m.driver.SetWorkerState([&m](const core::WorkerRef& ref) -> Json {
+    const Json all = m.steps[ref.step]->WorkerStates();
     if (all.is_array())
       for (const auto& w : all)
-        if (w.value("worker", -1) == static_cast<int>(worker)) return w;
+        if (w.value("worker", -1) == static_cast<int>(ref.worker)) return w;
     return Json();
   });
   for (const auto& [k, v] : m.cluster.pools) m.driver.scheduler().SetPool(k, v);

@@ -157,6 +157,18 @@ std::string Str(const Json& o, const char* key) {
 
 bool Blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
+// BCP 47 tags compare without regard to case or to "_" for "-" ("zh_cn" is "zh-CN").
+bool SameTag(const std::string& x, const std::string& y) {
+  if (x.size() != y.size()) return false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const auto norm = [](char c) {
+      return c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    };
+    if (norm(x[i]) != norm(y[i])) return false;
+  }
+  return true;
+}
+
 std::string Primary(const std::string& tag) {
   std::string p = tag.substr(0, tag.find_first_of("-_"));
   for (char& c : p) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -291,7 +303,7 @@ std::string Merge(const Json& o, const std::string& step, Analysis* a) {
     std::stable_sort(t.segments.begin(), t.segments.end(),
                      [](const Segment& x, const Segment& y) { return x.start < y.start; });
     auto same = std::find_if(a->transcripts.begin(), a->transcripts.end(),
-                             [&](const Transcript& x) { return x.language == t.language; });
+                             [&](const Transcript& x) { return SameTag(x.language, t.language); });
     if (same != a->transcripts.end()) a->transcripts.erase(same);  // a later one replaces it
     a->transcripts.push_back(std::move(t));
   }

@@ -7,7 +7,7 @@
 //   - media: a later contribution's keys replace the earlier ones;
 //   - scenes: a later non-empty list replaces the earlier one (its keyframes are that step's);
 //   - transcript: one per language; a later transcript replaces an earlier one of the same
-//     language, one in another language is added;
+//     language (tags compared without regard to case), one in another language is added;
 //   - captions, tags, labels, notes: added, each with the engine (and step) that produced it.
 // The `llm` and `document` steps read the analysis only through this header.
 //

@@ -92,6 +92,21 @@ TEST(AnalysisShape, MergesInPipelineOrder) {
   EXPECT_EQ(a.device, "cpu");
 }
 
+// Language tags compare as BCP 47 says, without regard to case (and "_" is read as "-"): a
+// later "ZH_cn" transcript replaces an earlier "zh-CN" one, a "zh-TW" one is another language.
+TEST(AnalysisShape, ALaterTranscriptReplacesOneWithTheSameTagInAnyCase) {
+  Analysis a;
+  const auto transcript = [](const char* tag, const char* text) {
+    return Json{{"transcript", {{"language", tag}, {"segments", {{{"start", 0}, {"end", 1}, {"text", text}}}}}}};
+  };
+  ASSERT_EQ(Merge(transcript("zh-CN", "一"), "a", &a), "");
+  ASSERT_EQ(Merge(transcript("ZH_cn", "二"), "b", &a), "");
+  ASSERT_EQ(Merge(transcript("zh-TW", "三"), "c", &a), "");
+  ASSERT_EQ(a.transcripts.size(), 2u);
+  EXPECT_EQ(a.transcripts[0].segments[0].text, "二");
+  EXPECT_EQ(a.transcripts[1].language, "zh-TW");
+}
+
 TEST(AnalysisShape, LegacyListAndBrokenContribution) {
   Json results = {{"analyze", {{"transcript", Json::parse(R"([{"start": 1, "end": 2, "text": "old form"}])")}}},
                   {"transcribe", Json::parse(R"({"transcript": {"language": "en", "segments": [{"text": "x"}]}})")}};

@@ -54,6 +54,30 @@ Material ReadMaterial(const StepContext& ctx, const LlmConfig& c, const analysis
     for (const auto& seg : t->segments) m.transcript.push_back({seg.start, seg.end, seg.text});
   }
   for (const auto& scene : a.scenes) m.scenes.push_back({scene.start, scene.end, scene.ocr});
+  const auto add = [&m, &a](const char* kind, const std::vector<analysis::Section>& sections) {
+    for (const auto& s : sections) {
+      Material::Annotations group{kind, s.engine.empty() ? s.step : s.engine, {}};
+      for (const auto& it : s.items) {
+        TimedText t{it.start, it.end, it.text};
+        if (t.start < 0 && it.scene > 0 && it.scene <= static_cast<int>(a.scenes.size())) {  // timed by its scene
+          t.start = a.scenes[it.scene - 1].start;
+          t.end = a.scenes[it.scene - 1].end;
+        }
+        group.items.push_back(std::move(t));
+      }
+      if (!group.items.empty()) m.annotations.push_back(std::move(group));
+    }
+  };
+  add("caption", a.captions);
+  add("tag", a.tags);
+  add("label", a.labels);
+  const analysis::Transcript* primary = a.Primary(c.job_language);
+  for (const auto& t : a.transcripts) {
+    if (&t == primary || t.segments.empty()) continue;
+    std::string text;
+    for (const auto& seg : t.segments) text += (text.empty() ? "" : " ") + seg.text;
+    m.other_transcripts.push_back({t.language, t.engine, std::move(text)});
+  }
   return m;
 }
 
@@ -72,9 +96,44 @@ std::string OneLine(const std::string& s) {
 
 struct Texts {
   std::string transcript, ocr, scenes, timeline;
+  std::string annotations;  // "" when the analysis has none: the template's section disappears
 };
 
-Texts RenderTexts(const Material& m) {
+// At most `max` bytes of `s`, cut at a UTF-8 character boundary, "…" when cut.
+std::string Prefix(const std::string& s, size_t max) {
+  if (s.size() <= max) return s;
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n) + "…";
+}
+
+// {{annotations}}: the captions, tags and labels by engine, then the transcripts in other
+// languages (an excerpt each), under a heading in the job's language.
+std::string RenderAnnotations(const Material& m, bool zh) {
+  if (m.annotations.empty() && m.other_transcripts.empty()) return "";
+  std::string out = zh ? "### 图像描述、标签与识别结果\n" : "### Captions, tags and labels\n";
+  for (const auto& g : m.annotations) {
+    const bool timed = !g.items.empty() && g.items.front().start >= 0;
+    const std::string kind = zh ? (g.kind == "caption" ? "描述" : g.kind == "tag" ? "标签" : "识别")
+                                : g.kind + "s";
+    out += fmt::format("{} ({}):", kind, g.engine.empty() ? "?" : g.engine);
+    if (timed) {
+      out += "\n";
+      for (const auto& it : g.items)
+        out += (it.start >= 0 ? "[" + FormatTimestamp(it.start) + "] " : "") + OneLine(it.text) + "\n";
+    } else {
+      for (size_t i = 0; i < g.items.size(); ++i) out += (i ? ", " : " ") + OneLine(g.items[i].text);
+      out += "\n";
+    }
+  }
+  for (const auto& t : m.other_transcripts)
+    out += fmt::format(fmt::runtime(zh ? "另一语言的文字记录 {}（{}）：{}\n" : "Transcript in {} (by {}): {}\n"),
+                       t.language.empty() ? "?" : t.language, t.engine.empty() ? "?" : t.engine,
+                       Prefix(OneLine(t.text), 1200));
+  return out + "\n";
+}
+
+Texts RenderTexts(const Material& m, bool zh) {
   Texts t;
   std::vector<std::pair<double, std::string>> timeline;
   for (const auto& seg : m.transcript) {
@@ -91,6 +150,12 @@ Texts RenderTexts(const Material& m) {
     t.ocr += "[" + FormatTimestamp(s.start) + "] " + ocr + "\n";
     timeline.emplace_back(s.start, "[" + FormatTimestamp(s.start) + "] [slide] " + ocr);
   }
+  for (const auto& g : m.annotations)
+    if (g.kind == "caption")
+      for (const auto& it : g.items)
+        if (it.start >= 0)
+          timeline.emplace_back(it.start, "[" + FormatTimestamp(it.start) + "] [caption] " + OneLine(it.text));
+  t.annotations = RenderAnnotations(m, zh);
   std::stable_sort(timeline.begin(), timeline.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [time, line] : timeline) t.timeline += line + "\n";
@@ -188,14 +253,15 @@ class LlmStep final : public Step {
     StepOutcome Summarise(const Material& m) {
       system = c.system_prompt;  // in the job's language (llm_config.cc)
       budget = c.context_tokens - c.max_tokens - EstimateTokens(system) - kMarginTokens;
-      const Texts texts = RenderTexts(m);
+      const Texts texts = RenderTexts(m, c.job_language.rfind("zh", 0) == 0);
       Values values = {{"title", m.title},
                        {"source", m.source},
                        {"duration", m.duration > 0 ? FormatTimestamp(m.duration) : "unknown length"},
                        {"language", c.language.empty() ? "the language of the material" : c.language},
                        {"transcript", texts.transcript},
                        {"ocr", texts.ocr},
-                       {"scenes", texts.scenes}};
+                       {"scenes", texts.scenes},
+                       {"annotations", texts.annotations}};
       StepOutcome failure;
       std::string summary;
       int chunks = 1;

@@ -114,6 +114,33 @@ TEST_F(LlmTest, SummarisesThroughTheApi) {
   EXPECT_EQ(out.result.dump().find(kKey), std::string::npos);
 }
 
+// What other models contributed reaches the prompt: captions (timed by their scene), tags and
+// labels by engine, and an excerpt of the transcript in another language.
+TEST_F(LlmTest, CaptionsTagsLabelsAndOtherTranscriptsReachThePrompt) {
+  Json& base = results["analyze"];
+  base["transcript"] = {{"language", "en"}, {"engine", "sphinx"}, {"segments", base["transcript"]}};
+  results["tagger"] = {
+      {"captions", {{"engine", "blip2"}, {"items", {{{"scene", 2}, {"text", "a map of two data centres"}}}}}},
+      {"tags", {{"engine", "clip"}, {"items", {"lecture", {{"text", "whiteboard"}, {"confidence", 0.8}}}}}},
+      {"labels", {{{"engine", "yolo"}, {"items", {{{"text", "person"}, {"start", 1.0}, {"end", 9.0}}}}}}},
+      {"transcript",
+       {{"language", "fr"},
+        {"engine", "whisper-fr"},
+        {"segments", {{{"start", 0}, {"end", 2}, {"text", "Bonjour"}}}}}}};
+  StepOutcome out = RunWith(With());
+  ASSERT_TRUE(out.ok()) << out.error;
+  const std::string user = server.requests().at(0).user_message();
+  EXPECT_NE(user.find("### Captions, tags and labels\ncaptions (blip2):\n[0:10] a map of two data centres\n"
+                      "tags (clip): lecture, whiteboard\nlabels (yolo):\n[0:01] person\n"
+                      "Transcript in fr (by whisper-fr): Bonjour\n\n### Transcript\n[0:00] Welcome"),
+            std::string::npos)
+      << user;
+  // Without contributions the section is absent, heading and all.
+  results.erase("tagger");
+  ASSERT_TRUE(RunWith(With()).ok());
+  EXPECT_EQ(server.requests().at(1).user_message().find("Captions, tags"), std::string::npos);
+}
+
 TEST_F(LlmTest, PresetSuppliesModelAndKeyVariable) {
   setenv("OPENAI_API_KEY", "sk-openai-preset-key", 1);
   StepOutcome out = RunWith({{"provider", "openai"}, {"base_url", server.base_url() + "/"}});

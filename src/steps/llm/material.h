@@ -21,6 +21,19 @@ struct Material {
   std::string transcript_language;    // its BCP 47 tag ("" unknown)
   std::string transcript_engine;      // what produced it ("" unknown)
   std::vector<TimedText> scenes;      // text = the scene's OCR text ("" when none)
+  // The analysis's captions, tags and labels (docs/schema/analysis.md), one entry per engine and
+  // kind; an item's start < 0 when it is not timed. Timed ones join the timeline.
+  struct Annotations {
+    std::string kind;    // "caption", "tag", "label"
+    std::string engine;
+    std::vector<TimedText> items;
+  };
+  std::vector<Annotations> annotations;
+  // Transcripts in other languages than the one above: language, engine and their text.
+  struct OtherTranscript {
+    std::string language, engine, text;
+  };
+  std::vector<OtherTranscript> other_transcripts;
 };
 
 }  // namespace baton::llm

@@ -7,9 +7,9 @@
 namespace baton::llm {
 namespace {
 
-constexpr std::array<std::string_view, 11> kPlaceholders = {
+constexpr std::array<std::string_view, 12> kPlaceholders = {
     "title", "source", "duration", "transcript", "ocr", "scenes",
-    "chunk", "part", "parts", "summaries", "language"};
+    "chunk", "part", "parts", "summaries", "language", "annotations"};
 
 bool IsKnown(std::string_view name) {
   for (auto p : kPlaceholders) {

@@ -109,6 +109,7 @@ void Resident::Resolve(const std::shared_ptr<Item>& item, StepOutcome outcome) {
   MutexLock lock(&mu_);
   if (item->done) return;
   item->outcome = std::move(outcome);
+  item->outcome.batch = item->batch;
   item->done = true;
   answered_.SignalAll();
 }
@@ -432,12 +433,14 @@ void Resident::RunBatch(std::vector<std::shared_ptr<Item>> batch) {
     ++batches_;
     batch_sizes_.push_back(static_cast<int>(batch.size()));
     if (batch_sizes_.size() > 4096) batch_sizes_.erase(batch_sizes_.begin(), batch_sizes_.begin() + 2048);
+    const std::string label = "w" + std::to_string(config_.id) + ".b" + std::to_string(++batch_id_);
+    for (const auto& it : batch) it->batch = label;  // read by Resolve, under mu_
   }
   Json items = Json::array();
   for (const auto& it : batch) items.push_back(it->request);
   in_flight_ = std::move(batch);
   const size_t sent = in_flight_.size();
-  if (!Send({{"type", "batch"}, {"batch", ++batch_id_}, {"items", std::move(items)}})) {
+  if (!Send({{"type", "batch"}, {"batch", batch_id_}, {"items", std::move(items)}})) {
     Died(broken_why_.empty() ? "could not be written to" : broken_why_, nullptr);
     return;
   }
@@ -495,8 +498,8 @@ void Resident::Loop() {
   sigaddset(&pipe_set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
   const double grace = std::max(1.0, std::min(config_.options.cancel_grace, 10.0));
-  // The scheduler retires an idle worker after idle_timeout; this side waits a little longer so
-  // that the scheduler's retirement (which frees the grant) normally comes first.
+  // The scheduler retires an idle worker after idle_timeout (in a cluster, the head's
+  // retire_worker message); this side waits a little longer, a backstop for a head that is gone.
   const double idle_after = config_.options.idle_timeout + 2;
   double idle_since = Now();
   while (true) {
@@ -507,6 +510,12 @@ void Resident::Loop() {
       empty = pending_.empty();
       if (empty && (retiring_ || Now() >= idle_since + idle_after)) {
         exited_ = true;  // Run refuses from now on: nothing can be queued after this
+        const bool retired = retiring_;
+        lock.Unlock();
+        if (child_)
+          Log(LogLevel::kInfo, fmt::format("worker {} {}; shutting down", config_.id,
+                                           retired ? "retired by the scheduler" : "idle past its own backstop timer"),
+              nullptr);
         break;
       }
     }

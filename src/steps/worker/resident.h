@@ -40,6 +40,7 @@ struct Item {
   double submitted = 0;
   int suspect = 0;                 // times it was in a batch whose worker died
   bool solo = false;               // sent alone (a suspect, or its job killed a worker before)
+  std::string batch;               // the last batch it was sent in ("w3.b17": StepOutcome::batch)
   bool cancel_sent = false;
   double cancel_at = 0;
   bool done = false;               // guarded by the resident's mutex
