@@ -341,6 +341,24 @@ TEST_F(LlmTest, ConfigErrorsNameTheKey) {
                     "with.map_prompt_file: unknown placeholder {{speaker}}");
 }
 
+TEST_F(LlmTest, BatchModeKeysAreChecked) {
+  ExpectConfigError({{"provider", "openai"}, {"mode", "later"}}, "with.mode: must be sync or batch");
+  ExpectConfigError({{"provider", "openai"}, {"batch", {{"poll", "1s"}}}}, "with.batch: is only read with mode: batch");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"pol", "1s"}}}},
+                    "with.batch.pol: unknown key");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"poll", "soon"}}}},
+                    "with.batch.poll: must be a duration");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"fallback", "retry"}}}},
+                    "with.batch.fallback: must be sync, batch or fail");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"max_requests", 0}}}},
+                    "with.batch.max_requests: must be a whole number from 1 to 100000");
+  EXPECT_NO_THROW(StepRegistry::Global().Create(
+      "llm", {{"provider", "openai"},
+              {"mode", "batch"},
+              {"batch", {{"collect", "250ms"}, {"poll", 5}, {"expire", "24h"}, {"fallback", "sync"}}},
+              {"price", {{"input", 1}, {"output", 2}, {"batch_input", 0.4}, {"batch_output", 0.8}}}}));
+}
+
 TEST(LlmPromptTest, RenderIsOnePass) {
   EXPECT_EQ(llm::Render("A {{title}} B {{ chunk }} {{other}}", {{"title", "{{chunk}}"}, {"chunk", "x"}}),
             "A {{chunk}} B x {{other}}");
