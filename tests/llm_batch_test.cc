@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <thread>
 
 #include "baton/pipeline.h"
 #include "baton/runtime.h"
@@ -101,6 +102,41 @@ TEST_F(LlmBatchTest, ThirtyJobsOnTwoCpusInOneBatchAtHalfPrice) {
   for (const auto& u : server.batch_usage())
     sync += (u["prompt_tokens"].get<double>() * 0.5 + u["completion_tokens"].get<double>() * 1.5) / 1e6;
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>() * 2, sync, 1e-12);
+}
+
+TEST_F(LlmBatchTest, ParkedAttemptsAndTheirBatchAreSeenWhileTheyWait) {
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  RunOptions o;
+  o.inputs.assign(6, "");
+  o.out = dir / "out-seen";
+  o.log_format = RunOptions::LogFormat::kNone;
+  Runtime rt(ParsePipeline(Yaml("{max_requests: 6, collect: 60s, poll: 0.05}"), (dir / "p.yaml").string()).value(),
+             ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o);
+  std::thread run([&] { rt.Run(); });
+  Json snap;
+  const bool parked = testing::WaitFor(
+      [&] {
+        snap = rt.Snapshot();
+        return snap.contains("parked") && snap["parked"][0]["attempts"] == 6 && snap.contains("batches") &&
+               snap["batches"][0].value("status", "") == "in_progress";
+      },
+      60);
+  EXPECT_TRUE(parked) << snap.dump();
+  if (parked) {
+    EXPECT_EQ(snap["parked"][0]["id"], "batch-1");
+    EXPECT_EQ(snap["batches"][0]["batch"], "batch_1");
+    EXPECT_EQ(snap["batches"][0]["requests"], 6);
+    EXPECT_EQ(snap["batches"][0]["step"], "summarize");
+    for (const auto& job : snap["jobs"])
+      EXPECT_NE(job["steps"][1].value("wait", "").find("parked in batch-1"), std::string::npos) << job.dump();
+    const Json overview = rt.Overview();  // what /metrics reads
+    EXPECT_EQ(overview["parked"][0]["attempts"], 6);
+  }
+  server.FinishBatches();
+  run.join();
+  EXPECT_FALSE(rt.Snapshot().contains("parked"));
 }
 
 TEST_F(LlmBatchTest, AnErrorLineRetriesThatItemAlone) {
