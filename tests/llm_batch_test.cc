@@ -169,6 +169,21 @@ TEST_F(LlmBatchTest, ABatchThatExpiresHalfDoneKeepsTheDoneHalf) {
   EXPECT_EQ(in_batch, 5);
 }
 
+TEST_F(LlmBatchTest, PastExpireTheBatchIsCancelledAndUnfinishedItemsFollowFallback) {
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // never done by itself: with.batch.expire cancels it (the server keeps half)
+  server.SetNextBatchPlan(plan);
+  const RunReport r = Run(Yaml("{max_requests: 6, collect: 60s, poll: 0.05, expire: 0.2, fallback: fail}"), 6);
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(r.succeeded, 3);
+  EXPECT_EQ(r.failed, 3);
+  for (const auto& job : r.jobs) {
+    if (job.status != "succeeded") {
+      EXPECT_NE(job.error.find("failed: batch_cancelled"), std::string::npos) << job.error;
+    }
+  }
+}
+
 TEST_F(LlmBatchTest, ABudgetForAThirdOfABatchSendsNoMore) {
   // Input free, output $1000/Mtok (batch: $500): each item reserves 16 x $0.0005 = $0.008.
   const RunReport r = Run(Yaml("{max_requests: 9, collect: 60s, poll: 0.05, fallback: fail}", "budget: {usd: 0.025}\n",

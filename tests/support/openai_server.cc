@@ -70,7 +70,7 @@ void OpenAiServer::Impl::EndBatch(Batch& b, const std::string& status) {
     const std::string id = line.value("custom_id", "");
     const bool fail = !b.plan.fail_custom_id.empty() && id.rfind(b.plan.fail_custom_id, 0) == 0;
     if (k >= done || fail) {
-      const std::string code = fail ? "server_error" : "batch_expired";
+      const std::string code = fail ? "server_error" : status == "cancelled" ? "batch_cancelled" : "batch_expired";
       err += nlohmann::json{{"id", "batch_req_e" + std::to_string(k)},
                             {"custom_id", id},
                             {"response", nullptr},

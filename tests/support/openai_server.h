@@ -22,8 +22,9 @@
 // done, BatchPlan::expire_half): an output file with one line per done item ({id, custom_id,
 // response: {status_code: 200, body: <a chat completion with usage>}, error: null}) in an order
 // unlike the input's (reversed), and an error file for the rest ({custom_id, response: null,
-// error: {code, message}}: batch_expired, or the item BatchPlan::fail_custom_id names). Each plan
-// applies to the next batch created, then the default plan (done after 1 poll) comes back.
+// error: {code, message}}: batch_expired or batch_cancelled, or the item BatchPlan::fail_custom_id
+// names). Each plan applies to the next batch created, then the default plan (done after 1 poll)
+// comes back.
 //
 // Thread-safety: all methods may be called from any thread while the server runs.
 #pragma once
