@@ -69,6 +69,7 @@ Counts Count(const std::filesystem::path& file) {
           }
           case journal::Kind::kJobEnded: ++c.ended[d.U32()]; break;
           case journal::Kind::kSpent: break;  // LLM spending (budget_rerun_test.cc)
+          case journal::Kind::kNote: break;   // a step's durable note (llm_batch_test.cc)
         }
       },
       &c.read);

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -98,7 +99,10 @@ struct StepContext {
 };
 
 struct StepOutcome {
-  enum class Kind { kOk, kFailed, kCancelled };
+  // kParked: the attempt handed its work to something outside (an LLM batch) and waits for
+  // `park_id` to be done without holding any resource (docs/design.md, "Parked attempts"). The
+  // engine asks the step's CheckPark(park_id) after `park_poll` seconds, then as it says.
+  enum class Kind { kOk, kFailed, kCancelled, kParked };
   Kind kind = Kind::kOk;
   Json result;           // small JSON result (kOk)
   std::string error;     // one-line reason (kFailed)
@@ -115,13 +119,62 @@ struct StepOutcome {
   // resident worker: "w3.b17"); attempts of one node with the same batch are one bar of the
   // trace, naming their jobs. "" when served alone.
   std::string batch;
+  std::string park_id;    // kParked: what the attempt waits for (the step's own name for it)
+  double park_poll = 0;   // kParked: seconds until the engine first asks CheckPark(park_id)
 
-  static StepOutcome Ok(Json result = Json::object()) { return {Kind::kOk, std::move(result), {}, true, {}, {}, {}}; }
-  static StepOutcome Failure(std::string error, bool retryable = true) {
-    return {Kind::kFailed, Json(), std::move(error), retryable, {}, {}, {}};
+  static StepOutcome Ok(Json result = Json::object()) {
+    StepOutcome o;
+    o.result = std::move(result);
+    return o;
   }
-  static StepOutcome Cancelled() { return {Kind::kCancelled, Json(), "cancelled", false, {}, {}, {}}; }
+  static StepOutcome Failure(std::string error, bool retryable = true) {
+    StepOutcome o;
+    o.kind = Kind::kFailed;
+    o.result = Json();
+    o.error = std::move(error);
+    o.retryable = retryable;
+    return o;
+  }
+  static StepOutcome Cancelled() {
+    StepOutcome o;
+    o.kind = Kind::kCancelled;
+    o.error = "cancelled";
+    o.retryable = false;
+    return o;
+  }
+  static StepOutcome Park(std::string id, double poll_in) {
+    StepOutcome o;
+    o.kind = Kind::kParked;
+    o.result = Json();
+    o.park_id = std::move(id);
+    o.park_poll = poll_in;
+    return o;
+  }
   bool ok() const { return kind == Kind::kOk; }
+};
+
+// What CheckPark is given: which park id, and the run's services. Owned by the engine; valid for
+// the duration of the call, which runs off the engine's loop thread (it may do IO).
+struct ParkContext {
+  std::string id;                  // the park id attempts returned with StepOutcome::Park
+  std::string step;                // pipeline step name
+  std::filesystem::path outdir;    // the run's output folder
+  RateLimiter* rates = nullptr;    // the run's rates and budget; null when none
+  std::function<void(LogLevel, std::string_view)> log;
+  // Makes `note` durable before it returns (the embedded runtime: a journal record, synced); a
+  // later run on the same output folder hands every note back through Step::RestoreNotes. Empty
+  // when the engine keeps no journal. False when it could not be made durable.
+  std::function<bool(const Json& note)> note;
+};
+
+// What CheckPark answers. While !done the engine asks again after `poll_in` seconds. Once done,
+// each attempt parked on the id ends with its job's entry of `outcomes` (by job id; kParked parks
+// it again on another id), and an attempt whose job has no entry is woken: it runs again (Run is
+// called anew, holding its resources again) and the step decides what it does then.
+struct ParkCheck {
+  bool done = false;
+  double poll_in = 60;
+  std::map<std::string, StepOutcome> outcomes;
 };
 
 class Step {
@@ -137,6 +190,21 @@ class Step {
   // Their state for views: [{"worker", "state" (starting|ready|busy|stopped), "pid", "items",
   // "batches", "restarts", "load_seconds", "gpus"}]; null for other steps.
   virtual Json WorkerStates() const { return Json(); }
+  // Parked attempts (StepOutcome::Park): is `ctx.id` done? Called by the engine once per park id
+  // (never once per attempt), on a worker thread. The default wakes every attempt parked on it.
+  virtual ParkCheck CheckPark(ParkContext& ctx) const {
+    (void)ctx;
+    ParkCheck c;
+    c.done = true;
+    return c;
+  }
+  // The notes this step made durable (ParkContext::note) in earlier runs on the same output
+  // folder, in order, before any attempt runs: what it needs to resume waiting instead of
+  // submitting again. Others ignore them.
+  virtual void RestoreNotes(const std::vector<Json>& notes) const { (void)notes; }
+  // Views of what its parked attempts wait for (the llm step's batches): an array of objects,
+  // null when none.
+  virtual Json ParkStates() const { return Json(); }
 };
 
 // Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.

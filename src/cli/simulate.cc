@@ -55,6 +55,8 @@ std::map<std::string, sim::StepCost> ParseDurations(const std::vector<std::strin
       sim::StepCost& c = out[step];
       if (part.rfind("load:", 0) == 0) {
         c.load = number(part.substr(5), part);
+      } else if (part.rfind("park:", 0) == 0) {
+        c.park = number(part.substr(5), part);
       } else if (part.rfind("batch:", 0) == 0) {
         // A + Bn, A, or Bn
         std::string f = part.substr(6);

@@ -381,6 +381,10 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
         cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
                        : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
     r.end = Clock::Real().Wall();
+    if (outcome.kind == StepOutcome::Kind::kParked)  // the head cannot wait for parked attempts yet
+      outcome = StepOutcome::Failure("this backend cannot wait for parked attempts (park id " + outcome.park_id +
+                                         "; the llm step's mode: batch needs `baton run` for now)",
+                                     false);
     r.handed_back = a->handed_back && !outcome.ok();
     r.kind = outcome.kind;
     r.retryable = outcome.retryable;

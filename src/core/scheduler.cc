@@ -390,6 +390,15 @@ void Scheduler::Uncharge(NodeState& n, const Demand& d, bool cpu_released) {
 
 void Scheduler::Release(JobState& j, double now) {
   if (j.node < 0) return;
+  if (j.parked) {  // holds nothing: Park gave it all back
+    j.parked = false;
+    j.parked_backlog = -1;
+    j.node = -1;
+    j.cpu_released = false;
+    j.gpu_mask = 0;
+    j.gpu_amount = 0;
+    return;
+  }
   NodeState& n = nodes_[j.node];
   const auto node = static_cast<uint32_t>(j.node);
   j.node = -1;
@@ -536,6 +545,59 @@ bool Scheduler::RetakeCpu(uint32_t job, uint32_t serial) {
   return true;
 }
 
+bool Scheduler::Park(uint32_t job, uint32_t serial) {
+  if (job >= jobs_.size()) return false;
+  JobState& j = jobs_[job];
+  if (j.phase != Phase::kRunning || j.serial != serial || j.parked || j.node < 0 || j.worker != kNoWorker)
+    return false;
+  const auto node = static_cast<uint32_t>(j.node);
+  NodeState& n = nodes_[node];
+  Uncharge(n, pipelines_[j.pipeline].demand[j.step], j.cpu_released);
+  j.cpu_released = false;
+  if (n.alive && j.gpu_amount > 0) {
+    n.free.Add(kGpu, j.gpu_amount);
+    for (size_t i = 0; i < n.gpu_free.size(); ++i)
+      if (j.gpu_mask & (uint64_t{1} << i))
+        n.gpu_free[i] = j.gpu_amount < kUnit ? n.gpu_free[i] + j.gpu_amount : kUnit;
+  }
+  j.parked = true;
+  j.parked_backlog = j.backlog_node;
+  LeaveBacklog(j);
+  if (n.alive) {
+    Refresh(node);
+    MarkDirty(node);
+  }
+  return true;
+}
+
+void Scheduler::BackFromPark(JobState& j) {
+  if (j.parked_backlog >= 0 && j.backlog_node < 0 && nodes_[j.parked_backlog].alive) {
+    j.backlog_node = j.parked_backlog;
+    ++nodes_[j.backlog_node].backlog[j.pipeline];
+    Refresh(static_cast<uint32_t>(j.backlog_node));
+  }
+  j.parked_backlog = -1;
+}
+
+bool Scheduler::Unpark(uint32_t job, uint32_t serial) {
+  if (job >= jobs_.size()) return false;
+  JobState& j = jobs_[job];
+  if (j.phase != Phase::kRunning || j.serial != serial || !j.parked || j.node < 0) return false;
+  j.parked = false;
+  BackFromPark(j);
+  const auto node = static_cast<uint32_t>(j.node);
+  NodeState& n = nodes_[node];
+  if (!n.alive) return true;
+  Charge(n, pipelines_[j.pipeline].demand[j.step]);  // may go below zero, as RetakeCpu
+  if (j.gpu_amount > 0) {
+    n.free.Add(kGpu, -j.gpu_amount);
+    for (size_t i = 0; i < n.gpu_free.size(); ++i)
+      if (j.gpu_mask & (uint64_t{1} << i)) n.gpu_free[i] = j.gpu_amount < kUnit ? n.gpu_free[i] - j.gpu_amount : 0;
+  }
+  Refresh(node);
+  return true;
+}
+
 void Scheduler::TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out) {
   NodeState& n = nodes_[node];
   if (!n.alive || n.draining) return;
@@ -606,6 +668,7 @@ FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus stat
   JobState& j = jobs_[job];
   if (j.phase != Phase::kRunning || j.serial != serial) return r;
   const int32_t ran_on = j.node;
+  if (j.parked) BackFromPark(j);
   Release(j, now);
   const PipelineState& p = pipelines_[j.pipeline];
   const StepModel& step = p.model.steps[j.step];
@@ -845,7 +908,7 @@ void Scheduler::Expired(double now, std::vector<AttemptRef>* out) {
     const Timed t = deadlines_.top();
     deadlines_.pop();
     const JobState& j = jobs_[t.job];
-    if (j.phase == Phase::kRunning && j.serial == t.serial)
+    if (j.phase == Phase::kRunning && j.serial == t.serial && !j.parked)
       out->push_back({t.job, t.serial, static_cast<uint32_t>(j.node)});
   }
 }
@@ -957,6 +1020,7 @@ std::string Scheduler::WaitReason(uint32_t job, double now) const {
   char buf[160];
   switch (j.phase) {
     case Phase::kRunning:
+      if (j.parked) return "parked (holding nothing)";
       return "running on " + nodes_[j.node].model.name + (j.cpu_released ? " (holding no CPU)" : "");
     case Phase::kBackoff:
       std::snprintf(buf, sizeof buf, "retry backoff (%.1fs left)", std::max(0.0, j.ready_at - now));

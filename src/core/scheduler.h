@@ -25,6 +25,7 @@
 //     another node; a lost node's attempts are re-run, and when a locality-bound step's input was
 //     on the lost node the job goes back to the anchor step (lineage).
 //  7. Pools: a pool resource is taken from the cluster-wide pool, whichever node runs the step.
+//  Parked attempts (Park/Unpark) hold no resource and count against no admission backlog.
 //  8. Resident workers: a worker step's demand is held by a worker (its grant, for its life), not
 //     by each attempt; up to `worker_items` attempts of different jobs join one worker (the
 //     emptiest live one with room; a new worker only when all are full), locality and admission
@@ -162,6 +163,17 @@ class Scheduler {
   bool ReleaseCpu(uint32_t job, uint32_t serial);
   bool RetakeCpu(uint32_t job, uint32_t serial);
   bool CpuReleased(uint32_t job) const { return jobs_[job].cpu_released; }
+  // A running attempt is parked (docs/design.md "Parked attempts"): it handed its work to something
+  // outside (an LLM batch) and waits without running. Park gives back everything it holds (cpu,
+  // memory, GPUs, pools, custom resources) and takes its job out of its node's admission backlog,
+  // so parked attempts count against neither resources nor prefetch; a parked attempt has no
+  // deadline (Expired skips it). Unpark takes all of it back at once (over capacity if need be, as
+  // RetakeCpu) when the attempt runs again. Finish, Cancel and NodeLost work on a parked attempt as
+  // on a running one (giving back nothing). Both return false when stale or already so; a resident
+  // worker's attempt cannot park.
+  bool Park(uint32_t job, uint32_t serial);
+  bool Unpark(uint32_t job, uint32_t serial);
+  bool Parked(uint32_t job) const { return jobs_[job].parked; }
 
   // Running attempts whose deadline has passed (each reported once); the driver stops them and
   // reports Finish(kTimeout).
@@ -256,6 +268,8 @@ class Scheduler {
     double ready_at = 0;
     bool cancel_requested = false;
     bool cpu_released = false;  // the running attempt gave its cpu back (ReleaseCpu)
+    bool parked = false;        // the running attempt holds nothing (Park)
+    int32_t parked_backlog = -1;  // the backlog node it left when it parked
     uint32_t home_offset;   // into homes_
     uint32_t worker = kNoWorker;  // the resident worker the running attempt joined
   };
@@ -300,6 +314,7 @@ class Scheduler {
   void RetireWorker(uint32_t worker);
   bool IsWorkerClass(uint32_t cls) const;
   void LeaveBacklog(JobState& j);
+  void BackFromPark(JobState& j);  // the backlog a parked attempt left, taken again
   void UpdateBacklogOnStart(JobState& j, uint32_t node);
   void ResetToAnchor(JobState& j, uint32_t job, double now);
   void RecomputeStatic(uint32_t node);

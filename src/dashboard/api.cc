@@ -116,6 +116,8 @@ void DashboardServer::Impl::HandleJobs(const httplib::Request& req, httplib::Res
                 {"offset", offset}, {"limit", limit}, {"counts", counts}, {"jobs", std::move(page["jobs"])}};
   if (offset + shown < total) reply["next_offset"] = offset + shown;  // the cursor of the next page
   reply["llm"] = v->overview.value("llm", Json::object());
+  for (const char* key : {"parked", "batches"})  // parked attempts and LLM batches (mode: batch)
+    if (v->overview.contains(key)) reply[key] = v->overview[key];
   ReplyJson(res, 200, reply);
 }
 

@@ -3,6 +3,7 @@
 // (seconds, bytes), `_total` only on counters, a unit suffix where there is a unit, `_ratio` for
 // 0..1, HELP and TYPE for every family. Names are documented in docs/dashboard.md.
 #include <cmath>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -66,6 +67,18 @@ std::string PrometheusMetrics(const JobsView& view, const HubMetrics& m) {
     out += fmt::format("baton_step_duration_seconds_sum{{step=\"{}\"}} {}\n", Label(step), Number(h.sum));
     out += fmt::format("baton_step_duration_seconds_count{{step=\"{}\"}} {}\n", Label(step), h.count);
   }
+
+  // Parked attempts and LLM batches (mode: batch), from the overview (Runtime::Overview adds them).
+  Header(out, "baton_parked_attempts", "gauge", "Attempts parked (holding nothing) by step and park id.");
+  for (const auto& p : snap.value("parked", Json::array()))
+    out += fmt::format("baton_parked_attempts{{step=\"{}\",id=\"{}\"}} {}\n", Label(p.value("step", "")),
+                       Label(p.value("id", "")), p.value("attempts", 0));
+  Header(out, "baton_llm_batches", "gauge", "LLM Batch API batches by step and status.");
+  std::map<std::pair<std::string, std::string>, int> batches;
+  for (const auto& b : snap.value("batches", Json::array()))
+    ++batches[{b.value("step", ""), b.value("status", "")}];
+  for (const auto& [key, n] : batches)
+    out += fmt::format("baton_llm_batches{{step=\"{}\",status=\"{}\"}} {}\n", Label(key.first), Label(key.second), n);
 
   // The LLM totals of the jobs shown (the snapshot's "llm": the sum of every job's step usage).
   const Json llm = snap.value("llm", Json::object());

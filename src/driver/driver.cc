@@ -160,6 +160,7 @@ void Driver::Decide(double now, std::vector<core::Placement>* out) {
     a.gpus = GpusFromMask(p.gpu_mask);
     a.start = now;
     a.worker = p.worker;
+    a.deadline = p.deadline;
     j.last_serial = p.serial;
     if (!sinks_.empty()) {
       Event e = Make(Event::Type::kAttemptStarted, j, p.step, static_cast<int>(p.node), now);
@@ -188,6 +189,14 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
   if (job >= jobs_.size()) return false;
   JobRecord& j = jobs_[job];
   if (!j.in_flight || j.in_flight->serial != serial) return false;  // lost, abandoned or replaced
+  if (o.kind == StepOutcome::Kind::kParked && !o.lost && !o.handed_back) {
+    if (!j.in_flight->stop_requested && !j.in_flight->timed_out && !o.park_id.empty()) {
+      ParkAttempt(job, o.park_id, o.park_poll, now);
+      return true;
+    }
+    o.kind = o.park_id.empty() ? StepOutcome::Kind::kFailed : StepOutcome::Kind::kCancelled;
+    if (o.park_id.empty()) o.error = "the step parked without a park id";
+  }
   const InFlightAttempt a = std::move(*j.in_flight);
   j.in_flight.reset();
   const StepSpec& spec = pipelines_[j.pipeline].spec.steps[a.step];
@@ -293,7 +302,20 @@ std::vector<core::AttemptRef> Driver::Cancel(uint32_t job, const std::string& wh
   if (j.end != JobEnd::kLive) return {};
   std::vector<core::AttemptRef> refs = sched_.Cancel(job);
   if (j.report.error.empty()) j.report.error = why;  // the reason EndJob gives when it ends
-  for (const auto& r : refs) {
+  for (size_t k = 0; k < refs.size();) {
+    const core::AttemptRef r = refs[k];
+    if (j.in_flight && j.in_flight->serial == r.serial && !j.in_flight->parked.empty()) {
+      // Parked: nothing runs, so it ends now (its outside work is the step's to forget).
+      j.in_flight->stop_requested = true;
+      refs.erase(refs.begin() + static_cast<std::ptrdiff_t>(k));
+      AttemptOutcome o;
+      o.kind = StepOutcome::Kind::kCancelled;
+      o.error = why;
+      Finish(job, r.serial, std::move(o), now);
+      if (j.end != JobEnd::kLive) return refs;
+      continue;
+    }
+    ++k;
     if (j.in_flight && j.in_flight->serial == r.serial) {
       j.in_flight->abandon_at = std::min(j.in_flight->abandon_at, now + grace);
       j.in_flight->stop_requested = true;
@@ -342,6 +364,7 @@ size_t Driver::Turn(Transport& transport, double now, const TurnOptions& options
   turn_retired_.clear();
   sched_.RetireIdleWorkers(now, &turn_retired_);
   for (const auto& w : turn_retired_) transport.StopWorker(w);
+  CheckParks(transport, now);
   if (!options.place) return 0;
   turn_placements_.clear();
   Decide(now, &turn_placements_);
@@ -369,6 +392,8 @@ void Driver::AbandonOverdue(double now, bool all) {
 
 double Driver::NextWakeup() const {
   double t = sched_.NextWakeup();
+  for (const auto& [key, park] : parks_)
+    if (!park.checking) t = std::min(t, park.next);
   for (uint32_t job : stopping_)
     if (jobs_[job].in_flight) t = std::min(t, jobs_[job].in_flight->abandon_at);
   return t;
@@ -437,6 +462,131 @@ void Driver::ReleaseDetail(uint32_t job) {
   j.results = EmptyResults();
   j.history = EmptyHistory();
   std::string().swap(j.main_output);
+}
+
+}  // namespace baton::driver
+
+namespace baton::driver {
+
+bool Driver::Parked(uint32_t job, uint32_t serial, const std::string& id) const {
+  const JobRecord& j = jobs_[job];
+  return j.in_flight && j.in_flight->serial == serial && j.in_flight->parked == id;
+}
+
+void Driver::ParkAttempt(uint32_t job, const std::string& id, double poll, double now) {
+  JobRecord& j = jobs_[job];
+  InFlightAttempt& a = *j.in_flight;
+  if (!sched_.Park(job, a.serial)) {  // a resident worker's attempt
+    AttemptOutcome o;
+    o.error = "a resident worker's attempt cannot park";
+    o.retryable = false;
+    Finish(job, a.serial, std::move(o), now);
+    return;
+  }
+  a.parked = id;
+  a.parked_at = now;
+  a.waiting.clear();
+  ParkState& park = parks_[{j.pipeline, a.step, id}];
+  if (park.attempts.empty() && !park.checking) park.since = now;
+  park.attempts.emplace_back(job, a.serial);
+  park.next = std::min(park.next, now + std::max(0.0, poll));
+  if (!sinks_.empty()) {
+    Event e = Make(Event::Type::kProgress, j, a.step, static_cast<int>(a.node), now);
+    e.attempt = a.step_attempt;
+    e.data = {{"parked", id}};
+    Emit(e);
+  }
+  Changed(job);
+}
+
+void Driver::CheckParks(Transport& transport, double now) {
+  for (auto it = parks_.begin(); it != parks_.end();) {
+    ParkState& park = it->second;
+    const auto& [pipeline, step, id] = it->first;
+    std::erase_if(park.attempts, [&](const auto& a) { return !Parked(a.first, a.second, id); });
+    if (park.attempts.empty() && !park.checking) {
+      it = parks_.erase(it);
+      continue;
+    }
+    if (!park.checking && park.next <= now) {
+      if (transport.CheckPark(pipeline, step, id)) {
+        park.checking = true;
+        park.next = core::kNever;
+      } else {
+        const auto attempts = std::move(park.attempts);
+        it = parks_.erase(it);
+        for (const auto& [job, serial] : attempts) {
+          AttemptOutcome o;
+          o.error = "this backend cannot wait for parked attempts (park id " + id + ")";
+          o.retryable = false;
+          Finish(job, serial, std::move(o), now);
+        }
+        continue;
+      }
+    }
+    ++it;
+  }
+}
+
+void Driver::ParkChecked(Transport& transport, uint32_t pipeline, uint16_t step, const std::string& id,
+                         ParkCheck check, double now) {
+  auto it = parks_.find({pipeline, step, id});
+  if (it == parks_.end()) return;
+  ParkState& park = it->second;
+  park.checking = false;
+  if (!check.done) {
+    park.next = std::min(park.next, now + std::max(0.0, check.poll_in));
+    return;
+  }
+  const auto attempts = std::move(park.attempts);
+  parks_.erase(it);
+  for (const auto& [job, serial] : attempts) {
+    if (!Parked(job, serial, id)) continue;
+    JobRecord& j = jobs_[job];
+    auto found = check.outcomes.find(j.report.id);
+    if (found != check.outcomes.end()) {
+      AttemptOutcome o = AttemptOutcome::From(std::move(found->second));
+      o.end = now;
+      j.in_flight->parked.clear();
+      if (o.kind == StepOutcome::Kind::kParked) {  // parked again, on another id
+        sched_.Unpark(job, serial);
+        Finish(job, serial, std::move(o), now);
+        continue;
+      }
+      Finish(job, serial, std::move(o), now);
+      continue;
+    }
+    // Woken: it runs again, holding its resources again.
+    InFlightAttempt& a = *j.in_flight;
+    sched_.Unpark(job, serial);
+    a.parked.clear();
+    core::Placement p{job, serial, a.step, a.step_attempt, a.node, 0, a.deadline, a.worker};
+    for (int g : a.gpus) p.gpu_mask |= uint64_t{1} << g;
+    Changed(job);
+    transport.Start(p, now);
+  }
+}
+
+Json Driver::ParksJson(double now) const {
+  Json out = Json::array();
+  for (const auto& [key, park] : parks_) {
+    const auto& [pipeline, step, id] = key;
+    size_t n = 0;
+    for (const auto& [job, serial] : park.attempts) n += Parked(job, serial, id) ? 1 : 0;
+    out.push_back({{"step", pipelines_[pipeline].spec.steps[step].name},
+                   {"id", id},
+                   {"attempts", n},
+                   {"since", park.since},
+                   {"seconds", now - park.since},
+                   {"checking", park.checking}});
+  }
+  return out;
+}
+
+size_t Driver::parked_count() const {
+  size_t n = 0;
+  for (const auto& j : jobs_) n += j.in_flight && !j.in_flight->parked.empty() ? 1 : 0;
+  return n;
 }
 
 }  // namespace baton::driver

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "baton/events.h"
@@ -53,6 +54,9 @@ struct InFlightAttempt {
   double abandon_at = core::kNever;  // told to stop: given up on if still running after this
   std::string waiting;               // what it waits for outside the CPU ("rate openai_tokens"), "" none
   uint32_t worker = core::kNoWorker;  // the resident worker it joined (core::Placement::worker)
+  std::string parked;                // the park id it waits for, holding nothing (core Park); "" none
+  double parked_at = 0;              // driver seconds when it parked
+  double deadline = core::kNever;    // its placement's deadline (kept for a woken attempt)
 };
 
 // What a transport reports about one attempt.
@@ -72,6 +76,8 @@ struct AttemptOutcome {
   // Gone without an outcome (its node no longer holds it: see cluster/fence.h): recorded as
   // "lost" with `error` as the reason, re-queued without counting as a failed try.
   bool lost = false;
+  std::string park_id;  // kParked: StepOutcome::park_id
+  double park_poll = 0;
 
   static AttemptOutcome From(StepOutcome o) {
     AttemptOutcome a;
@@ -81,6 +87,8 @@ struct AttemptOutcome {
     a.result = std::move(o.result);
     a.main_output = std::move(o.main_output);
     a.batch = std::move(o.batch);
+    a.park_id = std::move(o.park_id);
+    a.park_poll = o.park_poll;
     return a;
   }
 };
@@ -199,6 +207,17 @@ class Driver {
   // empty `what` ends the wait (core RetakeCpu). Transports call it when the step host reports a
   // progress event {"waiting": ...} (step_host.h). False when stale or already so.
   bool AttemptWaiting(uint32_t job, uint32_t serial, const std::string& what);
+  // Parked attempts (docs/design.md "Parked attempts"). An outcome of kind kParked given to Finish
+  // parks the attempt (core Park: it holds nothing) on its step's park id; the driver keeps one
+  // timer per park id, not per attempt, and Turn asks Transport::CheckPark when it is due. The
+  // answer comes back here: not done, the timer is set again; done, each attempt parked on the id
+  // ends with its job's outcome, or is woken (core Unpark, Transport::Start of the same attempt)
+  // when the answer has none for it. Cancel ends a parked attempt at once.
+  void ParkChecked(Transport& transport, uint32_t pipeline, uint16_t step, const std::string& id, ParkCheck check,
+                   double now);
+  // The park ids with attempts parked now: [{"step", "id", "attempts", "since", "next_check"}].
+  Json ParksJson(double now) const;
+  size_t parked_count() const;
   // Why a job's current step is not (fully) running: the in-flight attempt's wait, else the core's.
   std::string WaitText(uint32_t job, double now) const;
 
@@ -254,6 +273,16 @@ class Driver {
     if (store_) store_->JobChanged(job);
   }
   const JobReport& ReportOf(uint32_t j) const { return final_ ? final_->jobs[j] : jobs_[j].report; }
+  void ParkAttempt(uint32_t job, const std::string& id, double poll, double now);
+  void CheckParks(Transport& transport, double now);
+  struct ParkState {
+    std::vector<std::pair<uint32_t, uint32_t>> attempts;  // (job, serial); stale entries skipped
+    double since = 0;
+    double next = core::kNever;  // when to ask CheckPark
+    bool checking = false;       // asked; the answer has not come back
+  };
+  using ParkKey = std::tuple<uint32_t, uint16_t, std::string>;  // pipeline, step, id
+  bool Parked(uint32_t job, uint32_t serial, const std::string& id) const;
 
   core::Scheduler sched_;
   std::vector<PipelineRecord> pipelines_;
@@ -270,6 +299,7 @@ class Driver {
   std::vector<std::shared_ptr<EventSink>> sinks_;
   const RunReport* final_ = nullptr;
   std::function<Json(const core::WorkerRef& worker)> worker_state_;
+  std::map<ParkKey, ParkState> parks_;
   Json llm_total_;  // LLM usage of every succeeded step so far (views.h JobLlm shape); null: none
 };
 

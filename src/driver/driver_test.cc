@@ -261,7 +261,11 @@ TEST(Driver, RestoredJobKeepsItsAttemptWhenTheNodeIsKnown) {
   r.homes = {0, -1};
   r.serial = 7;
   r.results = {{"a", {{"v", 3}}}};
-  r.in_flight = InFlightAttempt{7, 1, 1, 0, {}, 5.0};
+  r.in_flight = InFlightAttempt{};
+  r.in_flight->serial = 7;
+  r.in_flight->step = 1;
+  r.in_flight->step_attempt = 1;
+  r.in_flight->start = 5.0;
   const uint32_t j = f.d.Restore(r, 10);
   EXPECT_TRUE(f.d.job(j).in_flight.has_value());
   EXPECT_TRUE(f.Decide(10).empty());
@@ -312,6 +316,81 @@ TEST(Clock, FakeClockMovesOnlyWhenTold) {
   c.JumpWall(-3600);  // NTP step back: intervals unaffected
   EXPECT_EQ(c.Monotonic(), 105);
   EXPECT_EQ(c.Wall(), 2005 - 3600);
+}
+
+}  // namespace
+}  // namespace baton::driver
+
+namespace baton::driver {
+namespace {
+
+AttemptOutcome Parked(const std::string& id, double poll) { return AttemptOutcome::From(StepOutcome::Park(id, poll)); }
+
+// Parked attempts: one timer per park id, not per attempt; done ends them with their outcome or
+// wakes them (the same attempt runs again); cancel ends a parked attempt at once.
+TEST(DriverPark, OneCheckPerParkIdThenOutcomesAndWakes) {
+  Fixture f("steps:\n  - name: s\n    uses: sleep\n    timeout: 5s\n    resources: {cpu: 1}\n", {Node("n1", 1)});
+  FakeTransport t;
+  for (int i = 0; i < 4; ++i) f.d.Submit("job-" + std::to_string(i), "", 0, 0);
+  // One cpu, yet all four park in turn: a parked attempt holds nothing.
+  for (int round = 0; round < 4; ++round) {
+    const size_t before = t.started.size();
+    ASSERT_EQ(f.d.Turn(t, round, {}), 1u);
+    const core::Placement p = t.started[before];
+    ASSERT_TRUE(f.d.Finish(p.job, p.serial, Parked("b1", 10), round));
+  }
+  EXPECT_EQ(f.d.parked_count(), 4u);
+  EXPECT_NE(f.d.WaitText(0, 4).find("parked in b1"), std::string::npos);
+  f.d.Turn(t, 9, {});
+  EXPECT_TRUE(t.checks.empty());
+  EXPECT_TRUE(t.stopped.empty());  // past their 5 s timeout, but parked: no deadline
+  EXPECT_EQ(f.d.NextWakeup(), 10);  // the first park's poll: one timer for the id
+  f.d.Turn(t, 10, {});
+  ASSERT_EQ(t.checks.size(), 1u);
+  EXPECT_EQ(t.checks[0].id, "b1");
+  f.d.Turn(t, 11, {});
+  EXPECT_EQ(t.checks.size(), 1u);  // asked once; waiting for the answer
+  // No deadline while parked (timeout 5s).
+  EXPECT_EQ(f.d.job(0).in_flight->timed_out, false);
+  ParkCheck not_yet;
+  not_yet.poll_in = 30;
+  f.d.ParkChecked(t, 0, 0, "b1", not_yet, 12);
+  EXPECT_EQ(f.d.NextWakeup(), 42);
+  // Cancel ends a parked attempt at once.
+  t.stopped.clear();
+  EXPECT_TRUE(f.d.Cancel(3, "cancelled", 13, 1).empty());
+  EXPECT_EQ(f.d.job(3).end, JobEnd::kCancelled);
+  f.d.Turn(t, 42, {});
+  ASSERT_EQ(t.checks.size(), 2u);
+  ParkCheck done;
+  done.done = true;
+  done.outcomes["job-0"] = StepOutcome::Ok({{"summary", "a"}});
+  done.outcomes["job-1"] = StepOutcome::Failure("item failed", false);
+  const size_t started = t.started.size();
+  f.d.ParkChecked(t, 0, 0, "b1", done, 43);
+  EXPECT_EQ(f.d.job(0).end, JobEnd::kSucceeded);
+  EXPECT_EQ(f.d.job(1).end, JobEnd::kFailed);
+  // job-2 had no outcome: woken, the same attempt (serial) starts again.
+  ASSERT_EQ(t.started.size(), started + 1);
+  EXPECT_EQ(t.started.back().job, 2u);
+  EXPECT_EQ(t.started.back().serial, f.d.job(2).in_flight->serial);
+  EXPECT_TRUE(f.d.job(2).in_flight->parked.empty());
+  EXPECT_TRUE(f.d.Finish(2, t.started.back().serial, Ok(), 44));
+  EXPECT_TRUE(f.d.all_ended());
+  EXPECT_EQ(f.d.ParksJson(44).size(), 0u);
+}
+
+TEST(DriverPark, ABackendThatCannotCheckFailsTheParkedAttempts) {
+  struct NoParks : FakeTransport {
+    bool CheckPark(uint32_t, uint16_t, const std::string&) override { return false; }
+  } t;
+  Fixture f("steps:\n  - name: s\n    uses: sleep\n", {Node("n1", 1)});
+  f.d.Submit("job-0", "", 0, 0);
+  f.d.Turn(t, 0, {});
+  ASSERT_TRUE(f.d.Finish(0, t.started[0].serial, Parked("b1", 0), 0));
+  f.d.Turn(t, 1, {});
+  EXPECT_EQ(f.d.job(0).end, JobEnd::kFailed);
+  EXPECT_NE(f.d.job(0).report.error.find("cannot wait for parked attempts"), std::string::npos);
 }
 
 }  // namespace

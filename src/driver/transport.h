@@ -13,6 +13,7 @@
 // Called on the driver thread only.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "core/scheduler.h"
@@ -33,6 +34,15 @@ class Transport {
   // exit (a `shutdown`), its grant is already free. Backends whose nodes retire their own idle
   // workers on the same timer (the cluster's agents) may ignore it.
   virtual void StopWorker(const core::WorkerRef& worker) { (void)worker; }
+  // Asks step `step` of pipeline `pipeline` whether park id `id` is done (Step::CheckPark), off the
+  // driver thread; the answer goes to Driver::ParkChecked. False when this backend cannot (the
+  // driver then fails the attempts parked on it).
+  virtual bool CheckPark(uint32_t pipeline, uint16_t step, const std::string& id) {
+    (void)pipeline;
+    (void)step;
+    (void)id;
+    return false;
+  }
   // Every attempt of `attempts` (what Driver::Cancel returns).
   void StopAll(const std::vector<core::AttemptRef>& attempts) {
     for (const auto& a : attempts) Stop(a);
@@ -46,6 +56,16 @@ class FakeTransport : public Transport {
   void Start(const core::Placement& p, double) override { started.push_back(p); }
   void Stop(const core::AttemptRef& a) override { stopped.push_back(a); }
   void StopWorker(const core::WorkerRef& w) override { workers_stopped.push_back(w); }
+  bool CheckPark(uint32_t pipeline, uint16_t step, const std::string& id) override {
+    checks.push_back({pipeline, step, id});
+    return true;
+  }
+  struct Check {
+    uint32_t pipeline;
+    uint16_t step;
+    std::string id;
+  };
+  std::vector<Check> checks;
   std::vector<core::Placement> started;
   std::vector<core::AttemptRef> stopped;
   std::vector<core::WorkerRef> workers_stopped;

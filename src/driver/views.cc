@@ -90,6 +90,8 @@ Json JobView(const JobViewInput& in, bool detail) {
 std::string Driver::WaitText(uint32_t job, double now) const {
   const JobRecord& j = jobs_[job];
   if (j.in_flight && !j.in_flight->waiting.empty()) return "waiting for " + j.in_flight->waiting;
+  if (j.in_flight && !j.in_flight->parked.empty())
+    return fmt::format("parked in {} for {:.0f}s (holding nothing)", j.in_flight->parked, now - j.in_flight->parked_at);
   return sched_.WaitReason(job, now);
 }
 

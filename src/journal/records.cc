@@ -64,6 +64,11 @@ void EncodeSpent(double usd, Encoder* e) {
   e->U8(static_cast<uint8_t>(Kind::kSpent)).F64(usd);
 }
 
+void EncodeNote(std::string_view step, std::string_view json, Encoder* e) {
+  e->Clear();
+  e->U8(static_cast<uint8_t>(Kind::kNote)).Str(step).Str(json);
+}
+
 uint16_t PastJob::NextStep() const {
   for (size_t s = 0; s < steps.size(); ++s)
     if (!steps[s].done) return static_cast<uint16_t>(s);
@@ -212,6 +217,13 @@ Result<Past> Replay(const std::filesystem::path& file) {
             const double usd = d.F64();
             if (!d.ok()) break;
             past.spent_usd += usd;
+            return;
+          }
+          case Kind::kNote: {
+            std::string step(d.Str());
+            std::string json(d.Str());
+            if (!d.ok()) break;
+            past.notes[step].push_back(std::move(json));
             return;
           }
         }

@@ -10,6 +10,9 @@
 //   spent      usd (f64)                                                        every LLM request
 //              that cost something: what the run's budget has spent (src/rates), whatever
 //              became of the step, so a resumed run starts from the sum (Past::spent_usd)
+//   note       step name, JSON text                                           what a step made
+//              durable (Step::CheckPark's ParkContext::note: an LLM batch's ids), handed back
+//              to the step on resume (Past::notes), in order, whatever the pipeline became
 // Steps are indexes into the pipeline of the latest header; job numbers are dense in the order
 // jobs were first added (their ids stay those of their first run).
 //
@@ -20,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,7 +34,9 @@
 
 namespace baton::journal {
 
-enum class Kind : uint8_t { kHeader = 1, kJobAdded = 2, kAttempt = 3, kStepDone = 4, kJobEnded = 5, kSpent = 6 };
+enum class Kind : uint8_t {
+  kHeader = 1, kJobAdded = 2, kAttempt = 3, kStepDone = 4, kJobEnded = 5, kSpent = 6, kNote = 7
+};
 enum class End : uint8_t { kLive = 0, kSucceeded = 1, kFailed = 2, kCancelled = 3 };
 
 struct StepPrint {
@@ -50,6 +56,7 @@ void EncodeStepDone(uint32_t job, uint16_t step, std::string_view node, uint16_t
                     std::string_view result, std::string_view main_output, Encoder* e);
 void EncodeJobEnded(uint32_t job, End end, std::string_view error, Encoder* e);
 void EncodeSpent(double usd, Encoder* e);
+void EncodeNote(std::string_view step, std::string_view json, Encoder* e);
 
 struct PastStep {
   bool done = false;
@@ -81,6 +88,7 @@ struct Past {
   std::string pipeline;               // the pipeline's name in the latest header
   uint64_t attempts = 0, headers = 0;
   double spent_usd = 0;               // the sum of every `spent` record (kept across pipeline changes)
+  std::map<std::string, std::vector<std::string>> notes;  // step name -> its `note` records' JSON, in order
   ReadStats read;
   std::vector<Change> changes;        // pipeline changes met while replaying
   // Invalidates every job's results from `step` on (live again); returns the jobs touched.

@@ -211,6 +211,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
   store->HoldLock(lock_fd);
   store->set_spent_before(past.spent_usd);
+  store->past_notes() = past.notes;
   if (past.spent_usd > 0)
     notices->push_back(
         fmt::format("LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(), past.spent_usd,

@@ -56,6 +56,16 @@ class JournalStore final : public driver::JobStore {
     journal::EncodeSpent(usd, &e);
     writer_->Append(e.data());
   }
+  // Journals a step's note (ParkContext::note) and waits until it is on disk. Thread-safe.
+  bool AppendNote(const std::string& step, const Json& note) {
+    if (!writer_) return false;
+    journal::Encoder e;
+    journal::EncodeNote(step, note.dump(), &e);
+    writer_->Append(e.data());
+    return writer_->Flush().ok();
+  }
+  // The notes of earlier runs, by step name (Step::RestoreNotes).
+  std::map<std::string, std::vector<std::string>>& past_notes() { return past_notes_; }
 
  private:
   struct PerJob {
@@ -76,6 +86,7 @@ class JournalStore final : public driver::JobStore {
   std::vector<uint32_t> released_;
   rates::LlmUsage released_llm_;
   double spent_before_ = 0;
+  std::map<std::string, std::vector<std::string>> past_notes_;
   journal::Encoder e_, end_;
   std::string held_;  // a succeeded attempt, written together with its step's result
 };

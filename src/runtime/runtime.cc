@@ -39,6 +39,9 @@ struct CompletionQueue {
     driver::AttemptOutcome outcome;
     bool wait_notice = false;  // not an end: the attempt started or ended a wait (`waiting`)
     std::string waiting;
+    bool park_check = false;  // not an attempt's: Step::CheckPark's answer for `waiting` (the id)
+    uint16_t step = 0;
+    ParkCheck check;
   };
   Mutex mu;
   CondVar cv;
@@ -103,6 +106,9 @@ struct Runtime::Impl : driver::Transport {
   void Start(const core::Placement& p, double now) override;  // a task on the pool
   void Stop(const core::AttemptRef& ref) override;            // its cancel token
   void StopWorker(const core::WorkerRef& w) override { steps[w.step]->RetireWorker(static_cast<int>(w.worker)); }
+  bool CheckPark(uint32_t pipeline, uint16_t step, const std::string& id) override;  // a task on the pool
+  // Parked attempts and the steps' batches for views: adds "parked" and "batches" when any.
+  void AddParks(Json* view, double now) const;
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
@@ -158,6 +164,17 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   if (m.journal->journaling())
     limiter->Resume(m.journal->spent_before(), [store = m.journal.get()](double usd) { store->AppendSpent(usd); });
   m.rates = std::move(limiter);
+  // What steps made durable in earlier runs on this output folder (an llm step's batches).
+  for (size_t s = 0; s < m.steps.size(); ++s) {
+    const auto found = m.journal->past_notes().find(m.pipeline.steps[s].name);
+    if (found == m.journal->past_notes().end()) continue;
+    std::vector<Json> notes;
+    for (const auto& text : found->second) {
+      Json n = Json::parse(text, nullptr, false);
+      if (!n.is_discarded()) notes.push_back(std::move(n));
+    }
+    m.steps[s]->RestoreNotes(notes);
+  }
   m.launched.resize(m.driver.job_count());
 }
 
@@ -279,7 +296,7 @@ void Runtime::Impl::Start(const core::Placement& p, double now) {
   spec->sinks = sinks;
   spec->rates = rates;
   spec->on_wait = [queue = completions, job = p.job, serial = p.serial](const std::string& what) {
-    queue->Push({job, serial, {}, true, what});
+    queue->Push({job, serial, {}, true, what, false, 0, {}});
   };
   spec->clock = clock;
   spec->t0 = t0;
@@ -288,8 +305,44 @@ void Runtime::Impl::Start(const core::Placement& p, double now) {
     driver::AttemptOutcome outcome = driver::AttemptOutcome::From(driver::RunAttempt(*spec, *cancel));
     outcome.end = spec->clock->Monotonic() - spec->t0;
     spec.reset();  // release the results before the driver copies them on write
-    queue->Push({job, serial, std::move(outcome), false, {}});
+    queue->Push({job, serial, std::move(outcome), false, {}, false, 0, {}});
   });
+}
+
+bool Runtime::Impl::CheckPark(uint32_t, uint16_t step, const std::string& id) {
+  auto ctx = std::make_shared<ParkContext>();
+  ctx->id = id;
+  ctx->step = pipeline.steps[step].name;
+  ctx->outdir = options.out;
+  ctx->rates = rates.get();
+  if (journal->journaling())
+    ctx->note = [store = journal.get(), name = ctx->step](const Json& note) { return store->AppendNote(name, note); };
+  pool.Submit([ctx, rates = rates, object = steps[step], queue = completions, step]() {
+    ParkCheck check;
+    try {
+      check = object->CheckPark(*ctx);
+    } catch (const std::exception& e) {  // asked again later
+      check.done = false;
+      check.poll_in = 5;
+    }
+    queue->Push({0, 0, {}, false, ctx->id, true, step, std::move(check)});
+  });
+  return true;
+}
+
+void Runtime::Impl::AddParks(Json* view, double now) const {
+  Json batches = Json::array();
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const Json states = steps[s]->ParkStates();
+    if (!states.is_array()) continue;
+    for (Json b : states) {
+      b["step"] = pipeline.steps[s].name;
+      batches.push_back(std::move(b));
+    }
+  }
+  if (!batches.empty()) (*view)["batches"] = std::move(batches);
+  Json parked = driver.ParksJson(now);
+  if (!parked.empty()) (*view)["parked"] = std::move(parked);
 }
 
 void Runtime::Impl::WaitForCompletions(std::vector<CompletionQueue::Completion>* batch) {
@@ -318,6 +371,10 @@ void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* b
   for (auto& c : *batch) {
     if (c.wait_notice) {
       driver.AttemptWaiting(c.job, c.serial, c.waiting);
+      continue;
+    }
+    if (c.park_check) {
+      driver.ParkChecked(*this, 0, c.step, c.waiting, std::move(c.check), now);
       continue;
     }
     if (launched[c.job].serial == c.serial) launched[c.job].cancel.reset();
@@ -363,7 +420,11 @@ Status Runtime::Impl::WriteSummary(const RunReport& report) {
   std::FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return Status::Unavailable(tmp.string() + ": cannot write");
   std::string buf;
-  runtime::WriteSummaryHead(report, llm.ToJson(), &buf);
+  Json llm_json = llm.ToJson();
+  Json parks;
+  AddParks(&parks, report.seconds);
+  if (parks.contains("batches")) llm_json["batches"] = parks["batches"];  // the llm step's batches, if any
+  runtime::WriteSummaryHead(report, llm_json, &buf);
   Status st;
   for (uint32_t i = 0; i < report.jobs.size(); ++i) {
     buf += i ? ",\n  " : "\n  ";
@@ -440,12 +501,16 @@ Json Runtime::JobDetail(const std::string& id) const {
 
 Json Runtime::Snapshot() const {
   std::lock_guard lock(impl_->state_mu);
-  return impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
+  Json snap = impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
+  impl_->AddParks(&snap, impl_->Now());
+  return snap;
 }
 
 Json Runtime::Overview() const {
   std::lock_guard lock(impl_->state_mu);
-  return impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
+  Json view = impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
+  impl_->AddParks(&view, impl_->Now());
+  return view;
 }
 
 Json Runtime::JobsPage(const JobsQuery& query) const {

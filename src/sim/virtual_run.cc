@@ -4,6 +4,8 @@
 #include <deque>
 #include <map>
 #include <queue>
+#include <set>
+#include <string>
 
 namespace baton::sim {
 namespace {
@@ -18,6 +20,7 @@ class VirtualTransport : public driver::Transport {
     uint32_t job, serial;
     double start;
     bool cancelled;
+    uint16_t step = 0;
     bool operator>(const Ending& o) const { return at != o.at ? at > o.at : seq > o.seq; }
   };
   VirtualTransport(const std::vector<StepCost>& cost, VirtualRunResult* out) : cost_(cost), out_(out) {}
@@ -38,11 +41,17 @@ class VirtualTransport : public driver::Transport {
       w.queue.push_back({p.job, p.serial, now});
       return;
     }
-    endings_.push({now + cost_[p.step].seconds, seq_++, p.job, p.serial, now, false});
+    endings_.push({now + cost_[p.step].seconds, seq_++, p.job, p.serial, now, false, p.step});
     out_->use[p.node].gpu_seconds += cost_[p.step].seconds * __builtin_popcountll(p.gpu_mask);
   }
   void Stop(const core::AttemptRef& a) override { stops_.push_back(a); }
   void StopWorker(const core::WorkerRef& w) override { workers_.erase(w.worker); }
+  // A parked attempt's park id is its job's id; it is done when the driver asks (its timer was
+  // the step's park seconds).
+  bool CheckPark(uint32_t pipeline, uint16_t step, const std::string& id) override {
+    checks_.push_back({pipeline, step, id});
+    return true;
+  }
 
   // The earliest pending ending or batch start, or kNever.
   double Next() const {
@@ -60,13 +69,21 @@ class VirtualTransport : public driver::Transport {
       const double start = std::max(now, w.ready_at);
       const double end = start + c.batch_a + c.batch_b * static_cast<double>(n);
       for (size_t i = 0; i < n; ++i) {
-        endings_.push({end, seq_++, w.queue.front().job, w.queue.front().serial, start, false});
+        endings_.push({end, seq_++, w.queue.front().job, w.queue.front().serial, start, false, w.step});
         w.queue.pop_front();
       }
       w.busy_until = end;
       ++out_->batches;
       out_->use[w.node].gpu_seconds += (end - start) * w.gpus;
     }
+    for (auto& c : checks_) {  // parked attempts end when their park is asked about
+      ParkCheck done;
+      done.done = true;
+      done.outcomes[c.id] = StepOutcome::Ok(Json::object());
+      d.ParkChecked(*this, c.pipeline, c.step, c.id, std::move(done), now);
+      out_->makespan = std::max(out_->makespan, now);
+    }
+    checks_.clear();
     for (const auto& a : stops_) {  // a stop ends the attempt at once
       driver::AttemptOutcome o = driver::AttemptOutcome::From(StepOutcome::Cancelled());
       o.end = now;
@@ -76,13 +93,15 @@ class VirtualTransport : public driver::Transport {
     while (!endings_.empty() && endings_.top().at <= now) {
       const Ending e = endings_.top();
       endings_.pop();
-      driver::AttemptOutcome o = driver::AttemptOutcome::From(StepOutcome::Ok(Json::object()));
+      const bool park = cost_[e.step].park > 0 && parked_.insert({e.job, e.serial}).second;
+      driver::AttemptOutcome o = driver::AttemptOutcome::From(
+          park ? StepOutcome::Park(d.job(e.job).report.id, cost_[e.step].park) : StepOutcome::Ok(Json::object()));
       o.start = e.start;
       o.end = e.at;
       if (d.Finish(e.job, e.serial, std::move(o), now)) out_->makespan = std::max(out_->makespan, e.at);
     }
   }
-  bool stopping() const { return !stops_.empty(); }
+  bool stopping() const { return !stops_.empty() || !checks_.empty(); }
 
  private:
   struct Queued {
@@ -110,6 +129,8 @@ class VirtualTransport : public driver::Transport {
   std::priority_queue<Ending, std::vector<Ending>, std::greater<>> endings_;
   std::vector<core::AttemptRef> stops_;
   std::map<uint32_t, Worker> workers_;
+  std::vector<driver::FakeTransport::Check> checks_;
+  std::set<std::pair<uint32_t, uint32_t>> parked_;  // (job, serial) that parked once already
 };
 
 // Collects jobs that ended, so their detail can be released after the turn (not inside Finish).

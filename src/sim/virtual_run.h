@@ -28,8 +28,11 @@ struct VirtualRunResult {
 // `batch_a + batch_b * n`; batches form as the worker does: up to `batch_max` items, waiting at
 // most `batch_wait` after the first for more (`baton simulate --duration
 // STEP=load:20,batch:2+0.5n`).
+// `park`: after its seconds the attempt parks (as an llm step in `mode: batch` does) for `park`
+// seconds, holding nothing, then ends (`--duration STEP=SECONDS,park:600`).
 struct StepCost {
   double seconds = 1;
+  double park = 0;
   double load = 0, batch_a = 0, batch_b = 0;
   int batch_max = 1;
   double batch_wait = 0;

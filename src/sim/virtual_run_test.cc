@@ -118,3 +118,36 @@ TEST(VirtualRun, AWorkerStepLoadsOnceAndRunsFullBatches) {
 
 }  // namespace
 }  // namespace baton::sim
+
+namespace baton::sim {
+namespace {
+
+// `--duration summarize=1,park:100`: an attempt that parks holds nothing while it waits, so 10 jobs
+// on 1 cpu take 10 x (1 + 1) s of cpu plus one park, not 10 parks in a row.
+TEST(VirtualRun, AParkedStepHoldsNoCpuWhileItWaits) {
+  driver::Driver d;
+  NodeSpec n;
+  n.name = "n";
+  n.cpus = 1;
+  d.AddNode(n, 0);
+  const std::string from = "nodes.yaml";
+  auto added = d.AddPipeline(ParsePipeline("steps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
+                                           "  - {name: summarize, uses: sleep, resources: {cpu: 1}}\n",
+                                           "p.yaml")
+                                 .value(),
+                             "", &from);
+  ASSERT_TRUE(added.ok());
+  for (int j = 0; j < 10; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
+  std::vector<StepCost> cost(2);
+  cost[1].park = 100;
+  const VirtualRunResult r = RunVirtual(d, cost, /*keep_detail=*/true);
+  ASSERT_TRUE(d.all_ended());
+  for (uint32_t j = 0; j < 10; ++j) EXPECT_EQ(d.job(j).end, driver::JobEnd::kSucceeded);
+  EXPECT_LE(r.makespan, 20 + 100);
+  EXPECT_GE(r.makespan, 2 + 100);
+  // The last summarize attempt spans its park: one attempt per step and job.
+  EXPECT_EQ(r.attempts, 20u);
+}
+
+}  // namespace
+}  // namespace baton::sim

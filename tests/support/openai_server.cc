@@ -34,7 +34,86 @@ struct OpenAiServer::Impl {
   size_t rate_limited = 0;
 
   void Handle(const httplib::Request& req, httplib::Response& res);
+
+  // The Batch API (see the header).
+  struct File {
+    std::string content, purpose, filename;
+  };
+  struct Batch {
+    nlohmann::json object;
+    std::vector<nlohmann::json> lines;  // the input file's lines
+    BatchPlan plan;
+    int polls = 0;
+  };
+  std::map<std::string, File> files;
+  std::vector<std::string> batch_order;
+  std::map<std::string, Batch> batches;
+  BatchPlan next_plan;
+  size_t files_made = 0, batches_made = 0;
+  std::vector<nlohmann::json> usage_answered;
+  void EndBatch(Batch& b, const std::string& status);  // REQUIRES: mu held
+  static void Error(httplib::Response& res, int status, const std::string& message) {
+    res.status = status;
+    res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request_error"}}}}.dump(),
+                    "application/json");
+  }
 };
+
+void OpenAiServer::Impl::EndBatch(Batch& b, const std::string& status) {
+  const size_t n = b.lines.size();
+  const size_t done = status == "completed" ? n : n / 2;
+  std::string out, err;
+  int completed = 0, failed = 0;
+  // Answered in reverse order: results must be mapped back by custom_id, never by position.
+  for (size_t k = n; k-- > 0;) {
+    const nlohmann::json& line = b.lines[k];
+    const std::string id = line.value("custom_id", "");
+    const bool fail = !b.plan.fail_custom_id.empty() && id.rfind(b.plan.fail_custom_id, 0) == 0;
+    if (k >= done || fail) {
+      const std::string code = fail ? "server_error" : status == "cancelled" ? "batch_cancelled" : "batch_expired";
+      err += nlohmann::json{{"id", "batch_req_e" + std::to_string(k)},
+                            {"custom_id", id},
+                            {"response", nullptr},
+                            {"error", {{"code", code}, {"message", fail ? "the item failed" : "not done in time"}}}}
+                 .dump() +
+             "\n";
+      ++failed;
+      continue;
+    }
+    Request r;
+    r.body = line.value("body", nlohmann::json::object());
+    const std::string body = r.body.dump();
+    const nlohmann::json usage = {{"prompt_tokens", body.size() / 4},
+                                  {"completion_tokens", 7},
+                                  {"total_tokens", body.size() / 4 + 7}};
+    usage_answered.push_back(usage);
+    const nlohmann::json reply = {
+        {"id", "chatcmpl-b" + std::to_string(k)},
+        {"object", "chat.completion"},
+        {"model", r.body.value("model", "")},
+        {"choices", {{{"index", 0},
+                      {"message", {{"role", "assistant"}, {"content", MarkerFor(r.user_message())}}},
+                      {"finish_reason", "stop"}}}},
+        {"usage", usage}};
+    out += nlohmann::json{{"id", "batch_req_" + std::to_string(k)},
+                          {"custom_id", id},
+                          {"response",
+                           {{"status_code", 200}, {"request_id", "req_" + std::to_string(k)}, {"body", reply}}},
+                          {"error", nullptr}}
+               .dump() +
+           "\n";
+    ++completed;
+  }
+  auto add_file = [&](const std::string& content) {
+    const std::string fid = "file-out" + std::to_string(files.size() + 1);
+    files[fid] = {content, "batch_output", fid + ".jsonl"};
+    return fid;
+  };
+  b.object["status"] = status;
+  b.object["output_file_id"] = completed > 0 ? nlohmann::json(add_file(out)) : nlohmann::json(nullptr);
+  b.object["error_file_id"] = failed > 0 ? nlohmann::json(add_file(err)) : nlohmann::json(nullptr);
+  b.object["request_counts"] = {{"total", n}, {"completed", completed}, {"failed", failed}};
+}
 
 std::string OpenAiServer::Request::user_message() const {
   if (!body.is_object() || !body.contains("messages") || !body["messages"].is_array()) return "";
@@ -178,6 +257,76 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
   impl_->server.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     impl_->Handle(req, res);
   });
+  Impl& m = *impl_;
+  m.server.Post("/v1/files", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!req.has_file("file") || !req.has_file("purpose")) return Impl::Error(res, 400, "file and purpose required");
+    const auto file = req.get_file_value("file");
+    const std::string purpose = req.get_file_value("purpose").content;
+    if (purpose != "batch") return Impl::Error(res, 400, "purpose must be batch");
+    std::lock_guard lock(m.mu);
+    const std::string id = "file-in" + std::to_string(++m.files_made);
+    m.files[id] = {file.content, purpose, file.filename};
+    res.set_content(nlohmann::json{{"id", id}, {"object", "file"}, {"bytes", file.content.size()},
+                                   {"filename", file.filename}, {"purpose", purpose}, {"created_at", 1700000000}}
+                        .dump(),
+                    "application/json");
+  });
+  m.server.Post("/v1/batches", [&m](const httplib::Request& req, httplib::Response& res) {
+    const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("input_file_id")) return Impl::Error(res, 400, "input_file_id required");
+    if (body.value("endpoint", "") != "/v1/chat/completions") return Impl::Error(res, 400, "unsupported endpoint");
+    std::lock_guard lock(m.mu);
+    const std::string fid = body.value("input_file_id", "");
+    auto f = m.files.find(fid);
+    if (f == m.files.end()) return Impl::Error(res, 404, "no such file: " + fid);
+    Impl::Batch b;
+    std::istringstream in(f->second.content);
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("custom_id")) return Impl::Error(res, 400, "bad input line");
+      b.lines.push_back(std::move(j));
+    }
+    const std::string id = "batch_" + std::to_string(++m.batches_made);
+    b.plan = m.next_plan;
+    m.next_plan = BatchPlan{};
+    b.object = {{"id", id}, {"object", "batch"}, {"endpoint", "/v1/chat/completions"}, {"input_file_id", fid},
+                {"completion_window", body.value("completion_window", "24h")}, {"status", "in_progress"},
+                {"output_file_id", nullptr}, {"error_file_id", nullptr}, {"created_at", 1700000000},
+                {"metadata", body.value("metadata", nlohmann::json::object())},
+                {"request_counts", {{"total", b.lines.size()}, {"completed", 0}, {"failed", 0}}}};
+    res.set_content(b.object.dump(), "application/json");
+    m.batch_order.push_back(id);
+    m.batches[id] = std::move(b);
+  });
+  m.server.Get("/v1/batches", [&m](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard lock(m.mu);
+    nlohmann::json data = nlohmann::json::array();
+    for (auto it = m.batch_order.rbegin(); it != m.batch_order.rend(); ++it) data.push_back(m.batches[*it].object);
+    res.set_content(nlohmann::json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump(), "application/json");
+  });
+  m.server.Get(R"(/v1/batches/([^/]+))", [&m](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(m.mu);
+    auto it = m.batches.find(req.matches[1]);
+    if (it == m.batches.end()) return Impl::Error(res, 404, "no such batch");
+    Impl::Batch& b = it->second;
+    if (b.object["status"] == "in_progress" && ++b.polls >= b.plan.polls)
+      m.EndBatch(b, b.plan.expire_half ? "expired" : "completed");
+    res.set_content(b.object.dump(), "application/json");
+  });
+  m.server.Post(R"(/v1/batches/([^/]+)/cancel)", [&m](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(m.mu);
+    auto it = m.batches.find(req.matches[1]);
+    if (it == m.batches.end()) return Impl::Error(res, 404, "no such batch");
+    if (it->second.object["status"] == "in_progress") m.EndBatch(it->second, "cancelled");
+    res.set_content(it->second.object.dump(), "application/json");
+  });
+  m.server.Get(R"(/v1/files/([^/]+)/content)", [&m](const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard lock(m.mu);
+    auto it = m.files.find(req.matches[1]);
+    if (it == m.files.end()) return Impl::Error(res, 404, "no such file");
+    res.set_content(it->second.content, "application/jsonl");
+  });
   port_ = impl_->server.bind_to_any_port("127.0.0.1");
   if (port_ <= 0) throw std::runtime_error("OpenAiServer: cannot bind 127.0.0.1");
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
@@ -225,6 +374,41 @@ std::string OpenAiServer::base_url() const { return "http://127.0.0.1:" + std::t
 std::vector<OpenAiServer::Request> OpenAiServer::requests() const {
   std::lock_guard lock(impl_->mu);
   return impl_->requests;
+}
+
+void OpenAiServer::SetNextBatchPlan(BatchPlan plan) {
+  std::lock_guard lock(impl_->mu);
+  impl_->next_plan = std::move(plan);
+}
+
+void OpenAiServer::FinishBatches() {
+  std::lock_guard lock(impl_->mu);
+  for (auto& [id, b] : impl_->batches) b.plan.polls = 0;
+}
+
+size_t OpenAiServer::files_created() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->files_made;
+}
+
+size_t OpenAiServer::batches_created() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->batches_made;
+}
+
+std::vector<nlohmann::json> OpenAiServer::batch_usage() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->usage_answered;
+}
+
+std::vector<std::vector<std::string>> OpenAiServer::batch_items() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<std::vector<std::string>> out;
+  for (const auto& id : impl_->batch_order) {
+    out.emplace_back();
+    for (const auto& l : impl_->batches.at(id).lines) out.back().push_back(l.value("custom_id", ""));
+  }
+  return out;
 }
 
 size_t OpenAiServer::request_count() const {

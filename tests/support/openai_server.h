@@ -14,6 +14,18 @@
 // does not fit is answered 429 with x-ratelimit-remaining-*/reset-*, retry-after and
 // retry-after-ms; every 2xx carries the x-ratelimit-remaining-* headers too.
 //
+// Batch API (OpenAI's, as its docs describe it): POST /v1/files (multipart: purpose=batch, file:
+// JSONL of {custom_id, method, url, body}), POST /v1/batches ({input_file_id, endpoint,
+// completion_window}), GET /v1/batches (list, newest first), GET /v1/batches/{id}, POST
+// /v1/batches/{id}/cancel, GET /v1/files/{id}/content. A batch is `in_progress` until it has been
+// polled (GET) `polls` times (BatchPlan), then `completed` (or `expired` with only its first half
+// done, BatchPlan::expire_half): an output file with one line per done item ({id, custom_id,
+// response: {status_code: 200, body: <a chat completion with usage>}, error: null}) in an order
+// unlike the input's (reversed), and an error file for the rest ({custom_id, response: null,
+// error: {code, message}}: batch_expired or batch_cancelled, or the item BatchPlan::fail_custom_id
+// names). Each plan applies to the next batch created, then the default plan (done after 1 poll)
+// comes back.
+//
 // Thread-safety: all methods may be called from any thread while the server runs.
 #pragma once
 
@@ -71,6 +83,21 @@ class OpenAiServer {
   size_t request_count() const;
 
   static std::string MarkerFor(const std::string& user_message);
+
+  struct BatchPlan {
+    int polls = 1;                   // GETs before it ends
+    bool expire_half = false;        // ends `expired`, its first half done
+    std::string fail_custom_id;      // the item whose custom_id starts with this ends in the error file
+  };
+  void SetNextBatchPlan(BatchPlan plan);
+  // Every batch still in progress ends at its next poll.
+  void FinishBatches();
+  size_t files_created() const;
+  size_t batches_created() const;
+  // The usage of every batch item answered (prompt_tokens, completion_tokens), in answer order.
+  std::vector<nlohmann::json> batch_usage() const;
+  // Every batch's input lines' custom_ids, by batch in creation order.
+  std::vector<std::vector<std::string>> batch_items() const;
 
  private:
   struct Impl;

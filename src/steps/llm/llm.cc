@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "steps/analysis/analysis.h"
+#include "steps/llm/batch.h"
 #include "steps/llm/chat_client.h"
 #include "steps/llm/extractive.h"
 #include "steps/llm/llm_config.h"
@@ -133,6 +134,9 @@ std::string RenderAnnotations(const Material& m, bool zh) {
   return out + "\n";
 }
 
+// Headings of {{annotations}} in Chinese for a Chinese job.
+bool Zh(const LlmConfig& c) { return c.job_language.rfind("zh", 0) == 0; }
+
 Texts RenderTexts(const Material& m, bool zh) {
   Texts t;
   std::vector<std::pair<double, std::string>> timeline;
@@ -165,9 +169,26 @@ Texts RenderTexts(const Material& m, bool zh) {
   return t;
 }
 
+// The prompt's values for one job's material (the templates' {{name}}s).
+Values MakeValues(const LlmConfig& c, const Material& m, const Texts& texts) {
+  return {{"title", m.title},
+          {"source", m.source},
+          {"duration", m.duration > 0 ? FormatTimestamp(m.duration) : "unknown length"},
+          {"language", c.language.empty() ? "the language of the material" : c.language},
+          {"transcript", texts.transcript},
+          {"ocr", texts.ocr},
+          {"scenes", texts.scenes},
+          {"annotations", texts.annotations}};
+}
+
 class LlmStep final : public Step {
  public:
-  explicit LlmStep(LlmConfig config) : config_(std::move(config)) {}
+  explicit LlmStep(LlmConfig config)
+      : config_(std::move(config)), book_(std::make_unique<llm::BatchBook>(config_)) {}
+
+  ParkCheck CheckPark(ParkContext& ctx) const override { return book_->Check(ctx); }
+  void RestoreNotes(const std::vector<Json>& notes) const override { book_->Restore(notes); }
+  Json ParkStates() const override { return config_.batch ? book_->States() : Json(); }
 
   StepOutcome Run(StepContext& ctx) const override {
     if (!ctx.result_of(config_.from).is_object()) {
@@ -202,6 +223,33 @@ class LlmStep final : public Step {
                         "(with.api_key_env names the variable)", config_.api_key_env, config_.provider), false);
       }
       key = value;
+    }
+    if (config_.batch && !book_->TakeSyncFallback(ctx.job)) {
+      if (auto pending = book_->Pending(ctx.job)) {  // a restarted run: its request is already in a batch
+        ctx.info(fmt::format("llm: the request is in {} already; waiting for it", pending->id));
+        return StepOutcome::Park(pending->id, pending->poll_in);
+      }
+      // One request per job goes in a batch; an input that needs map-reduce runs synchronously.
+      const std::string system = config_.system_prompt;
+      const int budget = config_.context_tokens - config_.max_tokens - EstimateTokens(system) - kMarginTokens;
+      const std::string user = Render(config_.summary_template, MakeValues(config_, material, RenderTexts(material, Zh(config_))));
+      if (EstimateTokens(user) <= budget) {
+        Json messages = Json::array();
+        if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+        messages.push_back({{"role", "user"}, {"content", user}});
+        Json body = {{"model", config_.model},
+                     {"messages", messages},
+                     {"max_tokens", config_.max_tokens},
+                     {"temperature", config_.temperature}};
+        const double est = rates::CostUsd(config_.batch_price,
+                                          EstimateTokens(body.dump(-1, ' ', false, Json::error_handler_t::replace)), 0,
+                                          config_.max_tokens);
+        const std::string custom_id = fmt::format("{}/{}/{}", ctx.job, ctx.step, ctx.attempt);
+        const llm::BatchBook::Join join = book_->Add(ctx.job, custom_id, std::move(body), est);
+        ctx.info(fmt::format("llm: request {} queued in {} (batch mode)", custom_id, join.id));
+        return StepOutcome::Park(join.id, join.poll_in);
+      }
+      ctx.info("llm: input too long for one request: map-reduce runs synchronously, not in a batch");
     }
     llm::RequestGate gate(config_, ctx);
     Attempt attempt(config_, ctx, ChatClient(config_, key, ctx, &gate));
@@ -253,15 +301,8 @@ class LlmStep final : public Step {
     StepOutcome Summarise(const Material& m) {
       system = c.system_prompt;  // in the job's language (llm_config.cc)
       budget = c.context_tokens - c.max_tokens - EstimateTokens(system) - kMarginTokens;
-      const Texts texts = RenderTexts(m, c.job_language.rfind("zh", 0) == 0);
-      Values values = {{"title", m.title},
-                       {"source", m.source},
-                       {"duration", m.duration > 0 ? FormatTimestamp(m.duration) : "unknown length"},
-                       {"language", c.language.empty() ? "the language of the material" : c.language},
-                       {"transcript", texts.transcript},
-                       {"ocr", texts.ocr},
-                       {"scenes", texts.scenes},
-                       {"annotations", texts.annotations}};
+      const Texts texts = RenderTexts(m, Zh(c));
+      Values values = MakeValues(c, m, texts);
       StepOutcome failure;
       std::string summary;
       int chunks = 1;
@@ -370,6 +411,7 @@ class LlmStep final : public Step {
   };
 
   const LlmConfig config_;
+  const std::unique_ptr<llm::BatchBook> book_;  // mode: batch (mutable state behind its own lock)
 };
 
 }  // namespace

@@ -33,7 +33,7 @@ const std::set<std::string>& KnownKeys() {
       "provider", "base_url", "model", "api_key_env", "prompt_file", "map_prompt_file",
       "reduce_prompt_file", "context_tokens", "max_tokens", "temperature", "timeout", "retries",
       "backoff", "max_backoff", "language", "from", "title_from", "sentences", "request_rate", "token_rate",
-      "price"};
+      "price", "mode", "batch"};
   return keys;
 }
 
@@ -129,8 +129,8 @@ rates::Price ParsePrice(const Json& with, rates::Price fallback) {
   rates::Price p;
   p.known = true;
   for (const auto& [key, value] : it->items()) {
-    if (key != "input" && key != "output" && key != "cached_input") {
-      Bad("price." + key, "unknown key (allowed: input, output, cached_input)");
+    if (key != "input" && key != "output" && key != "cached_input" && key != "batch_input" && key != "batch_output") {
+      Bad("price." + key, "unknown key (allowed: input, output, cached_input, batch_input, batch_output)");
     }
     if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0) {
       Bad("price." + key, "must be a non-negative number of USD per million tokens");
@@ -142,6 +142,79 @@ rates::Price ParsePrice(const Json& with, rates::Price fallback) {
   p.output = (*it)["output"].get<double>();
   p.cached_input = it->contains("cached_input") ? (*it)["cached_input"].get<double>() : -1;
   return p;
+}
+
+// price.batch_input/batch_output, else half of the synchronous price (the providers' batch discount).
+rates::Price ParseBatchPrice(const Json& with, const rates::Price& sync) {
+  rates::Price b = sync;
+  b.input = sync.input / 2;
+  b.output = sync.output / 2;
+  b.cached_input = sync.cached_input < 0 ? -1 : sync.cached_input / 2;
+  auto it = with.find("price");
+  if (it != with.end() && it->is_object()) {
+    if (it->contains("batch_input")) b.input = (*it)["batch_input"].get<double>();
+    if (it->contains("batch_output")) b.output = (*it)["batch_output"].get<double>();
+  }
+  return b;
+}
+
+// A duration: a number of seconds, or a string "250ms", "60s", "5m", "24h".
+double GetDuration(const Json& j, const std::string& key, double fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  double v = -1;
+  if (it->is_number()) {
+    v = it->get<double>();
+  } else if (it->is_string()) {
+    const std::string s = it->get<std::string>();
+    size_t used = 0;
+    try {
+      v = std::stod(s, &used);
+    } catch (const std::exception&) {
+      v = -1;
+    }
+    const std::string unit = s.substr(used);
+    if (unit == "ms") v /= 1000;
+    else if (unit == "m") v *= 60;
+    else if (unit == "h") v *= 3600;
+    else if (unit != "s" && !unit.empty()) v = -1;
+  }
+  if (!std::isfinite(v) || v < 0) Bad(key, "must be a duration (seconds, or \"250ms\", \"60s\", \"5m\", \"24h\")");
+  return v;
+}
+
+BatchConfig ParseBatch(const Json& with) {
+  BatchConfig b;
+  auto it = with.find("batch");
+  if (it == with.end() || it->is_null()) return b;
+  if (!it->is_object()) Bad("batch", "must be a mapping {max_requests, max_bytes, collect, poll, expire, fallback}");
+  for (const auto& [key, value] : it->items()) {
+    (void)value;
+    static const std::set<std::string> known = {"max_requests", "max_bytes", "collect", "poll", "expire", "fallback"};
+    if (!known.count(key))
+      Bad("batch." + key, "unknown key (allowed: max_requests, max_bytes, collect, poll, expire, fallback)");
+  }
+  const Json& j = *it;
+  auto count = [&](const char* key, long long fallback, long long hi) {
+    auto f = j.find(key);
+    if (f == j.end() || f->is_null()) return fallback;
+    if (!f->is_number_integer() || f->get<long long>() < 1 || f->get<long long>() > hi)
+      Bad(std::string("batch.") + key, "must be a whole number from 1 to " + std::to_string(hi));
+    return f->get<long long>();
+  };
+  b.max_requests = count("max_requests", b.max_requests, 100000);
+  b.max_bytes = count("max_bytes", b.max_bytes, 256'000'000);
+  try {
+    b.collect = GetDuration(j, "collect", b.collect);
+    b.poll = GetDuration(j, "poll", b.poll);
+    b.expire = GetDuration(j, "expire", b.expire);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()).replace(0, 5, "with.batch."));
+  }
+  b.fallback = GetString(j, "fallback", b.fallback);
+  if (b.fallback != "sync" && b.fallback != "batch" && b.fallback != "fail")
+    Bad("batch.fallback", "must be sync, batch or fail (got " + b.fallback + ")");
+  return b;
 }
 
 }  // namespace
@@ -246,6 +319,12 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   c.request_rate = GetString(with, "request_rate", "");
   c.token_rate = GetString(with, "token_rate", "");
   c.price = ParsePrice(with, DefaultPrice(c.provider, c.model));
+  c.batch_price = ParseBatchPrice(with, c.price);
+  const std::string mode = GetString(with, "mode", "sync");
+  if (mode != "sync" && mode != "batch") Bad("mode", "must be sync or batch (got " + mode + ")");
+  c.batch = mode == "batch" && !c.extractive;
+  if (with.contains("batch") && mode != "batch") Bad("batch", "is only read with mode: batch");
+  c.batch_config = ParseBatch(with);
   return c;
 }
 

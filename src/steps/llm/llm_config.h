@@ -25,6 +25,16 @@ const ProviderPreset* FindPreset(const std::string& name);
 // each was read); price.known is false for other models.
 rates::Price DefaultPrice(const std::string& provider, const std::string& model);
 
+// `mode: batch`: requests go through the provider's Batch API at its batch price (docs/steps/llm.md).
+struct BatchConfig {
+  long long max_requests = 50000;     // per batch (OpenAI's limit)
+  long long max_bytes = 200'000'000;  // per input file (OpenAI's limit)
+  double collect = 60;                // seconds after the first request before the batch is sent
+  double poll = 60;                   // seconds between polls
+  double expire = 86400;              // seconds after creation: unfinished items follow `fallback`
+  std::string fallback = "batch";     // sync | batch | fail: a failed, expired or cancelled item
+};
+
 struct LlmConfig {
   std::string provider = "extractive";
   bool extractive = true;
@@ -53,6 +63,9 @@ struct LlmConfig {
   std::string request_rate;  // a `rates:` bucket taking 1 per HTTP request ("" = none)
   std::string token_rate;    // a `rates:` bucket taking the request's estimated tokens ("" = none)
   rates::Price price;        // USD per million tokens (with.price, else DefaultPrice)
+  rates::Price batch_price;  // price.batch_input/batch_output, else half of price
+  bool batch = false;        // with.mode: batch
+  BatchConfig batch_config;
 };
 
 // Throws ConfigError("with.KEY: ...") naming the offending key. Reads template files (relative to

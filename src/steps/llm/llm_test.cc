@@ -9,6 +9,8 @@
 #include <mutex>
 #include <thread>
 
+#include "steps/llm/batch.h"
+#include "steps/llm/llm_config.h"
 #include "steps/llm/prompt.h"
 #include "support/openai_server.h"
 #include "support/util.h"
@@ -366,6 +368,61 @@ TEST_F(LlmTest, ConfigErrorsNameTheKey) {
   std::ofstream(dir / "bad.md") << "Hello {{speaker}}";
   ExpectConfigError({{"map_prompt_file", (dir / "bad.md").string()}},
                     "with.map_prompt_file: unknown placeholder {{speaker}}");
+}
+
+TEST_F(LlmTest, BatchModeKeysAreChecked) {
+  ExpectConfigError({{"provider", "openai"}, {"mode", "later"}}, "with.mode: must be sync or batch");
+  ExpectConfigError({{"provider", "openai"}, {"batch", {{"poll", "1s"}}}}, "with.batch: is only read with mode: batch");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"pol", "1s"}}}},
+                    "with.batch.pol: unknown key");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"poll", "soon"}}}},
+                    "with.batch.poll: must be a duration");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"fallback", "retry"}}}},
+                    "with.batch.fallback: must be sync, batch or fail");
+  ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"max_requests", 0}}}},
+                    "with.batch.max_requests: must be a whole number from 1 to 100000");
+  EXPECT_NO_THROW(StepRegistry::Global().Create(
+      "llm", {{"provider", "openai"},
+              {"mode", "batch"},
+              {"batch", {{"collect", "250ms"}, {"poll", 5}, {"expire", "24h"}, {"fallback", "sync"}}},
+              {"price", {{"input", 1}, {"output", 2}, {"batch_input", 0.4}, {"batch_output", 0.8}}}}));
+}
+
+// A crash between creating a batch and journaling its id: the restarted run knows only the input
+// file (its note); it finds the batch made from that file instead of creating a second one.
+TEST_F(LlmTest, ARestoredBatchWithoutItsIdIsFoundByItsInputFile) {
+  llm::LlmConfig c = llm::ParseLlmConfig({{"provider", "custom"}, {"base_url", server.base_url()}, {"model", "m"},
+                                          {"mode", "batch"}, {"batch", {{"poll", 0}}}});
+  // What the first run did: uploaded the file and created the batch (then died).
+  llm::BatchBook first(c);
+  first.Add("job-0", "job-0/summarize/1", {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}, 0);
+  ParkContext ctx;
+  ctx.id = "batch-1";
+  std::vector<Json> notes;
+  ctx.note = [&notes](const Json& n) {
+    notes.push_back(n);
+    return true;
+  };
+  c.batch_config.collect = 0;
+  ParkCheck sent = first.Check(ctx);
+  ASSERT_FALSE(sent.done);
+  ASSERT_EQ(server.batches_created(), 1u);
+  ASSERT_EQ(notes.size(), 2u);  // {file, items}, then {batch}
+  ASSERT_TRUE(notes[0].contains("file"));
+  ASSERT_TRUE(notes[1].contains("batch"));
+  // The restarted run has only the file's note.
+  llm::BatchBook second(c);
+  second.Restore({notes[0]});
+  ASSERT_TRUE(second.Pending("job-0").has_value());
+  EXPECT_EQ(second.Pending("job-0")->id, "batch-1");
+  ParkCheck polled = second.Check(ctx);
+  EXPECT_EQ(server.batches_created(), 1u);  // found, not created again
+  EXPECT_EQ(server.files_created(), 1u);
+  for (int i = 0; i < 5 && !polled.done; ++i) polled = second.Check(ctx);
+  ASSERT_TRUE(polled.done);
+  ASSERT_EQ(polled.outcomes.count("job-0"), 1u);
+  EXPECT_TRUE(polled.outcomes["job-0"].ok());
+  EXPECT_EQ(polled.outcomes["job-0"].result["summary"], OpenAiServer::MarkerFor("hi"));
 }
 
 TEST(LlmPromptTest, RenderIsOnePass) {

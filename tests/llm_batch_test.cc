@@ -1,0 +1,232 @@
+// The llm step's `mode: batch` in whole runs against the local OpenAI-compatible server's Batch
+// API (tests/support/openai_server.h): parked attempts that hold no slot, results mapped back by
+// custom_id, the batch price, expiry and error lines following `fallback`, the budget, and a real
+// `baton run` killed with SIGKILL that resumes polling the same batch.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <fstream>
+#include <thread>
+
+#include "baton/pipeline.h"
+#include "baton/runtime.h"
+#include "rates/llm_usage.h"
+#include "support/child_process.h"
+#include "support/openai_server.h"
+#include "support/util.h"
+
+namespace baton {
+namespace {
+
+using testing::OpenAiServer;
+
+class LlmBatchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!StepRegistry::Global().Has("llm")) RegisterBuiltinSteps();
+    for (const char* v : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"})
+      unsetenv(v);
+  }
+  std::string Yaml(const std::string& batch, const std::string& top = "", const std::string& price = "") {
+    std::ofstream(dir / "prompt.md") << "Summarise {{title}} in one line.";
+    return top + R"(
+steps:
+  - name: analyze
+    uses: sleep
+    with: {seconds: 0}
+    resources: {cpu: 1}
+  - name: summarize
+    uses: llm
+    resources: {cpu: 1}
+    with:
+      provider: custom
+      base_url: )" + server.base_url() + R"(
+      model: m
+      max_tokens: 16
+      prompt_file: prompt.md
+      mode: batch
+      batch: )" + batch + R"(
+      price: )" + (price.empty() ? "{input: 0.5, output: 1.5}" : price) + "\n";
+  }
+  // `jobs` jobs on a node of 2 cpus.
+  RunReport Run(const std::string& yaml, int jobs) {
+    RunOptions o;
+    for (int i = 0; i < jobs; ++i) o.inputs.push_back("video-" + std::to_string(i));
+    o.out = dir / ("out-" + std::to_string(++runs));
+    o.log_format = RunOptions::LogFormat::kNone;
+    Runtime rt(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
+               ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o);
+    return rt.Run();
+  }
+  // The batch price (half of 0.5/1.5 per Mtok) of every item the server answered.
+  double BatchCost() const {
+    double usd = 0;
+    for (const auto& u : server.batch_usage())
+      usd += (u["prompt_tokens"].get<double>() * 0.25 + u["completion_tokens"].get<double>() * 0.75) / 1e6;
+    return usd;
+  }
+
+  testing::TempDir dir;
+  OpenAiServer server;
+  int runs = 0;
+};
+
+TEST_F(LlmBatchTest, ThirtyJobsOnTwoCpusInOneBatchAtHalfPrice) {
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 2;
+  server.SetNextBatchPlan(plan);
+  const RunReport r = Run(Yaml("{max_requests: 30, collect: 60s, poll: 0.05}"), 30);
+  EXPECT_EQ(r.succeeded, 30);
+  // All 30 parked at once on 2 cpus: one batch, one file, no synchronous request.
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(server.files_created(), 1u);
+  ASSERT_EQ(server.batch_items().size(), 1u);
+  EXPECT_EQ(server.batch_items()[0].size(), 30u);
+  EXPECT_EQ(server.request_count(), 0u);
+  // Each job its own reply (the server answers in reverse order: mapped by custom_id).
+  for (const auto& job : r.jobs) {
+    const Json& s = job.results["summarize"];
+    EXPECT_EQ(s["summary"], OpenAiServer::MarkerFor("Summarise " + job.input + " in one line.")) << job.id;
+    EXPECT_EQ(s["batch"]["custom_id"], job.id + "/summarize/1");
+  }
+  const Json summary = Json::parse(testing::ReadFile(dir / "out-1" / "summary.json"));
+  EXPECT_EQ(summary["llm"]["requests"], 30);
+  ASSERT_EQ(summary["llm"]["batches"].size(), 1u);  // seen: the batch, its state and cost
+  EXPECT_EQ(summary["llm"]["batches"][0]["batch"], "batch_1");
+  EXPECT_EQ(summary["llm"]["batches"][0]["requests"], 30);
+  EXPECT_EQ(summary["llm"]["batches"][0]["counts"]["batch_status"], "completed");
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+  // Exactly half the synchronous price of the same usage.
+  double sync = 0;
+  for (const auto& u : server.batch_usage())
+    sync += (u["prompt_tokens"].get<double>() * 0.5 + u["completion_tokens"].get<double>() * 1.5) / 1e6;
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>() * 2, sync, 1e-12);
+}
+
+TEST_F(LlmBatchTest, ParkedAttemptsAndTheirBatchAreSeenWhileTheyWait) {
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  RunOptions o;
+  o.inputs.assign(6, "");
+  o.out = dir / "out-seen";
+  o.log_format = RunOptions::LogFormat::kNone;
+  Runtime rt(ParsePipeline(Yaml("{max_requests: 6, collect: 60s, poll: 0.05}"), (dir / "p.yaml").string()).value(),
+             ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o);
+  std::thread run([&] { rt.Run(); });
+  Json snap;
+  const bool parked = testing::WaitFor(
+      [&] {
+        snap = rt.Snapshot();
+        return snap.contains("parked") && snap["parked"][0]["attempts"] == 6 && snap.contains("batches") &&
+               snap["batches"][0].value("status", "") == "in_progress";
+      },
+      60);
+  EXPECT_TRUE(parked) << snap.dump();
+  if (parked) {
+    EXPECT_EQ(snap["parked"][0]["id"], "batch-1");
+    EXPECT_EQ(snap["batches"][0]["batch"], "batch_1");
+    EXPECT_EQ(snap["batches"][0]["requests"], 6);
+    EXPECT_EQ(snap["batches"][0]["step"], "summarize");
+    for (const auto& job : snap["jobs"])
+      EXPECT_NE(job["steps"][1].value("wait", "").find("parked in batch-1"), std::string::npos) << job.dump();
+    const Json overview = rt.Overview();  // what /metrics reads
+    EXPECT_EQ(overview["parked"][0]["attempts"], 6);
+  }
+  server.FinishBatches();
+  run.join();
+  EXPECT_FALSE(rt.Snapshot().contains("parked"));
+}
+
+TEST_F(LlmBatchTest, AnErrorLineRetriesThatItemAlone) {
+  OpenAiServer::BatchPlan plan;
+  plan.fail_custom_id = "job-3/";
+  server.SetNextBatchPlan(plan);
+  // Full at 8 requests (sent at once); the lone retry goes after `collect`.
+  const RunReport r = Run(Yaml("{max_requests: 8, collect: 2s, poll: 0.05, fallback: batch}"), 8);
+  EXPECT_EQ(r.succeeded, 8);
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_EQ(batches[0].size(), 8u);
+  ASSERT_EQ(batches[1].size(), 1u);
+  EXPECT_EQ(batches[1][0].rfind("job-3/summarize/", 0), 0u);
+  EXPECT_EQ(server.batch_usage().size(), 8u);  // billed once each
+}
+
+TEST_F(LlmBatchTest, ABatchThatExpiresHalfDoneKeepsTheDoneHalf) {
+  OpenAiServer::BatchPlan plan;
+  plan.expire_half = true;
+  server.SetNextBatchPlan(plan);
+  // fallback sync: the undone half runs as synchronous requests.
+  const RunReport r = Run(Yaml("{max_requests: 10, collect: 60s, poll: 0.05, fallback: sync}"), 10);
+  EXPECT_EQ(r.succeeded, 10);
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(server.batch_usage().size(), 5u);
+  EXPECT_EQ(server.request_count(), 5u);
+  int in_batch = 0;
+  for (const auto& job : r.jobs) in_batch += job.results["summarize"].contains("batch");
+  EXPECT_EQ(in_batch, 5);
+}
+
+TEST_F(LlmBatchTest, PastExpireTheBatchIsCancelledAndUnfinishedItemsFollowFallback) {
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // never done by itself: with.batch.expire cancels it (the server keeps half)
+  server.SetNextBatchPlan(plan);
+  const RunReport r = Run(Yaml("{max_requests: 6, collect: 60s, poll: 0.05, expire: 0.2, fallback: fail}"), 6);
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(r.succeeded, 3);
+  EXPECT_EQ(r.failed, 3);
+  for (const auto& job : r.jobs) {
+    if (job.status != "succeeded") {
+      EXPECT_NE(job.error.find("failed: batch_cancelled"), std::string::npos) << job.error;
+    }
+  }
+}
+
+TEST_F(LlmBatchTest, ABudgetForAThirdOfABatchSendsNoMore) {
+  // Input free, output $1000/Mtok (batch: $500): each item reserves 16 x $0.0005 = $0.008.
+  const RunReport r = Run(Yaml("{max_requests: 9, collect: 60s, poll: 0.05, fallback: fail}", "budget: {usd: 0.025}\n",
+                               "{input: 0, output: 1000}"),
+                          9);
+  ASSERT_EQ(server.batch_items().size(), 1u);
+  EXPECT_EQ(server.batch_items()[0].size(), 3u);
+  EXPECT_EQ(r.succeeded, 3);
+  for (const auto& job : r.jobs) {
+    if (job.status != "succeeded") {
+      EXPECT_NE(job.error.find("LLM budget of $0.03"), std::string::npos) << job.error;
+    }
+  }
+}
+
+TEST_F(LlmBatchTest, KilledBatonRunResumesPollingTheSameBatch) {
+  std::ofstream(dir / "p.yaml") << Yaml("{max_requests: 6, collect: 60s, poll: 0.05}");
+  std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const std::vector<std::string> argv = {baton, "run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6",
+                                         "--out", "out", "--log-format", "none"};
+  pid_t pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-1");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 1; }, 60));
+  // A few polls: the batch id is journaled by then (and found by its file if it were not).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // The rerun's attempts park one by one (2 cpus): the batch may end before the last of them parks.
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::WaitExit(pid), 128 + SIGKILL);
+  server.FinishBatches();
+  pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-2");
+  ASSERT_EQ(testing::WaitExit(pid), 0) << testing::ReadFile(dir / "stderr-2");
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(server.files_created(), 1u);
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.batch_usage().size(), 6u);
+  const Json summary = Json::parse(testing::ReadFile(dir / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 6);
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+}  // namespace
+}  // namespace baton
