@@ -121,8 +121,10 @@ class OperationsTest : public ::testing::Test {
       s += std::string("--- ") + f + "\n" + testing::ReadFile(dir_ / f);
     return s;
   }
-  std::unique_ptr<testing::ChildProcess> StartHead(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"};
+  std::unique_ptr<testing::ChildProcess> StartHead(std::vector<std::string> extra = {},
+                                                   const std::string& heartbeat_timeout = "2s") {
+    std::vector<std::string> argv = {baton_,   "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout",
+                                     heartbeat_timeout};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Start("head", argv);
   }
@@ -333,6 +335,53 @@ TEST_F(OperationsTest, FinishedJobsLeaveRedisAfterRetentionExportedFirstAndPipel
     ids.insert(j.value("id", ""));
   }
   EXPECT_EQ(ids, (std::set<std::string>{"job-0", "job-1", "job-2"}));
+}
+
+// Redis out of memory (maxmemory, policy noeviction) refuses HSET, RPUSH and XADD but not XACK or
+// XDEL. A turn that applied an agent's result while Redis was full must not be committed half: the
+// result stays in the inbox, and once Redis has room the job's hash and attempt list say what
+// happened, each attempt once.
+TEST_F(OperationsTest, TurnRefusedByRedisOutOfMemoryIsRetriedNotLost) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({}, "20s");  // a lease that outlives the SIGSTOP below
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Submit(0.5, 2);
+  ASSERT_TRUE(WaitFor([&] { return !AnalyzingOn("a").empty(); }, 30)) << Logs();
+  // The head stops while the agent reports the analyze's result; Redis is full when it reads it.
+  head_->Signal(SIGSTOP);
+  const std::string inbox = prefix_ + ":inbox";
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"XLEN", inbox}) != "0"; }, 30)) << Logs();
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory", "1"}), "OK");
+  head_->Signal(SIGCONT);
+  ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "head.log").find("redis refused a write") !=
+                                   std::string::npos; }, 30)) << Logs();
+  EXPECT_NE(RedisCli({"XLEN", inbox}), "0") << "the result was acknowledged by a turn Redis refused";
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory", "0"}), "OK");
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  const Json all = JsonOf({"status", "--json"});
+  ASSERT_EQ(all["jobs"].size(), 2u);
+  for (const auto& j : all["jobs"]) {
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    const Json d = JsonOf({"status", j.value("id", ""), "--json"});
+    std::vector<std::string> lines;
+    for (const auto& at : d["attempts"]) lines.push_back(at.value("step", "") + ":" + at.value("status", ""));
+    EXPECT_EQ(lines, (std::vector<std::string>{"download:ok", "analyze:ok", "summarize:ok"})) << d.dump() << Logs();
+  }
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("reloading and retrying"), std::string::npos) << Logs();
+}
+
+// A Redis that evicts keys when full would lose the cluster's state without an error: the head says so.
+TEST_F(OperationsTest, TheHeadWarnsWhenRedisEvicts) {
+  EXPECT_EQ(testing::ReadFile(dir_ / "head.log").find("maxmemory-policy"), std::string::npos);
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}), "OK");
+  head_ = StartHead();
+  EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "head.log").find(
+                                       "WARNING: Redis's maxmemory-policy is allkeys-lru") != std::string::npos; },
+                      15)) << Logs();
 }
 
 }  // namespace
