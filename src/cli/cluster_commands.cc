@@ -35,6 +35,7 @@ struct ClusterArgs {
   std::string log_format = "text";
   // head
   std::string heartbeat_timeout = "5s";
+  int max_node_losses = 3;
   std::string retain = "7d", export_file;
   std::string dashboard, token;
   bool dashboard_requested = false;
@@ -85,6 +86,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.prefix = g_args.prefix;
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.retain = ParseDuration(g_args.retain);
+  o.max_node_losses = g_args.max_node_losses;
   o.export_file = g_args.export_file;
   o.keep_work = g_args.keep_work;
   o.log_format = Format();
@@ -316,6 +318,10 @@ void AddClusterCommands(CLI::App& app) {
   g_head = app.add_subcommand("head", "Run the cluster scheduler against Redis");
   CommonOptions(g_head);
   g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")
+      ->capture_default_str();
+  g_head->add_option("--max-node-losses", g_args.max_node_losses,
+                     "A step whose node is lost this many times while running it fails (0: never)")
+      ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
       ->capture_default_str();

@@ -48,6 +48,7 @@ bool Head::RetryJob(const std::string& id) {
 // Rebuilds the driver from Redis: the epoch, pipelines, registered nodes, jobs.
 bool Head::Impl::Load() {
   driver = std::make_unique<driver::Driver>();
+  driver->scheduler().SetMaxNodeLosses(static_cast<uint16_t>(std::clamp(opts.max_node_losses, 0, 65535)));
   fence.NewTerm(RandomHex(8));
   store = std::make_unique<RedisJobStore>(*driver, keys, incarnation, fence);
   driver->SetStore(store.get());

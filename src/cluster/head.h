@@ -29,6 +29,9 @@ struct HeadOptions {
   RedisUrl redis;
   std::string prefix = "baton";
   double heartbeat_timeout = 5.0;  // a node silent this long is lost
+  // A step whose node was lost this many times while running it fails (0: never), so an input
+  // that kills its agent is not placed on every node in turn (core::Scheduler::SetMaxNodeLosses).
+  int max_node_losses = 3;
   // Finished jobs leave Redis this long after they ended (0: kept forever), first appended as
   // JSON lines (the job detail of `baton status JOB --json`) to `export_file` when set.
   double retain = 7 * 86400.0;

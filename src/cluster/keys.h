@@ -10,8 +10,9 @@
 //   PREFIX:pipeline:by-digest  hash sha256(name, yaml) -> pipeline id: identical pipelines stored once
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
 //   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
-//                            inc homes results history error wait attempts (inc: the agent
-//                            incarnation the running attempt was placed on)
+//                            inc homes results history error wait attempts losses (inc: the agent
+//                            incarnation the running attempt was placed on; losses: STEP:N node
+//                            losses while running that step)
 //   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
 //   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
 //   PREFIX:lease:NODE        the incarnation of the agent that holds the name NODE (SET NX PX,

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -382,6 +383,47 @@ TEST_F(OperationsTest, TheHeadWarnsWhenRedisEvicts) {
   EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "head.log").find(
                                        "WARNING: Redis's maxmemory-policy is allkeys-lru") != std::string::npos; },
                       15)) << Logs();
+}
+
+// An input that kills whatever runs it (here a step that SIGKILLs its agent, as a media file that
+// crashes a decoder inside the agent would) is not placed on every agent in turn forever: agents
+// restarted as systemd's Restart=always does, the step fails at its third node loss, naming why.
+TEST_F(OperationsTest, AnInputThatKillsItsAgentFailsAfterThreeNodeLosses) {
+  std::ofstream(dir_ / "poison.yaml") << R"(name: poison
+steps:
+  - name: crash
+    uses: command
+    with: {argv: [sh, -c, "kill -KILL $PPID; sleep 5"]}
+    backoff: 0.1s
+)";
+  std::map<std::string, std::unique_ptr<testing::ChildProcess>> agents;
+  int restarts = 0;
+  auto supervise = [&] {  // Restart=always
+    for (auto& [name, agent] : agents)
+      if (!agent || agent->Wait(0) != -1) {
+        restarts += agent != nullptr;
+        agent = Agent(name, "30s");
+      }
+  };
+  agents["a"];
+  agents["b"];
+  supervise();
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  auto submit = Start("submit", {baton_, "submit", (dir_ / "poison.yaml").string(), "--jobs", "1", "--redis", url_,
+                                 "--prefix", prefix_, "--wait"});
+  int status = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    supervise();
+    return (status = submit->Wait(0.1)) != -1 || restarts > 10;
+  }, 90)) << Logs();
+  ASSERT_EQ(status, 1) << "restarts: " << restarts << "\n" << Logs();
+  EXPECT_EQ(restarts, 3);
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "failed") << d.dump();
+  EXPECT_NE(d.value("error", "").find("crash failed: node lost 3 times while running this"), std::string::npos)
+      << d.dump();
+  ASSERT_EQ(d["attempts"].size(), 3u) << d.dump();
+  for (const auto& at : d["attempts"]) EXPECT_EQ(at.value("status", ""), "lost") << d.dump();
 }
 
 }  // namespace

@@ -183,6 +183,10 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
           static_cast<uint16_t>(std::min<long>(std::atol(Get(h, "step").c_str()), static_cast<long>(steps.size()) - 1));
       r.serial = static_cast<uint32_t>(std::atoll(Get(h, "serial").c_str()));
       r.error = Get(h, "error");
+      if (const std::string losses = Get(h, "losses"); losses.find(':') != std::string::npos) {
+        r.lost_step = static_cast<uint16_t>(std::clamp(std::atol(losses.c_str()), 0L, 65535L));
+        r.node_losses = static_cast<uint16_t>(std::clamp(std::atol(losses.c_str() + losses.find(':') + 1), 0L, 65535L));
+      }
       r.results = ParseOr(Get(h, "results"), Json::object());
       r.history = HistoryFrom(ParseOr(Get(h, "history"), Json::array()));
       r.homes.assign(steps.size(), -1);
@@ -256,7 +260,9 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
         "error",        rec.report.error,
         "attempts",     std::to_string(rec.report.attempts.size()),
         "wait",         waiting || (a && !a->waiting.empty()) ? d_.WaitText(job, now) : "",
-        "ended",        rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
+        "ended",        rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : "",
+        // STEP:N node losses of step STEP's running attempts (core::Scheduler::SetMaxNodeLosses)
+        "losses",       fmt::format("{}:{}", d_.scheduler().NodeLossStep(job), d_.scheduler().NodeLosses(job))};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {
       argv.push_back("homes");
