@@ -426,5 +426,45 @@ steps:
   for (const auto& at : d["attempts"]) EXPECT_EQ(at.value("status", ""), "lost") << d.dump();
 }
 
+// systemd's default KillMode=control-group, and Slurm signalling a whole step, send the agent's
+// SIGTERM to its step's children too, perhaps before the agent sees its own: the child killed so
+// is a hand-back of the drain, not a failed try (retries: 0, yet the job succeeds elsewhere).
+TEST_F(OperationsTest, AChildKilledWithItsDrainingAgentIsHandedBackNotFailed) {
+  std::ofstream(dir_ / "group.yaml") << R"(name: group
+steps:
+  - name: work
+    uses: command
+    with: {argv: [sh, -c, "echo $$ > {workdir}/child-{node}.pid; test {node} = b || exec sleep 30"]}
+    retries: 0
+)";
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Start("submit", {baton_, "submit", (dir_ / "group.yaml").string(), "--jobs", "1", "--redis", url_,
+                                 "--prefix", prefix_, "--wait"});
+  std::filesystem::path pid_file;
+  ASSERT_TRUE(WaitFor([&] {
+    if (!std::filesystem::exists(dir_ / "work-a")) return false;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ / "work-a"))
+      if (e.path().filename() == "child-a.pid" && std::filesystem::file_size(e.path()) > 0) pid_file = e.path();
+    return !pid_file.empty();
+  }, 30)) << Logs();
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  // What the supervisor does: the child's group first (the worst order), then the agent.
+  const pid_t child = std::atoi(testing::ReadFile(pid_file).c_str());
+  ASSERT_GT(child, 1);
+  ASSERT_EQ(kill(-child, SIGTERM), 0);
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(30), 0) << Logs();
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "succeeded") << d.dump();
+  std::vector<std::string> lines;
+  for (const auto& at : d["attempts"]) lines.push_back(at.value("node", "") + ":" + at.value("status", ""));
+  EXPECT_EQ(lines, (std::vector<std::string>{"a:lost", "b:ok"})) << d.dump();
+  EXPECT_NE(d["attempts"][0].value("error", "").find("handed back by node a (draining)"), std::string::npos)
+      << d.dump();
+}
+
 }  // namespace
 }  // namespace baton
