@@ -36,6 +36,7 @@ struct ClusterArgs {
   // head
   std::string heartbeat_timeout = "5s";
   int max_node_losses = 3;
+  std::string cancel_grace = "10s";
   std::string retain = "7d", export_file;
   std::string dashboard, token;
   bool dashboard_requested = false;
@@ -87,6 +88,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.retain = ParseDuration(g_args.retain);
   o.max_node_losses = g_args.max_node_losses;
+  o.cancel_grace = ParseDuration(g_args.cancel_grace);
   o.export_file = g_args.export_file;
   o.keep_work = g_args.keep_work;
   o.log_format = Format();
@@ -322,6 +324,9 @@ void AddClusterCommands(CLI::App& app) {
   g_head->add_option("--max-node-losses", g_args.max_node_losses,
                      "A step whose node is lost this many times while running it fails (0: never)")
       ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  g_head->add_option("--cancel-grace", g_args.cancel_grace,
+                     "An attempt told to stop (cancel, timeout) that its agent still runs this long after is given up")
       ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
       ->capture_default_str();

@@ -239,7 +239,8 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
         } else if constexpr (std::is_same_v<T, protocol::JobCommand>) {
           const int j = driver->JobIndex(m.job);
           if (j < 0) return;
-          if (m.kind == protocol::JobCommand::Kind::kCancel) StopAll(driver->Cancel(j, "cancelled", now, core::kNever));
+          if (m.kind == protocol::JobCommand::Kind::kCancel)
+            StopAll(driver->Cancel(j, "cancelled", now, opts.cancel_grace));
           else driver->Retry(j, now);
         } else if constexpr (std::is_same_v<T, protocol::NodeJoined>) {
           check_nodes_now = true;  // CheckNodes reads the registration at the end of this turn
@@ -300,8 +301,8 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
 
 void Head::Impl::ApplyRequests(double now) {
   // The head never stops a run (its stop ends its loop; the jobs stay in Redis); a cancelled
-  // attempt is given up on when its agent reports, not after a grace.
-  requests.Apply(*driver, *this, now, core::kNever, "");
+  // attempt whose agent has not reported it stopped within the grace is given up on (Serve).
+  requests.Apply(*driver, *this, now, opts.cancel_grace, "");
 }
 
 // Everything of one turn in one fenced write: job records, attempt histories, placements and
@@ -389,7 +390,11 @@ void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
   double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
-  const driver::Driver::TurnOptions turn;  // agents are waited for: no grace, no abandon
+  // The same abandon as the embedded runtime's (driver::Driver::AbandonOverdue): an attempt told
+  // to stop that its agent still runs after the grace (a step that ignores cancel) is given up on.
+  driver::Driver::TurnOptions turn;
+  turn.grace = opts.cancel_grace;
+  turn.abandon = opts.cancel_grace < core::kNever;
   while (!stop && db.ok()) {
     if (!lock.RenewIfDue(db)) {
       Say("lost the head lock; reloading");

@@ -16,7 +16,12 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "baton/pipeline.h"
+#include "baton/step.h"
+#include "cluster/client.h"
+#include "cluster/head.h"
 #include "cluster/leader.h"
+#include "cluster/node.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -463,6 +468,74 @@ steps:
   for (const auto& at : d["attempts"]) lines.push_back(at.value("node", "") + ":" + at.value("status", ""));
   EXPECT_EQ(lines, (std::vector<std::string>{"a:lost", "b:ok"})) << d.dump();
   EXPECT_NE(d["attempts"][0].value("error", "").find("handed back by node a (draining)"), std::string::npos)
+      << d.dump();
+}
+
+// A step that ignores cancel (blocked in a call that never looks at it) until the test lets it go.
+std::atomic<bool> g_let_stubborn_go{false};
+class StubbornStep : public Step {
+ public:
+  StepOutcome Run(StepContext&) const override {
+    while (!g_let_stubborn_go) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return StepOutcome::Ok();
+  }
+  bool NeedsWorkdir() const override { return false; }
+};
+
+// The head gives up on an attempt whose agent does not stop it within --cancel-grace, as the
+// embedded runtime does: a cancelled job whose step ignores cancel ends cancelled, it does not
+// stay "running" until its agent restarts. (Head and agent in this process: the step is one.)
+TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  StepRegistry::Global().Register("stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+  g_let_stubborn_go = false;
+  const cluster::RedisUrl url = cluster::RedisUrl::Parse(url_);
+  cluster::HeadOptions ho;
+  ho.redis = url;
+  ho.prefix = prefix_;
+  ho.heartbeat_timeout = 2;
+  ho.cancel_grace = 0.5;
+  ho.log_format = LogFormat::kNone;
+  cluster::Head head(ho);
+  std::thread head_thread([&] { head.Run(); });
+  cluster::NodeOptions no;
+  no.redis = url;
+  no.prefix = prefix_;
+  no.name = "a";
+  no.cpus = 2;
+  no.workdir = dir_ / "work-a";
+  no.address = "127.0.0.1";
+  no.listen = "127.0.0.1";
+  no.heartbeat = 0.2;
+  no.drain_timeout = 0.2;
+  no.log_format = LogFormat::kNone;
+  cluster::NodeAgent agent(no);
+  std::thread agent_thread([&] { agent.Run(); });
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15));
+  const std::string yaml = "name: stubborn\nsteps:\n  - name: hold\n    uses: stubborn\n";
+  auto spec = ParsePipeline(yaml, "stubborn.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.error();
+  cluster::Redis db;
+  ASSERT_TRUE(db.Connect(url));
+  const cluster::Keys keys(prefix_);
+  const auto ids = cluster::SubmitJobs(db, keys, "stubborn.yaml", yaml, *spec, {""});
+  ASSERT_EQ(ids.size(), 1u);
+  ASSERT_TRUE(WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "running"; }, 15));
+  ASSERT_TRUE(cluster::RequestCancel(db, keys, ids[0]));
+  const bool ended = WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "cancelled"; }, 15);
+  const Json d = JsonOf({"status", ids[0], "--json"});
+  g_let_stubborn_go = true;
+  agent.RequestStop();
+  agent_thread.join();
+  head.RequestStop();
+  head_thread.join();
+  ASSERT_TRUE(ended) << d.dump();
+  ASSERT_EQ(d["attempts"].size(), 1u) << d.dump();
+  EXPECT_EQ(d.value("state", ""), "cancelled") << d.dump();
+  // As in the embedded runtime: the attempt given up on is recorded failed, the job cancelled.
+  EXPECT_EQ(d["attempts"][0].value("status", ""), "failed") << d.dump();
+  EXPECT_NE(d["attempts"][0].value("error", "").find("did not stop when told to; abandoned"), std::string::npos)
       << d.dump();
 }
 

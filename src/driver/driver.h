@@ -219,7 +219,7 @@ class Driver {
   // within `grace` are given up (AbandonOverdue); with `place`, the core's placements now are
   // started through `transport`. Returns how many were started.
   struct TurnOptions {
-    double grace = core::kNever;  // the embedded runtime: --cancel-grace; the head waits for agents
+    double grace = core::kNever;  // --cancel-grace of `baton run` and of `baton head`
     bool abandon = false;
     bool place = true;            // false while a run stops (no new attempts)
   };
