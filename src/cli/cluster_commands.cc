@@ -428,13 +428,23 @@ bool ResolveRedis(cluster::RedisUrl* url) {
   return true;
 }
 
-// Loud, because anyone who reaches such a Redis runs commands on every agent's machine.
+// Loud, because anyone who reaches such a Redis runs commands on every agent's machine. On
+// loopback that is every local user (any account, any container sharing the network).
 void WarnIfRedisIsOpen(const cluster::RedisUrl& url) {
-  if (!url.password.empty() || url.loopback()) return;
+  if (!url.password.empty()) return;
+  if (url.loopback()) {
+    std::fprintf(stderr,
+                 "baton: WARNING: Redis at %s has no password: any user of this machine can reach it on loopback, "
+                 "submit pipelines and so run commands on every agent. Set `requirepass` in redis.conf and give "
+                 "Baton the password (--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md "
+                 "\"Running it\".\n",
+                 url.Redacted().c_str());
+    return;
+  }
   std::fprintf(stderr,
                "baton: WARNING: Redis at %s has no password and is not on loopback: anyone who can reach it can run "
                "commands on every agent. Set `requirepass` in redis.conf and give Baton the password "
-               "(--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md \"Security\".\n",
+               "(--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md \"Running it\".\n",
                url.Redacted().c_str());
 }
 
