@@ -471,6 +471,29 @@ steps:
       << d.dump();
 }
 
+// Retention reads ended jobs by end time: a thousand and one older jobs that never end (queued
+// behind one that sleeps) do not keep a finished job in Redis past --retain.
+TEST_F(OperationsTest, RetentionRemovesAFinishedJobBehindThousandsThatNeverEnd) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({"--retain", "1s"});
+  auto a = Start("a", {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", "a", "--cpus", "4",
+                       "--resources", "slot=1", "--workdir", (dir_ / "work-a").string(), "--address", "127.0.0.1",
+                       "--listen", "127.0.0.1", "--heartbeat", "0.2s"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  std::ofstream(dir_ / "long.yaml") << "name: long\nsteps:\n  - name: wait\n    uses: sleep\n"
+                                       "    with: {seconds: 1000}\n    resources: {slot: 1}\n";
+  std::ofstream(dir_ / "short.yaml") << "name: short\nsteps:\n  - name: quick\n    uses: sleep\n"
+                                        "    with: {seconds: 0.01}\n";
+  ASSERT_EQ(Cli({"submit", (dir_ / "long.yaml").string(), "--jobs", "1001"}), 0) << Logs();
+  ASSERT_EQ(Cli({"submit", (dir_ / "short.yaml").string(), "--jobs", "1", "--wait"}), 0) << Logs();
+  EXPECT_EQ(RedisCli({"LLEN", prefix_ + ":jobs"}), "1002");
+  EXPECT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":job:job-1001"}) == "0"; }, 30))
+      << RedisCli({"HGETALL", prefix_ + ":job:job-1001"});
+  EXPECT_EQ(RedisCli({"LLEN", prefix_ + ":jobs"}), "1001");
+  EXPECT_EQ(RedisCli({"ZCARD", prefix_ + ":ended"}), "0");
+}
+
 // A step that ignores cancel (blocked in a call that never looks at it) until the test lets it go.
 std::atomic<bool> g_let_stubborn_go{false};
 class StubbornStep : public Step {

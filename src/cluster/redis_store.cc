@@ -224,6 +224,10 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
       if (hooks.in_flight && d_.job(j).in_flight && d_.job(j).in_flight->serial == serial)
         hooks.in_flight(j, Get(h, "term"), Get(h, "inc"));
       Saved& s = At(j);
+      if (TerminalState(state) && !Get(h, "ended").empty()) {
+        s.in_ended_index = true;
+        index_on_load_.emplace_back(Get(h, "ended"), id);
+      }
       s.homes_hash = std::hash<std::string>()(Get(h, "homes"));
       Encode(j);
       s.results_unsaved = false;
@@ -239,6 +243,12 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
 }
 
 void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
+  if (!index_on_load_.empty()) {
+    std::vector<std::string> argv = {"ZADD", keys_.ended(), "NX"};
+    for (auto& [score, id] : index_on_load_) argv.insert(argv.end(), {std::move(score), std::move(id)});
+    out.Add(argv);
+    index_on_load_.clear();
+  }
   for (uint32_t job : dirty_) {
     Saved& s = saved_[job];
     s.dirty = false;
@@ -275,6 +285,14 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
       s.results_unsaved = false;
     }
     out.Add(argv);
+    // The retention index: ended jobs by end time (head_cleanup.cc); a retried job leaves it.
+    if (rec.end != driver::JobEnd::kLive) {
+      if (!s.in_ended_index) out.Add({"ZADD", keys_.ended(), fmt::format("{:.3f}", now), rec.report.id});
+      s.in_ended_index = true;
+    } else if (s.in_ended_index) {
+      out.Add({"ZREM", keys_.ended(), rec.report.id});
+      s.in_ended_index = false;
+    }
     if (rec.end == driver::JobEnd::kSucceeded || rec.end == driver::JobEnd::kCancelled) ended_.push_back(job);
   }
   dirty_.clear();
