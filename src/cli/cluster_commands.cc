@@ -35,6 +35,8 @@ struct ClusterArgs {
   std::string log_format = "text";
   // head
   std::string heartbeat_timeout = "5s";
+  int max_node_losses = 3;
+  std::string cancel_grace = "10s";
   std::string retain = "7d", export_file;
   std::string dashboard, token;
   bool dashboard_requested = false;
@@ -85,6 +87,8 @@ int HeadCommand(const cluster::RedisUrl& url) {
   o.prefix = g_args.prefix;
   o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
   o.retain = ParseDuration(g_args.retain);
+  o.max_node_losses = g_args.max_node_losses;
+  o.cancel_grace = ParseDuration(g_args.cancel_grace);
   o.export_file = g_args.export_file;
   o.keep_work = g_args.keep_work;
   o.log_format = Format();
@@ -317,6 +321,13 @@ void AddClusterCommands(CLI::App& app) {
   CommonOptions(g_head);
   g_head->add_option("--heartbeat-timeout", g_args.heartbeat_timeout, "A node silent this long is lost (e.g. 5s)")
       ->capture_default_str();
+  g_head->add_option("--max-node-losses", g_args.max_node_losses,
+                     "A step whose node is lost this many times while running it fails (0: never)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  g_head->add_option("--cancel-grace", g_args.cancel_grace,
+                     "An attempt told to stop (cancel, timeout) that its agent still runs this long after is given up")
+      ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
       ->capture_default_str();
   g_head->add_option("--export", g_args.export_file,
@@ -417,13 +428,23 @@ bool ResolveRedis(cluster::RedisUrl* url) {
   return true;
 }
 
-// Loud, because anyone who reaches such a Redis runs commands on every agent's machine.
+// Loud, because anyone who reaches such a Redis runs commands on every agent's machine. On
+// loopback that is every local user (any account, any container sharing the network).
 void WarnIfRedisIsOpen(const cluster::RedisUrl& url) {
-  if (!url.password.empty() || url.loopback()) return;
+  if (!url.password.empty()) return;
+  if (url.loopback()) {
+    std::fprintf(stderr,
+                 "baton: WARNING: Redis at %s has no password: any user of this machine can reach it on loopback, "
+                 "submit pipelines and so run commands on every agent. Set `requirepass` in redis.conf and give "
+                 "Baton the password (--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md "
+                 "\"Running it\".\n",
+                 url.Redacted().c_str());
+    return;
+  }
   std::fprintf(stderr,
                "baton: WARNING: Redis at %s has no password and is not on loopback: anyone who can reach it can run "
                "commands on every agent. Set `requirepass` in redis.conf and give Baton the password "
-               "(--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md \"Security\".\n",
+               "(--redis-password-file or BATON_REDIS_PASSWORD); see docs/cluster.md \"Running it\".\n",
                url.Redacted().c_str());
 }
 

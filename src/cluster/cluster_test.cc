@@ -541,5 +541,20 @@ TEST_F(ClusterTest, AnAgentWarnsLoudlyOfARedisWithoutPasswordOffLoopback) {
   EXPECT_EQ(testing::ReadFile(dir_ / "local.log").find("WARNING"), std::string::npos);
 }
 
+// On loopback, every local user reaches a Redis without a password (and through it every agent).
+TEST_F(ClusterTest, AnAgentWarnsOfALoopbackRedisWithoutPassword) {
+  const std::string url = "redis://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  testing::ChildProcess agent({baton_, "node", "--redis", url, "--name", "w", "--workdir", (dir_ / "w").string()},
+                              dir_ / "w.log");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return testing::ReadFile(dir_ / "w.log")
+                   .find("WARNING: Redis at " + url + " has no password: any user of this machine can reach it") !=
+               std::string::npos;
+      },
+      30))
+      << testing::ReadFile(dir_ / "w.log");
+}
+
 }  // namespace
 }  // namespace baton::cluster

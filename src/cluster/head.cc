@@ -48,6 +48,7 @@ bool Head::RetryJob(const std::string& id) {
 // Rebuilds the driver from Redis: the epoch, pipelines, registered nodes, jobs.
 bool Head::Impl::Load() {
   driver = std::make_unique<driver::Driver>();
+  driver->scheduler().SetMaxNodeLosses(static_cast<uint16_t>(std::clamp(opts.max_node_losses, 0, 65535)));
   fence.NewTerm(RandomHex(8));
   store = std::make_unique<RedisJobStore>(*driver, keys, incarnation, fence);
   driver->SetStore(store.get());
@@ -263,7 +264,8 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
         } else if constexpr (std::is_same_v<T, protocol::JobCommand>) {
           const int j = driver->JobIndex(m.job);
           if (j < 0) return;
-          if (m.kind == protocol::JobCommand::Kind::kCancel) StopAll(driver->Cancel(j, "cancelled", now, core::kNever));
+          if (m.kind == protocol::JobCommand::Kind::kCancel)
+            StopAll(driver->Cancel(j, "cancelled", now, opts.cancel_grace));
           else driver->Retry(j, now);
         } else if constexpr (std::is_same_v<T, protocol::NodeJoined>) {
           check_nodes_now = true;  // CheckNodes reads the registration at the end of this turn
@@ -324,8 +326,8 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
 
 void Head::Impl::ApplyRequests(double now) {
   // The head never stops a run (its stop ends its loop; the jobs stay in Redis); a cancelled
-  // attempt is given up on when its agent reports, not after a grace.
-  requests.Apply(*driver, *this, now, core::kNever, "");
+  // attempt whose agent has not reported it stopped within the grace is given up on (Serve).
+  requests.Apply(*driver, *this, now, opts.cancel_grace, "");
 }
 
 // Everything of one turn in one fenced write: job records, attempt histories, placements and
@@ -343,6 +345,9 @@ bool Head::Impl::FlushTurn(double now) {
   for (auto& c : expiring) cmds.Add(c);
   expiring.clear();
   for (auto& o : outgoing) cmds.Add({"XADD", keys.place(o.node), "*", "m", o.message});
+  if (view_changed) cmds.Add({"SET", keys.view_nodes(), view});
+  // Last: the inbox entries this turn applied are acknowledged only when everything they caused
+  // was written (the script stops at a refused command).
   if (!acks.empty()) {
     std::vector<std::string> ack = {"XACK", keys.inbox(), "head"}, del = {"XDEL", keys.inbox()};
     ack.insert(ack.end(), acks.begin(), acks.end());
@@ -350,7 +355,6 @@ bool Head::Impl::FlushTurn(double now) {
     cmds.Add(ack);
     cmds.Add(del);
   }
-  if (view_changed) cmds.Add({"SET", keys.view_nodes(), view});
   acks.clear();
   if (cmds.empty()) {
     outgoing.clear();
@@ -371,21 +375,30 @@ bool Head::Impl::FlushTurn(double now) {
     return false;
   }
   if (r.is_error()) {
-    Say(r.str().rfind("FENCED", 0) == 0 ? "another head took over while this one was stalled; writing nothing"
-                                        : "redis refused the turn: " + r.str());
+    const bool fenced = r.str().rfind("FENCED", 0) == 0;
+    Say(fenced ? "another head took over while this one was stalled; writing nothing"
+               : "redis refused the turn: " + r.str() + "; reloading and retrying");
     outgoing.clear();
+    refused_pause = !fenced;
     return false;
   }
-  if (r.size() == 2) {
-    Reply ids = r.at(0), errs = r.at(1);
-    size_t k = 0;
-    for (const auto& o : outgoing)
-      if (k < ids.size()) {
-        const std::string id = ids.at(k++).str();
-        if (o.job >= 0) fence.Delivered(static_cast<uint32_t>(o.job), StreamId::Parse(id));
-      }
-    for (size_t e = 0; e < errs.size(); ++e) Say("redis refused a write: " + errs.at(e).str());
+  if (r.size() != 2 || r.at(1).size() > 0) {
+    // A refused command (Redis out of memory, say): the script stopped there, the inbox entries
+    // of this turn stay unacknowledged. The head's memory is ahead of Redis now: reload from
+    // Redis and apply them again, after a pause so that a Redis that stays full is not hammered.
+    Say("redis refused a write of this turn (" + (r.size() == 2 ? r.at(1).at(0).str() : r.str()) +
+        "); reloading and retrying (docs/operations.md, \"Redis\")");
+    outgoing.clear();
+    refused_pause = true;
+    return false;
   }
+  Reply ids = r.at(0);
+  size_t k = 0;
+  for (const auto& o : outgoing)
+    if (k < ids.size()) {
+      const std::string id = ids.at(k++).str();
+      if (o.job >= 0) fence.Delivered(static_cast<uint32_t>(o.job), StreamId::Parse(id));
+    }
   outgoing.clear();
   nodes_view_written = view;
   // Persisted: a finished job's results (a transcript, say) and attempts leave the head's memory;
@@ -402,7 +415,11 @@ void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
   double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
-  const driver::Driver::TurnOptions turn;  // agents are waited for: no grace, no abandon
+  // The same abandon as the embedded runtime's (driver::Driver::AbandonOverdue): an attempt told
+  // to stop that its agent still runs after the grace (a step that ignores cancel) is given up on.
+  driver::Driver::TurnOptions turn;
+  turn.grace = opts.cancel_grace;
+  turn.abandon = opts.cancel_grace < core::kNever;
   while (!stop && db.ok()) {
     if (!lock.RenewIfDue(db)) {
       Say("lost the head lock; reloading");
@@ -440,8 +457,20 @@ void Head::Impl::Serve() {
   }
 }
 
+// Redis that evicts keys when full loses the cluster's state (a job's hash, a stream) without an
+// error: only `noeviction` refuses writes instead, which the head survives (FlushTurn).
+void Head::Impl::WarnIfRedisEvicts() {
+  Reply r = db.Command({"CONFIG", "GET", "maxmemory-policy"});
+  if (!db.ok() || r.size() < 2) return;  // CONFIG renamed or denied by an ACL: nothing to say
+  const std::string policy = r.at(1).str();
+  if (policy == "noeviction") return;
+  Say("WARNING: Redis's maxmemory-policy is " + policy +
+      ": when it reaches maxmemory it deletes keys, and the cluster loses jobs, attempts or streams without an "
+      "error. Set `maxmemory-policy noeviction` (docs/operations.md, \"Redis\")");
+}
+
 int Head::Impl::Loop() {
-  bool said_waiting = false, said_lock = false;
+  bool said_waiting = false, said_lock = false, said_policy = false;
   while (!stop) {
     if (!db.Connect(opts.redis)) {
       if (!said_waiting) Say(db.error() + "; retrying");
@@ -462,8 +491,15 @@ int Head::Impl::Loop() {
                       driver->job_count(), driver->nodes().size(), driver->pipelines().size()));
       if (opts.on_ready) opts.on_ready();
     }
+    if (!said_policy) WarnIfRedisEvicts();
+    said_policy = true;
     said_waiting = said_lock = false;
     Serve();
+    if (refused_pause) {
+      // Redis refused a turn: give it a moment (well inside the lease) before reloading.
+      refused_pause = false;
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(0.5, opts.heartbeat_timeout / 6)));
+    }
     if (!stop && !db.ok()) Say("redis connection lost (" + db.error() + "); reconnecting and reloading state");
   }
   lock.Release(db);

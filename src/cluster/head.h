@@ -29,6 +29,13 @@ struct HeadOptions {
   RedisUrl redis;
   std::string prefix = "baton";
   double heartbeat_timeout = 5.0;  // a node silent this long is lost
+  // A step whose node was lost this many times while running it fails (0: never), so an input
+  // that kills its agent is not placed on every node in turn (core::Scheduler::SetMaxNodeLosses).
+  int max_node_losses = 3;
+  // An attempt told to stop (cancelled, timed out) that its agent has not reported stopped this
+  // long after is given up on, as the embedded runtime does (RunOptions::cancel_grace): the job is
+  // cancelled, or the timeout counts; a late result is ignored. kNever: wait for the agent.
+  double cancel_grace = 10;
   // Finished jobs leave Redis this long after they ended (0: kept forever), first appended as
   // JSON lines (the job detail of `baton status JOB --json`) to `export_file` when set.
   double retain = 7 * 86400.0;

@@ -39,15 +39,17 @@ void Head::Impl::RemoveWork(uint32_t job) {
   }
 }
 
-// Finished jobs older than --retain leave Redis (exported first when --export is set). Looks at
-// the oldest jobs (the head of PREFIX:jobs, where expired ones gather), a window at a time; the
-// deletes go into this turn's fenced write.
+// Finished jobs older than --retain leave Redis (exported first when --export is set). Reads the
+// ended jobs by end time (PREFIX:ended, written with each job's end), the oldest first, a window
+// at a time, so jobs that never end, however many and however old, hold nothing up; the deletes
+// go into this turn's fenced write.
 void Head::Impl::SweepRetention(double now) {
   constexpr int kWindow = 1000;
-  Reply ids = db.Command({"LRANGE", keys.jobs(), "0", std::to_string(kWindow - 1)});
+  Reply ids = db.Command({"ZRANGEBYSCORE", keys.ended(), "-inf", fmt::format("{:.3f}", now - opts.retain), "LIMIT",
+                          "0", std::to_string(kWindow)});
   if (!db.ok() || ids.size() == 0) return;
   for (size_t i = 0; i < ids.size(); ++i) db.Append({"HMGET", keys.job(ids.at(i).str()), "state", "ended"});
-  std::vector<std::string> expired, failed;
+  std::vector<std::string> expired, failed, unindexed;
   for (size_t i = 0; i < ids.size(); ++i) {
     Reply r = db.Read();
     if (r.size() < 2) continue;
@@ -55,11 +57,15 @@ void Head::Impl::SweepRetention(double now) {
     if (TerminalState(state) && !ended.empty() && std::atof(ended.c_str()) + opts.retain <= now) {
       expired.push_back(ids.at(i).str());
       if (state == "failed") failed.push_back(ids.at(i).str());
+    } else if (state.empty()) {
+      expired.push_back(ids.at(i).str());  // an indexed id without its hash: drop the id
+    } else if (!TerminalState(state)) {
+      unindexed.push_back(ids.at(i).str());  // retried since: live again (its next end indexes it anew)
     }
-    else if (state.empty())
-      expired.push_back(ids.at(i).str());  // a listed id without its hash: drop the id
   }
-  if (!db.ok() || expired.empty()) return;
+  if (!db.ok()) return;
+  for (const auto& id : unindexed) expiring.push_back({"ZREM", keys.ended(), id});
+  if (expired.empty()) return;
   if (!opts.export_file.empty()) {
     std::map<std::string, std::vector<std::string>> steps;
     std::string lines;
@@ -95,6 +101,7 @@ void Head::Impl::SweepRetention(double now) {
   for (const auto& id : expired) {
     expiring.push_back({"DEL", keys.job(id), keys.attempts(id)});
     expiring.push_back({"LREM", keys.jobs(), "1", id});
+    expiring.push_back({"ZREM", keys.ended(), id});
   }
   // A failed job's work folders were kept for debugging; forgotten, the job has no use for them.
   for (const auto& id : failed)

@@ -61,6 +61,7 @@ struct Head::Impl : driver::Transport {
   std::vector<std::vector<std::string>> expiring;  // retention deletes of this turn
   double next_sweep = 0;                            // monotonic
   std::string nodes_view_written;
+  bool refused_pause = false;    // Redis refused the last turn: pause before reloading
   bool check_nodes_now = false;  // an agent announced itself: look at the registrations this turn
   LeaderLock lock;
 
@@ -91,6 +92,7 @@ struct Head::Impl : driver::Transport {
   void SweepRetention(double now) REQUIRES(mu);
   bool FlushTurn(double now) REQUIRES(mu);
   void Serve() EXCLUDES(mu);
+  void WarnIfRedisEvicts();
   int Loop() EXCLUDES(mu);
 };
 

@@ -9,9 +9,11 @@
 //   PREFIX:pipelines         list of pipeline ids
 //   PREFIX:pipeline:by-digest  hash sha256(name, yaml) -> pipeline id: identical pipelines stored once
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
+//   PREFIX:ended             sorted set: ended job ids by end time (driver seconds; retention)
 //   PREFIX:job:ID            hash: input pipeline state step step_attempt serial node gpus start
-//                            inc homes results history error wait attempts (inc: the agent
-//                            incarnation the running attempt was placed on)
+//                            inc homes results history error wait attempts losses (inc: the agent
+//                            incarnation the running attempt was placed on; losses: STEP:N node
+//                            losses while running that step)
 //   PREFIX:attempts:ID       list of attempt JSON {step attempt node status start end gpus error placed}
 //   PREFIX:nodes             hash node name -> registration JSON;  PREFIX:hb  hash name -> counter
 //   PREFIX:lease:NODE        the incarnation of the agent that holds the name NODE (SET NX PX,
@@ -44,6 +46,7 @@ struct Keys {
   std::string pipeline(const std::string& id) const { return p + ":pipeline:" + id; }
   std::string job_seq() const { return p + ":job:seq"; }
   std::string jobs() const { return p + ":jobs"; }
+  std::string ended() const { return p + ":ended"; }
   std::string job(const std::string& id) const { return p + ":job:" + id; }
   std::string attempts(const std::string& id) const { return p + ":attempts:" + id; }
   std::string nodes() const { return p + ":nodes"; }

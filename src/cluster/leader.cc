@@ -48,19 +48,22 @@ bool LeaderLock::RenewIfDue(Redis& db) {
 
 namespace {
 
-// ARGV: token, then each command as its argc and its args.
+// ARGV: token, then each command as its argc and its args. Stops at the first refused command
+// (Redis out of memory refuses HSET, RPUSH and XADD but not XACK or XDEL; a wrong key type):
+// what follows it, the inbox acknowledgements last of all, is not run, so the turn's inputs stay
+// pending and the head that reloads applies them again. (A script is not rolled back: commands
+// before the refused one stay written. Under OOM the first write is the one refused, so none do.)
 constexpr const char* kFencedWrite = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED this head no longer holds the lease') end
-local i, ids, errs = 2, {}, {}
+local i, ids = 2, {}
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local r = redis.pcall(unpack(ARGV, i + 1, i + n))
-  local failed = type(r) == 'table' and r.err
-  if failed then errs[#errs + 1] = r.err end
-  if ARGV[i + 1] == 'XADD' then ids[#ids + 1] = failed and '' or r end
+  if type(r) == 'table' and r.err then return {ids, {ARGV[i + 1] .. ': ' .. r.err}} end
+  if ARGV[i + 1] == 'XADD' then ids[#ids + 1] = r end
   i = i + n + 1
 end
-return {ids, errs}
+return {ids, {}}
 )lua";
 
 }  // namespace

@@ -23,9 +23,10 @@ class LeaderLock {
   bool RenewIfDue(Redis& db);
   void Release(Redis& db);
   // Runs `cmds` atomically, only while this head still holds the lock (fencing): a
-  // head that stalled past its lease writes nothing. The reply: an array {XADD ids in order
-  // ("" for a refused one), error replies of refused commands}, or an error reply starting with
-  // "FENCED" when the lock is not ours.
+  // head that stalled past its lease writes nothing. Stops at the first command Redis refuses
+  // (out of memory, wrong type): the commands after it are not run. The reply: an array {XADD ids
+  // in order, the refused command's "NAME: error" (empty when none was refused)}, or an error reply
+  // starting with "FENCED" when the lock is not ours.
   Reply WriteFenced(Redis& db, const CommandBatch& cmds) const;
   // When RenewIfDue next talks to Redis (monotonic seconds).
   double next_renewal() const { return next_renew_; }

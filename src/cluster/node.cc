@@ -39,6 +39,19 @@
 
 namespace baton::cluster {
 
+namespace {
+
+// "killed by signal N" (util/process.h) for the signals a supervisor stops a group with: SIGHUP,
+// SIGINT, SIGKILL, SIGTERM.
+bool KilledByStopSignal(const std::string& error) {
+  const size_t at = error.rfind("killed by signal ");
+  if (at == std::string::npos) return false;
+  const int sig = std::atoi(error.c_str() + at + 17);
+  return sig == SIGHUP || sig == SIGINT || sig == SIGKILL || sig == SIGTERM;
+}
+
+}  // namespace
+
 struct NodeAgent::Impl {
   struct Loaded {
     PipelineSpec spec;
@@ -72,6 +85,8 @@ struct NodeAgent::Impl {
     // Placement entries taken but not yet acknowledged: a re-read of the pending list after a
     // reconnect skips them (running, or reported and waiting for the ack).
     std::set<std::string> received GUARDED_BY(mu);
+    // The agent was asked to stop (SIGTERM, `baton node drain`): set at once, from any thread.
+    std::atomic<bool> stopping{false};
     void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) EXCLUDES(mu) {
       {
         MutexLock lock(&mu);
@@ -281,6 +296,7 @@ NodeAgent::NodeAgent(NodeOptions options) : impl_(std::make_unique<Impl>(std::mo
 NodeAgent::~NodeAgent() = default;
 void NodeAgent::RequestStop() {
   impl_->stop = true;
+  impl_->shared->stopping = true;
   impl_->shared->cv.SignalAll();
 }
 
@@ -385,7 +401,13 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
       outcome = StepOutcome::Failure("this backend cannot wait for parked attempts (park id " + outcome.park_id +
                                          "; the llm step's mode: batch needs `baton run` for now)",
                                      false);
-    r.handed_back = a->handed_back && !outcome.ok();
+    // A child killed by a stop signal that the agent did not send (its cancel is not set) while the
+    // agent stops: systemd's KillMode=control-group, or Slurm signalling the whole step, sends the
+    // agent's SIGTERM to its children too, perhaps a moment before the agent sees its own. That is
+    // the drain's doing, not a failed try: handed back (waiting a second for the agent's signal).
+    if (!outcome.ok() && !a->cancel->cancelled() && KilledByStopSignal(outcome.error))
+      for (int i = 0; i < 20 && !shared->stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    r.handed_back = (a->handed_back || (shared->stopping && KilledByStopSignal(outcome.error))) && !outcome.ok();
     r.kind = outcome.kind;
     r.retryable = outcome.retryable;
     r.result = std::move(outcome.result);
@@ -561,6 +583,7 @@ int NodeAgent::Run() {
     m.PublishWorkers();
     if (m.stop && !draining) {
       draining = true;
+      m.shared->stopping = true;
       drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
       {
         MutexLock lock(&m.reg_mu);
@@ -639,6 +662,7 @@ int NodeAgent::Run() {
       if (auto* drain = std::get_if<protocol::DrainNode>(&*msg)) {
         m.Log("drain requested" + (drain->reason.empty() ? std::string() : ": " + drain->reason));
         m.stop = true;
+        m.shared->stopping = true;
         m.shared->Report(id, "");
         continue;
       }

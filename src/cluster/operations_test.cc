@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -15,7 +16,12 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "baton/pipeline.h"
+#include "baton/step.h"
+#include "cluster/client.h"
+#include "cluster/head.h"
 #include "cluster/leader.h"
+#include "cluster/node.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -121,8 +127,10 @@ class OperationsTest : public ::testing::Test {
       s += std::string("--- ") + f + "\n" + testing::ReadFile(dir_ / f);
     return s;
   }
-  std::unique_ptr<testing::ChildProcess> StartHead(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {baton_, "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout", "2s"};
+  std::unique_ptr<testing::ChildProcess> StartHead(std::vector<std::string> extra = {},
+                                                   const std::string& heartbeat_timeout = "2s") {
+    std::vector<std::string> argv = {baton_,   "head", "--redis", url_, "--prefix", prefix_, "--heartbeat-timeout",
+                                     heartbeat_timeout};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return Start("head", argv);
   }
@@ -333,6 +341,225 @@ TEST_F(OperationsTest, FinishedJobsLeaveRedisAfterRetentionExportedFirstAndPipel
     ids.insert(j.value("id", ""));
   }
   EXPECT_EQ(ids, (std::set<std::string>{"job-0", "job-1", "job-2"}));
+}
+
+// Redis out of memory (maxmemory, policy noeviction) refuses HSET, RPUSH and XADD but not XACK or
+// XDEL. A turn that applied an agent's result while Redis was full must not be committed half: the
+// result stays in the inbox, and once Redis has room the job's hash and attempt list say what
+// happened, each attempt once.
+TEST_F(OperationsTest, TurnRefusedByRedisOutOfMemoryIsRetriedNotLost) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({}, "20s");  // a lease that outlives the SIGSTOP below
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Submit(0.5, 2);
+  ASSERT_TRUE(WaitFor([&] { return !AnalyzingOn("a").empty(); }, 30)) << Logs();
+  // The head stops while the agent reports the analyze's result; Redis is full when it reads it.
+  head_->Signal(SIGSTOP);
+  const std::string inbox = prefix_ + ":inbox";
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"XLEN", inbox}) != "0"; }, 30)) << Logs();
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory", "1"}), "OK");
+  head_->Signal(SIGCONT);
+  ASSERT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "head.log").find("redis refused a write") !=
+                                   std::string::npos; }, 30)) << Logs();
+  EXPECT_NE(RedisCli({"XLEN", inbox}), "0") << "the result was acknowledged by a turn Redis refused";
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory", "0"}), "OK");
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  const Json all = JsonOf({"status", "--json"});
+  ASSERT_EQ(all["jobs"].size(), 2u);
+  for (const auto& j : all["jobs"]) {
+    EXPECT_EQ(j.value("state", ""), "succeeded") << j.dump();
+    const Json d = JsonOf({"status", j.value("id", ""), "--json"});
+    std::vector<std::string> lines;
+    for (const auto& at : d["attempts"]) lines.push_back(at.value("step", "") + ":" + at.value("status", ""));
+    EXPECT_EQ(lines, (std::vector<std::string>{"download:ok", "analyze:ok", "summarize:ok"})) << d.dump() << Logs();
+  }
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("reloading and retrying"), std::string::npos) << Logs();
+}
+
+// A Redis that evicts keys when full would lose the cluster's state without an error: the head says so.
+TEST_F(OperationsTest, TheHeadWarnsWhenRedisEvicts) {
+  EXPECT_EQ(testing::ReadFile(dir_ / "head.log").find("maxmemory-policy"), std::string::npos);
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  ASSERT_EQ(RedisCli({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}), "OK");
+  head_ = StartHead();
+  EXPECT_TRUE(WaitFor([&] { return testing::ReadFile(dir_ / "head.log").find(
+                                       "WARNING: Redis's maxmemory-policy is allkeys-lru") != std::string::npos; },
+                      15)) << Logs();
+}
+
+// An input that kills whatever runs it (here a step that SIGKILLs its agent, as a media file that
+// crashes a decoder inside the agent would) is not placed on every agent in turn forever: agents
+// restarted as systemd's Restart=always does, the step fails at its third node loss, naming why.
+TEST_F(OperationsTest, AnInputThatKillsItsAgentFailsAfterThreeNodeLosses) {
+  std::ofstream(dir_ / "poison.yaml") << R"(name: poison
+steps:
+  - name: crash
+    uses: command
+    with: {argv: [sh, -c, "kill -KILL $PPID; sleep 5"]}
+    backoff: 0.1s
+)";
+  std::map<std::string, std::unique_ptr<testing::ChildProcess>> agents;
+  int restarts = 0;
+  auto supervise = [&] {  // Restart=always
+    for (auto& [name, agent] : agents)
+      if (!agent || agent->Wait(0) != -1) {
+        restarts += agent != nullptr;
+        agent = Agent(name, "30s");
+      }
+  };
+  agents["a"];
+  agents["b"];
+  supervise();
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  auto submit = Start("submit", {baton_, "submit", (dir_ / "poison.yaml").string(), "--jobs", "1", "--redis", url_,
+                                 "--prefix", prefix_, "--wait"});
+  int status = -1;
+  ASSERT_TRUE(WaitFor([&] {
+    supervise();
+    return (status = submit->Wait(0.1)) != -1 || restarts > 10;
+  }, 90)) << Logs();
+  ASSERT_EQ(status, 1) << "restarts: " << restarts << "\n" << Logs();
+  EXPECT_EQ(restarts, 3);
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "failed") << d.dump();
+  EXPECT_NE(d.value("error", "").find("crash failed: node lost 3 times while running this"), std::string::npos)
+      << d.dump();
+  ASSERT_EQ(d["attempts"].size(), 3u) << d.dump();
+  for (const auto& at : d["attempts"]) EXPECT_EQ(at.value("status", ""), "lost") << d.dump();
+}
+
+// systemd's default KillMode=control-group, and Slurm signalling a whole step, send the agent's
+// SIGTERM to its step's children too, perhaps before the agent sees its own: the child killed so
+// is a hand-back of the drain, not a failed try (retries: 0, yet the job succeeds elsewhere).
+TEST_F(OperationsTest, AChildKilledWithItsDrainingAgentIsHandedBackNotFailed) {
+  std::ofstream(dir_ / "group.yaml") << R"(name: group
+steps:
+  - name: work
+    uses: command
+    with: {argv: [sh, -c, "echo $$ > {workdir}/child-{node}.pid; test {node} = b || exec sleep 30"]}
+    retries: 0
+)";
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  auto submit = Start("submit", {baton_, "submit", (dir_ / "group.yaml").string(), "--jobs", "1", "--redis", url_,
+                                 "--prefix", prefix_, "--wait"});
+  std::filesystem::path pid_file;
+  ASSERT_TRUE(WaitFor([&] {
+    if (!std::filesystem::exists(dir_ / "work-a")) return false;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ / "work-a"))
+      if (e.path().filename() == "child-a.pid" && std::filesystem::file_size(e.path()) > 0) pid_file = e.path();
+    return !pid_file.empty();
+  }, 30)) << Logs();
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  // What the supervisor does: the child's group first (the worst order), then the agent.
+  const pid_t child = std::atoi(testing::ReadFile(pid_file).c_str());
+  ASSERT_GT(child, 1);
+  ASSERT_EQ(kill(-child, SIGTERM), 0);
+  a->Signal(SIGTERM);
+  EXPECT_EQ(a->Wait(30), 0) << Logs();
+  ASSERT_EQ(submit->Wait(60), 0) << Logs();
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "succeeded") << d.dump();
+  std::vector<std::string> lines;
+  for (const auto& at : d["attempts"]) lines.push_back(at.value("node", "") + ":" + at.value("status", ""));
+  EXPECT_EQ(lines, (std::vector<std::string>{"a:lost", "b:ok"})) << d.dump();
+  EXPECT_NE(d["attempts"][0].value("error", "").find("handed back by node a (draining)"), std::string::npos)
+      << d.dump();
+}
+
+// Retention reads ended jobs by end time: a thousand and one older jobs that never end (queued
+// behind one that sleeps) do not keep a finished job in Redis past --retain.
+TEST_F(OperationsTest, RetentionRemovesAFinishedJobBehindThousandsThatNeverEnd) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  head_ = StartHead({"--retain", "1s"});
+  auto a = Start("a", {baton_, "node", "--redis", url_, "--prefix", prefix_, "--name", "a", "--cpus", "4",
+                       "--resources", "slot=1", "--workdir", (dir_ / "work-a").string(), "--address", "127.0.0.1",
+                       "--listen", "127.0.0.1", "--heartbeat", "0.2s"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  std::ofstream(dir_ / "long.yaml") << "name: long\nsteps:\n  - name: wait\n    uses: sleep\n"
+                                       "    with: {seconds: 1000}\n    resources: {slot: 1}\n";
+  std::ofstream(dir_ / "short.yaml") << "name: short\nsteps:\n  - name: quick\n    uses: sleep\n"
+                                        "    with: {seconds: 0.01}\n";
+  ASSERT_EQ(Cli({"submit", (dir_ / "long.yaml").string(), "--jobs", "1001"}), 0) << Logs();
+  ASSERT_EQ(Cli({"submit", (dir_ / "short.yaml").string(), "--jobs", "1", "--wait"}), 0) << Logs();
+  EXPECT_EQ(RedisCli({"LLEN", prefix_ + ":jobs"}), "1002");
+  EXPECT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":job:job-1001"}) == "0"; }, 30))
+      << RedisCli({"HGETALL", prefix_ + ":job:job-1001"});
+  EXPECT_EQ(RedisCli({"LLEN", prefix_ + ":jobs"}), "1001");
+  EXPECT_EQ(RedisCli({"ZCARD", prefix_ + ":ended"}), "0");
+}
+
+// A step that ignores cancel (blocked in a call that never looks at it) until the test lets it go.
+std::atomic<bool> g_let_stubborn_go{false};
+class StubbornStep : public Step {
+ public:
+  StepOutcome Run(StepContext&) const override {
+    while (!g_let_stubborn_go) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return StepOutcome::Ok();
+  }
+  bool NeedsWorkdir() const override { return false; }
+};
+
+// The head gives up on an attempt whose agent does not stop it within --cancel-grace, as the
+// embedded runtime does: a cancelled job whose step ignores cancel ends cancelled, it does not
+// stay "running" until its agent restarts. (Head and agent in this process: the step is one.)
+TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  StepRegistry::Global().Register("stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+  g_let_stubborn_go = false;
+  const cluster::RedisUrl url = cluster::RedisUrl::Parse(url_);
+  cluster::HeadOptions ho;
+  ho.redis = url;
+  ho.prefix = prefix_;
+  ho.heartbeat_timeout = 2;
+  ho.cancel_grace = 0.5;
+  ho.log_format = LogFormat::kNone;
+  cluster::Head head(ho);
+  std::thread head_thread([&] { head.Run(); });
+  cluster::NodeOptions no;
+  no.redis = url;
+  no.prefix = prefix_;
+  no.name = "a";
+  no.cpus = 2;
+  no.workdir = dir_ / "work-a";
+  no.address = "127.0.0.1";
+  no.listen = "127.0.0.1";
+  no.heartbeat = 0.2;
+  no.drain_timeout = 0.2;
+  no.log_format = LogFormat::kNone;
+  cluster::NodeAgent agent(no);
+  std::thread agent_thread([&] { agent.Run(); });
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15));
+  const std::string yaml = "name: stubborn\nsteps:\n  - name: hold\n    uses: stubborn\n";
+  auto spec = ParsePipeline(yaml, "stubborn.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.error();
+  cluster::Redis db;
+  ASSERT_TRUE(db.Connect(url));
+  const cluster::Keys keys(prefix_);
+  const auto ids = cluster::SubmitJobs(db, keys, "stubborn.yaml", yaml, *spec, {""});
+  ASSERT_EQ(ids.size(), 1u);
+  ASSERT_TRUE(WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "running"; }, 15));
+  ASSERT_TRUE(cluster::RequestCancel(db, keys, ids[0]));
+  const bool ended = WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "cancelled"; }, 15);
+  const Json d = JsonOf({"status", ids[0], "--json"});
+  g_let_stubborn_go = true;
+  agent.RequestStop();
+  agent_thread.join();
+  head.RequestStop();
+  head_thread.join();
+  ASSERT_TRUE(ended) << d.dump();
+  ASSERT_EQ(d["attempts"].size(), 1u) << d.dump();
+  EXPECT_EQ(d.value("state", ""), "cancelled") << d.dump();
+  // As in the embedded runtime: the attempt given up on is recorded failed, the job cancelled.
+  EXPECT_EQ(d["attempts"][0].value("status", ""), "failed") << d.dump();
+  EXPECT_NE(d["attempts"][0].value("error", "").find("did not stop when told to; abandoned"), std::string::npos)
+      << d.dump();
 }
 
 }  // namespace

@@ -183,6 +183,10 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
           static_cast<uint16_t>(std::min<long>(std::atol(Get(h, "step").c_str()), static_cast<long>(steps.size()) - 1));
       r.serial = static_cast<uint32_t>(std::atoll(Get(h, "serial").c_str()));
       r.error = Get(h, "error");
+      if (const std::string losses = Get(h, "losses"); losses.find(':') != std::string::npos) {
+        r.lost_step = static_cast<uint16_t>(std::clamp(std::atol(losses.c_str()), 0L, 65535L));
+        r.node_losses = static_cast<uint16_t>(std::clamp(std::atol(losses.c_str() + losses.find(':') + 1), 0L, 65535L));
+      }
       r.results = ParseOr(Get(h, "results"), Json::object());
       r.history = HistoryFrom(ParseOr(Get(h, "history"), Json::array()));
       r.homes.assign(steps.size(), -1);
@@ -220,6 +224,10 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
       if (hooks.in_flight && d_.job(j).in_flight && d_.job(j).in_flight->serial == serial)
         hooks.in_flight(j, Get(h, "term"), Get(h, "inc"));
       Saved& s = At(j);
+      if (TerminalState(state) && !Get(h, "ended").empty()) {
+        s.in_ended_index = true;
+        index_on_load_.emplace_back(Get(h, "ended"), id);
+      }
       s.homes_hash = std::hash<std::string>()(Get(h, "homes"));
       Encode(j);
       s.results_unsaved = false;
@@ -235,6 +243,12 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
 }
 
 void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
+  if (!index_on_load_.empty()) {
+    std::vector<std::string> argv = {"ZADD", keys_.ended(), "NX"};
+    for (auto& [score, id] : index_on_load_) argv.insert(argv.end(), {std::move(score), std::move(id)});
+    out.Add(argv);
+    index_on_load_.clear();
+  }
   for (uint32_t job : dirty_) {
     Saved& s = saved_[job];
     s.dirty = false;
@@ -256,7 +270,9 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
         "error",        rec.report.error,
         "attempts",     std::to_string(rec.report.attempts.size()),
         "wait",         waiting || (a && !a->waiting.empty()) ? d_.WaitText(job, now) : "",
-        "ended",        rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : ""};
+        "ended",        rec.end != driver::JobEnd::kLive ? fmt::format("{:.3f}", now) : "",
+        // STEP:N node losses of step STEP's running attempts (core::Scheduler::SetMaxNodeLosses)
+        "losses",       fmt::format("{}:{}", d_.scheduler().NodeLossStep(job), d_.scheduler().NodeLosses(job))};
     std::string homes = HomesText(job);
     if (const size_t hh = std::hash<std::string>()(homes); hh != s.homes_hash) {
       argv.push_back("homes");
@@ -269,6 +285,14 @@ void RedisJobStore::AppendTurn(CommandBatch& out, double now) {
       s.results_unsaved = false;
     }
     out.Add(argv);
+    // The retention index: ended jobs by end time (head_cleanup.cc); a retried job leaves it.
+    if (rec.end != driver::JobEnd::kLive) {
+      if (!s.in_ended_index) out.Add({"ZADD", keys_.ended(), fmt::format("{:.3f}", now), rec.report.id});
+      s.in_ended_index = true;
+    } else if (s.in_ended_index) {
+      out.Add({"ZREM", keys_.ended(), rec.report.id});
+      s.in_ended_index = false;
+    }
     if (rec.end == driver::JobEnd::kSucceeded || rec.end == driver::JobEnd::kCancelled) ended_.push_back(job);
   }
   dirty_.clear();

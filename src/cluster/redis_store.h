@@ -78,6 +78,7 @@ class RedisJobStore : public driver::JobStore {
   struct Saved {
     bool dirty = false;
     bool results_unsaved = false;
+    bool in_ended_index = false;        // listed in PREFIX:ended (a retried job leaves it)
     uint32_t version = UINT32_MAX;      // the JobRecord::results_version last encoded
     size_t homes_hash = 0;              // std::hash of the homes field as last written
     std::unique_ptr<Encoded> encoded;   // null while the job has no results
@@ -97,6 +98,9 @@ class RedisJobStore : public driver::JobStore {
   std::vector<Saved> saved_;
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> ended_;  // written this turn with a succeeded/cancelled end
+  // Ended jobs loaded from Redis (score, id), added to PREFIX:ended with the next turn (NX: kept
+  // when there), so a Redis written before the index existed is swept too.
+  std::vector<std::pair<std::string, std::string>> index_on_load_;
   std::vector<std::pair<uint32_t, std::string>> attempts_;  // encoded attempts to push this turn
   bool loading_ = false;
 };

@@ -283,6 +283,11 @@ void Scheduler::MakeReady(uint32_t job, double now) {
 }
 
 void Scheduler::ResetToAnchor(JobState& j, uint32_t job, double now) {
+  ToAnchor(j);
+  MakeReady(job, now);
+}
+
+void Scheduler::ToAnchor(JobState& j) {
   const PipelineState& p = pipelines_[j.pipeline];
   const int a = p.anchor[j.step];
   for (size_t s = a; s < p.anchor.size(); ++s) homes_[j.home_offset + s] = -1;
@@ -290,7 +295,40 @@ void Scheduler::ResetToAnchor(JobState& j, uint32_t job, double now) {
   j.failures = 0;
   j.step_attempt = 0;
   LeaveBacklog(j);
-  MakeReady(job, now);
+}
+
+// The running attempt of `job` (released already) went with its node. Counts the loss for the
+// step it ran; at the limit the job fails (true), else (from the second loss) it waits the step's
+// backoff, doubled per loss, before it is ready again (MakeReady then applies lineage; `to_anchor`: the step's input
+// went with the node, the job goes back to its anchor step now).
+bool Scheduler::NodeLoss(uint32_t job, bool to_anchor, double now, double* ready_at) {
+  JobState& j = jobs_[job];
+  if (j.losses == 0 || j.lost_step != j.step) {
+    j.lost_step = j.step;
+    j.losses = 0;
+  }
+  if (j.losses < UINT16_MAX) ++j.losses;
+  if (max_node_losses_ > 0 && j.losses >= max_node_losses_) {
+    j.phase = Phase::kFailed;
+    LeaveBacklog(j);
+    return true;
+  }
+  const StepModel& step = pipelines_[j.pipeline].model.steps[j.step];
+  if (to_anchor) ToAnchor(j);
+  // The first loss re-queues at once (a machine that died is no reason to wait); from the second
+  // on, the step's backoff, doubling.
+  double delay = j.losses <= 1 ? 0 : step.backoff;
+  for (int i = 2; i < j.losses && delay < step.max_backoff; ++i) delay *= 2;
+  delay = std::min(delay, step.max_backoff);
+  *ready_at = now + delay;
+  if (delay <= 0) {
+    MakeReady(job, now);
+    return false;
+  }
+  j.phase = Phase::kBackoff;
+  j.ready_at = now + delay;
+  backoff_.push({j.ready_at, job, j.serial});
+  return false;
 }
 
 void Scheduler::LeaveBacklog(JobState& j) {
@@ -662,7 +700,8 @@ void Scheduler::Decide(double now, std::vector<Placement>* out) {
   dirty_.clear();
 }
 
-FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now) {
+FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now,
+                               bool node_lost) {
   FinishResult r;
   if (job >= jobs_.size()) return r;
   JobState& j = jobs_[job];
@@ -682,6 +721,7 @@ FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus stat
   switch (status) {
     case AttemptStatus::kOk:
       homes_[j.home_offset + j.step] = ran_on;
+      if (j.lost_step == j.step) j.losses = 0;  // a step earlier than the lost one leaves the count
       j.failures = 0;
       j.step_attempt = 0;
       j.failed_node = -1;
@@ -697,7 +737,15 @@ FinishResult Scheduler::Finish(uint32_t job, uint32_t serial, AttemptStatus stat
       return r;
     case AttemptStatus::kLost:
       if (anchor_step) LeaveBacklog(j);
-      MakeReady(job, now);
+      if (node_lost) {
+        if (NodeLoss(job, false, now, &r.retry_at)) {
+          r.kind = FinishResult::Kind::kFailed;
+          r.node_losses = j.losses;
+          return r;
+        }
+      } else {
+        MakeReady(job, now);
+      }
       r.kind = FinishResult::Kind::kRequeued;
       return r;
     case AttemptStatus::kFailed:
@@ -751,6 +799,7 @@ bool Scheduler::Retry(uint32_t job, double now) {
   j.failures = 0;
   j.step_attempt = 0;
   j.failed_node = -1;
+  j.losses = 0;
   j.cancel_requested = false;
   MakeReady(job, now);
   return true;
@@ -894,7 +943,10 @@ std::vector<AttemptRef> Scheduler::NodeLost(uint32_t node, double now) {
         j.phase = Phase::kCancelled;
         continue;
       }
-      MakeReady(id, now);  // a bound step finds its anchor gone and resets to it
+      // A bound step whose anchor's output went with the node goes back to the anchor now;
+      // either way the job waits out its node-loss backoff, or fails at the limit (NodeLoss).
+      double ready_at = 0;
+      NodeLoss(id, bound_to_lost, now, &ready_at);
     } else if ((j.phase == Phase::kReady || j.phase == Phase::kBackoff) && bound_to_lost) {
       ResetToAnchor(j, id, now);
     }

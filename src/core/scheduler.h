@@ -96,7 +96,8 @@ struct AttemptRef {
 struct FinishResult {
   enum class Kind { kIgnored, kNextStepReady, kRetryScheduled, kRequeued, kSucceeded, kFailed, kCancelled };
   Kind kind = Kind::kIgnored;
-  double retry_at = 0;  // kRetryScheduled
+  double retry_at = 0;       // kRetryScheduled; kRequeued after a node loss (its backoff)
+  uint16_t node_losses = 0;  // kFailed because the step's node was lost that many times running it
 };
 
 class Scheduler {
@@ -120,7 +121,24 @@ class Scheduler {
   bool NodeDraining(uint32_t node) const { return nodes_[node].draining; }
   // Marks a node lost: its running attempts are returned (they are re-queued; the driver should
   // forget them), and jobs whose locality-bound input lived there go back to the anchor step.
+  // A running attempt lost with its node counts as a node loss of its step (below): the job may
+  // wait a backoff before it is ready again, or fails (phase kFailed) at the limit.
   std::vector<AttemptRef> NodeLost(uint32_t node, double now);
+  // Node losses: an input that kills whatever runs it (a media file that crashes a decoder inside
+  // the agent, a step that kills its parent) must not be placed on every node in turn forever.
+  // Each loss of a running attempt with its node (NodeLost, or Finish with node_lost) counts for
+  // its step; the job is re-queued at once after the first, after the step's backoff from the
+  // second (doubling per loss, up to max_backoff), and at the `n`th loss of the same step
+  // (default 3; 0: no limit) it fails. The
+  // count survives going back to the anchor step (lineage) and ends when that step succeeds.
+  void SetMaxNodeLosses(uint16_t n) { max_node_losses_ = n; }
+  // The job's count and the step it counts for (a store persists them; RestoreNodeLosses).
+  uint16_t NodeLosses(uint32_t job) const { return jobs_[job].losses; }
+  uint16_t NodeLossStep(uint32_t job) const { return jobs_[job].lost_step; }
+  void RestoreNodeLosses(uint32_t job, uint16_t step, uint16_t losses) {
+    jobs_[job].lost_step = step;
+    jobs_[job].losses = losses;
+  }
 
   // Submits a job of `pipeline`; its first step is ready at once. Job ids are dense, in order.
   uint32_t Submit(uint32_t pipeline, double now);
@@ -151,7 +169,10 @@ class Scheduler {
   // Appends the placements possible now. Resources are reserved until Finish.
   void Decide(double now, std::vector<Placement>* out);
   // Records the end of an attempt. Stale reports (an attempt already lost or replaced) are ignored.
-  FinishResult Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now);
+  // `node_lost` with kLost: the attempt went with its node's agent (a restart); it counts as a node
+  // loss (SetMaxNodeLosses). A kLost without it (handed back by a draining node) counts nothing.
+  FinishResult Finish(uint32_t job, uint32_t serial, AttemptStatus status, bool retryable, double now,
+                      bool node_lost = false);
   // A running attempt waits outside the CPU (an llm step waiting for a rate, docs/design.md rule 1):
   // ReleaseCpu gives its node back the step's cpu demand so other steps can be placed there;
   // RetakeCpu takes it again when the wait is over. The retake never waits (the attempt is already
@@ -258,6 +279,8 @@ class Scheduler {
     uint16_t step;
     uint16_t failures;      // failed attempts of the current step
     uint16_t step_attempt;  // attempts of the current step
+    uint16_t losses = 0;     // node losses of step lost_step's running attempts (SetMaxNodeLosses)
+    uint16_t lost_step = 0;
     uint32_t serial;
     uint32_t ready_token;
     int32_t node = -1;      // running on
@@ -317,6 +340,8 @@ class Scheduler {
   void BackFromPark(JobState& j);  // the backlog a parked attempt left, taken again
   void UpdateBacklogOnStart(JobState& j, uint32_t node);
   void ResetToAnchor(JobState& j, uint32_t job, double now);
+  void ToAnchor(JobState& j);  // ResetToAnchor without queuing the job
+  bool NodeLoss(uint32_t job, bool to_anchor, double now, double* ready_at);
   void RecomputeStatic(uint32_t node);
   void TryPlaceBound(uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
   uint64_t GrantGpus(NodeState& n, Amount demand);
@@ -335,6 +360,7 @@ class Scheduler {
   std::vector<uint32_t> class_order_;  // classes by step index descending
   std::vector<uint32_t> dirty_;
   std::priority_queue<Timed, std::vector<Timed>, std::greater<>> backoff_;
+  uint16_t max_node_losses_ = 3;  // SetMaxNodeLosses
   std::priority_queue<Timed, std::vector<Timed>, std::greater<>> deadlines_;
 };
 

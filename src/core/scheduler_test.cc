@@ -365,6 +365,60 @@ TEST(Scheduler, LostNodeThatReturnsIsUsedAgain) {
   EXPECT_DOUBLE_EQ(end, 8);
 }
 
+// An input that kills every node that runs it: the first loss re-queues at once, the second after
+// the step's backoff, the third fails the job (SetMaxNodeLosses, default 3), though the losses
+// came through lineage (analyze's download re-ran each time) and through Finish(node_lost).
+TEST(Scheduler, AStepWhoseNodeIsLostThreeTimesFails) {
+  Scheduler s;
+  uint32_t p = s.AddPipeline(
+      MakePipeline(s, {{"download", {{"cpu", 1}}, -1, {}, 0, 0, 2.0}, {"analyze", {{"gpu", 1}}, 0, {}, 0, 0, 2.0}}));
+  uint32_t a = s.AddNode(MakeNode(s, "a", 4, 1));
+  uint32_t b = s.AddNode(MakeNode(s, "b", 4, 1));
+  s.Submit(p, 0);
+  std::vector<Placement> out;
+  auto place = [&](double now) {
+    out.clear();
+    s.Decide(now, &out);
+    return out.size() == 1 ? out[0] : Placement{};
+  };
+  auto analyze_on = [&](double now) {  // download ok wherever it lands, then analyze there
+    Placement d = place(now);
+    EXPECT_EQ(d.step, 0);
+    s.Finish(d.job, d.serial, AttemptStatus::kOk, false, now);
+    Placement an = place(now);
+    EXPECT_EQ(an.step, 1);
+    EXPECT_EQ(an.node, d.node);
+    return an;
+  };
+  Placement x = analyze_on(0);
+  s.NodeLost(x.node, 1);  // loss 1: the download went with it; back to the anchor at once
+  EXPECT_EQ(s.Job(0).phase, Phase::kReady);
+  EXPECT_EQ(s.Job(0).step, 0);
+  EXPECT_EQ(s.NodeLosses(0), 1);
+  s.AddNode(MakeNode(s, x.node == a ? "a" : "b", 4, 1));  // its agent is back
+  x = analyze_on(1);
+  s.NodeLost(x.node, 2);  // loss 2: waits the step's backoff (2 s)
+  EXPECT_EQ(s.Job(0).phase, Phase::kBackoff);
+  EXPECT_EQ(s.NodeLosses(0), 2) << "the download's success between did not reset it";
+  s.AddNode(MakeNode(s, x.node == a ? "a" : "b", 4, 1));
+  place(3.9);
+  EXPECT_TRUE(out.empty()) << "nothing placed during the backoff";
+  x = analyze_on(4);
+  // Loss 3 through the agent's restart (reconciled): the job fails.
+  const FinishResult r = s.Finish(x.job, x.serial, AttemptStatus::kLost, false, 5, /*node_lost=*/true);
+  EXPECT_EQ(r.kind, FinishResult::Kind::kFailed);
+  EXPECT_EQ(r.node_losses, 3);
+  EXPECT_EQ(s.Job(0).phase, Phase::kFailed);
+  (void)b;
+  // A hand-back (drain) counts nothing; a success of the step ends the count.
+  s.Retry(0, 6);
+  EXPECT_EQ(s.NodeLosses(0), 0);
+  Placement y = place(6);
+  s.Finish(y.job, y.serial, AttemptStatus::kLost, false, 6);  // handed back
+  EXPECT_EQ(s.NodeLosses(0), 0);
+  EXPECT_EQ(s.Job(0).phase, Phase::kReady);
+}
+
 TEST(Scheduler, PoolBoundsConcurrencyAcrossNodes) {
   Scheduler s;
   s.SetPool("llm", 2);

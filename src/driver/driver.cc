@@ -128,6 +128,7 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   }
   j.report.status = JobEndName(j.end);
   if (j.end != JobEnd::kLive) ++ended_;
+  if (r.node_losses > 0) sched_.RestoreNodeLosses(idx, r.lost_step, r.node_losses);
   if (r.in_flight) {
     InFlightAttempt& a = *r.in_flight;
     if (r.in_flight_lost_why.empty() && a.node < nodes_.size() &&
@@ -252,13 +253,14 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
     Emit(e);
   }
   const bool retryable = status == core::AttemptStatus::kTimeout || o.retryable;
-  const core::FinishResult r = sched_.Finish(job, serial, status, retryable, now);
+  const core::FinishResult r = sched_.Finish(job, serial, status, retryable, now, o.lost);
   switch (r.kind) {
     case core::FinishResult::Kind::kSucceeded: EndJob(job, JobEnd::kSucceeded, "", a.step, now); break;
     case core::FinishResult::Kind::kFailed:
       EndJob(job, JobEnd::kFailed,
-             fmt::format("{} failed after {} attempt{}: {}", spec.name, a.step_attempt, a.step_attempt == 1 ? "" : "s",
-                         error),
+             r.node_losses > 0 ? NodeLossError(spec.name, r.node_losses, error)
+                               : fmt::format("{} failed after {} attempt{}: {}", spec.name, a.step_attempt,
+                                             a.step_attempt == 1 ? "" : "s", error),
              a.step, now);
       break;
     case core::FinishResult::Kind::kCancelled: EndJob(job, JobEnd::kCancelled, "", a.step, now); break;
@@ -399,6 +401,10 @@ double Driver::NextWakeup() const {
   return t;
 }
 
+std::string Driver::NodeLossError(const std::string& step, int losses, const std::string& last) {
+  return fmt::format("{} failed: node lost {} times while running this (last: {})", step, losses, last);
+}
+
 void Driver::NodeLost(uint32_t node, const std::string& why, double now) {
   const auto refs = sched_.NodeLost(node, now);
   if (!sinks_.empty()) {
@@ -425,6 +431,10 @@ void Driver::NodeLost(uint32_t node, const std::string& why, double now) {
       Emit(f);
     }
     if (sched_.Job(r.job).phase == core::Phase::kCancelled) EndJob(r.job, JobEnd::kCancelled, "", -1, now);
+    if (sched_.Job(r.job).phase == core::Phase::kFailed)  // the step's node was lost too often
+      EndJob(r.job, JobEnd::kFailed, NodeLossError(step, sched_.NodeLosses(r.job), "node " + nodes_[a.node].name +
+                                                                                    " lost: " + why),
+             a.step, now);
   }
   // Lineage may have sent waiting jobs back to their anchor step: every live job may have moved.
   for (uint32_t j = 0; j < jobs_.size(); ++j)

@@ -144,6 +144,8 @@ struct RestoredJob {
   std::string in_flight_node;                // its node's name (for the message when unknown)
   std::string in_flight_lost_why;            // set by the store when it knows the attempt is gone
   double deadline = core::kNever;
+  // Node losses of step lost_step's running attempts so far (core::Scheduler::SetMaxNodeLosses).
+  uint16_t node_losses = 0, lost_step = 0;
 };
 
 class Driver {
@@ -239,7 +241,7 @@ class Driver {
   // within `grace` are given up (AbandonOverdue); with `place`, the core's placements now are
   // started through `transport`. Returns how many were started.
   struct TurnOptions {
-    double grace = core::kNever;  // the embedded runtime: --cancel-grace; the head waits for agents
+    double grace = core::kNever;  // --cancel-grace of `baton run` and of `baton head`
     bool abandon = false;
     bool place = true;            // false while a run stops (no new attempts)
   };
@@ -268,6 +270,8 @@ class Driver {
  private:
   Event Make(Event::Type type, const JobRecord& j, int step = -1, int node = -1, double now = 0) const;
   void EndJob(uint32_t job, JobEnd end, std::string error, int step, double now);
+  // The job's error when its step's node was lost too often (core::Scheduler::SetMaxNodeLosses).
+  static std::string NodeLossError(const std::string& step, int losses, const std::string& last);
   void Record(uint32_t job, AttemptReport a);
   void Changed(uint32_t job) {
     if (store_) store_->JobChanged(job);
