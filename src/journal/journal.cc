@@ -29,7 +29,7 @@ const std::array<uint32_t, 256>& CrcTable() {
   return table;
 }
 
-constexpr size_t kMaxRecord = 64u << 20;   // a larger length field is corruption
+constexpr size_t kMaxRecord = kMaxRecordBytes;  // a larger length field is corruption
 constexpr size_t kMaxQueued = 64u << 20;   // Append waits beyond this
 
 uint32_t Load32(const char* p) {
@@ -40,6 +40,17 @@ uint32_t Load32(const char* p) {
 
 std::string Errno(const char* what, const std::filesystem::path& file) {
   return fmt::format("{}: {} failed: {}", file.string(), what, std::strerror(errno));
+}
+
+// Makes a folder's entries (a new file's name) durable.
+Status SyncDir(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Unavailable(Errno("open", dir));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return rc == 0 ? Status::Ok() : Status::Unavailable(Errno("fsync", dir));
 }
 
 }  // namespace
@@ -171,9 +182,11 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
 
 Result<std::unique_ptr<Writer>> Writer::Open(const std::filesystem::path& file, uint64_t good_bytes, bool sync) {
   std::error_code ec;
-  std::filesystem::create_directories(file.parent_path(), ec);
-  if (ec) return Status::Unavailable(file.parent_path().string() + ": cannot create: " + ec.message());
-  const uint64_t size = std::filesystem::exists(file) ? std::filesystem::file_size(file, ec) : 0;
+  const std::filesystem::path dir = file.parent_path();
+  const bool made_dir = std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Unavailable(dir.string() + ": cannot create: " + ec.message());
+  const bool existed = std::filesystem::exists(file);
+  const uint64_t size = existed ? std::filesystem::file_size(file, ec) : 0;
   if (good_bytes != UINT64_MAX && good_bytes < size) {
     // Keep the dropped tail for inspection, then cut it off.
     std::ifstream in(file, std::ios::binary);
@@ -191,6 +204,13 @@ Result<std::unique_ptr<Writer>> Writer::Open(const std::filesystem::path& file, 
       return Status::Unavailable(Errno("truncate", file));
     if (::write(fd, kMagic.data(), kMagic.size()) != static_cast<ssize_t>(kMagic.size()))
       return Status::Unavailable(Errno("write", file));
+  }
+  if (sync && !existed) {
+    if (::fdatasync(fd) != 0) return Status::Unavailable(Errno("fdatasync", file));
+    if (Status st = SyncDir(dir); !st.ok()) return st;
+    if (made_dir) {
+      if (Status st = SyncDir(dir.parent_path()); !st.ok()) return st;
+    }
   }
   return w;
 }
@@ -210,9 +230,16 @@ Writer::~Writer() {
   ::close(fd_);
 }
 
-void Writer::Append(const std::string_view* payloads, size_t n) {
+Status Writer::Append(const std::string_view* payloads, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (payloads[i].size() > kMaxRecordBytes) {
+      return Status::Invalid(fmt::format("journal record of {} bytes is over the limit of {} bytes (not written)",
+                                         payloads[i].size(), kMaxRecordBytes));
+    }
+  }
   std::unique_lock lock(mu_);
   if (pending_.size() > kMaxQueued) done_.wait(lock, [this] { return pending_.size() <= kMaxQueued || !error_.ok(); });
+  if (!error_.ok()) return error_;
   const bool was_empty = pending_.empty();
   for (size_t i = 0; i < n; ++i) {
     const std::string_view payload = payloads[i];
@@ -222,6 +249,12 @@ void Writer::Append(const std::string_view* payloads, size_t n) {
   }
   ++appended_;
   if (was_empty) wake_.notify_one();
+  return Status::Ok();
+}
+
+void Writer::OnError(std::function<void(const Status&)> f) {
+  std::lock_guard lock(mu_);
+  on_error_ = std::move(f);
 }
 
 Status Writer::Flush() {
@@ -270,12 +303,19 @@ void Writer::Loop() {
       st = Status::Unavailable(fmt::format("journal fsync failed: {}", std::strerror(errno)));
     lock.lock();
     if (sync_) ++stats_.syncs;
+    std::function<void(const Status&)> tell;
     if (!st.ok() && error_.ok()) {
       error_ = st;
       failed_ = true;  // written only by this thread; later batches are dropped
+      tell = on_error_;
     }
     durable_ = upto;
     done_.notify_all();
+    if (tell) {
+      lock.unlock();
+      tell(st);
+      lock.lock();
+    }
   }
 }
 

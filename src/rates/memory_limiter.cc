@@ -77,6 +77,11 @@ double MemoryRateLimiter::Level(const std::string& name) {
 BudgetGrant MemoryRateLimiter::Reserve(double usd) {
   MutexLock lock(&mu_);
   BudgetGrant g{true, budget_, spent_, reserved_, {}};
+  if (refusing_.load(std::memory_order_acquire) == 2) {
+    g.granted = false;
+    g.error = refused_why_;
+    return g;
+  }
   if (budget_ > 0 && spent_ + reserved_ + usd > budget_) {
     g.granted = false;
     return g;
@@ -96,6 +101,13 @@ void MemoryRateLimiter::Resume(double spent_before, std::function<void(double us
   MutexLock lock(&mu_);
   spent_ = spent_before;
   record_ = std::move(record);
+}
+
+void MemoryRateLimiter::RefuseBudget(const std::string& why) {
+  int expected = 0;
+  if (!refusing_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  refused_why_ = why;
+  refusing_.store(2, std::memory_order_release);
 }
 
 void MemoryRateLimiter::StopRecording() {

@@ -4,7 +4,9 @@
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <string>
 #include <map>
 #include <memory>
 
@@ -45,6 +47,10 @@ class MemoryRateLimiter final : public RateLimiter {
   // may outlive the run that made them).
   void Resume(double spent_before, std::function<void(double usd)> record);
   void StopRecording();
+  // From now on every Reserve is refused with `why` as its error: the spending can no longer be
+  // recorded (the journal failed), so a resumed run would not know of it. Lock-free: callable
+  // from `record` itself. The first call's reason stays.
+  void RefuseBudget(const std::string& why);
   double spent() {
     MutexLock lock(&mu_);
     return spent_;
@@ -65,6 +71,8 @@ class MemoryRateLimiter final : public RateLimiter {
   double spent_ GUARDED_BY(mu_) = 0;
   double reserved_ GUARDED_BY(mu_) = 0;
   std::function<void(double)> record_ GUARDED_BY(mu_);
+  std::atomic<int> refusing_{0};  // 1: being set, 2: refused_why_ is set and final
+  std::string refused_why_;
 };
 
 // The limiter of an embedded run: the pipeline's and the cluster file's rates, the budget.

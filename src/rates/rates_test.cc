@@ -134,6 +134,22 @@ TEST(MemoryLimiter, BudgetCountsSpentAndInFlight) {
   EXPECT_TRUE(unlimited.Reserve(1e9).granted);
 }
 
+// When spending can no longer be recorded (the journal failed, even from inside `record`), no
+// new request is admitted: a resumed run would not know what it cost.
+TEST(MemoryLimiter, RefusedBudgetAdmitsNothingMore) {
+  FakeClock clock;
+  MemoryRateLimiter rl({}, 10.0, clock);
+  rl.Resume(0, [&](double) { rl.RefuseBudget("the journal failed: disk full"); });
+  ASSERT_TRUE(rl.Reserve(0.1).granted);
+  rl.Settle(0.1, 0.1);  // records, and the record fails
+  BudgetGrant g = rl.Reserve(0.1);
+  EXPECT_FALSE(g.granted);
+  EXPECT_EQ(g.error, "the journal failed: disk full");
+  rl.RefuseBudget("a second reason");  // the first stays
+  EXPECT_EQ(rl.Reserve(0.1).error, "the journal failed: disk full");
+  rl.StopRecording();
+}
+
 TEST(MemoryLimiter, AResumedBudgetStartsFromEarlierSpendingAndRecordsItsOwn) {
   FakeClock clock;
   MemoryRateLimiter rl({}, 1.0, clock);
