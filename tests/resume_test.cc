@@ -370,6 +370,28 @@ TEST_F(ResumeTest, JournalWriteErrorStopsTheRunLoudlyAndItResumes) {
   for (const auto& [job, n] : after.ended) EXPECT_EQ(n, 1);
 }
 
+// A journal whose header declares more steps than it can hold: the run refuses it in one line
+// naming the file and what is wrong (no std::bad_alloc out of Runtime::Create), exit status 2.
+TEST_F(ResumeTest, JournalHeaderWithHugeStepCountIsRefusedClearly) {
+  Write("p.yaml", ThreeSteps(0.01));
+  Write("n.yaml", kNode);
+  std::filesystem::create_directories(Journal().parent_path());
+  {
+    journal::Encoder e;
+    e.U8(static_cast<uint8_t>(journal::Kind::kHeader)).Str("0.1.0").U32(0xFFFFFFF0u).Str("three");
+    std::string bytes(journal::kMagic);
+    journal::Frame(e.data(), &bytes);
+    std::ofstream(Journal(), std::ios::binary) << bytes;
+  }
+  Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "2", "--log-format", "none"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("journal: record 1 does not decode (kind 1): its header declares 4294967280 steps"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("(move it aside or use --rerun all)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("bad_alloc"), std::string::npos) << r.err;
+}
+
 // Locality: a job resumed at a step bound to an earlier step's node runs there while that node
 // still holds the job's folder; when the folder is gone, lineage re-runs the producing step.
 TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {

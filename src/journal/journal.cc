@@ -97,6 +97,13 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
   std::ifstream in(file, std::ios::binary);
   if (!in) return std::filesystem::exists(file) ? Status::Unavailable(file.string() + ": cannot read journal")
                                                 : Status::NotFound(file.string() + ": no journal");
+  return Read(in, file.string(), on_record, stats);
+}
+
+Status Read(std::istream& in, const std::string& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats) {
+  *stats = {};
+  uint64_t consumed = 0;  // bytes taken from `in`
   // Read in chunks so that a journal of millions of records never sits in memory whole.
   std::string buf;
   size_t pos = 0;
@@ -111,6 +118,7 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
       buf.resize(old + want);
       in.read(buf.data() + old, static_cast<std::streamsize>(want));
       buf.resize(old + static_cast<size_t>(in.gcount()));
+      consumed += static_cast<uint64_t>(in.gcount());
       if (in.gcount() == 0 || !in) eof = true;
     }
     return buf.size() - pos >= need;
@@ -121,7 +129,7 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
       if (!buf.empty()) stats->why = "magic cut short";
       return Status::Ok();
     }
-    return Status::Invalid(file.string() + ": not a Baton journal (bad magic)");
+    return Status::Invalid(file + ": not a Baton journal (bad magic)");
   }
   pos = kMagic.size();
   uint64_t offset = kMagic.size();
@@ -173,9 +181,13 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
     stats->good_bytes = offset;
   }
   if (bad) {
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(file, ec);
-    stats->dropped_bytes = ec ? 0 : size - stats->good_bytes;
+    // The rest of the input, unread so far, is dropped too.
+    while (in) {
+      char skip[1 << 16];
+      in.read(skip, sizeof skip);
+      consumed += static_cast<uint64_t>(in.gcount());
+    }
+    stats->dropped_bytes = consumed - stats->good_bytes;
   }
   return Status::Ok();
 }

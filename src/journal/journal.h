@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <istream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,6 +71,7 @@ class Decoder {
   std::string_view Str();
   bool ok() const { return ok_; }
   bool done() const { return pos_ == data_.size(); }
+  size_t remaining() const { return data_.size() - pos_; }
 
  private:
   void Raw(void* p, size_t n);
@@ -89,6 +91,9 @@ struct ReadStats {
 // Calls `on_record` with every good record's payload, in order. NotFound when the file does not
 // exist; an error when it is not a journal (bad magic). A bad tail is not an error: see stats.
 Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats);
+// The same from a stream (`file` names it in messages): what Read(path) does after opening.
+Status Read(std::istream& in, const std::string& file, const std::function<void(std::string_view)>& on_record,
             ReadStats* stats);
 
 struct WriterStats {

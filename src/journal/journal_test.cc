@@ -309,6 +309,37 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
             3);
 }
 
+// A header whose step count is larger than its record could hold (or than a pipeline may have)
+// is refused with one line naming the count, before anything is allocated for it.
+TEST(JournalReplay, HugeStepCountInAHeaderIsAClearError) {
+  const auto f = TempFile("huge-steps");
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    e.U8(static_cast<uint8_t>(Kind::kHeader)).Str("0.1.0").U32(0xFFFFFFFFu).Str("x");
+    Put(**w, e.data());
+  }
+  auto past = Replay(f);
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.error().find("record 1 does not decode (kind 1): its header declares 4294967295 steps (at most 1024"),
+            std::string::npos)
+      << past.error();
+  // The most a header may declare still replays.
+  std::vector<StepPrint> many(kMaxSteps);
+  for (uint32_t i = 0; i < kMaxSteps; ++i) many[i] = {"s" + std::to_string(i), i};
+  {
+    auto w = Writer::Open(f, 0);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    EncodeHeader("0.1.0", many, "p", &e);
+    Put(**w, e.data());
+  }
+  past = Replay(f);
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_EQ(past->steps.size(), size_t{kMaxSteps});
+}
+
 TEST(JournalFingerprint, WithChangesTheFingerprint) {
   PipelineSpec p = Pipeline({{"a", "sleep"}});
   const auto before = Fingerprint(p);

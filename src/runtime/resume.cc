@@ -186,6 +186,11 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     return store;
   }
   const std::filesystem::path file = options.out / ".baton" / "journal";
+  if (spec.steps.size() > journal::kMaxSteps) {
+    ::close(lock_fd);
+    throw LoadError(fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)",
+                                spec.name, spec.steps.size(), journal::kMaxSteps));
+  }
   if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
     const auto aside = FreeName(file);
     std::filesystem::rename(file, aside);
