@@ -370,7 +370,8 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   auto s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);
   EXPECT_EQ(s.error,
-            "dashboard address 0.0.0.0:0: not a loopback address, so a token is required (--token or BATON_TOKEN)");
+            "dashboard address 0.0.0.0:0: not a loopback address, so a token is required "
+            "(--token-file or BATON_TOKEN)");
   o.token = "short";
   s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);
