@@ -16,14 +16,25 @@
 
 namespace baton::rates {
 
+// The rate a bucket refills at: `per_second` less a margin for jitter (the provider's clock, the
+// network, thread wake-ups see Baton's spacing a little shorter than it was): 20 ms per interval,
+// at least 2% and at most 5% of it. Told a provider's exact rate, Baton then stays under it.
+double PacedPerSecond(const RateSpec& spec);
+
+// After a 429: the rate is multiplied by kLimitedFactor (not below kMinFactor of the declared
+// one); each grant multiplies it by kRecoverFactor, back up to 1.
+inline constexpr double kLimitedFactor = 0.8, kMinFactor = 0.25, kRecoverFactor = 1.01;
+
 // The bucket arithmetic shared with the Redis script (redis_limiter.cc mirrors it in Lua).
 struct Bucket {
-  double level = 0;  // tokens now (negative: debt)
-  double ts = 0;     // clock time of `level`
-  double hold = 0;   // nothing is granted before this time (provider said 0 remaining)
+  double level = 0;   // tokens now (negative: debt)
+  double ts = 0;      // clock time of `level`; in the future while a 429's hold lasts (no refill)
+  double hold = 0;    // nothing is granted before this time (provider said 0 remaining, or 429)
+  double factor = 1;  // the rate's multiplier after 429s
 
   void Refill(const RateSpec& spec, double now);
   RateGrant Take(const RateSpec& spec, double amount, double now);
+  void Limited(const RateSpec& spec, double retry_after, double now);
 };
 
 class MemoryRateLimiter final : public RateLimiter {
@@ -36,6 +47,7 @@ class MemoryRateLimiter final : public RateLimiter {
   RateGrant TryTake(const std::string& name, double amount) override;
   void Give(const std::string& name, double amount) override;
   void Lower(const std::string& name, double remaining, double reset_seconds) override;
+  void Limited(const std::string& name, double retry_after) override;
   BudgetGrant Reserve(double usd) override;
   void Settle(double reserved_usd, double spent_usd) override;
   double budget_usd() const override { return budget_; }
