@@ -5,7 +5,8 @@
 // up to `burst` (default: one second's worth, at least 1). Every step, job and node that names a
 // bucket shares it. Requests are paced a little below `rate` (PacedPerSecond in
 // src/rates/memory_limiter.h: ~20 ms per interval, 2% to 5% of it), since the provider's clock
-// and the network see Baton's spacing with some jitter. `budget: {usd: N}` caps what LLM requests may cost across the run.
+// and the network see Baton's spacing with some jitter. `budget: {usd: N}` caps what LLM
+// requests may cost across the run.
 //
 // The engine hands a step a RateLimiter through StepContext::rates (null when the runtime has
 // none). Implementations: a memory one for the embedded runtime (src/rates/memory_limiter.h) and
