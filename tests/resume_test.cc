@@ -336,6 +336,63 @@ TEST_F(ResumeTest, CtrlCThenRunAgainContinuesTheInterruptedJobs) {
   for (const auto& [job, n] : after.ended) EXPECT_EQ(n, 1);
 }
 
+// The journal cannot be written (the file-size limit, as a full disk would refuse it): the run
+// stops at once saying why, with its own exit status, instead of going on unjournaled; run again
+// without the limit, it resumes from what the journal holds.
+TEST_F(ResumeTest, JournalWriteErrorStopsTheRunLoudlyAndItResumes) {
+  Write("p.yaml", ThreeSteps(0.05));
+  Write("n.yaml", kNode);
+  std::string inputs;
+  constexpr int kJobs = 100;
+  for (int i = 0; i < kJobs; ++i) inputs += std::to_string(i) + std::string(1000, 'x') + "\n";
+  Write("in.txt", inputs);  // ~100 KB of job-added records, over the 32 KiB limit below
+  // dash: `ulimit -f` counts 512-byte blocks; SIGXFSZ ignored, so write() fails with EFBIG.
+  const pid_t pid = testing::SpawnIn(dir_.path(),
+                                     {"/bin/sh", "-c", "trap '' XFSZ; ulimit -f 64 && exec \"$0\" \"$@\"", Baton(),
+                                      "run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format",
+                                      "none"},
+                                     dir_ / "stderr");
+  Result first = Wait(pid);
+  EXPECT_EQ(first.status, 3) << first.err;
+  EXPECT_NE(first.err.find("baton: error: the journal failed: journal write failed: File too large"),
+            std::string::npos)
+      << first.err;
+  const Counts before = Count(Journal());
+  EXPECT_LE(std::filesystem::file_size(Journal()), 64u * 512);
+  EXPECT_LT(before.ended.size(), size_t{kJobs}) << "the run went on without its journal";
+
+  Result second = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_NE(second.err.find("resuming from"), std::string::npos) << second.err;
+  EXPECT_EQ(Summary()["succeeded"], kJobs);
+  EXPECT_FALSE(Summary().contains("error"));
+  const Counts after = Count(Journal());
+  EXPECT_EQ(after.ended.size(), size_t{kJobs});
+  for (const auto& [job, n] : after.ended) EXPECT_EQ(n, 1);
+}
+
+// A journal whose header declares more steps than it can hold: the run refuses it in one line
+// naming the file and what is wrong (no std::bad_alloc out of Runtime::Create), exit status 2.
+TEST_F(ResumeTest, JournalHeaderWithHugeStepCountIsRefusedClearly) {
+  Write("p.yaml", ThreeSteps(0.01));
+  Write("n.yaml", kNode);
+  std::filesystem::create_directories(Journal().parent_path());
+  {
+    journal::Encoder e;
+    e.U8(static_cast<uint8_t>(journal::Kind::kHeader)).Str("0.1.0").U32(0xFFFFFFF0u).Str("three");
+    std::string bytes(journal::kMagic);
+    journal::Frame(e.data(), &bytes);
+    std::ofstream(Journal(), std::ios::binary) << bytes;
+  }
+  Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--jobs", "2", "--log-format", "none"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("journal: record 1 does not decode (kind 1): its header declares 4294967280 steps"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("(move it aside or use --rerun all)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("bad_alloc"), std::string::npos) << r.err;
+}
+
 // Locality: a job resumed at a step bound to an earlier step's node runs there while that node
 // still holds the job's folder; when the folder is gone, lineage re-runs the producing step.
 TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {

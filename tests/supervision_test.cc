@@ -268,5 +268,83 @@ TEST(CommandChildren, DieWithTheirParentGetNoSecretsAndNoDescriptors) {
   EXPECT_NE(env.find("BATON_JOB=job-0"), std::string::npos) << env;
 }
 
+// Secrets that do not look like secrets by name: a Redis URL with its password (BATON_REDIS) and
+// the variable an llm step reads its key from, whatever its name (MY_LLM_KEY). A command step
+// gets them only when it names them in pass_env.
+TEST(CommandChildren, GetNoRedisPasswordNorTheLlmKeyUnlessNamed) {
+  testing::TempDir dir;
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  std::ofstream(dir / "p.yaml")
+      << "steps:\n"
+         "  - {name: plain, uses: command, with: {argv: [sh, -c, 'env > \"$1\"', sh, '"
+      << (dir / "plain.txt").string()
+      << "']}}\n"
+         "  - {name: named, uses: command, retries: 0, with: {argv: [sh, -c, 'env > \"$1\"; exit 3', sh, '"
+      << (dir / "named.txt").string()
+      << "'], pass_env: [BATON_REDIS, MY_LLM_KEY]}}\n"
+         "  - {name: summarize, uses: llm, with: {provider: openai, base_url: 'http://127.0.0.1:9', "
+         "api_key_env: MY_LLM_KEY}}\n";
+  setenv("BATON_REDIS", "redis://:redis-url-secret@127.0.0.1:6379/0", 1);
+  setenv("MY_LLM_KEY", "sk-my-llm-secret", 1);
+  setenv("DATABASE_URL", "postgres://app:db-url-secret@db.example/app", 1);
+  setenv("PLAIN_SETTING", "visible", 1);
+  const int status = testing::RunProgram({baton, "run", (dir / "p.yaml").string(), "--jobs", "1", "--out",
+                                          (dir / "out").string(), "--log-format", "none"},
+                                         (dir / "run.log").string());
+  unsetenv("BATON_REDIS");
+  unsetenv("MY_LLM_KEY");
+  unsetenv("DATABASE_URL");
+  unsetenv("PLAIN_SETTING");
+  EXPECT_EQ(status, 1) << ReadFile(dir / "run.log");  // the named step exits 3: the job fails there
+
+  const std::string plain = ReadFile(dir / "plain.txt");
+  EXPECT_EQ(plain.find("redis-url-secret"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("sk-my-llm-secret"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("db-url-secret"), std::string::npos) << plain;
+  EXPECT_NE(plain.find("PLAIN_SETTING=visible"), std::string::npos) << plain;
+  const std::string named = ReadFile(dir / "named.txt");
+  EXPECT_NE(named.find("BATON_REDIS=redis://:redis-url-secret@127.0.0.1:6379/0"), std::string::npos) << named;
+  EXPECT_NE(named.find("MY_LLM_KEY=sk-my-llm-secret"), std::string::npos) << named;
+  EXPECT_EQ(named.find("db-url-secret"), std::string::npos) << named;
+}
+
+// The dashboard token from a file (never on the command line, where /proc/PID/cmdline shows it);
+// --token still works but warns; both at once is an error.
+TEST_F(SupervisionTest, DashboardTokenComesFromAFile) {
+  const std::string token = "file-token-0123456789";
+  Write("token.txt", token + "\n");
+  auto run = Run(kSlow, 1, {"--dashboard", "127.0.0.1:0", "--token-file", (dir_ / "token.txt").string()});
+  ASSERT_TRUE(LogHas("run.log", "dashboard at http://127.0.0.1:")) << Log("run.log");
+  const std::string log = Log("run.log");
+  const size_t at = log.find("http://127.0.0.1:");
+  std::string url = log.substr(at, log.find_first_of(" \n", at) - at);
+  if (url.back() != '/') url += '/';
+  auto auth = [&](const std::string& bearer) {
+    const auto out = dir_ / "auth.json";
+    std::filesystem::remove(out);
+    testing::RunProgram({"curl", "-s", "-o", out.string(), "-H", "Authorization: Bearer " + bearer, url + "api/auth"});
+    return nlohmann::json::parse(ReadFile(out), nullptr, false);
+  };
+  EXPECT_EQ(auth(token)["authorised"], true) << url;
+  EXPECT_EQ(auth("wrong-token-0123456789")["authorised"], false);
+  EXPECT_EQ(auth(token)["token_required"], true);
+  const std::string cmdline = ReadFile("/proc/" + std::to_string(run->pid()) + "/cmdline");
+  EXPECT_EQ(cmdline.find(token), std::string::npos);
+  EXPECT_EQ(log.find("warning: --token"), std::string::npos) << log;
+  kill(run->pid(), SIGTERM);
+  EXPECT_EQ(run->Wait(60), 143) << Log("run.log");
+
+  // Both flags: refused before anything runs.
+  std::filesystem::remove_all(dir_ / "out");
+  run = Run(kSlow, 1, {"--dashboard", "127.0.0.1:0", "--token-file", (dir_ / "token.txt").string(), "--token", token});
+  EXPECT_EQ(run->Wait(60), 2) << Log("run.log");
+  EXPECT_TRUE(LogHas("run.log", "--token and --token-file: give one, not both", 0)) << Log("run.log");
+  // An empty file: refused, naming it.
+  Write("empty.txt", "\n");
+  run = Run(kSlow, 1, {"--dashboard", "127.0.0.1:0", "--token-file", (dir_ / "empty.txt").string()});
+  EXPECT_EQ(run->Wait(60), 2) << Log("run.log");
+  EXPECT_TRUE(LogHas("run.log", "empty.txt: the first line is empty", 0)) << Log("run.log");
+}
+
 }  // namespace
 }  // namespace baton

@@ -3,7 +3,10 @@
 // A pipeline or cluster file declares `rates: {openai_requests: 500/min, openai_tokens: {rate:
 // 200000/min, burst: 20000}}`: each name is a token bucket that refills continuously at `rate`
 // up to `burst` (default: one second's worth, at least 1). Every step, job and node that names a
-// bucket shares it. `budget: {usd: N}` caps what LLM requests may cost across the run.
+// bucket shares it. Requests are paced a little below `rate` (PacedPerSecond in
+// src/rates/memory_limiter.h: ~20 ms per interval, 2% to 5% of it), since the provider's clock
+// and the network see Baton's spacing with some jitter. `budget: {usd: N}` caps what LLM
+// requests may cost across the run.
 //
 // The engine hands a step a RateLimiter through StepContext::rates (null when the runtime has
 // none). Implementations: a memory one for the embedded runtime (src/rates/memory_limiter.h) and
@@ -62,6 +65,11 @@ class RateLimiter {
   // The provider knows better: the bucket holds at most `remaining`, and when `remaining` <= 0
   // nothing is granted for `reset_seconds` (a 429's Retry-After, a reset header).
   virtual void Lower(const std::string& name, double remaining, double reset_seconds) = 0;
+  // The provider refused a request of this bucket (HTTP 429): the bucket is emptied, grants
+  // nothing to any waiting request for `retry_after` seconds (the provider's Retry-After; one
+  // interval when <= 0) and refills only from then on, and its rate is lowered (x0.8 per 429,
+  // down to a quarter of the declared rate; each grant brings back 1%).
+  virtual void Limited(const std::string& name, double retry_after) = 0;
 
   // Budget: reserves `usd` when spent + reserved + usd stays within the budget (always granted
   // without a budget). Every granted reservation must be settled exactly once.

@@ -32,7 +32,11 @@ struct RunReport {
   double seconds = 0;
   int succeeded = 0, failed = 0, cancelled = 0;
   bool interrupted = false;
-  // 0 when every job succeeded, 1 when some failed or were cancelled, 130 when interrupted.
+  // Why the run stopped itself, "" when it did not: its journal failed (a write or sync error, or
+  // a record over the journal's limit), so it could not go on without losing what it did.
+  std::string error;
+  // 0 when every job succeeded, 1 when some failed or were cancelled, 130 when interrupted, 3
+  // when the run stopped itself (`error`).
   int ExitCode() const;
   Json ToJson() const;
   // The same JSON as ToJson().dump(1), streamed without building the tree (large runs).

@@ -38,7 +38,7 @@ struct ClusterArgs {
   int max_node_losses = 3;
   std::string cancel_grace = "10s";
   std::string retain = "7d", export_file;
-  std::string dashboard, token;
+  std::string dashboard, token, token_file;
   bool dashboard_requested = false;
   bool keep_work = false;  // head and node: --keep-work
   // node
@@ -99,9 +99,12 @@ int HeadCommand(const cluster::RedisUrl& url) {
   if (g_args.dashboard_requested) {
     dashboard::DashboardOptions options;
     if (!g_args.dashboard.empty()) options.address = g_args.dashboard;
-    options.token = g_args.token;
-    if (options.token.empty())
-      if (const char* env = std::getenv("BATON_TOKEN")) options.token = env;
+    try {
+      options.token = DashboardToken(g_args.token, g_args.token_file);
+    } catch (const LoadError& e) {
+      std::fprintf(stderr, "baton: error: %s\n", e.what());
+      return 2;
+    }
     source = std::make_unique<dashboard::HeadSource>(head);
     auto started = dashboard::DashboardServer::Start(*source, options);
     if (!started.server) {
@@ -340,7 +343,10 @@ void AddClusterCommands(CLI::App& app) {
   g_head_dashboard =
       g_head->add_option("--dashboard", g_args.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")
           ->expected(0, 1);
-  g_head->add_option("--token", g_args.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
+  g_head->add_option("--token-file", g_args.token_file,
+                     "File whose first line is the dashboard token (required off loopback; or BATON_TOKEN)");
+  g_head->add_option("--token", g_args.token,
+                     "Dashboard token on the command line (visible in ps: prefer --token-file)");
 
   g_node = app.add_subcommand("node", "Run a node agent: runs attempts the head places here");
   CommonOptions(g_node);

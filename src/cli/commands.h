@@ -31,8 +31,14 @@ struct RunArgs {
   std::vector<std::string> resources, labels;
   bool dashboard_requested = false;
   bool keep_work = false;  // --keep-work
-  std::string dashboard, token;
+  std::string dashboard, token, token_file;
 };
+
+// The dashboard's token, from where it is not shown to other local users: --token-file (its first
+// line), else BATON_TOKEN. --token still works but warns: the command line is readable by every
+// local user in /proc/PID/cmdline (`ps`). Throws LoadError naming the flag when the file cannot be
+// read, its first line is empty, or both flags are given.
+std::string DashboardToken(const std::string& token_flag, const std::string& token_file);
 
 struct SimulateArgs {
   std::string pipeline, inputs, cluster, trace, per_node_file;

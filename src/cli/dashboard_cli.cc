@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "cli/commands.h"
@@ -20,12 +22,30 @@ struct Dashboard : DashboardHandle {
 
 }  // namespace
 
+std::string DashboardToken(const std::string& token_flag, const std::string& token_file) {
+  if (!token_flag.empty() && !token_file.empty()) throw LoadError("--token and --token-file: give one, not both");
+  if (!token_flag.empty()) {
+    std::fprintf(stderr,
+                 "baton: warning: --token: the command line is visible to every local user (/proc/PID/cmdline, "
+                 "`ps`); prefer --token-file FILE or BATON_TOKEN\n");
+    return token_flag;
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    std::string line;
+    if (!in || !std::getline(in, line)) throw LoadError("--token-file " + token_file + ": cannot read it");
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    if (line.empty()) throw LoadError("--token-file " + token_file + ": the first line is empty");
+    return line;
+  }
+  const char* env = std::getenv("BATON_TOKEN");
+  return env != nullptr ? env : "";
+}
+
 std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args) {
   dashboard::DashboardOptions options;
   if (!args.dashboard.empty()) options.address = args.dashboard;
-  options.token = args.token;
-  if (options.token.empty())
-    if (const char* env = std::getenv("BATON_TOKEN")) options.token = env;
+  options.token = DashboardToken(args.token, args.token_file);
   auto handle = std::make_unique<Dashboard>();
   handle->source = std::make_unique<dashboard::RuntimeSource>(runtime);
   auto started = dashboard::DashboardServer::Start(*handle->source, options);

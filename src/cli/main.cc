@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
   cmd_run->add_option("--labels", run.labels, "Extra labels of this machine's node, KEY=VALUE[,...]");
   auto* dash = cmd_run->add_option("--dashboard", run.dashboard, "Serve the dashboard at ADDR (default 127.0.0.1:8265)")
                    ->expected(0, 1);
-  cmd_run->add_option("--token", run.token, "Dashboard token (required off loopback; or BATON_TOKEN)");
+  cmd_run->add_option("--token-file", run.token_file,
+                      "File whose first line is the dashboard token (required off loopback; or BATON_TOKEN)");
+  cmd_run->add_option("--token", run.token, "Dashboard token on the command line (visible in ps: prefer --token-file)");
 
   std::string validate_pipeline, validate_cluster;
   auto* cmd_validate = app.add_subcommand("validate", "Check a pipeline (and cluster) file without running anything");

@@ -1,5 +1,12 @@
 // The JSON API, live events and reports of the dashboard (see docs/dashboard.md).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -264,13 +271,36 @@ void DashboardServer::Impl::HandleReport(const std::string& id, const std::strin
   if (ec || real.string().compare(0, r.size(), r) != 0) return refuse(400, "bad path");
   if (!fs::is_regular_file(real, ec))
     return refuse(404, rest.empty() ? "no report for job " + id + " yet" : "not found");
-  std::ifstream in(real, std::ios::binary);
-  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Streamed in chunks from one open descriptor (command logs can be gigabytes): never whole in
+  // memory. O_NOFOLLOW: the name checked above cannot have become a link since.
+  const int fd = ::open(real.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
+    return refuse(404, "not found");
+  }
+  auto open_file = std::shared_ptr<int>(new int(fd), [](int* f) {
+    ::close(*f);
+    delete f;
+  });
   // Reports are documents, not apps: no scripts, and only this server's files.
   res.set_header("Content-Security-Policy",
                  "sandbox; default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
   res.set_header("X-Content-Type-Options", "nosniff");
-  res.set_content(body, FileType(real));
+  // The size when opened: a log still growing is served as it was (Content-Length must hold).
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) return res.set_content("", FileType(real));
+  res.set_content_provider(size, FileType(real),
+                           [open_file, size](size_t offset, size_t length, httplib::DataSink& sink) {
+                             char buf[64 * 1024];
+                             const size_t want = std::min({length, sizeof buf, size - offset});
+                             ssize_t n;
+                             do {
+                               n = ::pread(*open_file, buf, want, static_cast<off_t>(offset));
+                             } while (n < 0 && errno == EINTR);
+                             if (n <= 0) return false;  // truncated meanwhile: the client sees a short body
+                             return sink.write(buf, static_cast<size_t>(n));
+                           });
 }
 
 void DashboardServer::Impl::AddApiRoutes() {

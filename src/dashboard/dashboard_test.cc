@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <httplib.h>
 
 #include "baton/pipeline.h"
@@ -204,6 +205,46 @@ TEST_F(DashboardTest, JobDetailHasAttemptsLogTailsAndReport) {
   EXPECT_EQ(r->status, 404);
 }
 
+// A report file (a command's log can be gigabytes) is streamed, never read whole into memory:
+// serving a 512 MiB file raises this process's peak memory by far less than its size. Ranges
+// are served too.
+TEST_F(DashboardTest, ReportFilesAreStreamed) {
+  Start(PipelineYaml(0.01, 0), {"a"});
+  Run();
+  Join();
+  const fs::path job_dir = dir_ / "out" / "job-0";
+  fs::create_directories(job_dir / "logs");
+  constexpr uintmax_t kBig = uintmax_t{512} << 20;
+  {
+    std::ofstream(job_dir / "logs" / "big.log") << "first line\n";
+    fs::resize_file(job_dir / "logs" / "big.log", kBig);  // sparse: no disk, and zeros after the line
+  }
+  struct rusage before {};
+  getrusage(RUSAGE_SELF, &before);
+  auto c = Client();
+  uintmax_t received = 0;
+  std::string head;
+  auto r = c.Get("/report/job-0/logs/big.log", [&](const char* data, size_t n) {
+    if (head.size() < 11) head.append(data, std::min<size_t>(n, 11 - head.size()));
+    received += n;
+    return true;
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(received, kBig);
+  EXPECT_EQ(head, "first line\n");
+  struct rusage after {};
+  getrusage(RUSAGE_SELF, &after);
+  const long grown_kib = after.ru_maxrss - before.ru_maxrss;  // KiB on Linux
+  EXPECT_LT(grown_kib, 64 * 1024) << "peak memory grew by " << grown_kib << " KiB serving a 512 MiB file";
+
+  httplib::Headers range = {{"Range", "bytes=6-9"}};
+  r = c.Get("/report/job-0/logs/big.log", range);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 206);
+  EXPECT_EQ(r->body, "line");
+}
+
 TEST_F(DashboardTest, NodesShowResourcesGpusAndLabels) {
   Start(PipelineYaml(0.05, 0), {"a"});
   Json before = GetJson("/api/nodes");
@@ -370,7 +411,8 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   auto s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);
   EXPECT_EQ(s.error,
-            "dashboard address 0.0.0.0:0: not a loopback address, so a token is required (--token or BATON_TOKEN)");
+            "dashboard address 0.0.0.0:0: not a loopback address, so a token is required "
+            "(--token-file or BATON_TOKEN)");
   o.token = "short";
   s = DashboardServer::Start(source, o);
   EXPECT_FALSE(s.server);

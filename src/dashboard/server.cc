@@ -183,7 +183,7 @@ DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, Das
   if (!ParseAddress(options.address, &m.address, &error)) return {nullptr, error};
   if (!m.address.loopback && options.token.empty())
     return {nullptr, fmt::format("dashboard address {}: not a loopback address, so a token is required "
-                                 "(--token or BATON_TOKEN)", options.address)};
+                                 "(--token-file or BATON_TOKEN)", options.address)};
   if (!options.token.empty() && options.token.size() < 8)
     return {nullptr, "dashboard token: too short (at least 8 characters)"};
   m.source = &source;

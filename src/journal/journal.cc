@@ -29,7 +29,7 @@ const std::array<uint32_t, 256>& CrcTable() {
   return table;
 }
 
-constexpr size_t kMaxRecord = 64u << 20;   // a larger length field is corruption
+constexpr size_t kMaxRecord = kMaxRecordBytes;  // a larger length field is corruption
 constexpr size_t kMaxQueued = 64u << 20;   // Append waits beyond this
 
 uint32_t Load32(const char* p) {
@@ -40,6 +40,17 @@ uint32_t Load32(const char* p) {
 
 std::string Errno(const char* what, const std::filesystem::path& file) {
   return fmt::format("{}: {} failed: {}", file.string(), what, std::strerror(errno));
+}
+
+// Makes a folder's entries (a new file's name) durable.
+Status SyncDir(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Unavailable(Errno("open", dir));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return rc == 0 ? Status::Ok() : Status::Unavailable(Errno("fsync", dir));
 }
 
 }  // namespace
@@ -86,6 +97,13 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
   std::ifstream in(file, std::ios::binary);
   if (!in) return std::filesystem::exists(file) ? Status::Unavailable(file.string() + ": cannot read journal")
                                                 : Status::NotFound(file.string() + ": no journal");
+  return Read(in, file.string(), on_record, stats);
+}
+
+Status Read(std::istream& in, const std::string& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats) {
+  *stats = {};
+  uint64_t consumed = 0;  // bytes taken from `in`
   // Read in chunks so that a journal of millions of records never sits in memory whole.
   std::string buf;
   size_t pos = 0;
@@ -100,6 +118,7 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
       buf.resize(old + want);
       in.read(buf.data() + old, static_cast<std::streamsize>(want));
       buf.resize(old + static_cast<size_t>(in.gcount()));
+      consumed += static_cast<uint64_t>(in.gcount());
       if (in.gcount() == 0 || !in) eof = true;
     }
     return buf.size() - pos >= need;
@@ -110,7 +129,7 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
       if (!buf.empty()) stats->why = "magic cut short";
       return Status::Ok();
     }
-    return Status::Invalid(file.string() + ": not a Baton journal (bad magic)");
+    return Status::Invalid(file + ": not a Baton journal (bad magic)");
   }
   pos = kMagic.size();
   uint64_t offset = kMagic.size();
@@ -162,18 +181,24 @@ Status Read(const std::filesystem::path& file, const std::function<void(std::str
     stats->good_bytes = offset;
   }
   if (bad) {
-    std::error_code ec;
-    const uint64_t size = std::filesystem::file_size(file, ec);
-    stats->dropped_bytes = ec ? 0 : size - stats->good_bytes;
+    // The rest of the input, unread so far, is dropped too.
+    while (in) {
+      char skip[1 << 16];
+      in.read(skip, sizeof skip);
+      consumed += static_cast<uint64_t>(in.gcount());
+    }
+    stats->dropped_bytes = consumed - stats->good_bytes;
   }
   return Status::Ok();
 }
 
 Result<std::unique_ptr<Writer>> Writer::Open(const std::filesystem::path& file, uint64_t good_bytes, bool sync) {
   std::error_code ec;
-  std::filesystem::create_directories(file.parent_path(), ec);
-  if (ec) return Status::Unavailable(file.parent_path().string() + ": cannot create: " + ec.message());
-  const uint64_t size = std::filesystem::exists(file) ? std::filesystem::file_size(file, ec) : 0;
+  const std::filesystem::path dir = file.parent_path();
+  const bool made_dir = std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Unavailable(dir.string() + ": cannot create: " + ec.message());
+  const bool existed = std::filesystem::exists(file);
+  const uint64_t size = existed ? std::filesystem::file_size(file, ec) : 0;
   if (good_bytes != UINT64_MAX && good_bytes < size) {
     // Keep the dropped tail for inspection, then cut it off.
     std::ifstream in(file, std::ios::binary);
@@ -191,6 +216,13 @@ Result<std::unique_ptr<Writer>> Writer::Open(const std::filesystem::path& file, 
       return Status::Unavailable(Errno("truncate", file));
     if (::write(fd, kMagic.data(), kMagic.size()) != static_cast<ssize_t>(kMagic.size()))
       return Status::Unavailable(Errno("write", file));
+  }
+  if (sync && !existed) {
+    if (::fdatasync(fd) != 0) return Status::Unavailable(Errno("fdatasync", file));
+    if (Status st = SyncDir(dir); !st.ok()) return st;
+    if (made_dir) {
+      if (Status st = SyncDir(dir.parent_path()); !st.ok()) return st;
+    }
   }
   return w;
 }
@@ -210,9 +242,16 @@ Writer::~Writer() {
   ::close(fd_);
 }
 
-void Writer::Append(const std::string_view* payloads, size_t n) {
+Status Writer::Append(const std::string_view* payloads, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (payloads[i].size() > kMaxRecordBytes) {
+      return Status::Invalid(fmt::format("journal record of {} bytes is over the limit of {} bytes (not written)",
+                                         payloads[i].size(), kMaxRecordBytes));
+    }
+  }
   std::unique_lock lock(mu_);
   if (pending_.size() > kMaxQueued) done_.wait(lock, [this] { return pending_.size() <= kMaxQueued || !error_.ok(); });
+  if (!error_.ok()) return error_;
   const bool was_empty = pending_.empty();
   for (size_t i = 0; i < n; ++i) {
     const std::string_view payload = payloads[i];
@@ -222,6 +261,12 @@ void Writer::Append(const std::string_view* payloads, size_t n) {
   }
   ++appended_;
   if (was_empty) wake_.notify_one();
+  return Status::Ok();
+}
+
+void Writer::OnError(std::function<void(const Status&)> f) {
+  std::lock_guard lock(mu_);
+  on_error_ = std::move(f);
 }
 
 Status Writer::Flush() {
@@ -270,12 +315,19 @@ void Writer::Loop() {
       st = Status::Unavailable(fmt::format("journal fsync failed: {}", std::strerror(errno)));
     lock.lock();
     if (sync_) ++stats_.syncs;
+    std::function<void(const Status&)> tell;
     if (!st.ok() && error_.ok()) {
       error_ = st;
       failed_ = true;  // written only by this thread; later batches are dropped
+      tell = on_error_;
     }
     durable_ = upto;
     done_.notify_all();
+    if (tell) {
+      lock.unlock();
+      tell(st);
+      lock.lock();
+    }
   }
 }
 

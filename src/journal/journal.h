@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <istream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,9 @@
 namespace baton::journal {
 
 inline constexpr std::string_view kMagic = "BATONJ1\n";
+// The largest payload a frame may carry: Read() takes a larger length field for corruption, so
+// Writer::Append refuses such a record rather than write what no reader would accept.
+inline constexpr size_t kMaxRecordBytes = size_t{64} << 20;
 
 uint32_t Crc32c(const void* data, size_t size, uint32_t crc = 0);
 
@@ -67,6 +71,7 @@ class Decoder {
   std::string_view Str();
   bool ok() const { return ok_; }
   bool done() const { return pos_ == data_.size(); }
+  size_t remaining() const { return data_.size() - pos_; }
 
  private:
   void Raw(void* p, size_t n);
@@ -87,6 +92,9 @@ struct ReadStats {
 // exist; an error when it is not a journal (bad magic). A bad tail is not an error: see stats.
 Status Read(const std::filesystem::path& file, const std::function<void(std::string_view)>& on_record,
             ReadStats* stats);
+// The same from a stream (`file` names it in messages): what Read(path) does after opening.
+Status Read(std::istream& in, const std::string& file, const std::function<void(std::string_view)>& on_record,
+            ReadStats* stats);
 
 struct WriterStats {
   uint64_t records = 0, bytes = 0, syncs = 0;
@@ -98,7 +106,9 @@ class Writer {
 
   // Opens `file` for appending, creating it (and its folder) with the magic when missing, and
   // cutting it to `good_bytes` when given (the good prefix Read() found; the rest is copied to
-  // `<file>.dropped` first). `sync`: false skips fdatasync (benchmarks of the journal's CPU cost).
+  // `<file>.dropped` first). A new file's magic is synced and so is its folder (and the folder's
+  // parent when the folder was made), so the journal's name survives a power loss.
+  // `sync`: false skips every fsync (benchmarks of the journal's CPU cost).
   static Result<std::unique_ptr<Writer>> Open(const std::filesystem::path& file, uint64_t good_bytes = UINT64_MAX,
                                               bool sync = true);
   ~Writer();  // Flush(), then closes
@@ -109,13 +119,21 @@ class Writer {
   // Group commit: a batch is written and synced at most every kBatchInterval (unless Flush() is
   // waiting), so a run of short steps makes ~200 syncs a second, not one per handful of records;
   // a crash loses at most the records of the last interval (their steps run again on resume).
-  void Append(std::string_view payload) { Append(&payload, 1); }
+  // Refused, nothing queued: a payload over kMaxRecordBytes (Invalid, naming its size), and
+  // every record once a write or sync has failed (that error).
+  Status Append(std::string_view payload) { return Append(&payload, 1); }
   // Queues several records that land in the same write (a crash keeps all or none of them).
-  void Append(std::initializer_list<std::string_view> payloads) { Append(payloads.begin(), payloads.size()); }
-  void Append(const std::string_view* payloads, size_t n);
+  Status Append(std::initializer_list<std::string_view> payloads) {
+    return Append(payloads.begin(), payloads.size());
+  }
+  Status Append(const std::string_view* payloads, size_t n);
   // Waits until every record appended before the call is written and synced. The first write or
-  // sync error, if any (the journal then stops writing; the run goes on without it).
+  // sync error, if any: the journal then writes nothing more, and its owner must stop (records
+  // it no longer keeps, such as money spent, would be missing on resume).
   Status Flush();
+  // Called once, on the writer's thread and without its lock, with the first write or sync
+  // error (so the owner learns of it without waiting for a Flush). Set it before appending.
+  void OnError(std::function<void(const Status&)> f);
   WriterStats stats() const;
 
  private:
@@ -132,6 +150,7 @@ class Writer {
   bool stop_ = false;
   bool failed_ = false;
   Status error_;
+  std::function<void(const Status&)> on_error_;
   WriterStats stats_;
   std::thread thread_;
 };

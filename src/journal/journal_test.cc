@@ -2,8 +2,12 @@
 #include "journal/journal.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -28,10 +32,16 @@ std::vector<std::string> ReadAll(const std::filesystem::path& f, ReadStats* stat
   return out;
 }
 
+// Appends one record; it must be accepted.
+void Put(Writer& w, std::string_view payload) {
+  Status st = w.Append(payload);
+  ASSERT_TRUE(st.ok()) << st.message();
+}
+
 void WriteRecords(const std::filesystem::path& f, int n) {
   auto w = Writer::Open(f);
   ASSERT_TRUE(w.ok()) << w.error();
-  for (int i = 0; i < n; ++i) (*w)->Append("record-" + std::to_string(i));
+  for (int i = 0; i < n; ++i) Put(**w, "record-" + std::to_string(i));
   ASSERT_TRUE((*w)->Flush().ok());
 }
 
@@ -47,7 +57,7 @@ TEST(JournalFraming, RoundTripAndAppendAcrossOpens) {
   {
     auto w = Writer::Open(f);
     ASSERT_TRUE(w.ok());
-    (*w)->Append(std::string(100000, 'x'));  // larger than nothing special: one record
+    Put(**w, std::string(100000, 'x'));  // larger than nothing special: one record
   }
   ReadStats stats;
   auto recs = ReadAll(f, &stats);
@@ -87,7 +97,7 @@ TEST(JournalFraming, CutMidRecordDropsOnlyTheCutRecord) {
   {
     auto w = Writer::Open(f, stats.good_bytes);
     ASSERT_TRUE(w.ok());
-    (*w)->Append("after");
+    Put(**w, "after");
   }
   EXPECT_EQ(std::filesystem::file_size(f.string() + ".dropped"), 13u);
   recs = ReadAll(f, &stats);
@@ -129,6 +139,77 @@ TEST(JournalFraming, FlippedLengthFieldIsCaught) {
   EXPECT_EQ(stats.dropped_bytes, 2u * 16);
 }
 
+TEST(JournalWriter, RecordOverTheReadLimitIsRefusedAtWrite) {
+  const auto f = TempFile("big");
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok()) << w.error();
+    Put(**w, "before");
+    const std::string big(kMaxRecordBytes + 1, 'x');
+    Status st = (*w)->Append(big);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("over the limit of 67108864 bytes"), std::string::npos) << st.message();
+    // A group with one record too large is refused whole.
+    st = (*w)->Append({std::string_view("small"), std::string_view(big)});
+    EXPECT_FALSE(st.ok());
+    Put(**w, "after");  // the journal goes on
+    ASSERT_TRUE((*w)->Flush().ok());
+  }
+  ReadStats stats;
+  EXPECT_EQ(ReadAll(f, &stats), (std::vector<std::string>{"before", "after"}));
+  EXPECT_EQ(stats.dropped_records, 0u);
+  // The largest record allowed is read back.
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    Put(**w, std::string(kMaxRecordBytes, 'y'));
+  }
+  const auto recs = ReadAll(f, &stats);
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[2].size(), kMaxRecordBytes);
+  EXPECT_EQ(stats.dropped_records, 0u);
+}
+
+// A real write error (the file-size limit, as a full disk would): the owner is told at once,
+// Flush and every later Append fail with it; nothing is written after it.
+TEST(JournalWriter, WriteErrorIsReportedAndStopsTheJournal) {
+  const auto f = TempFile("full");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit {4096, 4096};
+    if (setrlimit(RLIMIT_FSIZE, &limit) != 0) _exit(10);
+    auto w = Writer::Open(f);
+    if (!w.ok()) _exit(11);
+    std::atomic<int> told{0};
+    std::string what;
+    (*w)->OnError([&](const Status& st) {
+      what = st.message();
+      told.fetch_add(1);
+    });
+    for (int i = 0; i < 100; ++i) {
+      if (!(*w)->Append(std::string(100, 'r')).ok()) break;
+    }
+    const Status flushed = (*w)->Flush();
+    if (flushed.ok()) _exit(12);
+    if (flushed.message().find("journal write failed") == std::string::npos) _exit(13);
+    if (told.load() != 1 || what != flushed.message()) _exit(14);
+    if ((*w)->Append("late").ok()) _exit(15);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // What did reach the file reads back as whole records, the cut one dropped.
+  ReadStats stats;
+  const auto recs = ReadAll(f, &stats);
+  EXPECT_LE(stats.good_bytes, 4096u);
+  EXPECT_GT(recs.size(), 0u);
+  for (const auto& r : recs) EXPECT_EQ(r, std::string(100, 'r'));
+}
+
 TEST(JournalGroupCommit, ManyRecordsShareFewSyncs) {
   const auto f = TempFile("group");
   auto w = Writer::Open(f);
@@ -137,7 +218,7 @@ TEST(JournalGroupCommit, ManyRecordsShareFewSyncs) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
     threads.emplace_back([&, t] {
-      for (int i = 0; i < kEach; ++i) (*w)->Append(std::to_string(t) + ":" + std::to_string(i));
+      for (int i = 0; i < kEach; ++i) Put(**w, std::to_string(t) + ":" + std::to_string(i));
     });
   for (auto& t : threads) t.join();
   ASSERT_TRUE((*w)->Flush().ok());
@@ -177,17 +258,17 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
     auto w = Writer::Open(f);
     ASSERT_TRUE(w.ok());
     Encoder e;
-    EncodeHeader("0.1.0", v1, "p", &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", v1, "p", &e), Put(**w, e.data());
     for (uint32_t j = 0; j < 3; ++j)
-      EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), (*w)->Append(e.data());
+      EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), Put(**w, e.data());
     for (uint16_t s = 0; s < 3; ++s) {  // job 0: all three steps, ended
-      EncodeAttempt(0, s, 1, "ok", "", "n", 0, 1, &e), (*w)->Append(e.data());
-      EncodeStepDone(0, s, "n", 1, 1, "{\"k\":1}", "", &e), (*w)->Append(e.data());
+      EncodeAttempt(0, s, 1, "ok", "", "n", 0, 1, &e), Put(**w, e.data());
+      EncodeStepDone(0, s, "n", 1, 1, "{\"k\":1}", "", &e), Put(**w, e.data());
     }
-    EncodeJobEnded(0, End::kSucceeded, "", &e), (*w)->Append(e.data());
-    EncodeStepDone(1, 0, "n", 1, 1, "null", "", &e), (*w)->Append(e.data());  // job 1: step a only
-    EncodeAttempt(2, 0, 1, "failed", "boom", "n", 0, 1, &e), (*w)->Append(e.data());
-    EncodeJobEnded(2, End::kFailed, "a failed after 1 attempt: boom", &e), (*w)->Append(e.data());
+    EncodeJobEnded(0, End::kSucceeded, "", &e), Put(**w, e.data());
+    EncodeStepDone(1, 0, "n", 1, 1, "null", "", &e), Put(**w, e.data());  // job 1: step a only
+    EncodeAttempt(2, 0, 1, "failed", "boom", "n", 0, 1, &e), Put(**w, e.data());
+    EncodeJobEnded(2, End::kFailed, "a failed after 1 attempt: boom", &e), Put(**w, e.data());
   }
   auto past = Replay(f);
   ASSERT_TRUE(past.ok()) << past.error();
@@ -216,7 +297,7 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   {
     auto w = Writer::Open(f);
     Encoder e;
-    EncodeHeader("0.1.0", v2, "p", &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", v2, "p", &e), Put(**w, e.data());
   }
   auto again = Replay(f);
   ASSERT_TRUE(again.ok());
@@ -226,6 +307,37 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   EXPECT_EQ(Compare(v2, v2).step, -1);
   EXPECT_EQ(Compare(v1, Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}, {"d", "sleep"}}))).step,
             3);
+}
+
+// A header whose step count is larger than its record could hold (or than a pipeline may have)
+// is refused with one line naming the count, before anything is allocated for it.
+TEST(JournalReplay, HugeStepCountInAHeaderIsAClearError) {
+  const auto f = TempFile("huge-steps");
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    e.U8(static_cast<uint8_t>(Kind::kHeader)).Str("0.1.0").U32(0xFFFFFFFFu).Str("x");
+    Put(**w, e.data());
+  }
+  auto past = Replay(f);
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.error().find("record 1 does not decode (kind 1): its header declares 4294967295 steps (at most 1024"),
+            std::string::npos)
+      << past.error();
+  // The most a header may declare still replays.
+  std::vector<StepPrint> many(kMaxSteps);
+  for (uint32_t i = 0; i < kMaxSteps; ++i) many[i] = {"s" + std::to_string(i), i};
+  {
+    auto w = Writer::Open(f, 0);
+    ASSERT_TRUE(w.ok());
+    Encoder e;
+    EncodeHeader("0.1.0", many, "p", &e);
+    Put(**w, e.data());
+  }
+  past = Replay(f);
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_EQ(past->steps.size(), size_t{kMaxSteps});
 }
 
 TEST(JournalFingerprint, WithChangesTheFingerprint) {
@@ -249,13 +361,13 @@ TEST(JournalReplay, SpentRecordsAddUpAcrossPipelineChanges) {
     auto w = Writer::Open(f);
     ASSERT_TRUE(w.ok());
     Encoder e;
-    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "llm"}})), "p", &e), (*w)->Append(e.data());
-    EncodeJobAdded(0, "job-0", "", &e), (*w)->Append(e.data());
-    EncodeSpent(0.25, &e), (*w)->Append(e.data());
-    EncodeSpent(0.5, &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "llm"}})), "p", &e), Put(**w, e.data());
+    EncodeJobAdded(0, "job-0", "", &e), Put(**w, e.data());
+    EncodeSpent(0.25, &e), Put(**w, e.data());
+    EncodeSpent(0.5, &e), Put(**w, e.data());
     // The step changes: its results go, what its requests cost stays spent.
-    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "sleep"}})), "p", &e), (*w)->Append(e.data());
-    EncodeSpent(0.125, &e), (*w)->Append(e.data());
+    EncodeHeader("0.1.0", Fingerprint(Pipeline({{"a", "sleep"}})), "p", &e), Put(**w, e.data());
+    EncodeSpent(0.125, &e), Put(**w, e.data());
   }
   auto past = Replay(f);
   ASSERT_TRUE(past.ok()) << past.error();

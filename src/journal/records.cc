@@ -1,5 +1,7 @@
 #include "journal/records.h"
 
+#include <fstream>
+
 #include <fmt/format.h>
 
 namespace baton::journal {
@@ -134,10 +136,18 @@ Change Past::Rebase(const std::vector<StepPrint>& now) {
 }
 
 Result<Past> Replay(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return std::filesystem::exists(file) ? Status::Unavailable(file.string() + ": cannot read journal")
+                                                : Status::NotFound(file.string() + ": no journal");
+  return Replay(in, file.string());
+}
+
+Result<Past> Replay(std::istream& in, const std::string& file) {
   Past past;
   Status bad;
+  std::string why;  // what was wrong with a record that does not decode, when more can be said
   Status st = Read(
-      file,
+      in, file,
       [&](std::string_view payload) {
         if (!bad.ok()) return;
         Decoder d(payload);
@@ -152,7 +162,15 @@ Result<Past> Replay(const std::filesystem::path& file) {
         switch (kind) {
           case Kind::kHeader: {
             std::string version(d.Str());
-            std::vector<StepPrint> steps(d.U32());
+            // Bounded before anything is allocated: each step takes at least 12 bytes here.
+            const uint32_t count = d.U32();
+            if (!d.ok()) break;
+            if (count > kMaxSteps || count > d.remaining() / 12) {
+              why = fmt::format(": its header declares {} steps (at most {}, and {} bytes follow)", count, kMaxSteps,
+                                d.remaining());
+              break;
+            }
+            std::vector<StepPrint> steps(count);
             for (auto& s : steps) {
               s.name = d.Str();
               s.fingerprint = d.U64();
@@ -227,8 +245,8 @@ Result<Past> Replay(const std::filesystem::path& file) {
             return;
           }
         }
-        bad = Status::Invalid(fmt::format("{}: record {} does not decode (kind {})", file.string(),
-                                          past.read.records + 1, static_cast<int>(kind)));
+        bad = Status::Invalid(fmt::format("{}: record {} does not decode (kind {}){}", file,
+                                          past.read.records + 1, static_cast<int>(kind), why));
       },
       &past.read);
   if (!st.ok()) return st;

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <istream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -33,6 +34,9 @@
 #include "journal/journal.h"
 
 namespace baton::journal {
+
+// The most steps a journaled pipeline may have (a header declaring more is refused unread).
+inline constexpr uint32_t kMaxSteps = 1024;
 
 enum class Kind : uint8_t {
   kHeader = 1, kJobAdded = 2, kAttempt = 3, kStepDone = 4, kJobEnded = 5, kSpent = 6, kNote = 7
@@ -100,5 +104,7 @@ struct Past {
 // Replays a journal. NotFound when there is none; an error when it is not a journal or a record
 // does not decode (a record that passed its CRC but does not decode is a bug, not a power loss).
 Result<Past> Replay(const std::filesystem::path& file);
+// The same from a stream (`file` names it in messages); the pure part, for tests and fuzzing.
+Result<Past> Replay(std::istream& in, const std::string& file);
 
 }  // namespace baton::journal

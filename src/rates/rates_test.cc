@@ -69,10 +69,10 @@ TEST(MemoryLimiter, RefillsContinuouslyOnTheClock) {
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(rl.TryTake("req", 1).granted) << i;  // the burst
   RateGrant g = rl.TryTake("req", 1);
   EXPECT_FALSE(g.granted);
-  EXPECT_DOUBLE_EQ(g.wait, 0.5);  // one token at 2/s
+  EXPECT_NEAR(g.wait, 0.52, 1e-9);  // one token at 2/s, paced 20 ms wider (PacedPerSecond)
   clock.Advance(0.25);
-  EXPECT_NEAR(rl.TryTake("req", 1).wait, 0.25, 1e-9);
-  clock.Advance(0.25);
+  EXPECT_NEAR(rl.TryTake("req", 1).wait, 0.27, 1e-9);
+  clock.Advance(0.27);
   EXPECT_TRUE(rl.TryTake("req", 1).granted);
   clock.Advance(100);  // refill stops at the burst
   EXPECT_DOUBLE_EQ(rl.Level("req"), 4);
@@ -84,17 +84,45 @@ TEST(MemoryLimiter, AcquireWaitsOnTheClockAndHonoursCancel) {
   std::vector<double> waits;
   auto on_wait = [&](double s, const std::string&) { waits.push_back(s); };
   ASSERT_TRUE(rl.Acquire("tok", 800, nullptr, on_wait));
-  ASSERT_TRUE(rl.Acquire("tok", 800, nullptr, on_wait));  // 200 left: waits 0.6 s of fake time
+  // 200 left: waits for 600 at 1000/s paced 5% slower (PacedPerSecond): 0.63 s of fake time.
+  ASSERT_TRUE(rl.Acquire("tok", 800, nullptr, on_wait));
   ASSERT_EQ(waits.size(), 1u);
-  EXPECT_NEAR(waits[0], 0.6, 1e-9);
-  EXPECT_NEAR(clock.slept(), 0.6, 1e-9);
+  EXPECT_NEAR(waits[0], 0.63, 1e-9);
+  EXPECT_NEAR(clock.slept(), 0.63, 1e-9);
   // Larger than the burst: granted once full, leaving debt that later takes wait for.
   ASSERT_TRUE(rl.Acquire("tok", 2500, nullptr, on_wait));
-  EXPECT_NEAR(clock.slept(), 0.6 + 1.0, 1e-9);
+  EXPECT_NEAR(clock.slept(), 0.63 + 1.05, 1e-9);
   EXPECT_NEAR(rl.Level("tok"), -1500, 1e-6);
   CancelToken cancel;
   cancel.cancel();
   EXPECT_FALSE(rl.Acquire("tok", 1, &cancel, on_wait));
+}
+
+TEST(MemoryLimiter, PacingMarginIsAbout20MsWithinTwoToFivePercent) {
+  EXPECT_NEAR(1 / PacedPerSecond({1, 1}), 1.02, 1e-12);        // 20 ms = 2%
+  EXPECT_NEAR(1 / PacedPerSecond({2, 1}), 0.52, 1e-12);        // 20 ms
+  EXPECT_NEAR(1 / PacedPerSecond({1.0 / 60, 1}), 61.2, 1e-9);  // at least 2%
+  EXPECT_NEAR(1 / PacedPerSecond({100, 100}), 0.0105, 1e-12);  // at most 5%
+}
+
+// A 429 holds every waiter for Retry-After with no refill meanwhile (so they do not all go at
+// once when it ends), and lowers the rate; grants bring it back.
+TEST(MemoryLimiter, LimitedHoldsEveryWaiterWithoutRefillAndSlowsTheRate) {
+  FakeClock clock;
+  MemoryRateLimiter rl({{"req", {1, 3}}}, 0, clock);
+  ASSERT_TRUE(rl.TryTake("req", 1).granted);  // 2 left
+  rl.Limited("req", 5);
+  EXPECT_NEAR(rl.TryTake("req", 1).wait, 5, 1e-9);
+  clock.Advance(4.9);
+  EXPECT_NEAR(rl.TryTake("req", 1).wait, 0.1, 1e-9);
+  clock.Advance(0.1);
+  // Held 5 s, nothing accrued: one token takes 1.02 s at 0.8 of the rate.
+  RateGrant g = rl.TryTake("req", 1);
+  EXPECT_FALSE(g.granted);
+  EXPECT_NEAR(g.wait, 1.02 / 0.8, 1e-9);
+  clock.Advance(g.wait);
+  EXPECT_TRUE(rl.TryTake("req", 1).granted);
+  EXPECT_NEAR(rl.TryTake("req", 1).wait, 1.02 / (0.8 * 1.01), 1e-9);  // one grant brought 1% back
 }
 
 TEST(MemoryLimiter, GiveBackAndProviderLowering) {
@@ -132,6 +160,22 @@ TEST(MemoryLimiter, BudgetCountsSpentAndInFlight) {
   EXPECT_DOUBLE_EQ(g.spent, 0.1);
   MemoryRateLimiter unlimited({}, 0, clock);
   EXPECT_TRUE(unlimited.Reserve(1e9).granted);
+}
+
+// When spending can no longer be recorded (the journal failed, even from inside `record`), no
+// new request is admitted: a resumed run would not know what it cost.
+TEST(MemoryLimiter, RefusedBudgetAdmitsNothingMore) {
+  FakeClock clock;
+  MemoryRateLimiter rl({}, 10.0, clock);
+  rl.Resume(0, [&](double) { rl.RefuseBudget("the journal failed: disk full"); });
+  ASSERT_TRUE(rl.Reserve(0.1).granted);
+  rl.Settle(0.1, 0.1);  // records, and the record fails
+  BudgetGrant g = rl.Reserve(0.1);
+  EXPECT_FALSE(g.granted);
+  EXPECT_EQ(g.error, "the journal failed: disk full");
+  rl.RefuseBudget("a second reason");  // the first stays
+  EXPECT_EQ(rl.Reserve(0.1).error, "the journal failed: disk full");
+  rl.StopRecording();
 }
 
 TEST(MemoryLimiter, AResumedBudgetStartsFromEarlierSpendingAndRecordsItsOwn) {

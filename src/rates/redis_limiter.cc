@@ -5,10 +5,13 @@
 
 #include <fmt/format.h>
 
+#include "rates/memory_limiter.h"
+
 namespace baton::rates {
 namespace {
 
-// The bucket arithmetic of Bucket::Take/Refill (memory_limiter.cc), in Lua.
+// The bucket arithmetic of Bucket::Take/Refill/Limited (memory_limiter.cc), in Lua; its numbers
+// are kRecoverFactor, kMinFactor and kLimitedFactor (memory_limiter.h). `rate` is PacedPerSecond.
 // KEYS[1] bucket; ARGV: rate, burst, amount, now ("" = Redis TIME), op, ttl, extra.
 constexpr const char* kBucketScript = R"LUA(
 local rate = tonumber(ARGV[1])
@@ -23,12 +26,13 @@ else
 end
 local op = ARGV[5]
 local extra = tonumber(ARGV[7])
-local s = redis.call('HMGET', KEYS[1], 'level', 'ts', 'hold')
+local s = redis.call('HMGET', KEYS[1], 'level', 'ts', 'hold', 'factor')
 local level = tonumber(s[1]) or burst
 local ts = tonumber(s[2]) or now
 local hold = tonumber(s[3]) or 0
+local factor = tonumber(s[4]) or 1
 if now > ts then
-  level = math.min(burst, level + (now - ts) * rate)
+  level = math.min(burst, level + (now - ts) * rate * factor)
   ts = now
 end
 local granted = 0
@@ -40,9 +44,10 @@ if op == 'take' then
     local need = math.min(amount, burst)
     if level + 1e-9 * math.max(1, need) >= need then
       level = level - amount
+      factor = math.min(1, factor * 1.01)
       granted = 1
     else
-      wait = (need - level) / rate
+      wait = (need - level) / (rate * factor)
     end
   end
 elseif op == 'give' then
@@ -50,9 +55,16 @@ elseif op == 'give' then
 elseif op == 'lower' then
   level = math.min(level, amount)
   if amount <= 0 and extra > 0 then hold = math.max(hold, now + extra) end
+elseif op == 'limited' then
+  factor = math.max(0.25, factor * 0.8)
+  level = math.min(level, 0)
+  local w = extra
+  if w <= 0 then w = 1 / (rate * factor) end
+  hold = math.max(hold, now + w)
+  ts = math.max(ts, hold)
 end
 redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level), 'ts', string.format('%.17g', ts),
-           'hold', string.format('%.17g', hold))
+           'hold', string.format('%.17g', hold), 'factor', string.format('%.17g', factor))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {granted, string.format('%.17g', wait), string.format('%.17g', level)}
 )LUA";
@@ -156,7 +168,7 @@ RedisRateLimiter::BucketReply RedisRateLimiter::RunBucket(const std::string& nam
   const std::string now = NowArg();
   MutexLock lock(&mu_);
   cluster::Reply r = Eval(kBucketScript, &bucket_sha_, {prefix_ + ":rate:" + name},
-                          {Num(spec.per_second), Num(spec.burst), Num(amount), now, op,
+                          {Num(PacedPerSecond(spec)), Num(spec.burst), Num(amount), now, op,
                            std::to_string(static_cast<long long>(retention_)), Num(extra)});
   BucketReply out;
   if (!r.is_array() || r.size() != 3) return out;
@@ -184,6 +196,10 @@ void RedisRateLimiter::Give(const std::string& name, double amount) { RunBucket(
 
 void RedisRateLimiter::Lower(const std::string& name, double remaining, double reset_seconds) {
   RunBucket(name, "lower", remaining, reset_seconds);
+}
+
+void RedisRateLimiter::Limited(const std::string& name, double retry_after) {
+  RunBucket(name, "limited", 0, retry_after);
 }
 
 double RedisRateLimiter::Level(const std::string& name) {

@@ -37,6 +37,7 @@ class RedisRateLimiter final : public RateLimiter {
   RateGrant TryTake(const std::string& name, double amount) override;
   void Give(const std::string& name, double amount) override;
   void Lower(const std::string& name, double remaining, double reset_seconds) override;
+  void Limited(const std::string& name, double retry_after) override;
   BudgetGrant Reserve(double usd) override;
   void Settle(double reserved_usd, double spent_usd) override;
   double budget_usd() const override { return budget_; }

@@ -55,19 +55,24 @@ TEST_F(RedisLimiterTest, TwoAgentsShareOneBucket) {
   const RateGrant g = b->TryTake("req", 1);
   ASSERT_TRUE(g.error.empty()) << g.error;
   EXPECT_FALSE(g.granted);
-  EXPECT_DOUBLE_EQ(g.wait, 0.5);
-  clock_.Advance(0.5);
+  EXPECT_NEAR(g.wait, 0.52, 1e-9);  // paced as in memory (PacedPerSecond)
+  clock_.Advance(0.52);
   EXPECT_TRUE(b->TryTake("req", 1).granted);
   // Give back and provider lowering, as in memory.
   a->Give("req", 3);
-  EXPECT_DOUBLE_EQ(b->Level("req"), 3);
+  EXPECT_NEAR(b->Level("req"), 3, 1e-9);
   b->Lower("req", 0, 1.5);
-  EXPECT_DOUBLE_EQ(a->TryTake("req", 1).wait, 1.5);
+  EXPECT_NEAR(a->TryTake("req", 1).wait, 1.5, 1e-9);
   // Acquire sleeps on the injected clock through the hold (the bucket refills meanwhile).
   const double before = clock_.slept();
   EXPECT_TRUE(a->Acquire("req", 1, nullptr));
   EXPECT_NEAR(clock_.slept() - before, 1.5, 1e-9);
-  EXPECT_DOUBLE_EQ(b->Level("req"), 2);  // 1.5 s at 2/s = 3, less the one taken
+  EXPECT_NEAR(b->Level("req"), 1.5 / 0.52 - 1, 1e-9);  // 1.5 s of refill, less the one taken
+  // A 429 (Limited), as in memory: held without refill, then paced at 0.8 of the rate.
+  b->Limited("req", 2);
+  EXPECT_NEAR(a->TryTake("req", 1).wait, 2, 1e-9);
+  clock_.Advance(2);
+  EXPECT_NEAR(a->TryTake("req", 1).wait, 0.52 / 0.8, 1e-9);
 }
 
 TEST_F(RedisLimiterTest, TakesAreAtomicAcrossThreadsAndConnections) {
@@ -117,8 +122,8 @@ TEST_F(RedisLimiterTest, RedisTimeWhenNoClockIsInjected) {
   const RateGrant g = a->TryTake("slow", 1);
   ASSERT_TRUE(g.error.empty()) << g.error;
   EXPECT_FALSE(g.granted);
-  EXPECT_GT(g.wait, 1.0);  // about 2 s for one token at 0.5/s, less whatever passed in between
-  EXPECT_LE(g.wait, 2.0);
+  EXPECT_GT(g.wait, 1.0);  // about 2.04 s for one token at 0.5/s (paced), less whatever passed
+  EXPECT_LE(g.wait, 2.04 + 1e-9);
 }
 
 }  // namespace

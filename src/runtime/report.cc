@@ -33,6 +33,7 @@ const char* EventTypeName(Event::Type t) {
 }
 
 int RunReport::ExitCode() const {
+  if (!error.empty()) return 3;
   if (interrupted) return 130;
   return (failed > 0 || cancelled > 0) ? 1 : 0;
 }
@@ -48,15 +49,17 @@ Json RunReport::ToJson() const {
     if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) jj["llm"] = usage.ToJson();
     jobs_json.push_back(std::move(jj));
   }
-  return {{"schema", driver::kSchemaVersion},
-          {"seconds", seconds},
-          {"succeeded", succeeded},
-          {"failed", failed},
-          {"cancelled", cancelled},
-          {"interrupted", interrupted},
-          {"exit_code", ExitCode()},
-          {"llm", rates::SumLlmUsage(*this)},
-          {"jobs", jobs_json}};
+  Json summary = {{"schema", driver::kSchemaVersion},
+                  {"seconds", seconds},
+                  {"succeeded", succeeded},
+                  {"failed", failed},
+                  {"cancelled", cancelled},
+                  {"interrupted", interrupted},
+                  {"exit_code", ExitCode()},
+                  {"llm", rates::SumLlmUsage(*this)},
+                  {"jobs", jobs_json}};
+  if (!error.empty()) summary["error"] = error;
+  return summary;
 }
 
 namespace {
@@ -134,6 +137,12 @@ void WriteSummaryHead(const RunReport& r, const Json& llm, std::string* out) {
       "{{\n \"schema\": {},\n \"seconds\": {},\n \"succeeded\": {},\n \"failed\": {},\n \"cancelled\": {},\n"
       " \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n \"jobs\": [",
       driver::kSchemaVersion, r.seconds, r.succeeded, r.failed, r.cancelled, r.interrupted, r.ExitCode(), llm.dump());
+  if (!r.error.empty()) {
+    const size_t at = out->rfind(",\n \"llm\": ");
+    std::string field = ",\n \"error\": ";
+    AppendString(&field, r.error);
+    out->insert(at, field);
+  }
 }
 
 }  // namespace runtime

@@ -73,6 +73,29 @@ JournalStore::~JournalStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
+void JournalStore::OnFailure(std::function<void(const Status&)> f) {
+  Status earlier;  // a failure while the run's jobs were added, before anyone listened
+  {
+    std::lock_guard lock(failure_mu_);
+    on_failure_ = f;
+    earlier = first_failure_;
+  }
+  if (writer_) writer_->OnError([this](const Status& st) { Check(st); });
+  if (!earlier.ok() && f) f(earlier);
+}
+
+void JournalStore::Check(const Status& st) {
+  if (st.ok()) return;
+  std::function<void(const Status&)> tell;
+  {
+    std::lock_guard lock(failure_mu_);
+    if (!first_failure_.ok()) return;
+    first_failure_ = st;
+    tell = on_failure_;
+  }
+  if (tell) tell(st);
+}
+
 void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
   if (jobs_.size() <= job) jobs_.resize(job + 1);  // amortized; AddJobs reserves the run's count
   jobs_[job] = {number, -1, end_written, false};
@@ -94,7 +117,7 @@ void JournalStore::AttemptRecorded(uint32_t job, const AttemptReport& a) {
     held_ = e_.data();
     p.ok_step = static_cast<int16_t>(step);
   } else {
-    writer_->Append(e_.data());
+    Check(writer_->Append(e_.data()));
   }
 }
 
@@ -138,7 +161,7 @@ void JournalStore::JobChanged(uint32_t job) {
   } else if (j.end == driver::JobEnd::kLive && p.end_written) {
     p.end_written = false;  // retried
   }
-  if (n > 0) writer_->Append(out, n);
+  if (n > 0) Check(writer_->Append(out, n));
 }
 
 std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
@@ -163,6 +186,11 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     return store;
   }
   const std::filesystem::path file = options.out / ".baton" / "journal";
+  if (spec.steps.size() > journal::kMaxSteps) {
+    ::close(lock_fd);
+    throw LoadError(fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)",
+                                spec.name, spec.steps.size(), journal::kMaxSteps));
+  }
   if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
     const auto aside = FreeName(file);
     std::filesystem::rename(file, aside);

@@ -3,7 +3,9 @@
 // of a run from it (which jobs to skip, continue, re-run or add). See README.md "Resume".
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -34,8 +36,13 @@ class JournalStore final : public driver::JobStore {
   void Track(uint32_t job, uint32_t number, bool end_written);
   void Reserve(size_t jobs) { jobs_.reserve(jobs); }
   void Append(const journal::Encoder& e) {
-    if (writer_) writer_->Append(e.data());
+    if (writer_) Check(writer_->Append(e.data()));
   }
+  // Called once, from any thread (the journal's writer, the driver's, the limiter's under its
+  // lock), when the journal cannot keep a record: a write or sync error, or a record over the
+  // journal's limit. The run must stop: what is not journaled is lost to a resumed run (money
+  // spent above all). `f` must not block on the runtime's or the limiter's locks.
+  void OnFailure(std::function<void(const Status&)> f);
   void JobChanged(uint32_t job) override;
   void AttemptRecorded(uint32_t job, const AttemptReport& attempt) override;
   Status Flush() { return writer_ ? writer_->Flush() : Status::Ok(); }
@@ -54,7 +61,7 @@ class JournalStore final : public driver::JobStore {
     if (!writer_) return;
     journal::Encoder e;
     journal::EncodeSpent(usd, &e);
-    writer_->Append(e.data());
+    Check(writer_->Append(e.data()));
   }
   // Journals a step's note (ParkContext::note) and waits until it is on disk. Thread-safe.
   bool AppendNote(const std::string& step, const Json& note) {
@@ -75,6 +82,11 @@ class JournalStore final : public driver::JobStore {
     bool lined = false;     // its line in jobs.jsonl is current
   };
   int StepIndex(const std::string& name) const;
+  void Check(const Status& st);
+
+  std::mutex failure_mu_;
+  std::function<void(const Status&)> on_failure_;  // GUARDED_BY(failure_mu_)
+  Status first_failure_;                            // GUARDED_BY(failure_mu_)
 
   const driver::Driver& d_;
   std::unique_ptr<journal::Writer> writer_;

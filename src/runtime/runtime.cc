@@ -98,6 +98,8 @@ struct Runtime::Impl : driver::Transport {
   runtime::JobLines lines;                         // OUT/jobs.jsonl
   std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
   std::vector<std::string> notices;
+  std::mutex fatal_mu;
+  std::string fatal;  // GUARDED_BY(fatal_mu): why the run stopped itself (the journal failed)
 
   double Now() const { return started ? clock->Monotonic() - t0 : 0; }
 
@@ -114,7 +116,24 @@ struct Runtime::Impl : driver::Transport {
   void Release();
   void WriteOutputs();
   Status WriteSummary(const RunReport& report);
+  void JournalFailed(const Status& st);
 };
+
+// The journal cannot keep what happens any more: a resumed run would repeat work and, worse, not
+// know of money spent. So the run stops as on Ctrl-C (its jobs resume next time from what the
+// journal holds), the budget admits no new LLM request, and the run's status says why.
+void Runtime::Impl::JournalFailed(const Status& st) {
+  const std::string why = "the journal failed: " + st.message();
+  {
+    std::lock_guard lock(fatal_mu);
+    if (!fatal.empty()) return;
+    fatal = why + "; run stopped (run again on the same --out to resume from what the journal holds)";
+  }
+  if (memory_rates) memory_rates->RefuseBudget(why);
+  if (log) log->Line("baton: error: " + why + "; stopping");
+  requests.Stop();
+  completions->cv.Signal();
+}
 
 Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry)
     : impl_(std::make_unique<Impl>()) {
@@ -175,6 +194,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     }
     m.steps[s]->RestoreNotes(notes);
   }
+  m.journal->OnFailure([&m](const Status& st) { m.JournalFailed(st); });
   m.launched.resize(m.driver.job_count());
 }
 
@@ -394,7 +414,11 @@ void Runtime::Impl::WriteOutputs() {
   RunReport& report = final_report;
   report.seconds = Now();
   report.interrupted = requests.stopped();
-  if (Status st = journal->Flush(); !st.ok() && log) log->Line("baton: " + st.message());
+  if (Status st = journal->Flush(); !st.ok()) JournalFailed(st);
+  {
+    std::lock_guard fatal_lock(fatal_mu);
+    report.error = fatal;
+  }
   Release();
   driver.FinishReport(&report);
   if (Status st = WriteSummary(report); !st.ok() && log) log->Line("baton: " + st.message());

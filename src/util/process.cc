@@ -50,13 +50,6 @@ bool WaitFor(pid_t pid, int pidfd, int timeout_ms, int* status) {
 
 }  // namespace
 
-bool IsSecretName(std::string_view name) {
-  if (name == "BATON_TOKEN" || name == "BATON_REDIS_PASSWORD" || name == "REDISCLI_AUTH") return true;
-  for (std::string_view part : {"PASSWORD", "SECRET", "API_KEY", "APIKEY", "TOKEN", "PASSWD", "CREDENTIAL"})
-    if (name.find(part) != std::string_view::npos) return true;
-  return false;
-}
-
 std::string ProcessResult::Describe() const {
   if (!started) return error;
   if (cancelled) return "cancelled";
@@ -88,7 +81,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
     std::string kv = *e;
     const std::string key = kv.substr(0, kv.find('='));
     if (spec.env.count(key)) continue;
-    if (IsSecretName(key) && !spec.pass_env.count(key)) continue;  // never handed down unless named
+    if (WithheldFromChildren(kv, spec.pass_env)) continue;  // secrets: never handed down unless named
     env_strings.push_back(std::move(kv));
   }
   for (const auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);

@@ -19,6 +19,7 @@
 
 #include "baton/status.h"
 #include "baton/step.h"
+#include "util/secrets.h"
 
 namespace baton {
 
@@ -72,9 +73,8 @@ Result<PipedChild> StartPiped(const ProcessSpec& spec);
 // "exit status 3", "killed by signal 9 (Killed)" from a wait status.
 std::string DescribeWaitStatus(int status);
 
-// Whether an environment variable looks like a secret (BATON_TOKEN, BATON_REDIS_PASSWORD, names
-// containing PASSWORD, SECRET, API_KEY, TOKEN, ...): not handed to children unless named.
-bool IsSecretName(std::string_view name);
+// Secrets (util/secrets.h: IsSecretName, IsSecretValue, registered names such as an llm step's
+// api_key_env) are not handed to children unless `pass_env` names them.
 
 // Last non-empty line of a text file (at most the file's last 4 KiB), shortened to 300 characters
 // and "...": for error messages only, never for data.

@@ -162,6 +162,32 @@ HttpFaultServer::HttpFaultServer(std::filesystem::path root)
                                return !stopping_.load();
                              });
   });
+  s.Get(R"(/stall/(.*))", [h, this](const httplib::Request& req, httplib::Response& res) {
+    if (h->Count(req) > 1) {
+      const_cast<httplib::Request&>(req).ranges.clear();
+      res.status = 200;
+      h->ServeFile(req.matches[1], res);
+      return;
+    }
+    auto file = h->Open(req.matches[1]);
+    if (file == nullptr) {
+      res.status = 404;
+      return;
+    }
+    res.set_content_provider(file->size, ContentTypeFor(req.matches[1]),
+                             [file, this](size_t offset, size_t length, httplib::DataSink& sink) {
+                               const size_t half = file->size / 2;
+                               if (offset >= half) {
+                                 stalled_ = true;
+                                 while (!stall_released_ && !stopping_) {
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                                 }
+                                 if (stopping_) return false;
+                               }
+                               const size_t end = offset < half ? half : file->size;
+                               return sink.write(file->data + offset, std::min({length, kChunk, end - offset}));
+                             });
+  });
   s.Get(R"(/nolength/(.*))", [h](const httplib::Request& req, httplib::Response& res) {
     auto file = h->Open(req.matches[1]);
     if (file == nullptr) {

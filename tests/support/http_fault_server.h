@@ -11,6 +11,9 @@
 //                        later requests: the file with Range honoured (so a client can resume)
 //   /cut-norange/NAME    like /cut, but later requests ignore Range and send 200 with the file
 //   /drip/NAME           the file at `drip_rate` bytes per second
+//   /stall/NAME          first request: the file as it was then, half of it, then nothing until
+//                        ReleaseStall(), then the rest; later requests: 200 with the whole file as
+//                        it is now (Range ignored)
 //   /nolength/NAME       the file, chunked (no Content-Length)
 //   /redirect/NAME       302 to /files/NAME
 //   /loop                302 to /loop, forever
@@ -61,6 +64,9 @@ class HttpFaultServer {
   }
   void set_drip_rate(int64_t bytes_per_second) { drip_rate_ = bytes_per_second; }
   void set_big_length(int64_t n) { big_length_ = n; }
+  // /stall: true once the first response has sent its first half; lets it go on.
+  bool stalled() const { return stalled_; }
+  void ReleaseStall() { stall_released_ = true; }
 
   // Requests received for exactly `path` (e.g. "/flaky/a.mp4").
   int requests(const std::string& path) const;
@@ -78,6 +84,8 @@ class HttpFaultServer {
   std::atomic<bool> stopping_{false};
   std::atomic<int> flaky_failures_{2};
   std::atomic<int64_t> drip_rate_{1024};
+  std::atomic<bool> stalled_{false};
+  std::atomic<bool> stall_released_{false};
   std::atomic<int64_t> big_length_{int64_t{16} << 30};
   mutable std::mutex mu_;
   std::string retry_after_ = "1";

@@ -31,6 +31,9 @@ struct OpenAiServer::Impl {
     double SecondsFor(double amount) const { return amount <= level ? 0 : (amount - level) / rate; }
   };
   Limit req_limit, tok_limit;
+  double min_interval = 0;
+  std::chrono::steady_clock::time_point last_arrival;
+  bool any_arrival = false;
   size_t rate_limited = 0;
 
   void Handle(const httplib::Request& req, httplib::Response& res);
@@ -154,7 +157,20 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
   size_t index = 0;
   {
     std::lock_guard lock(mu);
-    if (req_limit.rate > 0 || tok_limit.rate > 0) {
+    if (min_interval > 0) {
+      const double since = any_arrival ? std::chrono::duration<double>(r.at - last_arrival).count() : 1e9;
+      last_arrival = r.at;
+      any_arrival = true;
+      if (since < min_interval) {
+        limited = true;
+        ++rate_limited;
+        r.status = 429;
+        const double wait = min_interval - since;
+        limit_headers["retry-after"] = std::to_string(static_cast<long>(std::ceil(wait)));
+        limit_headers["retry-after-ms"] = std::to_string(static_cast<long>(std::ceil(wait * 1000)));
+      }
+    }
+    if (!limited && (req_limit.rate > 0 || tok_limit.rate > 0)) {
       req_limit.Refill(r.at);
       tok_limit.Refill(r.at);
       const bool req_ok = req_limit.rate == 0 || req_limit.level >= 1;
@@ -362,6 +378,12 @@ void OpenAiServer::SetRateLimits(double requests_per_second, double tokens_per_s
   const auto now = std::chrono::steady_clock::now();
   impl_->req_limit = {requests_per_second, requests_per_second, now};
   impl_->tok_limit = {tokens_per_second, tokens_per_second, now};
+}
+
+void OpenAiServer::SetMinInterval(double seconds) {
+  std::lock_guard lock(impl_->mu);
+  impl_->min_interval = seconds;
+  impl_->any_arrival = false;
 }
 
 size_t OpenAiServer::rate_limited_count() const {

@@ -76,6 +76,10 @@ class OpenAiServer {
   void set_slow_seconds(double s);
   // Provider-style limits (see above); 0 = unlimited.
   void SetRateLimits(double requests_per_second, double tokens_per_second);
+  // A provider that spaces requests strictly: one arriving less than `seconds` after the previous
+  // one (whatever became of it) is answered 429 with Retry-After (whole seconds, rounded up) and
+  // retry-after-ms for the rest of the interval. 0 = off. Counted in rate_limited_count().
+  void SetMinInterval(double seconds);
   size_t rate_limited_count() const;  // requests answered 429 by the rate limits
   int port() const { return port_; }
   std::string base_url() const;  // "http://127.0.0.1:PORT/v1"

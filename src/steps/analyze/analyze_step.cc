@@ -5,7 +5,13 @@
 // speech recognition per utterance and OCR per keyframe, each worker with its own engines. Audio
 // is decoded first (a few hundred times faster than real time) so ASR work is queued before video
 // decoding starts; the pool and the decoder then share the cores until both are done.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -158,6 +164,44 @@ Json EngineJson(const EngineOptions& e) {
 
 }  // namespace
 
+namespace {
+
+// The keyframes of one attempt, written into a hidden folder of its own: two attempts of the step
+// running at once on one job folder (an abandoned one and its retry) never remove or overwrite
+// each other's files. Publish swaps the folder in as `keyframes/` in one step (RENAME_EXCHANGE;
+// where the file system lacks it, remove and rename), so readers see one attempt's whole set.
+class PrivateKeyframes {
+ public:
+  explicit PrivateKeyframes(const StepContext& ctx) {
+    static std::atomic<unsigned> serial{0};
+    dir = ctx.workdir / fmt::format(".keyframes-{}-{}-{}", ctx.attempt, getpid(), serial.fetch_add(1));
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+  }
+  ~PrivateKeyframes() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);  // after Publish: the set it replaced
+  }
+  PrivateKeyframes(const PrivateKeyframes&) = delete;
+  PrivateKeyframes& operator=(const PrivateKeyframes&) = delete;
+
+  Status Publish(const std::filesystem::path& target) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::filesystem::create_directories(target, ec);
+    if (renameat2(AT_FDCWD, dir.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) return Status::Ok();
+    std::filesystem::remove_all(target, ec);
+    if (std::rename(dir.c_str(), target.c_str()) != 0) {
+      return Status::Failed(fmt::format("cannot move keyframes to {}: {}", target.string(), std::strerror(errno)));
+    }
+    return Status::Ok();
+  }
+
+  std::filesystem::path dir;
+};
+
+}  // namespace
+
 StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   Stopwatch total;
   Json timings = Json::object();
@@ -212,7 +256,13 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   for (auto& e : engines) e.options = &o;
   WorkPool pool(workers);
   // The WAV for a command engine, kept for later steps as audio-16k.wav (with.audio, default true).
-  const std::filesystem::path wav = ctx.workdir / (o.keep_audio ? "audio-16k.wav" : ".analyze-audio-16k.wav");
+  // A hidden WAV (not kept) is this attempt's own: another attempt of the step running at once on
+  // this folder (an abandoned one and its retry) must not remove it under the command engine.
+  static std::atomic<unsigned> wav_serial{0};
+  const std::filesystem::path wav =
+      ctx.workdir / (o.keep_audio ? std::string("audio-16k.wav")
+                                  : fmt::format(".analyze-audio-16k-{}-{}-{}.wav", ctx.attempt, getpid(),
+                                                wav_serial.fetch_add(1)));
   bool wrote_wav = false;
   if (have_audio && o.keep_audio) {
     Status s = WriteWav16k(wav, pcm.samples);
@@ -257,6 +307,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   }
 
   // 4. Video on this thread; each keyframe goes to the pool for OCR.
+  PrivateKeyframes private_keyframes(ctx);
   VideoScan scan;
   Status video_status;
   if (media.video) {
@@ -264,13 +315,12 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     so.threshold = o.scene_threshold;
     so.min_scene = o.min_scene;
     so.all_frames = o.all_frames;
-    so.keyframe_dir = ctx.workdir / "keyframes";
+    // Keyframes go to this attempt's own folder, published as keyframes/ when it succeeds.
+    so.keyframe_dir = private_keyframes.dir;
     so.gpus = ctx.gpus;
     // The pool keeps the cores busy with ASR; frame threads would only contend with it.
     so.decoder_threads = want_asr && have_audio ? 1 : 0;
     so.cancel = cancel;
-    std::error_code ec;
-    std::filesystem::remove_all(so.keyframe_dir, ec);  // a previous attempt's keyframes
     if (o.ocr.engine != "none") {
       so.on_keyframe = [&](Keyframe kf) {
         auto job = std::make_shared<Keyframe>(std::move(kf));
@@ -397,6 +447,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                    {"frames", scan.frames}, {"workers", workers}, {"notes", notes}};
   if (!scan.device_note.empty()) analysis["device_note"] = scan.device_note;
   Status s = WriteJsonAtomically(ctx.workdir / "analysis.json", analysis);
+  if (s.ok() && media.video) s = private_keyframes.Publish(ctx.workdir / "keyframes");
   if (!s.ok()) return ToOutcome(s);
 
   const double secs = total.Elapsed();

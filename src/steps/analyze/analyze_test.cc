@@ -561,6 +561,47 @@ TEST(CommandEngine, FailuresAreClear) {
   EXPECT_NE(bad.error.find("not a JSON object"), std::string::npos) << bad.error;
 }
 
+// An abandoned attempt and its retry run at once on one job folder: the first's speech command
+// stalls until the second has finished. Neither may remove the other's audio or keyframes.
+TEST(CommandEngine, TwoAttemptsAtOnceKeepTheirOwnFiles) {
+  TempDir tools;
+  const std::string first = (tools / "first").string(), release = (tools / "release").string();
+  const auto asr = Script(tools, "stall-asr",
+                          "if mkdir " + first + " 2>/dev/null; then\n"
+                          "  while [ ! -e " + release + " ]; do sleep 0.02; done\n"
+                          "fi\n"
+                          "test -s \"$1\" || { echo \"no audio at $1\" >&2; exit 4; }\n"
+                          "echo '{\"segments\":[{\"start\":0,\"end\":1,\"text\":\"heard\"}]}'\n");
+  const auto ocr = Script(tools, "ocr", "test -s \"$1\" && echo \"SLIDE $(basename \"$1\")\"\n");
+  const Json with = {{"audio", false},
+                     {"asr", {{"engine", "command"}, {"argv", {asr.string(), "{audio}"}}}},
+                     {"ocr", {{"engine", "command"}, {"argv", {ocr.string(), "{image}"}}}}};
+  Attempt abandoned(baton::testing::Mp4Clip());
+  Attempt retry(baton::testing::Mp4Clip());
+  retry.ctx.workdir = retry.ctx.outdir = abandoned.dir.path();
+  retry.ctx.attempt = 2;
+  StepOutcome late;
+  std::thread t([&] { late = abandoned.Run(with); });
+  while (!fs::exists(first)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+
+  StepOutcome out = retry.Run(with);
+  ASSERT_TRUE(out.ok()) << out.error;
+  std::ofstream(release) << "go";
+  t.join();
+  ASSERT_TRUE(late.ok()) << late.error;
+  EXPECT_EQ(late.result["transcript"]["segments"][0]["text"], "heard");
+  ASSERT_EQ(late.result["scenes"].size(), 2u);
+  EXPECT_EQ(late.result["scenes"][1]["ocr"], "SLIDE scene-002.jpg");
+  for (const auto& kf : out.result["keyframes"]) EXPECT_GT(fs::file_size(kf.get<std::string>()), 0u) << kf;
+  // Nothing private is left behind: only the published names.
+  for (const auto& e : fs::directory_iterator(abandoned.dir.path())) {
+    EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  }
+  for (const auto& e : fs::directory_iterator(abandoned.dir / "keyframes")) {
+    EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  }
+}
+
 TEST(CommandEngine, CancelKillsTheCommand) {
   TempDir tools;
   const auto slow = Script(tools, "slow", "sleep 30\necho '{\"segments\":[]}'\n");

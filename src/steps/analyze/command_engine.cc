@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "steps/analyze/analyze.h"
+#include "util/secrets.h"
 
 extern char** environ;
 
@@ -82,7 +83,9 @@ Result<CommandOutput> RunCommand(const std::vector<std::string>& argv, const std
   }
   std::vector<std::string> env_store;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) env_store.emplace_back(*e);
+    // Baton's secrets (API keys, a Redis URL with its password) are no engine's business.
+    if (std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) == 0 || WithheldFromChildren(*e, {})) continue;
+    env_store.emplace_back(*e);
   }
   env_store.push_back("CUDA_VISIBLE_DEVICES=" + JoinIds(gpus));
   std::vector<char*> envp, args;

@@ -3,10 +3,12 @@
 #include "steps/download/download.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -17,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "baton/status.h"
 #include "steps/download/sha256.h"
 #include "steps/download/transfer.h"
 
@@ -119,6 +122,58 @@ void RemoveQuietly(const fs::path& path) {
   fs::remove(path, ec);
 }
 
+// The `.part` file of one attempt. Two attempts of one job's step may run at once on one folder
+// (an abandoned or partitioned attempt and its retry): the shared `<name>.part` (the one a later
+// attempt resumes) belongs to whoever holds its flock; an attempt that finds it held writes a
+// private `<name>.part-<attempt>-<pid>-<n>` instead, from byte 0, so no two attempts ever write
+// into one file or truncate, rename or remove the other's.
+struct PartFile {
+  fs::path path;
+  fs::path meta;
+  int fd = -1;
+  bool shared = true;
+  ~PartFile() {
+    if (fd >= 0) close(fd);  // also drops the flock
+  }
+};
+
+Status OpenPart(const StepContext& ctx, const std::string& name, PartFile* out) {
+  const fs::path shared = fs::absolute(ctx.workdir / (name + ".part"));
+  for (int tries = 0; tries < 8; ++tries) {
+    const int fd = open(shared.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::Unavailable(fmt::format("cannot open {}: {}", shared.string(), std::strerror(errno)));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      close(fd);
+      if (errno == EINTR) continue;
+      break;  // held by another attempt (or no locks on this file system): a private file
+    }
+    // The holder before us may have renamed the file to its final name between our open and our
+    // lock: then this inode is no longer the .part file, and we open again.
+    struct stat by_fd {}, by_name {};
+    if (fstat(fd, &by_fd) == 0 && stat(shared.c_str(), &by_name) == 0 && by_fd.st_ino == by_name.st_ino &&
+        by_fd.st_dev == by_name.st_dev) {
+      out->path = shared;
+      out->meta = fs::absolute(ctx.workdir / (name + ".part.meta"));
+      out->fd = fd;
+      out->shared = true;
+      return Status::Ok();
+    }
+    close(fd);
+  }
+  static std::atomic<unsigned> serial{0};
+  const std::string suffix = fmt::format(".part-{}-{}-{}", ctx.attempt, getpid(), serial.fetch_add(1));
+  out->path = fs::absolute(ctx.workdir / (name + suffix));
+  out->meta = fs::absolute(ctx.workdir / (name + suffix + ".meta"));
+  out->shared = false;
+  out->fd = open(out->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out->fd < 0) {
+    return Status::Unavailable(fmt::format("cannot open {}: {}", out->path.string(), std::strerror(errno)));
+  }
+  ctx.info(fmt::format("{}.part is in use by another attempt of this step; writing {} instead", name,
+                       out->path.filename().string()));
+  return Status::Ok();
+}
+
 // ---- the step ---------------------------------------------------------------------------------
 
 class DownloadStep final : public Step {
@@ -208,17 +263,21 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
 
   const std::string name = SafeFileName(url);
   const fs::path final_path = fs::absolute(ctx.workdir / name);
-  const fs::path part_path = fs::absolute(ctx.workdir / (name + ".part"));
-  const fs::path meta_path = fs::absolute(ctx.workdir / (name + ".part.meta"));
-
-  const int fd = open(part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return StepOutcome::Failure(fmt::format("download: cannot open {}: {}", part_path.string(), std::strerror(errno)));
-  }
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { if (fd >= 0) close(fd); }
-  } closer{fd};
+  PartFile part;
+  if (Status s = OpenPart(ctx, name, &part); !s.ok()) return StepOutcome::Failure("download: " + s.message());
+  const fs::path& part_path = part.path;
+  const fs::path& meta_path = part.meta;
+  const int fd = part.fd;
+  // A private file (another attempt holds the shared one) is never resumed: leave nothing behind.
+  struct PrivateCleanup {
+    const PartFile& part;
+    bool keep = false;
+    ~PrivateCleanup() {
+      if (part.shared || keep) return;
+      RemoveQuietly(part.path);
+      RemoveQuietly(part.meta);
+    }
+  } cleanup{part};
 
   Sha256 hasher;
   PartMeta meta{url, ""};
@@ -228,7 +287,7 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
     const PartMeta old = ReadMeta(meta_path);
     // Resume what an earlier attempt left only when it was the same URL; the prefix is hashed
     // again from disk since this process never saw those bytes.
-    if (is_http && old.url == url && HashFilePrefix(fd, st.st_size, hasher)) {
+    if (part.shared && is_http && old.url == url && HashFilePrefix(fd, st.st_size, hasher)) {
       offset = st.st_size;
       meta.validator = old.validator;
       ctx.info(fmt::format("resuming {} left by an earlier attempt at {}", name + ".part", HumanBytes(offset)));
@@ -305,6 +364,9 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
   if (fsync(fd) != 0) {
     return StepOutcome::Failure(fmt::format("download: fsync {}: {}", part_path.string(), std::strerror(errno)));
   }
+  // An attempt the engine has given up on (cancelled, then abandoned) must not replace the file
+  // of the attempt that runs after it.
+  if (ctx.cancelled()) return StepOutcome::Cancelled();
   if (std::rename(part_path.c_str(), final_path.c_str()) != 0) {
     return StepOutcome::Failure(fmt::format("download: rename to {}: {}", final_path.string(), std::strerror(errno)));
   }
@@ -314,6 +376,7 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
     close(dir);
   }
   RemoveQuietly(meta_path);
+  cleanup.keep = true;
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const std::string sha = hasher.HexDigest();

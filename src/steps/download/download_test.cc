@@ -267,6 +267,43 @@ TEST_F(DownloadTest, ConcurrentRunsShareOneStepObject) {
   }
 }
 
+// An abandoned (or partitioned) attempt and its retry run at once on one job folder: the first
+// stalls half way; the second must neither resume into nor truncate the first's file, and the
+// first's late writes must not land in the file the second delivered.
+TEST_F(DownloadTest, TwoAttemptsAtOnceNeverShareAPartFile) {
+  const std::string url = server_.url("/stall/clip.mp4");
+  Result first;
+  std::thread abandoned([&] { first = Download(url); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::error_code ec;
+  while (!(server_.stalled() && fs::file_size(workdir_ / "clip.mp4.part", ec) >= kSize / 2)) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the first attempt never got half the file";
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const std::string old_sha = Sha256sum(served_ / "clip.mp4", work_);
+  // The resource changes meanwhile (a new file under the name; the stalled response keeps the old).
+  const std::string old_source = source_;
+  source_ = MakeMedia(served_ / "clip.mp4.new", kSize + 4096, 8);
+  fs::rename(served_ / "clip.mp4.new", served_ / "clip.mp4");
+  const std::string new_sha = Sha256sum(served_ / "clip.mp4", work_);
+
+  Result retry = Download(url);
+  ASSERT_TRUE(retry.outcome.ok()) << retry.outcome.error;
+  EXPECT_EQ(retry.outcome.result["sha256"], new_sha);
+  EXPECT_EQ(retry.outcome.result["resumed"], 0);
+  EXPECT_EQ(ReadFile(workdir_ / "clip.mp4"), source_);
+  EXPECT_NE(retry.AllLogs().find("clip.mp4.part is in use by another attempt"), std::string::npos)
+      << retry.AllLogs();
+
+  server_.ReleaseStall();
+  abandoned.join();
+  // The first finished last: the file is its version, whole, never a mix of the two.
+  ASSERT_TRUE(first.outcome.ok()) << first.outcome.error;
+  EXPECT_EQ(first.outcome.result["sha256"], old_sha);
+  EXPECT_EQ(ReadFile(workdir_ / "clip.mp4"), old_source);
+  EXPECT_EQ(Listing(), std::vector<std::string>{"clip.mp4"});
+}
+
 TEST_F(DownloadTest, RedirectIsFollowed) {
   Result run = Download(server_.url("/redirect/clip.mp4"));
   ExpectIdentical(run);

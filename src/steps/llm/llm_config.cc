@@ -10,6 +10,7 @@
 #include "baton/language.h"
 #include "steps/llm/default_prompts.h"
 #include "steps/llm/prompt.h"
+#include "util/secrets.h"
 
 namespace baton::llm {
 namespace {
@@ -261,6 +262,8 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
     // Never echo the value: a common mistake is to paste the key itself here.
     Bad("api_key_env", "must be the NAME of an environment variable (letters, digits, _), not the key");
   }
+  // Whatever its name, the key is a secret: children (command, worker) get it only by pass_env.
+  RegisterSecretName(c.api_key_env);
   if (!c.extractive) {
     if (c.base_url.empty()) Bad("base_url", "required for provider " + c.provider);
     if (c.base_url.rfind("http://", 0) != 0 && c.base_url.rfind("https://", 0) != 0) {

@@ -111,6 +111,40 @@ TEST_F(LlmRatesTest, RatesAtTheServersLimitsGetNo429WhileNoRatesDo) {
               fresh.rate_limited_count());
 }
 
+// A provider that refuses any request closer than 1/rate to the previous one (its clock sees
+// Baton's spacing with jitter): told that very rate, Baton gets not one 429, with 8 jobs asking at
+// once. The spacing it keeps is the rate's interval plus the pacing margin (20 ms here).
+TEST_F(LlmRatesTest, PacedAtTheProvidersExactRateGetsNo429) {
+  constexpr double kRate = 2;  // requests a second, on both sides
+  server.SetMinInterval(1 / kRate);
+  MemoryRateLimiter rates({{"req", {kRate, 1}}}, 0);
+  const std::vector<Job> jobs = RunConcurrently(With({{"request_rate", "req"}}), &rates, 8);
+  for (const Job& j : jobs) ASSERT_TRUE(j.outcome.ok()) << j.outcome.error;
+  EXPECT_EQ(server.rate_limited_count(), 0u);
+  const auto requests = server.requests();
+  ASSERT_EQ(requests.size(), 8u);
+  for (size_t i = 1; i < requests.size(); ++i) {
+    const double gap = std::chrono::duration<double>(requests[i].at - requests[i - 1].at).count();
+    EXPECT_GE(gap, 1 / kRate) << "request " << i;
+  }
+}
+
+// After a 429 with Retry-After, every request waiting on the bucket waits it out and the bucket
+// paces slower: at twice the provider's rate, a 429 is never followed by another one at once
+// (the old bucket refilled while held and let its waiters go together), and the 429s stop
+// instead of hitting every second request.
+TEST_F(LlmRatesTest, After429EveryWaiterHonoursRetryAfterAndTheBucketSlows) {
+  server.SetMinInterval(0.25);
+  MemoryRateLimiter rates({{"req", {8, 1}}}, 0);  // twice what the provider takes
+  const std::vector<Job> jobs = RunConcurrently(With({{"request_rate", "req"}}), &rates, 8);
+  for (const Job& j : jobs) ASSERT_TRUE(j.outcome.ok()) << j.outcome.error;
+  const auto requests = server.requests();
+  for (size_t i = 1; i < requests.size(); ++i) {
+    if (requests[i - 1].status == 429) EXPECT_EQ(requests[i].status, 200) << "request " << i << " right after a 429";
+  }
+  EXPECT_LE(server.rate_limited_count(), 4u) << "the bucket did not slow down after 429s";
+}
+
 TEST_F(LlmRatesTest, CostPerJobFromTheServersUsage) {
   MemoryRateLimiter rates({}, 0);
   auto step = StepRegistry::Global().Create("llm", With({{"price", {{"input", 0.5}, {"output", 1.5}}}}));
@@ -178,9 +212,9 @@ TEST_F(LlmRatesTest, WaitsOnTheLimitersClockAndObeysProviderHeaders) {
   const long long used = static_cast<long long>(server.requests()[0].raw_body.size() / 4 + 7);
   EXPECT_DOUBLE_EQ(rates.Level("tok"), static_cast<double>(600 - used));
   EXPECT_TRUE(first.progress.empty());
-  RunJob(*step, &rates, 2, &second);  // one request a minute: waits 60 s of fake time
+  RunJob(*step, &rates, 2, &second);  // one request a minute: waits 60 s (+2% margin) of fake time
   ASSERT_TRUE(second.outcome.ok()) << second.outcome.error;
-  EXPECT_NEAR(clock.slept(), 60, 1e-6);
+  EXPECT_NEAR(clock.slept(), 61.2, 1e-6);
   ASSERT_FALSE(second.progress.empty());
   EXPECT_EQ(second.progress.front()["waiting"], "rate req");
   EXPECT_NE(second.logs.find("llm: waiting for rate req"), std::string::npos) << second.logs;
@@ -191,7 +225,7 @@ TEST_F(LlmRatesTest, WaitsOnTheLimitersClockAndObeysProviderHeaders) {
   Job third;
   RunJob(*step, &rates, 3, &third);
   ASSERT_TRUE(third.outcome.ok()) << third.outcome.error;
-  EXPECT_GE(clock.slept(), 60 + 60 + 30 - 1e-6);
+  EXPECT_GE(clock.slept(), 61.2 + 30 - 1e-6);
 }
 
 TEST_F(LlmRatesTest, UnknownRateAndMissingPriceAreClearFailures) {

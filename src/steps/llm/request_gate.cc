@@ -185,22 +185,21 @@ void RequestGate::After(const Ticket& ticket, const ProviderLimits& limits, long
   }
   // Settled also without a budget: the spending is recorded (a resumed run with a budget counts it).
   if (ticket.usd > 0 || cost > 0) limiter_->Settle(ticket.usd, cost);
-  // The provider's word: only lower (never raise) what the buckets hold; after a 429, hold them
-  // for Retry-After (or the reset time) so every step sharing the bucket backs off together.
-  const bool limited = status == 429;
-  auto hold = [&](double reset) { return limited ? (limits.retry_after >= 0 ? limits.retry_after : reset) : 0; };
-  bool lowered = false;
-  if (!c_.request_rate.empty() && limits.remaining_requests >= 0) {
-    limiter_->Lower(c_.request_rate, limits.remaining_requests, hold(limits.reset_requests));
-    lowered = true;
-  }
-  if (!c_.token_rate.empty() && limits.remaining_tokens >= 0) {
-    limiter_->Lower(c_.token_rate, limits.remaining_tokens, hold(limits.reset_tokens));
-    lowered = true;
-  }
-  if (limited && !lowered && limits.retry_after > 0) {
-    const std::string& rate = !c_.request_rate.empty() ? c_.request_rate : c_.token_rate;
-    if (!rate.empty()) limiter_->Lower(rate, 0, limits.retry_after);
+  // The provider's word: only lower (never raise) what the buckets hold.
+  if (!c_.request_rate.empty() && limits.remaining_requests >= 0)
+    limiter_->Lower(c_.request_rate, limits.remaining_requests, 0);
+  if (!c_.token_rate.empty() && limits.remaining_tokens >= 0)
+    limiter_->Lower(c_.token_rate, limits.remaining_tokens, 0);
+  if (status != 429) return;
+  // A 429: the refused bucket holds every request waiting on it (this step's and any other's)
+  // for Retry-After (else its reset time), refills only after, and paces slower from then on.
+  // The tokens' bucket when the provider says tokens ran out; else the requests' one.
+  const bool tokens_out = limits.remaining_tokens == 0 && limits.remaining_requests != 0;
+  auto wait = [&](double reset) { return limits.retry_after >= 0 ? limits.retry_after : reset; };
+  if (!c_.request_rate.empty() && !tokens_out) {
+    limiter_->Limited(c_.request_rate, wait(limits.reset_requests));
+  } else if (!c_.token_rate.empty()) {
+    limiter_->Limited(c_.token_rate, wait(limits.reset_tokens));
   }
 }
 
