@@ -125,6 +125,83 @@ LogFormat ParseLogFormat(const std::string& name) {
   return LogFormat::kText;
 }
 
+TraceWriter::~TraceWriter() { Close().IgnoreError(); }
+
+Status TraceWriter::Open(const std::filesystem::path& file, const std::vector<std::string>& node_names) {
+  file_ = file;
+  f_ = std::fopen(file.c_str(), "w");
+  if (!f_) return error_ = Status::Unavailable(file.string() + ": cannot write the trace");
+  buf_ = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [";
+  for (size_t i = 0; i < node_names.size(); ++i) {
+    const int pid = static_cast<int>(i) + 1;
+    nodes_[node_names[i]].pid = pid;
+    Append({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
+    Append({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"sort_index", i}}}});
+  }
+  return Status::Ok();
+}
+
+void TraceWriter::Append(const Json& event) {
+  buf_ += first_ ? "\n" : ",\n";
+  first_ = false;
+  buf_ += event.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (buf_.size() >= (1u << 16)) WriteOut();
+}
+
+void TraceWriter::WriteOut() {
+  if (f_ && !buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size() && error_.ok())
+    error_ = Status::Unavailable(file_.string() + ": trace write failed");
+  buf_.clear();
+}
+
+void TraceWriter::Add(const std::string& job, const AttemptReport& a) {
+  if (!f_) return;
+  Node& n = nodes_[a.node];
+  if (n.pid == 0) {
+    n.pid = static_cast<int>(nodes_.size());
+    Append({{"name", "process_name"}, {"ph", "M"}, {"pid", n.pid}, {"tid", 0}, {"args", {{"name", a.node}}}});
+  }
+  int tid;
+  if (!a.gpus.empty()) {
+    tid = 1000 + a.gpus.front();
+  } else {
+    // Attempts come in the order they end: a lane whose last attempt ended by this one's start
+    // holds no attempt that overlaps it.
+    size_t lane = 0;
+    while (lane < n.lane_end.size() && n.lane_end[lane] > a.start + 1e-9) ++lane;
+    if (lane == n.lane_end.size()) n.lane_end.push_back(0);
+    n.lane_end[lane] = std::max(n.lane_end[lane], a.end);
+    tid = static_cast<int>(lane) + 1;
+  }
+  if (std::find(n.named.begin(), n.named.end(), tid) == n.named.end()) {
+    n.named.push_back(tid);
+    Append({{"name", "thread_name"},
+            {"ph", "M"},
+            {"pid", n.pid},
+            {"tid", tid},
+            {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
+  }
+  Append({{"name", job + " " + a.step},
+          {"cat", a.step},
+          {"ph", "X"},
+          {"pid", n.pid},
+          {"tid", tid},
+          {"ts", static_cast<int64_t>(a.start * 1e6)},
+          {"dur", std::max<int64_t>(1, static_cast<int64_t>((a.end - a.start) * 1e6))},
+          {"args",
+           {{"job", job}, {"step", a.step}, {"node", a.node}, {"attempt", a.attempt}, {"status", a.status},
+            {"gpus", a.gpus}}}});
+}
+
+Status TraceWriter::Close() {
+  if (!f_) return error_;
+  buf_ += "\n]}\n";
+  WriteOut();
+  if (std::fclose(f_) != 0 && error_.ok()) error_ = Status::Unavailable(file_.string() + ": trace write failed");
+  f_ = nullptr;
+  return error_;
+}
+
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
                       const std::vector<std::string>& node_names) {
   struct Item {

@@ -1,7 +1,7 @@
-// OUT/jobs.jsonl: one line per job as it ends (the summary.json job object), written as the run
-// goes, so a large run's summary costs one pass over a file instead of every job kept in memory.
-// A job that ends again (retried while the run is live) gets a new line; its last line counts.
-// summary.json is assembled from the lines, in job order, when the run ends.
+// OUT/jobs.jsonl: one line per job as it ends (the job object of docs/schema), written as the run
+// goes: every job of a run is there, in the order they ended, not in memory. A job that ends
+// again (retried while the run is live) gets a new line; its last line counts. summary.json
+// copies only the failed jobs' lines, when the run ends.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,10 @@ class JobLines {
   // Appends `job`'s line (buffered).
   void Write(uint32_t job, const JobReport& report, const Json& results);
   bool Has(uint32_t job) const { return job < offset_.size() && offset_[job] != kNone; }
+  // A new job took `job`'s place (Driver::Forget): its old line stays in the file, unindexed.
+  void Drop(uint32_t job) {
+    if (job < offset_.size()) offset_[job] = kNone;
+  }
   // `job`'s last line (without the newline), appended to `out`. REQUIRES: Has(job).
   Status Read(uint32_t job, std::string* out);
   Status Flush();

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <condition_variable>
@@ -93,8 +94,13 @@ struct Runtime::Impl : driver::Transport {
   WorkerPool pool;
   RunReport final_report;
   runtime::JobLines lines;                         // OUT/jobs.jsonl
+  TraceWriter trace;                               // --trace, drawn as attempts end
   std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
   std::vector<std::string> notices;
+  // Streaming admission (RunOptions::next_input): jobs are read as the window has room.
+  uint32_t pipeline_id = 0;
+  bool admitting = false;
+  size_t window = 0;
 
   double Now() const { return started ? clock->Monotonic() - t0 : 0; }
 
@@ -106,6 +112,7 @@ struct Runtime::Impl : driver::Transport {
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
+  void Admit(double now);
   void WriteOutputs();
   Status WriteSummary(const RunReport& report);
 };
@@ -159,6 +166,12 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     limiter->Resume(m.journal->spent_before(), [store = m.journal.get()](double usd) { store->AppendSpent(usd); });
   m.rates = std::move(limiter);
   m.launched.resize(m.driver.job_count());
+  m.pipeline_id = *pid;
+  m.admitting = m.journal->streaming();
+  double cpus = 0;
+  for (const auto& n : m.cluster.nodes) cpus += n.cpus;
+  m.window = m.options.admit_window > 0 ? m.options.admit_window
+                                        : std::max<size_t>(4096, static_cast<size_t>(4 * cpus));
 }
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
@@ -215,6 +228,12 @@ void Runtime::Impl::Start() {
   std::filesystem::create_directories(options.out);
   for (const auto& d : node_workdirs) std::filesystem::create_directories(d);
   if (Status st = lines.Open(options.out / "jobs.jsonl"); !st.ok() && log) log->Line("baton: " + st.message());
+  if (!options.trace.empty()) {
+    std::vector<std::string> names;
+    for (const auto& n : driver.nodes()) names.push_back(n.name);
+    if (Status st = trace.Open(options.trace, names); st.ok()) journal->SetTrace(&trace);
+    else if (log) log->Line("baton: " + st.message());
+  }
   std::lock_guard lock(state_mu);
   t0 = clock->Monotonic();
   started = true;
@@ -328,8 +347,27 @@ void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* b
 }
 
 void Runtime::Impl::Release() {
-  for (uint32_t job : journal->released()) driver.ReleaseDetail(job);
+  for (uint32_t job : journal->released()) {
+    driver.ReleaseDetail(job);
+    if (journal->streaming()) driver.Forget(job);  // its place goes to the next job admitted
+  }
   journal->released().clear();
+}
+
+// Streaming admission: inputs read while fewer than `window` jobs are live; none after a stop.
+void Runtime::Impl::Admit(double now) {
+  if (admitting && requests.stopped()) admitting = false;
+  std::string input;
+  while (admitting && driver.live_count() < window) {
+    if (!options.next_input(&input)) {
+      admitting = false;
+      break;
+    }
+    const uint32_t job = journal->Admit(driver, pipeline_id, std::move(input), now, options.job_prefix);
+    if (job >= launched.size()) launched.resize(job + 1);
+    else launched[job].workdir_made_on = 0;  // the place's earlier job had its own folders
+    input.clear();
+  }
 }
 
 void Runtime::Impl::WriteOutputs() {
@@ -339,11 +377,12 @@ void Runtime::Impl::WriteOutputs() {
   report.interrupted = requests.stopped();
   if (Status st = journal->Flush(); !st.ok() && log) log->Line("baton: " + st.message());
   Release();
-  driver.FinishReport(&report);
+  driver.FinishReport(&report, options.keep_finished);
   if (Status st = WriteSummary(report); !st.ok() && log) log->Line("baton: " + st.message());
-  std::vector<std::string> names;
-  for (const auto& n : driver.nodes()) names.push_back(n.name);
-  if (!options.trace.empty()) WriteChromeTrace(options.trace, report, names);
+  if (trace.is_open()) {
+    journal->SetTrace(nullptr);
+    if (Status st = trace.Close(); !st.ok() && log) log->Line("baton: " + st.message());
+  }
   if (driver.has_sinks()) {
     Event e{Event::Type::kRunFinished};
     e.time = report.seconds;
@@ -352,7 +391,8 @@ void Runtime::Impl::WriteOutputs() {
   }
 }
 
-// summary.json from jobs.jsonl's lines in job order (a job without a line: from the report),
+// summary.json: counts, the LLM total, the failed jobs (their lines in jobs.jsonl, else from the
+// report) and where every job is (jobs.jsonl), so its size follows the failures, not the run;
 // streamed to a temporary file renamed over the target.
 Status Runtime::Impl::WriteSummary(const RunReport& report) {
   if (Status st = lines.Flush(); !st.ok()) return st;
@@ -362,19 +402,28 @@ Status Runtime::Impl::WriteSummary(const RunReport& report) {
   const std::filesystem::path file = options.out / "summary.json", tmp = options.out / ".summary.json.tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return Status::Unavailable(tmp.string() + ": cannot write");
-  std::string buf;
-  runtime::WriteSummaryHead(report, llm.ToJson(), &buf);
+  std::string buf = fmt::format(
+      "{{\n \"schema\": {},\n \"seconds\": {},\n \"jobs\": {},\n \"succeeded\": {},\n \"failed\": {},\n"
+      " \"cancelled\": {},\n \"interrupted\": {},\n \"exit_code\": {},\n \"llm\": {},\n"
+      " \"jobs_file\": \"jobs.jsonl\",\n \"failed_jobs\": [",
+      runtime::kSummarySchema, report.seconds, report.succeeded + report.failed + report.cancelled, report.succeeded,
+      report.failed, report.cancelled, report.interrupted, report.ExitCode(), llm.ToJson().dump());
   Status st;
-  for (uint32_t i = 0; i < report.jobs.size(); ++i) {
-    buf += i ? ",\n  " : "\n  ";
-    if (lines.Has(i)) st = lines.Read(i, &buf);
-    if (!lines.Has(i) || !st.ok()) runtime::AppendJobJson(report.jobs[i], report.jobs[i].results, &buf);
+  bool first = true;
+  for (const JobReport& job : report.jobs) {
+    if (job.status != "failed") continue;
+    buf += first ? "\n  " : ",\n  ";
+    first = false;
+    const int i = driver.JobIndex(job.id);
+    const bool lined = i >= 0 && lines.Has(i);
+    if (lined) st = lines.Read(i, &buf);
+    if (!lined || !st.ok()) runtime::AppendJobJson(job, job.results, &buf);
     if (buf.size() >= (1u << 20)) {
       std::fwrite(buf.data(), 1, buf.size(), f);
       buf.clear();
     }
   }
-  buf += "\n ]\n}\n";
+  buf += first ? "]\n}\n" : "\n ]\n}\n";
   std::fwrite(buf.data(), 1, buf.size(), f);
   const bool ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
   std::fclose(f);
@@ -399,6 +448,7 @@ const RunReport& Runtime::Run() {
       std::lock_guard lock(m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
+      m.Admit(now);
       turn.place = !m.requests.stopped();
       m.driver.Turn(m, now, turn);
       m.Release();
@@ -406,7 +456,7 @@ const RunReport& Runtime::Run() {
         m.log->SetProgress(m.driver.ProgressLine(now));
         next_progress = now + 0.2;
       }
-      if (m.driver.all_ended()) {
+      if (m.driver.all_ended() && !m.admitting) {
         m.running = false;
         break;
       }
