@@ -81,7 +81,7 @@ TEST_F(SpeechWorkerTest, WorkerTranscriptReachesPromptSummaryAndReportAndPocketS
   EXPECT_NEAR(transcript["segments"][1]["start"].get<double>(), 6.5, 0.4);
 
   // jobs.jsonl holds the worker's segments (the job's results).
-  const Json jobs = testing::ReadJobs(out_);
+  const Json jobs = testing::ReadJobs(out_.path());
   EXPECT_NE(jobs.dump().find("Revenue grew twelve percent this year."), std::string::npos);
   EXPECT_NE(jobs.dump().find("speech-standin"), std::string::npos);
 

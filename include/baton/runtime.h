@@ -72,7 +72,7 @@ struct RunOptions {
   // jobs. false: a succeeded or cancelled job's attempts and results then leave memory
   // (JobDetail reads them back from its line), and Run()'s report lists only the failed jobs
   // (its counts cover every job), so memory does not grow with finished jobs' detail.
-  // `baton run` sets false unless --trace is given.
+  // `baton run` sets false (its trace is written as attempts end).
   bool keep_finished = true;
   // Keep every job's node work folders (OUT/nodes/<node>/<job>/). By default a succeeded job's
   // are removed when it ends (its deliverables are in OUT/<job>/); failed and cancelled jobs'

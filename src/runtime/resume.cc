@@ -120,6 +120,7 @@ void JournalStore::JobChanged(uint32_t job) {
   const driver::JobRecord& j = d_.job(job);
   if (j.end != driver::JobEnd::kLive && !p.lined) {
     lines_->Write(job, j.report, *j.results);
+    lines_->Index(p.number, job);
     p.lined = true;
     if (release_ && j.end != driver::JobEnd::kFailed) {  // a failed job keeps what a retry needs
       released_llm_.Add(rates::JobLlmUsage(*j.results));

@@ -113,6 +113,7 @@ struct Runtime::Impl : driver::Transport {
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
   void Admit(double now);
+  Json SavedJob(const std::string& id);  // a job's line in jobs.jsonl by its number; null when none
   void WriteOutputs();
   Status WriteSummary(const RunReport& report);
 };
@@ -228,6 +229,8 @@ void Runtime::Impl::Start() {
   std::filesystem::create_directories(options.out);
   for (const auto& d : node_workdirs) std::filesystem::create_directories(d);
   if (Status st = lines.Open(options.out / "jobs.jsonl"); !st.ok() && log) log->Line("baton: " + st.message());
+  if (Status st = lines.OpenIndex(options.out / ".baton" / "jobs.index"); !st.ok() && log)
+    log->Line("baton: " + st.message());
   if (!options.trace.empty()) {
     std::vector<std::string> names;
     for (const auto& n : driver.nodes()) names.push_back(n.name);
@@ -473,6 +476,7 @@ Json Runtime::JobDetail(const std::string& id) const {
   std::lock_guard lock(impl_->state_mu);
   Json detail = impl_->driver.JobDetail(id, impl_->Now());
   const int j = impl_->driver.JobIndex(id);
+  if (j < 0) return impl_->SavedJob(id);  // left memory (streaming): its line in jobs.jsonl, by number
   // A finished job whose detail left memory: its attempts and results come from jobs.jsonl.
   if (j >= 0 && !impl_->options.keep_finished && impl_->lines.Has(j) && detail.is_object() &&
       detail.value("attempts", Json::array()).empty()) {
@@ -498,9 +502,37 @@ Json Runtime::Overview() const {
   return impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
 }
 
+// A streamed run's jobs are numbered in input order: a page without a filter is read by number, a
+// live job from the driver, one that left memory from jobs.jsonl (its index). A filtered page
+// covers the jobs in memory (live, failed and recently ended ones).
 Json Runtime::JobsPage(const JobsQuery& query) const {
   std::lock_guard lock(impl_->state_mu);
-  return impl_->driver.JobsPage(query, impl_->Now());
+  Impl& m = *impl_;
+  if (!m.journal->streaming() || !query.states.empty() || !query.text.empty())
+    return m.driver.JobsPage(query, m.Now());
+  const size_t total = m.driver.submitted_count();
+  Json page = Json::array();
+  for (size_t n = query.offset; n < total && page.size() < query.limit; ++n) {
+    const std::string id = m.options.job_prefix + std::to_string(n);
+    const int j = m.driver.JobIndex(id);
+    Json job = j >= 0 ? m.driver.JobJson(static_cast<uint32_t>(j), m.Now(), false) : m.SavedJob(id);
+    if (!job.is_object()) continue;
+    job.erase("results");
+    page.push_back(std::move(job));
+  }
+  return {{"total", total}, {"jobs", std::move(page)}};
+}
+
+Json Runtime::Impl::SavedJob(const std::string& id) {
+  const std::string& prefix = options.job_prefix;
+  if (id.size() <= prefix.size() || id.compare(0, prefix.size(), prefix) != 0 ||
+      id.find_first_not_of("0123456789", prefix.size()) != std::string::npos || id.size() - prefix.size() > 9)
+    return Json();
+  std::string line;
+  if (!lines.ReadNumber(static_cast<uint32_t>(std::stoul(id.substr(prefix.size()))), &line).ok()) return Json();
+  Json saved = Json::parse(line, nullptr, false);
+  if (!saved.is_object() || saved.value("id", "") != id) return Json();
+  return saved;
 }
 
 }  // namespace baton

@@ -592,6 +592,20 @@ TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
     EXPECT_LE(rt.Snapshot()["jobs"].size(), 5u);
     EXPECT_EQ(rt.Overview()["total"], 50);
     EXPECT_EQ(rt.Overview()["counts"]["succeeded"], 49);
+    // Jobs that left memory are read back from jobs.jsonl by their number.
+    const Json detail = rt.JobDetail("job-3");
+    ASSERT_TRUE(detail.is_object());
+    EXPECT_EQ(detail["state"], "succeeded");
+    EXPECT_EQ(detail["attempts"].size(), 1u);
+    JobsQuery q;
+    q.offset = 5;
+    q.limit = 10;
+    const Json page = rt.JobsPage(q);
+    EXPECT_EQ(page["total"], 50);
+    ASSERT_EQ(page["jobs"].size(), 10u);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(page["jobs"][i]["id"], "job-" + std::to_string(5 + i));
+    EXPECT_EQ(page["jobs"][2]["state"], "failed");  // job-7, still in memory
+    EXPECT_TRUE(rt.JobDetail("job-50").is_null());
   }
   const Json jobs = testing::ReadJobs(o.out);
   ASSERT_EQ(jobs.size(), 50u);
