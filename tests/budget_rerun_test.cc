@@ -74,12 +74,13 @@ class BudgetRerunTest : public ::testing::Test {
     return {testing::WaitExit(pid), ReadFile(dir_ / "stderr")};
   }
   Json Summary(const std::string& out) const { return Json::parse(ReadFile(dir_ / out / "summary.json")); }
+  Json Jobs(const std::string& out) const { return testing::ReadJobs(dir_ / out); }  // every job, in job order
 
   // Succeeded jobs; every other one must have failed for the budget, not retried (`first_run`:
   // at its first try).
-  int CountSucceeded(const Json& summary, bool first_run = false) {
+  int CountSucceeded(const Json& jobs, bool first_run = false) {
     int ok = 0;
-    for (const auto& j : summary["jobs"]) {
+    for (const auto& j : jobs) {
       if (j["state"] == "succeeded") {
         ++ok;
         continue;
@@ -132,8 +133,10 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   ASSERT_EQ(Baton("measure").status, 0) << ReadFile(dir_ / "stderr");
   double c = 0, c_min = 1e9;
   const Json measured = Summary("measure");
-  ASSERT_EQ(measured["jobs"].size(), static_cast<size_t>(kJobs));
-  for (const auto& j : measured["jobs"]) {
+  ASSERT_EQ(measured["jobs"], kJobs);
+  const Json measured_jobs = Jobs("measure");
+  ASSERT_EQ(measured_jobs.size(), static_cast<size_t>(kJobs));
+  for (const auto& j : measured_jobs) {
     c = std::max(c, j["llm"]["cost_usd"].get<double>());
     c_min = std::min(c_min, j["llm"]["cost_usd"].get<double>());
   }
@@ -145,7 +148,7 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   WritePipeline(4.5 * c);
   Result r = Baton("out");
   EXPECT_EQ(r.status, 1) << r.err;
-  EXPECT_EQ(CountSucceeded(Summary("out"), true), 4);
+  EXPECT_EQ(CountSucceeded(Jobs("out"), true), 4);
   EXPECT_EQ(server_.request_count() - before, 4u);  // nothing was sent past the budget
 
   // Run 2, --rerun failed with a budget of 8.5 c: the folder already spent 4 c, so four more jobs
@@ -155,7 +158,7 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_NE(r.err.find("LLM requests of earlier runs in out cost $"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("pipeline changed"), std::string::npos) << "a budget is not a step: " << r.err;
-  EXPECT_EQ(CountSucceeded(Summary("out")), 8);
+  EXPECT_EQ(CountSucceeded(Jobs("out")), 8);
   EXPECT_EQ(server_.request_count() - before, 8u);
 
   // Run 3, --rerun failed with a budget that covers everything: the last four finish.
@@ -175,7 +178,7 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   EXPECT_EQ(summary["llm"]["requests"], kJobs);
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), ServerCost(before), 1e-9);
   double per_job = 0;
-  for (const auto& j : summary["jobs"]) per_job += j["llm"]["cost_usd"].get<double>();
+  for (const auto& j : Jobs("out")) per_job += j["llm"]["cost_usd"].get<double>();
   EXPECT_NEAR(per_job, ServerCost(before), 1e-9);
   // The journal's `spent` records (what the next run's budget starts from) say the same.
   auto past = journal::Replay(dir_ / "out" / ".baton" / "journal");
@@ -188,7 +191,7 @@ TEST_F(BudgetRerunTest, TheBudgetIsTheFoldersAndALargerOneFinishesTheRestWithout
   r = Baton("out", {"--rerun", "all"});
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_EQ(r.err.find("LLM requests of earlier runs"), std::string::npos) << r.err;
-  EXPECT_EQ(CountSucceeded(Summary("out")), 4);
+  EXPECT_EQ(CountSucceeded(Jobs("out")), 4);
   EXPECT_EQ(server_.request_count() - before, static_cast<size_t>(kJobs + 4));
 }
 

@@ -102,7 +102,7 @@ TEST_F(ChineseMoreTest, TraditionalChineseReportWithExactSlides) {
   EXPECT_NE(html.find("<html lang=\"zh-TW\">"), std::string::npos);
   EXPECT_NE(html.find("<title>季度報告</title>"), std::string::npos);
   // OCR read the slides with the Traditional data.
-  EXPECT_NE(ReadFile(out / "summary.json").find("chi_tra"), std::string::npos);
+  EXPECT_NE(ReadFile(out / "jobs.jsonl").find("chi_tra"), std::string::npos);
 }
 
 TEST_F(ChineseMoreTest, SimplifiedChineseThroughTwoAgentsOnRedis) {

@@ -101,8 +101,8 @@ TEST_F(ChineseVideoTest, ReportIsChineseWithExactSlidesTitleSummaryAndSpeech) {
   EXPECT_NE(html.find("\"Noto Sans CJK SC\""), std::string::npos);
   EXPECT_NE(html.find("<h2>文字记录</h2>"), std::string::npos);
   // The downloaded file kept its Chinese name on disk.
-  const Json summary_json = Json::parse(ReadFile(out_ / "summary.json"));
-  EXPECT_NE(summary_json.dump().find("季度报告.mp4"), std::string::npos) << summary_json.dump().substr(0, 400);
+  const Json jobs = testing::ReadJobs(out_.path());
+  EXPECT_NE(jobs.dump().find("季度报告.mp4"), std::string::npos) << jobs.dump().substr(0, 400);
 }
 
 TEST_F(ChineseVideoTest, PocketSphinxIsNotAskedForChineseAndTheReportSaysSo) {

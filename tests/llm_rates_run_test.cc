@@ -80,14 +80,15 @@ TEST_F(LlmRatesRunTest, NoRateLimitedReplyAndExactCost) {
   for (const auto& job : r.jobs) {
     EXPECT_EQ(job.results["summarize"]["usage"]["requests"], 1) << job.id;
   }
-  // The same totals in the summary.json written to disk, at the top and summed over the jobs.
+  // The same totals in the summary.json written to disk, and summed over the jobs of jobs.jsonl.
   const Json summary = Json::parse(testing::ReadFile(dir / ("out-" + std::to_string(runs)) / "summary.json"));
   EXPECT_EQ(summary["llm"]["requests"], 12);
   EXPECT_EQ(summary["llm"]["prompt_tokens"], prompt);
   EXPECT_EQ(summary["llm"]["completion_tokens"], 12 * 7);
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), cost, 1e-12);
   double per_job = 0;
-  for (const auto& j : summary["jobs"]) per_job += j["llm"]["cost_usd"].get<double>();
+  for (const auto& j : testing::ReadJobs(dir / ("out-" + std::to_string(runs))))
+    per_job += j["llm"]["cost_usd"].get<double>();
   EXPECT_NEAR(per_job, cost, 1e-12);
 }
 

@@ -92,6 +92,7 @@ class ResumeTest : public ::testing::Test {
   void Write(const std::string& name, const std::string& text) { std::ofstream(dir_ / name) << text; }
   std::filesystem::path Journal() const { return dir_ / "out" / ".baton" / "journal"; }
   nlohmann::json Summary() const { return nlohmann::json::parse(ReadFile(dir_ / "out" / "summary.json")); }
+  nlohmann::json Jobs() const { return testing::ReadJobs(dir_ / "out"); }  // every job, in job order
 
   TempDir dir_;
 };
@@ -157,8 +158,11 @@ TEST_F(ResumeTest, KilledRunResumesWithEveryJobEndingOnceAndNoFinishedStepRerun)
 
   auto summary = Summary();
   EXPECT_EQ(summary["succeeded"], kJobs);
-  EXPECT_EQ(summary["jobs"][0]["id"], "job-0");
-  EXPECT_EQ(summary["jobs"][kJobs - 1]["id"], "job-" + std::to_string(kJobs - 1));
+  EXPECT_EQ(summary["jobs"], kJobs);
+  const auto jobs = Jobs();  // skipped jobs too: jobs.jsonl has every job of the run
+  ASSERT_EQ(jobs.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(jobs[0]["id"], "job-0");
+  EXPECT_EQ(jobs[kJobs - 1]["id"], "job-" + std::to_string(kJobs - 1));
 
   // A third run has nothing left to do.
   Result third =
@@ -262,7 +266,9 @@ TEST_F(ResumeTest, FailedJobsStayFailedUntilRerunFailedAndRerunAllStartsOver) {
   EXPECT_NE(r.err.find("1 failed or cancelled job kept as they were (--rerun failed retries them)"), std::string::npos)
       << r.err;
   EXPECT_EQ(Count(Journal()).attempts, attempts);
-  EXPECT_EQ(Summary()["jobs"][1]["state"], "failed");
+  EXPECT_EQ(Jobs()[1]["state"], "failed");
+  ASSERT_EQ(Summary()["failed_jobs"].size(), 1u);
+  EXPECT_EQ(Summary()["failed_jobs"][0]["id"], "job-1");
 
   // --rerun failed: only job-1 runs, from its failed step.
   r = Baton(
@@ -299,8 +305,7 @@ TEST_F(ResumeTest, NewInputsBecomeNewJobsAndIdsStayPut) {
       std::string::npos)
       << r.err;
   std::map<std::string, std::string> id_of;
-  const auto summary = Summary();
-  for (const auto& j : summary["jobs"]) id_of[j["input"].get<std::string>()] = j["id"].get<std::string>();
+  for (const auto& j : Jobs()) id_of[j["input"].get<std::string>()] = j["id"].get<std::string>();
   EXPECT_EQ(id_of["alpha"], "job-0");
   EXPECT_EQ(id_of["beta"], "job-1");
   EXPECT_EQ(id_of["gamma"], "job-2");
@@ -409,9 +414,9 @@ TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
   Write("x2.broken", "");
   Result r = Baton({"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none"});
   ASSERT_EQ(r.status, 1) << r.err;
-  auto summary = Summary();
+  auto jobs = Jobs();
   std::map<std::string, std::string> made_on;
-  for (const auto& j : summary["jobs"])
+  for (const auto& j : jobs)
     made_on[j["id"].get<std::string>()] = j["attempts"][0]["node"].get<std::string>();
   // job-0 keeps its folder; job-1's folder is lost.
   std::filesystem::remove_all(dir_ / "out" / "nodes" / made_on["job-1"] / "job-1");
@@ -420,12 +425,12 @@ TEST_F(ResumeTest, ResumedBoundStepRunsWhereItsFilesAreOrRerunsTheirProducer) {
   r = Baton(
       {"run", "p.yaml", "--cluster", "n.yaml", "--inputs", "in.txt", "--log-format", "none", "--rerun", "failed"});
   ASSERT_EQ(r.status, 0) << r.err;
-  summary = Summary();
-  const auto& job0 = summary["jobs"][0]["attempts"];
+  jobs = Jobs();
+  const auto& job0 = jobs[0]["attempts"];
   ASSERT_EQ(job0.size(), 1u);  // only `use` ran, where `make` had run
   EXPECT_EQ(job0[0]["step"], "use");
   EXPECT_EQ(job0[0]["node"], made_on["job-0"]);
-  const auto& job1 = summary["jobs"][1]["attempts"];
+  const auto& job1 = jobs[1]["attempts"];
   ASSERT_EQ(job1.size(), 2u);  // `make` again (its files were gone), then `use` beside it
   EXPECT_EQ(job1[0]["step"], "make");
   EXPECT_EQ(job1[1]["step"], "use");

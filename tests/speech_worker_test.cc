@@ -1,7 +1,7 @@
 // A user's speech model writes the transcript (docs/schema/analysis.md): examples/worker/
 // speech-report.yaml with its stand-in worker (examples/worker/speech_standin.py), end to end
 // through the embedded runtime: the worker's segments reach the LLM prompt (at a real local
-// OpenAI-compatible server), summary.json and the report's transcript and chapters, and the
+// OpenAI-compatible server), jobs.jsonl and the report's transcript and chapters, and the
 // built-in recogniser does not run. A step whose output breaks the shape fails, naming the field,
 // and nothing downstream runs.
 #include <gtest/gtest.h>
@@ -80,10 +80,10 @@ TEST_F(SpeechWorkerTest, WorkerTranscriptReachesPromptSummaryAndReportAndPocketS
   EXPECT_NEAR(transcript["segments"][0]["start"].get<double>(), 0.5, 0.4);
   EXPECT_NEAR(transcript["segments"][1]["start"].get<double>(), 6.5, 0.4);
 
-  // summary.json holds the worker's segments (the job's results).
-  const Json summary = Json::parse(ReadFile(out_ / "summary.json"));
-  EXPECT_NE(summary.dump().find("Revenue grew twelve percent this year."), std::string::npos);
-  EXPECT_NE(summary.dump().find("speech-standin"), std::string::npos);
+  // jobs.jsonl holds the worker's segments (the job's results).
+  const Json jobs = testing::ReadJobs(out_.path());
+  EXPECT_NE(jobs.dump().find("Revenue grew twelve percent this year."), std::string::npos);
+  EXPECT_NE(jobs.dump().find("speech-standin"), std::string::npos);
 
   // The prompt at the LLM server: the worker's sentences (PocketSphinx writes no capitals or stops).
   ASSERT_GE(llm.request_count(), 1u);

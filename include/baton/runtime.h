@@ -37,6 +37,16 @@ class Clock;  // src/util/clock.h
 
 struct RunOptions {
   std::vector<std::string> inputs;  // one job per entry ("" for --jobs N)
+  // Streaming admission (what `baton run` uses; `inputs` is then empty): the next input, false at
+  // the end. The run reads it as its admission window has room, so a job not yet admitted costs
+  // nothing; with keep_finished false a succeeded or cancelled job leaves memory once its line is
+  // in OUT/jobs.jsonl and its place goes to the next job, so memory follows the window, not the
+  // number of jobs. Called on the driver thread. A resume (a journal with earlier jobs) reads the
+  // stream whole first, to match each input to its earlier job.
+  std::function<bool(std::string* input)> next_input;
+  // Live jobs (admitted, not ended) the run holds at most while streaming; 0: 4096, or four per
+  // CPU slot of the cluster when that is more.
+  size_t admit_window = 0;
   std::filesystem::path out = "out";
   std::filesystem::path trace;      // "" = no trace file
   using LogFormat = baton::LogFormat;  // baton/events.h
@@ -58,10 +68,11 @@ struct RunOptions {
   bool lock_out = true;
   enum class Rerun { kNone, kFailed, kAll } rerun = Rerun::kNone;  // kAll: the old journal is moved aside
   bool journal_sync = true;         // fdatasync each group commit (false: benchmarks of the CPU cost)
-  // Every job's line goes to OUT/jobs.jsonl as it ends, and summary.json is assembled from those
-  // lines. false: a succeeded or cancelled job's attempts and results then leave memory (the
-  // report's entry keeps its id, input, state and error; JobDetail reads the rest back), so memory
-  // does not grow with finished jobs' detail. `baton run` sets false unless --trace is given.
+  // Every job's line goes to OUT/jobs.jsonl as it ends; summary.json holds counts and the failed
+  // jobs. false: a succeeded or cancelled job's attempts and results then leave memory
+  // (JobDetail reads them back from its line), and Run()'s report lists only the failed jobs
+  // (its counts cover every job), so memory does not grow with finished jobs' detail.
+  // `baton run` sets false (its trace is written as attempts end).
   bool keep_finished = true;
   // Keep every job's node work folders (OUT/nodes/<node>/<job>/). By default a succeeded job's
   // are removed when it ends (its deliverables are in OUT/<job>/); failed and cancelled jobs'

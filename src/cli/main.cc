@@ -5,11 +5,13 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "baton/inputs.h"
 #include "baton/pipeline.h"
 #include "baton/runtime.h"
 #include "baton/step.h"
@@ -84,15 +86,39 @@ int RunCommand(const RunArgs& a) {
   }
   RunOptions opts;
   std::vector<std::string> warnings;
+  // Inputs are read as the run admits jobs (memory follows the jobs in flight): the first ones now,
+  // so that a small file's errors stop the run before it starts and its job count is known.
+  std::unique_ptr<InputStream> stream;
+  std::deque<std::string> head;
+  bool read_whole = true;
+  size_t job_count = static_cast<size_t>(a.jobs);
   if (!a.inputs.empty()) {
-    opts.inputs = Loaded(ReadInputs(a.inputs, &warnings));
+    stream = Loaded(InputStream::Open(a.inputs, &warnings));
+    constexpr size_t kReadFirst = 65536;
+    for (std::string in; head.size() < kReadFirst && stream->Next(&in);) head.push_back(std::move(in));
+    if (!stream->status().ok()) throw LoadError(stream->status().message());
+    read_whole = head.size() < kReadFirst;
+    job_count = head.size();
+    opts.next_input = [&head, &stream, read_whole](std::string* in) {
+      if (!head.empty()) {
+        *in = std::move(head.front());
+        head.pop_front();
+        return true;
+      }
+      return !read_whole && stream->Next(in);
+    };
   } else {
-    opts.inputs.assign(static_cast<size_t>(a.jobs), "");
+    opts.next_input = [left = job_count](std::string* in) mutable {
+      if (left == 0) return false;
+      --left;
+      in->clear();
+      return true;
+    };
   }
   opts.out = a.out;
   opts.trace = a.trace;
   opts.journal = !a.no_journal;
-  opts.keep_finished = !a.trace.empty();  // the trace is drawn from every attempt, kept in memory
+  opts.keep_finished = false;  // ended jobs leave memory: jobs.jsonl and the trace have them
   opts.rerun = a.rerun == "failed" ? RunOptions::Rerun::kFailed
                : a.rerun == "all"  ? RunOptions::Rerun::kAll
                                    : RunOptions::Rerun::kNone;
@@ -102,6 +128,7 @@ int RunCommand(const RunArgs& a) {
   opts.progress_line =
       a.progress == "always" || (a.progress == "auto" && tty && opts.log_format != RunOptions::LogFormat::kJson);
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
+  const size_t warned = warnings.size();
 
   std::unique_ptr<Runtime> made = Loaded(Runtime::Create(pipeline, cluster, opts));
   Runtime& runtime = *made;
@@ -114,7 +141,9 @@ int RunCommand(const RunArgs& a) {
     std::fprintf(stderr, "baton: %s received%s\n", name, run_over ? "; dashboard stopped" : "");
     if (!run_over) runtime.RequestStop();  // it says what it does next
   });
-  std::fprintf(stderr, "baton: %s: %zu jobs on %zu node%s; output in %s\n", pipeline.name.c_str(), opts.inputs.size(),
+  const std::string jobs_text =
+      read_whole ? fmt::format("{} jobs", job_count) : fmt::format("jobs from {} as the run goes", a.inputs);
+  std::fprintf(stderr, "baton: %s: %s on %zu node%s; output in %s\n", pipeline.name.c_str(), jobs_text.c_str(),
                cluster.nodes.size(), cluster.nodes.size() == 1 ? "" : "s", opts.out.c_str());
   const RunReport& report = runtime.Run();
   run_over = true;
@@ -124,6 +153,11 @@ int RunCommand(const RunArgs& a) {
   for (const auto& j : report.jobs)
     if (j.status == "failed")
       std::fprintf(stderr, "baton:   %s (%s): %s\n", j.id.c_str(), j.input.c_str(), j.error.c_str());
+  for (size_t i = warned; i < warnings.size(); ++i) std::fprintf(stderr, "baton: warning: %s\n", warnings[i].c_str());
+  if (stream && !stream->status().ok()) {  // a bad line past the first ones: the jobs before it ran
+    std::fprintf(stderr, "baton: error: %s; no job after it was started\n", stream->status().message().c_str());
+    return 2;
+  }
   // Serving on after the run is for someone at a terminal; a SIGTERM (a supervisor, `timeout`,
   // `kill`) means "stop", so the process ends now.
   if (dashboard && signals.received() != SIGTERM) WaitDashboard(*dashboard, report, signals);

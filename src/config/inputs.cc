@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -98,64 +99,135 @@ bool IsMediaFileName(std::string_view name) {
   return std::any_of(std::begin(kExtensions), std::end(kExtensions), [&](const char* e) { return ext == e; });
 }
 
-std::vector<std::string> ReadInputLines(std::istream& in, const std::string& name, const fs::path& base,
-                                        std::vector<std::string>* warnings) {
-  std::vector<std::string> inputs;
-  std::map<std::string, int> seen;  // input -> line it came from
-  auto add = [&](const std::string& input, int n, bool expanded) {
-    auto [it, fresh] = seen.emplace(input, n);
-    if (fresh) {
-      inputs.push_back(input);
-    } else if (expanded) {
-      warnings->push_back(fmt::format("{}:{}: {}: already listed by line {}, skipped", name, n, input, it->second));
-    } else {
-      warnings->push_back(fmt::format("{}:{}: duplicate of line {} skipped", name, n, it->second));
+InputLines::InputLines(std::istream& in, std::string name, fs::path base, std::vector<std::string>* warnings,
+                       size_t dedupe_limit)
+    : in_(in), name_(std::move(name)), base_(std::move(base)), warnings_(warnings), dedupe_limit_(dedupe_limit) {}
+
+// True when `input` is new (or no longer looked for); else warns and returns false.
+bool InputLines::Fresh(const std::string& input, bool expanded) {
+  if (dedupe_limit_ == 0) return true;
+  const auto [it, fresh] = seen_.emplace(std::hash<std::string>{}(input), n_);
+  if (fresh) {
+    if (seen_.size() >= dedupe_limit_) {
+      warnings_->push_back(fmt::format("{}:{}: {} inputs: duplicates are no longer looked for after this line", name_,
+                                       n_, seen_.size()));
+      dedupe_limit_ = 0;
+      std::unordered_map<uint64_t, int>().swap(seen_);
     }
-  };
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) {
-    ++n;
+    return true;
+  }
+  if (expanded)
+    warnings_->push_back(fmt::format("{}:{}: {}: already listed by line {}, skipped", name_, n_, input, it->second));
+  else
+    warnings_->push_back(fmt::format("{}:{}: duplicate of line {} skipped", name_, n_, it->second));
+  return false;
+}
+
+bool InputLines::Next(std::string* input) {
+  while (true) {
+    while (next_expanded_ < expanded_.size()) {
+      std::string& m = expanded_[next_expanded_++];
+      if (Fresh(m, true)) {
+        *input = std::move(m);
+        ++count_;
+        return true;
+      }
+    }
+    expanded_.clear();
+    next_expanded_ = 0;
+    std::string line;
+    if (!std::getline(in_, line)) {
+      if (count_ == 0) throw LoadError(name_ + ": no inputs (one URL, path, folder or glob per line)");
+      return false;
+    }
+    ++n_;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     const size_t start = line.find_first_not_of(" \t");
     line = start == std::string::npos ? "" : line.substr(start);
-    if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
+    if (n_ == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
     if (line.empty()) {
-      warnings->push_back(fmt::format("{}:{}: blank line skipped", name, n));
+      warnings_->push_back(fmt::format("{}:{}: blank line skipped", name_, n_));
       continue;
     }
     if (line[0] == '#') continue;
+    std::string one;
     if (line.find("://") != std::string::npos) {
-      add(line, n, false);
-      continue;
-    }
-    std::error_code ec;
-    if (HasGlobChars(line) && !fs::exists(Resolve(line, base), ec)) {
-      const auto matched = Glob(Resolve(line, base));
-      if (matched.empty()) throw LoadError(fmt::format("{}:{}: {}: the pattern matches no file", name, n, line));
-      for (const auto& m : matched) add(m, n, true);
-      continue;
-    }
-    const fs::path path = Resolve(line, base);
-    if (fs::is_directory(path, ec)) {
-      std::set<std::string> media;
-      MediaUnder(path, &media);
-      if (media.empty()) {
-        throw LoadError(fmt::format("{}:{}: {}: the folder holds no media file (.mp4, .mkv, .webm, .mov, .mp3, "
-                                    ".wav, ... see docs/cli.md)", name, n, line));
-      }
-      for (const auto& m : media) add(m, n, true);
-    } else if (fs::exists(path, ec)) {
-      add(path.string(), n, false);
-    } else if (line.find('/') != std::string::npos || line[0] == '~' || IsMediaFileName(line)) {
-      throw LoadError(fmt::format("{}:{}: {}: no such file or folder", name, n, path.string()));
+      one = std::move(line);
     } else {
-      add(line, n, false);  // a word, for steps that take names
+      std::error_code ec;
+      if (HasGlobChars(line) && !fs::exists(Resolve(line, base_), ec)) {
+        const auto matched = Glob(Resolve(line, base_));
+        if (matched.empty()) throw LoadError(fmt::format("{}:{}: {}: the pattern matches no file", name_, n_, line));
+        expanded_.assign(matched.begin(), matched.end());
+        continue;
+      }
+      const fs::path path = Resolve(line, base_);
+      if (fs::is_directory(path, ec)) {
+        std::set<std::string> media;
+        MediaUnder(path, &media);
+        if (media.empty()) {
+          throw LoadError(fmt::format("{}:{}: {}: the folder holds no media file (.mp4, .mkv, .webm, .mov, .mp3, "
+                                      ".wav, ... see docs/cli.md)", name_, n_, line));
+        }
+        expanded_.assign(media.begin(), media.end());
+        continue;
+      } else if (fs::exists(path, ec)) {
+        one = path.string();
+      } else if (line.find('/') != std::string::npos || line[0] == '~' || IsMediaFileName(line)) {
+        throw LoadError(fmt::format("{}:{}: {}: no such file or folder", name_, n_, path.string()));
+      } else {
+        one = std::move(line);  // a word, for steps that take names
+      }
     }
+    if (!Fresh(one, false)) continue;
+    *input = std::move(one);
+    ++count_;
+    return true;
   }
-  if (inputs.empty()) throw LoadError(name + ": no inputs (one URL, path, folder or glob per line)");
+}
+
+std::vector<std::string> ReadInputLines(std::istream& in, const std::string& name, const fs::path& base,
+                                        std::vector<std::string>* warnings) {
+  InputLines lines(in, name, base, warnings, SIZE_MAX);
+  std::vector<std::string> inputs;
+  for (std::string input; lines.Next(&input);) inputs.push_back(std::move(input));
   return inputs;
 }
+
+struct InputStream::Impl {
+  std::ifstream file;
+  std::unique_ptr<InputLines> lines;
+};
+
+InputStream::~InputStream() = default;
+
+Result<std::unique_ptr<InputStream>> InputStream::Open(const fs::path& file, std::vector<std::string>* warnings) {
+  std::unique_ptr<InputStream> s(new InputStream);
+  s->impl_ = std::make_unique<Impl>();
+  if (file == "-") {
+    s->impl_->lines = std::make_unique<InputLines>(std::cin, "stdin", fs::current_path(), warnings, kDedupeLimit);
+    return s;
+  }
+  s->impl_->file.open(file);
+  if (!s->impl_->file)
+    return Status::Invalid(file.string() + ": cannot read inputs file (" +
+                           (fs::exists(file) ? "permission denied" : "no such file") + ")");
+  s->impl_->lines = std::make_unique<InputLines>(s->impl_->file, file.string(), fs::absolute(file).parent_path(),
+                                                 warnings, kDedupeLimit);
+  return s;
+}
+
+bool InputStream::Next(std::string* input) {
+  if (!status_.ok()) return false;
+  try {  // the module's edge: InputLines throws LoadError inside it
+    return impl_->lines->Next(input);
+  } catch (const LoadError& e) {
+    status_ = Status::Invalid(e.what());
+    return false;
+  }
+}
+
+size_t InputStream::count() const { return impl_->lines->count(); }
 
 Result<std::vector<std::string>> ReadInputs(const fs::path& file, std::vector<std::string>* warnings) {
   try {  // the module's edge: ReadInputLines throws LoadError inside it

@@ -116,5 +116,33 @@ TEST(MediaNames, ExtensionsCountCaseInsensitively) {
   EXPECT_FALSE(IsMediaFileName("mp4"));
 }
 
+// Read one at a time (what `baton run` streams): duplicates are looked for among the first
+// `dedupe_limit` distinct inputs only, so memory stays bounded; a warning says where that stops.
+TEST(InputLines, DuplicatesAreLookedForUpToTheLimitThenNoLonger) {
+  std::istringstream in("a\nb\na\nc\na\n");
+  Strings warnings, got;
+  InputLines lines(in, "in.txt", fs::current_path(), &warnings, 3);
+  for (std::string s; lines.Next(&s);) got.push_back(s);
+  EXPECT_EQ(got, (Strings{"a", "b", "c", "a"}));
+  EXPECT_EQ(lines.count(), 4u);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0], "in.txt:3: duplicate of line 1 skipped");
+  EXPECT_EQ(warnings[1], "in.txt:4: 3 inputs: duplicates are no longer looked for after this line");
+}
+
+// InputStream: a bad line ends the stream with its one-line error; the inputs before it came.
+TEST(InputStream, ABadLineEndsTheStreamWithItsError) {
+  testing::TempDir dir;
+  std::ofstream(dir.path() / "in.txt") << "one\ntwo\n/no/such/file.mp4\nthree\n";
+  Strings warnings, got;
+  auto stream = InputStream::Open(dir.path() / "in.txt", &warnings);
+  ASSERT_TRUE(stream.ok()) << stream.error();
+  for (std::string s; (*stream)->Next(&s);) got.push_back(s);
+  EXPECT_EQ(got, (Strings{"one", "two"}));
+  EXPECT_EQ((*stream)->status().message(),
+            (dir.path() / "in.txt").string() + ":3: /no/such/file.mp4: no such file or folder");
+  EXPECT_FALSE(InputStream::Open(dir.path() / "missing.txt", &warnings).ok());
+}
+
 }  // namespace
 }  // namespace baton

@@ -134,5 +134,40 @@ TEST(Restore, EndedJobsStayEnded) {
   EXPECT_EQ(out[0].step, 1);
 }
 
+// Reuse: an ended job's place holds a new job (a run whose memory follows the work in flight);
+// the old job's late report and stale queue entries never touch the new one.
+TEST(Reuse, AnEndedJobsPlaceTakesANewJobAndIgnoresTheOldJobsReports) {
+  Scheduler s;
+  const uint32_t p = Seed(s);
+  Node(s, "a", 1, {{"role", "head"}});
+  const uint32_t job = s.Submit(p, 0);
+  EXPECT_FALSE(s.Reuse(job, p, 0));  // live: not reusable
+  uint32_t serial = 0;
+  for (uint16_t step = 0; step < 3; ++step) {
+    std::vector<Placement> out;
+    s.Decide(0, &out);
+    ASSERT_EQ(out.size(), 1u);
+    serial = out[0].serial;
+    s.Finish(job, serial, AttemptStatus::kOk, true, 0);
+  }
+  ASSERT_EQ(s.Job(job).phase, Phase::kSucceeded);
+  ASSERT_TRUE(s.Reuse(job, p, 1));
+  EXPECT_EQ(s.job_count(), 1u);
+  EXPECT_EQ(s.Job(job).phase, Phase::kReady);
+  EXPECT_EQ(s.Job(job).step, 0);
+  EXPECT_EQ(s.Home(job, 0), -1);  // the old job's homes are gone
+  // A report of the old job's last attempt arriving late changes nothing.
+  EXPECT_EQ(s.Finish(job, serial, AttemptStatus::kOk, true, 1).kind, FinishResult::Kind::kIgnored);
+  std::vector<Placement> out;
+  s.Decide(1, &out);
+  ASSERT_EQ(out.size(), 1u);  // placed once, though the old job's queue entries were there
+  EXPECT_EQ(out[0].step, 0);
+  EXPECT_GT(out[0].serial, serial);
+  // A failed job keeps its place (a retry needs it).
+  s.Finish(job, out[0].serial, AttemptStatus::kFailed, false, 1);
+  ASSERT_EQ(s.Job(job).phase, Phase::kFailed);
+  EXPECT_FALSE(s.Reuse(job, p, 1));
+}
+
 }  // namespace
 }  // namespace baton::core

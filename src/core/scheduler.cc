@@ -262,6 +262,29 @@ uint32_t Scheduler::Submit(uint32_t pipeline, double now) {
   return id;
 }
 
+bool Scheduler::Reuse(uint32_t job, uint32_t pipeline, double now) {
+  if (job >= jobs_.size()) return false;
+  JobState& j = jobs_[job];
+  const size_t steps = pipelines_[pipeline].model.steps.size();
+  if ((j.phase != Phase::kSucceeded && j.phase != Phase::kCancelled) ||
+      pipelines_[j.pipeline].model.steps.size() != steps)
+    return false;
+  LeaveBacklog(j);
+  JobState fresh{};
+  fresh.pipeline = pipeline;
+  fresh.phase = Phase::kReady;
+  fresh.node = -1;
+  fresh.failed_node = -1;
+  fresh.backlog_node = -1;
+  fresh.serial = j.serial;
+  fresh.ready_token = j.ready_token;
+  fresh.home_offset = j.home_offset;
+  j = fresh;
+  std::fill_n(homes_.begin() + j.home_offset, steps, -1);
+  MakeReady(job, now);
+  return true;
+}
+
 void Scheduler::MakeReady(uint32_t job, double now) {
   JobState& j = jobs_[job];
   const PipelineState& p = pipelines_[j.pipeline];

@@ -142,6 +142,12 @@ class Scheduler {
 
   // Submits a job of `pipeline`; its first step is ready at once. Job ids are dense, in order.
   uint32_t Submit(uint32_t pipeline, double now);
+  // A new job of `pipeline` in the place of `job`, an ended job (succeeded or cancelled) that its
+  // backend has stored elsewhere and forgotten (a run whose memory follows the jobs in flight, not
+  // every job). Its serial and ready token go on from the old job's, so a late report or a stale
+  // queue entry of the old job never matches the new one. Returns false (and changes nothing)
+  // when `job` has not ended so, or the pipelines differ in step count.
+  bool Reuse(uint32_t job, uint32_t pipeline, double now);
   // Cancels a job. Returns its running attempt, if any, for the driver to stop; the job ends
   // when that attempt's Finish arrives (or at once when nothing runs).
   std::vector<AttemptRef> Cancel(uint32_t job);

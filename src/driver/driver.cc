@@ -87,9 +87,21 @@ int Driver::JobIndex(const std::string& id) const {
 }
 
 uint32_t Driver::Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce) {
-  const uint32_t idx = sched_.Submit(pipelines_[pipeline].core, now);
-  BATON_ASSERT(idx == jobs_.size(), "core job ids are dense and shared with the driver");
-  JobRecord& j = jobs_.emplace_back();
+  ++submitted_;
+  uint32_t idx;
+  JobRecord* slot = nullptr;
+  if (!free_.empty() && sched_.Reuse(free_.back(), pipelines_[pipeline].core, now)) {
+    idx = free_.back();
+    free_.pop_back();
+    slot = &jobs_[idx];
+    ++(slot->end == JobEnd::kSucceeded ? gone_succeeded_ : gone_cancelled_);
+    *slot = JobRecord{};
+  } else {
+    idx = sched_.Submit(pipelines_[pipeline].core, now);
+    BATON_ASSERT(idx == jobs_.size(), "core job ids are dense and shared with the driver");
+    slot = &jobs_.emplace_back();
+  }
+  JobRecord& j = *slot;
   j.report.id = std::move(id);
   j.report.input = std::move(input);
   j.pipeline = pipeline;
@@ -119,6 +131,7 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   AddLlm({{"llm", JobLlm(*j.results)}}, &llm_total_);
   j.history = std::make_shared<const std::vector<StepRun>>(std::move(r.history));
   j.last_serial = r.serial;
+  ++submitted_;
   job_index_[r.id] = idx;
   switch (r.phase) {
     case core::Phase::kSucceeded: j.end = JobEnd::kSucceeded; break;
@@ -453,7 +466,22 @@ bool Driver::AttemptWaiting(uint32_t job, uint32_t serial, const std::string& wh
   return true;
 }
 
-void Driver::FinishReport(RunReport* out) {
+void Driver::FinishReport(RunReport* out, bool all) {
+  if (!all) {
+    out->succeeded += static_cast<int>(gone_succeeded_);
+    out->cancelled += static_cast<int>(gone_cancelled_);
+    for (const auto& j : jobs_) {
+      if (j.end == JobEnd::kSucceeded) ++out->succeeded;
+      else if (j.end == JobEnd::kFailed) ++out->failed;
+      else ++out->cancelled;
+      if (j.end != JobEnd::kFailed) continue;
+      out->jobs.push_back(j.report);
+      out->jobs.back().results = *j.results;
+    }
+    return;
+  }
+  out->succeeded += static_cast<int>(gone_succeeded_);
+  out->cancelled += static_cast<int>(gone_cancelled_);
   out->jobs.reserve(jobs_.size());
   for (auto& j : jobs_) {
     if (j.report.status == "succeeded") ++out->succeeded;
@@ -463,6 +491,16 @@ void Driver::FinishReport(RunReport* out) {
     out->jobs.push_back(std::move(j.report));
   }
   final_ = out;
+}
+
+void Driver::Forget(uint32_t job) {
+  JobRecord& j = jobs_[job];
+  if ((j.end != JobEnd::kSucceeded && j.end != JobEnd::kCancelled) || j.in_flight) return;
+  const auto it = job_index_.find(j.report.id);
+  if (it == job_index_.end() || it->second != job) return;  // already forgotten
+  job_index_.erase(it);
+  ReleaseDetail(job);
+  free_.push_back(job);
 }
 
 void Driver::ReleaseDetail(uint32_t job) {

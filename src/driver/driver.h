@@ -184,16 +184,27 @@ class Driver {
 
   // Room for `jobs` jobs in all (a backend that knows its job count up front: no reallocation).
   void Reserve(size_t jobs) { jobs_.reserve(jobs); }
-  // A new job; its first step is ready at once. Emits job_submitted when `announce`.
+  // A new job; its first step is ready at once. Emits job_submitted when `announce`. It takes the
+  // place of a forgotten job (Forget) when there is one, else a new index.
   uint32_t Submit(std::string id, std::string input, uint32_t pipeline, double now, bool announce = true);
   // A job reloaded from a store. Returns its index; the in-flight attempt is dropped (recorded as
   // lost) when it cannot be honoured.
   uint32_t Restore(RestoredJob job, double now);
   int JobIndex(const std::string& id) const;
-  size_t job_count() const { return jobs_.size(); }
+  size_t job_count() const { return jobs_.size(); }  // indices (places); a place may have held several jobs
   const JobRecord& job(uint32_t j) const { return jobs_[j]; }
-  size_t ended_count() const { return ended_; }
-  bool all_ended() const { return ended_ == jobs_.size(); }
+  size_t ended_count() const { return ended_; }             // jobs of the run that ended, forgotten ones too
+  size_t submitted_count() const { return submitted_; }     // jobs of the run, forgotten ones too
+  size_t live_count() const { return submitted_ - ended_; }
+  bool all_ended() const { return ended_ == submitted_; }
+  // A succeeded or cancelled job that a backend has stored elsewhere (the runtime's jobs.jsonl) and
+  // released (ReleaseDetail) leaves the driver: its id no longer resolves (JobIndex), and the next
+  // Submit takes its place (the views show it until then). Counts and the LLM total keep it. A run
+  // that forgets its ended jobs holds memory for the jobs in flight, not for every job. No-op for
+  // a live or failed job (a retry needs it).
+  void Forget(uint32_t job);
+  // The index the next Submit returns.
+  uint32_t NextIndex() const { return free_.empty() ? static_cast<uint32_t>(jobs_.size()) : free_.back(); }
 
   // Placements possible now; each is recorded as the job's in-flight attempt (attempt_started).
   void Decide(double now, std::vector<core::Placement>* out);
@@ -261,8 +272,10 @@ class Driver {
   // over the scheduler's job states and a JSON object only for the jobs of the page.
   Json Overview(const std::string& pipeline_name, double now) const;
   Json JobsPage(const JobsQuery& query, double now) const;
-  // Moves every job's report into `out` (results included); views keep working from it.
-  void FinishReport(RunReport* out);
+  // Moves every job's report into `out` (results included); views keep working from it. With
+  // `all` false (a run whose ended jobs left memory): counts every job and copies only the failed
+  // jobs' reports (their ids, errors, attempts); views keep working from the records.
+  void FinishReport(RunReport* out, bool all = true);
   // Frees an ended job's attempts, results and history once a backend has stored them elsewhere
   // (the runtime's jobs.jsonl): views then show it without them. No-op for a live job.
   void ReleaseDetail(uint32_t job);
@@ -299,6 +312,9 @@ class Driver {
   std::vector<core::Placement> turn_placements_;           // scratch for Turn
   std::vector<core::WorkerRef> turn_retired_;              // scratch for Turn
   size_t ended_ = 0;
+  size_t submitted_ = 0;
+  std::vector<uint32_t> free_;                  // places of forgotten jobs, for Submit
+  size_t gone_succeeded_ = 0, gone_cancelled_ = 0;  // forgotten jobs whose place a new job took
   JobStore* store_ = nullptr;
   std::vector<std::shared_ptr<EventSink>> sinks_;
   const RunReport* final_ = nullptr;

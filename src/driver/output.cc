@@ -125,6 +125,123 @@ LogFormat ParseLogFormat(const std::string& name) {
   return LogFormat::kText;
 }
 
+TraceWriter::~TraceWriter() { Close().IgnoreError(); }
+
+Status TraceWriter::Open(const std::filesystem::path& file, const std::vector<std::string>& node_names) {
+  file_ = file;
+  f_ = std::fopen(file.c_str(), "w");
+  if (!f_) return error_ = Status::Unavailable(file.string() + ": cannot write the trace");
+  buf_ = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [";
+  for (size_t i = 0; i < node_names.size(); ++i) {
+    const int pid = static_cast<int>(i) + 1;
+    nodes_[node_names[i]].pid = pid;
+    Append({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"name", node_names[i]}}}});
+    Append({{"name", "process_sort_index"}, {"ph", "M"}, {"pid", pid}, {"tid", 0}, {"args", {{"sort_index", i}}}});
+  }
+  return Status::Ok();
+}
+
+void TraceWriter::Append(const Json& event) {
+  buf_ += first_ ? "\n" : ",\n";
+  first_ = false;
+  buf_ += event.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (buf_.size() >= (1u << 16)) WriteOut();
+}
+
+void TraceWriter::WriteOut() {
+  if (f_ && !buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size() && error_.ok())
+    error_ = Status::Unavailable(file_.string() + ": trace write failed");
+  buf_.clear();
+}
+
+void TraceWriter::Add(const std::string& job, const AttemptReport& a) {
+  if (!f_) return;
+  if (a.batch.empty()) {
+    Bar(a.node, a.start, a.end, a.gpus, job + " " + a.step, a.step,
+        {{"job", job}, {"step", a.step}, {"node", a.node}, {"attempt", a.attempt}, {"status", a.status},
+         {"gpus", a.gpus}});
+    return;
+  }
+  // A worker serves one batch at a time: an attempt of its next batch closes the one open.
+  const std::string key = a.node + '\n' + a.step + '\n' + a.batch.substr(0, a.batch.find('.'));
+  auto it = open_batches_.find(key);
+  if (it != open_batches_.end() && it->second.batch != a.batch) {
+    DrawBatch(it->second);
+    open_batches_.erase(it);
+    it = open_batches_.end();
+  }
+  if (it == open_batches_.end()) {
+    Batch b;
+    b.node = a.node;
+    b.step = a.step;
+    b.batch = a.batch;
+    b.start = a.start;
+    b.end = a.end;
+    b.gpus = a.gpus;
+    it = open_batches_.emplace(key, std::move(b)).first;
+  }
+  Batch& b = it->second;
+  b.start = std::min(b.start, a.start);
+  b.end = std::max(b.end, a.end);
+  b.jobs.push_back(job);
+  b.attempts.push_back(a.attempt);
+  b.statuses.push_back(a.status);
+}
+
+void TraceWriter::DrawBatch(const Batch& b) {
+  Bar(b.node, b.start, b.end, b.gpus, fmt::format("{} batch of {}", b.step, b.jobs.size()), b.step,
+      {{"step", b.step}, {"node", b.node}, {"gpus", b.gpus}, {"batch", b.batch}, {"jobs", b.jobs},
+       {"attempts", b.attempts}, {"statuses", b.statuses}});
+}
+
+void TraceWriter::Bar(const std::string& node, double start, double end, const std::vector<int>& gpus,
+                      std::string name, const std::string& step, Json args) {
+  Node& n = nodes_[node];
+  if (n.pid == 0) {
+    n.pid = static_cast<int>(nodes_.size());
+    Append({{"name", "process_name"}, {"ph", "M"}, {"pid", n.pid}, {"tid", 0}, {"args", {{"name", node}}}});
+  }
+  int tid;
+  if (!gpus.empty()) {
+    tid = 1000 + gpus.front();
+  } else {
+    // Attempts come in the order they end: a lane whose last attempt ended by this one's start
+    // holds no attempt that overlaps it.
+    size_t lane = 0;
+    while (lane < n.lane_end.size() && n.lane_end[lane] > start + 1e-9) ++lane;
+    if (lane == n.lane_end.size()) n.lane_end.push_back(0);
+    n.lane_end[lane] = std::max(n.lane_end[lane], end);
+    tid = static_cast<int>(lane) + 1;
+  }
+  if (std::find(n.named.begin(), n.named.end(), tid) == n.named.end()) {
+    n.named.push_back(tid);
+    Append({{"name", "thread_name"},
+            {"ph", "M"},
+            {"pid", n.pid},
+            {"tid", tid},
+            {"args", {{"name", tid >= 1000 ? "GPU " + std::to_string(tid - 1000) : "slot " + std::to_string(tid)}}}});
+  }
+  Append({{"name", std::move(name)},
+          {"cat", step},
+          {"ph", "X"},
+          {"pid", n.pid},
+          {"tid", tid},
+          {"ts", static_cast<int64_t>(start * 1e6)},
+          {"dur", std::max<int64_t>(1, static_cast<int64_t>((end - start) * 1e6))},
+          {"args", std::move(args)}});
+}
+
+Status TraceWriter::Close() {
+  if (!f_) return error_;
+  for (const auto& [key, b] : open_batches_) DrawBatch(b);
+  open_batches_.clear();
+  buf_ += "\n]}\n";
+  WriteOut();
+  if (std::fclose(f_) != 0 && error_.ok()) error_ = Status::Unavailable(file_.string() + ": trace write failed");
+  f_ = nullptr;
+  return error_;
+}
+
 void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
                       const std::vector<std::string>& node_names) {
   struct Item {

@@ -11,6 +11,8 @@ Json Driver::Overview(const std::string& pipeline_name, double now) const {
   static const char* const kStates[] = {"ready", "backoff", "running", "succeeded", "failed", "cancelled"};
   std::map<std::string, size_t> counts;
   for (const char* s : kStates) counts[s] = 0;
+  counts["succeeded"] = gone_succeeded_;  // forgotten jobs whose place a new job took
+  counts["cancelled"] = gone_cancelled_;
   std::map<std::pair<uint32_t, uint16_t>, std::map<std::string, size_t>> at;  // (pipeline, step) -> state -> n
   for (uint32_t i = 0; i < jobs_.size(); ++i) {
     const auto v = sched_.Job(i);
@@ -25,7 +27,7 @@ Json Driver::Overview(const std::string& pipeline_name, double now) const {
     const std::string step = key.second < names.size() ? names[key.second].name : "";
     for (const auto& [state, n] : by_state) steps.push_back({{"step", step}, {"state", state}, {"jobs", n}});
   }
-  return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"total", jobs_.size()},
+  return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"total", submitted_},
           {"counts", counts}, {"steps", std::move(steps)}, {"nodes", NodesJson()},
           {"llm", llm_total_.is_null() ? EmptyLlm() : llm_total_}};
 }

@@ -192,8 +192,8 @@ std::string Driver::ProgressLine(double now) const {
   const auto& steps = pipelines_.front().spec.steps;
   const size_t n = steps.size();
   std::vector<int> running(n, 0), waiting(n, 0);
-  int ok = 0, failed = 0, cancelled = 0;
-  double progress = 0;
+  size_t ok = gone_succeeded_, failed = 0, cancelled = gone_cancelled_;  // forgotten jobs' places were taken
+  double progress = static_cast<double>(ok + cancelled);
   for (uint32_t i = 0; i < jobs_.size(); ++i) {
     const auto v = sched_.Job(i);
     switch (v.phase) {
@@ -205,13 +205,13 @@ std::string Driver::ProgressLine(double now) const {
     }
     progress += static_cast<double>(v.step) / static_cast<double>(n);
   }
-  std::string line = fmt::format("[{:.0f}s] {}/{} done", now, ok, jobs_.size());
+  std::string line = fmt::format("[{:.0f}s] {}/{} done", now, ok, submitted_);
   if (failed) line += fmt::format(", {} failed", failed);
   if (cancelled) line += fmt::format(", {} cancelled", cancelled);
   for (size_t s = 0; s < n; ++s)
     if (running[s] || waiting[s]) line += fmt::format(" | {} {} run {} wait", steps[s].name, running[s], waiting[s]);
-  if (progress > 0 && progress < jobs_.size())
-    line += fmt::format(" | ETA {:.0f}s", now / progress * (jobs_.size() - progress));
+  if (progress > 0 && progress < static_cast<double>(submitted_))
+    line += fmt::format(" | ETA {:.0f}s", now / progress * (static_cast<double>(submitted_) - progress));
   return line;
 }
 

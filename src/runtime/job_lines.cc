@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -13,6 +14,56 @@ namespace baton::runtime {
 JobLines::~JobLines() {
   Flush().IgnoreError();
   if (fd_ >= 0) ::close(fd_);
+  if (index_fd_ >= 0) ::close(index_fd_);
+}
+
+Status JobLines::OpenIndex(const std::filesystem::path& file) {
+  index_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (index_fd_ < 0) return Status::Unavailable(file.string() + ": cannot write: " + std::strerror(errno));
+  return Status::Ok();
+}
+
+void JobLines::Index(uint32_t number, uint32_t job) {
+  if (Has(job)) pending_.push_back({number, offset_[job], length_[job]});
+}
+
+// Runs of consecutive numbers (jobs end roughly in order) go out in one pwrite each.
+void JobLines::FlushIndex() {
+  if (index_fd_ < 0 || pending_.empty()) return;
+  std::stable_sort(pending_.begin(), pending_.end(),
+                   [](const Entry& a, const Entry& b) { return a.number < b.number; });
+  std::string run;
+  for (size_t i = 0; i < pending_.size();) {
+    const uint32_t first = pending_[i].number;
+    run.clear();
+    uint32_t next = first;
+    for (; i < pending_.size() && pending_[i].number <= next; ++i) {
+      if (pending_[i].number < next) run.resize(run.size() - 12);  // a later line of the same job
+      char rec[12];
+      std::memcpy(rec, &pending_[i].offset, 8);
+      std::memcpy(rec + 8, &pending_[i].length, 4);
+      run.append(rec, 12);
+      next = pending_[i].number + 1;
+    }
+    const ssize_t wrote = ::pwrite(index_fd_, run.data(), run.size(), static_cast<off_t>(first) * 12);
+    if (wrote != static_cast<ssize_t>(run.size()) && error_.ok())
+      error_ = Status::Unavailable(file_.string() + ": index write failed");
+  }
+  pending_.clear();
+}
+
+Status JobLines::ReadNumber(uint32_t number, std::string* out) {
+  for (size_t i = pending_.size(); i-- > 0;)
+    if (pending_[i].number == number) return ReadAt(pending_[i].offset, pending_[i].length, out);
+  if (index_fd_ < 0) return Status::NotFound("no index");
+  char rec[12];
+  if (::pread(index_fd_, rec, 12, static_cast<off_t>(number) * 12) != 12) return Status::NotFound("no line");
+  uint64_t at;
+  uint32_t n;
+  std::memcpy(&at, rec, 8);
+  std::memcpy(&n, rec + 8, 4);
+  if (n == 0) return Status::NotFound("no line");
+  return ReadAt(at, n, out);
 }
 
 Status JobLines::Open(const std::filesystem::path& file) {
@@ -49,12 +100,13 @@ Status JobLines::Flush() {
   }
   flushed_ += off;
   buf_.erase(0, off);
+  if (buf_.empty()) FlushIndex();  // entries point into the file only
   return error_;
 }
 
-Status JobLines::Read(uint32_t job, std::string* out) {
-  const uint64_t at = offset_[job];
-  const size_t n = length_[job];
+Status JobLines::Read(uint32_t job, std::string* out) { return ReadAt(offset_[job], length_[job], out); }
+
+Status JobLines::ReadAt(uint64_t at, size_t n, std::string* out) {
   if (at >= flushed_) {  // still in the buffer
     out->append(buf_, at - flushed_, n);
     return Status::Ok();

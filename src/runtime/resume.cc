@@ -96,6 +96,22 @@ void JournalStore::Check(const Status& st) {
   if (tell) tell(st);
 }
 
+uint32_t JournalStore::Admit(driver::Driver& d, uint32_t pipeline, std::string input, double now,
+                             const std::string& prefix) {
+  const uint32_t number = next_number_++;
+  std::string id = prefix + std::to_string(number);
+  if (writer_) {
+    journal::EncodeJobAdded(number, id, input, &added_);
+    Check(writer_->Append(added_.data()));
+  }
+  const uint32_t job = d.NextIndex();
+  Track(job, number, false);  // before Submit, which tells the store of the new job
+  lines_->Drop(job);
+  const uint32_t got = d.Submit(std::move(id), std::move(input), pipeline, now, true);
+  BATON_ASSERT(got == job, "Submit takes the index NextIndex said");
+  return job;
+}
+
 void JournalStore::Track(uint32_t job, uint32_t number, bool end_written) {
   if (jobs_.size() <= job) jobs_.resize(job + 1);  // amortized; AddJobs reserves the run's count
   jobs_[job] = {number, -1, end_written, false};
@@ -108,6 +124,7 @@ int JournalStore::StepIndex(const std::string& name) const {
 }
 
 void JournalStore::AttemptRecorded(uint32_t job, const AttemptReport& a) {
+  if (trace_) trace_->Add(d_.job(job).report.id, a);
   if (!writer_) return;
   PerJob& p = jobs_[job];
   const int step = StepIndex(a.step);
@@ -126,6 +143,7 @@ void JournalStore::JobChanged(uint32_t job) {
   const driver::JobRecord& j = d_.job(job);
   if (j.end != driver::JobEnd::kLive && !p.lined) {
     lines_->Write(job, j.report, *j.results);
+    lines_->Index(p.number, job);
     p.lined = true;
     if (release_ && j.end != driver::JobEnd::kFailed) {  // a failed job keeps what a retry needs
       released_llm_.Add(rates::JobLlmUsage(*j.results));
@@ -177,6 +195,11 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   if (!options.journal) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
     store->HoldLock(lock_fd);
+    if (options.next_input) {  // jobs come as the run admits them (Runtime)
+      store->set_streaming();
+      d.SetStore(store.get());
+      return store;
+    }
     store->Reserve(options.inputs.size());
     for (size_t i = 0; i < options.inputs.size(); ++i) {  // all ready at 0; Snapshot() sees them before Run()
       const uint32_t job = d.Submit(options.job_prefix + std::to_string(i), options.inputs[i], pipeline, 0, false);
@@ -246,10 +269,22 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
                     spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)",
                                                       spec.budget_usd, std::max(0.0, spec.budget_usd - past.spent_usd))
                                         : ""));
-  store->Reserve(options.inputs.size());
   journal::Encoder e;
   journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
   store->Append(e);
+  if (options.next_input && past.jobs.empty()) {  // nothing to match: jobs come as the run admits them
+    store->set_streaming();
+    d.SetStore(store.get());
+    return store;
+  }
+  // A resume matches every input to an earlier job: a stream is read whole first.
+  const std::vector<std::string>* inputs = &options.inputs;
+  std::vector<std::string> drained;
+  if (options.next_input) {
+    for (std::string in; options.next_input(&in);) drained.push_back(std::move(in));
+    inputs = &drained;
+  }
+  store->Reserve(inputs->size());
 
   std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
   {
@@ -261,7 +296,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   const uint16_t n_steps = static_cast<uint16_t>(spec.steps.size());
   size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0;
   uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
-  for (const std::string& input : options.inputs) {
+  for (const std::string& input : *inputs) {
     const std::string key = InputKey(input, occurrences[input]++);
     const auto it = by_key.find(key);
     if (it == by_key.end()) {
@@ -332,8 +367,8 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
                     options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)"
                                                                 : "kept as they were (--rerun failed retries them)",
                     added));
-  if (resumed && options.inputs.size() < past.jobs.size() + added) {
-    const size_t gone = past.jobs.size() + added - options.inputs.size();
+  if (resumed && inputs->size() < past.jobs.size() + added) {
+    const size_t gone = past.jobs.size() + added - inputs->size();
     notices->push_back(
         fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
   }

@@ -11,6 +11,7 @@
 
 #include "baton/runtime.h"
 #include "driver/driver.h"
+#include "driver/output.h"
 #include "driver/scheduler_setup.h"
 #include "journal/journal.h"
 #include "journal/records.h"
@@ -35,6 +36,17 @@ class JournalStore final : public driver::JobStore {
   // Called for every driver job, in order: its journal number and whether its end is journaled.
   void Track(uint32_t job, uint32_t number, bool end_written);
   void Reserve(size_t jobs) { jobs_.reserve(jobs); }
+  // Streaming admission (RunOptions::next_input): a new job from the input stream, numbered on from
+  // the last, journaled as it is admitted, in the place of a forgotten job when there is one
+  // (Driver::Forget). Returns its index.
+  uint32_t Admit(driver::Driver& d, uint32_t pipeline, std::string input, double now, const std::string& prefix);
+  // True when jobs come from RunOptions::next_input as the run needs them (no journal, or a journal
+  // without earlier jobs); false when AddJobs took them all at once (a resume, which matches every
+  // input to an earlier job).
+  bool streaming() const { return streaming_; }
+  void set_streaming() { streaming_ = true; }
+  // Where every attempt recorded from now on is drawn as it ends (--trace), or nullptr.
+  void SetTrace(TraceWriter* trace) { trace_ = trace; }
   void Append(const journal::Encoder& e) {
     if (writer_) Check(writer_->Append(e.data()));
   }
@@ -93,13 +105,16 @@ class JournalStore final : public driver::JobStore {
   std::vector<std::string> names_;
   std::vector<PerJob> jobs_;
   JobLines* lines_;
+  TraceWriter* trace_ = nullptr;
   bool release_;
+  bool streaming_ = false;
+  uint32_t next_number_ = 0;  // streaming: the next job's number (its id's suffix)
   int lock_fd_ = -1;
   std::vector<uint32_t> released_;
   rates::LlmUsage released_llm_;
   double spent_before_ = 0;
   std::map<std::string, std::vector<std::string>> past_notes_;
-  journal::Encoder e_, end_;
+  journal::Encoder e_, end_, added_;
   std::string held_;  // a succeeded attempt, written together with its step's result
 };
 

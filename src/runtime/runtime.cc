@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <condition_variable>
@@ -96,10 +97,15 @@ struct Runtime::Impl : driver::Transport {
   WorkerPool pool;
   RunReport final_report;
   runtime::JobLines lines;                         // OUT/jobs.jsonl
+  TraceWriter trace;                               // --trace, drawn as attempts end
   std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
   std::vector<std::string> notices;
   std::mutex fatal_mu;
   std::string fatal;  // GUARDED_BY(fatal_mu): why the run stopped itself (the journal failed)
+  // Streaming admission (RunOptions::next_input): jobs are read as the window has room.
+  uint32_t pipeline_id = 0;
+  bool admitting = false;
+  size_t window = 0;
 
   double Now() const { return started ? clock->Monotonic() - t0 : 0; }
 
@@ -114,6 +120,8 @@ struct Runtime::Impl : driver::Transport {
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
   void Release();
+  void Admit(double now);
+  Json SavedJob(const std::string& id);  // a job's line in jobs.jsonl by its number; null when none
   void WriteOutputs();
   Status WriteSummary(const RunReport& report);
   void JournalFailed(const Status& st);
@@ -196,6 +204,12 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   }
   m.journal->OnFailure([&m](const Status& st) { m.JournalFailed(st); });
   m.launched.resize(m.driver.job_count());
+  m.pipeline_id = *pid;
+  m.admitting = m.journal->streaming();
+  double cpus = 0;
+  for (const auto& n : m.cluster.nodes) cpus += n.cpus;
+  m.window = m.options.admit_window > 0 ? m.options.admit_window
+                                        : std::max<size_t>(4096, static_cast<size_t>(4 * cpus));
 }
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
@@ -252,6 +266,14 @@ void Runtime::Impl::Start() {
   std::filesystem::create_directories(options.out);
   for (const auto& d : node_workdirs) std::filesystem::create_directories(d);
   if (Status st = lines.Open(options.out / "jobs.jsonl"); !st.ok() && log) log->Line("baton: " + st.message());
+  if (Status st = lines.OpenIndex(options.out / ".baton" / "jobs.index"); !st.ok() && log)
+    log->Line("baton: " + st.message());
+  if (!options.trace.empty()) {
+    std::vector<std::string> names;
+    for (const auto& n : driver.nodes()) names.push_back(n.name);
+    if (Status st = trace.Open(options.trace, names); st.ok()) journal->SetTrace(&trace);
+    else if (log) log->Line("baton: " + st.message());
+  }
   std::lock_guard lock(state_mu);
   t0 = clock->Monotonic();
   started = true;
@@ -405,8 +427,27 @@ void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* b
 }
 
 void Runtime::Impl::Release() {
-  for (uint32_t job : journal->released()) driver.ReleaseDetail(job);
+  for (uint32_t job : journal->released()) {
+    driver.ReleaseDetail(job);
+    if (journal->streaming()) driver.Forget(job);  // its place goes to the next job admitted
+  }
   journal->released().clear();
+}
+
+// Streaming admission: inputs read while fewer than `window` jobs are live; none after a stop.
+void Runtime::Impl::Admit(double now) {
+  if (admitting && requests.stopped()) admitting = false;
+  std::string input;
+  while (admitting && driver.live_count() < window) {
+    if (!options.next_input(&input)) {
+      admitting = false;
+      break;
+    }
+    const uint32_t job = journal->Admit(driver, pipeline_id, std::move(input), now, options.job_prefix);
+    if (job >= launched.size()) launched.resize(job + 1);
+    else launched[job].workdir_made_on = 0;  // the place's earlier job had its own folders
+    input.clear();
+  }
 }
 
 void Runtime::Impl::WriteOutputs() {
@@ -420,11 +461,12 @@ void Runtime::Impl::WriteOutputs() {
     report.error = fatal;
   }
   Release();
-  driver.FinishReport(&report);
+  driver.FinishReport(&report, options.keep_finished);
   if (Status st = WriteSummary(report); !st.ok() && log) log->Line("baton: " + st.message());
-  std::vector<std::string> names;
-  for (const auto& n : driver.nodes()) names.push_back(n.name);
-  if (!options.trace.empty()) WriteChromeTrace(options.trace, report, names);
+  if (trace.is_open()) {
+    journal->SetTrace(nullptr);
+    if (Status st = trace.Close(); !st.ok() && log) log->Line("baton: " + st.message());
+  }
   if (driver.has_sinks()) {
     Event e{Event::Type::kRunFinished};
     e.time = report.seconds;
@@ -433,7 +475,8 @@ void Runtime::Impl::WriteOutputs() {
   }
 }
 
-// summary.json from jobs.jsonl's lines in job order (a job without a line: from the report),
+// summary.json: counts, the LLM total, the failed jobs (their lines in jobs.jsonl, else from the
+// report) and where every job is (jobs.jsonl), so its size follows the failures, not the run;
 // streamed to a temporary file renamed over the target.
 Status Runtime::Impl::WriteSummary(const RunReport& report) {
   if (Status st = lines.Flush(); !st.ok()) return st;
@@ -443,23 +486,33 @@ Status Runtime::Impl::WriteSummary(const RunReport& report) {
   const std::filesystem::path file = options.out / "summary.json", tmp = options.out / ".summary.json.tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return Status::Unavailable(tmp.string() + ": cannot write");
-  std::string buf;
   Json llm_json = llm.ToJson();
   Json parks;
   AddParks(&parks, report.seconds);
   if (parks.contains("batches")) llm_json["batches"] = parks["batches"];  // the llm step's batches, if any
-  runtime::WriteSummaryHead(report, llm_json, &buf);
+  std::string buf = fmt::format(
+      "{{\n \"schema\": {},\n \"seconds\": {},\n \"jobs\": {},\n \"succeeded\": {},\n \"failed\": {},\n"
+      " \"cancelled\": {},\n \"interrupted\": {},\n \"exit_code\": {},\n{} \"llm\": {},\n"
+      " \"jobs_file\": \"jobs.jsonl\",\n \"failed_jobs\": [",
+      runtime::kSummarySchema, report.seconds, report.succeeded + report.failed + report.cancelled, report.succeeded,
+      report.failed, report.cancelled, report.interrupted, report.ExitCode(),
+      report.error.empty() ? "" : " \"error\": " + Json(report.error).dump() + ",\n", llm_json.dump());
   Status st;
-  for (uint32_t i = 0; i < report.jobs.size(); ++i) {
-    buf += i ? ",\n  " : "\n  ";
-    if (lines.Has(i)) st = lines.Read(i, &buf);
-    if (!lines.Has(i) || !st.ok()) runtime::AppendJobJson(report.jobs[i], report.jobs[i].results, &buf);
+  bool first = true;
+  for (const JobReport& job : report.jobs) {
+    if (job.status != "failed") continue;
+    buf += first ? "\n  " : ",\n  ";
+    first = false;
+    const int i = driver.JobIndex(job.id);
+    const bool lined = i >= 0 && lines.Has(i);
+    if (lined) st = lines.Read(i, &buf);
+    if (!lined || !st.ok()) runtime::AppendJobJson(job, job.results, &buf);
     if (buf.size() >= (1u << 20)) {
       std::fwrite(buf.data(), 1, buf.size(), f);
       buf.clear();
     }
   }
-  buf += "\n ]\n}\n";
+  buf += first ? "]\n}\n" : "\n ]\n}\n";
   std::fwrite(buf.data(), 1, buf.size(), f);
   const bool ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
   std::fclose(f);
@@ -484,6 +537,7 @@ const RunReport& Runtime::Run() {
       std::lock_guard lock(m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
+      m.Admit(now);
       turn.place = !m.requests.stopped();
       m.driver.Turn(m, now, turn);
       m.Release();
@@ -491,7 +545,7 @@ const RunReport& Runtime::Run() {
         m.log->SetProgress(m.driver.ProgressLine(now));
         next_progress = now + 0.2;
       }
-      if (m.driver.all_ended()) {
+      if (m.driver.all_ended() && !m.admitting) {
         m.running = false;
         break;
       }
@@ -508,6 +562,7 @@ Json Runtime::JobDetail(const std::string& id) const {
   std::lock_guard lock(impl_->state_mu);
   Json detail = impl_->driver.JobDetail(id, impl_->Now());
   const int j = impl_->driver.JobIndex(id);
+  if (j < 0) return impl_->SavedJob(id);  // left memory (streaming): its line in jobs.jsonl, by number
   // A finished job whose detail left memory: its attempts and results come from jobs.jsonl.
   if (j >= 0 && !impl_->options.keep_finished && impl_->lines.Has(j) && detail.is_object() &&
       detail.value("attempts", Json::array()).empty()) {
@@ -537,9 +592,37 @@ Json Runtime::Overview() const {
   return view;
 }
 
+// A streamed run's jobs are numbered in input order: a page without a filter is read by number, a
+// live job from the driver, one that left memory from jobs.jsonl (its index). A filtered page
+// covers the jobs in memory (live, failed and recently ended ones).
 Json Runtime::JobsPage(const JobsQuery& query) const {
   std::lock_guard lock(impl_->state_mu);
-  return impl_->driver.JobsPage(query, impl_->Now());
+  Impl& m = *impl_;
+  if (!m.journal->streaming() || !query.states.empty() || !query.text.empty())
+    return m.driver.JobsPage(query, m.Now());
+  const size_t total = m.driver.submitted_count();
+  Json page = Json::array();
+  for (size_t n = query.offset; n < total && page.size() < query.limit; ++n) {
+    const std::string id = m.options.job_prefix + std::to_string(n);
+    const int j = m.driver.JobIndex(id);
+    Json job = j >= 0 ? m.driver.JobJson(static_cast<uint32_t>(j), m.Now(), false) : m.SavedJob(id);
+    if (!job.is_object()) continue;
+    job.erase("results");
+    page.push_back(std::move(job));
+  }
+  return {{"total", total}, {"jobs", std::move(page)}};
+}
+
+Json Runtime::Impl::SavedJob(const std::string& id) {
+  const std::string& prefix = options.job_prefix;
+  if (id.size() <= prefix.size() || id.compare(0, prefix.size(), prefix) != 0 ||
+      id.find_first_not_of("0123456789", prefix.size()) != std::string::npos || id.size() - prefix.size() > 9)
+    return Json();
+  std::string line;
+  if (!lines.ReadNumber(static_cast<uint32_t>(std::stoul(id.substr(prefix.size()))), &line).ok()) return Json();
+  Json saved = Json::parse(line, nullptr, false);
+  if (!saved.is_object() || saved.value("id", "") != id) return Json();
+  return saved;
 }
 
 }  // namespace baton

@@ -117,7 +117,9 @@ TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
   EXPECT_EQ(process_names, (std::set<std::string>{"head", "worker-1", "worker-2"}));
   Json summary = Json::parse(ReadFile(o.out / "summary.json"));
   EXPECT_EQ(summary["succeeded"], 12);
-  EXPECT_EQ(summary["jobs"].size(), 12u);
+  EXPECT_EQ(summary["jobs"], 12);
+  EXPECT_EQ(summary["failed_jobs"].size(), 0u);
+  EXPECT_EQ(testing::ReadJobs(o.out).size(), 12u);
 }
 
 TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
@@ -280,7 +282,8 @@ TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
   EXPECT_EQ(r.jobs[0].attempts.size(), 2u);
   EXPECT_EQ(r.jobs[0].error, "missing failed after 1 attempt: command 'no-such-program-baton' not found on PATH");
   Json summary = Json::parse(ReadFile(o.out / "summary.json"));
-  EXPECT_EQ(summary["jobs"][1]["error"], bad.error);
+  ASSERT_EQ(summary["failed_jobs"].size(), 3u);  // every job failed; listed in job order
+  EXPECT_EQ(summary["failed_jobs"][1]["error"], bad.error);
 }
 
 TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
@@ -507,19 +510,20 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   EXPECT_GE(report->seconds, 1800 + 7200 + 1800);  // virtual seconds
 }
 
-// keep_finished = false (what `baton run` does without --trace): finished jobs' detail leaves
-// memory once it is in OUT/jobs.jsonl, and summary.json and JobDetail still show all of it.
+// keep_finished = false (what `baton run` does): finished jobs' detail leaves memory once it is
+// in OUT/jobs.jsonl; the report and summary.json keep counts and the failed jobs; JobDetail still
+// shows all of it.
 TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
   RunOptions o = Options(6);
   o.keep_finished = false;
+  o.trace = dir_.path() / "released.trace.json";
   Runtime rt(ParsePipeline("name: two\nsteps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
                            "  - {name: b, uses: sleep, resources: {cpu: 1}}\n",
                            "p.yaml").value(),
              Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
   const RunReport& report = rt.Run();
   ASSERT_EQ(report.succeeded, 6);
-  EXPECT_TRUE(report.jobs[3].attempts.empty());  // released
-  EXPECT_EQ(report.jobs[3].status, "succeeded");
+  EXPECT_TRUE(report.jobs.empty());  // only failed jobs are reported
   // jobs.jsonl: one line per job, in the order they ended.
   std::ifstream lines(o.out / "jobs.jsonl");
   std::string line;
@@ -531,19 +535,98 @@ TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
   }
   ASSERT_EQ(by_id.size(), 6u);
   EXPECT_EQ(by_id["job-3"]["attempts"].size(), 2u);
-  // summary.json: every job in job order with its attempts, as when kept in memory.
+  // summary.json: counts, no failed job, and where every job is.
   Json summary = Json::parse(ReadFile(o.out / "summary.json"));
   EXPECT_EQ(testing::SchemaErrors(summary, "summary"), "");
-  ASSERT_EQ(summary["jobs"].size(), 6u);
-  for (int i = 0; i < 6; ++i) {
-    EXPECT_EQ(summary["jobs"][i]["id"], "job-" + std::to_string(i));
-    EXPECT_EQ(summary["jobs"][i]["attempts"].size(), 2u);
-    EXPECT_EQ(summary["jobs"][i], by_id["job-" + std::to_string(i)]);
-  }
+  EXPECT_EQ(summary["schema"], 2);
+  EXPECT_EQ(summary["jobs"], 6);
+  EXPECT_EQ(summary["succeeded"], 6);
+  EXPECT_EQ(summary["jobs_file"], "jobs.jsonl");
+  EXPECT_EQ(summary["failed_jobs"], Json::array());
+  const Json jobs = testing::ReadJobs(o.out);
+  ASSERT_EQ(jobs.size(), 6u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(jobs[i], by_id["job-" + std::to_string(i)]);
+  // The trace, drawn as attempts ended, has every attempt although none is kept.
+  Json trace = Json::parse(ReadFile(o.trace));
+  std::map<std::string, int> drawn;
+  for (const auto& e : trace["traceEvents"])
+    if (e["ph"] == "X") ++drawn[e["args"]["job"].get<std::string>()];
+  ASSERT_EQ(drawn.size(), 6u);
+  for (const auto& [job, n] : drawn) EXPECT_EQ(n, 2) << job;
   // The dashboard's job detail reads the released attempts back.
   Json detail = rt.JobDetail("job-3");
   ASSERT_EQ(detail["attempts"].size(), 2u);
   EXPECT_EQ(detail["attempts"][1]["step"], "b");
+}
+
+// Streaming admission (RunOptions::next_input, what `baton run` does): inputs are read as the
+// window has room, an ended job's place goes to the next one, and every job still ends in
+// jobs.jsonl; a failed job keeps its place and is in the summary. A second run in the folder
+// resumes from the journal (the stream is then read whole, to match inputs to jobs).
+TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
+  const auto pipeline = ParsePipeline(
+      "name: s\nsteps:\n  - {name: a, uses: command, retries: 0, with: {argv: [test, '{input}', '!=', in-7]},"
+      " resources: {cpu: 1}}\n", "p.yaml").value();
+  auto stream = [](int* read) {
+    return [read](std::string* in) {
+      if (*read == 50) return false;
+      *in = "in-" + std::to_string((*read)++);
+      return true;
+    };
+  };
+  RunOptions o = Options(0);
+  o.keep_finished = false;
+  o.journal = true;
+  o.admit_window = 4;
+  int read = 0;
+  o.next_input = stream(&read);
+  {
+    Runtime rt(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+    const RunReport& report = rt.Run();
+    EXPECT_EQ(read, 50);
+    EXPECT_EQ(report.succeeded, 49);
+    EXPECT_EQ(report.failed, 1);
+    ASSERT_EQ(report.jobs.size(), 1u);  // the failed one
+    EXPECT_EQ(report.jobs[0].id, "job-7");
+    // Places: the window and the failed job's, not one per job.
+    EXPECT_LE(rt.Snapshot()["jobs"].size(), 5u);
+    EXPECT_EQ(rt.Overview()["total"], 50);
+    EXPECT_EQ(rt.Overview()["counts"]["succeeded"], 49);
+    // Jobs that left memory are read back from jobs.jsonl by their number.
+    const Json detail = rt.JobDetail("job-3");
+    ASSERT_TRUE(detail.is_object());
+    EXPECT_EQ(detail["state"], "succeeded");
+    EXPECT_EQ(detail["attempts"].size(), 1u);
+    JobsQuery q;
+    q.offset = 5;
+    q.limit = 10;
+    const Json page = rt.JobsPage(q);
+    EXPECT_EQ(page["total"], 50);
+    ASSERT_EQ(page["jobs"].size(), 10u);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(page["jobs"][i]["id"], "job-" + std::to_string(5 + i));
+    EXPECT_EQ(page["jobs"][2]["state"], "failed");  // job-7, still in memory
+    EXPECT_TRUE(rt.JobDetail("job-50").is_null());
+  }
+  const Json jobs = testing::ReadJobs(o.out);
+  ASSERT_EQ(jobs.size(), 50u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(jobs[i]["id"], "job-" + std::to_string(i));
+    EXPECT_EQ(jobs[i]["input"], "in-" + std::to_string(i));
+    EXPECT_EQ(jobs[i]["state"], i == 7 ? "failed" : "succeeded");
+  }
+  Json summary = Json::parse(ReadFile(o.out / "summary.json"));
+  EXPECT_EQ(testing::SchemaErrors(summary, "summary"), "");
+  EXPECT_EQ(summary["jobs"], 50);
+  ASSERT_EQ(summary["failed_jobs"].size(), 1u);
+  EXPECT_EQ(summary["failed_jobs"][0]["id"], "job-7");
+  // Again in the same folder: nothing runs; the failed job stays failed.
+  read = 0;
+  Runtime again(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  const RunReport& second = again.Run();
+  EXPECT_EQ(read, 50);
+  EXPECT_EQ(second.succeeded, 49);
+  EXPECT_EQ(second.failed, 1);
+  EXPECT_EQ(testing::ReadJobs(o.out).size(), 50u);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -69,6 +70,24 @@ std::string ReadFile(const std::filesystem::path& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+nlohmann::json ReadJobs(const std::filesystem::path& out) {
+  std::ifstream in(out / "jobs.jsonl");
+  std::map<std::pair<uint64_t, std::string>, nlohmann::json> by_key;
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("id")) continue;
+    const std::string id = j["id"].get<std::string>();
+    uint64_t n = UINT64_MAX;
+    if (id.rfind("job-", 0) == 0 && id.size() > 4 && id.find_first_not_of("0123456789", 4) == std::string::npos)
+      n = std::stoull(id.substr(4));
+    by_key[{n, id}] = std::move(j);
+  }
+  nlohmann::json jobs = nlohmann::json::array();
+  for (auto& [key, j] : by_key) jobs.push_back(std::move(j));
+  return jobs;
 }
 
 std::filesystem::path SourceDir() {

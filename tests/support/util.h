@@ -33,6 +33,11 @@ int RunProgram(const std::vector<std::string>& argv, const std::string& log = ""
 // Reads a whole file; "" when missing.
 std::string ReadFile(const std::filesystem::path& path);
 
+// Every job of a `baton run` output folder (summary.json lists only the failed ones): the lines of
+// OUT/jobs.jsonl, a job's last line counting, in job order (ids job-N by N, others after them by
+// id). An empty array when there is no such file.
+nlohmann::json ReadJobs(const std::filesystem::path& out);
+
 // The source tree (BATON_SOURCE_DIR set by ctest) and the build tree.
 std::filesystem::path SourceDir();
 // Validates `json` against definition `definition` ("summary", "snapshot", "job_detail", ...) of

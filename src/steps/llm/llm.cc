@@ -232,7 +232,8 @@ class LlmStep final : public Step {
       // One request per job goes in a batch; an input that needs map-reduce runs synchronously.
       const std::string system = config_.system_prompt;
       const int budget = config_.context_tokens - config_.max_tokens - EstimateTokens(system) - kMarginTokens;
-      const std::string user = Render(config_.summary_template, MakeValues(config_, material, RenderTexts(material, Zh(config_))));
+      const std::string user =
+          Render(config_.summary_template, MakeValues(config_, material, RenderTexts(material, Zh(config_))));
       if (EstimateTokens(user) <= budget) {
         Json messages = Json::array();
         if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
