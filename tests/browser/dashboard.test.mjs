@@ -102,13 +102,16 @@ test('dashboard shows a live run, from this machine only', { timeout: 150000 }, 
     await page.screenshot({ path: shot('dashboard-running.png'), fullPage: true });
 
     // After the run: every job succeeded, the page says the run finished, and the timeline has
-    // one bar per attempt (summary.json counts them).
+    // one bar per attempt (jobs.jsonl, one job per line, counts them; summary.json points to it).
     await page.waitForFunction((n) => [...document.querySelectorAll('tr[data-job]')].filter((r) => r.dataset.state === 'succeeded').length === n,
       JOBS, { timeout: 60000 });
     await page.waitForFunction(() => !document.getElementById('banner').hidden);
     assert.match(await page.textContent('#banner'), /Run finished/);
     const summary = JSON.parse(readFileSync(path.join(work, 'out', 'summary.json'), 'utf8'));
-    const attempts = summary.jobs.reduce((n, j) => n + j.attempts.length, 0);
+    assert.equal(summary.succeeded, JOBS);
+    const jobs = readFileSync(path.join(work, 'out', summary.jobs_file), 'utf8').split('\n').filter((l) => l).map((l) => JSON.parse(l));
+    assert.equal(jobs.length, JOBS);
+    const attempts = jobs.reduce((n, j) => n + j.attempts.length, 0);
     assert.equal(attempts, JOBS * 4);  // download, analyze, summarize failing once then ok
     await page.waitForFunction((n) => document.querySelectorAll('#timeline rect[data-attempt]').length === n, attempts);
     assert.equal(Number(await page.getAttribute('#timeline', 'data-bars')), attempts);
