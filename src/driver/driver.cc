@@ -153,7 +153,7 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
       const std::string node = a.node < nodes_.size() ? nodes_[a.node].name : r.in_flight_node;
       Record(idx, {p.spec.steps[a.step].name, node, "lost",
                    r.in_flight_lost_why.empty() ? "node " + node + " unknown after head restart" : r.in_flight_lost_why,
-                   a.step_attempt, a.start, now, a.gpus});
+                   a.step_attempt, a.start, now, a.gpus, 0, {}});
     }
   }
   Changed(idx);
@@ -434,7 +434,7 @@ void Driver::NodeLost(uint32_t node, const std::string& why, double now) {
     j.in_flight.reset();
     const std::string& step = pipelines_[j.pipeline].spec.steps[a.step].name;
     Record(r.job, {step, nodes_[a.node].name, "lost", "node " + nodes_[a.node].name + " lost: " + why, a.step_attempt,
-                   a.start, now, a.gpus});
+                   a.start, now, a.gpus, 0, {}});
     if (!sinks_.empty()) {
       Event f = Make(Event::Type::kAttemptFinished, j, a.step, static_cast<int>(a.node), now);
       f.attempt = a.step_attempt;
@@ -550,7 +550,10 @@ void Driver::ParkAttempt(uint32_t job, const std::string& id, double poll, doubl
 void Driver::CheckParks(Transport& transport, double now) {
   for (auto it = parks_.begin(); it != parks_.end();) {
     ParkState& park = it->second;
-    const auto& [pipeline, step, id] = it->first;
+    // Named, not bound: clang does not capture structured bindings in lambdas before C++20's P1091.
+    const uint32_t pipeline = std::get<0>(it->first);
+    const uint16_t step = std::get<1>(it->first);
+    const std::string& id = std::get<2>(it->first);
     std::erase_if(park.attempts, [&](const auto& a) { return !Parked(a.first, a.second, id); });
     if (park.attempts.empty() && !park.checking) {
       it = parks_.erase(it);
