@@ -136,7 +136,8 @@ std::vector<std::pair<std::string, std::string>> MediaFacts(const std::string& u
 }
 
 // What models added, one section per contribution: captions, tags, labels, then notes.
-std::vector<document::ModelSection> ModelSections(const std::string& ui, const analysis::Analysis& a) {
+std::vector<document::ModelSection> ModelSections(const std::string& ui, const analysis::Analysis& a,
+                                                  const analysis::Transcript* primary) {
   using document::Tr;
   using document::TrF;
   std::vector<document::ModelSection> out;
@@ -159,6 +160,15 @@ std::vector<document::ModelSection> ModelSections(const std::string& ui, const a
   add("captions", a.captions);
   add("tags", a.tags);
   add("labels", a.labels);
+  // Transcripts in other languages than the report's (the report's own is its transcript).
+  for (const auto& t : a.transcripts) {
+    if (&t == primary || t.segments.empty()) continue;
+    document::ModelSection m;
+    m.heading = TrF(ui, "section_by", TrF(ui, "transcript_in", t.language.empty() ? Tr(ui, "unknown") : t.language),
+                    t.engine.empty() ? Tr(ui, "unknown") : t.engine, t.step);
+    for (const auto& seg : t.segments) m.lines.push_back("[" + document::Timestamp(seg.start) + "] " + seg.text);
+    out.push_back(std::move(m));
+  }
   // Notes of contributing models (the built-in analyze's own notes are about the file, not the content).
   document::ModelSection notes;
   for (const auto& n : a.notes) {
@@ -303,7 +313,7 @@ class DocumentStep final : public Step {
       if (!analysis.transcript_note.empty())
         r.transcript_note = TrF(ui, "no_transcript_engine", analysis.transcript_note);
     }
-    r.models = ModelSections(ui, analysis);
+    r.models = ModelSections(ui, analysis, analysis.Primary(r.lang));
 
     if (analysis.scenes.empty()) {
       r.chapters_note = Tr(ui, "no_chapters");

@@ -249,7 +249,8 @@ namespace {
 
 // What users' models contributed (docs/schema/analysis.md): a later transcript of the same
 // language replaces analyze's in the transcript and the chapters; captions and tags are listed
-// with their engines; a contribution that breaks the shape fails the step, naming the field.
+// with their engines, a transcript in another language beside them; a contribution that breaks
+// the shape fails the step, naming the field.
 TEST_F(DocumentTest, ContributionsOfModelStepsReachTheReport) {
   results["transcribe"] = Json::parse(R"({"transcript": {"language": "en", "engine": "whisper-large",
       "segments": [{"start": 2.0, "end": 3.0, "text": "Whisper heard this."},
@@ -258,7 +259,9 @@ TEST_F(DocumentTest, ContributionsOfModelStepsReachTheReport) {
                        {"output", Json::parse(R"({"tags": {"engine": "clip", "items": [{"text": "finance",
                            "confidence": 0.92}, "slides"]},
                            "captions": {"engine": "blip", "items": [{"scene": 2, "text": "a second slide"}]},
-                           "notes": [{"engine": "diarizer", "text": "one speaker"}]})")}};
+                           "notes": [{"engine": "diarizer", "text": "one speaker"}],
+                           "transcript": {"language": "fr", "engine": "whisper-fr",
+                                          "segments": [{"start": 1.0, "end": 2.0, "text": "Bonjour."}]}})")}};
   history.push_back({"transcribe", "gpu-node-1", 1, 2.0, {0}});
   history.push_back({"tagger", "head", 1, 0.5, {}});
   ASSERT_TRUE(RunWith().ok());
@@ -270,7 +273,8 @@ TEST_F(DocumentTest, ContributionsOfModelStepsReachTheReport) {
   EXPECT_GT(md.find("- **[0:11]** And this, in chapter two."), ch2);
   for (const char* s : {"## From models", "### Tags by clip (step tagger)", "- finance (0.92)", "- slides",
                         "### Captions by blip (step tagger)", "- (Chapter 2) a second slide", "### Notes",
-                        "- diarizer: one speaker"})
+                        "- diarizer: one speaker", "### Transcript in fr by whisper-fr (step tagger)",
+                        "- [0:01] Bonjour."})
     EXPECT_NE(md.find(s), std::string::npos) << "lacks " << s << "\n" << md;
   const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
   EXPECT_NE(html.find("<section id=\"models\">"), std::string::npos);

@@ -88,6 +88,7 @@ constexpr Row kRows[] = {
      "逐字稿由 {} 產生（{}，步驟 {}）。"},
     {"models", "From models", "模型补充", "模型補充"},
     {"captions", "Captions", "画面描述", "畫面描述"},
+    {"transcript_in", "Transcript in {}", "{} 文字记录", "{} 文字記錄"},
     {"tags", "Tags", "标签", "標籤"},
     {"labels", "Labels", "类别", "類別"},
     {"notes", "Notes", "备注", "備註"},
