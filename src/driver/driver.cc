@@ -550,10 +550,11 @@ void Driver::ParkAttempt(uint32_t job, const std::string& id, double poll, doubl
 void Driver::CheckParks(Transport& transport, double now) {
   for (auto it = parks_.begin(); it != parks_.end();) {
     ParkState& park = it->second;
-    // Named, not bound: clang does not capture structured bindings in lambdas before C++20's P1091.
+    // Copies, not bindings: the entry may be erased below before `id` is last used (TSan found
+    // the use after free), and clang does not capture structured bindings in lambdas.
     const uint32_t pipeline = std::get<0>(it->first);
     const uint16_t step = std::get<1>(it->first);
-    const std::string& id = std::get<2>(it->first);
+    const std::string id = std::get<2>(it->first);
     std::erase_if(park.attempts, [&](const auto& a) { return !Parked(a.first, a.second, id); });
     if (park.attempts.empty() && !park.checking) {
       it = parks_.erase(it);
