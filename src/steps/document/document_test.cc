@@ -274,7 +274,7 @@ TEST_F(DocumentTest, ContributionsOfModelStepsReachTheReport) {
   for (const char* s : {"## From models", "### Tags by clip (step tagger)", "- finance (0.92)", "- slides",
                         "### Captions by blip (step tagger)", "- (Chapter 2) a second slide", "### Notes",
                         "- diarizer: one speaker", "### Transcript in fr by whisper-fr (step tagger)",
-                        "- [0:01] Bonjour."})
+                        "- \\[0:01\\] Bonjour."})
     EXPECT_NE(md.find(s), std::string::npos) << "lacks " << s << "\n" << md;
   const std::string html = ReadFile(dir / "out" / "job-7" / "report.html");
   EXPECT_NE(html.find("<section id=\"models\">"), std::string::npos);
