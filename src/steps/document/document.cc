@@ -160,9 +160,10 @@ std::vector<document::ModelSection> ModelSections(const std::string& ui, const a
   add("captions", a.captions);
   add("tags", a.tags);
   add("labels", a.labels);
-  // Transcripts in other languages than the report's (the report's own is its transcript).
+  // Transcripts in other languages than the report's (the report's own is its transcript); one
+  // of no known language (analyze's bare list beside a contributed one) is not another language.
   for (const auto& t : a.transcripts) {
-    if (&t == primary || t.segments.empty()) continue;
+    if (&t == primary || t.segments.empty() || t.language.empty()) continue;
     document::ModelSection m;
     m.heading = TrF(ui, "section_by", TrF(ui, "transcript_in", t.language.empty() ? Tr(ui, "unknown") : t.language),
                     t.engine.empty() ? Tr(ui, "unknown") : t.engine, t.step);

@@ -74,7 +74,7 @@ Material ReadMaterial(const StepContext& ctx, const LlmConfig& c, const analysis
   add("label", a.labels);
   const analysis::Transcript* primary = a.Primary(c.job_language);
   for (const auto& t : a.transcripts) {
-    if (&t == primary || t.segments.empty()) continue;
+    if (&t == primary || t.segments.empty() || t.language.empty()) continue;  // no known language: not "other"
     std::string text;
     for (const auto& seg : t.segments) text += (text.empty() ? "" : " ") + seg.text;
     m.other_transcripts.push_back({t.language, t.engine, std::move(text)});
