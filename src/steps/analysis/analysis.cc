@@ -150,6 +150,10 @@ double Num(const Json& o, const char* key, double fallback) {
   return it != o.end() && it->is_number() ? it->get<double>() : fallback;
 }
 
+// A scene number as an int: one no video has (below 1, above a million, not finite) is `fallback`
+// (a cast of it would be undefined behaviour; the fuzz target found 4294967295).
+int Index(double v, int fallback) { return v >= 1 && v <= 1e6 ? static_cast<int>(v) : fallback; }
+
 std::string Str(const Json& o, const char* key) {
   auto it = o.find(key);
   return it != o.end() && it->is_string() ? it->get<std::string>() : "";
@@ -190,7 +194,7 @@ void MergeSections(const Json& v, const std::string& step, std::vector<Section>*
         item.text = Str(it, "text");
         item.start = Num(it, "start", -1);
         item.end = Num(it, "end", item.start);
-        item.scene = static_cast<int>(Num(it, "scene", 0));
+        item.scene = Index(Num(it, "scene", 0), 0);
         item.confidence = Num(it, "confidence", -1);
       }
       if (!Blank(item.text)) sec.items.push_back(std::move(item));
@@ -283,7 +287,7 @@ std::string Merge(const Json& o, const std::string& step, Analysis* a) {
     a->scenes.clear();
     for (size_t i = 0; i < it->size(); ++i) {
       const Json& s = (*it)[i];
-      a->scenes.push_back({static_cast<int>(Num(s, "index", static_cast<double>(i + 1))), Num(s, "start", 0),
+      a->scenes.push_back({Index(Num(s, "index", static_cast<double>(i + 1)), static_cast<int>(i + 1)), Num(s, "start", 0),
                            Num(s, "end", 0), Str(s, "keyframe"), Str(s, "ocr"), step});
     }
   }
