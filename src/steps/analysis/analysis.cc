@@ -287,8 +287,8 @@ std::string Merge(const Json& o, const std::string& step, Analysis* a) {
     a->scenes.clear();
     for (size_t i = 0; i < it->size(); ++i) {
       const Json& s = (*it)[i];
-      a->scenes.push_back({Index(Num(s, "index", static_cast<double>(i + 1)), static_cast<int>(i + 1)), Num(s, "start", 0),
-                           Num(s, "end", 0), Str(s, "keyframe"), Str(s, "ocr"), step});
+      a->scenes.push_back({Index(Num(s, "index", static_cast<double>(i + 1)), static_cast<int>(i + 1)),
+                           Num(s, "start", 0), Num(s, "end", 0), Str(s, "keyframe"), Str(s, "ocr"), step});
     }
   }
   if (auto it = o.find("transcript"); it != o.end() && !it->is_null()) {
