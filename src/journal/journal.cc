@@ -315,19 +315,19 @@ void Writer::Loop() {
       st = Status::Unavailable(fmt::format("journal fsync failed: {}", std::strerror(errno)));
     lock.lock();
     if (sync_) ++stats_.syncs;
-    std::function<void(const Status&)> tell;
-    if (!st.ok() && error_.ok()) {
-      error_ = st;
+    if (!st.ok() && !failed_) {
       failed_ = true;  // written only by this thread; later batches are dropped
-      tell = on_error_;
+      // The owner is told before any waiter can see the error, so a Flush that fails
+      // returns after the owner knows.
+      if (auto tell = on_error_) {
+        lock.unlock();
+        tell(st);
+        lock.lock();
+      }
+      error_ = st;
     }
     durable_ = upto;
     done_.notify_all();
-    if (tell) {
-      lock.unlock();
-      tell(st);
-      lock.lock();
-    }
   }
 }
 
