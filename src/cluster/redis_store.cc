@@ -312,7 +312,7 @@ Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std
   driver::JobViewInput in;
   in.id = id;
   in.input = Get(h, "input");
-  in.state = Get(h, "state");
+  in.status = Get(h, "state");
   in.step = static_cast<size_t>(std::max(0, std::atoi(Get(h, "step").c_str())));
   in.step_names = &steps;
   const Json homes = ParseOr(Get(h, "homes"), Json::array());
@@ -331,7 +331,7 @@ Json JobJsonFromHash(const std::string& id, const Hash& h, const std::vector<std
     for (const auto& a : attempts) list.push_back(driver::AttemptFromJson(a));
   in.attempts = &list;
   {
-    if (in.state == "running" && !in.node.empty()) {
+    if (in.status == "running" && !in.node.empty()) {
       AttemptReport r;
       r.step = steps.empty() ? "" : steps[std::min(in.step, steps.size() - 1)];
       r.attempt = in.step_attempt;

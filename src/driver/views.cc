@@ -5,39 +5,21 @@
 #include <fmt/format.h>
 
 #include "driver/driver.h"
+#include "driver/job_fields.h"
 #include "driver/scheduler_setup.h"
 #include "rates/llm_usage.h"
 
 namespace baton::driver {
 
 Json AttemptJson(const AttemptReport& a) {
-  Json j = {{"step", a.step}, {"attempt", a.attempt}, {"node", a.node}, {"status", a.status},
-            {"start", a.start}, {"gpus", a.gpus}};
-  if (a.status != "running") {
-    j["end"] = a.end;
-    j["seconds"] = a.end - a.start;
-  }
-  if (!a.error.empty()) j["error"] = a.error;
-  if (a.placed > 0 && a.placed != a.start) j["placed"] = a.placed;
-  if (!a.batch.empty()) j["batch"] = a.batch;
+  Json j = Json::object();
+  ForEachAttemptField(a, JsonFieldWriter{&j});
   return j;
 }
 
 AttemptReport AttemptFromJson(const Json& j) {
   AttemptReport a;
-  if (!j.is_object()) return a;
-  a.step = j.value("step", "");
-  a.node = j.value("node", "");
-  a.status = j.value("status", "");
-  a.error = j.value("error", "");
-  a.attempt = j.value("attempt", 0);
-  a.start = j.value("start", 0.0);
-  a.end = j.value("end", 0.0);
-  a.placed = j.value("placed", 0.0);
-  a.batch = j.value("batch", "");
-  if (auto g = j.find("gpus"); g != j.end() && g->is_array())
-    for (const auto& id : *g)
-      if (id.is_number_integer()) a.gpus.push_back(id.get<int>());
+  if (j.is_object()) ForEachAttemptField(a, JsonFieldReader{&j});
   return a;
 }
 
@@ -62,11 +44,11 @@ Json JobView(const JobViewInput& in, bool detail) {
   Json steps = Json::array();
   for (size_t s = 0; s < names.size(); ++s) {
     std::string st;
-    if (in.state == "succeeded" || s < step) st = "done";
+    if (in.status == "succeeded" || s < step) st = "done";
     else if (s > step) st = "pending";
-    else st = in.state;
+    else st = in.status;
     Json sj = {{"name", names[s]}, {"state", st}};
-    if (s == step && in.state != "succeeded") sj["wait"] = in.wait;
+    if (s == step && in.status != "succeeded") sj["wait"] = in.wait;
     if (s < in.homes.size() && !in.homes[s].empty()) sj["node"] = in.homes[s];
     if (s == step && !in.node.empty()) sj["node"] = in.node;
     if (s == step) sj["attempt"] = in.step_attempt;
@@ -76,9 +58,11 @@ Json JobView(const JobViewInput& in, bool detail) {
   if (in.attempts)
     for (const auto& a : *in.attempts) list.push_back(AttemptJson(a));
   if (in.running) list.push_back(AttemptJson(*in.running));
-  Json j = {{"id", in.id}, {"input", in.input}, {"state", in.state}, {"step", names.empty() ? "" : names[step]},
-            {"steps", std::move(steps)}, {"attempts", std::move(list)}};
-  if (!in.error.empty()) j["error"] = in.error;
+  Json j = Json::object();
+  ForEachJobField(in, JsonFieldWriter{&j});
+  j["step"] = names.empty() ? "" : names[step];
+  j["steps"] = std::move(steps);
+  j["attempts"] = std::move(list);
   if (!in.llm.is_null()) j["llm"] = in.llm;
   if (detail) j["results"] = in.results && in.results->is_object() ? *in.results : Json::object();
   return j;
@@ -106,7 +90,7 @@ Json Driver::JobJson(uint32_t i, double now, bool detail) const {
   JobViewInput in;
   in.id = rep.id;
   in.input = rep.input;
-  in.state = core::PhaseName(v.phase);
+  in.status = core::PhaseName(v.phase);
   in.step = v.step;
   in.step_names = &names;
   for (uint16_t s = 0; s < names.size(); ++s) {

@@ -6,6 +6,7 @@
 //             "attempt"?}], "attempts": [Attempt] (ended ones, then the running one), "error"?,
 //             "llm"? (LLM requests, tokens and cost so far)};
 //             with detail also "results" (the step results).
+// Both field lists live in driver/job_fields.h (every writer and reader walks them).
 // The published form is docs/schema/baton.schema.json (`"schema": 1` at the top of each output).
 //   Attempt: {"step", "attempt" (from 1), "node", "status", "start", "end", "seconds", "gpus",
 //             "error"?, "placed"?} (a running one has "status": "running" and no end; "placed":
@@ -25,7 +26,7 @@ namespace baton::driver {
 
 struct JobViewInput {
   std::string id, input;
-  std::string state;                       // core::PhaseName
+  std::string status;                      // core::PhaseName (the JSON "state")
   size_t step = 0;                         // current step index
   const std::vector<std::string>* step_names = nullptr;
   std::vector<std::string> homes;          // per step: node that ran it, "" unknown

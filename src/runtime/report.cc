@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "baton/runtime.h"
+#include "driver/job_fields.h"
 #include "driver/views.h"
 #include "rates/llm_usage.h"
 
@@ -41,12 +42,12 @@ int RunReport::ExitCode() const {
 Json RunReport::ToJson() const {
   Json jobs_json = Json::array();
   for (const auto& j : jobs) {
-    Json attempts = Json::array();
+    Json jj = Json::object();
+    driver::ForEachJobField(j, driver::JsonFieldWriter{&jj});
+    Json& attempts = jj["attempts"] = Json::array();
     for (const auto& a : j.attempts) attempts.push_back(driver::AttemptJson(a));
-    Json jj = {{"id", j.id}, {"input", j.input}, {"state", j.status}, {"attempts", attempts}};
-    if (!j.error.empty()) jj["error"] = j.error;
-    jj["results"] = j.results;
     if (const auto usage = rates::JobLlmUsage(j.results); usage.requests > 0) jj["llm"] = usage.ToJson();
+    jj["results"] = j.results;
     jobs_json.push_back(std::move(jj));
   }
   Json summary = {{"schema", driver::kSchemaVersion},
@@ -85,37 +86,45 @@ void AppendString(std::string* out, const std::string& s) {
 
 namespace runtime {
 
-void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
-  *out += "{\"id\": ";
-  AppendString(out, j.id);
-  *out += ", \"input\": ";
-  AppendString(out, j.input);
-  *out += ", \"state\": ";
-  AppendString(out, j.status);
-  if (!j.error.empty()) {
-    *out += ", \"error\": ";
-    AppendString(out, j.error);
+namespace {
+
+// Streams fields as `, "key": value` (the first without the comma), as the lists in
+// driver/job_fields.h give them: times with microseconds, text escaped.
+struct StreamFieldWriter {
+  std::string* out;
+  bool first = true;
+  void Key(const char* key) {
+    *out += first ? "\"" : ", \"";
+    first = false;
+    *out += key;
+    *out += "\": ";
   }
+  void operator()(const char* key, const std::string& v, bool written) {
+    if (!written) return;
+    Key(key);
+    AppendString(out, v);
+  }
+  void operator()(const char* key, int v, bool written) {
+    if (written) Key(key), *out += fmt::format("{}", v);
+  }
+  void operator()(const char* key, double v, bool written) {
+    if (written) Key(key), *out += fmt::format("{:.6f}", v);
+  }
+  void operator()(const char* key, const std::vector<int>& v, bool written) {
+    if (written) Key(key), *out += fmt::format("[{}]", fmt::join(v, ", "));
+  }
+};
+
+}  // namespace
+
+void AppendJobJson(const JobReport& j, const Json& results, std::string* out) {
+  *out += "{";
+  StreamFieldWriter job{out};
+  driver::ForEachJobField(j, job);
   *out += ", \"attempts\": [";
   for (size_t k = 0; k < j.attempts.size(); ++k) {
-    const AttemptReport& a = j.attempts[k];
-    *out += k ? ", {\"step\": " : "{\"step\": ";
-    AppendString(out, a.step);
-    *out += fmt::format(", \"attempt\": {}, \"node\": ", a.attempt);
-    AppendString(out, a.node);
-    *out += ", \"status\": ";
-    AppendString(out, a.status);
-    *out += fmt::format(", \"start\": {:.6f}, \"end\": {:.6f}, \"seconds\": {:.6f}, \"gpus\": [{}]", a.start, a.end,
-                        a.end - a.start, fmt::join(a.gpus, ", "));
-    if (!a.error.empty()) {
-      *out += ", \"error\": ";
-      AppendString(out, a.error);
-    }
-    if (a.placed > 0 && a.placed != a.start) *out += fmt::format(", \"placed\": {:.6f}", a.placed);
-    if (!a.batch.empty()) {
-      *out += ", \"batch\": ";
-      AppendString(out, a.batch);
-    }
+    *out += k ? ", {" : "{";
+    driver::ForEachAttemptField(j.attempts[k], StreamFieldWriter{out});
     *out += "}";
   }
   if (const auto usage = rates::JobLlmUsage(results); usage.requests > 0)

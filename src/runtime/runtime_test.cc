@@ -629,5 +629,55 @@ TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
   EXPECT_EQ(testing::ReadJobs(o.out).size(), 50u);
 }
 
+// summary.json streamed (WriteJson, large runs) and built (ToJson) from the one field list
+// (driver/job_fields.h) say the same thing, field for field, optional ones included.
+TEST(RunReportJson, StreamedAndBuiltFormsAreTheSame) {
+  RunReport r;
+  r.seconds = 2.5;
+  r.succeeded = 1;
+  r.failed = 1;
+  JobReport ok{"job-0", "a \"quoted\"\tinput", "succeeded", "", {}, Json::object()};
+  ok.attempts.push_back({"download", "n1", "ok", "", 1, 0.25, 1.5, {}, 0, ""});
+  ok.attempts.push_back({"analyze", "n2", "ok", "", 1, 1.75, 2.0, {0, 1}, 1.5, "w0.b3"});
+  ok.results = {{"analyze", {{"scenes", 3}}},
+                {"summarize",
+                 {{"usage", {{"requests", 1}, {"prompt_tokens", 10}, {"completion_tokens", 5}, {"cost_usd", 0.5}}}}}};
+  JobReport bad{"job-1", "b", "failed", "analyze: boom\nline two", {}, Json::object()};
+  bad.attempts.push_back({"analyze", "n1", "failed", "boom", 2, 0.5, 0.75, {}, 0, ""});
+  r.jobs = {ok, bad};
+  std::string streamed;
+  r.WriteJson(&streamed);
+  const Json parsed = Json::parse(streamed);
+  const Json built = r.ToJson();
+  ASSERT_EQ(parsed["jobs"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const Json& s = parsed["jobs"][i];
+    const Json& b = built["jobs"][i];
+    EXPECT_EQ(s.size(), b.size()) << s.dump() << "\n" << b.dump();
+    for (const auto& [key, value] : b.items()) {
+      ASSERT_TRUE(s.contains(key)) << key;
+      if (key != "attempts") {
+        EXPECT_EQ(s[key], value) << key;
+      }
+    }
+    ASSERT_EQ(s["attempts"].size(), b["attempts"].size());
+    for (size_t k = 0; k < b["attempts"].size(); ++k)
+      for (const auto& [key, value] : b["attempts"][k].items()) {
+        ASSERT_TRUE(s["attempts"][k].contains(key)) << key;
+        if (value.is_number_float()) {
+          EXPECT_NEAR(s["attempts"][k][key].get<double>(), value.get<double>(), 1e-6);
+        } else {
+          EXPECT_EQ(s["attempts"][k][key], value) << key;
+        }
+      }
+  }
+  EXPECT_EQ(parsed["jobs"][0]["attempts"][1]["batch"], "w0.b3");
+  EXPECT_DOUBLE_EQ(parsed["jobs"][0]["attempts"][1]["placed"].get<double>(), 1.5);
+  EXPECT_FALSE(parsed["jobs"][0]["attempts"][0].contains("placed"));
+  EXPECT_EQ(parsed["jobs"][1]["error"], "analyze: boom\nline two");
+  EXPECT_EQ(parsed["jobs"][0].value("llm", Json()).value("requests", 0), 1);
+  EXPECT_FALSE(parsed["jobs"][1].contains("llm"));
+}
+
 }  // namespace
 }  // namespace baton
