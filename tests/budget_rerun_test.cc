@@ -87,7 +87,9 @@ class BudgetRerunTest : public ::testing::Test {
       }
       EXPECT_EQ(j["state"], "failed") << j.dump();
       EXPECT_NE(j.value("error", "").find("LLM budget of $"), std::string::npos) << j.dump();
-      if (first_run) EXPECT_EQ(j["attempts"].back()["attempt"], 1) << j["id"] << " was retried";
+      if (first_run) {
+        EXPECT_EQ(j["attempts"].back()["attempt"], 1) << j["id"] << " was retried";
+      }
     }
     return ok;
   }

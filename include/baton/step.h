@@ -210,13 +210,27 @@ class Step {
 // Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.
 using StepFactory = std::function<std::unique_ptr<Step>(const Json& with)>;
 
+// What the engine may know of a step kind without making a step: the CLI and the simulator ask
+// the registry, never a step's name.
+struct StepTraits {
+  // Its attempts run OpenMP code (Tesseract): a process running it limits OpenMP to one thread
+  // per call, as attempts already run side by side (`baton run` restarts itself so before
+  // reading anything).
+  bool one_openmp_thread = false;
+  // How long one attempt takes when `with` says so (sleep's `seconds`): what `baton simulate`
+  // assumes for the step when not told. Empty, or returning a negative number: unknown.
+  std::function<double(const Json& with)> known_seconds;
+};
+
 // Process-wide registry of step kinds by `uses:` name. Built-ins are registered by
 // RegisterBuiltinSteps(); users add theirs before loading a pipeline. Thread-safe.
 class StepRegistry {
  public:
   static StepRegistry& Global();
-  void Register(std::string name, StepFactory factory);
+  void Register(std::string name, StepFactory factory, StepTraits traits = {});
   bool Has(std::string_view name) const;
+  // The kind's traits; the defaults for an unknown kind.
+  StepTraits Traits(std::string_view name) const;
   // Throws ConfigError when unknown or when the factory refuses `with`.
   std::unique_ptr<Step> Create(std::string_view name, const Json& with) const;
   std::vector<std::string> Names() const;

@@ -41,6 +41,7 @@ const Json& StepContext::result_of(std::string_view step_name) const {
 struct StepRegistry::Impl {
   mutable std::mutex mu;
   std::map<std::string, StepFactory, std::less<>> factories;
+  std::map<std::string, StepTraits, std::less<>> traits;
 };
 
 StepRegistry::StepRegistry() : impl_(std::make_shared<Impl>()) {}
@@ -50,9 +51,16 @@ StepRegistry& StepRegistry::Global() {
   return *registry;
 }
 
-void StepRegistry::Register(std::string name, StepFactory factory) {
+void StepRegistry::Register(std::string name, StepFactory factory, StepTraits traits) {
   std::lock_guard lock(impl_->mu);
+  impl_->traits[name] = std::move(traits);
   impl_->factories[std::move(name)] = std::move(factory);
+}
+
+StepTraits StepRegistry::Traits(std::string_view name) const {
+  std::lock_guard lock(impl_->mu);
+  const auto it = impl_->traits.find(name);
+  return it == impl_->traits.end() ? StepTraits{} : it->second;
 }
 
 bool StepRegistry::Has(std::string_view name) const {

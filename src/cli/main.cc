@@ -74,7 +74,7 @@ int RunCommand(const RunArgs& a) {
   PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
   // Before anything is read from standard input (--inputs -): the new start reads it.
   for (const auto& step : pipeline.steps)
-    if (step.uses == "analyze") LimitOpenMpThreads();
+    if (StepRegistry::Global().Traits(step.uses).one_openmp_thread) LimitOpenMpThreads();
   ClusterSpec cluster;
   if (!a.cluster.empty()) {
     cluster = Loaded(LoadCluster(a.cluster));

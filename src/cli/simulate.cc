@@ -91,9 +91,10 @@ int SimulateCommand(const SimulateArgs& a) {
       throw LoadError(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline));
   for (size_t i = 0; i < pipeline.steps.size(); ++i) {
     const StepSpec& s = pipeline.steps[i];
+    const StepTraits traits = StepRegistry::Global().Traits(s.uses);
+    const double known = traits.known_seconds ? traits.known_seconds(s.with) : -1;
     if (auto it = given.find(s.name); it != given.end()) seconds[i] = it->second;
-    else if (s.uses == "sleep" && s.with.contains("seconds") && s.with["seconds"].is_number())
-      seconds[i].seconds = s.with["seconds"].get<double>();
+    else if (known >= 0) seconds[i].seconds = known;
     else defaulted.push_back(s.name);
     if (s.worker) {  // a resident worker: batches as its `with.batch` says
       seconds[i].batch_max = s.worker->batch_max;

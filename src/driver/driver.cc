@@ -128,7 +128,7 @@ uint32_t Driver::Restore(RestoredJob r, double now) {
   j.report.attempts = std::move(r.attempts);
   j.pipeline = r.pipeline;
   j.results = std::make_shared<const Json>(r.results.is_object() ? std::move(r.results) : Json::object());
-  AddLlm({{"llm", JobLlm(*j.results)}}, &llm_total_);
+  llm_total_.Add(rates::JobLlmUsage(*j.results));
   j.history = std::make_shared<const std::vector<StepRun>>(std::move(r.history));
   j.last_serial = r.serial;
   ++submitted_;
@@ -245,8 +245,8 @@ bool Driver::Finish(uint32_t job, uint32_t serial, AttemptOutcome o, double now)
     // Copy on write: an attempt still holding the old results keeps them (use_count > 1).
     auto results =
         j.results.use_count() == 1 ? std::const_pointer_cast<Json>(j.results) : std::make_shared<Json>(*j.results);
-    if (o.result.is_object() && o.result.contains("usage"))  // the run's LLM total, kept as results leave memory
-      AddLlm({{"llm", JobLlm(Json{{spec.name, o.result}})}}, &llm_total_);
+    if (rates::LlmUsage u; o.result.is_object() && rates::LlmUsage::FromJson(o.result.value("usage", Json()), &u))
+      llm_total_.Add(u);
     (*results)[spec.name] = std::move(o.result);
     j.results = std::move(results);
     auto history = j.history.use_count() == 1 ? std::const_pointer_cast<std::vector<StepRun>>(j.history)

@@ -34,6 +34,7 @@
 #include "baton/status.h"
 #include "core/scheduler.h"
 #include "driver/transport.h"
+#include "rates/llm_usage.h"
 
 namespace baton::driver {
 
@@ -320,7 +321,7 @@ class Driver {
   const RunReport* final_ = nullptr;
   std::function<Json(const core::WorkerRef& worker)> worker_state_;
   std::map<ParkKey, ParkState> parks_;
-  Json llm_total_;  // LLM usage of every succeeded step so far (views.h JobLlm shape); null: none
+  rates::LlmUsage llm_total_;  // LLM usage of every succeeded step so far, kept as results leave memory
 };
 
 }  // namespace baton::driver

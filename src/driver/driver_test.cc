@@ -275,7 +275,7 @@ TEST(Driver, RestoredJobKeepsItsAttemptWhenTheNodeIsKnown) {
 }
 
 TEST(Views, AttemptJsonRoundTrips) {
-  AttemptReport a{"analyze", "gpu-1", "failed", "boom", 2, 1.5, 4.0, {0, 1}};
+  AttemptReport a{"analyze", "gpu-1", "failed", "boom", 2, 1.5, 4.0, {0, 1}, 1.25, "w0.b1"};
   AttemptReport b = AttemptFromJson(AttemptJson(a));
   EXPECT_EQ(b.step, a.step);
   EXPECT_EQ(b.node, a.node);
@@ -285,6 +285,13 @@ TEST(Views, AttemptJsonRoundTrips) {
   EXPECT_DOUBLE_EQ(b.end, 4.0);
   EXPECT_EQ(b.gpus, (std::vector<int>{0, 1}));
   EXPECT_DOUBLE_EQ(AttemptJson(a)["seconds"].get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(b.placed, 1.25);
+  EXPECT_EQ(b.batch, "w0.b1");
+  // Fields of another type are left as they were; a running attempt has no end.
+  AttemptReport c = AttemptFromJson(Json{{"step", 3}, {"attempt", "two"}, {"status", "running"}, {"start", 1.0}});
+  EXPECT_EQ(c.step, "");
+  EXPECT_EQ(c.attempt, 0);
+  EXPECT_FALSE(AttemptJson(c).contains("end"));
 }
 
 TEST(SchedulerSetup, GpuMasksAndNodeRegistrationsRoundTrip) {

@@ -29,7 +29,7 @@ Json Driver::Overview(const std::string& pipeline_name, double now) const {
   }
   return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"total", submitted_},
           {"counts", counts}, {"steps", std::move(steps)}, {"nodes", NodesJson()},
-          {"llm", llm_total_.is_null() ? EmptyLlm() : llm_total_}};
+          {"llm", llm_total_.ToJson()}};
 }
 
 Json Driver::JobsPage(const JobsQuery& q, double now) const {

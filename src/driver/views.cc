@@ -105,7 +105,7 @@ Json Driver::JobJson(uint32_t i, double now, bool detail) const {
   if (j.in_flight) {
     const InFlightAttempt& a = *j.in_flight;
     in.running = AttemptReport{
-        p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus};
+        p.spec.steps[a.step].name, nodes_[a.node].name, "running", "", a.step_attempt, a.start, 0, a.gpus, 0, ""};
   }
   const Json* results = final_ ? &rep.results : j.results.get();
   if (detail) in.results = results;
@@ -163,7 +163,7 @@ Json Driver::Snapshot(const std::string& pipeline_name, double now) const {
   Json jobs = Json::array();
   for (uint32_t i = 0; i < jobs_.size(); ++i) jobs.push_back(JobJson(i, now, false));
   return {{"schema", kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", std::move(jobs)},
-          {"nodes", NodesJson()}, {"llm", llm_total_.is_null() ? EmptyLlm() : llm_total_}};
+          {"nodes", NodesJson()}, {"llm", llm_total_.ToJson()}};
 }
 
 Json Driver::JobDetail(const std::string& id, double now) const {

@@ -80,7 +80,7 @@ class JournalStore final : public driver::JobStore {
     if (!writer_) return false;
     journal::Encoder e;
     journal::EncodeNote(step, note.dump(), &e);
-    writer_->Append(e.data());
+    if (!writer_->Append(e.data()).ok()) return false;
     return writer_->Flush().ok();
   }
   // The notes of earlier runs, by step name (Step::RestoreNotes).

@@ -679,5 +679,23 @@ TEST(RunReportJson, StreamedAndBuiltFormsAreTheSame) {
   EXPECT_FALSE(parsed["jobs"][1].contains("llm"));
 }
 
+// What the CLI and the simulator know of a step kind comes from its registered traits.
+TEST(StepTraits, TheRegistryAnswersForAKindWithoutMakingAStep) {
+  StepRegistry& reg = StepRegistry::Global();
+  if (!reg.Has("sleep")) RegisterBuiltinSteps(reg);
+  const StepTraits sleep = reg.Traits("sleep");
+  ASSERT_TRUE(sleep.known_seconds);
+  EXPECT_DOUBLE_EQ(sleep.known_seconds(Json{{"seconds", 2.5}}), 2.5);
+  EXPECT_LT(sleep.known_seconds(Json::object()), 0);
+  EXPECT_LT(sleep.known_seconds(Json{{"seconds", "soon"}}), 0);
+  EXPECT_FALSE(sleep.one_openmp_thread);
+  EXPECT_FALSE(reg.Traits("command").known_seconds);
+  EXPECT_FALSE(reg.Traits("command").one_openmp_thread);
+  EXPECT_FALSE(reg.Traits("no such kind").one_openmp_thread);
+  if (reg.Has("analyze")) {
+    EXPECT_TRUE(reg.Traits("analyze").one_openmp_thread);
+  }
+}
+
 }  // namespace
 }  // namespace baton

@@ -42,7 +42,12 @@ class SleepStep : public Step {
 }  // namespace
 
 void RegisterSleepStep(StepRegistry& r) {
-  r.Register("sleep", [](const Json& with) { return std::make_unique<SleepStep>(with); });
+  StepTraits traits;
+  traits.known_seconds = [](const Json& with) {
+    const auto it = with.find("seconds");
+    return it != with.end() && it->is_number() ? it->get<double>() : -1.0;
+  };
+  r.Register("sleep", [](const Json& with) { return std::make_unique<SleepStep>(with); }, std::move(traits));
 }
 
 }  // namespace baton

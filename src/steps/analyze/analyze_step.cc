@@ -481,7 +481,7 @@ namespace baton {
 void RegisterAnalyzeStep(StepRegistry& registry) {
   registry.Register("analyze", [](const Json& with) -> std::unique_ptr<Step> {
     return std::make_unique<analyze::AnalyzeStep>(analyze::ParseAnalyzeOptions(with));
-  });
+  }, StepTraits{.one_openmp_thread = true, .known_seconds = {}});
 }
 
 }  // namespace baton

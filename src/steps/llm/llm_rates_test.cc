@@ -140,7 +140,9 @@ TEST_F(LlmRatesTest, After429EveryWaiterHonoursRetryAfterAndTheBucketSlows) {
   for (const Job& j : jobs) ASSERT_TRUE(j.outcome.ok()) << j.outcome.error;
   const auto requests = server.requests();
   for (size_t i = 1; i < requests.size(); ++i) {
-    if (requests[i - 1].status == 429) EXPECT_EQ(requests[i].status, 200) << "request " << i << " right after a 429";
+    if (requests[i - 1].status == 429) {
+      EXPECT_EQ(requests[i].status, 200) << "request " << i << " right after a 429";
+    }
   }
   EXPECT_LE(server.rate_limited_count(), 4u) << "the bucket did not slow down after 429s";
 }
