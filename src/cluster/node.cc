@@ -50,6 +50,21 @@ bool KilledByStopSignal(const std::string& error) {
   return sig == SIGHUP || sig == SIGINT || sig == SIGKILL || sig == SIGTERM;
 }
 
+// Waits until `seconds` of `clock` have passed or `done()` holds, looking at both every 50 ms of
+// real time at most (a FakeClock: every millisecond, for the time its test moves with Advance()).
+void Pause(const Clock& clock, double seconds, const std::function<bool()>& done) {
+  const double until = clock.Monotonic() + seconds;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_lock<std::mutex> lock(mu);
+  while (!done()) {
+    const double left = until - clock.Monotonic();
+    if (left <= 0) return;
+    clock.WaitFor(cv, lock, std::min(left, 0.05));
+  }
+}
+bool Never() { return false; }
+
 }  // namespace
 
 struct NodeAgent::Impl {
@@ -87,6 +102,7 @@ struct NodeAgent::Impl {
     std::set<std::string> received GUARDED_BY(mu);
     // The agent was asked to stop (SIGTERM, `baton node drain`): set at once, from any thread.
     std::atomic<bool> stopping{false};
+    const Clock* clock = &Clock::Real();  // the agent's (NodeOptions::clock)
     void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) EXCLUDES(mu) {
       {
         MutexLock lock(&mu);
@@ -111,6 +127,7 @@ struct NodeAgent::Impl {
 
   NodeOptions opts;
   Keys keys;
+  const Clock& clock;
   std::string incarnation;
   std::string token;
   std::string address;
@@ -145,14 +162,17 @@ struct NodeAgent::Impl {
     return registration.dump();
   }
 
-  explicit Impl(NodeOptions o) : opts(std::move(o)), keys(opts.prefix) {}
+  explicit Impl(NodeOptions o)
+      : opts(std::move(o)), keys(opts.prefix), clock(opts.clock ? *opts.clock : Clock::Real()) {
+    shared->clock = &clock;
+  }
 
   // Main thread: the resident workers' host state (Step::WorkerStates: loading, ready, busy,
   // items served, restarts, load time) into the registration, at most once per heartbeat; the
   // head shows it in its node views. Each entry names its pipeline id and step index.
   double workers_published = -1;
   void PublishWorkers() EXCLUDES(reg_mu) {
-    const double now = Clock::Real().Monotonic();
+    const double now = clock.Monotonic();
     if (workers_published >= 0 && now - workers_published < opts.heartbeat) return;
     workers_published = now;
     Json workers = Json::array();
@@ -182,7 +202,7 @@ struct NodeAgent::Impl {
       if (r.Connect(opts.redis)) return true;
       if (!said) Log(r.error() + "; retrying");
       said = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      Pause(clock, 0.2, Never);
     }
     return false;
   }
@@ -287,7 +307,7 @@ std::string NodeAgent::Impl::TakeName(Redis& db, const std::string& machine) {
                       "to expire",
                       opts.name, who, ttl >= 0 ? static_cast<double>(ttl) / 1000 : 0.0));
     said = true;
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(opts.heartbeat / 4, 0.25)));
+    Pause(clock, std::min(opts.heartbeat / 4, 0.25), Never);
   }
   return "stopped before registering";
 }
@@ -392,11 +412,11 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.incarnation = inc;
     r.term = a->msg.term;
     r.pid = getpid();
-    r.start = Clock::Real().Wall();
+    r.start = shared->clock->Wall();
     StepOutcome outcome =
         cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
                        : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
-    r.end = Clock::Real().Wall();
+    r.end = shared->clock->Wall();
     if (outcome.kind == StepOutcome::Kind::kParked)  // the head cannot wait for parked attempts yet
       outcome = StepOutcome::Failure("this backend cannot wait for parked attempts (park id " + outcome.park_id +
                                          "; the llm step's mode: batch needs `baton run` for now)",
@@ -406,7 +426,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     // agent's SIGTERM to its children too, perhaps a moment before the agent sees its own. That is
     // the drain's doing, not a failed try: handed back (waiting a second for the agent's signal).
     if (!outcome.ok() && !a->cancel->cancelled() && KilledByStopSignal(outcome.error))
-      for (int i = 0; i < 20 && !shared->stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      Pause(*shared->clock, 1.0, [&shared] { return shared->stopping.load(); });
     r.handed_back = (a->handed_back || (shared->stopping && KilledByStopSignal(outcome.error))) && !outcome.ok();
     r.kind = outcome.kind;
     r.retryable = outcome.retryable;
@@ -479,7 +499,7 @@ void NodeAgent::Impl::Reporter() {
       batch.clear();
     } else {
       if (db.ok()) Log("redis refused a result batch; sending it again");
-      std::this_thread::sleep_for(std::chrono::milliseconds(db.ok() ? 1000 : 100));
+      Pause(clock, db.ok() ? 1.0 : 0.1, Never);
     }
   }
 }
@@ -491,8 +511,7 @@ void NodeAgent::Impl::Heartbeat() {
   while (!quit) {
     if (!db.ok() && !Connect(db, quit)) return;
     if (!Beat(db, true)) return;  // the name is another agent's now
-    for (int i = 0; i < 20 && !quit; ++i)
-      std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
+    Pause(clock, opts.heartbeat, [this] { return quit.load(); });
   }
 }
 
@@ -553,7 +572,7 @@ int NodeAgent::Run() {
     m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
                            {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
                            {"host", machine},
-                           {"started", Clock::Real().Wall()}});
+                           {"started", m.clock.Wall()}});
   }
   // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
   const std::string stream = m.keys.place(m.opts.name);
@@ -584,7 +603,7 @@ int NodeAgent::Run() {
     if (m.stop && !draining) {
       draining = true;
       m.shared->stopping = true;
-      drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
+      drain_deadline = m.clock.Monotonic() + m.opts.drain_timeout;
       {
         MutexLock lock(&m.reg_mu);
         m.registration["draining"] = true;
@@ -594,7 +613,7 @@ int NodeAgent::Run() {
           fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
                       running_count(), m.opts.drain_timeout));
     }
-    if (draining && (running_count() == 0 || Clock::Real().Monotonic() >= drain_deadline)) break;
+    if (draining && (running_count() == 0 || m.clock.Monotonic() >= drain_deadline)) break;
     if (!db.ok()) {
       if (!m.Connect(db, m.quit)) break;
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});  // after a Redis without our stream
@@ -681,7 +700,7 @@ int NodeAgent::Run() {
         back.incarnation = m.incarnation;
         back.term = a->msg.term;
         back.pid = getpid();
-        back.start = back.end = Clock::Real().Wall();
+        back.start = back.end = m.clock.Wall();
         back.kind = StepOutcome::Kind::kCancelled;
         back.handed_back = true;
         back.error = "not started";
@@ -712,8 +731,7 @@ int NodeAgent::Run() {
       a->cancel->cancel();
     }
   }
-  for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Pause(m.clock, 5.0, [&m] { return m.shared->Unfinished() == 0; });
   m.quit = true;
   m.shared->cv.SignalAll();
   heartbeat.join();
