@@ -447,11 +447,15 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.error = std::move(outcome.error);
     r.main_output = std::move(outcome.main_output);
     r.batch = std::move(outcome.batch);
+    // Finished and queued for the reporter at once: an agent leaving once nothing is unfinished
+    // (HandBackRunning) must find this result queued, or its reporter would quit without it.
+    std::string encoded = protocol::Encode(r);
     {
       MutexLock lock(&shared->mu);
       a->finished = true;
+      shared->reports.push_back({a->entry, std::move(encoded), Key{r.job, r.serial, r.term}});
     }
-    shared->Report(a->entry, protocol::Encode(r), Key{r.job, r.serial, r.term});
+    shared->cv.SignalAll();
   });
 }
 
@@ -459,6 +463,9 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
 // pipelined batches; on a Redis failure keeps them and retries after reconnecting.
 void NodeAgent::Impl::Reporter() {
   Redis db;
+  // Connected from the start, not at the first batch: an agent whose first report is what it
+  // hands back as it leaves (`quit` already set) would otherwise give up connecting and drop it.
+  if (!Connect(db, quit)) return;
   std::vector<Outbound> batch;
   while (true) {
     {
