@@ -1,5 +1,5 @@
 // The node agent's timers on virtual time (NodeOptions::clock = a FakeClock), with a real
-// redis-server and, for the drain, a real head in this process: a heartbeat is written every
+// redis-server and the test in the head's place: a heartbeat is written every
 // `heartbeat` of the agent's clock and at no other time; a drain hands back what still runs once
 // `drain_timeout` of the agent's clock has passed, and not before. Nothing here waits for real
 // seconds to pass: real time only lets the agent's threads see what the test moved.
@@ -12,10 +12,9 @@
 
 #include "baton/pipeline.h"
 #include "baton/step.h"
-#include "cluster/client.h"
-#include "cluster/head.h"
 #include "cluster/keys.h"
 #include "cluster/node.h"
+#include "cluster/protocol.h"
 #include "support/child_process.h"
 #include "support/util.h"
 #include "util/clock.h"
@@ -27,9 +26,11 @@ using Json = nlohmann::json;
 using testing::WaitFor;
 
 // Runs until cancelled, looking every millisecond of real time (its own time is not the test's).
+std::atomic<int> g_holds_started{0};
 class HoldStep : public Step {
  public:
   StepOutcome Run(StepContext& ctx) const override {
+    ++g_holds_started;
     while (!ctx.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     return StepOutcome::Cancelled();
   }
@@ -54,10 +55,6 @@ class NodeClockTest : public ::testing::Test {
       clock_.Advance(3600);  // past any drain deadline
       agent_thread_.join();
     }
-    if (head_) {
-      head_->RequestStop();
-      head_thread_.join();
-    }
   }
   void StartAgent(double heartbeat, double drain_timeout) {
     cluster::NodeOptions o;
@@ -75,17 +72,24 @@ class NodeClockTest : public ::testing::Test {
     agent_ = std::make_unique<cluster::NodeAgent>(o);
     agent_thread_ = std::thread([this] { agent_rc_ = agent_->Run(); });
   }
-  void StartHead() {
-    cluster::HeadOptions o;
-    o.redis = url_;
-    o.prefix = prefix_;
-    o.heartbeat_timeout = 600;  // the agent beats only when the test moves its clock
-    o.log_format = LogFormat::kNone;
-    head_ = std::make_unique<cluster::Head>(o);
-    head_thread_ = std::thread([this] { head_->Run(); });
-  }
   std::string Redis(std::vector<std::string> cmd) { return db_.Command(cmd).str(); }
   long long Beats() { return std::atoll(Redis({"HGET", prefix_ + ":hb", "a"}).c_str()); }
+  // The attempt results the agent reported to the inbox (the head's stream; no head reads it here).
+  std::vector<cluster::protocol::AttemptResult> Results() {
+    std::vector<cluster::protocol::AttemptResult> out;
+    cluster::Reply entries = db_.Command({"XRANGE", prefix_ + ":inbox", "-", "+"});
+    for (size_t i = 0; i < entries.size(); ++i) {
+      cluster::Reply fields = entries.at(i).at(1);
+      for (size_t f = 0; f + 1 < fields.size(); f += 2) {
+        if (fields.at(f).str() != "m") continue;
+        auto msg = cluster::protocol::DecodeInboxMessage(fields.at(f + 1).str());
+        if (!msg.ok()) continue;
+        if (auto* list = std::get_if<cluster::protocol::AttemptResults>(&*msg))
+          out.insert(out.end(), list->list.begin(), list->list.end());
+      }
+    }
+    return out;
+  }
   Json Registration() { return Json::parse(Redis({"HGET", prefix_ + ":nodes", "a"}), nullptr, false); }
   // Real time for the agent's threads to act on what the test did (they look every 200 ms at most).
   static void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(400)); }
@@ -99,8 +103,6 @@ class NodeClockTest : public ::testing::Test {
   std::unique_ptr<cluster::NodeAgent> agent_;
   std::thread agent_thread_;
   std::atomic<int> agent_rc_{-1};
-  std::unique_ptr<cluster::Head> head_;
-  std::thread head_thread_;
 };
 
 TEST_F(NodeClockTest, AHeartbeatIsWrittenEveryHeartbeatOfTheAgentsClock) {
@@ -126,43 +128,60 @@ TEST_F(NodeClockTest, AHeartbeatIsWrittenEveryHeartbeatOfTheAgentsClock) {
   EXPECT_EQ(Registration().value("started", 0.0), 1.8e9) << "stamped by the agent's clock";
 }
 
+// The test plays the head, so that what is checked is what the agent reported (a head might see
+// the agent leave before it reads that report): the pipeline in Redis, one attempt placed on the
+// agent's stream.
 TEST_F(NodeClockTest, ADrainHandsBackWhatStillRunsAfterDrainTimeoutOfTheAgentsClock) {
   StepRegistry::Global().Register("hold", [](const Json&) { return std::make_unique<HoldStep>(); });
-  StartHead();
   StartAgent(/*heartbeat=*/1.0, /*drain_timeout=*/30);
-  ASSERT_TRUE(WaitFor([&] { return Beats() >= 1; }, 15));
-  const std::string yaml = "name: hold\nsteps:\n  - name: hold\n    uses: hold\n    retries: 0\n";
-  auto spec = ParsePipeline(yaml, "hold.yaml");
-  ASSERT_TRUE(spec.ok()) << spec.error();
-  const cluster::Keys keys(prefix_);
-  const auto ids = cluster::SubmitJobs(db_, keys, "hold.yaml", yaml, *spec, {""});
-  ASSERT_EQ(ids.size(), 1u);
-  ASSERT_TRUE(WaitFor([&] { return cluster::JobStates(db_, keys, ids)[0] == "running"; }, 15));
+  ASSERT_TRUE(WaitFor([&] { return Beats() == 2; }, 15));
+  const std::string incarnation = Registration().value("incarnation", "");
+  ASSERT_FALSE(incarnation.empty());
+  const std::string yaml = "name: hold\nsteps:\n  - name: hold\n    uses: hold\n";
+  const std::string pipeline = prefix_ + ":pipeline:p1";
+  ASSERT_EQ(db_.Command({"HSET", pipeline, "name", "hold", "file", "hold.yaml", "yaml", yaml}).integer(), 3);
+  cluster::protocol::RunAttempt run;
+  run.job = "job-0";
+  run.serial = 7;
+  run.pipeline = "p1";
+  run.incarnation = incarnation;
+  run.term = "t1";
+  const int before = g_holds_started.load();
+  Redis({"XADD", prefix_ + ":place:a", "*", "m", cluster::protocol::Encode(run, "{}", "[]")});
+  ASSERT_TRUE(WaitFor([&] { return g_holds_started.load() == before + 1; }, 15));
 
   agent_->RequestStop();
-  ASSERT_TRUE(WaitFor([&] { return Registration().value("draining", false); }, 15));
-  clock_.Advance(29.75);
+  Json reg;
+  ASSERT_TRUE(WaitFor([&] { return (reg = Registration()).value("draining", false); }, 15));
+  ASSERT_EQ(reg["holds"].size(), 1u) << reg.dump();
+  EXPECT_EQ(reg["holds"][0].value("job", ""), "job-0");
+  EXPECT_FALSE(reg["holds"][0].value("done", true));
+  clock_.Advance(29.75);  // binary fractions: the sums are exact
   Settle();
   EXPECT_EQ(agent_rc_.load(), -1) << "the drain has 0.25s of its 30s left";
-  EXPECT_EQ(head_->JobDetail(ids[0])["attempts"].size(), 1u);
-  EXPECT_EQ(cluster::JobStates(db_, keys, ids)[0], "running");
+  EXPECT_TRUE(Results().empty()) << "nothing reported before the deadline";
 
   clock_.Advance(0.25);
   ASSERT_TRUE(WaitFor([&] { return agent_rc_.load() != -1; }, 15));
   agent_thread_.join();
   agent_.reset();
   EXPECT_EQ(agent_rc_.load(), 0);
-  // Handed back, not failed (retries: 0): the attempt is lost to the drain and the job waits for
-  // another node.
-  Json d;
-  ASSERT_TRUE(WaitFor([&] {
-    d = head_->JobDetail(ids[0]);
-    return d["attempts"].size() == 1 && d["attempts"][0].value("status", "") == "lost";
-  }, 15)) << d.dump();
-  EXPECT_NE(d["attempts"][0].value("error", "").find("handed back by node a (draining)"), std::string::npos)
-      << d.dump();
-  EXPECT_NE(d.value("state", ""), "failed") << d.dump();
+  // Reported before leaving: handed back (re-queued by the head, not a failed try), its end 30
+  // seconds of the agent's clock after its start; the placement acknowledged; the agent gone.
+  const std::vector<cluster::protocol::AttemptResult> results = Results();
+  ASSERT_EQ(results.size(), 1u);
+  const cluster::protocol::AttemptResult& r = results[0];
+  EXPECT_EQ(r.job, "job-0");
+  EXPECT_EQ(r.serial, 7u);
+  EXPECT_EQ(r.term, "t1");
+  EXPECT_EQ(r.incarnation, incarnation);
+  EXPECT_TRUE(r.handed_back);
+  EXPECT_EQ(r.kind, StepOutcome::Kind::kCancelled);
+  EXPECT_EQ(r.start, 1.8e9);
+  EXPECT_EQ(r.end - r.start, 30);
+  EXPECT_EQ(db_.Command({"XLEN", prefix_ + ":place:a"}).integer(), 0);
   EXPECT_EQ(Redis({"HGET", prefix_ + ":nodes", "a"}), "") << "deregistered";
+  EXPECT_EQ(db_.Command({"EXISTS", prefix_ + ":lease:a"}).integer(), 0);
 }
 
 }  // namespace
