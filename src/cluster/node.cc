@@ -50,6 +50,21 @@ bool KilledByStopSignal(const std::string& error) {
   return sig == SIGHUP || sig == SIGINT || sig == SIGKILL || sig == SIGTERM;
 }
 
+// Waits until `seconds` of `clock` have passed or `done()` holds, looking at both every 50 ms of
+// real time at most (a FakeClock: every millisecond, for the time its test moves with Advance()).
+void Pause(const Clock& clock, double seconds, const std::function<bool()>& done) {
+  const double until = clock.Monotonic() + seconds;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_lock<std::mutex> lock(mu);
+  while (!done()) {
+    const double left = until - clock.Monotonic();
+    if (left <= 0) return;
+    clock.WaitFor(cv, lock, std::min(left, 0.05));
+  }
+}
+bool Never() { return false; }
+
 }  // namespace
 
 struct NodeAgent::Impl {
@@ -87,6 +102,7 @@ struct NodeAgent::Impl {
     std::set<std::string> received GUARDED_BY(mu);
     // The agent was asked to stop (SIGTERM, `baton node drain`): set at once, from any thread.
     std::atomic<bool> stopping{false};
+    const Clock* clock = &Clock::Real();  // the agent's (NodeOptions::clock)
     void Report(const std::string& entry, std::string result, std::optional<Key> held = std::nullopt) EXCLUDES(mu) {
       {
         MutexLock lock(&mu);
@@ -111,6 +127,7 @@ struct NodeAgent::Impl {
 
   NodeOptions opts;
   Keys keys;
+  const Clock& clock;
   std::string incarnation;
   std::string token;
   std::string address;
@@ -145,14 +162,17 @@ struct NodeAgent::Impl {
     return registration.dump();
   }
 
-  explicit Impl(NodeOptions o) : opts(std::move(o)), keys(opts.prefix) {}
+  explicit Impl(NodeOptions o)
+      : opts(std::move(o)), keys(opts.prefix), clock(opts.clock ? *opts.clock : Clock::Real()) {
+    shared->clock = &clock;
+  }
 
   // Main thread: the resident workers' host state (Step::WorkerStates: loading, ready, busy,
   // items served, restarts, load time) into the registration, at most once per heartbeat; the
   // head shows it in its node views. Each entry names its pipeline id and step index.
   double workers_published = -1;
   void PublishWorkers() EXCLUDES(reg_mu) {
-    const double now = Clock::Real().Monotonic();
+    const double now = clock.Monotonic();
     if (workers_published >= 0 && now - workers_published < opts.heartbeat) return;
     workers_published = now;
     Json workers = Json::array();
@@ -182,7 +202,7 @@ struct NodeAgent::Impl {
       if (r.Connect(opts.redis)) return true;
       if (!said) Log(r.error() + "; retrying");
       said = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      Pause(clock, 0.2, Never);
     }
     return false;
   }
@@ -200,6 +220,19 @@ struct NodeAgent::Impl {
   // only while this agent holds the name; false (and `name_lost`) when another agent took it.
   bool Beat(Redis& db, bool beat);
   std::atomic<bool> name_lost{false};
+
+  // The parts of Run, on its thread (flow at NodeAgent::Run).
+  void Prepare();
+  void Register(Redis& db, const std::string& machine);
+  void Serve(Redis& db);
+  void BeginDrain(Redis& db);
+  bool Dispatch(Redis& db, const Reply& entry);
+  bool Control(const std::string& id, const protocol::AgentMessage& msg);
+  void HandBackUnstarted(const std::string& id, const protocol::RunAttempt& msg);
+  void HandBackRunning();
+  void Deregister(Redis& db);
+  bool draining = false;      // Run's thread only
+  double drain_deadline = 0;  // on `clock`
 };
 
 // KEYS: lease, nodes, hb; ARGV: incarnation, lease ms, name, registration, "1" to bump the counter.
@@ -287,7 +320,7 @@ std::string NodeAgent::Impl::TakeName(Redis& db, const std::string& machine) {
                       "to expire",
                       opts.name, who, ttl >= 0 ? static_cast<double>(ttl) / 1000 : 0.0));
     said = true;
-    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(opts.heartbeat / 4, 0.25)));
+    Pause(clock, std::min(opts.heartbeat / 4, 0.25), Never);
   }
   return "stopped before registering";
 }
@@ -392,11 +425,11 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.incarnation = inc;
     r.term = a->msg.term;
     r.pid = getpid();
-    r.start = Clock::Real().Wall();
+    r.start = shared->clock->Wall();
     StepOutcome outcome =
         cannot.empty() ? driver::RunAttempt(*spec, *a->cancel)
                        : StepOutcome::Failure(fmt::format("node {} cannot run this step: {}", node, cannot), false);
-    r.end = Clock::Real().Wall();
+    r.end = shared->clock->Wall();
     if (outcome.kind == StepOutcome::Kind::kParked)  // the head cannot wait for parked attempts yet
       outcome = StepOutcome::Failure("this backend cannot wait for parked attempts (park id " + outcome.park_id +
                                          "; the llm step's mode: batch needs `baton run` for now)",
@@ -406,7 +439,7 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     // agent's SIGTERM to its children too, perhaps a moment before the agent sees its own. That is
     // the drain's doing, not a failed try: handed back (waiting a second for the agent's signal).
     if (!outcome.ok() && !a->cancel->cancelled() && KilledByStopSignal(outcome.error))
-      for (int i = 0; i < 20 && !shared->stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      Pause(*shared->clock, 1.0, [&shared] { return shared->stopping.load(); });
     r.handed_back = (a->handed_back || (shared->stopping && KilledByStopSignal(outcome.error))) && !outcome.ok();
     r.kind = outcome.kind;
     r.retryable = outcome.retryable;
@@ -414,11 +447,15 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
     r.error = std::move(outcome.error);
     r.main_output = std::move(outcome.main_output);
     r.batch = std::move(outcome.batch);
+    // Finished and queued for the reporter at once: an agent leaving once nothing is unfinished
+    // (HandBackRunning) must find this result queued, or its reporter would quit without it.
+    std::string encoded = protocol::Encode(r);
     {
       MutexLock lock(&shared->mu);
       a->finished = true;
+      shared->reports.push_back({a->entry, std::move(encoded), Key{r.job, r.serial, r.term}});
     }
-    shared->Report(a->entry, protocol::Encode(r), Key{r.job, r.serial, r.term});
+    shared->cv.SignalAll();
   });
 }
 
@@ -426,6 +463,9 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
 // pipelined batches; on a Redis failure keeps them and retries after reconnecting.
 void NodeAgent::Impl::Reporter() {
   Redis db;
+  // Connected from the start, not at the first batch: an agent whose first report is what it
+  // hands back as it leaves (`quit` already set) would otherwise give up connecting and drop it.
+  if (!Connect(db, quit)) return;
   std::vector<Outbound> batch;
   while (true) {
     {
@@ -479,7 +519,7 @@ void NodeAgent::Impl::Reporter() {
       batch.clear();
     } else {
       if (db.ok()) Log("redis refused a result batch; sending it again");
-      std::this_thread::sleep_for(std::chrono::milliseconds(db.ok() ? 1000 : 100));
+      Pause(clock, db.ok() ? 1.0 : 0.1, Never);
     }
   }
 }
@@ -491,25 +531,18 @@ void NodeAgent::Impl::Heartbeat() {
   while (!quit) {
     if (!db.ok() && !Connect(db, quit)) return;
     if (!Beat(db, true)) return;  // the name is another agent's now
-    for (int i = 0; i < 20 && !quit; ++i)
-      std::this_thread::sleep_for(std::chrono::duration<double>(opts.heartbeat / 20));
+    Pause(clock, opts.heartbeat, [this] { return quit.load(); });
   }
 }
 
+// Run's flow: Prepare (log, incarnation, work folder) -> connect -> TakeName -> the artifact
+// server -> Register (registration, a fresh placement stream, NodeJoined) -> the reporter and
+// heartbeat threads -> Serve (read placements and Dispatch each; BeginDrain on RequestStop or
+// DrainNode; until drained or the name is lost) -> Leave (hand back what runs, stop the threads,
+// deregister).
 int NodeAgent::Run() {
   Impl& m = *impl_;
-  m.log = std::make_shared<LogSink>(m.opts.log_stream, m.opts.log_format, false);
-  m.sinks = std::make_shared<const driver::SinkList>(driver::SinkList{m.log});
-  std::random_device rd;
-  m.incarnation = fmt::format("{:08x}{:08x}-{}", rd(), rd(), getpid());
-  std::filesystem::create_directories(m.opts.workdir);
-  // Absolute: steps get WORKDIR/JOB as their work folder ({workdir} of a command step, whose
-  // own working directory is elsewhere), and the cleaner's paths must not follow a chdir.
-  m.opts.workdir = std::filesystem::absolute(m.opts.workdir);
-  if (!m.opts.keep_work)
-    m.cleaner =
-        std::make_unique<WorkCleaner>(std::vector<std::filesystem::path>{m.opts.workdir}, m.opts.workdir / "out",
-                                      [shared = m.shared](const std::string& job) { return shared->Running(job); });
+  m.Prepare();
   Redis db;
   if (!m.Connect(db, m.stop)) return 0;
   char machine_name[256] = {0};
@@ -520,6 +553,7 @@ int NodeAgent::Run() {
     std::fprintf(stderr, "baton node: %s\n", refused.c_str());
     return 2;
   }
+  std::random_device rd;
   db.Command({"SET", m.keys.token(), fmt::format("{:08x}{:08x}{:08x}{:08x}", rd(), rd(), rd(), rd()), "NX"});
   m.token = db.Command({"GET", m.keys.token()}).str();
 
@@ -539,193 +573,236 @@ int NodeAgent::Run() {
     return 2;
   }
   m.address = host + ":" + std::to_string(bound);
-
-  NodeSpec self;
-  self.name = m.opts.name;
-  self.cpus = m.opts.cpus;
-  self.gpus = m.opts.gpus;
-  self.memory = m.opts.memory;
-  self.resources = m.opts.resources;
-  self.labels = m.opts.labels;
-  {
-    MutexLock lock(&m.reg_mu);
-    m.registration = driver::NodeSpecToJson(self);
-    m.registration.update({{"incarnation", m.incarnation}, {"address", m.address},
-                           {"workdir", std::filesystem::absolute(m.opts.workdir).string()}, {"pid", getpid()},
-                           {"host", machine},
-                           {"started", Clock::Real().Wall()}});
-  }
-  // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
-  const std::string stream = m.keys.place(m.opts.name);
-  db.Append({"DEL", stream});
-  db.Append({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
-  db.Append({"EVAL", kBeatScript, "3", m.keys.lease(m.opts.name), m.keys.nodes(), m.keys.hb(), m.incarnation,
-             std::to_string(m.LeaseMs()), m.opts.name, m.RegistrationText(), "1"});
-  db.Append({"XADD", m.keys.inbox(), "*", "m", protocol::Encode(protocol::NodeJoined{m.opts.name})});
-  db.Flush();
-  m.Log(fmt::format("registered at {} (prefix {}): cpus {} gpus {} address {} workdir {}", m.opts.redis.Redacted(),
-                    m.opts.prefix, m.opts.cpus, m.opts.gpus, m.address, m.opts.workdir.string()));
-  if (m.opts.on_ready) m.opts.on_ready();
+  m.Register(db, machine);
   std::thread reporter([&m] { m.Reporter(); });
   std::thread heartbeat([&m] { m.Heartbeat(); });
+  m.Serve(db);
+  m.HandBackRunning();
+  m.quit = true;
+  m.shared->cv.SignalAll();
+  heartbeat.join();
+  reporter.join();
+  m.Deregister(db);
+  server.Stop();
+  m.Log("left the cluster");
+  return m.name_lost ? 2 : 0;
+}
 
-  // Serving, then draining (SIGTERM, `baton node drain`): the registration says "draining" so
-  // the head places nothing new here; attempts still arriving are handed back at once; running
-  // ones may finish until the drain deadline; then the rest are stopped and handed back.
-  bool draining = false;
+// Before connecting: the log, a fresh incarnation id, the work folder and its cleaner.
+void NodeAgent::Impl::Prepare() {
+  log = std::make_shared<LogSink>(opts.log_stream, opts.log_format, false);
+  sinks = std::make_shared<const driver::SinkList>(driver::SinkList{log});
+  std::random_device rd;
+  incarnation = fmt::format("{:08x}{:08x}-{}", rd(), rd(), getpid());
+  std::filesystem::create_directories(opts.workdir);
+  // Absolute: steps get WORKDIR/JOB as their work folder ({workdir} of a command step, whose
+  // own working directory is elsewhere), and the cleaner's paths must not follow a chdir.
+  opts.workdir = std::filesystem::absolute(opts.workdir);
+  if (!opts.keep_work)
+    cleaner = std::make_unique<WorkCleaner>(std::vector<std::filesystem::path>{opts.workdir}, opts.workdir / "out",
+                                            [shared = shared](const std::string& job) { return shared->Running(job); });
+}
+
+// Holding the name, serving artifacts at `address`: writes the registration, starts a fresh
+// placement stream, beats once and tells the head it joined.
+void NodeAgent::Impl::Register(Redis& db, const std::string& machine) {
+  NodeSpec self;
+  self.name = opts.name;
+  self.cpus = opts.cpus;
+  self.gpus = opts.gpus;
+  self.memory = opts.memory;
+  self.resources = opts.resources;
+  self.labels = opts.labels;
+  {
+    MutexLock lock(&reg_mu);
+    registration = driver::NodeSpecToJson(self);
+    registration.update({{"incarnation", incarnation}, {"address", address},
+                         {"workdir", std::filesystem::absolute(opts.workdir).string()}, {"pid", getpid()},
+                         {"host", machine},
+                         {"started", clock.Wall()}});
+  }
+  // A fresh placement stream: whatever a previous incarnation left is the head's to re-run.
+  const std::string stream = keys.place(opts.name);
+  db.Append({"DEL", stream});
+  db.Append({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
+  db.Append({"EVAL", kBeatScript, "3", keys.lease(opts.name), keys.nodes(), keys.hb(), incarnation,
+             std::to_string(LeaseMs()), opts.name, RegistrationText(), "1"});
+  db.Append({"XADD", keys.inbox(), "*", "m", protocol::Encode(protocol::NodeJoined{opts.name})});
+  db.Flush();
+  Log(fmt::format("registered at {} (prefix {}): cpus {} gpus {} address {} workdir {}", opts.redis.Redacted(),
+                  opts.prefix, opts.cpus, opts.gpus, address, opts.workdir.string()));
+  if (opts.on_ready) opts.on_ready();
+}
+
+// Serving, then draining (SIGTERM, `baton node drain`): the registration says "draining" so
+// the head places nothing new here; attempts still arriving are handed back at once; running
+// ones may finish until the drain deadline; then Serve returns (HandBackRunning does the rest).
+void NodeAgent::Impl::Serve(Redis& db) {
+  const std::string stream = keys.place(opts.name);
   bool read_pending = false;  // after a reconnect: first what was delivered here but never acknowledged
-  double drain_deadline = 0;
-  auto running_count = [&m] { return m.shared->Unfinished(); };
   while (true) {
     // The name (and with it the placement stream and its consumer) is another agent's now: read
-    // nothing more; what still runs is handed back below (its results carry a stale incarnation).
-    if (m.name_lost) break;
-    m.PublishWorkers();
-    if (m.stop && !draining) {
-      draining = true;
-      m.shared->stopping = true;
-      drain_deadline = Clock::Real().Monotonic() + m.opts.drain_timeout;
-      {
-        MutexLock lock(&m.reg_mu);
-        m.registration["draining"] = true;
-      }
-      if (db.ok()) m.Beat(db, false);
-      m.Log(
-          fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
-                      running_count(), m.opts.drain_timeout));
-    }
-    if (draining && (running_count() == 0 || Clock::Real().Monotonic() >= drain_deadline)) break;
+    // nothing more; what still runs is handed back (its results carry a stale incarnation).
+    if (name_lost) break;
+    PublishWorkers();
+    if (stop && !draining) BeginDrain(db);
+    if (draining && (shared->Unfinished() == 0 || clock.Monotonic() >= drain_deadline)) break;
     if (!db.ok()) {
-      if (!m.Connect(db, m.quit)) break;
+      if (!Connect(db, quit)) break;
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});  // after a Redis without our stream
       read_pending = true;
     }
     db.SetTimeout(3.0);
     Reply r = read_pending
-                  ? db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "100000", "STREAMS", stream, "0"})
-                  : db.Command({"XREADGROUP", "GROUP", "node", m.opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS",
+                  ? db.Command({"XREADGROUP", "GROUP", "node", opts.name, "COUNT", "100000", "STREAMS", stream, "0"})
+                  : db.Command({"XREADGROUP", "GROUP", "node", opts.name, "COUNT", "256", "BLOCK", "200", "STREAMS",
                                 stream, ">"});
     if (r.is_error() && r.str().find("NOGROUP") != std::string::npos) {
       db.Command({"XGROUP", "CREATE", stream, "node", "$", "MKSTREAM"});
       continue;
     }
-    if (!r.is_array() || r.size() == 0 || r.at(0).at(1).size() == 0) {
-      read_pending = false;
-      continue;
-    }
-    Reply entries = r.at(0).at(1);
     read_pending = false;  // one pass over the pending list, then new entries
-    for (size_t i = 0; i < entries.size(); ++i) {
-      Reply e = entries.at(i);
-      const std::string id = e.at(0).str();
-      {
-        MutexLock lock(&m.shared->mu);
-        m.shared->read = std::max(m.shared->read, StreamId::Parse(id));
-        if (!m.shared->received.insert(id).second) continue;  // already running or reported
-      }
-      std::string text;
-      Reply fields = e.at(1);
-      for (size_t f = 0; f + 1 < fields.size(); f += 2)
-        if (fields.at(f).str() == "m") text = fields.at(f + 1).str();
-      auto msg = protocol::DecodeAgentMessage(text);
-      if (!msg.ok()) {
-        m.Log("placement " + id + " ignored: " + msg.error());
-        m.shared->Report(id, "");
-        continue;
-      }
-      if (auto* stop = std::get_if<protocol::StopAttempt>(&*msg)) {
-        MutexLock lock(&m.shared->mu);
-        if (stop->incarnation == m.incarnation)
-          for (auto& [k, a] : m.shared->running)
-            if (std::get<0>(k) == stop->job && std::get<1>(k) == stop->serial &&
-                (stop->term.empty() || std::get<2>(k) == stop->term))
-              a->cancel->cancel();
-        m.shared->reports.push_back({id, "", std::nullopt});
-        continue;
-      }
-      if (auto* rw = std::get_if<protocol::RetireWorker>(&*msg)) {
-        // The head gave the worker's grant back: it shuts down now (its own idle timer is a
-        // backstop for a head that is gone). A pipeline not loaded here has no such worker.
-        if (rw->incarnation == m.incarnation)
-          if (auto it = m.pipelines.find(rw->pipeline);
-              it != m.pipelines.end() && rw->step < it->second->steps.size() && it->second->steps[rw->step])
-            it->second->steps[rw->step]->RetireWorker(rw->worker);
-        m.shared->Report(id, "");
-        continue;
-      }
-      if (auto* rm = std::get_if<protocol::RemoveWork>(&*msg)) {
-        if (m.cleaner)
-          for (const auto& job : rm->jobs) m.cleaner->Remove(job);  // after any attempt of it that still runs here
-        m.shared->Report(id, "");
-        continue;
-      }
-      if (auto* drain = std::get_if<protocol::DrainNode>(&*msg)) {
-        m.Log("drain requested" + (drain->reason.empty() ? std::string() : ": " + drain->reason));
-        m.stop = true;
-        m.shared->stopping = true;
-        m.shared->Report(id, "");
-        continue;
-      }
-      auto a = std::make_shared<Impl::Attempt>();
-      a->entry = id;
-      a->msg = std::move(std::get<protocol::RunAttempt>(*msg));
-      if (a->msg.incarnation != m.incarnation) {
-        m.shared->Report(id, "");  // for an earlier incarnation: acknowledge, do not run
-        continue;
-      }
-      if (draining || m.stop) {  // placed before the head saw the drain: hand it back unstarted
-        protocol::AttemptResult back;
-        back.job = a->msg.job;
-        back.serial = a->msg.serial;
-        back.node = m.opts.name;
-        back.incarnation = m.incarnation;
-        back.term = a->msg.term;
-        back.pid = getpid();
-        back.start = back.end = Clock::Real().Wall();
-        back.kind = StepOutcome::Kind::kCancelled;
-        back.handed_back = true;
-        back.error = "not started";
-        m.shared->Report(id, protocol::Encode(back));
-        continue;
-      }
-      auto p = m.Pipeline(db, a->msg.pipeline);
-      if (!p) {  // redis went away: the placement stays pending, re-read after the reconnect
-        MutexLock lock(&m.shared->mu);
-        m.shared->received.erase(id);
-        break;
-      }
-      // A job that runs again here (retried after it ended): its folder is no longer to be removed.
-      if (m.cleaner) m.cleaner->Keep(a->msg.job);
-      {
-        MutexLock lock(&m.shared->mu);
-        m.shared->running[Impl::Key{a->msg.job, a->msg.serial, a->msg.term}] = a;
-      }
-      m.Execute(a, p);
-    }
+    if (!r.is_array() || r.size() == 0 || r.at(0).at(1).size() == 0) continue;
+    Reply entries = r.at(0).at(1);
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (!Dispatch(db, entries.at(i))) break;  // redis went away: the rest is re-read after the reconnect
   }
-  // Leaving: stop what still runs (handed back: re-queued, not failed), report, deregister so
-  // the head re-runs nothing twice.
+}
+
+// No new attempts from now on; running ones may finish until drain_timeout of the clock has passed.
+void NodeAgent::Impl::BeginDrain(Redis& db) {
+  draining = true;
+  shared->stopping = true;
+  drain_deadline = clock.Monotonic() + opts.drain_timeout;
   {
-    MutexLock lock(&m.shared->mu);
-    for (auto& [k, a] : m.shared->running) {
+    MutexLock lock(&reg_mu);
+    registration["draining"] = true;
+  }
+  if (db.ok()) Beat(db, false);
+  Log(fmt::format("draining: no new attempts; {} running may finish within {:.0f}s, then the rest are handed back",
+                  shared->Unfinished(), opts.drain_timeout));
+}
+
+// One placement entry: a message to the agent (Control) or an attempt to run. False when Redis
+// went away before the attempt's pipeline was read (the entry stays pending).
+bool NodeAgent::Impl::Dispatch(Redis& db, const Reply& e) {
+  const std::string id = e.at(0).str();
+  {
+    MutexLock lock(&shared->mu);
+    shared->read = std::max(shared->read, StreamId::Parse(id));
+    if (!shared->received.insert(id).second) return true;  // already running or reported
+  }
+  std::string text;
+  Reply fields = e.at(1);
+  for (size_t f = 0; f + 1 < fields.size(); f += 2)
+    if (fields.at(f).str() == "m") text = fields.at(f + 1).str();
+  auto msg = protocol::DecodeAgentMessage(text);
+  if (!msg.ok()) {
+    Log("placement " + id + " ignored: " + msg.error());
+    shared->Report(id, "");
+    return true;
+  }
+  if (Control(id, *msg)) return true;
+  auto a = std::make_shared<Attempt>();
+  a->entry = id;
+  a->msg = std::move(std::get<protocol::RunAttempt>(*msg));
+  if (a->msg.incarnation != incarnation) {
+    shared->Report(id, "");  // for an earlier incarnation: acknowledge, do not run
+    return true;
+  }
+  if (draining || stop) {  // placed before the head saw the drain: hand it back unstarted
+    HandBackUnstarted(id, a->msg);
+    return true;
+  }
+  auto p = Pipeline(db, a->msg.pipeline);
+  if (!p) {  // redis went away: the placement stays pending, re-read after the reconnect
+    MutexLock lock(&shared->mu);
+    shared->received.erase(id);
+    return false;
+  }
+  // A job that runs again here (retried after it ended): its folder is no longer to be removed.
+  if (cleaner) cleaner->Keep(a->msg.job);
+  {
+    MutexLock lock(&shared->mu);
+    shared->running[Key{a->msg.job, a->msg.serial, a->msg.term}] = a;
+  }
+  Execute(a, p);
+  return true;
+}
+
+// The messages that are not attempts: stop one, retire a worker, remove jobs' work folders,
+// drain. True when `msg` was one of them (done and acknowledged).
+bool NodeAgent::Impl::Control(const std::string& id, const protocol::AgentMessage& msg) {
+  if (auto* stop_one = std::get_if<protocol::StopAttempt>(&msg)) {
+    MutexLock lock(&shared->mu);
+    if (stop_one->incarnation == incarnation)
+      for (auto& [k, a] : shared->running)
+        if (std::get<0>(k) == stop_one->job && std::get<1>(k) == stop_one->serial &&
+            (stop_one->term.empty() || std::get<2>(k) == stop_one->term))
+          a->cancel->cancel();
+    shared->reports.push_back({id, "", std::nullopt});
+    return true;
+  }
+  if (auto* rw = std::get_if<protocol::RetireWorker>(&msg)) {
+    // The head gave the worker's grant back: it shuts down now (its own idle timer is a
+    // backstop for a head that is gone). A pipeline not loaded here has no such worker.
+    if (rw->incarnation == incarnation)
+      if (auto it = pipelines.find(rw->pipeline);
+          it != pipelines.end() && rw->step < it->second->steps.size() && it->second->steps[rw->step])
+        it->second->steps[rw->step]->RetireWorker(rw->worker);
+    shared->Report(id, "");
+    return true;
+  }
+  if (auto* rm = std::get_if<protocol::RemoveWork>(&msg)) {
+    if (cleaner)
+      for (const auto& job : rm->jobs) cleaner->Remove(job);  // after any attempt of it that still runs here
+    shared->Report(id, "");
+    return true;
+  }
+  if (auto* drain = std::get_if<protocol::DrainNode>(&msg)) {
+    Log("drain requested" + (drain->reason.empty() ? std::string() : ": " + drain->reason));
+    stop = true;
+    shared->stopping = true;
+    shared->Report(id, "");
+    return true;
+  }
+  return false;
+}
+
+void NodeAgent::Impl::HandBackUnstarted(const std::string& id, const protocol::RunAttempt& msg) {
+  protocol::AttemptResult back;
+  back.job = msg.job;
+  back.serial = msg.serial;
+  back.node = opts.name;
+  back.incarnation = incarnation;
+  back.term = msg.term;
+  back.pid = getpid();
+  back.start = back.end = clock.Wall();
+  back.kind = StepOutcome::Kind::kCancelled;
+  back.handed_back = true;
+  back.error = "not started";
+  shared->Report(id, protocol::Encode(back));
+}
+
+// Leaving: stop what still runs (handed back: re-queued, not failed), waiting up to 5 seconds
+// for it to report.
+void NodeAgent::Impl::HandBackRunning() {
+  {
+    MutexLock lock(&shared->mu);
+    for (auto& [k, a] : shared->running) {
       a->handed_back = true;
       a->cancel->cancel();
     }
   }
-  for (int i = 0; i < 100 && m.shared->Unfinished() > 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  m.quit = true;
-  m.shared->cv.SignalAll();
-  heartbeat.join();
-  reporter.join();
-  if (!db.ok()) db.Connect(m.opts.redis);
-  // Only what is this agent's: after losing the name, the registration is the successor's.
-  db.Append({"EVAL", kLeaveScript, "3", m.keys.lease(m.opts.name), m.keys.nodes(), m.keys.hb(), m.incarnation,
-             m.opts.name});
+  Pause(clock, 5.0, [this] { return shared->Unfinished() == 0; });
+}
+
+// Deregisters (the reporter has sent every result), so the head re-runs nothing twice. Only what
+// is this agent's: after losing the name, the registration is the successor's.
+void NodeAgent::Impl::Deregister(Redis& db) {
+  if (!db.ok()) db.Connect(opts.redis);
+  db.Append({"EVAL", kLeaveScript, "3", keys.lease(opts.name), keys.nodes(), keys.hb(), incarnation, opts.name});
   db.Flush();
-  server.Stop();
-  m.Log("left the cluster");
-  return m.name_lost ? 2 : 0;
 }
 
 }  // namespace baton::cluster

@@ -21,6 +21,7 @@
 
 #include "baton/events.h"
 #include "redis/redis.h"
+#include "util/clock.h"
 
 namespace baton::cluster {
 
@@ -43,6 +44,10 @@ struct NodeOptions {
   uint64_t max_artifact_bytes = 1ull << 30;
   LogFormat log_format = LogFormat::kText;
   FILE* log_stream = stderr;
+  // Every interval the agent keeps (heartbeats, the drain deadline, retry pauses) and the times it
+  // stamps; null: the real clock. A test's FakeClock moves them with Advance(); it must outlive
+  // the agent and its attempts.
+  const Clock* clock = nullptr;
   // Called on the Run thread once registered with the head's Redis (`baton node` tells systemd
   // READY=1 there).
   std::function<void()> on_ready;

@@ -65,17 +65,9 @@ struct ChildIo {
   const int* fds = nullptr;  // three descriptors, or null: /dev/null, stdout_path, stderr_path
 };
 
-// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or fills
-// `error` and returns -1.
-pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
-  if (spec.argv.empty() || spec.argv[0].empty()) {
-    *error = "empty command";
-    return -1;
-  }
-  std::vector<char*> argv;
-  for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-
+// The child's environment: the parent's, less what `spec.env` sets and the secrets not named in
+// `spec.pass_env`, plus `spec.env`.
+std::vector<std::string> ChildEnvironment(const ProcessSpec& spec) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv = *e;
@@ -85,69 +77,114 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
     env_strings.push_back(std::move(kv));
   }
   for (const auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  return env_strings;
+}
 
-  // Everything the child needs is prepared before fork: between fork and exec it calls only
-  // async-signal-safe functions (the parent has other threads).
-  const std::string out = spec.stdout_path.empty() ? "/dev/null" : spec.stdout_path.string();
-  const std::string err = spec.stderr_path.empty() ? "/dev/null" : spec.stderr_path.string();
-  const std::string cwd = spec.cwd.string();
-  std::vector<std::string> candidates;  // execvpe's search, done here (PATH lookup allocates)
-  if (spec.argv[0].find('/') != std::string::npos) {
-    candidates.push_back(spec.argv[0]);
+// The paths execve tries for `program`: execvpe's search, done before fork (PATH lookup allocates).
+std::vector<std::string> ExecCandidates(const std::string& program) {
+  std::vector<std::string> candidates;
+  if (program.find('/') != std::string::npos) {
+    candidates.push_back(program);
   } else {
     const char* path = getenv("PATH");
     std::string_view dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
     while (!dirs.empty()) {
       const size_t colon = dirs.find(':');
       std::string dir(dirs.substr(0, colon));
-      candidates.push_back((dir.empty() ? "." : dir) + "/" + spec.argv[0]);
+      candidates.push_back((dir.empty() ? "." : dir) + "/" + program);
       dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
     }
   }
+  return candidates;
+}
+
+// Everything the child needs, prepared before fork: between fork and exec it calls only
+// async-signal-safe functions (the parent has other threads).
+struct ChildPlan {
+  std::vector<char*> argv, envp;
+  std::string out, err, cwd;
+  std::vector<std::string> candidates;
+  const int* fds = nullptr;  // ChildIo::fds
+  int report = -1;           // the report pipe's write end
+  pid_t parent = 0;
+};
+
+// In the forked child: its own process group, death with its parent, default signals, 0/1/2,
+// the working directory, no other descriptor, then exec. On failure writes errno to the report
+// pipe and exits 127.
+[[noreturn]] void ExecChild(const ChildPlan& plan) {
+  auto fail = [&](int e) {
+    [[maybe_unused]] ssize_t n = write(plan.report, &e, sizeof e);
+    _exit(127);
+  };
+  setpgid(0, 0);
+  // Dies with the agent or runtime that started it (SIGKILL when the parent thread ends).
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != plan.parent) _exit(127);
+  sigset_t none;
+  sigemptyset(&none);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // dispositions the parent installed
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  const int* fds = plan.fds;
+  const int in = fds ? fds[0] : open("/dev/null", O_RDONLY);
+  const int o = fds ? fds[1] : open(plan.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int e = fds ? fds[2] : open(plan.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (in < 0 || o < 0 || e < 0) fail(errno);
+  if (dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) fail(errno);
+  if (!plan.cwd.empty() && chdir(plan.cwd.c_str()) != 0) fail(errno);
+  // No descriptor of the parent leaks into the step (sockets, files, other children's pipes),
+  // whether or not it was opened close-on-exec. The report pipe closes itself on exec.
+  const int keep = plan.report;
+  if (keep > 3) close_range(3, static_cast<unsigned>(keep) - 1, 0);
+  close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+  int first = ENOENT;
+  for (const auto& c : plan.candidates) {
+    execve(c.c_str(), plan.argv.data(), plan.envp.data());
+    if (errno != ENOENT && first == ENOENT) first = errno;
+  }
+  fail(first);
+  _exit(127);  // not reached: fail exits
+}
+
+// Why `program` did not start, from the errno its child reported.
+std::string ExecError(const std::string& program, int rc) {
+  if (rc == ENOENT)
+    return "command '" + program + "' not found" + (program.find('/') == std::string::npos ? " on PATH" : "");
+  if (rc == EACCES) return "command '" + program + "' is not executable";
+  return "cannot start '" + program + "': " + strerror(rc);
+}
+
+// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or fills
+// `error` and returns -1. Flow: the plan (argv, environment, files, exec candidates) -> the
+// report pipe -> fork: the child runs ExecChild; the parent reads the report (closed by a
+// successful exec; an errno when exec failed: ExecError).
+pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
+  if (spec.argv.empty() || spec.argv[0].empty()) {
+    *error = "empty command";
+    return -1;
+  }
+  ChildPlan plan;
+  for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
+  plan.argv.push_back(nullptr);
+  std::vector<std::string> env_strings = ChildEnvironment(spec);
+  for (auto& s : env_strings) plan.envp.push_back(s.data());
+  plan.envp.push_back(nullptr);
+  plan.out = spec.stdout_path.empty() ? "/dev/null" : spec.stdout_path.string();
+  plan.err = spec.stderr_path.empty() ? "/dev/null" : spec.stderr_path.string();
+  plan.cwd = spec.cwd.string();
+  plan.candidates = ExecCandidates(spec.argv[0]);
   int report[2];  // the child writes errno here when exec fails; closed on a successful exec
   if (pipe2(report, O_CLOEXEC) != 0) {
     *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
     return -1;
   }
-  const int* fds = io.fds;
-  const pid_t parent = getpid();
+  plan.fds = io.fds;
+  plan.report = report[1];
+  plan.parent = getpid();
   const pid_t pid = fork();
-  if (pid == 0) {
-    auto fail = [&](int e) {
-      [[maybe_unused]] ssize_t n = write(report[1], &e, sizeof e);
-      _exit(127);
-    };
-    setpgid(0, 0);
-    // Dies with the agent or runtime that started it (SIGKILL when the parent thread ends).
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);  // dispositions the parent installed
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    const int in = fds ? fds[0] : open("/dev/null", O_RDONLY);
-    const int o = fds ? fds[1] : open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int e = fds ? fds[2] : open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (in < 0 || o < 0 || e < 0) fail(errno);
-    if (dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) fail(errno);
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) fail(errno);
-    // No descriptor of the parent leaks into the step (sockets, files, other children's pipes),
-    // whether or not it was opened close-on-exec. The report pipe closes itself on exec.
-    const int keep = report[1];
-    if (keep > 3) close_range(3, static_cast<unsigned>(keep) - 1, 0);
-    close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
-    int first = ENOENT;
-    for (const auto& c : candidates) {
-      execve(c.c_str(), argv.data(), envp.data());
-      if (errno != ENOENT && first == ENOENT) first = errno;
-    }
-    fail(first);
-  }
+  if (pid == 0) ExecChild(plan);
   close(report[1]);
   if (pid < 0) {
     close(report[0]);
@@ -162,13 +199,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   if (got == sizeof rc) {
     int st = 0;
     waitpid(pid, &st, 0);
-    if (rc == ENOENT)
-      *error =
-          "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
-    else if (rc == EACCES)
-      *error = "command '" + spec.argv[0] + "' is not executable";
-    else
-      *error = "cannot start '" + spec.argv[0] + "': " + strerror(rc);
+    *error = ExecError(spec.argv[0], rc);
     return -1;
   }
   return pid;

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -202,32 +203,85 @@ class PrivateKeyframes {
 
 }  // namespace
 
-StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
+namespace {
+
+// One attempt of the step: the stages in order (Run), each a member function over the state
+// they share with the pool's tasks. Members are declared in the order the stages make them, so
+// they go in the reverse: the pool (joined) before the engines and data its tasks use.
+class Analysis {
+ public:
+  Analysis(const AnalyzeOptions& o, StepContext& ctx) : o(o), ctx(ctx), cancel(ctx.cancel) {}
+
+  // Flow: resolve the input -> Probe -> DecodeAudio -> StartWorkers (pool, ASR tasks) ->
+  // ScanVideo (on this thread; OCR tasks to the pool) -> JoinWorkers -> NoteDamage -> Publish
+  // (analysis.json, keyframes/, the result). A stage's outcome, when it has one, ends the attempt.
+  StepOutcome Run() {
+    auto input = ResolveInput(o, ctx);
+    if (!input.ok()) return ToOutcome(input.status);
+    file = input.value;
+    if (auto out = Probe()) return *out;
+    if (auto out = DecodeAudio()) return *out;
+    if (auto out = StartWorkers()) return *out;
+    ScanVideo();
+    if (auto out = JoinWorkers()) return *out;
+    NoteDamage();
+    return Publish();
+  }
+
+ private:
+  std::optional<StepOutcome> Probe();
+  std::optional<StepOutcome> DecodeAudio();
+  std::optional<StepOutcome> StartWorkers();
+  void SubmitAsr();
+  void ScanVideo();
+  void SubmitOcr(Keyframe kf);
+  std::optional<StepOutcome> JoinWorkers();
+  void NoteDamage();
+  StepOutcome Publish();
+  Json ResultJson(const Json& engines_json) const;
+
+  const AnalyzeOptions& o;
+  StepContext& ctx;
   Stopwatch total;
   Json timings = Json::object();
   Json notes = Json::array();
-  const CancelToken* cancel = ctx.cancel;
+  const CancelToken* cancel;
+  std::filesystem::path file;
+  Stopwatch sw;  // restarted when the input is resolved: the probe's and the audio's laps
+  MediaInfo media;
+  bool want_asr = false;
+  Pcm pcm;
+  std::vector<Span> spans;
+  bool have_audio = false;
+  int workers = 0;
+  Shared shared;
+  std::vector<WorkerEngines> engines;
+  std::optional<WorkPool> pool;
+  std::filesystem::path wav;
+  bool wrote_wav = false;
+  Stopwatch asr_wall;
+  std::optional<PrivateKeyframes> private_keyframes;
+  VideoScan scan;
+  Status video_status;
+};
 
-  auto input = ResolveInput(o, ctx);
-  if (!input.ok()) return ToOutcome(input.status);
-  const std::filesystem::path file = input.value;
-
-  // 1. Probe.
-  Stopwatch sw;
+// 1. Probe.
+std::optional<StepOutcome> Analysis::Probe() {
+  sw = Stopwatch();
   auto probed = ProbeMedia(file);
   if (!probed.ok()) return ToOutcome(probed.status);
-  const MediaInfo& media = probed.value;
+  media = std::move(probed.value);
   timings["probe"] = R3(sw.Lap());
   ctx.info(fmt::format("analyze: probe {:.2f} s: {} ({})", timings["probe"].get<double>(), file.filename().string(),
                        JoinMedia(media)));
   if (ctx.cancelled()) return StepOutcome::Cancelled();
+  return std::nullopt;
+}
 
-  // 2. Audio, decoded up front so its ASR work can overlap video decoding.
-  const bool want_asr = o.asr.engine != "none" && o.asr_note.empty();
+// 2. Audio, decoded up front so its ASR work can overlap video decoding.
+std::optional<StepOutcome> Analysis::DecodeAudio() {
+  want_asr = o.asr.engine != "none" && o.asr_note.empty();
   if (!o.asr_note.empty() && media.audio) ctx.warn("analyze: " + o.asr_note);
-  Pcm pcm;
-  std::vector<Span> spans;
-  bool have_audio = false;
   if (!media.audio) {
     notes.push_back("no audio stream");
   } else if (want_asr || o.keep_audio) {
@@ -247,33 +301,42 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                          timings["audio"].get<double>(), double(pcm.samples.size()) / kAsrSampleRate, spans.size()));
   }
   if (ctx.cancelled()) return StepOutcome::Cancelled();
+  return std::nullopt;
+}
 
-  // 3. Workers for ASR and OCR.
+// 3. Workers for ASR and OCR, and the ASR work.
+std::optional<StepOutcome> Analysis::StartWorkers() {
   const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  const int workers = o.threads > 0 ? o.threads : cores;
-  Shared shared;
-  std::vector<WorkerEngines> engines(static_cast<size_t>(workers));
+  workers = o.threads > 0 ? o.threads : cores;
+  engines = std::vector<WorkerEngines>(static_cast<size_t>(workers));
   for (auto& e : engines) e.options = &o;
-  WorkPool pool(workers);
+  pool.emplace(workers);
   // The WAV for a command engine, kept for later steps as audio-16k.wav (with.audio, default true).
   // A hidden WAV (not kept) is this attempt's own: another attempt of the step running at once on
   // this folder (an abandoned one and its retry) must not remove it under the command engine.
   static std::atomic<unsigned> wav_serial{0};
-  const std::filesystem::path wav =
-      ctx.workdir / (o.keep_audio ? std::string("audio-16k.wav")
-                                  : fmt::format(".analyze-audio-16k-{}-{}-{}.wav", ctx.attempt, getpid(),
-                                                wav_serial.fetch_add(1)));
-  bool wrote_wav = false;
+  wav = ctx.workdir / (o.keep_audio ? std::string("audio-16k.wav")
+                                    : fmt::format(".analyze-audio-16k-{}-{}-{}.wav", ctx.attempt, getpid(),
+                                                  wav_serial.fetch_add(1)));
   if (have_audio && o.keep_audio) {
     Status s = WriteWav16k(wav, pcm.samples);
     if (!s.ok()) return ToOutcome(s);
     wrote_wav = true;
   }
-  Stopwatch asr_wall;
+  asr_wall = Stopwatch();
+  if (want_asr && have_audio && o.asr.engine == "command" && !wrote_wav) {
+    Status s = WriteWav16k(wav, pcm.samples);
+    if (!s.ok()) return ToOutcome(s);
+    wrote_wav = true;
+  }
+  SubmitAsr();
+  return std::nullopt;
+}
 
+void Analysis::SubmitAsr() {
   if (want_asr && have_audio && o.asr.engine == "pocketsphinx") {
     for (const Span& span : spans) {
-      pool.Submit([&, span](int w) {
+      pool->Submit([this, span](int w) {
         if (shared.stop || ctx.cancelled()) return;
         const double cpu0 = ThreadCpuSeconds();
         auto& eng = engines[size_t(w)];
@@ -287,12 +350,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
       });
     }
   } else if (want_asr && have_audio && o.asr.engine == "command") {
-    if (!wrote_wav) {
-      Status s = WriteWav16k(wav, pcm.samples);
-      if (!s.ok()) return ToOutcome(s);
-      wrote_wav = true;
-    }
-    pool.Submit([&](int) {
+    pool->Submit([this](int) {
       Stopwatch t;
       auto segs = RunAsrCommand(o.asr.argv, wav, ctx.gpus, cancel);
       if (!segs.ok()) return shared.Fail(segs.status);
@@ -305,64 +363,67 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
       shared.asr_seconds += t.Elapsed();
     });
   }
+}
 
-  // 4. Video on this thread; each keyframe goes to the pool for OCR.
-  PrivateKeyframes private_keyframes(ctx);
-  VideoScan scan;
-  Status video_status;
-  if (media.video) {
-    ScanOptions so;
-    so.threshold = o.scene_threshold;
-    so.min_scene = o.min_scene;
-    so.all_frames = o.all_frames;
-    // Keyframes go to this attempt's own folder, published as keyframes/ when it succeeds.
-    so.keyframe_dir = private_keyframes.dir;
-    so.gpus = ctx.gpus;
-    // The pool keeps the cores busy with ASR; frame threads would only contend with it.
-    so.decoder_threads = want_asr && have_audio ? 1 : 0;
-    so.cancel = cancel;
-    if (o.ocr.engine != "none") {
-      so.on_keyframe = [&](Keyframe kf) {
-        auto job = std::make_shared<Keyframe>(std::move(kf));
-        pool.Submit([&, job](int w) {
-          if (shared.stop || ctx.cancelled()) return;
-          const double cpu0 = ThreadCpuSeconds();
-          Stopwatch t;
-          Result<std::string> text = std::string();
-          if (o.ocr.engine == "tesseract") {
-            auto& eng = engines[size_t(w)];
-            if (Status s = eng.EnsureOcr(); !s.ok()) return shared.Fail(s);
-            text = eng.ocr->Read(job->gray);
-          } else {
-            std::lock_guard one_at_a_time(shared.command_mu);
-            text = RunOcrCommand(o.ocr.argv, job->file, ctx.gpus, cancel);
-          }
-          if (!text.ok()) return shared.Fail(text.status);
-          std::lock_guard lock(shared.mu);
-          shared.ocr[job->scene_index] = std::move(text.value);
-          // Tesseract works on this thread: its CPU time. A command works in a child: wall time.
-          shared.ocr_seconds += o.ocr.engine == "tesseract" ? ThreadCpuSeconds() - cpu0 : t.Elapsed();
-        }, /*urgent=*/true);
-      };
-    }
-    so.on_progress = [&](double t) {
-      if (ctx.progress) ctx.progress(Json{{"stage", "video"}, {"seconds", R3(t)}, {"total", R3(media.duration)}});
-    };
-    Stopwatch video_wall;
-    auto scanned = ScanVideo(file, so);
-    if (scanned.ok()) {
-      scan = std::move(scanned.value);
-      ctx.info(fmt::format(
-          "analyze: video {:.2f} s: {} frames, {} scenes on {} (decode {:.2f} s, scenes {:.2f} s, keyframes {:.2f} s)",
-          video_wall.Elapsed(), scan.frames, scan.scenes.size(), scan.device, scan.decode_seconds, scan.scene_seconds,
-          scan.keyframe_seconds));
-      if (!scan.device_note.empty()) ctx.warn("analyze: " + scan.device_note);
-    } else {
-      video_status = scanned.status;
-      shared.stop = true;
-    }
+// 4. Video on this thread; each keyframe goes to the pool for OCR.
+void Analysis::ScanVideo() {
+  private_keyframes.emplace(ctx);
+  if (!media.video) return;
+  ScanOptions so;
+  so.threshold = o.scene_threshold;
+  so.min_scene = o.min_scene;
+  so.all_frames = o.all_frames;
+  // Keyframes go to this attempt's own folder, published as keyframes/ when it succeeds.
+  so.keyframe_dir = private_keyframes->dir;
+  so.gpus = ctx.gpus;
+  // The pool keeps the cores busy with ASR; frame threads would only contend with it.
+  so.decoder_threads = want_asr && have_audio ? 1 : 0;
+  so.cancel = cancel;
+  if (o.ocr.engine != "none") so.on_keyframe = [this](Keyframe kf) { SubmitOcr(std::move(kf)); };
+  so.on_progress = [this](double t) {
+    if (ctx.progress) ctx.progress(Json{{"stage", "video"}, {"seconds", R3(t)}, {"total", R3(media.duration)}});
+  };
+  Stopwatch video_wall;
+  auto scanned = analyze::ScanVideo(file, so);
+  if (scanned.ok()) {
+    scan = std::move(scanned.value);
+    ctx.info(fmt::format(
+        "analyze: video {:.2f} s: {} frames, {} scenes on {} (decode {:.2f} s, scenes {:.2f} s, keyframes {:.2f} s)",
+        video_wall.Elapsed(), scan.frames, scan.scenes.size(), scan.device, scan.decode_seconds, scan.scene_seconds,
+        scan.keyframe_seconds));
+    if (!scan.device_note.empty()) ctx.warn("analyze: " + scan.device_note);
+  } else {
+    video_status = scanned.status;
+    shared.stop = true;
   }
-  pool.Join();
+}
+
+void Analysis::SubmitOcr(Keyframe kf) {
+  auto job = std::make_shared<Keyframe>(std::move(kf));
+  pool->Submit([this, job](int w) {
+    if (shared.stop || ctx.cancelled()) return;
+    const double cpu0 = ThreadCpuSeconds();
+    Stopwatch t;
+    Result<std::string> text = std::string();
+    if (o.ocr.engine == "tesseract") {
+      auto& eng = engines[size_t(w)];
+      if (Status s = eng.EnsureOcr(); !s.ok()) return shared.Fail(s);
+      text = eng.ocr->Read(job->gray);
+    } else {
+      std::lock_guard one_at_a_time(shared.command_mu);
+      text = RunOcrCommand(o.ocr.argv, job->file, ctx.gpus, cancel);
+    }
+    if (!text.ok()) return shared.Fail(text.status);
+    std::lock_guard lock(shared.mu);
+    shared.ocr[job->scene_index] = std::move(text.value);
+    // Tesseract works on this thread: its CPU time. A command works in a child: wall time.
+    shared.ocr_seconds += o.ocr.engine == "tesseract" ? ThreadCpuSeconds() - cpu0 : t.Elapsed();
+  }, /*urgent=*/true);
+}
+
+// The pool's work done: the hidden WAV goes; the first failure (cancel, video, a task) ends the attempt.
+std::optional<StepOutcome> Analysis::JoinWorkers() {
+  pool->Join();
   if (wrote_wav && !o.keep_audio) {
     std::error_code ec;
     std::filesystem::remove(wav, ec);
@@ -370,7 +431,6 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   if (ctx.cancelled()) return StepOutcome::Cancelled();
   if (!video_status.ok()) return ToOutcome(video_status);
   if (!shared.error.ok()) return ToOutcome(shared.error);
-
   if (want_asr && have_audio) {
     ctx.info(fmt::format("analyze: asr {:.2f} s of CPU ({:.2f} s wall) on {} workers: {} segments ({})",
                          shared.asr_seconds, asr_wall.Elapsed(), workers, shared.transcript.size(), o.asr.engine));
@@ -379,8 +439,11 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
     ctx.info(fmt::format("analyze: ocr {:.2f} s of work: {} keyframes ({})", shared.ocr_seconds, shared.ocr.size(),
                          o.ocr.engine));
   }
+  return std::nullopt;
+}
 
-  // 5. Notes on damaged input.
+// 5. Notes on damaged input.
+void Analysis::NoteDamage() {
   if (media.video && media.duration > 0 && scan.last_time < media.duration - 1.0) {
     notes.push_back(fmt::format("video decoding stopped at {:.1f} s of {:.1f} s (truncated or damaged file)",
                                 scan.last_time, media.duration));
@@ -393,23 +456,21 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                                   media.duration));
     }
   }
+}
 
-  // 6. Assemble.
+// 6. Assemble: analysis.json (the full form) and keyframes/ into the job folder; the result.
+StepOutcome Analysis::Publish() {
   std::sort(shared.transcript.begin(), shared.transcript.end(),
             [](const TranscriptSegment& a, const TranscriptSegment& b) { return a.start < b.start; });
-  Json scenes_small = Json::array(), scenes_full = Json::array(), keyframes = Json::array();
+  Json scenes_full = Json::array();
   for (const Scene& s : scan.scenes) {
     const auto it = shared.ocr.find(s.index);
     const std::string ocr = it == shared.ocr.end() ? "" : it->second;
-    scenes_small.push_back(
-        {{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
-    if (!s.keyframe.empty()) keyframes.push_back(std::filesystem::absolute(ctx.workdir / s.keyframe).string());
     scenes_full.push_back({{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"score", R3(s.score)},
                            {"keyframe", s.keyframe}, {"keyframe_time", R3(s.keyframe_time)}, {"ocr", ocr}});
   }
-  Json transcript_small = Json::array(), transcript_full = Json::array();
+  Json transcript_full = Json::array();
   for (const auto& seg : shared.transcript) {
-    transcript_small.push_back({{"start", R3(seg.start)}, {"end", R3(seg.end)}, {"text", seg.text}});
     Json words = Json::array();
     for (const auto& w : seg.words) words.push_back({{"word", w.text}, {"start", R3(w.start)}, {"end", R3(w.end)}});
     transcript_full.push_back({{"start", R3(seg.start)}, {"end", R3(seg.end)}, {"text", seg.text}, {"words", words}});
@@ -420,21 +481,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
   timings["asr"] = R3(shared.asr_seconds);
   timings["total"] = R3(total.Elapsed());
   const Json engines_json = {{"asr", EngineJson(o.asr)}, {"ocr", EngineJson(o.ocr)}};
-
-  // The published analysis shape (docs/schema/analysis.md, version 1). The transcript is there
-  // when the built-in recogniser ran (or there was no audio to run it on): `asr: none` leaves
-  // it to a later step.
-  Json result = {{"analysis", "analysis.json"}, {"analysis_version", 1}, {"media", MediaJson(media)},
-                 {"scenes", scenes_small}, {"keyframes", keyframes}, {"device", media.video ? scan.device : "cpu"},
-                 {"engines", engines_json}, {"timings", timings}};
-  if (want_asr) {
-    result["transcript"] = {{"language", o.language}, {"engine", o.asr.engine}, {"segments", transcript_small}};
-  }
-  if (wrote_wav && o.keep_audio) result["audio"] = std::filesystem::absolute(wav).string();
-  if (!scan.device_note.empty()) result["device_note"] = scan.device_note;
-  if (!notes.empty()) result["notes"] = notes;
-  result["language"] = o.language;
-  if (!o.asr_note.empty() && media.audio) result["transcript_note"] = o.asr_note;
+  Json result = ResultJson(engines_json);
 
   Json media_full = MediaJson(media);
   media_full["bit_rate"] = media.bit_rate;
@@ -447,7 +494,7 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                    {"frames", scan.frames}, {"workers", workers}, {"notes", notes}};
   if (!scan.device_note.empty()) analysis["device_note"] = scan.device_note;
   Status s = WriteJsonAtomically(ctx.workdir / "analysis.json", analysis);
-  if (s.ok() && media.video) s = private_keyframes.Publish(ctx.workdir / "keyframes");
+  if (s.ok() && media.video) s = private_keyframes->Publish(ctx.workdir / "keyframes");
   if (!s.ok()) return ToOutcome(s);
 
   const double secs = total.Elapsed();
@@ -455,6 +502,39 @@ StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) {
                        secs > 0 ? media.duration / secs : 0.0, scan.scenes.size(), shared.transcript.size()));
   return StepOutcome::Ok(std::move(result));
 }
+
+// The published analysis shape (docs/schema/analysis.md, version 1). The transcript is there
+// when the built-in recogniser ran (or there was no audio to run it on): `asr: none` leaves
+// it to a later step.
+Json Analysis::ResultJson(const Json& engines_json) const {
+  Json scenes_small = Json::array(), keyframes = Json::array();
+  for (const Scene& s : scan.scenes) {
+    const auto it = shared.ocr.find(s.index);
+    const std::string ocr = it == shared.ocr.end() ? "" : it->second;
+    scenes_small.push_back(
+        {{"index", s.index}, {"start", R3(s.start)}, {"end", R3(s.end)}, {"keyframe", s.keyframe}, {"ocr", ocr}});
+    if (!s.keyframe.empty()) keyframes.push_back(std::filesystem::absolute(ctx.workdir / s.keyframe).string());
+  }
+  Json transcript_small = Json::array();
+  for (const auto& seg : shared.transcript)
+    transcript_small.push_back({{"start", R3(seg.start)}, {"end", R3(seg.end)}, {"text", seg.text}});
+  Json result = {{"analysis", "analysis.json"}, {"analysis_version", 1}, {"media", MediaJson(media)},
+                 {"scenes", scenes_small}, {"keyframes", keyframes}, {"device", media.video ? scan.device : "cpu"},
+                 {"engines", engines_json}, {"timings", timings}};
+  if (want_asr) {
+    result["transcript"] = {{"language", o.language}, {"engine", o.asr.engine}, {"segments", transcript_small}};
+  }
+  if (wrote_wav && o.keep_audio) result["audio"] = std::filesystem::absolute(wav).string();
+  if (!scan.device_note.empty()) result["device_note"] = scan.device_note;
+  if (!notes.empty()) result["notes"] = notes;
+  result["language"] = o.language;
+  if (!o.asr_note.empty() && media.audio) result["transcript_note"] = o.asr_note;
+  return result;
+}
+
+}  // namespace
+
+StepOutcome RunAnalyze(const AnalyzeOptions& o, StepContext& ctx) { return Analysis(o, ctx).Run(); }
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -182,12 +183,6 @@ class DownloadStep final : public Step {
   StepOutcome Run(StepContext& ctx) const override;
 
  private:
-  bool Sleep(const StepContext& ctx, double seconds) const {
-    if (ctx.cancel != nullptr) return ctx.cancel->sleep_for(seconds);
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    return true;
-  }
-
   const DownloadOptions options_;
 };
 
@@ -248,71 +243,96 @@ StepOutcome UseInPlace(StepContext& ctx, const std::string& input) {
                           {"retries", 0}});
 }
 
-StepOutcome DownloadStep::Run(StepContext& ctx) const {
-  const std::string url = options_.url.empty() ? Trim(ctx.input) : options_.url;
-  if (url.empty())
-    return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
-  if (url.find("://") == std::string::npos) return UseInPlace(ctx, url);
-  const std::string scheme = Scheme(url);
-  if (scheme != "http" && scheme != "https" && scheme != "file") {
-    return StepOutcome::Failure(
-        fmt::format("download: unsupported URL '{}' (expected http://, https:// or file://)", url), false);
+// A private file (another attempt holds the shared one) is never resumed: leave nothing behind.
+struct PrivateCleanup {
+  const PartFile& part;
+  bool keep = false;
+  ~PrivateCleanup() {
+    if (part.shared || keep) return;
+    RemoveQuietly(part.path);
+    RemoveQuietly(part.meta);
   }
-  const bool is_http = scheme != "file";
-  download_internal::EnsureCurlGlobalInit();
+};
 
-  const std::string name = SafeFileName(url);
-  const fs::path final_path = fs::absolute(ctx.workdir / name);
+// One download of an http(s) or file:// URL into the work folder. Flow (Run): Open (the .part
+// file, resumed when an earlier attempt left some of it) -> Transfer (transfer attempts, retried
+// after a backoff or Retry-After) -> Publish (fsync, rename, the result). A stage's outcome, when
+// it has one, ends the step.
+class Fetch {
+ public:
+  Fetch(StepContext& ctx, const DownloadOptions& options, std::string url, bool is_http)
+      : ctx(ctx), options_(options), url(std::move(url)), is_http(is_http), name(SafeFileName(this->url)),
+        final_path(fs::absolute(ctx.workdir / name)), meta{this->url, ""} {}
+
+  StepOutcome Run() {
+    if (auto out = Open()) return *out;
+    if (auto out = Transfer()) return *out;
+    return Publish();
+  }
+
+ private:
+  std::optional<StepOutcome> Open();
+  std::optional<StepOutcome> Transfer();
+  std::optional<StepOutcome> Retry(const AttemptResult& r);
+  StepOutcome Publish();
+  bool Sleep(double seconds) const {
+    if (ctx.cancel != nullptr) return ctx.cancel->sleep_for(seconds);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    return true;
+  }
+
+  StepContext& ctx;
+  const DownloadOptions& options_;
+  const std::string url;
+  const bool is_http;
+  const std::string name;
+  const fs::path final_path;
   PartFile part;
-  if (Status s = OpenPart(ctx, name, &part); !s.ok()) return StepOutcome::Failure("download: " + s.message());
-  const fs::path& part_path = part.path;
-  const fs::path& meta_path = part.meta;
-  const int fd = part.fd;
-  // A private file (another attempt holds the shared one) is never resumed: leave nothing behind.
-  struct PrivateCleanup {
-    const PartFile& part;
-    bool keep = false;
-    ~PrivateCleanup() {
-      if (part.shared || keep) return;
-      RemoveQuietly(part.path);
-      RemoveQuietly(part.meta);
-    }
-  } cleanup{part};
-
+  PrivateCleanup cleanup{part};
   Sha256 hasher;
-  PartMeta meta{url, ""};
+  PartMeta meta;
   int64_t offset = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  download_internal::ProgressState progress;
+  std::chrono::steady_clock::time_point started;
+  int retries = 0;
+  int resumes = 0;
+  AttemptResult done;
+};
+
+// The .part file: an earlier attempt's bytes are kept (same URL, shared file, http) or dropped.
+std::optional<StepOutcome> Fetch::Open() {
+  if (Status s = OpenPart(ctx, name, &part); !s.ok()) return StepOutcome::Failure("download: " + s.message());
   struct stat st {};
-  if (fstat(fd, &st) == 0 && st.st_size > 0) {
-    const PartMeta old = ReadMeta(meta_path);
+  if (fstat(part.fd, &st) == 0 && st.st_size > 0) {
+    const PartMeta old = ReadMeta(part.meta);
     // Resume what an earlier attempt left only when it was the same URL; the prefix is hashed
     // again from disk since this process never saw those bytes.
-    if (part.shared && is_http && old.url == url && HashFilePrefix(fd, st.st_size, hasher)) {
+    if (part.shared && is_http && old.url == url && HashFilePrefix(part.fd, st.st_size, hasher)) {
       offset = st.st_size;
       meta.validator = old.validator;
       ctx.info(fmt::format("resuming {} left by an earlier attempt at {}", name + ".part", HumanBytes(offset)));
-    } else if (ftruncate(fd, 0) != 0) {
+    } else if (ftruncate(part.fd, 0) != 0) {
       return StepOutcome::Failure(
-          fmt::format("download: cannot truncate {}: {}", part_path.string(), std::strerror(errno)));
+          fmt::format("download: cannot truncate {}: {}", part.path.string(), std::strerror(errno)));
     } else {
       hasher.Reset();
     }
   }
-  WriteMeta(meta_path, meta);
+  WriteMeta(part.meta, meta);
   ctx.info(fmt::format("downloading {} -> {}", url, name));
+  return std::nullopt;
+}
 
-  std::mt19937_64 rng(std::random_device{}());
-  download_internal::ProgressState progress;
-  const auto started = std::chrono::steady_clock::now();
-  int retries = 0;
-  int resumes = 0;
-  AttemptResult done;
+// Transfer attempts until one completes (nullopt), or the step ends (cancelled, failed).
+std::optional<StepOutcome> Fetch::Transfer() {
+  started = std::chrono::steady_clock::now();
   for (;;) {
     if (ctx.cancelled()) return StepOutcome::Cancelled();
     AttemptRequest req;
     req.url = url;
     req.is_http = is_http;
-    req.fd = fd;
+    req.fd = part.fd;
     req.offset = offset;
     req.if_range = meta.validator;
     req.options = &options_;
@@ -324,50 +344,58 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
     if (r.resumed) ++resumes;
     if (!r.validator.empty() && r.validator != meta.validator) {
       meta.validator = r.validator;
-      WriteMeta(meta_path, meta);
+      WriteMeta(part.meta, meta);
     }
     if (r.end == AttemptEnd::kComplete) {
       done = std::move(r);
-      break;
+      return std::nullopt;
     }
     if (r.end == AttemptEnd::kCancelled) return StepOutcome::Cancelled();  // .part kept for a resume
-
-    const bool retryable_status = r.status >= 500 || r.status == 408 || r.status == 429;
-    const bool retryable = r.end == AttemptEnd::kNetwork || r.end == AttemptEnd::kRangeMismatch ||
-                           (r.end == AttemptEnd::kHttpStatus && retryable_status);
-    if (!retryable) {
-      RemoveQuietly(part_path);
-      RemoveQuietly(meta_path);
-      // A full disk may clear; everything else is a property of the URL.
-      return StepOutcome::Failure("download: " + r.message, r.end == AttemptEnd::kDiskError);
-    }
-    if (retries >= options_.retries) {
-      return StepOutcome::Failure(fmt::format("download: {} (gave up after {} retries)", r.message, retries));
-    }
-    if (r.end == AttemptEnd::kRangeMismatch) {
-      if (ftruncate(fd, 0) != 0) return StepOutcome::Failure("download: cannot truncate " + part_path.string());
-      offset = 0;
-      hasher.Reset();
-    }
-    ++retries;
-    std::optional<double> wait;
-    if (!r.retry_after.empty()) wait = RetryAfterSeconds(r.retry_after, std::time(nullptr), options_.max_backoff);
-    const char* why = wait ? "Retry-After" : "backoff";
-    if (!wait) {
-      wait = BackoffSeconds(retries, options_.backoff, options_.max_backoff,
-                            std::uniform_real_distribution<double>(0, 1)(rng));
-    }
-    ctx.info(fmt::format("retry {}/{} in {:.3f} s ({}): {}", retries, options_.retries, *wait, why, r.message));
-    if (!Sleep(ctx, *wait)) return StepOutcome::Cancelled();
+    if (auto out = Retry(r)) return out;
   }
+}
 
-  if (fsync(fd) != 0) {
-    return StepOutcome::Failure(fmt::format("download: fsync {}: {}", part_path.string(), std::strerror(errno)));
+// After a failed transfer attempt: the step's failure, or nullopt once it has waited to try again.
+std::optional<StepOutcome> Fetch::Retry(const AttemptResult& r) {
+  const bool retryable_status = r.status >= 500 || r.status == 408 || r.status == 429;
+  const bool retryable = r.end == AttemptEnd::kNetwork || r.end == AttemptEnd::kRangeMismatch ||
+                         (r.end == AttemptEnd::kHttpStatus && retryable_status);
+  if (!retryable) {
+    RemoveQuietly(part.path);
+    RemoveQuietly(part.meta);
+    // A full disk may clear; everything else is a property of the URL.
+    return StepOutcome::Failure("download: " + r.message, r.end == AttemptEnd::kDiskError);
+  }
+  if (retries >= options_.retries) {
+    return StepOutcome::Failure(fmt::format("download: {} (gave up after {} retries)", r.message, retries));
+  }
+  if (r.end == AttemptEnd::kRangeMismatch) {
+    if (ftruncate(part.fd, 0) != 0) return StepOutcome::Failure("download: cannot truncate " + part.path.string());
+    offset = 0;
+    hasher.Reset();
+  }
+  ++retries;
+  std::optional<double> wait;
+  if (!r.retry_after.empty()) wait = RetryAfterSeconds(r.retry_after, std::time(nullptr), options_.max_backoff);
+  const char* why = wait ? "Retry-After" : "backoff";
+  if (!wait) {
+    wait = BackoffSeconds(retries, options_.backoff, options_.max_backoff,
+                          std::uniform_real_distribution<double>(0, 1)(rng));
+  }
+  ctx.info(fmt::format("retry {}/{} in {:.3f} s ({}): {}", retries, options_.retries, *wait, why, r.message));
+  if (!Sleep(*wait)) return StepOutcome::Cancelled();
+  return std::nullopt;
+}
+
+// The complete file made durable under its final name; the step's result.
+StepOutcome Fetch::Publish() {
+  if (fsync(part.fd) != 0) {
+    return StepOutcome::Failure(fmt::format("download: fsync {}: {}", part.path.string(), std::strerror(errno)));
   }
   // An attempt the engine has given up on (cancelled, then abandoned) must not replace the file
   // of the attempt that runs after it.
   if (ctx.cancelled()) return StepOutcome::Cancelled();
-  if (std::rename(part_path.c_str(), final_path.c_str()) != 0) {
+  if (std::rename(part.path.c_str(), final_path.c_str()) != 0) {
     return StepOutcome::Failure(fmt::format("download: rename to {}: {}", final_path.string(), std::strerror(errno)));
   }
   // Make the rename itself durable before anyone is told the file exists.
@@ -375,7 +403,7 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
     fsync(dir);
     close(dir);
   }
-  RemoveQuietly(meta_path);
+  RemoveQuietly(part.meta);
   cleanup.keep = true;
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -394,6 +422,21 @@ StepOutcome DownloadStep::Run(StepContext& ctx) const {
                           {"title", TitleFromFileName(name)},
                           {"resumed", resumes},
                           {"retries", retries}});
+}
+
+// A local path is used in place (UseInPlace); an http(s) or file:// URL is fetched (Fetch).
+StepOutcome DownloadStep::Run(StepContext& ctx) const {
+  const std::string url = options_.url.empty() ? Trim(ctx.input) : options_.url;
+  if (url.empty())
+    return StepOutcome::Failure("download: no URL (the job input is empty and with.url is not set)", false);
+  if (url.find("://") == std::string::npos) return UseInPlace(ctx, url);
+  const std::string scheme = Scheme(url);
+  if (scheme != "http" && scheme != "https" && scheme != "file") {
+    return StepOutcome::Failure(
+        fmt::format("download: unsupported URL '{}' (expected http://, https:// or file://)", url), false);
+  }
+  download_internal::EnsureCurlGlobalInit();
+  return Fetch(ctx, options_, url, scheme != "file").Run();
 }
 
 }  // namespace

@@ -222,18 +222,12 @@ ChatClient::HttpReply ChatClient::PostOnce(const std::string& body) const {
   return reply;
 }
 
+// Flow: the request body; then each try: PassGate (rates, budget) -> PostOnce -> a failed
+// request is Settled with the gate and either ends the call (not Retryable) or is tried again
+// after WaitToRetry; a 2xx reply is read (ReadReply) and ends the call.
 ChatResult ChatClient::Complete(const std::string& system, const std::string& user,
                                 const std::string& label) {
-  Json messages = Json::array();
-  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
-  messages.push_back({{"role", "user"}, {"content", user}});
-  const Json request = {{"model", config_.model},
-                        {"messages", messages},
-                        {"max_tokens", config_.max_tokens},
-                        {"temperature", config_.temperature},
-                        {"stream", false}};
-  const std::string body = request.dump(-1, ' ', false, Json::error_handler_t::replace);
-
+  const std::string body = RequestBody(system, user);
   ChatResult result;
   const int max_tries = config_.retries + 1;
   std::string last_error;
@@ -243,117 +237,146 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
       return result;
     }
     RequestGate::Ticket ticket;
-    if (gate_ != nullptr) {
-      std::string why;
-      const RequestGate::Admit admit = gate_->Before(body, &ticket, &why);
-      switch (admit) {
-        case RequestGate::Admit::kOk: break;
-        case RequestGate::Admit::kCancelled:
-          result.kind = ChatResult::Kind::kCancelled;
-          return result;
-        case RequestGate::Admit::kRefused:
-        case RequestGate::Admit::kUnavailable:
-          result.error = Scrub(why);
-          result.retryable = admit == RequestGate::Admit::kUnavailable;
-          return result;
-      }
-    }
+    if (!PassGate(body, &ticket, &result)) return result;
     result.tries = attempt;
     Log(LogLevel::kDebug, fmt::format("llm: {} -> POST {} (model {}, try {}/{})", label, url_,
                                       config_.model, attempt, max_tries));
     HttpReply reply = PostOnce(body);
-    // Once per request: the gate gives back unused tokens and settles the cost.
-    auto settle = [&](bool ok, long long prompt, long long cached, long long completion) {
-      if (gate_ != nullptr) gate_->After(ticket, reply.limits, reply.status, ok, prompt, cached, completion);
-    };
-    if (reply.code != CURLE_OK || reply.status < 200 || reply.status >= 300) settle(false, 0, 0, 0);
+    const bool failed = reply.code != CURLE_OK || reply.status < 200 || reply.status >= 300;
+    if (failed) Settle(ticket, reply, false, 0, 0, 0);
     if (reply.code == CURLE_ABORTED_BY_CALLBACK && ctx_.cancelled()) {
       result.kind = ChatResult::Kind::kCancelled;
       return result;
     }
-
-    bool retry = false;
-    if (reply.code != CURLE_OK) {
-      last_error = reply.code == CURLE_OPERATION_TIMEDOUT
-                       ? fmt::format("timed out after {} s ({})", config_.timeout, reply.curl_error)
-                       : fmt::format("connection error: {}", reply.curl_error);
-      if (!RetryableCurlError(reply.code)) {
-        result.error = Scrub(fmt::format("llm: POST {} failed: {}", url_, last_error));
-        result.retryable = false;
-        return result;
-      }
-      retry = true;
-    } else if (reply.status < 200 || reply.status >= 300) {
-      last_error = fmt::format("HTTP {}: {}", reply.status, ServerMessage(reply.body));
-      if (!RetryableStatus(reply.status)) {
-        result.error = Scrub(fmt::format("llm: POST {} failed with {} (not retried)", url_, last_error));
-        result.retryable = false;
-        return result;
-      }
-      retry = true;
+    if (!failed) {
+      ReadReply(reply, ticket, system, user, label, &result);
+      return result;
     }
-
-    if (retry) {
-      if (attempt == max_tries) break;
-      double wait = std::min(config_.max_backoff, config_.backoff * std::pow(2.0, attempt - 1)) * Jitter();
-      if (reply.limits.retry_after >= 0) wait = std::max(wait, std::min(reply.limits.retry_after, config_.max_backoff));
-      Log(LogLevel::kWarn, fmt::format("llm: {}: {}; retrying in {:.2f} s (try {}/{})", label,
-                                       OneLine(last_error, 300), wait, attempt + 1, max_tries));
-      const bool slept = ctx_.cancel != nullptr
-                             ? ctx_.cancel->sleep_for(wait)
-                             : (std::this_thread::sleep_for(std::chrono::duration<double>(wait)), true);
-      if (!slept) {
-        result.kind = ChatResult::Kind::kCancelled;
-        return result;
-      }
-      continue;
+    if (!Retryable(reply, &last_error, &result)) return result;
+    if (attempt == max_tries) break;
+    if (!WaitToRetry(reply, attempt, max_tries, last_error, label)) {
+      result.kind = ChatResult::Kind::kCancelled;
+      return result;
     }
-
-    // HTTP 2xx: the reply must be a chat completion with non-empty content.
-    ChatReply parsed = ParseChatReply(reply.body);
-    // Usage is billed whatever the content: settle it first.
-    if (parsed.has_usage) {
-      result.prompt_tokens = parsed.prompt_tokens;
-      result.completion_tokens = parsed.completion_tokens;
-      result.cached_tokens = parsed.cached_tokens;
-      settle(true, result.prompt_tokens, result.cached_tokens, result.completion_tokens);
-    } else {
-      settle(false, 0, 0, 0);
-    }
-    const bool has_usage = parsed.has_usage;
-    const std::string& finish = parsed.finish_reason;
-    std::string content = std::move(parsed.content);
-    switch (parsed.problem) {
-      case ChatReply::Problem::kNone: break;
-      case ChatReply::Problem::kNotObject:
-        result.error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
-                                         url_, reply.status, OneLine(reply.body, 120)));
-        return result;
-      case ChatReply::Problem::kNoChoices:
-        result.error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
-        return result;
-      case ChatReply::Problem::kEmptyContent:
-        result.error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
-                                         finish.empty() ? "" : " (finish_reason: " + finish + ")"));
-        return result;
-    }
-    if (finish == "length") {
-      Log(LogLevel::kWarn, fmt::format("llm: {}: reply cut at max_tokens ({})", label, config_.max_tokens));
-    }
-    result.kind = ChatResult::Kind::kOk;
-    result.content = Scrub(std::move(content));
-    if (!has_usage) {
-      // No usage block: estimate it (recorded as estimated; the request's cost is then counted 0).
-      result.usage_estimated = true;
-      result.prompt_tokens = EstimateTokens(system) + EstimateTokens(user);
-      result.completion_tokens = EstimateTokens(result.content);
-    }
-    return result;
   }
   result.error = Scrub(fmt::format("llm: POST {} failed after {} tries; last error: {}", url_,
                                    max_tries, last_error));
   result.retryable = true;
   return result;
+}
+
+std::string ChatClient::RequestBody(const std::string& system, const std::string& user) const {
+  Json messages = Json::array();
+  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+  messages.push_back({{"role", "user"}, {"content", user}});
+  const Json request = {{"model", config_.model},
+                        {"messages", messages},
+                        {"max_tokens", config_.max_tokens},
+                        {"temperature", config_.temperature},
+                        {"stream", false}};
+  return request.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// The gate's admission of one request; false with `result` set when the call ends here.
+bool ChatClient::PassGate(const std::string& body, RequestGate::Ticket* ticket, ChatResult* result) const {
+  if (gate_ == nullptr) return true;
+  std::string why;
+  const RequestGate::Admit admit = gate_->Before(body, ticket, &why);
+  switch (admit) {
+    case RequestGate::Admit::kOk: break;
+    case RequestGate::Admit::kCancelled:
+      result->kind = ChatResult::Kind::kCancelled;
+      return false;
+    case RequestGate::Admit::kRefused:
+    case RequestGate::Admit::kUnavailable:
+      result->error = Scrub(why);
+      result->retryable = admit == RequestGate::Admit::kUnavailable;
+      return false;
+  }
+  return true;
+}
+
+// Once per request: the gate gives back unused tokens and settles the cost.
+void ChatClient::Settle(const RequestGate::Ticket& ticket, const HttpReply& reply, bool ok, long long prompt,
+                        long long cached, long long completion) const {
+  if (gate_ != nullptr) gate_->After(ticket, reply.limits, reply.status, ok, prompt, cached, completion);
+}
+
+// A failed request (a curl error or a non-2xx status): its `last_error`; false with `result` set
+// when retrying cannot help.
+bool ChatClient::Retryable(const HttpReply& reply, std::string* last_error, ChatResult* result) const {
+  if (reply.code != CURLE_OK) {
+    *last_error = reply.code == CURLE_OPERATION_TIMEDOUT
+                      ? fmt::format("timed out after {} s ({})", config_.timeout, reply.curl_error)
+                      : fmt::format("connection error: {}", reply.curl_error);
+    if (!RetryableCurlError(reply.code)) {
+      result->error = Scrub(fmt::format("llm: POST {} failed: {}", url_, *last_error));
+      result->retryable = false;
+      return false;
+    }
+    return true;
+  }
+  *last_error = fmt::format("HTTP {}: {}", reply.status, ServerMessage(reply.body));
+  if (!RetryableStatus(reply.status)) {
+    result->error = Scrub(fmt::format("llm: POST {} failed with {} (not retried)", url_, *last_error));
+    result->retryable = false;
+    return false;
+  }
+  return true;
+}
+
+// The backoff before try `attempt + 1` (at least the server's Retry-After); false when cancelled.
+bool ChatClient::WaitToRetry(const HttpReply& reply, int attempt, int max_tries, const std::string& last_error,
+                             const std::string& label) const {
+  double wait = std::min(config_.max_backoff, config_.backoff * std::pow(2.0, attempt - 1)) * Jitter();
+  if (reply.limits.retry_after >= 0) wait = std::max(wait, std::min(reply.limits.retry_after, config_.max_backoff));
+  Log(LogLevel::kWarn, fmt::format("llm: {}: {}; retrying in {:.2f} s (try {}/{})", label,
+                                   OneLine(last_error, 300), wait, attempt + 1, max_tries));
+  return ctx_.cancel != nullptr ? ctx_.cancel->sleep_for(wait)
+                                : (std::this_thread::sleep_for(std::chrono::duration<double>(wait)), true);
+}
+
+// HTTP 2xx: the reply must be a chat completion with non-empty content.
+void ChatClient::ReadReply(const HttpReply& reply, const RequestGate::Ticket& ticket, const std::string& system,
+                           const std::string& user, const std::string& label, ChatResult* result) const {
+  ChatReply parsed = ParseChatReply(reply.body);
+  // Usage is billed whatever the content: settle it first.
+  if (parsed.has_usage) {
+    result->prompt_tokens = parsed.prompt_tokens;
+    result->completion_tokens = parsed.completion_tokens;
+    result->cached_tokens = parsed.cached_tokens;
+    Settle(ticket, reply, true, result->prompt_tokens, result->cached_tokens, result->completion_tokens);
+  } else {
+    Settle(ticket, reply, false, 0, 0, 0);
+  }
+  const bool has_usage = parsed.has_usage;
+  const std::string& finish = parsed.finish_reason;
+  std::string content = std::move(parsed.content);
+  switch (parsed.problem) {
+    case ChatReply::Problem::kNone: break;
+    case ChatReply::Problem::kNotObject:
+      result->error = Scrub(fmt::format("llm: malformed response from {} (HTTP {}): not a JSON object: {}",
+                                        url_, reply.status, OneLine(reply.body, 120)));
+      return;
+    case ChatReply::Problem::kNoChoices:
+      result->error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
+      return;
+    case ChatReply::Problem::kEmptyContent:
+      result->error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
+                                        finish.empty() ? "" : " (finish_reason: " + finish + ")"));
+      return;
+  }
+  if (finish == "length") {
+    Log(LogLevel::kWarn, fmt::format("llm: {}: reply cut at max_tokens ({})", label, config_.max_tokens));
+  }
+  result->kind = ChatResult::Kind::kOk;
+  result->content = Scrub(std::move(content));
+  if (!has_usage) {
+    // No usage block: estimate it (recorded as estimated; the request's cost is then counted 0).
+    result->usage_estimated = true;
+    result->prompt_tokens = EstimateTokens(system) + EstimateTokens(user);
+    result->completion_tokens = EstimateTokens(result->content);
+  }
 }
 
 }  // namespace baton::llm

@@ -66,6 +66,16 @@ class ChatClient {
  private:
   struct HttpReply;
   HttpReply PostOnce(const std::string& body) const;
+  // The parts of Complete (its flow is written at its top).
+  std::string RequestBody(const std::string& system, const std::string& user) const;
+  bool PassGate(const std::string& body, RequestGate::Ticket* ticket, ChatResult* result) const;
+  void Settle(const RequestGate::Ticket& ticket, const HttpReply& reply, bool ok, long long prompt, long long cached,
+              long long completion) const;
+  bool Retryable(const HttpReply& reply, std::string* last_error, ChatResult* result) const;
+  bool WaitToRetry(const HttpReply& reply, int attempt, int max_tries, const std::string& last_error,
+                   const std::string& label) const;
+  void ReadReply(const HttpReply& reply, const RequestGate::Ticket& ticket, const std::string& system,
+                 const std::string& user, const std::string& label, ChatResult* result) const;
   void Log(LogLevel level, const std::string& msg) const;
 
   const LlmConfig& config_;
