@@ -117,6 +117,32 @@ class SCOPED_CAPABILITY MutexLock {
   bool held_ = true;
 };
 
+// A std::recursive_mutex with capability attributes: for state one thread owns and changes under
+// the lock while calls on it (a sink's callback) may ask for the same lock again.
+class CAPABILITY("mutex") RecursiveMutex {
+ public:
+  RecursiveMutex() = default;
+  RecursiveMutex(const RecursiveMutex&) = delete;
+  RecursiveMutex& operator=(const RecursiveMutex&) = delete;
+
+  void Lock() ACQUIRE() { mu_.lock(); }
+  void Unlock() RELEASE() { mu_.unlock(); }
+
+ private:
+  std::recursive_mutex mu_;
+};
+
+class SCOPED_CAPABILITY RecursiveLock {
+ public:
+  explicit RecursiveLock(RecursiveMutex* mu) ACQUIRE(mu) : mu_(mu) { mu_->Lock(); }
+  ~RecursiveLock() RELEASE() { mu_->Unlock(); }
+  RecursiveLock(const RecursiveLock&) = delete;
+  RecursiveLock& operator=(const RecursiveLock&) = delete;
+
+ private:
+  RecursiveMutex* const mu_;
+};
+
 // A condition variable over a Mutex the caller holds (released while waiting, held on return).
 // Wait in a loop on the condition, written at the call site where the analysis sees the guarded
 // reads: `while (!ready_) cv_.Wait(&mu_);` (a predicate lambda would be analysed without the lock).

@@ -247,17 +247,22 @@ void Scheduler::MarkDirty(uint32_t node) {
   }
 }
 
-uint32_t Scheduler::Submit(uint32_t pipeline, double now) {
-  const auto id = static_cast<uint32_t>(jobs_.size());
+// A job of `pipeline` at its first step, placed nowhere, its homes from `home_offset`.
+Scheduler::JobState Scheduler::FreshJob(uint32_t pipeline, uint32_t home_offset) {
   JobState j{};
   j.pipeline = pipeline;
   j.phase = Phase::kReady;
   j.node = -1;
   j.failed_node = -1;
   j.backlog_node = -1;
-  j.home_offset = static_cast<uint32_t>(homes_.size());
+  j.home_offset = home_offset;
+  return j;
+}
+
+uint32_t Scheduler::Submit(uint32_t pipeline, double now) {
+  const auto id = static_cast<uint32_t>(jobs_.size());
+  jobs_.push_back(FreshJob(pipeline, static_cast<uint32_t>(homes_.size())));
   homes_.resize(homes_.size() + pipelines_[pipeline].model.steps.size(), -1);
-  jobs_.push_back(j);
   MakeReady(id, now);
   return id;
 }
@@ -270,15 +275,9 @@ bool Scheduler::Reuse(uint32_t job, uint32_t pipeline, double now) {
       pipelines_[j.pipeline].model.steps.size() != steps)
     return false;
   LeaveBacklog(j);
-  JobState fresh{};
-  fresh.pipeline = pipeline;
-  fresh.phase = Phase::kReady;
-  fresh.node = -1;
-  fresh.failed_node = -1;
-  fresh.backlog_node = -1;
-  fresh.serial = j.serial;
-  fresh.ready_token = j.ready_token;
-  fresh.home_offset = j.home_offset;
+  JobState fresh = FreshJob(pipeline, j.home_offset);
+  fresh.serial = j.serial;            // serials and ready tokens go on: late messages of the
+  fresh.ready_token = j.ready_token;  // place's earlier job are told apart
   j = fresh;
   std::fill_n(homes_.begin() + j.home_offset, steps, -1);
   MakeReady(job, now);

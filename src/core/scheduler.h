@@ -333,6 +333,7 @@ class Scheduler {
   bool CanTake(uint32_t node, uint32_t cls) const;
   void Refresh(uint32_t node);
   void MarkDirty(uint32_t node);
+  static JobState FreshJob(uint32_t pipeline, uint32_t home_offset);  // Submit and Reuse
   void MakeReady(uint32_t job, double now);
   void Place(uint32_t job, uint32_t node, uint32_t cls, double now, std::vector<Placement>* out);
   void Release(JobState& j, double now);

@@ -119,6 +119,24 @@ void LogSink::OnEvent(const Event& e) {
   WriteLocked(line);
 }
 
+const char* EventTypeName(Event::Type t) {
+  switch (t) {
+    case Event::Type::kJobSubmitted: return "job_submitted";
+    case Event::Type::kAttemptStarted: return "attempt_started";
+    case Event::Type::kAttemptFinished: return "attempt_finished";
+    case Event::Type::kRetryScheduled: return "retry_scheduled";
+    case Event::Type::kJobSucceeded: return "job_succeeded";
+    case Event::Type::kJobFailed: return "job_failed";
+    case Event::Type::kJobCancelled: return "job_cancelled";
+    case Event::Type::kNodeJoined: return "node_joined";
+    case Event::Type::kNodeLost: return "node_lost";
+    case Event::Type::kProgress: return "progress";
+    case Event::Type::kLog: return "log";
+    case Event::Type::kRunFinished: return "run_finished";
+  }
+  return "?";
+}
+
 LogFormat ParseLogFormat(const std::string& name) {
   if (name == "json") return LogFormat::kJson;
   if (name == "none") return LogFormat::kNone;

@@ -1,7 +1,10 @@
 #include "rates/redis_limiter.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -10,20 +13,23 @@
 namespace baton::rates {
 namespace {
 
+// The scripts' time: an argument given ("" = Redis TIME, one clock for the whole cluster).
+constexpr const char* kNowLua = R"LUA(
+local function Now(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+)LUA";
+
 // The bucket arithmetic of Bucket::Take/Refill/Limited (memory_limiter.cc), in Lua; its numbers
 // are kRecoverFactor, kMinFactor and kLimitedFactor (memory_limiter.h). `rate` is PacedPerSecond.
 // KEYS[1] bucket; ARGV: rate, burst, amount, now ("" = Redis TIME), op, ttl, extra.
-constexpr const char* kBucketScript = R"LUA(
+const std::string kBucketScript = std::string(kNowLua) + R"LUA(
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local amount = tonumber(ARGV[3])
-local now
-if ARGV[4] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[4])
-end
+local now = Now(ARGV[4])
 local op = ARGV[5]
 local extra = tonumber(ARGV[7])
 local s = redis.call('HMGET', KEYS[1], 'level', 'ts', 'hold', 'factor')
@@ -69,10 +75,29 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 return {granted, string.format('%.17g', wait), string.format('%.17g', level)}
 )LUA";
 
-// KEYS[1] budget; ARGV: op ('reserve' | 'settle'), a, b, limit, ttl.
-constexpr const char* kBudgetScript = R"LUA(
+// KEYS[1] budget (hash: spent), KEYS[2] held (hash: holder -> USD it holds), KEYS[3] until
+// (zset: holder -> when its hold lapses). ARGV: op ('reserve' | 'settle' | 'renew'), a, b, limit,
+// ttl, now ("" = Redis TIME), holder, hold seconds. A holder's reservations lapse `hold` seconds
+// after it last reserved, settled or renewed: a process that died mid-request holds nothing then.
+const std::string kBudgetScript = std::string(kNowLua) + R"LUA(
+local now = Now(ARGV[6])
+local holder = ARGV[7]
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, h in ipairs(lapsed) do
+  if h ~= holder then
+    redis.call('HDEL', KEYS[2], h)
+    redis.call('ZREM', KEYS[3], h)
+  end
+end
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+local reserved = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do reserved = reserved + tonumber(v) end
+local mine = tonumber(redis.call('HGET', KEYS[2], holder) or '0')
+local mine_until = tonumber(redis.call('ZSCORE', KEYS[3], holder) or '0')
+if mine > 0 and mine_until <= now then  -- its own hold lapsed (it stalled): gone as for the others
+  reserved = reserved - mine
+  mine = 0
+end
 local a = tonumber(ARGV[2])
 local b = tonumber(ARGV[3])
 local limit = tonumber(ARGV[4])
@@ -82,14 +107,22 @@ if ARGV[1] == 'reserve' then
   if limit > 0 and spent + reserved + a > limit then
     granted = 0
   else
-    reserved = reserved + a
+    mine = mine + a
   end
-else
-  reserved = math.max(0, reserved - a)
+elseif ARGV[1] == 'settle' then
+  mine = math.max(0, mine - a)
   spent = spent + b
 end
-redis.call('HSET', KEYS[1], 'spent', string.format('%.17g', spent), 'reserved', string.format('%.17g', reserved))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+if mine > 1e-12 then
+  redis.call('HSET', KEYS[2], holder, string.format('%.17g', mine))
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[8]), holder)
+else
+  redis.call('HDEL', KEYS[2], holder)
+  redis.call('ZREM', KEYS[3], holder)
+end
+redis.call('HSET', KEYS[1], 'spent', string.format('%.17g', spent))
+redis.call('HDEL', KEYS[1], 'reserved')  -- kept there by versions before holds
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[5])) end
 return {granted, string.format('%.17g', before_spent), string.format('%.17g', before_reserved)}
 )LUA";
 
@@ -100,12 +133,23 @@ double ToDouble(const cluster::Reply& r) {
   return s.empty() ? 0 : std::stod(s);
 }
 
+// Unique per limiter object: host, process and 64 random bits.
+std::string NewHolderId() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  const uint64_t r = (uint64_t{rd()} << 32) ^ rd();
+  return fmt::format("{}:{}:{:016x}", host, getpid(), r);
+}
+
 }  // namespace
 
 RedisRateLimiter::RedisRateLimiter(cluster::RedisUrl url, std::string prefix, RateSpecs specs, double budget_usd,
-                                   std::string budget_scope, const Clock* clock, double retention_seconds)
+                                   std::string budget_scope, const Clock* clock, double retention_seconds,
+                                   double hold_seconds)
     : url_(std::move(url)), prefix_(std::move(prefix)), specs_(std::move(specs)), budget_(budget_usd),
-      budget_key_(prefix_ + ":budget:" + budget_scope), clock_(clock), retention_(retention_seconds) {}
+      budget_key_(prefix_ + ":budget:" + budget_scope), clock_(clock), retention_(retention_seconds),
+      hold_(hold_seconds), holder_(NewHolderId()) {}
 
 std::string RedisRateLimiter::Names() const {
   std::string out;
@@ -212,12 +256,28 @@ std::string RedisRateLimiter::last_error() {
   return error_;
 }
 
+cluster::Reply RedisRateLimiter::RunBudget(const char* op, double a, double b) {
+  return Eval(kBudgetScript, &budget_sha_, {budget_key_, budget_key_ + ":held", budget_key_ + ":until"},
+              {op, Num(a), Num(b), Num(budget_), std::to_string(static_cast<long long>(retention_)), NowArg(),
+               holder_, Num(hold_)});
+}
+
+// Settles that could not reach Redis, oldest first; false when one still cannot.
+bool RedisRateLimiter::FlushSettles() {
+  while (!unsettled_.empty()) {
+    const auto [reserved, spent] = unsettled_.front();
+    if (!RunBudget("settle", reserved, spent).is_array()) return false;
+    unsettled_.erase(unsettled_.begin());
+  }
+  return true;
+}
+
 BudgetGrant RedisRateLimiter::Reserve(double usd) {
   BudgetGrant g;
   g.limit = budget_;
   MutexLock lock(&mu_);
-  cluster::Reply r = Eval(kBudgetScript, &budget_sha_, {budget_key_},
-                          {"reserve", Num(usd), "0", Num(budget_), std::to_string(static_cast<long long>(retention_))});
+  cluster::Reply r;
+  if (FlushSettles()) r = RunBudget("reserve", usd, 0);
   if (!r.is_array() || r.size() != 3) {
     g.granted = false;
     g.error = error_;
@@ -226,13 +286,45 @@ BudgetGrant RedisRateLimiter::Reserve(double usd) {
   g.granted = r.at(0).integer() == 1;
   g.spent = ToDouble(r.at(1));
   g.reserved = ToDouble(r.at(2));
+  if (g.granted) {
+    held_ += usd;
+    if (!renewer_.joinable()) renewer_ = std::thread([this] { RenewLoop(); });
+  }
   return g;
 }
 
 void RedisRateLimiter::Settle(double reserved_usd, double spent_usd) {
   MutexLock lock(&mu_);
-  Eval(kBudgetScript, &budget_sha_, {budget_key_},
-       {"settle", Num(reserved_usd), Num(spent_usd), Num(budget_), std::to_string(static_cast<long long>(retention_))});
+  held_ = std::max(0.0, held_ - reserved_usd);
+  unsettled_.emplace_back(reserved_usd, spent_usd);  // kept until Redis has it: money spent is never lost
+  FlushSettles();
+}
+
+bool RedisRateLimiter::Renew() {
+  MutexLock lock(&mu_);
+  return FlushSettles() && (held_ <= 0 || RunBudget("renew", 0, 0).is_array());
+}
+
+// While this process holds reservations or owes settles: renews its hold every third of it and
+// retries the settles, so only a process that stopped loses what it held.
+void RedisRateLimiter::RenewLoop() {
+  MutexLock lock(&mu_);
+  while (!stopping_) {
+    stop_cv_.WaitFor(&mu_, std::chrono::duration<double>(hold_ / 3));
+    if (stopping_) break;
+    if (held_ > 0 || !unsettled_.empty()) {
+      if (FlushSettles() && held_ > 0) RunBudget("renew", 0, 0);
+    }
+  }
+}
+
+RedisRateLimiter::~RedisRateLimiter() {
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  stop_cv_.SignalAll();
+  if (renewer_.joinable()) renewer_.join();
 }
 
 }  // namespace baton::rates

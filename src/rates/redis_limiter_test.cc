@@ -126,5 +126,65 @@ TEST_F(RedisLimiterTest, RedisTimeWhenNoClockIsInjected) {
   EXPECT_LE(g.wait, 2.04 + 1e-9);
 }
 
+// An agent killed mid-request (its limiter never settles): its reservation blocks the budget for
+// its hold, then lapses; one that is alive renews its hold and keeps it.
+TEST_F(RedisLimiterTest, AReservationLapsesWithItsHolderAndLivesWhileRenewed) {
+  auto limiter = [&] {
+    return std::make_unique<RedisRateLimiter>(url_, "t", RateSpecs{}, 1.0, "run-1", &clock_, 86400.0, 60.0);
+  };
+  auto dead = limiter();
+  ASSERT_TRUE(dead->Reserve(0.75).granted);
+  dead.reset();  // gone without settling (as kill -9 leaves it)
+  auto alive = limiter();
+  auto other = limiter();
+  BudgetGrant g = other->Reserve(0.5);
+  EXPECT_FALSE(g.granted);
+  EXPECT_DOUBLE_EQ(g.reserved, 0.75);
+  clock_.Advance(59);
+  EXPECT_FALSE(other->Reserve(0.5).granted);
+  ASSERT_TRUE(alive->Reserve(0.25).granted);  // 0.75 + 0.25: the whole budget
+  clock_.Advance(2);                          // the dead holder's hold lapsed
+  g = other->Reserve(0.5);
+  EXPECT_TRUE(g.granted);
+  EXPECT_DOUBLE_EQ(g.reserved, 0.25);  // the live holder's, reserved a minute ago
+  other->Settle(0.5, 0.5);
+  // The live holder renews every so often: its 0.25 stays held past its first hold.
+  for (int i = 0; i < 4; ++i) {
+    clock_.Advance(30);
+    ASSERT_TRUE(alive->Renew());
+  }
+  g = other->Reserve(0.5);
+  EXPECT_FALSE(g.granted);
+  EXPECT_DOUBLE_EQ(g.spent, 0.5);
+  EXPECT_DOUBLE_EQ(g.reserved, 0.25);
+  alive->Settle(0.25, 0.125);
+  g = other->Reserve(0.375);
+  EXPECT_TRUE(g.granted);
+  EXPECT_DOUBLE_EQ(g.spent, 0.625);
+  EXPECT_DOUBLE_EQ(g.reserved, 0);
+}
+
+// A settle Redis does not take (it is down) is kept and sent when Redis is back: what was spent
+// counts against the budget, and the reservation is released.
+TEST_F(RedisLimiterTest, ASettleRedisMissedIsSentWhenItIsBack) {
+  auto a = Limiter({}, 1.0);
+  ASSERT_TRUE(a->Reserve(0.5).granted);
+  redis_->Kill(9);
+  a->Settle(0.5, 0.375);
+  EXPECT_FALSE(a->last_error().empty());
+  EXPECT_FALSE(a->Renew());
+  StartRedis();
+  auto b = Limiter({}, 1.0);
+  BudgetGrant g = b->Reserve(0.1);
+  EXPECT_DOUBLE_EQ(g.reserved, 0.5);  // not yet settled: Redis only has the reservation
+  EXPECT_DOUBLE_EQ(g.spent, 0);
+  b->Settle(0.1, 0);
+  ASSERT_TRUE(a->Renew());  // what the renewing thread does
+  g = b->Reserve(0.1);
+  EXPECT_TRUE(g.granted);
+  EXPECT_DOUBLE_EQ(g.spent, 0.375);
+  EXPECT_DOUBLE_EQ(g.reserved, 0);
+}
+
 }  // namespace
 }  // namespace baton::rates

@@ -1,4 +1,4 @@
-// The JSON and text forms of a run's results: event names (EventTypeName, baton/events.h) and
+// The JSON forms of a run's results:
 // summary.json (RunReport::ToJson and its streamed twin WriteJson, baton/report.h). Inputs files
 // are read in src/config/inputs.cc; the Chrome trace is written by src/driver/output.cc.
 #include "runtime/report.h"
@@ -14,24 +14,6 @@
 #include "rates/llm_usage.h"
 
 namespace baton {
-
-const char* EventTypeName(Event::Type t) {
-  switch (t) {
-    case Event::Type::kJobSubmitted: return "job_submitted";
-    case Event::Type::kAttemptStarted: return "attempt_started";
-    case Event::Type::kAttemptFinished: return "attempt_finished";
-    case Event::Type::kRetryScheduled: return "retry_scheduled";
-    case Event::Type::kJobSucceeded: return "job_succeeded";
-    case Event::Type::kJobFailed: return "job_failed";
-    case Event::Type::kJobCancelled: return "job_cancelled";
-    case Event::Type::kNodeJoined: return "node_joined";
-    case Event::Type::kNodeLost: return "node_lost";
-    case Event::Type::kProgress: return "progress";
-    case Event::Type::kLog: return "log";
-    case Event::Type::kRunFinished: return "run_finished";
-  }
-  return "?";
-}
 
 int RunReport::ExitCode() const {
   if (!error.empty()) return 3;

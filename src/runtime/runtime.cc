@@ -75,19 +75,19 @@ struct Runtime::Impl : driver::Transport {
   double t0 = 0;
   bool started = false;
 
-  // Guards the driver against Snapshot()/CancelJob() from other threads; recursive so that a sink
-  // may call Snapshot() from OnEvent on the driver thread.
-  mutable std::recursive_mutex state_mu;
-  driver::Driver driver;
+  // Guards the driver and what goes with it against Snapshot()/CancelJob() from other threads;
+  // recursive so that a sink may call Snapshot() from OnEvent on the driver thread.
+  mutable RecursiveMutex state_mu;
+  driver::Driver driver GUARDED_BY(state_mu);
   // Per job: the cancel token of its attempt in flight (the transport's handle to stop it).
   struct Launched {
     uint32_t serial = 0;
     std::shared_ptr<CancelToken> cancel;
     uint64_t workdir_made_on = 0;  // nodes where this job's folder exists (bit per node)
   };
-  std::vector<Launched> launched;
+  std::vector<Launched> launched GUARDED_BY(state_mu);
   driver::Requests requests;  // cancel, retry, stop from other threads (driver/requests.h)
-  bool running = false;       // guarded by state_mu
+  bool running GUARDED_BY(state_mu) = false;
 
   std::shared_ptr<driver::SinkList> sinks = std::make_shared<driver::SinkList>();
   std::shared_ptr<RateLimiter> rates;  // the run's rates and budget, shared with attempts
@@ -95,35 +95,36 @@ struct Runtime::Impl : driver::Transport {
   std::shared_ptr<LogSink> log;
   std::shared_ptr<CompletionQueue> completions = std::make_shared<CompletionQueue>();
   WorkerPool pool;
-  RunReport final_report;
+  RunReport final_report GUARDED_BY(state_mu);
   runtime::JobLines lines;                         // OUT/jobs.jsonl
   TraceWriter trace;                               // --trace, drawn as attempts end
   std::unique_ptr<runtime::JournalStore> journal;  // the store: journal (when on) and lines
   std::vector<std::string> notices;
-  std::mutex fatal_mu;
-  std::string fatal;  // GUARDED_BY(fatal_mu): why the run stopped itself (the journal failed)
+  Mutex fatal_mu;
+  std::string fatal GUARDED_BY(fatal_mu);  // why the run stopped itself (the journal failed)
   // Streaming admission (RunOptions::next_input): jobs are read as the window has room.
   uint32_t pipeline_id = 0;
-  bool admitting = false;
+  bool admitting GUARDED_BY(state_mu) = false;
   size_t window = 0;
 
   double Now() const { return started ? clock->Monotonic() - t0 : 0; }
 
   void Start();
-  void ApplyRequests(double now);
-  void Start(const core::Placement& p, double now) override;  // a task on the pool
-  void Stop(const core::AttemptRef& ref) override;            // its cancel token
+  void ApplyRequests(double now) REQUIRES(state_mu);
+  // The Transport's calls come from the driver, under state_mu.
+  void Start(const core::Placement& p, double now) override REQUIRES(state_mu);  // a task on the pool
+  void Stop(const core::AttemptRef& ref) override REQUIRES(state_mu);            // its cancel token
   void StopWorker(const core::WorkerRef& w) override { steps[w.step]->RetireWorker(static_cast<int>(w.worker)); }
   bool CheckPark(uint32_t pipeline, uint16_t step, const std::string& id) override;  // a task on the pool
   // Parked attempts and the steps' batches for views: adds "parked" and "batches" when any.
-  void AddParks(Json* view, double now) const;
+  void AddParks(Json* view, double now) const REQUIRES(state_mu);
   void WaitForCompletions(std::vector<CompletionQueue::Completion>* batch);
   void ApplyCompletions(std::vector<CompletionQueue::Completion>* batch);
-  void Release();
-  void Admit(double now);
+  void Release() REQUIRES(state_mu);
+  void Admit(double now) REQUIRES(state_mu);
   Json SavedJob(const std::string& id);  // a job's line in jobs.jsonl by its number; null when none
   void WriteOutputs();
-  Status WriteSummary(const RunReport& report);
+  Status WriteSummary(const RunReport& report) REQUIRES(state_mu);
   void JournalFailed(const Status& st);
 };
 
@@ -133,7 +134,7 @@ struct Runtime::Impl : driver::Transport {
 void Runtime::Impl::JournalFailed(const Status& st) {
   const std::string why = "the journal failed: " + st.message();
   {
-    std::lock_guard lock(fatal_mu);
+    MutexLock lock(&fatal_mu);
     if (!fatal.empty()) return;
     fatal = why + "; run stopped (run again on the same --out to resume from what the journal holds)";
   }
@@ -146,6 +147,7 @@ void Runtime::Impl::JournalFailed(const Status& st) {
 Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry)
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
+  RecursiveLock lock(&m.state_mu);  // nothing else runs yet; held so the analysis sees every access
   m.pipeline = std::move(pipeline);
   m.cluster = std::move(cluster);
   m.options = std::move(options);
@@ -236,7 +238,7 @@ void Runtime::RequestStop() {
 }
 
 bool Runtime::CancelJob(const std::string& id) {
-  std::lock_guard lock(impl_->state_mu);
+  RecursiveLock lock(&impl_->state_mu);
   const int j = impl_->driver.JobIndex(id);
   if (j < 0 || impl_->driver.job(j).end != driver::JobEnd::kLive) return false;
   impl_->requests.Cancel(id);
@@ -245,7 +247,7 @@ bool Runtime::CancelJob(const std::string& id) {
 }
 
 bool Runtime::RetryJob(const std::string& id) {
-  std::lock_guard lock(impl_->state_mu);
+  RecursiveLock lock(&impl_->state_mu);
   const int j = impl_->driver.JobIndex(id);
   if (!impl_->running || j < 0 || impl_->driver.job(j).end != driver::JobEnd::kFailed) return false;
   impl_->requests.Retry(id);
@@ -258,11 +260,13 @@ const RunOptions& Runtime::options() const { return impl_->options; }
 const std::vector<std::string>& Runtime::notices() const { return impl_->notices; }
 
 std::filesystem::path Runtime::JobWorkdir(const std::string& job_id, const std::string& node) const {
+  RecursiveLock lock(&impl_->state_mu);
   const int n = impl_->driver.NodeIndex(node);
   return n < 0 ? std::filesystem::path() : impl_->node_workdirs[n] / job_id;
 }
 
 void Runtime::Impl::Start() {
+  RecursiveLock lock(&state_mu);
   std::filesystem::create_directories(options.out);
   for (const auto& d : node_workdirs) std::filesystem::create_directories(d);
   if (Status st = lines.Open(options.out / "jobs.jsonl"); !st.ok() && log) log->Line("baton: " + st.message());
@@ -274,7 +278,6 @@ void Runtime::Impl::Start() {
     if (Status st = trace.Open(options.trace, names); st.ok()) journal->SetTrace(&trace);
     else if (log) log->Line("baton: " + st.message());
   }
-  std::lock_guard lock(state_mu);
   t0 = clock->Monotonic();
   started = true;
   running = true;
@@ -395,7 +398,7 @@ void Runtime::Impl::WaitForCompletions(std::vector<CompletionQueue::Completion>*
   if (q.done.empty() && !requests.stop_requested()) {
     double wake;
     {
-      std::lock_guard state(state_mu);
+      RecursiveLock state(&state_mu);
       wake = std::min(driver.NextWakeup(), Now() + 0.1);
     }
     // Clock::WaitFor takes a std::unique_lock: it adopts the held mutex and leaves it held.
@@ -408,7 +411,7 @@ void Runtime::Impl::WaitForCompletions(std::vector<CompletionQueue::Completion>*
 }
 
 void Runtime::Impl::ApplyCompletions(std::vector<CompletionQueue::Completion>* batch) {
-  std::lock_guard lock(state_mu);
+  RecursiveLock lock(&state_mu);
   const double now = Now();
   for (auto& c : *batch) {
     if (c.wait_notice) {
@@ -451,13 +454,13 @@ void Runtime::Impl::Admit(double now) {
 }
 
 void Runtime::Impl::WriteOutputs() {
-  std::lock_guard lock(state_mu);
+  RecursiveLock lock(&state_mu);
   RunReport& report = final_report;
   report.seconds = Now();
   report.interrupted = requests.stopped();
   if (Status st = journal->Flush(); !st.ok()) JournalFailed(st);
   {
-    std::lock_guard fatal_lock(fatal_mu);
+    MutexLock fatal_lock(&fatal_mu);
     report.error = fatal;
   }
   Release();
@@ -534,7 +537,7 @@ const RunReport& Runtime::Run() {
   turn.abandon = true;
   while (true) {
     {
-      std::lock_guard lock(m.state_mu);
+      RecursiveLock lock(&m.state_mu);
       const double now = m.Now();
       m.ApplyRequests(now);
       m.Admit(now);
@@ -559,7 +562,7 @@ const RunReport& Runtime::Run() {
 }
 
 Json Runtime::JobDetail(const std::string& id) const {
-  std::lock_guard lock(impl_->state_mu);
+  RecursiveLock lock(&impl_->state_mu);
   Json detail = impl_->driver.JobDetail(id, impl_->Now());
   const int j = impl_->driver.JobIndex(id);
   if (j < 0) return impl_->SavedJob(id);  // left memory (streaming): its line in jobs.jsonl, by number
@@ -579,14 +582,14 @@ Json Runtime::JobDetail(const std::string& id) const {
 }
 
 Json Runtime::Snapshot() const {
-  std::lock_guard lock(impl_->state_mu);
+  RecursiveLock lock(&impl_->state_mu);
   Json snap = impl_->driver.Snapshot(impl_->pipeline.name, impl_->Now());
   impl_->AddParks(&snap, impl_->Now());
   return snap;
 }
 
 Json Runtime::Overview() const {
-  std::lock_guard lock(impl_->state_mu);
+  RecursiveLock lock(&impl_->state_mu);
   Json view = impl_->driver.Overview(impl_->pipeline.name, impl_->Now());
   impl_->AddParks(&view, impl_->Now());
   return view;
@@ -596,8 +599,8 @@ Json Runtime::Overview() const {
 // live job from the driver, one that left memory from jobs.jsonl (its index). A filtered page
 // covers the jobs in memory (live, failed and recently ended ones).
 Json Runtime::JobsPage(const JobsQuery& query) const {
-  std::lock_guard lock(impl_->state_mu);
   Impl& m = *impl_;
+  RecursiveLock lock(&m.state_mu);
   if (!m.journal->streaming() || !query.states.empty() || !query.text.empty())
     return m.driver.JobsPage(query, m.Now());
   const size_t total = m.driver.submitted_count();
