@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     o.inputs.assign(jobs, "");
     o.out = dir / "embedded";
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(LoadPipeline(pipeline_file).value(), c, o);
+    const std::unique_ptr<Runtime> rt_owner = Runtime::Create(LoadPipeline(pipeline_file).value(), c, o).value();
+    Runtime& rt = *rt_owner;
     auto t0 = std::chrono::steady_clock::now();
     RunReport r = rt.Run();
     const double s = Seconds(t0);

@@ -360,16 +360,17 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
   }
   spec->artifact = [name = opts.name, token = token, max = opts.max_artifact_bytes, homes = m.homes, spec_p = p,
                     workdir = spec->workdir, job = m.job,
-                    results = spec->results](std::string_view from, std::string_view relative) {
+                    results = spec->results](std::string_view from,
+                                             std::string_view relative) -> Result<std::filesystem::path> {
     const std::string rel(relative);
-    if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
+    if (!SafeRelative(rel)) return Status::Invalid("artifact path '" + rel + "' is not a clean relative path");
     const int idx = spec_p->spec.StepIndex(std::string(from));
     const protocol::StepHome home =
         idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : protocol::StepHome{};
     if (home.node.empty() || home.node == name) {
       auto local = workdir / rel;
       if (!std::filesystem::exists(local))
-        throw std::runtime_error("artifact " + std::string(from) + ":" + rel + " not found on " + name);
+        return Status::NotFound("artifact " + std::string(from) + ":" + rel + " not found on " + name);
       return local;
     }
     const auto dest = workdir / ".fetched" / std::string(from) / rel;
@@ -381,7 +382,8 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
           path[path.size() - rel.size() - 1] == '/')
         recorded = r->value("sha256", "");
     }
-    FetchArtifact(home.address, token, job, rel, dest, max, recorded);
+    if (Status fetched = FetchArtifact(home.address, token, job, rel, dest, max, recorded); !fetched.ok())
+      return fetched;
     return dest;
   };
   pool.Submit([a, spec, cannot, shared = shared, node = opts.name, inc = incarnation] {

@@ -511,7 +511,8 @@ class StubbornStep : public Step {
 TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
   head_->Kill(SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
-  StepRegistry::Global().Register("stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+  StepRegistry::Global().Register("stubborn",
+                                  StepFactoryOf([](const Json&) { return std::make_unique<StubbornStep>(); }));
   g_let_stubborn_go = false;
   const cluster::RedisUrl url = cluster::RedisUrl::Parse(url_);
   cluster::HeadOptions ho;

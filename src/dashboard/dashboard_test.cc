@@ -54,7 +54,7 @@ class DashboardTest : public ::testing::Test {
     opts.inputs = std::move(inputs);
     opts.out = dir_ / "out";
     opts.log_format = RunOptions::LogFormat::kNone;
-    runtime_ = std::make_unique<Runtime>(ParsePipeline(yaml, "pipeline.yaml").value(), TwoNodes(), opts);
+    runtime_ = Runtime::Create(ParsePipeline(yaml, "pipeline.yaml").value(), TwoNodes(), opts).value();
     source_ = std::make_unique<RuntimeSource>(*runtime_);
     DashboardOptions dopts;
     dopts.address = "127.0.0.1:0";
@@ -404,7 +404,9 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   opts.log_format = RunOptions::LogFormat::kNone;
   TempDir dir;
   opts.out = dir / "out";
-  Runtime runtime(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml").value(), TwoNodes(), opts);
+  const std::unique_ptr<Runtime> runtime_owner =
+      Runtime::Create(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml").value(), TwoNodes(), opts).value();
+  Runtime& runtime = *runtime_owner;
   RuntimeSource source(runtime);
   DashboardOptions o;
   o.address = "0.0.0.0:0";

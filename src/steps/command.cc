@@ -120,7 +120,7 @@ class CommandStep : public Step {
 }  // namespace
 
 void RegisterCommandStep(StepRegistry& r) {
-  r.Register("command", [](const Json& with) { return std::make_unique<CommandStep>(with); });
+  r.Register("command", StepFactoryOf([](const Json& with) { return std::make_unique<CommandStep>(with); }));
 }
 
 }  // namespace baton

@@ -42,7 +42,7 @@ class SleepStep : public Step {
 }  // namespace
 
 void RegisterSleepStep(StepRegistry& r) {
-  r.Register("sleep", [](const Json& with) { return std::make_unique<SleepStep>(with); });
+  r.Register("sleep", StepFactoryOf([](const Json& with) { return std::make_unique<SleepStep>(with); }));
 }
 
 }  // namespace baton

@@ -193,7 +193,7 @@ class WorkerStep : public Step {
 }  // namespace
 
 void RegisterWorkerStep(StepRegistry& r) {
-  r.Register("worker", [](const Json& with) { return std::make_unique<WorkerStep>(with); });
+  r.Register("worker", StepFactoryOf([](const Json& with) { return std::make_unique<WorkerStep>(with); }));
 }
 
 }  // namespace baton
