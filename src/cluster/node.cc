@@ -187,6 +187,7 @@ struct NodeAgent::Impl {
     return false;
   }
   std::shared_ptr<Loaded> Pipeline(Redis& db, const std::string& pid);
+  Status ParseLoaded(const std::string& pid, Hash& h, Loaded* l);
   void Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded> p);
   void Reporter();
   void Heartbeat();
@@ -300,25 +301,27 @@ void NodeAgent::RequestStop() {
   impl_->shared->cv.SignalAll();
 }
 
+// Pipeline `pid` from its hash: its spec, steps and rates into `l`; an error when it cannot run.
+Status NodeAgent::Impl::ParseLoaded(const std::string& pid, Hash& h, Loaded* l) {
+  if (h.empty()) return Status::NotFound("pipeline " + pid + " is not in redis");
+  auto spec = ParsePipeline(h["yaml"], h["file"]);
+  if (!spec.ok()) return spec.status();
+  l->spec = std::move(*spec);
+  auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
+  if (steps.ok()) l->steps = std::move(*steps);
+  else l->error = steps.error();
+  l->rates = std::make_shared<rates::RedisRateLimiter>(opts.redis, opts.prefix, l->spec.rates, l->spec.budget_usd,
+                                                       "pipeline-" + pid);
+  return Status::Ok();
+}
+
 std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, const std::string& pid) {
   auto it = pipelines.find(pid);
   if (it != pipelines.end()) return it->second;
   auto l = std::make_shared<Loaded>();
   Hash h = cluster::ToHash(db.Command({"HGETALL", keys.pipeline(pid)}));
   if (!db.ok()) return nullptr;
-  try {
-    if (h.empty()) throw std::runtime_error("pipeline " + pid + " is not in redis");
-    auto spec = ParsePipeline(h["yaml"], h["file"]);
-    if (!spec.ok()) throw std::runtime_error(spec.error());
-    l->spec = std::move(*spec);
-    auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
-    if (steps.ok()) l->steps = std::move(*steps);
-    else l->error = steps.error();
-    l->rates = std::make_shared<rates::RedisRateLimiter>(opts.redis, opts.prefix, l->spec.rates, l->spec.budget_usd,
-                                                         "pipeline-" + pid);
-  } catch (const std::exception& e) {
-    l->error = e.what();
-  }
+  if (Status st = ParseLoaded(pid, h, l.get()); !st.ok()) l->error = st.message();
   pipelines[pid] = l;
   return l;
 }

@@ -65,12 +65,11 @@ struct ChildIo {
   const int* fds = nullptr;  // three descriptors, or null: /dev/null, stdout_path, stderr_path
 };
 
-// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or fills
-// `error` and returns -1.
-pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
+// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or why the
+// command could not start.
+Result<pid_t> Spawn(const ProcessSpec& spec, const ChildIo& io) {
   if (spec.argv.empty() || spec.argv[0].empty()) {
-    *error = "empty command";
-    return -1;
+    return Status::Invalid("empty command");
   }
   std::vector<char*> argv;
   for (const auto& a : spec.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -109,8 +108,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   }
   int report[2];  // the child writes errno here when exec fails; closed on a successful exec
   if (pipe2(report, O_CLOEXEC) != 0) {
-    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return -1;
+    return Status::Invalid(std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno));
   }
   const int* fds = io.fds;
   const pid_t parent = getpid();
@@ -151,8 +149,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   close(report[1]);
   if (pid < 0) {
     close(report[0]);
-    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return -1;
+    return Status::Invalid(std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno));
   }
   int rc = 0;
   ssize_t got;
@@ -162,14 +159,12 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   if (got == sizeof rc) {
     int st = 0;
     waitpid(pid, &st, 0);
-    if (rc == ENOENT)
-      *error =
-          "command '" + spec.argv[0] + "' not found" + (spec.argv[0].find('/') == std::string::npos ? " on PATH" : "");
-    else if (rc == EACCES)
-      *error = "command '" + spec.argv[0] + "' is not executable";
-    else
-      *error = "cannot start '" + spec.argv[0] + "': " + strerror(rc);
-    return -1;
+    if (rc == ENOENT) {
+      return Status::Invalid("command '" + spec.argv[0] + "' not found" +
+                             (spec.argv[0].find('/') == std::string::npos ? " on PATH" : ""));
+    }
+    if (rc == EACCES) return Status::Invalid("command '" + spec.argv[0] + "' is not executable");
+    return Status::Invalid("cannot start '" + spec.argv[0] + "': " + strerror(rc));
   }
   return pid;
 }
@@ -189,13 +184,13 @@ Result<PipedChild> StartPiped(const ProcessSpec& spec) {
     return Status::Unavailable(std::string("pipe: ") + strerror(errno));
   }
   const int child_fds[3] = {in[0], out[1], err[1]};
-  std::string error;
-  const pid_t pid = Spawn(spec, ChildIo{child_fds}, &error);
+  const Result<pid_t> spawned = Spawn(spec, ChildIo{child_fds});
   for (int fd : child_fds) close(fd);
-  if (pid < 0) {
+  if (!spawned.ok()) {
     for (int fd : {in[1], out[0], err[0]}) close(fd);
-    return Status::Invalid(error);
+    return spawned.status();
   }
+  const pid_t pid = *spawned;
   PipedChild c;
   c.pid = pid;
   c.pidfd = PidfdOpen(pid);
@@ -247,8 +242,12 @@ std::string DescribeWaitStatus(int status) {
 ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel,
                          const std::function<void(pid_t)>& on_start) {
   ProcessResult r;
-  const pid_t pid = Spawn(spec, ChildIo{}, &r.error);
-  if (pid < 0) return r;
+  const Result<pid_t> spawned = Spawn(spec, ChildIo{});
+  if (!spawned.ok()) {
+    r.error = spawned.error();
+    return r;
+  }
+  const pid_t pid = *spawned;
   r.started = true;
   r.pid = pid;
   if (on_start) on_start(pid);
