@@ -252,7 +252,7 @@ int StatusCommand(const cluster::RedisUrl& url) {
     Result<RunReport> read = cluster::ClusterReport(db, keys, &names);
     if (!read.ok()) return Fail(read.status());
     const RunReport& report = *read;
-    WriteChromeTrace(g_args.trace, report, names);
+    if (Status st = WriteChromeTrace(g_args.trace, report, names); !st.ok()) return Fail(st);
     std::fprintf(stderr, "baton: trace of %zu jobs written to %s\n", report.jobs.size(), g_args.trace.c_str());
   }
   if (!g_args.job.empty()) {

@@ -190,7 +190,7 @@ int SimulateCommand(const SimulateArgs& a) {
   if (!a.trace.empty()) {
     std::vector<std::string> names;
     for (const auto& n : cluster.nodes) names.push_back(n.name);
-    WriteChromeTrace(a.trace, report, names);
+    if (Status st = WriteChromeTrace(a.trace, report, names); !st.ok()) return Fail(st);
     std::printf("  trace: %s\n", a.trace.c_str());
   }
   return succeeded == static_cast<int>(jobs) ? 0 : 1;
