@@ -84,7 +84,8 @@ TEST_F(ChineseMoreTest, TraditionalChineseReportWithExactSlides) {
   o.log_stream = log;
   const PipelineSpec spec = ParsePipeline(Pipeline("zh-TW"), (work_ / "zh.yaml").string()).value();
   EXPECT_EQ(spec.steps[1].with["_language"], "zh-TW");
-  Runtime rt(spec, {}, o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(spec, {}, o).value();
+  Runtime& rt = *rt_owner;
   const RunReport r = rt.Run();
   fclose(log);
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error << "\n" << ReadFile(work_ / "log.txt");

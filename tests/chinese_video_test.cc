@@ -56,7 +56,9 @@ class ChineseVideoTest : public ::testing::Test {
     o.inputs = {server_->url("/files/%E5%AD%A3%E5%BA%A6%E6%8A%A5%E5%91%8A.mp4")};
     o.out = out_.path();
     o.log_stream = log_ = fopen((work_ / "log.txt").c_str(), "w");
-    Runtime rt(ParsePipeline(yaml, (work_ / "zh.yaml").string()).value(), {}, o);
+    const std::unique_ptr<Runtime> rt_owner =
+        Runtime::Create(ParsePipeline(yaml, (work_ / "zh.yaml").string()).value(), {}, o).value();
+    Runtime& rt = *rt_owner;
     RunReport r = rt.Run();
     fclose(log_);
     return r;
@@ -127,15 +129,13 @@ TEST(ChineseVideoConfig, UnknownTagsAndMissingOcrDataAreLoadErrors) {
   const PipelineSpec p = ParsePipeline("language: zh_tw\nsteps: [{name: a, uses: sleep}]\n", "p.yaml").value();
   EXPECT_EQ(p.language, "zh-TW");
   EXPECT_EQ(p.steps[0].with["_language"], "zh-TW");
-  try {
-    StepRegistry::Global().Create("analyze", Json{{"ocr", {{"lang", "chi_sim+xyz_vert"}}}});
-    FAIL() << "accepted missing Tesseract data";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("with.ocr.lang: Tesseract has no data for 'xyz_vert'"), std::string::npos)
-        << e.what();
-    EXPECT_NE(std::string(e.what()).find("install the Debian package tesseract-ocr-xyz-vert"), std::string::npos)
-        << e.what();
-  }
+  const Result<std::unique_ptr<Step>> refused =
+      StepRegistry::Global().Create("analyze", Json{{"ocr", {{"lang", "chi_sim+xyz_vert"}}}});
+  ASSERT_FALSE(refused.ok()) << "accepted missing Tesseract data";
+  EXPECT_NE(refused.error().find("with.ocr.lang: Tesseract has no data for 'xyz_vert'"), std::string::npos)
+      << refused.error();
+  EXPECT_NE(refused.error().find("install the Debian package tesseract-ocr-xyz-vert"), std::string::npos)
+      << refused.error();
 }
 
 }  // namespace

@@ -55,8 +55,9 @@ steps:
     for (int i = 0; i < jobs; ++i) o.inputs.push_back("video-" + std::to_string(i));
     o.out = dir / ("out-" + std::to_string(++runs));
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
-               ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o);
+    const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
+               ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o).value();
+    Runtime& rt = *rt_owner;
     return rt.Run();
   }
   // The batch price (half of 0.5/1.5 per Mtok) of every item the server answered.
@@ -112,8 +113,12 @@ TEST_F(LlmBatchTest, ParkedAttemptsAndTheirBatchAreSeenWhileTheyWait) {
   o.inputs.assign(6, "");
   o.out = dir / "out-seen";
   o.log_format = RunOptions::LogFormat::kNone;
-  Runtime rt(ParsePipeline(Yaml("{max_requests: 6, collect: 60s, poll: 0.05}"), (dir / "p.yaml").string()).value(),
-             ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          ParsePipeline(Yaml("{max_requests: 6, collect: 60s, poll: 0.05}"), (dir / "p.yaml").string()).value(),
+          ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o)
+          .value();
+  Runtime& rt = *rt_owner;
   std::thread run([&] { rt.Run(); });
   Json snap;
   const bool parked = testing::WaitFor(

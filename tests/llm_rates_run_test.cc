@@ -50,8 +50,9 @@ steps:
     o.inputs.assign(12, "");
     o.out = dir / ("out-" + std::to_string(++runs));  // a fresh output folder per run
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
-               ParseCluster("nodes: [{name: n, cpus: 12, labels: {role: head}}]\n", "c.yaml").value(), o);
+    const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
+               ParseCluster("nodes: [{name: n, cpus: 12, labels: {role: head}}]\n", "c.yaml").value(), o).value();
+    Runtime& rt = *rt_owner;
     return rt.Run();
   }
 

@@ -62,15 +62,17 @@ std::string StepWait(const Json& snapshot, const std::string& job) {
 
 TEST(RateWait, AStepWaitingForARateHoldsNoCpuAndSaysSo) {
   if (!StepRegistry::Global().Has("test_rate_waiter"))
-    StepRegistry::Global().Register("test_rate_waiter", [](const Json&) { return std::make_unique<RateWaiterStep>(); });
+    StepRegistry::Global().Register("test_rate_waiter",
+                                    StepFactoryOf([](const Json&) { return std::make_unique<RateWaiterStep>(); }));
   testing::TempDir dir;
   RunOptions o;
   o.inputs = {"a", "b"};
   o.out = dir.path() / "out";
   o.log_format = RunOptions::LogFormat::kNone;
-  Runtime rt(
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(
       ParsePipeline("steps:\n  - name: s\n    uses: test_rate_waiter\n    resources: {cpu: 1}\n", "p.yaml").value(),
-      ParseCluster("nodes: [{name: n, cpus: 1, labels: {role: head}}]\n", "c.yaml").value(), o);
+      ParseCluster("nodes: [{name: n, cpus: 1, labels: {role: head}}]\n", "c.yaml").value(), o).value();
+  Runtime& rt = *rt_owner;
   const RunReport* report = nullptr;
   std::thread run([&] { report = &rt.Run(); });
 

@@ -35,7 +35,8 @@ class SpeechWorkerTest : public ::testing::Test {
     o.inputs = {(media_ / "talk.mp4").string()};
     o.out = out_.path();
     o.log_stream = log_ = fopen((media_ / "log.txt").c_str(), "w");
-    Runtime rt(p, {}, o);
+    const std::unique_ptr<Runtime> rt_owner = Runtime::Create(p, {}, o).value();
+    Runtime& rt = *rt_owner;
     RunReport r = rt.Run();
     fclose(log_);
     return r;

@@ -62,9 +62,12 @@ TEST_F(VideoReportTest, ReportsHoldWhatWasShownAndSaidAndFailuresSayWhy) {
   o.trace = out_ / "trace.json";
   FILE* log = fopen((out_ / "log.txt").c_str(), "w");
   o.log_stream = log;
-  Runtime rt(VideoReport("      provider: custom\n      base_url: " + llm.base_url() +
-                         "\n      model: test-model\n      api_key_env: BATON_TEST_LLM_KEY\n"),
-             {}, o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(VideoReport("      provider: custom\n      base_url: " + llm.base_url() +
+                                  "\n      model: test-model\n      api_key_env: BATON_TEST_LLM_KEY\n"),
+                      {}, o)
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   fclose(log);
   ASSERT_EQ(r.jobs.size(), 4u);
@@ -108,8 +111,9 @@ TEST_F(VideoReportTest, ThreeNodesKeepAnalyzeOnTheDownloadingNodeAndDocumentsOnT
   o.out = out_.path();
   o.log_format = RunOptions::LogFormat::kNone;
   o.keep_work = true;  // the analysis files are looked at below
-  Runtime rt(VideoReport("      provider: extractive\n"),
-             LoadCluster(testing::SourceDir() / "examples" / "clusters" / "three-nodes.yaml").value(), o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(VideoReport("      provider: extractive\n"),
+             LoadCluster(testing::SourceDir() / "examples" / "clusters" / "three-nodes.yaml").value(), o).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 3) << r.jobs[0].error;
   std::set<std::string> download_nodes;

@@ -71,7 +71,9 @@ TEST_F(WorkerStepTest, OneLoadBatchesAcrossJobsEachJobItsOwnAnswer) {
                            Record().string() + "]";
   RunOptions options = Options(Inputs(12));
   options.trace = dir_.path() / "trace.json";
-  Runtime rt(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n"), Node(1), options);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n"), Node(1), options).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 12);
   for (const auto& j : r.jobs) {
@@ -110,7 +112,9 @@ TEST_F(WorkerStepTest, OneLoadBatchesAcrossJobsEachJobItsOwnAnswer) {
 TEST_F(WorkerStepTest, TwoGpusTwoWorkersEachWithItsOwnDevice) {
   const std::string argv = "[python3, " + Standin() + ", --load, '0.2', --cost, '0.05', '0', --record, " +
                            Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 2, wait: 5s}\n"), Node(2), Options(Inputs(8)));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(Pipeline(argv, "      batch: {max: 2, wait: 5s}\n"), Node(2), Options(Inputs(8))).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 8);
   std::map<int, std::set<std::string>> gpus_of;
@@ -131,7 +135,9 @@ TEST_F(WorkerStepTest, TheSameModelAsCommandAndAsWorkerGivesTheSameAnswers) {
                            ", --load, '0', --cost, '0', '0', --command, --job, '{job}', --input, '{input}']\n"
                            "  - name: as_worker\n    uses: worker\n    with:\n      argv: [python3, " +
                            Standin() + ", --load, '0', --cost, '0', '0']\n      batch: {max: 3, wait: 1s}\n";
-  Runtime rt(ParsePipeline(yaml, "both.yaml").value(), Node(1), Options(Inputs(5)));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline(yaml, "both.yaml").value(), Node(1), Options(Inputs(5))).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 5);
   for (const auto& j : r.jobs) {
@@ -142,8 +148,11 @@ TEST_F(WorkerStepTest, TheSameModelAsCommandAndAsWorkerGivesTheSameAnswers) {
 
 TEST_F(WorkerStepTest, AnItemErrorFailsThatItemAloneAndTheWorkerStays) {
   const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n", "    retries: 2\n"), Node(1),
-             Options({"ok:a", "fail", "ok:b", "ok:c"}));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(Pipeline(argv, "      batch: {max: 4, wait: 5s}\n", "    retries: 2\n"), Node(1),
+                      Options({"ok:a", "fail", "ok:b", "ok:c"}))
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.succeeded, 3);
   ASSERT_EQ(r.failed, 1);
@@ -163,8 +172,11 @@ TEST_F(WorkerStepTest, AnItemErrorFailsThatItemAloneAndTheWorkerStays) {
 
 TEST_F(WorkerStepTest, APoisonPillFailsAloneAfterItsRetriesAndTheModelIsNotReloadedForever) {
   const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 6, wait: 5s}\n", "    retries: 1\n    backoff: 0.1s\n"), Node(1),
-             Options({"ok:a", "ok:b", "poison", "ok:c", "ok:d", "ok:e"}));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(Pipeline(argv, "      batch: {max: 6, wait: 5s}\n", "    retries: 1\n    backoff: 0.1s\n"),
+                      Node(1), Options({"ok:a", "ok:b", "poison", "ok:c", "ok:d", "ok:e"}))
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.succeeded, 5);
   ASSERT_EQ(r.failed, 1);
@@ -188,7 +200,10 @@ TEST_F(WorkerStepTest, APoisonPillFailsAloneAfterItsRetriesAndTheModelIsNotReloa
 
 TEST_F(WorkerStepTest, AProtocolErrorRestartsTheWorkerAndItsItemsAreRequeued) {
   const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 3, wait: 5s}\n"), Node(1), Options({"ok:a", "junk-once", "ok:b"}));
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(Pipeline(argv, "      batch: {max: 3, wait: 5s}\n"),
+                                                            Node(1), Options({"ok:a", "junk-once", "ok:b"}))
+                                                .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.succeeded, 3);
   for (const auto& j : r.jobs) EXPECT_EQ(j.attempts.size(), 1u) << j.id;
@@ -201,8 +216,12 @@ TEST_F(WorkerStepTest, AProtocolErrorRestartsTheWorkerAndItsItemsAreRequeued) {
 
 TEST_F(WorkerStepTest, AWorkerHangingPastTheTimeoutIsKilledTheOthersGoOn) {
   const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 3, wait: 5s}\n      cancel_grace: 0.3s\n", "    timeout: 1s\n"),
-             Node(1), Options({"ok:a", "hang", "ok:b"}));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          Pipeline(argv, "      batch: {max: 3, wait: 5s}\n      cancel_grace: 0.3s\n", "    timeout: 1s\n"), Node(1),
+          Options({"ok:a", "hang", "ok:b"}))
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.succeeded, 2);
   ASSERT_EQ(r.failed, 1);
@@ -219,8 +238,11 @@ TEST_F(WorkerStepTest, AWorkerHangingPastTheTimeoutIsKilledTheOthersGoOn) {
 
 TEST_F(WorkerStepTest, CancellingAJobWhoseWorkerIgnoresCancelRestartsTheWorkerTheOthersGoOn) {
   const std::string argv = "[python3, " + Fault() + ", --record, " + Record().string() + "]";
-  Runtime rt(Pipeline(argv, "      batch: {max: 3, wait: 1s}\n      cancel_grace: 0.3s\n"), Node(1),
-             Options({"ok:a", "hang", "ok:b"}));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(Pipeline(argv, "      batch: {max: 3, wait: 1s}\n      cancel_grace: 0.3s\n"), Node(1),
+                      Options({"ok:a", "hang", "ok:b"}))
+          .value();
+  Runtime& rt = *rt_owner;
   std::thread canceller([&] {  // once the batch holding the hanging item runs in the worker
     EXPECT_TRUE(testing::WaitFor([&] { return Lines(Record()).size() >= 2; }, 30));
     // The node view shows the worker, its batch and its host state.
@@ -248,7 +270,9 @@ TEST_F(WorkerStepTest, AnIdleWorkerExitsAndGivesItsGpuBack) {
                            Fault() + ", --record, " + Record().string() +
                            "]\n      idle_timeout: 0.3s\n    resources: {gpu: 1}\n"
                            "  - name: after\n    uses: sleep\n    with: {seconds: 0}\n    resources: {gpu: 1}\n";
-  Runtime rt(ParsePipeline(yaml, "idle.yaml").value(), Node(1), Options({"ok:a"}));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline(yaml, "idle.yaml").value(), Node(1), Options({"ok:a"})).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
   const auto lines = Lines(Record());
@@ -262,7 +286,8 @@ TEST_F(WorkerStepTest, AnIdleWorkerExitsAndGivesItsGpuBack) {
 
 TEST_F(WorkerStepTest, AWorkerThatCannotStartFailsItsItemsWithItsStderr) {
   const std::string argv = "[python3, " + Fault() + ", --die-at-start]";
-  Runtime rt(Pipeline(argv, ""), Node(1), Options({"ok:a"}));
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(Pipeline(argv, ""), Node(1), Options({"ok:a"})).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.failed, 1);
   EXPECT_NE(r.jobs[0].error.find("worker did not become ready: exit status 3"), std::string::npos) << r.jobs[0].error;

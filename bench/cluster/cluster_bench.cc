@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     o.inputs.assign(jobs, "");
     o.out = dir / "embedded";
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(LoadPipeline(pipeline_file).value(), c, o);
+    const std::unique_ptr<Runtime> rt_owner = Runtime::Create(LoadPipeline(pipeline_file).value(), c, o).value();
+    Runtime& rt = *rt_owner;
     auto t0 = std::chrono::steady_clock::now();
     RunReport r = rt.Run();
     const double s = Seconds(t0);
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
       {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"},
       dir / "redis.log");
   cluster::Redis db;
-  for (int i = 0; i < 100 && !db.Connect(cluster::RedisUrl::Parse(url)); ++i)
+  for (int i = 0; i < 100 && !db.Connect(cluster::RedisUrl::Parse(url).value()); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   testing::ChildProcess head({baton, "head", "--redis", url, "--log-format", "none"}, dir / "head.log");
   std::vector<std::unique_ptr<testing::ChildProcess>> nodes;
@@ -121,11 +122,11 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> inputs(jobs, "");
   PipelineSpec spec = LoadPipeline(pipeline_file).value();
-  auto ids = cluster::SubmitJobs(db, keys, pipeline_file, text, spec, inputs);
+  auto ids = cluster::SubmitJobs(db, keys, pipeline_file, text, spec, inputs).value();
   while (true) {
-    auto st = cluster::JobStates(db, keys, {ids.back()});
+    auto st = cluster::JobStates(db, keys, {ids.back()}).value();
     if (cluster::TerminalState(st[0])) {
-      auto all = cluster::JobStates(db, keys, ids);
+      auto all = cluster::JobStates(db, keys, ids).value();
       if (std::all_of(all.begin(), all.end(), [](const std::string& s) { return cluster::TerminalState(s); })) break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -133,7 +134,7 @@ int main(int argc, char** argv) {
   const double s = Seconds(t0);
   const long long calls1 = TotalCalls(db);
   std::vector<double> latency;
-  RunReport report = cluster::ClusterReport(db, keys, nullptr);
+  RunReport report = cluster::ClusterReport(db, keys, nullptr).value();
   for (size_t i = 0; i < ids.size(); ++i) {
     cluster::Reply list = db.Command({"LRANGE", keys.attempts(ids[i]), "0", "-1"});
     for (size_t k = 0; k < list.size(); ++k) {
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
   std::string yaml = "name: queued\nsteps:\n  - {name: s, uses: sleep, resources: {nothing_has_this: 1}}\n";
   std::ofstream(dir / "q.yaml") << yaml;
   std::vector<std::string> qin(queued, "");
-  cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml").value(), qin);
+  cluster::SubmitJobs(db, keys, dir / "q.yaml", yaml, LoadPipeline(dir / "q.yaml").value(), qin).value();
   for (int i = 0; i < 600 && db.Command({"XLEN", keys.inbox()}).integer() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -79,8 +79,9 @@ int main(int argc, char** argv) {
   o.inputs.assign(jobs, "");
   o.out = std::filesystem::temp_directory_path() / "baton-dashboard-bench";
   o.log_format = RunOptions::LogFormat::kNone;
-  Runtime rt(ParsePipeline(kNoop, "bench.yaml").value(),
-             ParseCluster("nodes:\n  - {name: n, cpus: 8}\n", "c.yaml").value(), o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(kNoop, "bench.yaml").value(),
+             ParseCluster("nodes:\n  - {name: n, cpus: 8}\n", "c.yaml").value(), o).value();
+  Runtime& rt = *rt_owner;
   dashboard::RuntimeSource source(rt);
   dashboard::DashboardOptions d;
   d.address = "127.0.0.1:0";

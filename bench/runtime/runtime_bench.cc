@@ -58,7 +58,10 @@ Outcome RunOnce(const char* pipeline, const char* cluster, size_t jobs, const Mo
   o.journal = mode.journal;
   o.journal_sync = mode.sync;
   o.keep_finished = mode.keep_finished;
-  Runtime rt(ParsePipeline(pipeline, "bench.yaml").value(), ParseCluster(cluster, "bench-cluster.yaml").value(), o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(pipeline, "bench.yaml").value(),
+                                                            ParseCluster(cluster, "bench-cluster.yaml").value(), o)
+                                                .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   return {r.succeeded, r.seconds};
 }

@@ -35,24 +35,26 @@ int main(int argc, char** argv) {
     return 2;
   }
   baton::RegisterBuiltinSteps();
-  baton::StepRegistry::Global().Register("shout", [](const baton::Json& with) { return std::make_unique<Shout>(with); });
+  // StepFactoryOf turns Shout's ConfigError into the error the loader reports, with file and line.
+  baton::StepRegistry::Global().Register(
+      "shout", baton::StepFactoryOf([](const baton::Json& with) { return std::make_unique<Shout>(with); }));
   baton::Result<baton::PipelineSpec> pipeline = baton::LoadPipeline(argv[1]);
   if (!pipeline.ok()) {
     std::fprintf(stderr, "error: %s\n", pipeline.error().c_str());
     return 2;
   }
-  try {
-    baton::RunOptions opts;
-    opts.inputs.assign(argv + 2, argv + argc);
-    opts.out = "out/custom-step";
-    baton::Runtime runtime(std::move(*pipeline), {}, opts);  // throws LoadError when no node can run a step
-    const baton::RunReport& report = runtime.Run();
-    for (const auto& job : report.jobs)
-      std::printf("%s: %s\n", job.id.c_str(),
-                  job.status == "succeeded" ? job.results["shout"]["text"].get<std::string>().c_str() : job.error.c_str());
-    return report.ExitCode();
-  } catch (const baton::LoadError& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+  baton::RunOptions opts;
+  opts.inputs.assign(argv + 2, argv + argc);
+  opts.out = "out/custom-step";
+  // An error when a step's `with:` is refused or no node can run a step: one line, file and key.
+  baton::Result<std::unique_ptr<baton::Runtime>> runtime = baton::Runtime::Create(std::move(*pipeline), {}, opts);
+  if (!runtime.ok()) {
+    std::fprintf(stderr, "error: %s\n", runtime.error().c_str());
     return 2;
   }
+  const baton::RunReport& report = (*runtime)->Run();
+  for (const auto& job : report.jobs)
+    std::printf("%s: %s\n", job.id.c_str(),
+                job.status == "succeeded" ? job.results["shout"]["text"].get<std::string>().c_str() : job.error.c_str());
+  return report.ExitCode();
 }

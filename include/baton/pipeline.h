@@ -24,7 +24,7 @@
 namespace baton {
 
 // One-line, user-facing load error: "examples/x.yaml:12: steps[1].resources.gpu: must be >= 0".
-// Thrown inside the loaders (and by the Runtime's constructor); the loaders return it as a Result.
+// Thrown inside the loaders only, which return it as a Result (docs/design.md, "Errors").
 struct LoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };

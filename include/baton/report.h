@@ -56,7 +56,8 @@ struct JobsQuery {
 // gpus}, except that the attempts one resident worker served in one batch (same node and
 // AttemptReport::batch) are one event "STEP batch of N" whose args name its jobs; pid per node,
 // named by metadata; one lane (tid) per GPU and as many CPU lanes as attempts overlap.
-void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
-                      const std::vector<std::string>& node_names);
+// An error when the file cannot be written.
+[[nodiscard]] Status WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
+                                      const std::vector<std::string>& node_names);
 
 }  // namespace baton

@@ -7,8 +7,9 @@
 //   if (!pipeline.ok()) return Fail(pipeline.error());  // one line naming file, line and key
 //   baton::RunOptions opts;
 //   opts.inputs = {"", "", "", ""};            // four jobs
-//   baton::Runtime runtime(*pipeline, *cluster, opts);  // validates; throws LoadError
-//   const baton::RunReport& report = runtime.Run();    // blocks until every job ended
+//   auto runtime = baton::Runtime::Create(*pipeline, *cluster, opts);  // validates
+//   if (!runtime.ok()) return Fail(runtime.error());  // one line: a step no node can run, ...
+//   const baton::RunReport& report = (*runtime)->Run();  // blocks until every job ended
 //
 // One driver thread owns the scheduling core; attempts run on a pool of worker threads (built-in
 // steps in-process, `command` steps as subprocesses). Every state change is an Event delivered to
@@ -84,12 +85,10 @@ class Runtime {
  public:
   // Validates the pipeline against the registry and the nodes (unknown steps, bad `with`,
   // a step no node can run, an unreadable journal): the runtime, or an error with one line naming
-  // the problem. The module's edge: nothing is thrown out of it.
+  // the problem. The only way to make a Runtime; nothing is thrown out of it. (A program that
+  // treats a bad pipeline as fatal writes `Runtime::Create(...).value()`: an error aborts, printed.)
   static Result<std::unique_ptr<Runtime>> Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
                                                  StepRegistry& registry = StepRegistry::Global());
-  // The same, throwing LoadError (tests and short programs that treat a bad pipeline as fatal).
-  Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
-          StepRegistry& registry = StepRegistry::Global());
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -107,7 +106,7 @@ class Runtime {
   Json JobDetail(const std::string& job_id) const;
   // The output folder and the node work folders, for serving reports and logs.
   const RunOptions& options() const;
-  // What the constructor found in the journal, for the user: resumed jobs, a changed pipeline,
+  // What Create found in the journal, for the user: resumed jobs, a changed pipeline,
   // a dropped journal tail. Empty without a journal or on a first run.
   const std::vector<std::string>& notices() const;
   std::filesystem::path JobWorkdir(const std::string& job_id, const std::string& node) const;
@@ -120,6 +119,8 @@ class Runtime {
   Json JobsPage(const JobsQuery& query) const;
 
  private:
+  Runtime();
+  Status Load(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -21,20 +21,24 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "baton/status.h"
+
 namespace baton {
 
 using Json = nlohmann::json;
 class RateLimiter;  // baton/rates.h
 
-// Thrown while loading a pipeline when a step's `with:` parameters are invalid. The message names
-// the parameter and what is wrong ("with.seconds: must be a non-negative number"); the loader adds
-// file, line and step name.
+// Thrown by a step's own parse code while it reads its `with:` parameters. The message names the
+// parameter and what is wrong ("with.seconds: must be a non-negative number"); the loader adds
+// file, line and step name. It never leaves the step: its factory (StepFactoryOf below) turns it
+// into an error Result.
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -88,8 +92,9 @@ struct StepContext {
   // Progress event, e.g. {"bytes": 1234, "total": 5678, "rate": 1.2e6}. Cheap; may be throttled.
   std::function<void(const Json&)> progress;
   // Returns a local path for an artifact `relative` (to the producing job folder) made by earlier
-  // step `step` of this job, fetching it from another node when needed. Throws on failure.
-  std::function<std::filesystem::path(std::string_view step, std::string_view relative)> artifact;
+  // step `step` of this job, fetching it from another node when needed; an error naming what is
+  // missing or what failed otherwise.
+  std::function<Result<std::filesystem::path>(std::string_view step, std::string_view relative)> artifact;
 
   bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }
   // Result of an earlier step, or null JSON when that step did not run / is unknown.
@@ -207,8 +212,26 @@ class Step {
   virtual Json ParkStates() const { return Json(); }
 };
 
-// Makes a Step from its `with:` parameters. Throws ConfigError on invalid parameters.
-using StepFactory = std::function<std::unique_ptr<Step>(const Json& with)>;
+// Makes a Step from its `with:` parameters, or an error naming the parameter that is invalid.
+using StepFactory = std::function<Result<std::unique_ptr<Step>>(const Json& with)>;
+
+// A StepFactory from `make(with)`, which returns a std::unique_ptr to a Step (or a type derived
+// from it) and may throw ConfigError (or another std::exception) from its parse code: the error
+// becomes an error Result with its message, so no exception leaves the factory.
+//
+//   registry.Register("shout", baton::StepFactoryOf([](const baton::Json& with) {
+//     return std::make_unique<Shout>(with);  // Shout's constructor may throw ConfigError
+//   }));
+template <typename Make>
+StepFactory StepFactoryOf(Make make) {
+  return [make = std::move(make)](const Json& with) -> Result<std::unique_ptr<Step>> {
+    try {
+      return std::unique_ptr<Step>(make(with));
+    } catch (const std::exception& e) {  // ConfigError, or a JSON type error in parse code
+      return Status::Invalid(e.what());
+    }
+  };
+}
 
 // What the engine may know of a step kind without making a step: the CLI and the simulator ask
 // the registry, never a step's name.
@@ -231,8 +254,8 @@ class StepRegistry {
   bool Has(std::string_view name) const;
   // The kind's traits; the defaults for an unknown kind.
   StepTraits Traits(std::string_view name) const;
-  // Throws ConfigError when unknown or when the factory refuses `with`.
-  std::unique_ptr<Step> Create(std::string_view name, const Json& with) const;
+  // The step, or an error when the kind is unknown or its factory refuses `with`.
+  Result<std::unique_ptr<Step>> Create(std::string_view name, const Json& with) const;
   std::vector<std::string> Names() const;
 
  private:

@@ -68,7 +68,7 @@ bool StepRegistry::Has(std::string_view name) const {
   return impl_->factories.find(name) != impl_->factories.end();
 }
 
-std::unique_ptr<Step> StepRegistry::Create(std::string_view name, const Json& with) const {
+Result<std::unique_ptr<Step>> StepRegistry::Create(std::string_view name, const Json& with) const {
   StepFactory factory;
   {
     std::lock_guard lock(impl_->mu);
@@ -76,11 +76,14 @@ std::unique_ptr<Step> StepRegistry::Create(std::string_view name, const Json& wi
     if (it == impl_->factories.end()) {
       std::string known;
       for (const auto& [k, v] : impl_->factories) known += (known.empty() ? "" : ", ") + k;
-      throw ConfigError("unknown step kind '" + std::string(name) + "' (known: " + known + ")");
+      return Status::Invalid("unknown step kind '" + std::string(name) + "' (known: " + known + ")");
     }
     factory = it->second;
   }
-  return factory(with);
+  Result<std::unique_ptr<Step>> step = factory(with);
+  if (step.ok() && *step == nullptr)
+    return Status::Internal("the factory of step kind '" + std::string(name) + "' made no step");
+  return step;
 }
 
 std::vector<std::string> StepRegistry::Names() const {

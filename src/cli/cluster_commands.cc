@@ -99,12 +99,9 @@ int HeadCommand(const cluster::RedisUrl& url) {
   if (g_args.dashboard_requested) {
     dashboard::DashboardOptions options;
     if (!g_args.dashboard.empty()) options.address = g_args.dashboard;
-    try {
-      options.token = DashboardToken(g_args.token, g_args.token_file);
-    } catch (const LoadError& e) {
-      std::fprintf(stderr, "baton: error: %s\n", e.what());
-      return 2;
-    }
+    Result<std::string> token = DashboardToken(g_args.token, g_args.token_file);
+    if (!token.ok()) return Fail(token.status());
+    options.token = std::move(*token);
     source = std::make_unique<dashboard::HeadSource>(head);
     auto started = dashboard::DashboardServer::Start(*source, options);
     if (!started.server) {
@@ -137,12 +134,16 @@ int NodeCommand(const cluster::RedisUrl& url) {
     try {
       o.gpus = std::stod(g_args.gpus);
     } catch (const std::exception&) {
-      throw LoadError("--gpus " + g_args.gpus + ": expected a number or auto");
+      return Fail(Status::Invalid("--gpus " + g_args.gpus + ": expected a number or auto"));
     }
-    if (o.gpus < 0 || o.gpus > 64) throw LoadError("--gpus " + g_args.gpus + ": must be 0..64");
+    if (o.gpus < 0 || o.gpus > 64) return Fail(Status::Invalid("--gpus " + g_args.gpus + ": must be 0..64"));
   }
-  for (const auto& [k, v] : ParseResourcePairs(g_args.resources, "--resources")) o.resources[k] = v;
-  for (const auto& [k, v] : ParsePairs(g_args.labels, "--labels")) o.labels[k] = v;
+  Result<std::map<std::string, double>> resources = ParseResourcePairs(g_args.resources, "--resources");
+  if (!resources.ok()) return Fail(resources.status());
+  Result<std::map<std::string, std::string>> labels = ParsePairs(g_args.labels, "--labels");
+  if (!labels.ok()) return Fail(labels.status());
+  for (const auto& [k, v] : *resources) o.resources[k] = v;
+  for (const auto& [k, v] : *labels) o.labels[k] = v;
   o.workdir = g_args.workdir;
   o.keep_work = g_args.keep_work;
   o.address = g_args.address;
@@ -172,11 +173,18 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     std::fprintf(stderr, "baton submit: give --inputs FILE or --jobs N\n");
     return 2;
   }
-  PipelineSpec spec = Loaded(LoadPipeline(g_args.pipeline));
-  if (Status checked = CheckSteps(spec); !checked.ok()) throw LoadError(checked.message());
+  Result<PipelineSpec> loaded = LoadPipeline(g_args.pipeline);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const PipelineSpec& spec = *loaded;
+  if (Status checked = CheckSteps(spec); !checked.ok()) return Fail(checked);
   std::vector<std::string> inputs, warnings;
-  if (!g_args.inputs.empty()) inputs = Loaded(ReadInputs(g_args.inputs, &warnings));
-  else inputs.assign(static_cast<size_t>(g_args.jobs), "");
+  if (!g_args.inputs.empty()) {
+    Result<std::vector<std::string>> read = ReadInputs(g_args.inputs, &warnings);
+    if (!read.ok()) return Fail(read.status());
+    inputs = std::move(*read);
+  } else {
+    inputs.assign(static_cast<size_t>(g_args.jobs), "");
+  }
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
   std::ifstream in(g_args.pipeline);
   std::stringstream yaml;
@@ -184,7 +192,10 @@ int SubmitCommand(const cluster::RedisUrl& url) {
   cluster::Redis db;
   if (!Connect(db, url)) return 2;
   const cluster::Keys keys(g_args.prefix);
-  const auto ids = cluster::SubmitJobs(db, keys, std::filesystem::absolute(g_args.pipeline), yaml.str(), spec, inputs);
+  Result<std::vector<std::string>> submitted =
+      cluster::SubmitJobs(db, keys, std::filesystem::absolute(g_args.pipeline), yaml.str(), spec, inputs);
+  if (!submitted.ok()) return Fail(submitted.status());
+  const std::vector<std::string>& ids = *submitted;
   std::fprintf(stderr, "baton: submitted %zu job%s (%s .. %s) of %s to %s\n", ids.size(), ids.size() == 1 ? "" : "s",
                ids.front().c_str(), ids.back().c_str(), spec.name.c_str(), url.Redacted().c_str());
   if (!g_args.wait) {
@@ -198,14 +209,13 @@ int SubmitCommand(const cluster::RedisUrl& url) {
   std::vector<std::string> pending = ids;
   int ok = 0, failed = 0, cancelled = 0;
   while (!stop) {
-    std::vector<std::string> states;
-    try {
-      states = cluster::JobStates(db, keys, pending);
-    } catch (const std::exception&) {
+    Result<std::vector<std::string>> polled = cluster::JobStates(db, keys, pending);
+    if (!polled.ok()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       db.Connect(url);
       continue;
     }
+    const std::vector<std::string>& states = *polled;
     std::vector<std::string> still;
     for (size_t i = 0; i < states.size(); ++i) {
       const std::string& st = states[i];
@@ -221,7 +231,11 @@ int SubmitCommand(const cluster::RedisUrl& url) {
     if (pending.empty()) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::fprintf(stderr, "baton: %d succeeded, %d failed, %d cancelled in %.2fs\n", ok, failed, cancelled, secs);
-      if (failed) PrintFailures(cluster::ClusterSnapshot(db, keys, &ids));
+      if (failed) {
+        Result<Json> snap = cluster::ClusterSnapshot(db, keys, &ids);
+        if (!snap.ok()) return Fail(snap.status());
+        PrintFailures(*snap);
+      }
       return failed || cancelled ? 1 : 0;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -235,12 +249,16 @@ int StatusCommand(const cluster::RedisUrl& url) {
   const cluster::Keys keys(g_args.prefix);
   if (!g_args.trace.empty()) {
     std::vector<std::string> names;
-    RunReport report = cluster::ClusterReport(db, keys, &names);
-    WriteChromeTrace(g_args.trace, report, names);
+    Result<RunReport> read = cluster::ClusterReport(db, keys, &names);
+    if (!read.ok()) return Fail(read.status());
+    const RunReport& report = *read;
+    if (Status st = WriteChromeTrace(g_args.trace, report, names); !st.ok()) return Fail(st);
     std::fprintf(stderr, "baton: trace of %zu jobs written to %s\n", report.jobs.size(), g_args.trace.c_str());
   }
   if (!g_args.job.empty()) {
-    Json j = cluster::ClusterJob(db, keys, g_args.job);
+    Result<Json> found = cluster::ClusterJob(db, keys, g_args.job);
+    if (!found.ok()) return Fail(found.status());
+    const Json& j = *found;
     if (j.is_null()) {
       std::fprintf(stderr, "baton: error: no job %s in %s (prefix %s)\n", g_args.job.c_str(), url.Redacted().c_str(),
                    g_args.prefix.c_str());
@@ -260,7 +278,9 @@ int StatusCommand(const cluster::RedisUrl& url) {
     return 0;
   }
   if (!g_args.trace.empty() && !g_args.json) return 0;
-  Json snap = cluster::ClusterSnapshot(db, keys);
+  Result<Json> read = cluster::ClusterSnapshot(db, keys);
+  if (!read.ok()) return Fail(read.status());
+  const Json& snap = *read;
   if (g_args.json) {
     std::printf("%s\n", snap.dump(2).c_str());
     return 0;
@@ -292,7 +312,9 @@ int NodesCommand(const cluster::RedisUrl& url) {
   cluster::Redis db;
   if (!Connect(db, url)) return 2;
   const cluster::Keys keys(g_args.prefix);
-  Json snap = cluster::ClusterSnapshot(db, keys, nullptr);
+  Result<Json> read = cluster::ClusterSnapshot(db, keys, nullptr);
+  if (!read.ok()) return Fail(read.status());
+  const Json& snap = *read;
   const Json& nodes = snap["nodes"];
   if (g_args.json) {
     std::printf("%s\n", nodes.dump(2).c_str());
@@ -401,12 +423,12 @@ void AddClusterCommands(CLI::App& app) {
 // The Redis URL and password, from where a password may come: a file or the environment, never
 // the command line (every local user sees it in `ps`).
 bool ResolveRedis(cluster::RedisUrl* url) {
-  try {
-    *url = cluster::RedisUrl::Parse(g_args.redis);
-  } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "baton: error: %s\n", e.what());
+  Result<cluster::RedisUrl> parsed = cluster::RedisUrl::Parse(g_args.redis);
+  if (!parsed.ok()) {
+    Fail(parsed.status());
     return false;
   }
+  *url = std::move(*parsed);
   const char* from_env = std::getenv("BATON_REDIS");
   if (url->password_in_url && !(from_env && g_args.redis == from_env)) {
     std::fprintf(
@@ -465,7 +487,9 @@ int RunClusterCommand(CLI::App&) {
   if (g_node_drain->parsed()) {
     cluster::Redis db;
     if (!Connect(db, url)) return 2;
-    if (!cluster::RequestDrain(db, cluster::Keys(g_args.prefix), g_args.drain_node)) {
+    Result<bool> drained = cluster::RequestDrain(db, cluster::Keys(g_args.prefix), g_args.drain_node);
+    if (!drained.ok()) return Fail(drained.status());
+    if (!*drained) {
       std::fprintf(stderr, "baton: error: no node %s (prefix %s)\n", g_args.drain_node.c_str(), g_args.prefix.c_str());
       return 1;
     }
@@ -479,7 +503,9 @@ int RunClusterCommand(CLI::App&) {
   if (g_cancel->parsed()) {
     cluster::Redis db;
     if (!Connect(db, url)) return 2;
-    if (!cluster::RequestCancel(db, cluster::Keys(g_args.prefix), g_args.job)) {
+    Result<bool> cancelled = cluster::RequestCancel(db, cluster::Keys(g_args.prefix), g_args.job);
+    if (!cancelled.ok()) return Fail(cancelled.status());
+    if (!*cancelled) {
       std::fprintf(stderr, "baton: error: no job %s (prefix %s)\n", g_args.job.c_str(), g_args.prefix.c_str());
       return 1;
     }

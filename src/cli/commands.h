@@ -2,6 +2,7 @@
 // dashboard. Each is a thin shell over a library part (src/cluster, src/dashboard).
 #pragma once
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,12 +15,11 @@
 
 namespace baton::cli {
 
-// A loaded spec, or the CLI's one-line error: main() is the CLI's edge, where a LoadError becomes
-// "baton: error: ..." and exit status 2.
-template <typename T>
-T Loaded(Result<T> r) {
-  if (!r.ok()) throw LoadError(r.error());
-  return std::move(*r);
+// The CLI's one-line error: prints "baton: error: MESSAGE" and returns exit status 2. Command
+// functions return it when a load, a flag or a call fails.
+inline int Fail(const Status& st) {
+  std::fprintf(stderr, "baton: error: %s\n", st.message().c_str());
+  return 2;
 }
 
 struct RunArgs {
@@ -36,9 +36,9 @@ struct RunArgs {
 
 // The dashboard's token, from where it is not shown to other local users: --token-file (its first
 // line), else BATON_TOKEN. --token still works but warns: the command line is readable by every
-// local user in /proc/PID/cmdline (`ps`). Throws LoadError naming the flag when the file cannot be
-// read, its first line is empty, or both flags are given.
-std::string DashboardToken(const std::string& token_flag, const std::string& token_file);
+// local user in /proc/PID/cmdline (`ps`). An error naming the flag when the file cannot be read,
+// its first line is empty, or both flags are given.
+Result<std::string> DashboardToken(const std::string& token_flag, const std::string& token_file);
 
 struct SimulateArgs {
   std::string pipeline, inputs, cluster, trace, per_node_file;
@@ -53,14 +53,15 @@ int SimulateCommand(const SimulateArgs& args);
 struct DashboardHandle {
   virtual ~DashboardHandle() = default;
 };
-std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args);
+// An error when it cannot start (a bad token flag, an address off loopback without a token).
+Result<std::unique_ptr<DashboardHandle>> StartDashboard(Runtime& runtime, const RunArgs& args);
 // After the run: keeps serving until SIGINT or SIGTERM, saying so.
 void WaitDashboard(DashboardHandle& handle, const RunReport& report, StopSignals& signals);
 
-// Flags of the form NAME=VALUE[,NAME=VALUE] (repeatable): --labels. Throws LoadError naming `flag`.
-std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag);
+// Flags of the form NAME=VALUE[,NAME=VALUE] (repeatable): --labels. An error names `flag`.
+Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items, const char* flag);
 // The same with numeric values (quantities such as 2, 0.5, 16Gi): --resources.
-std::map<std::string, double> ParseResourcePairs(const std::vector<std::string>& items, const char* flag);
+Result<std::map<std::string, double>> ParseResourcePairs(const std::vector<std::string>& items, const char* flag);
 
 // head, node, submit, status, cancel, nodes (src/cluster).
 void AddClusterCommands(CLI::App& app);

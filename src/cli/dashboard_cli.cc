@@ -22,8 +22,9 @@ struct Dashboard : DashboardHandle {
 
 }  // namespace
 
-std::string DashboardToken(const std::string& token_flag, const std::string& token_file) {
-  if (!token_flag.empty() && !token_file.empty()) throw LoadError("--token and --token-file: give one, not both");
+Result<std::string> DashboardToken(const std::string& token_flag, const std::string& token_file) {
+  if (!token_flag.empty() && !token_file.empty())
+    return Status::Invalid("--token and --token-file: give one, not both");
   if (!token_flag.empty()) {
     std::fprintf(stderr,
                  "baton: warning: --token: the command line is visible to every local user (/proc/PID/cmdline, "
@@ -33,28 +34,30 @@ std::string DashboardToken(const std::string& token_flag, const std::string& tok
   if (!token_file.empty()) {
     std::ifstream in(token_file);
     std::string line;
-    if (!in || !std::getline(in, line)) throw LoadError("--token-file " + token_file + ": cannot read it");
+    if (!in || !std::getline(in, line)) return Status::Invalid("--token-file " + token_file + ": cannot read it");
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-    if (line.empty()) throw LoadError("--token-file " + token_file + ": the first line is empty");
+    if (line.empty()) return Status::Invalid("--token-file " + token_file + ": the first line is empty");
     return line;
   }
   const char* env = std::getenv("BATON_TOKEN");
-  return env != nullptr ? env : "";
+  return std::string(env != nullptr ? env : "");
 }
 
-std::unique_ptr<DashboardHandle> StartDashboard(Runtime& runtime, const RunArgs& args) {
+Result<std::unique_ptr<DashboardHandle>> StartDashboard(Runtime& runtime, const RunArgs& args) {
   dashboard::DashboardOptions options;
   if (!args.dashboard.empty()) options.address = args.dashboard;
-  options.token = DashboardToken(args.token, args.token_file);
+  Result<std::string> token = DashboardToken(args.token, args.token_file);
+  if (!token.ok()) return token.status();
+  options.token = std::move(*token);
   auto handle = std::make_unique<Dashboard>();
   handle->source = std::make_unique<dashboard::RuntimeSource>(runtime);
   auto started = dashboard::DashboardServer::Start(*handle->source, options);
-  if (!started.server) throw LoadError(started.error);  // e.g. off loopback without a token
+  if (!started.server) return Status::Invalid(started.error);  // e.g. off loopback without a token
   handle->server = std::move(started.server);
   std::fprintf(
       stderr, "baton: dashboard at %s%s\n", handle->server->url().c_str(),
       options.token.empty() ? "" : " (actions need the token: open URL?token=... once, or send Authorization: Bearer)");
-  return handle;
+  return std::unique_ptr<DashboardHandle>(std::move(handle));
 }
 
 void WaitDashboard(DashboardHandle& handle, const RunReport& report, StopSignals& signals) {

@@ -28,7 +28,7 @@ int g_end_signal = 0;
 
 namespace baton::cli {
 
-std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& items, const char* flag) {
+Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items, const char* flag) {
   std::map<std::string, std::string> out;
   for (const auto& item : items) {
     size_t start = 0;
@@ -37,7 +37,8 @@ std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& it
       const std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
       if (!kv.empty()) {
         const size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) throw LoadError(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
+        if (eq == std::string::npos || eq == 0)
+          return Status::Invalid(fmt::format("{} {}: expected NAME=VALUE", flag, kv));
         out[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
       if (comma == std::string::npos) break;
@@ -47,13 +48,15 @@ std::map<std::string, std::string> ParsePairs(const std::vector<std::string>& it
   return out;
 }
 
-std::map<std::string, double> ParseResourcePairs(const std::vector<std::string>& items, const char* flag) {
+Result<std::map<std::string, double>> ParseResourcePairs(const std::vector<std::string>& items, const char* flag) {
+  Result<std::map<std::string, std::string>> pairs = ParsePairs(items, flag);
+  if (!pairs.ok()) return pairs.status();
   std::map<std::string, double> out;
-  for (const auto& [k, v] : ParsePairs(items, flag)) {
-    try {
+  for (const auto& [k, v] : *pairs) {
+    try {  // ParseQuantity (src/config) throws std::invalid_argument
       out[k] = ParseQuantity(v);
     } catch (const std::exception&) {
-      throw LoadError(fmt::format("{} {}={}: not a number", flag, k, v));
+      return Status::Invalid(fmt::format("{} {}={}: not a number", flag, k, v));
     }
   }
   return out;
@@ -71,17 +74,25 @@ void LimitOpenMpThreads() {
 }
 
 int RunCommand(const RunArgs& a) {
-  PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
+  Result<PipelineSpec> loaded = LoadPipeline(a.pipeline);
+  if (!loaded.ok()) return Fail(loaded.status());
+  PipelineSpec pipeline = std::move(*loaded);
   // Before anything is read from standard input (--inputs -): the new start reads it.
   for (const auto& step : pipeline.steps)
     if (StepRegistry::Global().Traits(step.uses).one_openmp_thread) LimitOpenMpThreads();
   ClusterSpec cluster;
   if (!a.cluster.empty()) {
-    cluster = Loaded(LoadCluster(a.cluster));
+    Result<ClusterSpec> nodes = LoadCluster(a.cluster);
+    if (!nodes.ok()) return Fail(nodes.status());
+    cluster = std::move(*nodes);
   } else {
     NodeSpec local = DetectLocalNode();
-    for (const auto& [k, v] : ParseResourcePairs(a.resources, "--resources")) local.resources[k] = v;
-    for (const auto& [k, v] : ParsePairs(a.labels, "--labels")) local.labels[k] = v;
+    Result<std::map<std::string, double>> resources = ParseResourcePairs(a.resources, "--resources");
+    if (!resources.ok()) return Fail(resources.status());
+    Result<std::map<std::string, std::string>> labels = ParsePairs(a.labels, "--labels");
+    if (!labels.ok()) return Fail(labels.status());
+    for (const auto& [k, v] : *resources) local.resources[k] = v;
+    for (const auto& [k, v] : *labels) local.labels[k] = v;
     cluster.nodes.push_back(local);
   }
   RunOptions opts;
@@ -93,10 +104,12 @@ int RunCommand(const RunArgs& a) {
   bool read_whole = true;
   size_t job_count = static_cast<size_t>(a.jobs);
   if (!a.inputs.empty()) {
-    stream = Loaded(InputStream::Open(a.inputs, &warnings));
+    Result<std::unique_ptr<InputStream>> opened = InputStream::Open(a.inputs, &warnings);
+    if (!opened.ok()) return Fail(opened.status());
+    stream = std::move(*opened);
     constexpr size_t kReadFirst = 65536;
     for (std::string in; head.size() < kReadFirst && stream->Next(&in);) head.push_back(std::move(in));
-    if (!stream->status().ok()) throw LoadError(stream->status().message());
+    if (!stream->status().ok()) return Fail(stream->status());
     read_whole = head.size() < kReadFirst;
     job_count = head.size();
     opts.next_input = [&head, &stream, read_whole](std::string* in) {
@@ -120,7 +133,7 @@ int RunCommand(const RunArgs& a) {
     // from the start and each ended one's entry (its detail still leaves memory). So a run with a
     // dashboard reads its inputs whole, as before streaming admission: memory per job again.
     for (std::string in; opts.next_input(&in);) opts.inputs.push_back(std::move(in));
-    if (stream && !stream->status().ok()) throw LoadError(stream->status().message());
+    if (stream && !stream->status().ok()) return Fail(stream->status());
     opts.next_input = nullptr;
   }
   opts.out = a.out;
@@ -138,11 +151,16 @@ int RunCommand(const RunArgs& a) {
   for (const auto& w : warnings) std::fprintf(stderr, "baton: warning: %s\n", w.c_str());
   const size_t warned = warnings.size();
 
-  std::unique_ptr<Runtime> made = Loaded(Runtime::Create(pipeline, cluster, opts));
-  Runtime& runtime = *made;
+  Result<std::unique_ptr<Runtime>> made = Runtime::Create(pipeline, cluster, opts);
+  if (!made.ok()) return Fail(made.status());
+  Runtime& runtime = **made;
   for (const auto& n : runtime.notices()) std::fprintf(stderr, "baton: %s\n", n.c_str());
   std::unique_ptr<DashboardHandle> dashboard;
-  if (a.dashboard_requested) dashboard = StartDashboard(runtime, a);
+  if (a.dashboard_requested) {
+    Result<std::unique_ptr<DashboardHandle>> started = StartDashboard(runtime, a);
+    if (!started.ok()) return Fail(started.status());
+    dashboard = std::move(*started);
+  }
   std::atomic<bool> run_over{false};
   StopSignals signals([&runtime, &run_over](int sig) {
     const char* name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
@@ -262,21 +280,24 @@ int main(int argc, char** argv) {
       return baton::cli::SimulateCommand(sim);
     }
     if (cmd_validate->parsed()) {
-      auto pipeline = baton::cli::Loaded(baton::LoadPipeline(validate_pipeline));
+      auto pipeline = baton::LoadPipeline(validate_pipeline);
+      if (!pipeline.ok()) return baton::cli::Fail(pipeline.status());
       baton::ClusterSpec cluster;
-      if (!validate_cluster.empty()) cluster = baton::cli::Loaded(baton::LoadCluster(validate_cluster));
+      if (!validate_cluster.empty()) {
+        auto nodes = baton::LoadCluster(validate_cluster);
+        if (!nodes.ok()) return baton::cli::Fail(nodes.status());
+        cluster = std::move(*nodes);
+      }
       baton::RunOptions opts;
       opts.log_format = baton::RunOptions::LogFormat::kNone;
       opts.lock_out = false;  // checks only: it runs nothing, so it neither waits for nor blocks a run
-      auto check = baton::cli::Loaded(baton::Runtime::Create(pipeline, cluster, opts));
-      std::printf("%s: ok (%zu steps)\n", validate_pipeline.c_str(), pipeline.steps.size());
+      auto check = baton::Runtime::Create(*pipeline, cluster, opts);
+      if (!check.ok()) return baton::cli::Fail(check.status());
+      std::printf("%s: ok (%zu steps)\n", validate_pipeline.c_str(), pipeline->steps.size());
       return 0;
     }
     return baton::cli::RunClusterCommand(app);
-  } catch (const baton::LoadError& e) {
-    std::fprintf(stderr, "baton: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) {  // a last guard: commands return their errors (cli::Fail)
     std::fprintf(stderr, "baton: error: %s\n", e.what());
     return 2;
   }

@@ -26,7 +26,8 @@ constexpr size_t kPerNodeUpTo = 16;
 // `--duration STEP=SECONDS[,STEP=...]`, where a worker step may say `STEP=load:20,batch:2+0.5n`
 // (load once per worker; a batch of n costs 2 + 0.5 n): a comma-separated part without '='
 // continues the step before it.
-std::map<std::string, sim::StepCost> ParseDurations(const std::vector<std::string>& items) {
+// Throws LoadError (caught by ParseDurations below, in this file).
+std::map<std::string, sim::StepCost> DurationsOf(const std::vector<std::string>& items) {
   std::map<std::string, sim::StepCost> out;
   std::string step;
   auto number = [&](const std::string& text, const std::string& whole) {
@@ -78,17 +79,33 @@ std::map<std::string, sim::StepCost> ParseDurations(const std::vector<std::strin
   return out;
 }
 
+Result<std::map<std::string, sim::StepCost>> ParseDurations(const std::vector<std::string>& items) {
+  try {
+    return DurationsOf(items);
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  }
+}
+
 int SimulateCommand(const SimulateArgs& a) {
-  PipelineSpec pipeline = Loaded(LoadPipeline(a.pipeline));
-  ClusterSpec cluster =
-      a.cluster.empty() ? ClusterSpec{{DetectLocalNode()}, {}, {}, {}} : Loaded(LoadCluster(a.cluster));
+  Result<PipelineSpec> loaded = LoadPipeline(a.pipeline);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const PipelineSpec& pipeline = *loaded;
+  ClusterSpec cluster{{DetectLocalNode()}, {}, {}, {}};
+  if (!a.cluster.empty()) {
+    Result<ClusterSpec> nodes = LoadCluster(a.cluster);
+    if (!nodes.ok()) return Fail(nodes.status());
+    cluster = std::move(*nodes);
+  }
   std::vector<sim::StepCost> seconds(pipeline.steps.size());
   std::vector<double> plain(pipeline.steps.size(), 1.0);  // what the lower bound is computed from
   std::vector<std::string> defaulted;
-  const auto given = ParseDurations(a.durations);
+  Result<std::map<std::string, sim::StepCost>> durations = ParseDurations(a.durations);
+  if (!durations.ok()) return Fail(durations.status());
+  const std::map<std::string, sim::StepCost>& given = *durations;
   for (const auto& [name, value] : given)
     if (pipeline.StepIndex(name) < 0)
-      throw LoadError(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline));
+      return Fail(Status::Invalid(fmt::format("--duration {}: no step of that name in {}", name, a.pipeline)));
   for (size_t i = 0; i < pipeline.steps.size(); ++i) {
     const StepSpec& s = pipeline.steps[i];
     const StepTraits traits = StepRegistry::Global().Traits(s.uses);
@@ -108,7 +125,9 @@ int SimulateCommand(const SimulateArgs& a) {
   size_t jobs = static_cast<size_t>(a.jobs);
   if (!a.inputs.empty()) {
     std::vector<std::string> warnings;
-    jobs = Loaded(ReadInputs(a.inputs, &warnings)).size();
+    Result<std::vector<std::string>> read = ReadInputs(a.inputs, &warnings);
+    if (!read.ok()) return Fail(read.status());
+    jobs = read->size();
   }
 
   driver::Driver d;
@@ -116,7 +135,7 @@ int SimulateCommand(const SimulateArgs& a) {
   for (const auto& n : cluster.nodes) d.AddNode(n, 0);
   const std::string nodes_from = a.cluster.empty() ? "this machine" : a.cluster;
   auto added = d.AddPipeline(pipeline, "", &nodes_from);
-  if (!added.ok()) throw LoadError(added.error());
+  if (!added.ok()) return Fail(added.status());
   d.Reserve(jobs);
   for (size_t j = 0; j < jobs; ++j) d.Submit("job-" + std::to_string(j), "", *added, 0, false);
 
@@ -158,7 +177,7 @@ int SimulateCommand(const SimulateArgs& a) {
   std::printf("%s\n", summary.c_str());
   if (!a.per_node_file.empty()) {
     if (Status st = WriteFileAtomically(a.per_node_file, sim::FormatPerNode(cluster.nodes, use, makespan)); !st.ok())
-      throw LoadError("--per-node-file: " + st.message());
+      return Fail(Status::Unavailable("--per-node-file: " + st.message()));
     std::printf("  per-node table: %s\n", a.per_node_file.c_str());
   } else if (!per_node) {
     std::printf("  (one line per node: --per-node, or --per-node-file FILE)\n");
@@ -172,7 +191,7 @@ int SimulateCommand(const SimulateArgs& a) {
   if (!a.trace.empty()) {
     std::vector<std::string> names;
     for (const auto& n : cluster.nodes) names.push_back(n.name);
-    WriteChromeTrace(a.trace, report, names);
+    if (Status st = WriteChromeTrace(a.trace, report, names); !st.ok()) return Fail(st);
     std::printf("  trace: %s\n", a.trace.c_str());
   }
   return succeeded == static_cast<int>(jobs) ? 0 : 1;

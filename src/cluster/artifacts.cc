@@ -160,24 +160,26 @@ void ArtifactServer::Stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
+Status FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
                    const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes,
                    const std::string& expected_sha256) {
   if (!SafeRelative(relative))
-    throw std::runtime_error("artifact path '" + relative + "' is not a clean relative path");
+    return Status::Invalid("artifact path '" + relative + "' is not a clean relative path");
   const size_t colon = address.rfind(':');
   if (address.empty() || colon == std::string::npos)
-    throw std::runtime_error("node address '" + address + "' is not HOST:PORT");
+    return Status::Invalid("node address '" + address + "' is not HOST:PORT");
   httplib::Client cli(address.substr(0, colon), std::atoi(address.c_str() + colon + 1));
   cli.set_connection_timeout(5);
   cli.set_read_timeout(60);
-  std::filesystem::create_directories(dest.parent_path());
+  std::error_code mkdir_ec;
+  std::filesystem::create_directories(dest.parent_path(), mkdir_ec);
+  if (mkdir_ec) return Status::Unavailable("cannot create " + dest.parent_path().string() + ": " + mkdir_ec.message());
   // Streamed to a temporary name unique to this fetch (two attempts never write the same file),
   // hashed on the way, renamed into place only when complete and matching.
   static std::atomic<uint64_t> fetches{0};
   const auto tmp = fmt::format("{}.part-{}-{}", dest.string(), getpid(), ++fetches);
   std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) throw std::runtime_error("cannot write " + tmp);
+  if (!out) return Status::Unavailable("cannot write " + tmp);
   Sha256 hash;
   uint64_t bytes = 0;
   bool too_big = false;
@@ -195,25 +197,33 @@ void FetchArtifact(const std::string& address, const std::string& token, const s
                        return static_cast<bool>(out);
                      });
   out.close();
-  auto fail = [&](const std::string& why) {
+  auto fail = [&](std::string why) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(why);
+    return Status::Unavailable(std::move(why));
   };
-  if (too_big) fail(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
-  if (!res)
-    fail(fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
-  if (res->status != 200)
-    fail(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status,
-                     error_body.substr(0, error_body.find('\n'))));
-  if (!out) fail("cannot write " + tmp);
+  if (too_big) return fail(fmt::format("artifact {} from {} is over {} bytes", relative, address, max_bytes));
+  if (!res) {
+    return fail(
+        fmt::format("cannot fetch artifact {} from {}: {}", relative, address, httplib::to_string(res.error())));
+  }
+  if (res->status != 200) {
+    return fail(fmt::format("artifact {} from {}: HTTP {}: {}", relative, address, res->status,
+                            error_body.substr(0, error_body.find('\n'))));
+  }
+  if (!out) return fail("cannot write " + tmp);
   // The digest the producing step recorded when the consumer knows it; else the server's.
   const std::string want = expected_sha256.empty() ? res->get_header_value("X-Baton-Sha256") : expected_sha256;
   const std::string got = hash.Hex();
-  if (want.empty() || want != got)
-    fail(fmt::format("artifact {} from {}: checksum mismatch ({} {}, received {})", relative, address,
-                     expected_sha256.empty() ? "sent" : "recorded by the step", want.empty() ? "none" : want, got));
-  std::filesystem::rename(tmp, dest);
+  if (want.empty() || want != got) {
+    return fail(fmt::format("artifact {} from {}: checksum mismatch ({} {}, received {})", relative, address,
+                            expected_sha256.empty() ? "sent" : "recorded by the step", want.empty() ? "none" : want,
+                            got));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, dest, ec);
+  if (ec) return fail("cannot rename " + tmp + " to " + dest.string() + ": " + ec.message());
+  return Status::Ok();
 }
 
 }  // namespace baton::cluster

@@ -17,6 +17,8 @@
 #include <memory>
 #include <string>
 
+#include "baton/status.h"
+
 namespace baton::cluster {
 
 // Hex SHA-256 of a byte string / a file ("" when unreadable).
@@ -39,9 +41,9 @@ class ArtifactServer {
 
 // Fetches JOB/RELATIVE from the agent at `address` (HOST:PORT) into `dest` (streamed to a
 // temporary name, renamed when complete), checking the size bound and the SHA-256: the one the
-// producing step recorded (`expected_sha256`) when known, else the one the server sends. Throws
-// std::runtime_error with one line naming what failed.
-void FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
+// producing step recorded (`expected_sha256`) when known, else the one the server sends. An error
+// is one line naming what failed.
+Status FetchArtifact(const std::string& address, const std::string& token, const std::string& job,
                    const std::string& relative, const std::filesystem::path& dest, uint64_t max_bytes,
                    const std::string& expected_sha256 = "");
 

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <map>
-#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -16,13 +15,12 @@ namespace baton::cluster {
 
 namespace {
 
-void Check(Redis& db) {
-  if (!db.ok()) throw std::runtime_error(db.error());
-}
+// The connection's error, if any.
+Status Check(Redis& db) { return db.ok() ? Status::Ok() : Status::Unavailable(db.error()); }
 
-std::vector<std::string> AllJobIds(Redis& db, const Keys& keys) {
+Result<std::vector<std::string>> AllJobIds(Redis& db, const Keys& keys) {
   Reply r = db.Command({"LRANGE", keys.jobs(), "0", "-1"});
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   std::vector<std::string> ids;
   for (size_t i = 0; i < r.size(); ++i) ids.push_back(r.at(i).str());
   return ids;
@@ -45,9 +43,9 @@ const std::vector<std::string>& StepNames(Redis& db, const Keys& keys,
 
 }  // namespace
 
-std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::filesystem::path& pipeline_file,
-                                    const std::string& yaml, const PipelineSpec& spec,
-                                    const std::vector<std::string>& inputs) {
+Result<std::vector<std::string>> SubmitJobs(Redis& db, const Keys& keys, const std::filesystem::path& pipeline_file,
+                                            const std::string& yaml, const PipelineSpec& spec,
+                                            const std::vector<std::string>& inputs) {
   const long long last = db.Command({"INCRBY", keys.job_seq(), std::to_string(inputs.size())}).integer();
   // The same pipeline text submitted again is stored once (thousands of submissions of one
   // pipeline cost one copy); its jobs share the pipeline id, and so its `budget:`.
@@ -55,7 +53,7 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
   std::string pid = db.Command({"HGET", keys.pipeline_index(), digest}).str();
   const bool fresh = pid.empty() || db.Command({"EXISTS", keys.pipeline(pid)}).integer() == 0;
   if (fresh) pid = std::to_string(db.Command({"INCR", keys.pipeline_seq()}).integer());
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   const long long first = last - static_cast<long long>(inputs.size());
   std::vector<std::string> ids;
   for (size_t i = 0; i < inputs.size(); ++i) ids.push_back(fmt::format("job-{}", first + static_cast<long long>(i)));
@@ -85,22 +83,29 @@ std::vector<std::string> SubmitJobs(Redis& db, const Keys& keys, const std::file
     n += 2;
     for (size_t i = 0; i < n + 1; ++i) db.Read();
     Reply exec = db.Read();
-    Check(db);
-    if (exec.null() || exec.is_error()) throw std::runtime_error("redis refused the submission: " + exec.str());
+    if (Status st = Check(db); !st.ok()) return st;
+    if (exec.null() || exec.is_error()) return Status::Unavailable("redis refused the submission: " + exec.str());
   }
   return ids;
 }
 
-std::vector<std::string> JobStates(Redis& db, const Keys& keys, const std::vector<std::string>& ids) {
+Result<std::vector<std::string>> JobStates(Redis& db, const Keys& keys, const std::vector<std::string>& ids) {
   std::vector<std::string> out;
   for (const auto& id : ids) db.Append({"HGET", keys.job(id), "state"});
   for (size_t i = 0; i < ids.size(); ++i) out.push_back(db.Read().str());
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   return out;
 }
 
-Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>* only) {
-  const std::vector<std::string> ids = only ? *only : AllJobIds(db, keys);
+Result<Json> ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>* only) {
+  std::vector<std::string> ids;
+  if (only) {
+    ids = *only;
+  } else {
+    Result<std::vector<std::string>> all = AllJobIds(db, keys);
+    if (!all.ok()) return all.status();
+    ids = std::move(*all);
+  }
   std::map<std::string, std::vector<std::string>> cache;
   std::vector<Hash> hashes;
   std::vector<Json> attempts;
@@ -115,7 +120,7 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
     for (size_t k = 0; k < list.size(); ++k) a.push_back(Json::parse(list.at(k).str(), nullptr, false));
     attempts.push_back(std::move(a));
   }
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   std::string pipeline_name;
   Json jobs = Json::array();
   Json llm = driver::EmptyLlm();
@@ -128,17 +133,17 @@ Json ClusterSnapshot(Redis& db, const Keys& keys, const std::vector<std::string>
   Json nodes = Json::parse(
       db.Command({"GET", keys.view_nodes()}).str().empty() ? "[]" : db.Command({"GET", keys.view_nodes()}).str(),
       nullptr, false);
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   const double epoch = std::atof(db.Command({"GET", keys.epoch()}).str().c_str());
   const double now = epoch > 0 ? Clock::Real().Wall() - epoch : 0;
-  return {{"schema", driver::kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs},
-          {"nodes", nodes.is_array() ? nodes : Json::array()}, {"llm", std::move(llm)}};
+  return Json{{"schema", driver::kSchemaVersion}, {"pipeline", pipeline_name}, {"time", now}, {"jobs", jobs},
+              {"nodes", nodes.is_array() ? nodes : Json::array()}, {"llm", std::move(llm)}};
 }
 
-Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {
+Result<Json> ClusterJob(Redis& db, const Keys& keys, const std::string& id) {
   Hash h = ToHash(db.Command({"HGETALL", keys.job(id)}));
-  Check(db);
-  if (h.empty()) return nullptr;
+  if (Status st = Check(db); !st.ok()) return st;
+  if (h.empty()) return Json(nullptr);
   std::map<std::string, std::vector<std::string>> cache;
   Reply list = db.Command({"LRANGE", keys.attempts(id), "0", "-1"});
   Json attempts = Json::array();
@@ -146,8 +151,10 @@ Json ClusterJob(Redis& db, const Keys& keys, const std::string& id) {
   return JobJsonFromHash(id, h, StepNames(db, keys, cache, h["pipeline"]), true, attempts);
 }
 
-RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* node_names) {
-  const auto ids = AllJobIds(db, keys);
+Result<RunReport> ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* node_names) {
+  Result<std::vector<std::string>> all = AllJobIds(db, keys);
+  if (!all.ok()) return all.status();
+  const std::vector<std::string>& ids = *all;
   for (const auto& id : ids) {
     db.Append({"HMGET", keys.job(id), "input", "state", "error", "results"});
     db.Append({"LRANGE", keys.attempts(id), "0", "-1"});
@@ -177,7 +184,7 @@ RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* n
     for (const auto& a : j.attempts) report.seconds = std::max(report.seconds, a.end);
     report.jobs.push_back(std::move(j));
   }
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   Reply regs = db.Command({"HKEYS", keys.nodes()});
   for (size_t i = 0; i < regs.size(); ++i) names[regs.at(i).str()] = true;
   if (node_names) {
@@ -188,18 +195,18 @@ RunReport ClusterReport(Redis& db, const Keys& keys, std::vector<std::string>* n
   return report;
 }
 
-bool RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
+Result<bool> RequestCancel(Redis& db, const Keys& keys, const std::string& id) {
   if (db.Command({"EXISTS", keys.job(id)}).integer() != 1) return false;
   db.Command({"XADD", keys.inbox(), "*", "m",
               protocol::Encode(protocol::JobCommand{protocol::JobCommand::Kind::kCancel, id})});
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   return true;
 }
 
-bool RequestDrain(Redis& db, const Keys& keys, const std::string& node) {
+Result<bool> RequestDrain(Redis& db, const Keys& keys, const std::string& node) {
   if (db.Command({"HEXISTS", keys.nodes(), node}).integer() != 1) return false;
   db.Command({"XADD", keys.place(node), "*", "m", protocol::Encode(protocol::DrainNode{"baton node drain"})});
-  Check(db);
+  if (Status st = Check(db); !st.ok()) return st;
   return true;
 }
 

@@ -333,7 +333,8 @@ steps:
   EXPECT_FALSE(SafeRelative("/etc/passwd"));
   EXPECT_FALSE(SafeRelative("a/../../b"));
   EXPECT_TRUE(SafeRelative("keyframes/scene-001.jpg"));
-  EXPECT_THROW(FetchArtifact("127.0.0.1:1", "x", "job-0", "../../etc/passwd", dir_ / "x", 100), std::runtime_error);
+  const Status refused = FetchArtifact("127.0.0.1:1", "x", "job-0", "../../etc/passwd", dir_ / "x", 100);
+  EXPECT_EQ(refused.message(), "artifact path '../../etc/passwd' is not a clean relative path");
 }
 
 }  // namespace

@@ -24,7 +24,9 @@ class FetchStep : public Step {
   }
   StepOutcome Run(StepContext& ctx) const override {
     if (!ctx.artifact) return StepOutcome::Failure("no artifact access in this context", false);
-    const auto p = ctx.artifact(from_, path_);
+    Result<std::filesystem::path> fetched = ctx.artifact(from_, path_);
+    if (!fetched.ok()) return StepOutcome::Failure(fetched.error());
+    const std::filesystem::path& p = *fetched;
     return StepOutcome::Ok({{"path", p.string()}, {"bytes", std::filesystem::file_size(p)}, {"sha256", Sha256File(p)}});
   }
 
@@ -35,7 +37,8 @@ class FetchStep : public Step {
 }  // namespace
 
 void RegisterClusterSteps(StepRegistry& registry) {
-  if (!registry.Has("fetch")) registry.Register("fetch", [](const Json& w) { return std::make_unique<FetchStep>(w); });
+  if (!registry.Has("fetch"))
+    registry.Register("fetch", StepFactoryOf([](const Json& w) { return std::make_unique<FetchStep>(w); }));
 }
 
 }  // namespace baton::cluster

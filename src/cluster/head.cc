@@ -46,7 +46,7 @@ bool Head::RetryJob(const std::string& id) {
 }
 
 // Rebuilds the driver from Redis: the epoch, pipelines, registered nodes, jobs.
-bool Head::Impl::Load() {
+Status Head::Impl::Load() {
   driver = std::make_unique<driver::Driver>();
   driver->scheduler().SetMaxNodeLosses(static_cast<uint16_t>(std::clamp(opts.max_node_losses, 0, 65535)));
   fence.NewTerm(RandomHex(8));
@@ -78,7 +78,8 @@ bool Head::Impl::Load() {
   // head's monotonic clock: a wall-clock jump on a head's machine moves nothing, and a standby
   // that takes over on another machine continues the same timeline.
   Reply time = db.Command({"TIME"});
-  if (!db.ok() || time.size() < 2) return false;
+  if (!db.ok()) return Status::Unavailable(db.error());
+  if (time.size() < 2) return Status::Unavailable("redis TIME gave no time");
   const double redis_now = std::atof(time.at(0).str().c_str()) + std::atof(time.at(1).str().c_str()) / 1e6;
   db.Append({"SETNX", keys.epoch(), fmt::format("{:.6f}", redis_now)});
   db.Append({"GET", keys.epoch()});
@@ -88,7 +89,7 @@ bool Head::Impl::Load() {
   epoch = std::atof(db.Read().str().c_str());
   db.Read();
   db.Read();  // BUSYGROUP when it exists: fine
-  if (!db.ok()) return false;
+  if (!db.ok()) return Status::Unavailable(db.error());
   mono_base = clock.Monotonic();
   epoch_offset = redis_now - epoch;
   CheckNodes(false);  // nodes first: jobs name the nodes they ran on
@@ -486,7 +487,7 @@ int Head::Impl::Loop() {
     }
     {
       MutexLock guard(&mu);
-      if (!Load()) continue;
+      if (!Load().ok()) continue;  // Redis failed or the lease was lost: the loop tries again
       Say(fmt::format("{} (prefix {}): {} jobs, {} nodes, {} pipelines loaded", opts.redis.Redacted(), opts.prefix,
                       driver->job_count(), driver->nodes().size(), driver->pipelines().size()));
       if (opts.on_ready) opts.on_ready();
@@ -530,11 +531,8 @@ Json Head::JobDetail(const std::string& id) const {
   // Redis (a connection of this caller's thread, as `baton status JOB` does).
   Redis db;
   if (!db.Connect(m.opts.redis)) return Json();
-  try {
-    return ClusterJob(db, m.keys, id);
-  } catch (const std::exception&) {
-    return Json();
-  }
+  Result<Json> job = ClusterJob(db, m.keys, id);
+  return job.ok() ? std::move(*job) : Json();
 }
 
 }  // namespace baton::cluster

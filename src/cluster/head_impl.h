@@ -74,7 +74,7 @@ struct Head::Impl : driver::Transport {
     if (log) log->Line("baton head: " + s);
   }
 
-  bool Load() REQUIRES(mu);
+  Status Load() REQUIRES(mu);
   void CheckNodes(bool reconcile = true) REQUIRES(mu);
   void OnInbox(const std::string& entry_id, std::string_view text) REQUIRES(mu);
   void OnResults(const protocol::AttemptResults& m, double now) REQUIRES(mu);

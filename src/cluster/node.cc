@@ -207,6 +207,7 @@ struct NodeAgent::Impl {
     return false;
   }
   std::shared_ptr<Loaded> Pipeline(Redis& db, const std::string& pid);
+  Status ParseLoaded(const std::string& pid, Hash& h, Loaded* l);
   void Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded> p);
   void Reporter();
   void Heartbeat();
@@ -333,25 +334,27 @@ void NodeAgent::RequestStop() {
   impl_->shared->cv.SignalAll();
 }
 
+// Pipeline `pid` from its hash: its spec, steps and rates into `l`; an error when it cannot run.
+Status NodeAgent::Impl::ParseLoaded(const std::string& pid, Hash& h, Loaded* l) {
+  if (h.empty()) return Status::NotFound("pipeline " + pid + " is not in redis");
+  auto spec = ParsePipeline(h["yaml"], h["file"]);
+  if (!spec.ok()) return spec.status();
+  l->spec = std::move(*spec);
+  auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
+  if (steps.ok()) l->steps = std::move(*steps);
+  else l->error = steps.error();
+  l->rates = std::make_shared<rates::RedisRateLimiter>(opts.redis, opts.prefix, l->spec.rates, l->spec.budget_usd,
+                                                       "pipeline-" + pid);
+  return Status::Ok();
+}
+
 std::shared_ptr<NodeAgent::Impl::Loaded> NodeAgent::Impl::Pipeline(Redis& db, const std::string& pid) {
   auto it = pipelines.find(pid);
   if (it != pipelines.end()) return it->second;
   auto l = std::make_shared<Loaded>();
   Hash h = cluster::ToHash(db.Command({"HGETALL", keys.pipeline(pid)}));
   if (!db.ok()) return nullptr;
-  try {
-    if (h.empty()) throw std::runtime_error("pipeline " + pid + " is not in redis");
-    auto spec = ParsePipeline(h["yaml"], h["file"]);
-    if (!spec.ok()) throw std::runtime_error(spec.error());
-    l->spec = std::move(*spec);
-    auto steps = driver::CreateSteps(l->spec, StepRegistry::Global());
-    if (steps.ok()) l->steps = std::move(*steps);
-    else l->error = steps.error();
-    l->rates = std::make_shared<rates::RedisRateLimiter>(opts.redis, opts.prefix, l->spec.rates, l->spec.budget_usd,
-                                                         "pipeline-" + pid);
-  } catch (const std::exception& e) {
-    l->error = e.what();
-  }
+  if (Status st = ParseLoaded(pid, h, l.get()); !st.ok()) l->error = st.message();
   pipelines[pid] = l;
   return l;
 }
@@ -393,16 +396,17 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
   }
   spec->artifact = [name = opts.name, token = token, max = opts.max_artifact_bytes, homes = m.homes, spec_p = p,
                     workdir = spec->workdir, job = m.job,
-                    results = spec->results](std::string_view from, std::string_view relative) {
+                    results = spec->results](std::string_view from,
+                                             std::string_view relative) -> Result<std::filesystem::path> {
     const std::string rel(relative);
-    if (!SafeRelative(rel)) throw std::runtime_error("artifact path '" + rel + "' is not a clean relative path");
+    if (!SafeRelative(rel)) return Status::Invalid("artifact path '" + rel + "' is not a clean relative path");
     const int idx = spec_p->spec.StepIndex(std::string(from));
     const protocol::StepHome home =
         idx >= 0 && idx < static_cast<int>(homes.size()) ? homes[idx] : protocol::StepHome{};
     if (home.node.empty() || home.node == name) {
       auto local = workdir / rel;
       if (!std::filesystem::exists(local))
-        throw std::runtime_error("artifact " + std::string(from) + ":" + rel + " not found on " + name);
+        return Status::NotFound("artifact " + std::string(from) + ":" + rel + " not found on " + name);
       return local;
     }
     const auto dest = workdir / ".fetched" / std::string(from) / rel;
@@ -414,7 +418,8 @@ void NodeAgent::Impl::Execute(std::shared_ptr<Attempt> a, std::shared_ptr<Loaded
           path[path.size() - rel.size() - 1] == '/')
         recorded = r->value("sha256", "");
     }
-    FetchArtifact(home.address, token, job, rel, dest, max, recorded);
+    if (Status fetched = FetchArtifact(home.address, token, job, rel, dest, max, recorded); !fetched.ok())
+      return fetched;
     return dest;
   };
   pool.Submit([a, spec, cannot, shared = shared, node = opts.name, inc = incarnation] {

@@ -255,7 +255,7 @@ TEST_F(OperationsTest, AHeadThatLostItsLeaseWritesNothing) {
   head_->Kill(SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
   cluster::Redis db;
-  ASSERT_TRUE(db.Connect(cluster::RedisUrl::Parse(url_)));
+  ASSERT_TRUE(db.Connect(cluster::RedisUrl::Parse(url_).value()));
   const std::string key = prefix_ + ":head";
   cluster::LeaderLock old_head(key, 1, Clock::Real()), new_head(key, 1, Clock::Real());
   ASSERT_TRUE(old_head.Acquire(db));
@@ -511,9 +511,10 @@ class StubbornStep : public Step {
 TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
   head_->Kill(SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
-  StepRegistry::Global().Register("stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+  StepRegistry::Global().Register("stubborn",
+                                  StepFactoryOf([](const Json&) { return std::make_unique<StubbornStep>(); }));
   g_let_stubborn_go = false;
-  const cluster::RedisUrl url = cluster::RedisUrl::Parse(url_);
+  const cluster::RedisUrl url = cluster::RedisUrl::Parse(url_).value();
   cluster::HeadOptions ho;
   ho.redis = url;
   ho.prefix = prefix_;
@@ -542,11 +543,11 @@ TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
   cluster::Redis db;
   ASSERT_TRUE(db.Connect(url));
   const cluster::Keys keys(prefix_);
-  const auto ids = cluster::SubmitJobs(db, keys, "stubborn.yaml", yaml, *spec, {""});
+  const auto ids = cluster::SubmitJobs(db, keys, "stubborn.yaml", yaml, *spec, {""}).value();
   ASSERT_EQ(ids.size(), 1u);
-  ASSERT_TRUE(WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "running"; }, 15));
-  ASSERT_TRUE(cluster::RequestCancel(db, keys, ids[0]));
-  const bool ended = WaitFor([&] { return cluster::JobStates(db, keys, ids)[0] == "cancelled"; }, 15);
+  ASSERT_TRUE(WaitFor([&] { return cluster::JobStates(db, keys, ids).value()[0] == "running"; }, 15));
+  ASSERT_TRUE(cluster::RequestCancel(db, keys, ids[0]).value());
+  const bool ended = WaitFor([&] { return cluster::JobStates(db, keys, ids).value()[0] == "cancelled"; }, 15);
   const Json d = JsonOf({"status", ids[0], "--json"});
   g_let_stubborn_go = true;
   agent.RequestStop();

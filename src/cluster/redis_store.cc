@@ -147,19 +147,19 @@ Status RedisJobStore::AddSubmitted(Redis& db, const std::string& id, const Hash&
   return Status::Ok();
 }
 
-bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
+Status RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
   saved_.clear();
   dirty_.clear();
   ended_.clear();
   attempts_.clear();
   Reply pids = db.Command({"LRANGE", keys_.pipelines(), "0", "-1"});
   Reply ids = db.Command({"LRANGE", keys_.jobs(), "0", "-1"});
-  if (!db.ok()) return false;
+  if (!db.ok()) return Status::Unavailable(db.error());
   for (size_t i = 0; i < pids.size(); ++i) EnsurePipeline(db, pids.at(i).str()).status().IgnoreError();
   // Jobs, in submission order, their hashes and attempt lists read in pipelined batches.
   constexpr size_t kBatch = 2000;
   for (size_t i = 0; i < ids.size(); i += kBatch) {
-    if (hooks.keep_alive && !hooks.keep_alive()) return false;
+    if (hooks.keep_alive && !hooks.keep_alive()) return Status::FailedPrecondition("the head lease was lost");
     const size_t end = std::min(ids.size(), i + kBatch);
     for (size_t k = i; k < end; ++k) {
       db.Append({"HGETALL", keys_.job(ids.at(k).str())});
@@ -169,7 +169,7 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
       const std::string id = ids.at(k).str();
       Hash h = ToHash(db.Read());
       Reply list = db.Read();
-      if (!db.ok()) return false;
+      if (!db.ok()) return Status::Unavailable(db.error());
       const int p = d_.PipelineIndex(Get(h, "pipeline"));
       if (h.empty() || p < 0) continue;
       const auto& steps = d_.pipelines()[p].spec.steps;
@@ -239,7 +239,7 @@ bool RedisJobStore::LoadJobs(Redis& db, double now, const LoadHooks& hooks) {
         JobChanged(j);
     }
   }
-  return db.ok();
+  return db.ok() ? Status::Ok() : Status::Unavailable(db.error());
 }
 
 void RedisJobStore::AppendTurn(CommandBatch& out, double now) {

@@ -44,12 +44,12 @@ class RedisJobStore : public driver::JobStore {
   // Rebuilds the driver's pipelines and jobs from Redis (nodes first: the head adds them). `now`:
   // driver seconds. `in_flight(job, term, incarnation)` is told of each attempt restored in
   // flight; `keep_alive()` is called between batches (the head renews its lease there) and
-  // stops the load when it returns false. Returns false on a Redis error or a lost lease.
+  // stops the load when it returns false. An error on a Redis error or a lost lease.
   struct LoadHooks {
     std::function<void(uint32_t job, const std::string& term, const std::string& incarnation)> in_flight;
     std::function<bool()> keep_alive;
   };
-  bool LoadJobs(Redis& db, double now, const LoadHooks& hooks);
+  Status LoadJobs(Redis& db, double now, const LoadHooks& hooks);
   // Adds a submitted job from its hash. Error when its pipeline cannot be loaded (the job is
   // then marked failed in Redis with that reason, so the submitter sees it).
   Status AddSubmitted(Redis& db, const std::string& id, const Hash& h, double now);

@@ -216,6 +216,13 @@ static auto AtEdge(const std::string& file, F parse) -> Result<decltype(parse())
   }
 }
 
+// A rates/ parser's value; its error goes on as this file's LoadError (caught at the edge above).
+template <typename T>
+static T Take(Result<T> r) {
+  if (!r.ok()) throw LoadError(r.error());
+  return std::move(*r);
+}
+
 static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::string& file);
 static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::string& file);
 
@@ -243,8 +250,8 @@ static PipelineSpec ParsePipelineChecked(const std::string& yaml, const std::str
                "unknown language tag '" + p.language + "' (known: " + KnownLanguageTags() + ")");
     p.language = FindLanguage(p.language)->tag;
   }
-  if (root["rates"]) p.rates = rates::ParseRates(root["rates"], file);
-  if (root["budget"]) p.budget_usd = rates::ParseBudget(root["budget"], file);
+  if (root["rates"]) p.rates = Take(rates::ParseRates(root["rates"], file));
+  if (root["budget"]) p.budget_usd = Take(rates::ParseBudget(root["budget"], file));
   const YAML::Node steps = root["steps"];
   if (!steps) ctx.Fail(root, "steps", "missing: a pipeline needs at least one step");
   if (!steps.IsSequence() || steps.size() == 0) ctx.Fail(steps, "steps", "must be a non-empty list");
@@ -336,7 +343,7 @@ static ClusterSpec ParseClusterChecked(const std::string& yaml, const std::strin
   ClusterSpec c;
   c.file = file;
   if (root["pools"]) c.pools = Resources(ctx, root["pools"], "pools");
-  if (root["rates"]) c.rates = rates::ParseRates(root["rates"], file);
+  if (root["rates"]) c.rates = Take(rates::ParseRates(root["rates"], file));
   const YAML::Node nodes = root["nodes"];
   if (!nodes) ctx.Fail(root, "nodes", "missing: a cluster file lists its nodes");
   if (!nodes.IsSequence() || nodes.size() == 0) ctx.Fail(nodes, "nodes", "must be a non-empty list");

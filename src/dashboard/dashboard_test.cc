@@ -54,7 +54,7 @@ class DashboardTest : public ::testing::Test {
     opts.inputs = std::move(inputs);
     opts.out = dir_ / "out";
     opts.log_format = RunOptions::LogFormat::kNone;
-    runtime_ = std::make_unique<Runtime>(ParsePipeline(yaml, "pipeline.yaml").value(), TwoNodes(), opts);
+    runtime_ = Runtime::Create(ParsePipeline(yaml, "pipeline.yaml").value(), TwoNodes(), opts).value();
     source_ = std::make_unique<RuntimeSource>(*runtime_);
     DashboardOptions dopts;
     dopts.address = "127.0.0.1:0";
@@ -404,7 +404,9 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
   opts.log_format = RunOptions::LogFormat::kNone;
   TempDir dir;
   opts.out = dir / "out";
-  Runtime runtime(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml").value(), TwoNodes(), opts);
+  const std::unique_ptr<Runtime> runtime_owner =
+      Runtime::Create(ParsePipeline(PipelineYaml(0.05, 0), "p.yaml").value(), TwoNodes(), opts).value();
+  Runtime& runtime = *runtime_owner;
   RuntimeSource source(runtime);
   DashboardOptions o;
   o.address = "0.0.0.0:0";
@@ -425,25 +427,21 @@ TEST(DashboardSecurity, OffLoopbackNeedsAToken) {
 }
 
 TEST(DashboardSecurity, ParsesAddresses) {
-  Address a;
-  std::string err;
-  ASSERT_TRUE(ParseAddress("", &a, &err));
+  Address a = ParseAddress("").value();
   EXPECT_EQ(a.host, "127.0.0.1");
   EXPECT_EQ(a.port, 8265);
   EXPECT_TRUE(a.loopback);
-  ASSERT_TRUE(ParseAddress("9000", &a, &err));
+  a = ParseAddress("9000").value();
   EXPECT_EQ(a.port, 9000);
   EXPECT_TRUE(a.loopback);
-  ASSERT_TRUE(ParseAddress("0.0.0.0:0", &a, &err));
-  EXPECT_FALSE(a.loopback);
-  ASSERT_TRUE(ParseAddress("[::1]:8080", &a, &err));
+  EXPECT_FALSE(ParseAddress("0.0.0.0:0").value().loopback);
+  a = ParseAddress("[::1]:8080").value();
   EXPECT_EQ(a.host, "::1");
   EXPECT_TRUE(a.loopback);
-  ASSERT_TRUE(ParseAddress("localhost:1", &a, &err));
-  EXPECT_TRUE(a.loopback);
-  EXPECT_FALSE(ParseAddress("127.0.0.1:http", &a, &err));
-  EXPECT_EQ(err, "dashboard address 127.0.0.1:http: port 'http' is not a number from 0 to 65535");
-  EXPECT_FALSE(ParseAddress("127.0.0.1:70000", &a, &err));
+  EXPECT_TRUE(ParseAddress("localhost:1").value().loopback);
+  EXPECT_EQ(ParseAddress("127.0.0.1:http").error(),
+            "dashboard address 127.0.0.1:http: port 'http' is not a number from 0 to 65535");
+  EXPECT_FALSE(ParseAddress("127.0.0.1:70000").ok());
 }
 
 TEST(DashboardSecurity, ConstantTimeEquals) {

@@ -48,7 +48,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return sink == 0;
 }
 
-bool ParseAddress(const std::string& text, Address* out, std::string* error) {
+Result<Address> ParseAddress(const std::string& text) {
   Address a;
   std::string port_text;
   if (text.empty()) {
@@ -56,14 +56,12 @@ bool ParseAddress(const std::string& text, Address* out, std::string* error) {
   } else if (text[0] == '[') {  // [v6]:port
     const size_t close = text.find(']');
     if (close == std::string::npos) {
-      *error = fmt::format("dashboard address {}: missing ']'", text);
-      return false;
+      return Status::Invalid(fmt::format("dashboard address {}: missing ']'", text));
     }
     a.host = text.substr(1, close - 1);
     if (close + 1 < text.size()) {
       if (text[close + 1] != ':') {
-        *error = fmt::format("dashboard address {}: expected :PORT after ']'", text);
-        return false;
+        return Status::Invalid(fmt::format("dashboard address {}: expected :PORT after ']'", text));
       }
       port_text = text.substr(close + 2);
     }
@@ -81,17 +79,15 @@ bool ParseAddress(const std::string& text, Address* out, std::string* error) {
     char* end = nullptr;
     const long p = std::strtol(port_text.c_str(), &end, 10);
     if (*end != '\0' || p < 0 || p > 65535) {
-      *error = fmt::format("dashboard address {}: port '{}' is not a number from 0 to 65535", text, port_text);
-      return false;
+      return Status::Invalid(
+          fmt::format("dashboard address {}: port '{}' is not a number from 0 to 65535", text, port_text));
     }
     a.port = static_cast<int>(p);
   } else if (text.find(':') != std::string::npos && text[0] != '[') {
-    *error = fmt::format("dashboard address {}: missing port after ':'", text);
-    return false;
+    return Status::Invalid(fmt::format("dashboard address {}: missing port after ':'", text));
   }
   a.loopback = IsLoopbackHost(a.host);
-  *out = a;
-  return true;
+  return a;
 }
 
 DashboardServer::Impl::Auth DashboardServer::Impl::Authorise(const httplib::Request& req) const {
@@ -179,8 +175,9 @@ void DashboardServer::Impl::SampleLoop() {
 DashboardServer::StartResult DashboardServer::Start(DashboardSource& source, DashboardOptions options) {
   auto impl = std::make_unique<Impl>();
   Impl& m = *impl;
-  std::string error;
-  if (!ParseAddress(options.address, &m.address, &error)) return {nullptr, error};
+  Result<Address> address = ParseAddress(options.address);
+  if (!address.ok()) return {nullptr, address.error()};
+  m.address = *address;
   if (!m.address.loopback && options.token.empty())
     return {nullptr, fmt::format("dashboard address {}: not a loopback address, so a token is required "
                                  "(--token-file or BATON_TOKEN)", options.address)};

@@ -22,6 +22,7 @@
 #include <vector>
 #include <string_view>
 
+#include "baton/status.h"
 #include "dashboard/event_hub.h"
 #include "dashboard/source.h"
 
@@ -48,8 +49,8 @@ struct Address {
   int port = 8265;
   bool loopback = false;
 };
-// Errors name the address and what is wrong.
-[[nodiscard]] bool ParseAddress(const std::string& text, Address* out, std::string* error);
+// The address, or an error naming it and what is wrong.
+Result<Address> ParseAddress(const std::string& text);
 
 // Whether a request's Host header may reach a dashboard bound at `bound` (DNS rebinding check):
 // loopback names always; for an off-loopback bind also the bound host, IP literals and `allowed`.

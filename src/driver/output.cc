@@ -260,8 +260,8 @@ Status TraceWriter::Close() {
   return error_;
 }
 
-void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
-                      const std::vector<std::string>& node_names) {
+Status WriteChromeTrace(const std::filesystem::path& file, const RunReport& report,
+                        const std::vector<std::string>& node_names) {
   struct Item {
     const JobReport* job;
     const AttemptReport* a;
@@ -359,7 +359,7 @@ void WriteChromeTrace(const std::filesystem::path& file, const RunReport& report
     }
   }
   Json trace = {{"traceEvents", events}, {"displayTimeUnit", "ms"}};
-  if (Status st = WriteFileAtomically(file, trace.dump(1)); !st.ok()) throw std::runtime_error(st.message());
+  return WriteFileAtomically(file, trace.dump(1));
 }
 
 }  // namespace baton

@@ -76,11 +76,9 @@ Result<StepList> CreateSteps(const PipelineSpec& spec, const StepRegistry& regis
       return Status::Invalid(fmt::format("{}:{}: steps.{}.uses: unknown step kind '{}' (known: {})", file, s.line,
                                          s.name, s.uses, fmt::join(registry.Names(), ", ")));
     }
-    try {
-      steps.push_back(registry.Create(s.uses, s.with));
-    } catch (const std::exception& e) {
-      return Status::Invalid(fmt::format("{}:{}: steps.{}.{}", file, s.line, s.name, e.what()));
-    }
+    Result<std::unique_ptr<Step>> step = registry.Create(s.uses, s.with);
+    if (!step.ok()) return Status::Invalid(fmt::format("{}:{}: steps.{}.{}", file, s.line, s.name, step.error()));
+    steps.push_back(std::move(*step));
   }
   return steps;
 }

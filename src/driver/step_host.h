@@ -36,8 +36,8 @@ struct AttemptSpec {
   std::vector<int> gpus;
   int worker = -1;  // the resident worker it joined (core::Placement::worker), -1 none
   bool make_workdir = true;
-  // Finds an artifact of an earlier step (another node's in a cluster). Throws on failure.
-  std::function<std::filesystem::path(std::string_view step, std::string_view relative)> artifact;
+  // Finds an artifact of an earlier step (another node's in a cluster), or says why it cannot.
+  std::function<Result<std::filesystem::path>(std::string_view step, std::string_view relative)> artifact;
   // Where log lines and progress go (null or empty: dropped), stamped with `clock` seconds
   // since `t0`. REQUIRES: *clock outlives the attempt (Clock::Real() does).
   std::shared_ptr<const SinkList> sinks;

@@ -8,6 +8,9 @@
 namespace baton::rates {
 namespace {
 
+// The parsers below throw (std::invalid_argument, LoadError) inside this file only; the public
+// functions at its end catch them and return a Result.
+
 // "200000", "2.5e5", "200k", "1.5M". Throws std::invalid_argument.
 double ParseAmount(const std::string& text) {
   static const std::regex kRe(R"(^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(k|K|M|G)?\s*$)");
@@ -44,20 +47,8 @@ double PositiveNumber(const std::string& file, const YAML::Node& n, const std::s
   return v;
 }
 
-double Rate(const std::string& file, const YAML::Node& n, const std::string& key) {
-  const std::string s = ScalarOf(file, n, key);
-  try {
-    const double v = ParseRatePerSecond(s);
-    if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be positive (got " + s + ")");
-    return v;
-  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
-    Fail(file, n, key, "'" + s + "' is not a rate (use N/s, N/min or N/h, e.g. 500/min)");
-  }
-}
-
-}  // namespace
-
-double ParseRatePerSecond(const std::string& text) {
+// Throws std::invalid_argument.
+double RatePerSecond(const std::string& text) {
   static const std::regex kRe(R"(^\s*([^/\s]+)\s*/\s*(s|sec|second|min|minute|h|hour)\s*$)");
   std::smatch m;
   if (!std::regex_match(text, m, kRe)) throw std::invalid_argument("bad rate: " + text);
@@ -67,7 +58,18 @@ double ParseRatePerSecond(const std::string& text) {
   return amount / per;
 }
 
-RateSpecs ParseRates(const YAML::Node& node, const std::string& file) {
+double Rate(const std::string& file, const YAML::Node& n, const std::string& key) {
+  const std::string s = ScalarOf(file, n, key);
+  try {
+    const double v = RatePerSecond(s);
+    if (!(v > 0) || std::isinf(v)) Fail(file, n, key, "must be positive (got " + s + ")");
+    return v;
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
+    Fail(file, n, key, "'" + s + "' is not a rate (use N/s, N/min or N/h, e.g. 500/min)");
+  }
+}
+
+RateSpecs Rates(const YAML::Node& node, const std::string& file) {
   if (!node.IsMap()) Fail(file, node, "rates", "must be a mapping of name: rate (e.g. openai_requests: 500/min)");
   static const std::regex kName(R"(^[A-Za-z_][A-Za-z0-9_.-]*$)");
   RateSpecs out;
@@ -94,7 +96,7 @@ RateSpecs ParseRates(const YAML::Node& node, const std::string& file) {
   return out;
 }
 
-double ParseBudget(const YAML::Node& node, const std::string& file) {
+double Budget(const YAML::Node& node, const std::string& file) {
   if (!node.IsMap()) Fail(file, node, "budget", "must be a mapping (e.g. budget: {usd: 25})");
   for (const auto& kv : node) {
     const std::string f = kv.first.as<std::string>();
@@ -102,6 +104,32 @@ double ParseBudget(const YAML::Node& node, const std::string& file) {
   }
   if (!node["usd"]) Fail(file, node, "budget.usd", "missing (e.g. budget: {usd: 25})");
   return PositiveNumber(file, node["usd"], "budget.usd");
+}
+
+}  // namespace
+
+Result<double> ParseRatePerSecond(const std::string& text) {
+  try {
+    return RatePerSecond(text);
+  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
+    return Status::Invalid("bad rate: " + text);
+  }
+}
+
+Result<RateSpecs> ParseRates(const YAML::Node& node, const std::string& file) {
+  try {
+    return Rates(node, file);
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  }
+}
+
+Result<double> ParseBudget(const YAML::Node& node, const std::string& file) {
+  try {
+    return Budget(node, file);
+  } catch (const LoadError& e) {
+    return Status::Invalid(e.what());
+  }
 }
 
 RateSpecs MergeRates(const RateSpecs& pipeline, const RateSpecs& cluster) {

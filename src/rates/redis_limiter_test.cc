@@ -21,7 +21,7 @@ class RedisLimiterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     port_ = testing::FreeLoopbackPort();
-    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + std::to_string(port_));
+    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + std::to_string(port_)).value();
     StartRedis();
   }
   void StartRedis() {

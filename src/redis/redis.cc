@@ -1,18 +1,17 @@
 #include "redis/redis.h"
 
 #include <cstdlib>
-#include <stdexcept>
 
 #include <hiredis.h>
 
 namespace baton::cluster {
 
-RedisUrl RedisUrl::Parse(const std::string& url) {
+Result<RedisUrl> RedisUrl::Parse(const std::string& url) {
   RedisUrl u;
   const std::string scheme = "redis://";
   // The value itself is never echoed: it may hold a password.
   if (url.rfind(scheme, 0) != 0)
-    throw std::invalid_argument(
+    return Status::Invalid(
         "--redis: expected redis://HOST:PORT[/DB] (the value given is not shown: it may hold a password)");
   std::string rest = url.substr(scheme.size());
   if (size_t at = rest.rfind('@'); at != std::string::npos) {
@@ -29,7 +28,7 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
       char* end = nullptr;
       long v = std::strtol(db.c_str(), &end, 10);
       if (*end != '\0' || v < 0)
-        throw std::invalid_argument("--redis: the database (after the last /) is not a number");
+        return Status::Invalid("--redis: the database (after the last /) is not a number");
       u.db = static_cast<int>(v);
     }
   }
@@ -39,7 +38,7 @@ RedisUrl RedisUrl::Parse(const std::string& url) {
     char* end = nullptr;
     long v = std::strtol(port.c_str(), &end, 10);
     if (port.empty() || *end != '\0' || v <= 0 || v > 65535)
-      throw std::invalid_argument("--redis: the port (after the last :) is not a port number");
+      return Status::Invalid("--redis: the port (after the last :) is not a port number");
     u.port = static_cast<int>(v);
   }
   if (!rest.empty()) u.host = rest;

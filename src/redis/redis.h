@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "baton/status.h"
+
 struct redisContext;
 struct redisReply;
 
@@ -25,9 +27,9 @@ struct RedisUrl {
   int db = 0;
   std::string password;
   bool password_in_url = false;  // given as :PASSWORD@ (visible in `ps` when on a command line)
-  // Throws std::invalid_argument naming what is wrong (never echoing the URL: it may hold a
+  // The parsed URL, or an error naming what is wrong (never echoing the URL: it may hold a
   // password).
-  static RedisUrl Parse(const std::string& url);
+  static Result<RedisUrl> Parse(const std::string& url);
   bool loopback() const;  // 127.0.0.0/8, ::1, localhost
   // The URL with the password shown as *** (for logs and messages).
   std::string Redacted() const;

@@ -43,21 +43,22 @@ std::filesystem::path FreeName(const std::filesystem::path& base) {
 }
 
 // One run at a time per output folder: an exclusive lock on OUT/.baton/lock, held for the run.
-// Returns the locked descriptor; throws LoadError naming the holder when another run has it.
-int LockOut(const std::filesystem::path& out) {
+// Returns the locked descriptor, or an error naming the holder when another run has it.
+Result<int> LockOut(const std::filesystem::path& out) {
   const auto dir = out / ".baton";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw LoadError(dir.string() + ": cannot create: " + ec.message());
+  if (ec) return Status::Unavailable(dir.string() + ": cannot create: " + ec.message());
   const auto file = dir / "lock";
   const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw LoadError(file.string() + ": cannot open: " + std::strerror(errno));
+  if (fd < 0) return Status::Unavailable(file.string() + ": cannot open: " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     std::string holder;
     std::ifstream(file) >> holder;
     ::close(fd);
-    throw LoadError(fmt::format("{}: another baton run{} is using this output folder; wait for it or use another --out",
-                                out.string(), holder.empty() ? "" : " (pid " + holder + ")"));
+    return Status::FailedPrecondition(
+        fmt::format("{}: another baton run{} is using this output folder; wait for it or use another --out",
+                    out.string(), holder.empty() ? "" : " (pid " + holder + ")"));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) {
@@ -182,16 +183,21 @@ void JournalStore::JobChanged(uint32_t job) {
   if (n > 0) Check(writer_->Append(out, n));
 }
 
-std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
-                                      const driver::StepList& steps, const RunOptions& options,
-                                      const std::vector<std::filesystem::path>& node_workdirs, JobLines* lines,
-                                      std::vector<std::string>* notices) {
+Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
+                                              const driver::StepList& steps, const RunOptions& options,
+                                              const std::vector<std::filesystem::path>& node_workdirs,
+                                              JobLines* lines, std::vector<std::string>* notices) {
   std::vector<std::string> names;
   for (const auto& s : spec.steps) names.push_back(s.name);
   d.Reserve(d.job_count() + options.inputs.size());
   // Before anything reads or writes OUT: without a journal a run still truncates jobs.jsonl, removes
   // work folders and writes reports there, so the lock does not depend on journaling.
-  const int lock_fd = options.lock_out || options.journal ? LockOut(options.out) : -1;
+  int lock_fd = -1;
+  if (options.lock_out || options.journal) {
+    Result<int> locked = LockOut(options.out);
+    if (!locked.ok()) return locked.status();
+    lock_fd = *locked;
+  }
   if (!options.journal) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
     store->HoldLock(lock_fd);
@@ -211,8 +217,9 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   const std::filesystem::path file = options.out / ".baton" / "journal";
   if (spec.steps.size() > journal::kMaxSteps) {
     ::close(lock_fd);
-    throw LoadError(fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)",
-                                spec.name, spec.steps.size(), journal::kMaxSteps));
+    return Status::Invalid(
+        fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)", spec.name,
+                    spec.steps.size(), journal::kMaxSteps));
   }
   if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
     const auto aside = FreeName(file);
@@ -227,7 +234,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
     resumed = true;
   } else if (r.status().code() != StatusCode::kNotFound) {
     ::close(lock_fd);
-    throw LoadError(r.error() + " (move it aside or use --rerun all)");
+    return Status::Invalid(r.error() + " (move it aside or use --rerun all)");
   }
   if (resumed && past.headers > 0 && past.pipeline != spec.name) {
     // Another pipeline's run: nothing in it applies to this one.
@@ -257,7 +264,7 @@ std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, cons
   auto writer = journal::Writer::Open(file, resumed ? past.read.good_bytes : 0, options.journal_sync);
   if (!writer.ok()) {
     ::close(lock_fd);
-    throw LoadError(writer.error());
+    return writer.status();
   }
   auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
   store->HoldLock(lock_fd);

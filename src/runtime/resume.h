@@ -121,10 +121,11 @@ class JournalStore final : public driver::JobStore {
 // Adds the run's jobs to `d` (pipeline `pipeline`): fresh (ids job_prefix + position) without a
 // journal; with one (options.journal), restored from OUT/.baton/journal as README.md "Resume"
 // says. The store (journal and jobs.jsonl) is attached to `d`. `notices`: lines for the user (what resumed, what
-// changed, what was dropped). Throws LoadError when the journal cannot be read or written.
-std::unique_ptr<JournalStore> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
-                                      const driver::StepList& steps, const RunOptions& options,
-                                      const std::vector<std::filesystem::path>& node_workdirs, JobLines* lines,
-                                      std::vector<std::string>* notices);
+// changed, what was dropped). An error (one line) when the output folder cannot be locked or the
+// journal cannot be read or written.
+Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
+                                              const driver::StepList& steps, const RunOptions& options,
+                                              const std::vector<std::filesystem::path>& node_workdirs,
+                                              JobLines* lines, std::vector<std::string>* notices);
 
 }  // namespace baton::runtime

@@ -144,8 +144,9 @@ void Runtime::Impl::JournalFailed(const Status& st) {
   completions->cv.Signal();
 }
 
-Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry)
-    : impl_(std::make_unique<Impl>()) {
+Runtime::Runtime() : impl_(std::make_unique<Impl>()) {}
+
+Status Runtime::Load(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options, StepRegistry& registry) {
   Impl& m = *impl_;
   RecursiveLock lock(&m.state_mu);  // nothing else runs yet; held so the analysis sees every access
   m.pipeline = std::move(pipeline);
@@ -153,10 +154,11 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   m.options = std::move(options);
   if (m.options.clock) m.clock = m.options.clock;
   if (m.cluster.nodes.empty()) m.cluster.nodes.push_back(DetectLocalNode());
-  if (m.cluster.nodes.size() > 64) throw LoadError("at most 64 nodes in one process; use cluster mode for more");
+  if (m.cluster.nodes.size() > 64)
+    return Status::Invalid("at most 64 nodes in one process; use cluster mode for more");
 
   auto steps = driver::CreateSteps(m.pipeline, registry);
-  if (!steps.ok()) throw LoadError(steps.error());
+  if (!steps.ok()) return steps.status();
   m.steps = std::move(*steps);
   m.driver.SetWorkerState([&m](const core::WorkerRef& ref) -> Json {
     const Json all = m.steps[ref.step]->WorkerStates();
@@ -176,7 +178,7 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   m.node_dirs = std::make_shared<const std::vector<std::filesystem::path>>(m.node_workdirs);
   const std::string nodes_from = m.cluster.file.empty() ? "this machine" : m.cluster.file.string();
   auto pid = m.driver.AddPipeline(m.pipeline, "", &nodes_from);
-  if (!pid.ok()) throw LoadError(pid.error());
+  if (!pid.ok()) return pid.status();
 
   // Only where some step makes a work folder: a sink turns events on, which costs no-op runs.
   bool makes_work = false;
@@ -185,7 +187,10 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
     m.sinks->push_back(std::make_shared<WorkCleaner>(m.node_workdirs, m.options.out));
   m.log = std::make_shared<LogSink>(m.options.log_stream, m.options.log_format, m.options.progress_line);
   if (m.options.log_format != RunOptions::LogFormat::kNone || m.options.progress_line) m.sinks->push_back(m.log);
-  m.journal = runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
+  auto journal =
+      runtime::AddJobs(m.driver, *pid, m.pipeline, m.steps, m.options, m.node_workdirs, &m.lines, &m.notices);
+  if (!journal.ok()) return journal.status();
+  m.journal = std::move(*journal);
   // The budget is the output folder's: it starts from what earlier runs in it spent, and every
   // request's cost is journaled for the next one.
   auto limiter = rates::NewMemoryLimiter(m.pipeline.rates, m.cluster.rates, m.pipeline.budget_usd);
@@ -212,17 +217,17 @@ Runtime::Runtime(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
   for (const auto& n : m.cluster.nodes) cpus += n.cpus;
   m.window = m.options.admit_window > 0 ? m.options.admit_window
                                         : std::max<size_t>(4096, static_cast<size_t>(4 * cpus));
+  return Status::Ok();
 }
 
 Result<std::unique_ptr<Runtime>> Runtime::Create(PipelineSpec pipeline, ClusterSpec cluster, RunOptions options,
                                                  StepRegistry& registry) {
-  try {
-    return std::make_unique<Runtime>(std::move(pipeline), std::move(cluster), std::move(options), registry);
-  } catch (const LoadError& e) {
-    return Status::Invalid(e.what());
-  } catch (const ConfigError& e) {
-    return Status::Invalid(e.what());
-  }
+  std::unique_ptr<Runtime> runtime(new Runtime());
+  // Every refusal is the caller's input (pipeline, nodes, output folder): kInvalidArgument.
+  if (Status loaded = runtime->Load(std::move(pipeline), std::move(cluster), std::move(options), registry);
+      !loaded.ok())
+    return Status::Invalid(loaded.message());
+  return runtime;
 }
 
 Runtime::~Runtime() {
@@ -329,13 +334,14 @@ void Runtime::Impl::Start(const core::Placement& p, double now) {
   // One process: the producing node's job folder is on this machine. Resolved only when a step
   // asks, from what the attempt owns (the homes at launch, shared names and folders).
   spec->artifact = [homes = driver.Homes(p.job, p.step), names = step_names, dirs = node_dirs, job = j.report.id,
-                    workdir = spec->workdir](std::string_view step, std::string_view relative) {
+                    workdir = spec->workdir](std::string_view step,
+                                             std::string_view relative) -> Result<std::filesystem::path> {
     std::filesystem::path base = workdir;
     for (size_t s = 0; s < homes.size(); ++s)
       if ((*names)[s] == step && homes[s] >= 0) base = (*dirs)[homes[s]] / job;
     std::filesystem::path path = base / std::string(relative);
     if (!std::filesystem::exists(path))
-      throw std::runtime_error("artifact " + std::string(step) + ":" + std::string(relative) + " not found");
+      return Status::NotFound("artifact " + std::string(step) + ":" + std::string(relative) + " not found");
     return path;
   };
   spec->sinks = sinks;

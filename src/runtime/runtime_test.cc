@@ -41,8 +41,10 @@ class RuntimeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     RegisterBuiltinSteps();
-    StepRegistry::Global().Register("test_throw", [](const Json&) { return std::make_unique<ThrowingStep>(); });
-    StepRegistry::Global().Register("test_stubborn", [](const Json&) { return std::make_unique<StubbornStep>(); });
+    StepRegistry::Global().Register("test_throw",
+                                    StepFactoryOf([](const Json&) { return std::make_unique<ThrowingStep>(); }));
+    StepRegistry::Global().Register("test_stubborn",
+                                    StepFactoryOf([](const Json&) { return std::make_unique<StubbornStep>(); }));
   }
   RunOptions Options(size_t jobs) {
     RunOptions o;
@@ -86,7 +88,9 @@ const char* kThreeNodes = R"(nodes:
 TEST_F(RuntimeTest, SeedAcrossThreeNodesKeepsLocalityOrderAndHeadOnlyDocument) {
   RunOptions o = Options(12);
   o.trace = dir_.path() / "trace.json";
-  Runtime rt(ParsePipeline(kSeed, "seed.yaml").value(), Cluster(kThreeNodes), o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline(kSeed, "seed.yaml").value(), Cluster(kThreeNodes), o).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 12);
   EXPECT_EQ(r.ExitCode(), 0);
@@ -136,20 +140,16 @@ TEST_F(RuntimeTest, StepNoNodeCanRunIsRefusedBeforeAnythingStarts) {
 }
 
 TEST_F(RuntimeTest, UnknownStepKindAndBadWithAreRefusedWithTheirLine) {
-  try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml").value(),
-               {}, Options(1));
-    FAIL();
-  } catch (const LoadError& e) {
-    EXPECT_EQ(std::string(e.what()).substr(0, 54), "p.yaml:4: steps.b.uses: unknown step kind 'slep' (know");
-  }
-  try {
-    Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml").value(), {},
-               Options(1));
-    FAIL();
-  } catch (const LoadError& e) {
-    EXPECT_STREQ(e.what(), "p.yaml:2: steps.a.with.seconds: must be a non-negative number of seconds");
-  }
+  const auto unknown = Runtime::Create(
+      ParsePipeline("steps:\n  - name: a\n    uses: sleep\n  - name: b\n    uses: slep\n", "p.yaml").value(), {},
+      Options(1));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().substr(0, 54), "p.yaml:4: steps.b.uses: unknown step kind 'slep' (know");
+  const auto bad_with = Runtime::Create(
+      ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: -2}\n", "p.yaml").value(), {},
+      Options(1));
+  ASSERT_FALSE(bad_with.ok());
+  EXPECT_EQ(bad_with.error(), "p.yaml:2: steps.a.with.seconds: must be a non-negative number of seconds");
 }
 
 TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
@@ -165,7 +165,10 @@ TEST_F(RuntimeTest, CommandStepRunsArgvWithoutAShell) {
     resources: {gpu: 1}
 )";
   o.keep_work = true;  // the logs are read below
-  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2, gpus: 3}\n"), o)
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.succeeded, 1) << r.jobs[0].error;
   EXPECT_FALSE(std::filesystem::exists(dir_.path() / "pwned"));
@@ -183,7 +186,8 @@ TEST_F(RuntimeTest, CommandFolderPlaceholdersAreAbsolute) {
   auto step = StepRegistry::Global().Create(
       "command", Json{{"argv",
                        {"sh", "-c", R"(cd / && printf "%s\n%s\n%s\n" "$1" "$2" "$BATON_WORKDIR" > "$1/where")", "sh",
-                        "{workdir}", "{outdir}"}}});
+                        "{workdir}", "{outdir}"}}})
+                  .value();
   const fs::path rel = fs::relative(dir_.path(), fs::current_path());
   ASSERT_TRUE(rel.is_relative()) << rel;
   CancelToken cancel;
@@ -214,7 +218,8 @@ TEST_F(RuntimeTest, CommandOutputLineIsReadWholeUpToItsLimit) {
                          {"sh", "-c",
                           R"(printf 'log line\n{"text": "'; head -c "$1" /dev/zero | tr '\0' a; printf '"}\n'; )" +
                               tail,
-                          "sh", std::to_string(chars)}}});
+                          "sh", std::to_string(chars)}}})
+                    .value();
     CancelToken cancel;
     const Json results = Json::object();
     StepContext ctx;
@@ -270,7 +275,8 @@ TEST_F(RuntimeTest, FailingCommandIsRetriedThenReportedAndOtherJobsGoOn) {
     with: {argv: [no-such-program-baton, "{input}"]}
     retries: 3
 )";
-  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), {}, o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(yaml, "p.yaml").value(), {}, o).value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   ASSERT_EQ(r.jobs.size(), 3u);
   EXPECT_EQ(r.failed, 3);
@@ -296,7 +302,8 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
       argv: [sh, -c, 'sleep 60 & echo $! > "$1"; sleep 60', sh, ")" + pidfile.string() + R"("]
     timeout: 300ms
 )";
-  Runtime rt(ParsePipeline(yaml, "p.yaml").value(), {}, o);
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(ParsePipeline(yaml, "p.yaml").value(), {}, o).value();
+  Runtime& rt = *rt_owner;
   const auto t0 = std::chrono::steady_clock::now();
   const RunReport& r = rt.Run();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));  // generous: no hang
@@ -315,7 +322,10 @@ TEST_F(RuntimeTest, TimeoutKillsTheWholeProcessGroup) {
 }
 
 TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml").value(), {}, Options(2));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline("steps:\n  - name: a\n    uses: test_throw\n", "p.yaml").value(), {}, Options(2))
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& r = rt.Run();
   EXPECT_EQ(r.failed, 2);
   EXPECT_EQ(r.jobs[0].error, "a failed after 1 attempt: step threw: disk on fire");
@@ -324,10 +334,14 @@ TEST_F(RuntimeTest, StepThatThrowsBecomesAFailureValue) {
 TEST_F(RuntimeTest, StopEndsRunningAttemptsAndWritesTheSummary) {
   RunOptions o = Options(6);
   o.trace = dir_.path() / "t.json";
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n",
-                           "p.yaml")
-                 .value(),
-             Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 30}\n    resources: {cpu: 1}\n",
+                        "p.yaml")
+              .value(),
+          Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o)
+          .value();
+  Runtime& rt = *rt_owner;
   std::thread stopper([&] {  // once both CPUs run an attempt
     testing::WaitFor([&] {
       int running = 0;
@@ -360,8 +374,11 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
   o.cancel_grace = 0.5;
   o.clock = &clock;
   g_release_stubborn = false;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml").value(), {},
-             o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          ParsePipeline("steps:\n  - name: a\n    uses: test_stubborn\n    timeout: 100ms\n", "p.yaml").value(), {}, o)
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport* report = nullptr;
   std::atomic<bool> returned{false};
   std::thread run([&] {
@@ -385,8 +402,12 @@ TEST_F(RuntimeTest, AStepThatIgnoresCancelIsAbandonedNotWaitedForever) {
 }
 
 TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {},
-             Options(3));
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          ParsePipeline("steps:\n  - name: a\n    uses: sleep\n    with: {seconds: 0.5}\n", "p.yaml").value(), {},
+          Options(3))
+          .value();
+  Runtime& rt = *rt_owner;
   std::thread canceller([&] {  // once job-1 runs: its attempt is stopped, not merely never started
     EXPECT_TRUE(testing::WaitFor([&] {
       const Json snapshot = rt.Snapshot();
@@ -404,10 +425,11 @@ TEST_F(RuntimeTest, CancelJobStopsOnlyThatJob) {
 }
 
 TEST_F(RuntimeTest, SnapshotShowsStepChainsAndWaitReasons) {
-  Runtime rt(
+  const std::unique_ptr<Runtime> rt_owner = Runtime::Create(
       ParsePipeline(kSeed, "seed.yaml").value(),
       Cluster("nodes:\n  - {name: head, cpus: 4, gpus: 1, resources: {download_slot: 1}, labels: {role: head}}\n"),
-      Options(3));
+      Options(3)).value();
+  Runtime& rt = *rt_owner;
   Json before = rt.Snapshot();
   ASSERT_EQ(before["jobs"].size(), 3u);
   EXPECT_EQ(before["jobs"][0]["steps"].size(), 4u);
@@ -433,7 +455,9 @@ TEST_F(RuntimeTest, SucceededJobsWorkFoldersAreRemovedUnlessKeepWork) {
     o.inputs = {"good", "bad"};
     o.keep_work = keep;
     o.out = dir_.path() / (keep ? "kept" : "out");
-    Runtime rt(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+    const std::unique_ptr<Runtime> rt_owner =
+        Runtime::Create(ParsePipeline(yaml, "p.yaml").value(), Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o).value();
+    Runtime& rt = *rt_owner;
     const RunReport& r = rt.Run();
     ASSERT_EQ(r.succeeded, 1);
     ASSERT_EQ(r.failed, 1);
@@ -463,8 +487,8 @@ class BlockUntilCancelledStep : public Step {
 
 // Timeouts and retry backoff on a fake clock: the test moves time; nothing waits for a timer.
 TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
-  StepRegistry::Global().Register("test_block",
-                                  [](const Json&) { return std::make_unique<BlockUntilCancelledStep>(); });
+  StepRegistry::Global().Register(
+      "test_block", StepFactoryOf([](const Json&) { return std::make_unique<BlockUntilCancelledStep>(); }));
   testing::TempDir dir;
   FakeClock clock;
   RunOptions o;
@@ -472,11 +496,15 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   o.out = dir.path() / "out";
   o.log_format = RunOptions::LogFormat::kNone;
   o.clock = &clock;
-  Runtime rt(ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: "
-                           "2h\n    max_backoff: 2h\n",
-                           "p.yaml")
-                 .value(),
-             {}, o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(
+          ParsePipeline("steps:\n  - name: a\n    uses: test_block\n    timeout: 30m\n    retries: 1\n    backoff: "
+                        "2h\n    max_backoff: 2h\n",
+                        "p.yaml")
+              .value(),
+          {}, o)
+          .value();
+  Runtime& rt = *rt_owner;
   auto wait_for = [&](const std::string& state, int attempt) {
     for (int i = 0; i < 20000; ++i) {
       const Json s = rt.Snapshot();
@@ -517,10 +545,14 @@ TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
   RunOptions o = Options(6);
   o.keep_finished = false;
   o.trace = dir_.path() / "released.trace.json";
-  Runtime rt(ParsePipeline("name: two\nsteps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
-                           "  - {name: b, uses: sleep, resources: {cpu: 1}}\n",
-                           "p.yaml").value(),
-             Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  const std::unique_ptr<Runtime> rt_owner =
+      Runtime::Create(ParsePipeline("name: two\nsteps:\n  - {name: a, uses: sleep, resources: {cpu: 1}}\n"
+                                    "  - {name: b, uses: sleep, resources: {cpu: 1}}\n",
+                                    "p.yaml")
+                          .value(),
+                      Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o)
+          .value();
+  Runtime& rt = *rt_owner;
   const RunReport& report = rt.Run();
   ASSERT_EQ(report.succeeded, 6);
   EXPECT_TRUE(report.jobs.empty());  // only failed jobs are reported
@@ -581,7 +613,9 @@ TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
   int read = 0;
   o.next_input = stream(&read);
   {
-    Runtime rt(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+    const std::unique_ptr<Runtime> rt_owner =
+        Runtime::Create(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o).value();
+    Runtime& rt = *rt_owner;
     const RunReport& report = rt.Run();
     EXPECT_EQ(read, 50);
     EXPECT_EQ(report.succeeded, 49);
@@ -621,7 +655,9 @@ TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
   EXPECT_EQ(summary["failed_jobs"][0]["id"], "job-7");
   // Again in the same folder: nothing runs; the failed job stays failed.
   read = 0;
-  Runtime again(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o);
+  const std::unique_ptr<Runtime> again_owner =
+      Runtime::Create(pipeline, Cluster("nodes:\n  - {name: n, cpus: 2}\n"), o).value();
+  Runtime& again = *again_owner;
   const RunReport& second = again.Run();
   EXPECT_EQ(read, 50);
   EXPECT_EQ(second.succeeded, 49);

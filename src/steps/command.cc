@@ -52,9 +52,9 @@ class CommandStep : public Step {
       return ResultPlaceholder(ctx, name);
     };
     for (const auto& a : args_.argv) {
-      std::string err;
-      argv.push_back(SubstitutePlaceholders(a, value, &err));
-      if (!err.empty()) return StepOutcome::Failure(err, false);
+      Result<std::string> arg = SubstitutePlaceholders(a, value);
+      if (!arg.ok()) return StepOutcome::Failure(arg.error(), false);
+      argv.push_back(std::move(*arg));
     }
     ProcessSpec spec;
     spec.argv = argv;
@@ -120,7 +120,7 @@ class CommandStep : public Step {
 }  // namespace
 
 void RegisterCommandStep(StepRegistry& r) {
-  r.Register("command", [](const Json& with) { return std::make_unique<CommandStep>(with); });
+  r.Register("command", StepFactoryOf([](const Json& with) { return std::make_unique<CommandStep>(with); }));
 }
 
 }  // namespace baton

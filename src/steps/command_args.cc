@@ -52,9 +52,8 @@ CommandArgs CommandArgs::From(const Json& with, const std::vector<std::string>& 
   return c;
 }
 
-std::string SubstitutePlaceholders(const std::string& arg,
-                                   const std::function<std::optional<std::string>(const std::string&)>& value,
-                                   std::string* err) {
+Result<std::string> SubstitutePlaceholders(
+    const std::string& arg, const std::function<std::optional<std::string>(const std::string&)>& value) {
   std::string out;
   auto begin = arg.cbegin();
   for (std::sregex_iterator it(arg.begin(), arg.end(), Placeholder()), end; it != end; ++it) {
@@ -63,8 +62,8 @@ std::string SubstitutePlaceholders(const std::string& arg,
     const std::string name = (*it)[1];
     std::optional<std::string> v = value(name);
     if (!v) {
-      *err = "placeholder {" + name + "}: " + (name.rfind("results.", 0) == 0 ? "no such result" : "no value here");
-      return "";
+      return Status::Invalid("placeholder {" + name + "}: " +
+                             (name.rfind("results.", 0) == 0 ? "no such result" : "no value here"));
     }
     out += *v;
   }

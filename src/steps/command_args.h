@@ -26,10 +26,9 @@ struct CommandArgs {
 };
 
 // Replaces each {name} of `arg` by `value(name)`; a name without a value is an error
-// ("placeholder {results.x.y}: no such result") in `*err`.
-std::string SubstitutePlaceholders(const std::string& arg,
-                                   const std::function<std::optional<std::string>(const std::string&)>& value,
-                                   std::string* err);
+// ("placeholder {results.x.y}: no such result").
+Result<std::string> SubstitutePlaceholders(
+    const std::string& arg, const std::function<std::optional<std::string>(const std::string&)>& value);
 // {results.STEP.KEY[.KEY...]} of an attempt's earlier results, as text (strings unquoted).
 std::optional<std::string> ResultPlaceholder(const StepContext& ctx, const std::string& name);
 

@@ -47,7 +47,8 @@ void RegisterSleepStep(StepRegistry& r) {
     const auto it = with.find("seconds");
     return it != with.end() && it->is_number() ? it->get<double>() : -1.0;
   };
-  r.Register("sleep", [](const Json& with) { return std::make_unique<SleepStep>(with); }, std::move(traits));
+  r.Register("sleep", StepFactoryOf([](const Json& with) { return std::make_unique<SleepStep>(with); }),
+             std::move(traits));
 }
 
 }  // namespace baton

@@ -156,15 +156,12 @@ std::string ExecError(const std::string& program, int rc) {
   return "cannot start '" + program + "': " + strerror(rc);
 }
 
-// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or fills
-// `error` and returns -1. Flow: the plan (argv, environment, files, exec candidates) -> the
+// Forks and execs `spec` (the part RunProcess and StartPiped share). Returns the pid, or why the
+// command could not start. Flow: the plan (argv, environment, files, exec candidates) -> the
 // report pipe -> fork: the child runs ExecChild; the parent reads the report (closed by a
 // successful exec; an errno when exec failed: ExecError).
-pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
-  if (spec.argv.empty() || spec.argv[0].empty()) {
-    *error = "empty command";
-    return -1;
-  }
+Result<pid_t> Spawn(const ProcessSpec& spec, const ChildIo& io) {
+  if (spec.argv.empty() || spec.argv[0].empty()) return Status::Invalid("empty command");
   ChildPlan plan;
   for (const auto& a : spec.argv) plan.argv.push_back(const_cast<char*>(a.c_str()));
   plan.argv.push_back(nullptr);
@@ -177,8 +174,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   plan.candidates = ExecCandidates(spec.argv[0]);
   int report[2];  // the child writes errno here when exec fails; closed on a successful exec
   if (pipe2(report, O_CLOEXEC) != 0) {
-    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return -1;
+    return Status::Invalid(std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno));
   }
   plan.fds = io.fds;
   plan.report = report[1];
@@ -188,8 +184,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   close(report[1]);
   if (pid < 0) {
     close(report[0]);
-    *error = std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno);
-    return -1;
+    return Status::Invalid(std::string("cannot start '") + spec.argv[0] + "': " + strerror(errno));
   }
   int rc = 0;
   ssize_t got;
@@ -199,8 +194,7 @@ pid_t Spawn(const ProcessSpec& spec, const ChildIo& io, std::string* error) {
   if (got == sizeof rc) {
     int st = 0;
     waitpid(pid, &st, 0);
-    *error = ExecError(spec.argv[0], rc);
-    return -1;
+    return Status::Invalid(ExecError(spec.argv[0], rc));
   }
   return pid;
 }
@@ -220,13 +214,13 @@ Result<PipedChild> StartPiped(const ProcessSpec& spec) {
     return Status::Unavailable(std::string("pipe: ") + strerror(errno));
   }
   const int child_fds[3] = {in[0], out[1], err[1]};
-  std::string error;
-  const pid_t pid = Spawn(spec, ChildIo{child_fds}, &error);
+  const Result<pid_t> spawned = Spawn(spec, ChildIo{child_fds});
   for (int fd : child_fds) close(fd);
-  if (pid < 0) {
+  if (!spawned.ok()) {
     for (int fd : {in[1], out[0], err[0]}) close(fd);
-    return Status::Invalid(error);
+    return spawned.status();
   }
+  const pid_t pid = *spawned;
   PipedChild c;
   c.pid = pid;
   c.pidfd = PidfdOpen(pid);
@@ -278,8 +272,12 @@ std::string DescribeWaitStatus(int status) {
 ProcessResult RunProcess(const ProcessSpec& spec, const CancelToken* cancel,
                          const std::function<void(pid_t)>& on_start) {
   ProcessResult r;
-  const pid_t pid = Spawn(spec, ChildIo{}, &r.error);
-  if (pid < 0) return r;
+  const Result<pid_t> spawned = Spawn(spec, ChildIo{});
+  if (!spawned.ok()) {
+    r.error = spawned.error();
+    return r;
+  }
+  const pid_t pid = *spawned;
   r.started = true;
   r.pid = pid;
   if (on_start) on_start(pid);

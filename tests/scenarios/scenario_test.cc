@@ -145,7 +145,9 @@ class ScenarioTest : public ::testing::TestWithParam<Scenario> {
     o.inputs.assign(s.jobs, "");
     o.out = dir_.path() / "embedded";
     o.log_format = RunOptions::LogFormat::kNone;
-    Runtime rt(ParsePipeline(s.pipeline, "p.yaml").value(), cluster, o);
+    const std::unique_ptr<Runtime> rt_owner =
+        Runtime::Create(ParsePipeline(s.pipeline, "p.yaml").value(), cluster, o).value();
+    Runtime& rt = *rt_owner;
     std::thread operator_thread;
     if (s.action == Action::kCancelWhileRunning) {
       operator_thread = std::thread([&] {

@@ -48,11 +48,9 @@ Result<std::filesystem::path> ResolveInput(const AnalyzeOptions& o, const StepCo
     std::error_code ec;
     // In a cluster the file may live on another node: ask for it as an artifact.
     if (!std::filesystem::exists(p, ec) && ctx.artifact && from.value("file", Json()).is_string()) {
-      try {
-        p = ctx.artifact(o.from, from["file"].get<std::string>());
-      } catch (const std::exception& e) {
-        return Status::Failed("cannot fetch the file of step '" + o.from + "': " + e.what());
-      }
+      baton::Result<std::filesystem::path> fetched = ctx.artifact(o.from, from["file"].get<std::string>());
+      if (!fetched.ok()) return Status::Failed("cannot fetch the file of step '" + o.from + "': " + fetched.error());
+      p = std::move(*fetched);
     }
     return p;
   }
@@ -559,9 +557,9 @@ class AnalyzeStep : public Step {
 namespace baton {
 
 void RegisterAnalyzeStep(StepRegistry& registry) {
-  registry.Register("analyze", [](const Json& with) -> std::unique_ptr<Step> {
+  registry.Register("analyze", StepFactoryOf([](const Json& with) {
     return std::make_unique<analyze::AnalyzeStep>(analyze::ParseAnalyzeOptions(with));
-  }, StepTraits{.one_openmp_thread = true, .known_seconds = {}});
+  }), StepTraits{.one_openmp_thread = true, .known_seconds = {}});
 }
 
 }  // namespace baton

@@ -116,8 +116,12 @@ TEST(AnalyzeOptions, InvalidParametersNameTheKey) {
 TEST(AnalyzeOptions, RegistryRefusesBadWith) {
   RegisterAnalyzeStep(StepRegistry::Global());
   ASSERT_TRUE(StepRegistry::Global().Has("analyze"));
-  EXPECT_NE(StepRegistry::Global().Create("analyze", Json::object()), nullptr);
-  EXPECT_THROW(StepRegistry::Global().Create("analyze", Json{{"asr", {{"engine", "nope"}}}}), ConfigError);
+  EXPECT_TRUE(StepRegistry::Global().Create("analyze", Json::object()).ok());
+  const baton::Result<std::unique_ptr<Step>> refused =
+      StepRegistry::Global().Create("analyze", Json{{"asr", {{"engine", "nope"}}}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.error().find("with.asr.engine"), std::string::npos) << refused.error();
 }
 
 // ---- pure stages ------------------------------------------------------------------------------

@@ -359,24 +359,30 @@ class DocumentStep final : public Step {
       ch->image_note = document::Tr(c_.language.ui, "no_keyframe");
       return;
     }
-    try {
-      fs::path path = rel;
-      if (!path.is_absolute()) {
-        if (!ctx.artifact) throw std::runtime_error("no artifact access in this context");
-        path = ctx.artifact(step, rel);
-      }
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw std::runtime_error("cannot read " + path.string());
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      ch->image_bytes = ss.str();
-      if (ch->image_bytes.empty()) throw std::runtime_error(path.string() + " is empty");
-      ch->image_mime = MimeOf(rel);
-    } catch (const std::exception& e) {
+    if (const std::string why = ReadKeyframe(ctx, step, rel, ch); !why.empty()) {
       ch->image_bytes.clear();
-      ch->image_note = document::TrF(c_.language.ui, "keyframe_unavailable", rel, e.what());
+      ch->image_note = document::TrF(c_.language.ui, "keyframe_unavailable", rel, why);
       ctx.warn("document: " + ch->image_note);
     }
+  }
+  // Reads the keyframe into ch->image_bytes; "" when done, else why it could not.
+  static std::string ReadKeyframe(const StepContext& ctx, const std::string& step, const std::string& rel,
+                                  Chapter* ch) {
+    fs::path path = rel;
+    if (!path.is_absolute()) {
+      if (!ctx.artifact) return "no artifact access in this context";
+      Result<fs::path> fetched = ctx.artifact(step, rel);
+      if (!fetched.ok()) return fetched.error();
+      path = std::move(*fetched);
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return "cannot read " + path.string();
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    ch->image_bytes = ss.str();
+    if (ch->image_bytes.empty()) return path.string() + " is empty";
+    ch->image_mime = MimeOf(rel);
+    return "";
   }
 
   const DocumentConfig c_;
@@ -385,9 +391,9 @@ class DocumentStep final : public Step {
 }  // namespace
 
 void RegisterDocumentStep(StepRegistry& registry) {
-  registry.Register("document", [](const Json& with) -> std::unique_ptr<Step> {
+  registry.Register("document", StepFactoryOf([](const Json& with) {
     return std::make_unique<DocumentStep>(ParseConfig(with));
-  });
+  }));
 }
 
 }  // namespace baton

@@ -77,7 +77,7 @@ class DocumentTest : public ::testing::Test {
     ctx.results = &results;
     ctx.workdir = dir / "work";
     ctx.outdir = dir / "out";
-    ctx.artifact = [this](std::string_view step, std::string_view rel) {
+    ctx.artifact = [this](std::string_view step, std::string_view rel) -> Result<fs::path> {
       EXPECT_EQ(step, "analyze");
       return analyze_dir / std::string(rel);
     };
@@ -85,7 +85,7 @@ class DocumentTest : public ::testing::Test {
   }
 
   StepOutcome RunWith(const Json& with = Json::object()) {
-    return StepRegistry::Global().Create("document", with)->Run(ctx);
+    return StepRegistry::Global().Create("document", with).value()->Run(ctx);
   }
 
   testing::TempDir dir;
@@ -228,12 +228,9 @@ TEST_F(DocumentTest, FormatsAndConfigErrors) {
   EXPECT_TRUE(fs::exists(dir / "out" / "job-7" / "report.html"));
   EXPECT_FALSE(fs::exists(dir / "out" / "job-7" / "report.md"));
   auto expect_error = [](const Json& with, const std::string& needle) {
-    try {
-      StepRegistry::Global().Create("document", with);
-      ADD_FAILURE() << "no ConfigError for " << with.dump();
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+    const Result<std::unique_ptr<Step>> step = StepRegistry::Global().Create("document", with);
+    ASSERT_FALSE(step.ok()) << "no ConfigError for " << with.dump();
+    EXPECT_NE(step.error().find(needle), std::string::npos) << step.error();
   };
   expect_error({{"formats", {"pdf"}}}, "with.formats: unknown format 'pdf'");
   expect_error({{"formats", Json::array()}}, "with.formats: must be a non-empty list");

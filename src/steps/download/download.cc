@@ -481,7 +481,8 @@ std::unique_ptr<Step> MakeDownloadStep(DownloadOptions options) {
 }
 
 void RegisterDownloadStep(StepRegistry& registry) {
-  registry.Register("download", [](const Json& with) { return MakeDownloadStep(ParseDownloadOptions(with)); });
+  registry.Register("download",
+                    StepFactoryOf([](const Json& with) { return MakeDownloadStep(ParseDownloadOptions(with)); }));
 }
 
 }  // namespace baton

@@ -64,7 +64,7 @@ class DownloadTest : public ::testing::Test {
     if (!with.contains("max_backoff")) with["max_backoff"] = 30;
     StepRegistry& registry = StepRegistry::Global();
     RegisterDownloadStep(registry);
-    auto step = registry.Create("download", with);
+    auto step = registry.Create("download", with).value();
     Result run;
     std::mutex mu;
     Json results = Json::object();

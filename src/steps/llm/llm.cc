@@ -418,9 +418,9 @@ class LlmStep final : public Step {
 }  // namespace
 
 void RegisterLlmStep(StepRegistry& registry) {
-  registry.Register("llm", [](const Json& with) -> std::unique_ptr<Step> {
+  registry.Register("llm", StepFactoryOf([](const Json& with) {
     return std::make_unique<LlmStep>(llm::ParseLlmConfig(with));
-  });
+  }));
 }
 
 }  // namespace baton

@@ -63,7 +63,7 @@ class LlmRatesTest : public ::testing::Test {
   }
   // Runs `n` jobs at once, one thread each, released together.
   std::vector<Job> RunConcurrently(const Json& with, RateLimiter* rates, int n) {
-    auto step = StepRegistry::Global().Create("llm", with);
+    auto step = StepRegistry::Global().Create("llm", with).value();
     std::vector<Job> jobs(n);
     std::barrier start(n);
     std::vector<std::thread> threads;
@@ -149,7 +149,7 @@ TEST_F(LlmRatesTest, After429EveryWaiterHonoursRetryAfterAndTheBucketSlows) {
 
 TEST_F(LlmRatesTest, CostPerJobFromTheServersUsage) {
   MemoryRateLimiter rates({}, 0);
-  auto step = StepRegistry::Global().Create("llm", With({{"price", {{"input", 0.5}, {"output", 1.5}}}}));
+  auto step = StepRegistry::Global().Create("llm", With({{"price", {{"input", 0.5}, {"output", 1.5}}}})).value();
   Job job;
   RunJob(*step, &rates, 7, &job);
   ASSERT_TRUE(job.outcome.ok()) << job.outcome.error;
@@ -174,7 +174,7 @@ TEST_F(LlmRatesTest, BudgetStopsFurtherRequests) {
   // At $1000 per million tokens one request costs c (about $0.1, measured first); a budget of
   // 3.5 c pays for three jobs: the fourth would need up to c + 9 * $0.001 (max_tokens 16 reserved,
   // 7 used) on top of 3 c spent.
-  auto step = StepRegistry::Global().Create("llm", With({{"price", {{"input", 1000}, {"output", 1000}}}}));
+  auto step = StepRegistry::Global().Create("llm", With({{"price", {{"input", 1000}, {"output", 1000}}}})).value();
   MemoryRateLimiter unlimited({}, 0);
   Job probe;
   RunJob(*step, &unlimited, 9, &probe);
@@ -205,7 +205,7 @@ TEST_F(LlmRatesTest, WaitsOnTheLimitersClockAndObeysProviderHeaders) {
   FakeClock clock;
   MemoryRateLimiter rates({{"req", {1.0 / 60, 1}}, {"tok", {1000, 100000}}}, 0, clock);
   server.SetRateLimits(100, 600);
-  auto step = StepRegistry::Global().Create("llm", With({{"request_rate", "req"}, {"token_rate", "tok"}}));
+  auto step = StepRegistry::Global().Create("llm", With({{"request_rate", "req"}, {"token_rate", "tok"}})).value();
   Job first, second;
   RunJob(*step, &rates, 1, &first);
   ASSERT_TRUE(first.outcome.ok()) << first.outcome.error;
@@ -234,11 +234,13 @@ TEST_F(LlmRatesTest, UnknownRateAndMissingPriceAreClearFailures) {
   MemoryRateLimiter rates({{"req", {1, 1}}}, 5);
   Job a, b;
   RunJob(
-      *StepRegistry::Global().Create("llm", With({{"request_rate", "reqs"}, {"price", {{"input", 1}, {"output", 1}}}})),
+      *StepRegistry::Global()
+           .Create("llm", With({{"request_rate", "reqs"}, {"price", {{"input", 1}, {"output", 1}}}}))
+           .value(),
       &rates, 0, &a);
   EXPECT_EQ(a.outcome.error, "llm: with.request_rate: no rate named 'reqs' in rates: (declared: req) (summary)");
   EXPECT_FALSE(a.outcome.retryable);
-  RunJob(*StepRegistry::Global().Create("llm", With()), &rates, 0, &b);
+  RunJob(*StepRegistry::Global().Create("llm", With()).value(), &rates, 0, &b);
   EXPECT_EQ(b.outcome.error, "llm: the run has a budget but model m has no price; set with.price: {input, output} "
                              "(USD per million tokens) (summary)");
   EXPECT_EQ(server.request_count(), 0u);

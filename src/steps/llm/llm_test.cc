@@ -75,7 +75,7 @@ class LlmTest : public ::testing::Test {
     return with;
   }
 
-  StepOutcome RunWith(const Json& with) { return StepRegistry::Global().Create("llm", with)->Run(ctx); }
+  StepOutcome RunWith(const Json& with) { return StepRegistry::Global().Create("llm", with).value()->Run(ctx); }
 
   std::string Logs() {
     std::lock_guard lock(mu);
@@ -338,14 +338,15 @@ TEST_F(LlmTest, ExtractiveKeepsTopSentencesInOrder) {
 }
 
 void ExpectConfigError(const Json& with, const std::string& needle, const std::string& absent = "") {
-  try {
-    StepRegistry::Global().Create("llm", with);
+  const Result<std::unique_ptr<Step>> step = StepRegistry::Global().Create("llm", with);
+  if (step.ok()) {
     ADD_FAILURE() << "no ConfigError for " << with.dump();
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    if (!absent.empty()) {
-      EXPECT_EQ(std::string(e.what()).find(absent), std::string::npos) << e.what();
-    }
+    return;
+  }
+  EXPECT_EQ(step.status().code(), StatusCode::kInvalidArgument) << step.error();
+  EXPECT_NE(step.error().find(needle), std::string::npos) << step.error();
+  if (!absent.empty()) {
+    EXPECT_EQ(step.error().find(absent), std::string::npos) << step.error();
   }
 }
 
@@ -381,11 +382,12 @@ TEST_F(LlmTest, BatchModeKeysAreChecked) {
                     "with.batch.fallback: must be sync, batch or fail");
   ExpectConfigError({{"provider", "openai"}, {"mode", "batch"}, {"batch", {{"max_requests", 0}}}},
                     "with.batch.max_requests: must be a whole number from 1 to 100000");
-  EXPECT_NO_THROW(StepRegistry::Global().Create(
+  EXPECT_TRUE(StepRegistry::Global().Create(
       "llm", {{"provider", "openai"},
               {"mode", "batch"},
               {"batch", {{"collect", "250ms"}, {"poll", 5}, {"expire", "24h"}, {"fallback", "sync"}}},
-              {"price", {{"input", 1}, {"output", 2}, {"batch_input", 0.4}, {"batch_output", 0.8}}}}));
+              {"price", {{"input", 1}, {"output", 2}, {"batch_input", 0.4}, {"batch_output", 0.8}}}})
+                  .ok());
 }
 
 // A crash between creating a batch and journaling its id: the restarted run knows only the input

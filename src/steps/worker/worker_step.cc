@@ -158,8 +158,8 @@ class WorkerStep : public Step {
       return std::nullopt;
     };
     for (const auto& a : args_.argv) {
-      std::string err;
-      c.process.argv.push_back(SubstitutePlaceholders(a, value, &err));
+      Result<std::string> arg = SubstitutePlaceholders(a, value);  // a placeholder without a value: ""
+      c.process.argv.push_back(arg.ok() ? std::move(*arg) : std::string());
     }
     c.process.env = args_.env;
     c.process.pass_env = args_.pass_env;
@@ -193,7 +193,7 @@ class WorkerStep : public Step {
 }  // namespace
 
 void RegisterWorkerStep(StepRegistry& r) {
-  r.Register("worker", [](const Json& with) { return std::make_unique<WorkerStep>(with); });
+  r.Register("worker", StepFactoryOf([](const Json& with) { return std::make_unique<WorkerStep>(with); }));
 }
 
 }  // namespace baton
