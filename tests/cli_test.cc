@@ -101,6 +101,21 @@ TEST_F(CliTest, BadFilesGiveOneLineAndExitTwo) {
   r = Baton({"validate", "seed.yaml", "--cluster", "one.yaml"});
   EXPECT_EQ(r.status, 0);
   EXPECT_EQ(r.out, "seed.yaml: ok (4 steps)\n");
+
+  // A bad duration or size on the command line: one line naming the flag, before any connection
+  // (the last line: an open-Redis warning may come first).
+  r = Baton({"node", "--redis", "redis://127.0.0.1:9", "--heartbeat", "5x"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(r.err.ends_with("baton: error: --heartbeat '5x' is not a duration (e.g. 30, 30s, 5m, 1h or 250ms)\n"))
+      << r.err;
+  r = Baton({"node", "--redis", "redis://127.0.0.1:9", "--memory", "lots"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(r.err.ends_with("baton: error: --memory 'lots' is not a quantity (e.g. 16Gi, 512Mi, 2G or a number)\n"))
+      << r.err;
+  r = Baton({"head", "--redis", "redis://127.0.0.1:9", "--retain", "1e999"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_TRUE(r.err.ends_with("baton: error: --retain '1e999' is not a duration (e.g. 30, 30s, 5m, 1h or 250ms)\n"))
+      << r.err;
 }
 
 TEST_F(CliTest, SeedRunPrintsTheSeedsLogShape) {

@@ -104,9 +104,9 @@ Result<ClusterSpec> ParseCluster(const std::string& yaml, const std::string& fil
 NodeSpec DetectLocalNode();
 int DetectGpuCount();
 
-// "10s", "1.5m", "2h", "250ms" or a plain number of seconds. Throws std::invalid_argument.
-double ParseDuration(const std::string& text);
-// "16Gi", "512Mi", "2G", "1e9" or a plain number. Throws std::invalid_argument.
-double ParseQuantity(const std::string& text);
+// "10s", "1.5m", "2h", "250ms" or a plain number of seconds; an error naming `text` otherwise.
+Result<double> ParseDuration(const std::string& text);
+// "16Gi", "512Mi", "2G", "1e9" or a plain number; an error naming `text` otherwise.
+Result<double> ParseQuantity(const std::string& text);
 
 }  // namespace baton

@@ -81,14 +81,25 @@ bool Connect(cluster::Redis& db, const cluster::RedisUrl& url) {
   return false;
 }
 
+// A duration or quantity flag's value into `out`, or the one line naming the flag.
+Status FlagValue(const char* flag, const std::string& text, Result<double> (*parse)(const std::string&),
+                 double* out) {
+  const Result<double> v = parse(text);
+  if (!v.ok()) return Status::Invalid(std::string(flag) + " " + v.status().message());
+  *out = *v;
+  return Status::Ok();
+}
+
 int HeadCommand(const cluster::RedisUrl& url) {
   cluster::HeadOptions o;
   o.redis = url;
   o.prefix = g_args.prefix;
-  o.heartbeat_timeout = ParseDuration(g_args.heartbeat_timeout);
-  o.retain = ParseDuration(g_args.retain);
+  for (const auto& [flag, text, out] :
+       {std::tuple{"--heartbeat-timeout", &g_args.heartbeat_timeout, &o.heartbeat_timeout},
+        std::tuple{"--retain", &g_args.retain, &o.retain},
+        std::tuple{"--cancel-grace", &g_args.cancel_grace, &o.cancel_grace}})
+    if (Status st = FlagValue(flag, *text, ParseDuration, out); !st.ok()) return Fail(st);
   o.max_node_losses = g_args.max_node_losses;
-  o.cancel_grace = ParseDuration(g_args.cancel_grace);
   o.export_file = g_args.export_file;
   o.keep_work = g_args.keep_work;
   o.log_format = Format();
@@ -127,7 +138,9 @@ int NodeCommand(const cluster::RedisUrl& url) {
   NodeSpec local = DetectLocalNode();
   o.name = g_args.name.empty() ? local.name : g_args.name;
   o.cpus = g_args.cpus > 0 ? g_args.cpus : local.cpus;
-  o.memory = g_args.memory.empty() ? local.memory : ParseQuantity(g_args.memory);
+  o.memory = local.memory;
+  if (!g_args.memory.empty())
+    if (Status st = FlagValue("--memory", g_args.memory, ParseQuantity, &o.memory); !st.ok()) return Fail(st);
   if (g_args.gpus == "auto") {
     o.gpus = DetectGpuCount();
   } else {
@@ -148,9 +161,13 @@ int NodeCommand(const cluster::RedisUrl& url) {
   o.keep_work = g_args.keep_work;
   o.address = g_args.address;
   o.listen = g_args.listen;
-  o.heartbeat = ParseDuration(g_args.heartbeat);
-  o.drain_timeout = ParseDuration(g_args.drain_timeout);
-  o.max_artifact_bytes = static_cast<uint64_t>(ParseQuantity(g_args.max_artifact));
+  double max_artifact = 0;
+  for (const auto& [flag, text, out] : {std::tuple{"--heartbeat", &g_args.heartbeat, &o.heartbeat},
+                                        std::tuple{"--drain-timeout", &g_args.drain_timeout, &o.drain_timeout}})
+    if (Status st = FlagValue(flag, *text, ParseDuration, out); !st.ok()) return Fail(st);
+  if (Status st = FlagValue("--max-artifact-bytes", g_args.max_artifact, ParseQuantity, &max_artifact); !st.ok())
+    return Fail(st);
+  o.max_artifact_bytes = static_cast<uint64_t>(max_artifact);
   o.log_format = Format();
   o.on_ready = [name = o.name] { NotifyReady("node", "registered as " + name); };
   cluster::NodeAgent agent(o);

@@ -53,11 +53,9 @@ Result<std::map<std::string, double>> ParseResourcePairs(const std::vector<std::
   if (!pairs.ok()) return pairs.status();
   std::map<std::string, double> out;
   for (const auto& [k, v] : *pairs) {
-    try {  // ParseQuantity (src/config) throws std::invalid_argument
-      out[k] = ParseQuantity(v);
-    } catch (const std::exception&) {
-      return Status::Invalid(fmt::format("{} {}={}: not a number", flag, k, v));
-    }
+    const Result<double> q = ParseQuantity(v);
+    if (!q.ok()) return Status::Invalid(fmt::format("{} {}={}: not a number", flag, k, v));
+    out[k] = *q;
   }
   return out;
 }

@@ -41,7 +41,7 @@ class NodeClockTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const std::string port = std::to_string(testing::FreeLoopbackPort());
-    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + port);
+    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + port).value();
     prefix_ = "n" + std::to_string(getpid());
     redis_ = std::make_unique<testing::ChildProcess>(
         std::vector<std::string>{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
@@ -132,7 +132,7 @@ TEST_F(NodeClockTest, AHeartbeatIsWrittenEveryHeartbeatOfTheAgentsClock) {
 // the agent leave before it reads that report): the pipeline in Redis, one attempt placed on the
 // agent's stream.
 TEST_F(NodeClockTest, ADrainHandsBackWhatStillRunsAfterDrainTimeoutOfTheAgentsClock) {
-  StepRegistry::Global().Register("hold", [](const Json&) { return std::make_unique<HoldStep>(); });
+  StepRegistry::Global().Register("hold", StepFactoryOf([](const Json&) { return std::make_unique<HoldStep>(); }));
   StartAgent(/*heartbeat=*/1.0, /*drain_timeout=*/30);
   ASSERT_TRUE(WaitFor([&] { return Beats() == 2; }, 15));
   const std::string incarnation = Registration().value("incarnation", "");

@@ -1,8 +1,10 @@
 // YAML loaders for pipeline and cluster files, with one-line errors "FILE:LINE: KEY: problem".
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -58,8 +60,13 @@ std::string Scalar(const Ctx& ctx, const YAML::Node& n, const std::string& key) 
 
 double Number(const Ctx& ctx, const YAML::Node& n, const std::string& key, bool quantity) {
   const std::string s = Scalar(ctx, n, key);
+  if (quantity) {
+    const Result<double> q = ParseQuantity(s);
+    if (!q.ok()) ctx.Fail(n, key, "'" + s + "' is not a number");
+    return *q;
+  }
   try {
-    return quantity ? ParseQuantity(s) : std::stod(s);
+    return std::stod(s);
   } catch (const std::exception&) {
     ctx.Fail(n, key, "'" + s + "' is not a number");
   }
@@ -81,13 +88,10 @@ int Integer(const Ctx& ctx, const YAML::Node& n, const std::string& key, int min
 
 double Duration(const Ctx& ctx, const YAML::Node& n, const std::string& key) {
   const std::string s = Scalar(ctx, n, key);
-  try {
-    double d = ParseDuration(s);
-    if (d < 0) ctx.Fail(n, key, "must not be negative (got " + s + ")");
-    return d;
-  } catch (const std::logic_error&) {  // invalid_argument, or out_of_range from stod
-    ctx.Fail(n, key, "'" + s + "' is not a duration (use 30, 30s, 5m, 1h or 250ms)");
-  }
+  const Result<double> d = ParseDuration(s);
+  if (!d.ok()) ctx.Fail(n, key, "'" + s + "' is not a duration (use 30, 30s, 5m, 1h or 250ms)");
+  if (*d < 0) ctx.Fail(n, key, "must not be negative (got " + s + ")");
+  return *d;
 }
 
 Json ToJson(const YAML::Node& n) {
@@ -177,11 +181,22 @@ int PipelineSpec::StepIndex(const std::string& name) const {
   return -1;
 }
 
-double ParseDuration(const std::string& text) {
+// The number a matched pattern starts with; out of range (1e999) is not a number.
+static std::optional<double> Leading(const std::smatch& m) {
+  errno = 0;
+  const std::string digits = m[1];
+  const double v = std::strtod(digits.c_str(), nullptr);
+  if (errno == ERANGE || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+Result<double> ParseDuration(const std::string& text) {
   static const std::regex kRe(R"(^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|d)?\s*$)");
   std::smatch m;
-  if (!std::regex_match(text, m, kRe)) throw std::invalid_argument("bad duration: " + text);
-  double v = std::stod(m[1]);
+  std::optional<double> number;
+  if (!std::regex_match(text, m, kRe) || !(number = Leading(m)))
+    return Status::Invalid("'" + text + "' is not a duration (e.g. 30, 30s, 5m, 1h or 250ms)");
+  double v = *number;
   const std::string unit = m[2];
   if (unit == "ms") v /= 1000;
   if (unit == "m") v *= 60;
@@ -190,11 +205,13 @@ double ParseDuration(const std::string& text) {
   return v;
 }
 
-double ParseQuantity(const std::string& text) {
+Result<double> ParseQuantity(const std::string& text) {
   static const std::regex kRe(R"(^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?\s*$)");
   std::smatch m;
-  if (!std::regex_match(text, m, kRe)) throw std::invalid_argument("bad quantity: " + text);
-  double v = std::stod(m[1]);
+  std::optional<double> number;
+  if (!std::regex_match(text, m, kRe) || !(number = Leading(m)))
+    return Status::Invalid("'" + text + "' is not a quantity (e.g. 16Gi, 512Mi, 2G or a number)");
+  double v = *number;
   const std::string u = m[2];
   static const std::map<std::string, double> kMul = {{"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0},
                                                      {"Ti", 1099511627776.0}, {"k", 1e3}, {"K", 1e3},

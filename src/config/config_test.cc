@@ -144,13 +144,17 @@ TEST(ClusterFile, ErrorsNameFileLineAndKey) {
 }
 
 TEST(Durations, ParseUnits) {
-  EXPECT_DOUBLE_EQ(ParseDuration("30"), 30);
-  EXPECT_DOUBLE_EQ(ParseDuration("1.5m"), 90);
-  EXPECT_DOUBLE_EQ(ParseDuration("250ms"), 0.25);
-  EXPECT_DOUBLE_EQ(ParseDuration("2h"), 7200);
-  EXPECT_THROW(ParseDuration("-1s"), std::invalid_argument);
-  EXPECT_DOUBLE_EQ(ParseQuantity("512Mi"), 512.0 * 1024 * 1024);
-  EXPECT_DOUBLE_EQ(ParseQuantity("2G"), 2e9);
+  EXPECT_DOUBLE_EQ(*ParseDuration("30"), 30);
+  EXPECT_DOUBLE_EQ(*ParseDuration("1.5m"), 90);
+  EXPECT_DOUBLE_EQ(*ParseDuration("250ms"), 0.25);
+  EXPECT_DOUBLE_EQ(*ParseDuration("2h"), 7200);
+  EXPECT_EQ(ParseDuration("-1s").status().message(), "'-1s' is not a duration (e.g. 30, 30s, 5m, 1h or 250ms)");
+  EXPECT_FALSE(ParseDuration("1e999").ok());
+  EXPECT_FALSE(ParseDuration(std::string(400, '9')).ok());
+  EXPECT_DOUBLE_EQ(*ParseQuantity("512Mi"), 512.0 * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(*ParseQuantity("2G"), 2e9);
+  EXPECT_FALSE(ParseQuantity("2 apples").ok());
+  EXPECT_FALSE(ParseQuantity("1e999").ok());
 }
 
 TEST(LocalNode, DescribesThisMachine) {

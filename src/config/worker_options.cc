@@ -12,11 +12,10 @@ double Seconds(const Json& v, const std::string& key, bool zero_ok) {
   if (v.is_number()) {
     s = v.get<double>();
   } else if (v.is_string()) {
-    try {
-      s = ParseDuration(v.get<std::string>());
-    } catch (const std::exception&) {
+    const Result<double> d = ParseDuration(v.get<std::string>());
+    if (!d.ok())
       throw ConfigError("with." + key + ": '" + v.get<std::string>() + "' is not a duration (e.g. 200ms, 10s, 5m)");
-    }
+    s = *d;
   } else {
     throw ConfigError("with." + key + ": must be a duration (e.g. 200ms, 10s, 5m)");
   }
