@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <unordered_map>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -183,27 +184,42 @@ void JournalStore::JobChanged(uint32_t job) {
   if (n > 0) Check(writer_->Append(out, n));
 }
 
-Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
-                                              const driver::StepList& steps, const RunOptions& options,
-                                              const std::vector<std::filesystem::path>& node_workdirs,
-                                              JobLines* lines, std::vector<std::string>* notices) {
-  std::vector<std::string> names;
-  for (const auto& s : spec.steps) names.push_back(s.name);
-  d.Reserve(d.job_count() + options.inputs.size());
-  // Before anything reads or writes OUT: without a journal a run still truncates jobs.jsonl, removes
-  // work folders and writes reports there, so the lock does not depend on journaling.
-  int lock_fd = -1;
-  if (options.lock_out || options.journal) {
-    Result<int> locked = LockOut(options.out);
-    if (!locked.ok()) return locked.status();
-    lock_fd = *locked;
+namespace {
+
+// OUT's lock, closed unless handed to the store.
+struct OutLock {
+  int fd = -1;
+  ~OutLock() {
+    if (fd >= 0) ::close(fd);
   }
-  if (!options.journal) {
+  int Release() { return std::exchange(fd, -1); }
+};
+
+// How a resume treated the earlier jobs, for its notice.
+struct ResumeCounts {
+  size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0;
+};
+
+// AddJobs's parts, over what they share. Flow: lock OUT -> without a journal, submit (or stream)
+// the inputs -> with one, read the past (ReadPast: replay, another pipeline's journal set aside,
+// the pipeline's changes) -> open the journal (OpenJournal) -> match every input to an earlier job
+// and restore it, or submit it as new (Match, RestoreOf) -> say what the resume did.
+struct Adder {
+  driver::Driver& d;
+  uint32_t pipeline;
+  const PipelineSpec& spec;
+  const driver::StepList& steps;
+  const RunOptions& options;
+  const std::vector<std::filesystem::path>& node_workdirs;
+  JobLines* lines;
+  std::vector<std::string>* notices;
+  std::vector<std::string> names;
+
+  std::unique_ptr<JournalStore> Unjournaled(OutLock& lock) {
     auto store = std::make_unique<JournalStore>(d, nullptr, names, lines, !options.keep_finished);
-    store->HoldLock(lock_fd);
+    store->HoldLock(lock.Release());
     if (options.next_input) {  // jobs come as the run admits them (Runtime)
       store->set_streaming();
-      d.SetStore(store.get());
       return store;
     }
     store->Reserve(options.inputs.size());
@@ -211,112 +227,80 @@ Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeli
       const uint32_t job = d.Submit(options.job_prefix + std::to_string(i), options.inputs[i], pipeline, 0, false);
       store->Track(job, job, false);
     }
-    d.SetStore(store.get());
     return store;
   }
-  const std::filesystem::path file = options.out / ".baton" / "journal";
-  if (spec.steps.size() > journal::kMaxSteps) {
-    ::close(lock_fd);
-    return Status::Invalid(
-        fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)", spec.name,
-                    spec.steps.size(), journal::kMaxSteps));
-  }
-  if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
-    const auto aside = FreeName(file);
-    std::filesystem::rename(file, aside);
-    notices->push_back(fmt::format("--rerun all: every job starts over; the old journal is now {}", aside.string()));
-  }
-  const auto prints = journal::Fingerprint(spec);
-  journal::Past past;
-  bool resumed = false;
-  if (auto r = journal::Replay(file); r.ok()) {
-    past = std::move(*r);
-    resumed = true;
-  } else if (r.status().code() != StatusCode::kNotFound) {
-    ::close(lock_fd);
-    return Status::Invalid(r.error() + " (move it aside or use --rerun all)");
-  }
-  if (resumed && past.headers > 0 && past.pipeline != spec.name) {
-    // Another pipeline's run: nothing in it applies to this one.
-    const auto aside = FreeName(file);
-    std::filesystem::rename(file, aside);
-    notices->push_back(fmt::format("{} holds a run of pipeline '{}', not '{}': starting afresh; its journal is now {}",
-                                   options.out.string(), past.pipeline, spec.name, aside.string()));
-    past = journal::Past{};
-    resumed = false;
-  }
-  if (past.read.dropped_records > 0 || past.read.dropped_bytes > 0)
-    notices->push_back(
-        fmt::format("journal {}: {}; dropped {} record{} ({} bytes) after the last good one, kept in {}.dropped",
-                    file.string(), past.read.why, past.read.dropped_records, past.read.dropped_records == 1 ? "" : "s",
-                    past.read.dropped_bytes, file.string()));
-  if (resumed && past.headers > 0) {
-    const journal::Change c = past.Rebase(prints);
-    if (c.step >= 0)
-      notices->push_back(fmt::format("pipeline changed since the last run: {}; {} job{} re-run from it", c.description,
-                                     c.jobs_affected, c.jobs_affected == 1 ? "" : "s"));
-    else if (!c.description.empty())
-      notices->push_back("pipeline changed since the last run: " + c.description);
-  } else {
-    past.steps = prints;
-  }
 
-  auto writer = journal::Writer::Open(file, resumed ? past.read.good_bytes : 0, options.journal_sync);
-  if (!writer.ok()) {
-    ::close(lock_fd);
-    return writer.status();
-  }
-  auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
-  store->HoldLock(lock_fd);
-  store->set_spent_before(past.spent_usd);
-  store->past_notes() = past.notes;
-  if (past.spent_usd > 0)
-    notices->push_back(
-        fmt::format("LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(), past.spent_usd,
-                    spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)",
-                                                      spec.budget_usd, std::max(0.0, spec.budget_usd - past.spent_usd))
-                                        : ""));
-  journal::Encoder e;
-  journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
-  store->Append(e);
-  if (options.next_input && past.jobs.empty()) {  // nothing to match: jobs come as the run admits them
-    store->set_streaming();
-    d.SetStore(store.get());
-    return store;
-  }
-  // A resume matches every input to an earlier job: a stream is read whole first.
-  const std::vector<std::string>* inputs = &options.inputs;
-  std::vector<std::string> drained;
-  if (options.next_input) {
-    for (std::string in; options.next_input(&in);) drained.push_back(std::move(in));
-    inputs = &drained;
-  }
-  store->Reserve(inputs->size());
-
-  std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
-  {
-    std::unordered_map<std::string, uint32_t> seen;
-    for (uint32_t n = 0; n < past.jobs.size(); ++n)
-      by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
-  }
-  std::unordered_map<std::string, uint32_t> occurrences;
-  const uint16_t n_steps = static_cast<uint16_t>(spec.steps.size());
-  size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0;
-  uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
-  for (const std::string& input : *inputs) {
-    const std::string key = InputKey(input, occurrences[input]++);
-    const auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      const uint32_t number = next_number++;
-      const std::string id = options.job_prefix + std::to_string(number);
-      const uint32_t job = d.Submit(id, input, pipeline, 0, false);
-      store->Track(job, number, false);
-      journal::EncodeJobAdded(number, id, input, &e);
-      store->Append(e);
-      if (resumed) ++added;
-      continue;
+  // The journal's past, rebased on today's pipeline; `resumed` false when there is none to follow.
+  Result<journal::Past> ReadPast(const std::filesystem::path& file, const std::vector<journal::StepPrint>& prints,
+                                 bool* resumed) {
+    if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
+      const auto aside = FreeName(file);
+      std::filesystem::rename(file, aside);
+      notices->push_back(fmt::format("--rerun all: every job starts over; the old journal is now {}", aside.string()));
     }
-    journal::PastJob& p = past.jobs[it->second];
+    journal::Past past;
+    *resumed = false;
+    if (auto r = journal::Replay(file); r.ok()) {
+      past = std::move(*r);
+      *resumed = true;
+    } else if (r.status().code() != StatusCode::kNotFound) {
+      return Status::Invalid(r.error() + " (move it aside or use --rerun all)");
+    }
+    if (*resumed && past.headers > 0 && past.pipeline != spec.name) {
+      // Another pipeline's run: nothing in it applies to this one.
+      const auto aside = FreeName(file);
+      std::filesystem::rename(file, aside);
+      notices->push_back(
+          fmt::format("{} holds a run of pipeline '{}', not '{}': starting afresh; its journal is now {}",
+                      options.out.string(), past.pipeline, spec.name, aside.string()));
+      past = journal::Past{};
+      *resumed = false;
+    }
+    if (past.read.dropped_records > 0 || past.read.dropped_bytes > 0)
+      notices->push_back(fmt::format(
+          "journal {}: {}; dropped {} record{} ({} bytes) after the last good one, kept in {}.dropped", file.string(),
+          past.read.why, past.read.dropped_records, past.read.dropped_records == 1 ? "" : "s", past.read.dropped_bytes,
+          file.string()));
+    if (*resumed && past.headers > 0) {
+      const journal::Change c = past.Rebase(prints);
+      if (c.step >= 0)
+        notices->push_back(fmt::format("pipeline changed since the last run: {}; {} job{} re-run from it",
+                                       c.description, c.jobs_affected, c.jobs_affected == 1 ? "" : "s"));
+      else if (!c.description.empty())
+        notices->push_back("pipeline changed since the last run: " + c.description);
+    } else {
+      past.steps = prints;
+    }
+    return past;
+  }
+
+  // The journal opened after its last good record, this run's header appended.
+  Result<std::unique_ptr<JournalStore>> OpenJournal(const std::filesystem::path& file, const journal::Past& past,
+                                                    bool resumed, const std::vector<journal::StepPrint>& prints,
+                                                    OutLock& lock) {
+    auto writer = journal::Writer::Open(file, resumed ? past.read.good_bytes : 0, options.journal_sync);
+    if (!writer.ok()) return writer.status();
+    auto store = std::make_unique<JournalStore>(d, std::move(*writer), names, lines, !options.keep_finished);
+    store->HoldLock(lock.Release());
+    store->set_spent_before(past.spent_usd);
+    store->past_notes() = past.notes;
+    if (past.spent_usd > 0)
+      notices->push_back(fmt::format(
+          "LLM requests of earlier runs in {} cost ${:.4f}{}", options.out.string(), past.spent_usd,
+          spec.budget_usd > 0 ? fmt::format("; the budget of ${:.2f} counts them (${:.4f} left)", spec.budget_usd,
+                                            std::max(0.0, spec.budget_usd - past.spent_usd))
+                              : ""));
+    journal::Encoder e;
+    journal::EncodeHeader(BATON_VERSION, prints, spec.name, &e);
+    store->Append(e);
+    return store;
+  }
+
+  // An earlier job as the driver takes it back: its done steps' results and homes (a step whose
+  // files left its node is re-run through lineage), and where it goes on from.
+  driver::RestoredJob RestoreOf(const journal::PastJob& p, const std::string& input, ResumeCounts* counts,
+                                bool* end_written) {
+    const uint16_t n_steps = static_cast<uint16_t>(spec.steps.size());
     driver::RestoredJob r;
     r.id = p.id;
     r.input = input;
@@ -334,51 +318,137 @@ Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeli
       if (node >= 0 && (!steps[s]->NeedsWorkdir() || std::filesystem::exists(node_workdirs[node] / p.id)))
         r.homes[s] = node;
     }
-    bool end_written = false;
+    *end_written = false;
     if (next >= n_steps) {  // every step has its result
       r.phase = core::Phase::kSucceeded;
       r.step = static_cast<uint16_t>(n_steps - 1);
-      end_written = p.end == journal::End::kSucceeded;
-      ++skipped;
+      *end_written = p.end == journal::End::kSucceeded;
+      ++counts->skipped;
     } else if ((p.end == journal::End::kFailed || p.end == journal::End::kCancelled) &&
                options.rerun != RunOptions::Rerun::kFailed) {
       r.phase = p.end == journal::End::kFailed ? core::Phase::kFailed : core::Phase::kCancelled;
       r.step = next;
       r.error = p.error;
-      end_written = true;
-      ++kept_failed;
+      *end_written = true;
+      ++counts->kept_failed;
     } else {
       r.phase = core::Phase::kReady;
       r.step = next;
-      if (p.end != journal::End::kLive) ++rerun;
-      else ++continued;
+      if (p.end != journal::End::kLive) ++counts->rerun;
+      else ++counts->continued;
     }
-    const bool ended = r.phase != core::Phase::kReady;
-    const uint32_t job = d.Restore(std::move(r), 0);
-    store->Track(job, it->second, end_written);
-    if (ended) {
-      store->JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not
-      for (uint32_t k : store->released()) d.ReleaseDetail(k);  // as they come: a large resume stays small
-      store->released().clear();
+    return r;
+  }
+
+  // Every input matched to an earlier job (by its text and occurrence) and restored, or submitted
+  // as a new one.
+  ResumeCounts Match(JournalStore& store, journal::Past& past, const std::vector<std::string>& inputs, bool resumed) {
+    std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
+    {
+      std::unordered_map<std::string, uint32_t> seen;
+      for (uint32_t n = 0; n < past.jobs.size(); ++n)
+        by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
     }
-    p.steps = {};  // what was replayed for it is in the driver now
-    p.error = {};  // journal its end now
+    std::unordered_map<std::string, uint32_t> occurrences;
+    ResumeCounts counts;
+    journal::Encoder e;
+    uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
+    for (const std::string& input : inputs) {
+      const std::string key = InputKey(input, occurrences[input]++);
+      const auto it = by_key.find(key);
+      if (it == by_key.end()) {
+        const uint32_t number = next_number++;
+        const std::string id = options.job_prefix + std::to_string(number);
+        const uint32_t job = d.Submit(id, input, pipeline, 0, false);
+        store.Track(job, number, false);
+        journal::EncodeJobAdded(number, id, input, &e);
+        store.Append(e);
+        if (resumed) ++counts.added;
+        continue;
+      }
+      journal::PastJob& p = past.jobs[it->second];
+      bool end_written = false;
+      driver::RestoredJob r = RestoreOf(p, input, &counts, &end_written);
+      const bool ended = r.phase != core::Phase::kReady;
+      const uint32_t job = d.Restore(std::move(r), 0);
+      store.Track(job, it->second, end_written);
+      if (ended) {
+        store.JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not
+        for (uint32_t k : store.released()) d.ReleaseDetail(k);  // as they come: a large resume stays small
+        store.released().clear();
+      }
+      p.steps = {};  // what was replayed for it is in the driver now
+      p.error = {};  // journal its end now
+    }
+    return counts;
   }
-  if (resumed)
-    notices->push_back(
-        fmt::format("resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed "
-                    "or cancelled "
-                    "job{} {}, {} new",
-                    file.string(), skipped, skipped == 1 ? "" : "s", continued, kept_failed + rerun,
-                    kept_failed + rerun == 1 ? "" : "s",
-                    options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)"
-                                                                : "kept as they were (--rerun failed retries them)",
-                    added));
-  if (resumed && inputs->size() < past.jobs.size() + added) {
-    const size_t gone = past.jobs.size() + added - inputs->size();
-    notices->push_back(
-        fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
+
+  void SayResumed(const std::filesystem::path& file, const ResumeCounts& c, size_t inputs, size_t past_jobs) {
+    notices->push_back(fmt::format(
+        "resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed or "
+        "cancelled job{} {}, {} new",
+        file.string(), c.skipped, c.skipped == 1 ? "" : "s", c.continued, c.kept_failed + c.rerun,
+        c.kept_failed + c.rerun == 1 ? "" : "s",
+        options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)"
+                                                    : "kept as they were (--rerun failed retries them)",
+        c.added));
+    if (inputs < past_jobs + c.added) {
+      const size_t gone = past_jobs + c.added - inputs;
+      notices->push_back(
+          fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
+    }
   }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeline, const PipelineSpec& spec,
+                                              const driver::StepList& steps, const RunOptions& options,
+                                              const std::vector<std::filesystem::path>& node_workdirs,
+                                              JobLines* lines, std::vector<std::string>* notices) {
+  Adder add{d, pipeline, spec, steps, options, node_workdirs, lines, notices, {}};
+  for (const auto& s : spec.steps) add.names.push_back(s.name);
+  d.Reserve(d.job_count() + options.inputs.size());
+  // Before anything reads or writes OUT: without a journal a run still truncates jobs.jsonl, removes
+  // work folders and writes reports there, so the lock does not depend on journaling.
+  OutLock lock;
+  if (options.lock_out || options.journal) {
+    Result<int> locked = LockOut(options.out);
+    if (!locked.ok()) return locked.status();
+    lock.fd = *locked;
+  }
+  if (!options.journal) {
+    std::unique_ptr<JournalStore> store = add.Unjournaled(lock);
+    d.SetStore(store.get());
+    return store;
+  }
+  const std::filesystem::path file = options.out / ".baton" / "journal";
+  if (spec.steps.size() > journal::kMaxSteps)
+    return Status::Invalid(
+        fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)", spec.name,
+                    spec.steps.size(), journal::kMaxSteps));
+  const auto prints = journal::Fingerprint(spec);
+  bool resumed = false;
+  Result<journal::Past> past = add.ReadPast(file, prints, &resumed);
+  if (!past.ok()) return past.status();
+  Result<std::unique_ptr<JournalStore>> opened = add.OpenJournal(file, *past, resumed, prints, lock);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<JournalStore> store = std::move(*opened);
+  if (options.next_input && past->jobs.empty()) {  // nothing to match: jobs come as the run admits them
+    store->set_streaming();
+    d.SetStore(store.get());
+    return store;
+  }
+  // A resume matches every input to an earlier job: a stream is read whole first.
+  const std::vector<std::string>* inputs = &options.inputs;
+  std::vector<std::string> drained;
+  if (options.next_input) {
+    for (std::string in; options.next_input(&in);) drained.push_back(std::move(in));
+    inputs = &drained;
+  }
+  store->Reserve(inputs->size());
+  const ResumeCounts counts = add.Match(*store, *past, *inputs, resumed);
+  if (resumed) add.SayResumed(file, counts, inputs->size(), past->jobs.size());
   d.SetStore(store.get());
   return store;
 }
