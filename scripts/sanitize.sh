@@ -8,7 +8,7 @@
 #   scripts/sanitize.sh asan   build-asan: clang++ -fsanitize=address,undefined (no recovery) with
 #                              libFuzzer hooks (BATON_FUZZ): the same tests plus the download, llm
 #                              and document steps' tests and the fuzz targets' replay
-#   scripts/sanitize.sh fuzz   the libFuzzer targets of build-asan, FUZZ_SECONDS each (default 30)
+#   scripts/sanitize.sh fuzz   the libFuzzer targets of build-asan, FUZZ_SECONDS each (default 20)
 #   scripts/sanitize.sh all    tsan, asan, then fuzz (the default)
 #
 # Both builds use -DBATON_SKIP_STEPS=ON (no media libraries; the analyze step is left out: its
@@ -80,7 +80,7 @@ asan() {
 
 fuzz() {
   [[ -d build-asan/fuzz ]] || asan
-  stage "fuzz smoke" ./bench/fuzz.sh "${FUZZ_SECONDS:-30}" build-asan
+  stage "fuzz smoke" ./bench/fuzz.sh "${FUZZ_SECONDS:-20}" build-asan
 }
 
 case $mode in

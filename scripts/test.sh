@@ -2,7 +2,7 @@
 # Builds everything and runs every test (unit, integration with real servers, browser, the fuzz
 # targets' replay), after checking every shell script of the repository with shellcheck and that
 # no line of C++ is over 120 columns (scripts/check-line-length.sh); then
-# the sanitizer builds (scripts/sanitize.sh: TSan with -Wthread-safety, ASan+UBSan, 30 s of
+# the sanitizer builds (scripts/sanitize.sh: TSan with -Wthread-safety, ASan+UBSan, 20 s of
 # libFuzzer per target). BATON_SANITIZE=0 skips the sanitizer stage. Prints each stage's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
