@@ -18,7 +18,7 @@
 // When Redis cannot be reached, TryTake answers "not granted, retry in 1 s" with the error, and
 // Reserve refuses with the error: nothing is sent on a guess. Give/Lower are then lost (the bucket
 // is conservative afterwards); a Settle is kept and sent again (by the next Reserve, Renew or the
-// renewing thread) until Redis has it, so money spent is never forgotten.
+// renewing thread) until Redis has it, as long as this object lives.
 //
 // Thread-safety: any thread; calls share one connection under a mutex (each is one round trip).
 #pragma once
