@@ -151,12 +151,8 @@ int NodeCommand(const cluster::RedisUrl& url) {
     }
     if (o.gpus < 0 || o.gpus > 64) return Fail(Status::Invalid("--gpus " + g_args.gpus + ": must be 0..64"));
   }
-  Result<std::map<std::string, double>> resources = ParseResourcePairs(g_args.resources, "--resources");
-  if (!resources.ok()) return Fail(resources.status());
-  Result<std::map<std::string, std::string>> labels = ParsePairs(g_args.labels, "--labels");
-  if (!labels.ok()) return Fail(labels.status());
-  for (const auto& [k, v] : *resources) o.resources[k] = v;
-  for (const auto& [k, v] : *labels) o.labels[k] = v;
+  if (Status st = AddResourcesAndLabels(g_args.resources, g_args.labels, &o.resources, &o.labels); !st.ok())
+    return Fail(st);
   o.workdir = g_args.workdir;
   o.keep_work = g_args.keep_work;
   o.address = g_args.address;

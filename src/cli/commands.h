@@ -62,6 +62,10 @@ void WaitDashboard(DashboardHandle& handle, const RunReport& report, StopSignals
 Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items, const char* flag);
 // The same with numeric values (quantities such as 2, 0.5, 16Gi): --resources.
 Result<std::map<std::string, double>> ParseResourcePairs(const std::vector<std::string>& items, const char* flag);
+// --resources and --labels added to a node's (over what it had), or the first flag's error.
+Status AddResourcesAndLabels(const std::vector<std::string>& resources, const std::vector<std::string>& labels,
+                             std::map<std::string, double>* node_resources,
+                             std::map<std::string, std::string>* node_labels);
 
 // head, node, submit, status, cancel, nodes (src/cluster).
 void AddClusterCommands(CLI::App& app);

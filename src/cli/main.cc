@@ -60,6 +60,18 @@ Result<std::map<std::string, double>> ParseResourcePairs(const std::vector<std::
   return out;
 }
 
+Status AddResourcesAndLabels(const std::vector<std::string>& resources, const std::vector<std::string>& labels,
+                             std::map<std::string, double>* node_resources,
+                             std::map<std::string, std::string>* node_labels) {
+  Result<std::map<std::string, double>> r = ParseResourcePairs(resources, "--resources");
+  if (!r.ok()) return r.status();
+  Result<std::map<std::string, std::string>> l = ParsePairs(labels, "--labels");
+  if (!l.ok()) return l.status();
+  for (const auto& [k, v] : *r) (*node_resources)[k] = v;
+  for (const auto& [k, v] : *l) (*node_labels)[k] = v;
+  return Status::Ok();
+}
+
 // Tesseract's OpenMP reads OMP_THREAD_LIMIT only when the process starts; Baton runs OCR on several
 // threads itself, so unless the user chose otherwise, a process that may run OCR (the analyze
 // step) starts again with one OpenMP thread per call. Only such a process: the second start costs
@@ -85,12 +97,8 @@ int RunCommand(const RunArgs& a) {
     cluster = std::move(*nodes);
   } else {
     NodeSpec local = DetectLocalNode();
-    Result<std::map<std::string, double>> resources = ParseResourcePairs(a.resources, "--resources");
-    if (!resources.ok()) return Fail(resources.status());
-    Result<std::map<std::string, std::string>> labels = ParsePairs(a.labels, "--labels");
-    if (!labels.ok()) return Fail(labels.status());
-    for (const auto& [k, v] : *resources) local.resources[k] = v;
-    for (const auto& [k, v] : *labels) local.labels[k] = v;
+    if (Status st = AddResourcesAndLabels(a.resources, a.labels, &local.resources, &local.labels); !st.ok())
+      return Fail(st);
     cluster.nodes.push_back(local);
   }
   RunOptions opts;
