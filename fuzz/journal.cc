@@ -23,9 +23,11 @@ void Check(const std::string& bytes) {
     return;
   }
   FUZZ_CHECK(past->steps.size() <= j::kMaxSteps);
+  FUZZ_CHECK(past->input_hash.size() == past->jobs.size());
   for (const auto& job : past->jobs) {
-    FUZZ_CHECK(job.steps.size() == past->steps.size());
-    FUZZ_CHECK(job.NextStep() <= job.steps.size());
+    FUZZ_CHECK(job != nullptr);  // nothing settles without ReplayOptions::settle
+    FUZZ_CHECK(job->steps.size() == past->steps.size());
+    FUZZ_CHECK(job->NextStep() <= job->steps.size());
   }
   FUZZ_CHECK(past->read.good_bytes + past->read.dropped_bytes == bytes.size() || past->read.good_bytes == 0);
 }

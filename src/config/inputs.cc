@@ -205,7 +205,12 @@ Result<std::unique_ptr<InputStream>> InputStream::Open(const fs::path& file, std
   std::unique_ptr<InputStream> s(new InputStream);
   s->impl_ = std::make_unique<Impl>();
   if (file == "-") {
-    s->impl_->lines = std::make_unique<InputLines>(std::cin, "stdin", fs::current_path(), warnings, kDedupeLimit);
+    // Standard input through a buffered stream of its own (std::cin, synced with C's stdio, reads
+    // a character at a time: a third of a 10M-input resume's time); std::cin where it cannot be
+    // opened by name (a socket).
+    s->impl_->file.open("/dev/stdin");
+    std::istream& in = s->impl_->file ? static_cast<std::istream&>(s->impl_->file) : std::cin;
+    s->impl_->lines = std::make_unique<InputLines>(in, "stdin", fs::current_path(), warnings, kDedupeLimit);
     return s;
   }
   s->impl_->file.open(file);

@@ -204,6 +204,13 @@ class Driver {
   // that forgets its ended jobs holds memory for the jobs in flight, not for every job. No-op for
   // a live or failed job (a retry needs it).
   void Forget(uint32_t job);
+  // Jobs of the run that succeeded in an earlier run and never enter the driver (a resume skips
+  // them without restoring them): counted as succeeded and ended, like forgotten ones.
+  void CountSettled(size_t jobs) {
+    submitted_ += jobs;
+    ended_ += jobs;
+    gone_succeeded_ += jobs;
+  }
   // The index the next Submit returns.
   uint32_t NextIndex() const { return free_.empty() ? static_cast<uint32_t>(jobs_.size()) : free_.back(); }
 

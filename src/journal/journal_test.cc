@@ -273,13 +273,13 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   auto past = Replay(f);
   ASSERT_TRUE(past.ok()) << past.error();
   ASSERT_EQ(past->jobs.size(), 3u);
-  EXPECT_EQ(past->jobs[0].end, End::kSucceeded);
-  EXPECT_EQ(past->jobs[0].NextStep(), 3);
-  EXPECT_EQ(past->jobs[0].steps[1].result, "{\"k\":1}");
-  EXPECT_EQ(past->jobs[1].end, End::kLive);
-  EXPECT_EQ(past->jobs[1].NextStep(), 1);
-  EXPECT_EQ(past->jobs[2].end, End::kFailed);
-  EXPECT_EQ(past->jobs[2].id, "job-2");
+  EXPECT_EQ(past->jobs[0]->end, End::kSucceeded);
+  EXPECT_EQ(past->jobs[0]->NextStep(), 3);
+  EXPECT_EQ(past->jobs[0]->steps[1].result, "{\"k\":1}");
+  EXPECT_EQ(past->jobs[1]->end, End::kLive);
+  EXPECT_EQ(past->jobs[1]->NextStep(), 1);
+  EXPECT_EQ(past->jobs[2]->end, End::kFailed);
+  EXPECT_EQ(past->jobs[2]->id, "job-2");
   EXPECT_EQ(past->attempts, 4u);
 
   // Step b changes: job 0 loses b and c and is live again; job 1 keeps a; job 2 failed before b.
@@ -288,10 +288,10 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   EXPECT_EQ(c.step, 1);
   EXPECT_EQ(c.description, "step 'b' changed (uses/with)");
   EXPECT_EQ(c.jobs_affected, 1u);
-  EXPECT_EQ(past->jobs[0].end, End::kLive);
-  EXPECT_EQ(past->jobs[0].NextStep(), 1);
-  EXPECT_TRUE(past->jobs[0].steps[0].done);
-  EXPECT_EQ(past->jobs[2].end, End::kFailed);
+  EXPECT_EQ(past->jobs[0]->end, End::kLive);
+  EXPECT_EQ(past->jobs[0]->NextStep(), 1);
+  EXPECT_TRUE(past->jobs[0]->steps[0].done);
+  EXPECT_EQ(past->jobs[2]->end, End::kFailed);
 
   // The same change written as a header and replayed gives the same state.
   {
@@ -302,8 +302,8 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
   auto again = Replay(f);
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->changes.size(), 1u);
-  EXPECT_EQ(again->jobs[0].NextStep(), 1);
-  EXPECT_EQ(again->jobs[0].end, End::kLive);
+  EXPECT_EQ(again->jobs[0]->NextStep(), 1);
+  EXPECT_EQ(again->jobs[0]->end, End::kLive);
   EXPECT_EQ(Compare(v2, v2).step, -1);
   EXPECT_EQ(Compare(v1, Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}, {"c", "sleep"}, {"d", "sleep"}}))).step,
             3);
@@ -311,6 +311,60 @@ TEST(JournalReplay, RebuildsJobsAndSeesPipelineChanges) {
 
 // A header whose step count is larger than its record could hold (or than a pipeline may have)
 // is refused with one line naming the count, before anything is allocated for it.
+// A settling replay drops a succeeded job (what a large resume does), keeps the others whole, and
+// says when a later record or pipeline change needed the dropped job after all.
+TEST(JournalReplay, SettledJobsLeaveAndARecordForOneIsNoticed) {
+  const auto f = TempFile("settle");
+  const auto v1 = Fingerprint(Pipeline({{"a", "sleep"}, {"b", "sleep"}}));
+  Encoder e;
+  {
+    auto w = Writer::Open(f);
+    ASSERT_TRUE(w.ok());
+    EncodeHeader("0.1.0", v1, "p", &e), Put(**w, e.data());
+    for (uint32_t j = 0; j < 3; ++j)
+      EncodeJobAdded(j, "job-" + std::to_string(j), "in" + std::to_string(j), &e), Put(**w, e.data());
+    for (uint32_t j = 0; j < 2; ++j) {  // jobs 0 and 1 succeed; job 2 does step a only
+      for (uint16_t s = 0; s < 2; ++s) EncodeStepDone(j, s, "n", 1, 1, "{\"k\":1}", "", &e), Put(**w, e.data());
+      EncodeJobEnded(j, End::kSucceeded, "", &e), Put(**w, e.data());
+    }
+    EncodeStepDone(2, 0, "n", 1, 1, "null", "", &e), Put(**w, e.data());
+  }
+  std::vector<uint32_t> asked;
+  ReplayOptions settle_even;  // settles job 0 only: job 1's line is missing, say
+  settle_even.settle = [&](uint32_t n, const PastJob& j) {
+    asked.push_back(n);
+    EXPECT_EQ(j.steps[1].result, "{\"k\":1}");
+    return n == 0;
+  };
+  auto past = Replay(f, settle_even);
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_EQ(asked, (std::vector<uint32_t>{0, 1}));
+  ASSERT_EQ(past->jobs.size(), 3u);
+  EXPECT_EQ(past->jobs[0], nullptr);
+  ASSERT_NE(past->jobs[1], nullptr);
+  EXPECT_EQ(past->jobs[1]->end, End::kSucceeded);
+  EXPECT_EQ(past->jobs[2]->NextStep(), 1);
+  EXPECT_EQ(past->settled, 1u);
+  EXPECT_FALSE(past->settled_needed);
+  ASSERT_EQ(past->input_hash.size(), 3u);
+  EXPECT_EQ(past->input_hash[0], InputHash("in0"));
+  EXPECT_NE(past->input_hash[0], past->input_hash[1]);
+
+  // A pipeline change that would revive it: the settled job was needed.
+  Change c = past->Rebase(Fingerprint(Pipeline({{"a", "sleep"}, {"b", "command"}})));
+  EXPECT_EQ(c.step, 1);
+  EXPECT_TRUE(past->settled_needed);
+
+  // A record for a settled job (its retry, say) is noticed the same way.
+  {
+    auto w = Writer::Open(f);
+    EncodeAttempt(0, 0, 2, "failed", "again", "n", 0, 1, &e), Put(**w, e.data());
+  }
+  past = Replay(f, settle_even);
+  ASSERT_TRUE(past.ok()) << past.error();
+  EXPECT_TRUE(past->settled_needed);
+}
+
 TEST(JournalReplay, HugeStepCountInAHeaderIsAClearError) {
   const auto f = TempFile("huge-steps");
   {

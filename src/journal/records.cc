@@ -18,6 +18,8 @@ uint64_t Fnv1a(std::string_view s, uint64_t h = 1469598103934665603ull) {
 
 }  // namespace
 
+uint64_t InputHash(std::string_view input) { return std::hash<std::string_view>{}(input); }
+
 std::vector<StepPrint> Fingerprint(const PipelineSpec& pipeline) {
   std::vector<StepPrint> out;
   for (const auto& s : pipeline.steps) {
@@ -107,7 +109,10 @@ Change Compare(const std::vector<StepPrint>& before, const std::vector<StepPrint
 
 size_t Past::Invalidate(int step) {
   size_t touched = 0;
-  for (auto& j : jobs) {
+  if (settled > 0) settled_needed = true;  // a settled job's results from `step` on are gone too
+  for (auto& jp : jobs) {
+    if (!jp) continue;
+    PastJob& j = *jp;
     bool cleared = false;
     for (size_t s = static_cast<size_t>(step); s < j.steps.size(); ++s)
       if (j.steps[s].done) {
@@ -129,23 +134,25 @@ size_t Past::Invalidate(int step) {
 
 Change Past::Rebase(const std::vector<StepPrint>& now) {
   Change c = Compare(steps, now);
-  for (auto& j : jobs) j.steps.resize(now.size());
+  for (auto& j : jobs)
+    if (j) j->steps.resize(now.size());
   if (c.step >= 0) c.jobs_affected = Invalidate(c.step);
   steps = now;
   return c;
 }
 
-Result<Past> Replay(const std::filesystem::path& file) {
+Result<Past> Replay(const std::filesystem::path& file, const ReplayOptions& options) {
   std::ifstream in(file, std::ios::binary);
   if (!in) return std::filesystem::exists(file) ? Status::Unavailable(file.string() + ": cannot read journal")
                                                 : Status::NotFound(file.string() + ": no journal");
-  return Replay(in, file.string());
+  return Replay(in, file.string(), options);
 }
 
-Result<Past> Replay(std::istream& in, const std::string& file) {
+Result<Past> Replay(std::istream& in, const std::string& file, const ReplayOptions& options) {
   Past past;
   Status bad;
   std::string why;  // what was wrong with a record that does not decode, when more can be said
+  PastJob settled_job;  // a settled job's stand-in: known, but its records no longer apply (settled_needed)
   Status st = Read(
       in, file,
       [&](std::string_view payload) {
@@ -154,7 +161,13 @@ Result<Past> Replay(std::istream& in, const std::string& file) {
         const auto kind = static_cast<Kind>(d.U8());
         auto job_at = [&](uint32_t j) -> PastJob* {
           if (j >= past.jobs.size()) return nullptr;
-          return &past.jobs[j];
+          if (!past.jobs[j]) {
+            past.settled_needed = true;
+            settled_job = PastJob{};
+            settled_job.steps.resize(past.steps.size());
+            return &settled_job;
+          }
+          return past.jobs[j].get();
         };
         auto step_at = [&](PastJob* j, uint16_t s) -> PastStep* {
           return j && s < j->steps.size() ? &j->steps[s] : nullptr;
@@ -189,11 +202,12 @@ Result<Past> Replay(std::istream& in, const std::string& file) {
           }
           case Kind::kJobAdded: {
             const uint32_t n = d.U32();
-            PastJob j;
-            j.id = d.Str();
-            j.input = d.Str();
-            j.steps.resize(past.steps.size());
+            auto j = std::make_unique<PastJob>();
+            j->id = d.Str();
+            j->input = d.Str();
+            j->steps.resize(past.steps.size());
             if (!d.ok() || n != past.jobs.size()) break;
+            past.input_hash.push_back(InputHash(j->input));
             past.jobs.push_back(std::move(j));
             return;
           }
@@ -223,12 +237,18 @@ Result<Past> Replay(std::istream& in, const std::string& file) {
             return;
           }
           case Kind::kJobEnded: {
-            PastJob* j = job_at(d.U32());
+            const uint32_t n = d.U32();
+            PastJob* j = job_at(n);
             const auto end = static_cast<End>(d.U8());
             std::string error(d.Str());
             if (!d.ok() || !j || end == End::kLive || end > End::kCancelled) break;
             j->end = end;
             j->error = std::move(error);
+            if (end == End::kSucceeded && options.settle && past.jobs[n] && j->NextStep() >= j->steps.size() &&
+                options.settle(n, *j)) {
+              past.jobs[n].reset();
+              ++past.settled;
+            }
             return;
           }
           case Kind::kSpent: {

@@ -23,8 +23,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <istream>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,8 +87,18 @@ struct Change {
 };
 Change Compare(const std::vector<StepPrint>& before, const std::vector<StepPrint>& after);
 
+// An input's 64-bit hash (what a resume matches inputs to earlier jobs by, with their occurrence).
+uint64_t InputHash(std::string_view input);
+
 struct Past {
-  std::vector<PastJob> jobs;          // by job number
+  // By job number; null for a job the replay settled (ReplayOptions::settle): it succeeded, and
+  // the caller keeps what it needs of it elsewhere, so a large journal replays in little memory.
+  std::vector<std::unique_ptr<PastJob>> jobs;
+  std::vector<uint64_t> input_hash;   // by job number: InputHash of its input
+  size_t settled = 0;                 // jobs settled (null in `jobs`)
+  // A record or a pipeline change reached a settled job (its results were needed after all):
+  // replay again without settling.
+  bool settled_needed = false;
   std::vector<StepPrint> steps;       // of the latest header
   std::string version;                // of the latest header
   std::string pipeline;               // the pipeline's name in the latest header
@@ -101,10 +113,17 @@ struct Past {
   Change Rebase(const std::vector<StepPrint>& now);
 };
 
+struct ReplayOptions {
+  // Asked when a job ends succeeded with every step's result: true settles it (the replay drops
+  // it, Past::jobs[number] null). A record for it later (a pipeline change that revives it, say)
+  // sets Past::settled_needed instead of applying.
+  std::function<bool(uint32_t number, const PastJob& job)> settle;
+};
+
 // Replays a journal. NotFound when there is none; an error when it is not a journal or a record
 // does not decode (a record that passed its CRC but does not decode is a bug, not a power loss).
-Result<Past> Replay(const std::filesystem::path& file);
+Result<Past> Replay(const std::filesystem::path& file, const ReplayOptions& options = {});
 // The same from a stream (`file` names it in messages); the pure part, for tests and fuzzing.
-Result<Past> Replay(std::istream& in, const std::string& file);
+Result<Past> Replay(std::istream& in, const std::string& file, const ReplayOptions& options = {});
 
 }  // namespace baton::journal

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -20,12 +19,6 @@
 namespace baton::runtime {
 
 namespace {
-
-// The key that gives an input its id across runs: the input and how many equal inputs came
-// before it (--jobs N gives N empty inputs).
-std::string InputKey(const std::string& input, uint32_t occurrence) {
-  return input + '\x1f' + std::to_string(occurrence);
-}
 
 journal::End EndOf(driver::JobEnd e) {
   switch (e) {
@@ -197,7 +190,48 @@ struct OutLock {
 
 // How a resume treated the earlier jobs, for its notice.
 struct ResumeCounts {
-  size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0;
+  size_t skipped = 0, kept_failed = 0, continued = 0, rerun = 0, added = 0, left_out = 0;
+  bool stream_goes_on = false;  // every earlier job matched before the stream ended
+};
+
+// Earlier jobs by input, for matching a resume's inputs to them: the n-th input with a given text
+// is the n-th earlier job whose input had that text. Job numbers sorted by (input hash, number),
+// and each number's place in that order: 8 bytes per earlier job besides Past::input_hash (10M
+// jobs: 160 MB in all, not their inputs). Within one hash the jobs are taken in number order, so
+// what is taken of a hash is always a prefix of its range: an input that is the next job in
+// number order (a resume of the same inputs) is checked in O(1), without a search.
+class PastIndex {
+ public:
+  explicit PastIndex(const std::vector<uint64_t>& hash)
+      : hash_(hash), order_(hash.size()), place_(hash.size()), taken_(hash.size()) {
+    for (uint32_t n = 0; n < order_.size(); ++n) order_[n] = n;
+    std::sort(order_.begin(), order_.end(),
+              [&](uint32_t a, uint32_t b) { return hash_[a] != hash_[b] ? hash_[a] < hash_[b] : a < b; });
+    for (uint32_t p = 0; p < order_.size(); ++p) place_[order_[p]] = p;
+  }
+  // The earliest job with this hash not taken yet (taken now), or -1.
+  int64_t Take(uint64_t h) {
+    const uint32_t next = last_ + 1;  // the job after the last one taken: a resume of the same inputs
+    if (next < hash_.size() && hash_[next] == h && !taken_[next]) {
+      const uint32_t p = place_[next];
+      if (p == 0 || hash_[order_[p - 1]] != h || taken_[order_[p - 1]]) return Mark(next);
+    }
+    auto it = std::lower_bound(order_.begin(), order_.end(), h, [&](uint32_t n, uint64_t v) { return hash_[n] < v; });
+    for (; it != order_.end() && hash_[*it] == h; ++it)  // a hash's taken jobs are a prefix of its range
+      if (!taken_[*it]) return Mark(*it);
+    return -1;
+  }
+
+ private:
+  int64_t Mark(uint32_t n) {
+    taken_[n] = true;
+    last_ = n;
+    return n;
+  }
+  const std::vector<uint64_t>& hash_;
+  std::vector<uint32_t> order_, place_;
+  std::vector<bool> taken_;  // by job number
+  uint32_t last_ = UINT32_MAX;
 };
 
 // AddJobs's parts, over what they share. Flow: lock OUT -> without a journal, submit (or stream)
@@ -231,16 +265,40 @@ struct Adder {
   }
 
   // The journal's past, rebased on today's pipeline; `resumed` false when there is none to follow.
+  // With `earlier` (the jobs.jsonl of earlier runs, moved aside), a job that succeeded and has its
+  // line there is settled: dropped from the replay, its LLM usage added to `settled_llm`.
   Result<journal::Past> ReadPast(const std::filesystem::path& file, const std::vector<journal::StepPrint>& prints,
-                                 bool* resumed) {
+                                 EarlierLines* earlier, rates::LlmUsage* settled_llm, bool* resumed) {
     if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
       const auto aside = FreeName(file);
       std::filesystem::rename(file, aside);
       notices->push_back(fmt::format("--rerun all: every job starts over; the old journal is now {}", aside.string()));
     }
+    journal::ReplayOptions settling;
+    if (earlier)
+      settling.settle = [&](uint32_t number, const journal::PastJob& job) {
+        if (!earlier->Has(number)) return false;  // its line was lost (a kill before it was written)
+        for (const auto& s : job.steps)
+          if (s.result.find("\"usage\"") != std::string::npos) {
+            Json results = Json::object();
+            for (size_t k = 0; k < job.steps.size() && k < spec.steps.size(); ++k)
+              results[spec.steps[k].name] = Json::parse(job.steps[k].result, nullptr, false);
+            settled_llm->Add(rates::JobLlmUsage(results));
+            break;
+          }
+        return true;
+      };
+    // A settled job needed after all (a record for it, or a pipeline change that revives it):
+    // replayed again, whole.
+    auto replay = [&](bool settle) {
+      *settled_llm = {};
+      auto r = journal::Replay(file, settle ? settling : journal::ReplayOptions{});
+      if (settle && r.ok() && r->settled_needed) return journal::Replay(file);
+      return r;
+    };
     journal::Past past;
     *resumed = false;
-    if (auto r = journal::Replay(file); r.ok()) {
+    if (auto r = replay(earlier != nullptr); r.ok()) {
       past = std::move(*r);
       *resumed = true;
     } else if (r.status().code() != StatusCode::kNotFound) {
@@ -262,6 +320,11 @@ struct Adder {
           past.read.why, past.read.dropped_records, past.read.dropped_records == 1 ? "" : "s", past.read.dropped_bytes,
           file.string()));
     if (*resumed && past.headers > 0) {
+      if (past.settled > 0 && journal::Compare(past.steps, prints).step >= 0) {
+        auto whole = replay(false);
+        if (!whole.ok()) return Status::Invalid(whole.error() + " (move it aside or use --rerun all)");
+        past = std::move(*whole);
+      }
       const journal::Change c = past.Rebase(prints);
       if (c.step >= 0)
         notices->push_back(fmt::format("pipeline changed since the last run: {}; {} job{} re-run from it",
@@ -340,60 +403,82 @@ struct Adder {
     return r;
   }
 
-  // Every input matched to an earlier job (by its text and occurrence) and restored, or submitted
-  // as a new one.
-  ResumeCounts Match(JournalStore& store, journal::Past& past, const std::vector<std::string>& inputs, bool resumed) {
-    std::unordered_map<std::string, uint32_t> by_key;  // input key -> journal number
-    {
-      std::unordered_map<std::string, uint32_t> seen;
-      for (uint32_t n = 0; n < past.jobs.size(); ++n)
-        by_key.emplace(InputKey(past.jobs[n].input, seen[past.jobs[n].input]++), n);
-    }
-    std::unordered_map<std::string, uint32_t> occurrences;
+  // Every input matched to an earlier job (by its text and occurrence: PastIndex) and restored,
+  // skipped (a settled job: its line copied from the earlier jobs.jsonl), or submitted as a new
+  // one. A stream is read only until every earlier job has its input; the rest of it is admitted
+  // as the run goes (JournalStore::set_streaming), so a resume holds the jobs in flight, not the run.
+  Result<ResumeCounts> Match(JournalStore& store, journal::Past& past, EarlierLines& earlier, bool resumed) {
+    PastIndex index(past.input_hash);
     ResumeCounts counts;
     journal::Encoder e;
     uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
-    for (const std::string& input : inputs) {
-      const std::string key = InputKey(input, occurrences[input]++);
-      const auto it = by_key.find(key);
-      if (it == by_key.end()) {
-        const uint32_t number = next_number++;
-        const std::string id = options.job_prefix + std::to_string(number);
+    size_t position = 0, matched = 0, settled = 0;
+    std::string input, line;
+    rates::LlmUsage unused;
+    auto next = [&](std::string* in) {
+      if (options.next_input) return matched < past.jobs.size() && options.next_input(in);
+      if (position >= options.inputs.size()) return false;
+      *in = options.inputs[position++];
+      return true;
+    };
+    while (next(&input)) {
+      const int64_t number = index.Take(journal::InputHash(input));
+      // A hash that matches a job whose input differs (a collision): the input is a new job.
+      const bool same = number >= 0 && (!past.jobs[number] || past.jobs[number]->input == input);
+      if (!same) {
+        const uint32_t n = next_number++;
+        const std::string id = options.job_prefix + std::to_string(n);
         const uint32_t job = d.Submit(id, input, pipeline, 0, false);
-        store.Track(job, number, false);
-        journal::EncodeJobAdded(number, id, input, &e);
+        store.Track(job, n, false);
+        journal::EncodeJobAdded(n, id, input, &e);
         store.Append(e);
         if (resumed) ++counts.added;
         continue;
       }
-      journal::PastJob& p = past.jobs[it->second];
+      ++matched;
+      if (!past.jobs[number]) {  // settled: succeeded, its line in the earlier jobs.jsonl
+        line.clear();
+        if (Status st = earlier.Read(static_cast<uint32_t>(number), &line); !st.ok()) return st;
+        lines->Copy(static_cast<uint32_t>(number), line);
+        ++counts.skipped;
+        ++settled;
+        continue;
+      }
+      journal::PastJob& p = *past.jobs[number];
       bool end_written = false;
       driver::RestoredJob r = RestoreOf(p, input, &counts, &end_written);
       const bool ended = r.phase != core::Phase::kReady;
       const uint32_t job = d.Restore(std::move(r), 0);
-      store.Track(job, it->second, end_written);
+      store.Track(job, static_cast<uint32_t>(number), end_written);
       if (ended) {
         store.JobChanged(job);  // its line in jobs.jsonl; its end journaled if it was not
         for (uint32_t k : store.released()) d.ReleaseDetail(k);  // as they come: a large resume stays small
         store.released().clear();
       }
-      p.steps = {};  // what was replayed for it is in the driver now
-      p.error = {};  // journal its end now
+      past.jobs[number].reset();  // what was replayed for it is in the driver now
     }
+    d.CountSettled(settled);
+    counts.left_out = past.jobs.size() - matched;
+    if (options.next_input) {
+      store.set_streaming(next_number);
+      counts.stream_goes_on = matched == past.jobs.size();
+    }
+    if (Status st = lines->Flush(); !st.ok()) return st;
+    earlier.Done();  // every settled job's line is in this run's jobs.jsonl now
     return counts;
   }
 
-  void SayResumed(const std::filesystem::path& file, const ResumeCounts& c, size_t inputs, size_t past_jobs) {
+  void SayResumed(const std::filesystem::path& file, const ResumeCounts& c) {
     notices->push_back(fmt::format(
         "resuming from {}: {} job{} already succeeded (skipped), {} continue where they stopped, {} failed or "
-        "cancelled job{} {}, {} new",
+        "cancelled job{} {}, {} new{}",
         file.string(), c.skipped, c.skipped == 1 ? "" : "s", c.continued, c.kept_failed + c.rerun,
         c.kept_failed + c.rerun == 1 ? "" : "s",
         options.rerun == RunOptions::Rerun::kFailed ? "re-run (--rerun failed)"
                                                     : "kept as they were (--rerun failed retries them)",
-        c.added));
-    if (inputs < past_jobs + c.added) {
-      const size_t gone = past_jobs + c.added - inputs;
+        c.added, c.stream_goes_on ? "; later inputs are new jobs, admitted as the run goes" : ""));
+    if (c.left_out > 0) {
+      const size_t gone = c.left_out;
       notices->push_back(
           fmt::format("{} job{} of earlier runs no longer in the inputs: left out", gone, gone == 1 ? "" : "s"));
     }
@@ -428,27 +513,28 @@ Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeli
         fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)", spec.name,
                     spec.steps.size(), journal::kMaxSteps));
   const auto prints = journal::Fingerprint(spec);
+  // A run that lets ended jobs leave memory (baton run) settles the succeeded jobs of a large
+  // journal: skipped without being restored, their lines copied from the earlier jobs.jsonl.
+  EarlierLines earlier;
+  const bool settle = !options.keep_finished && std::filesystem::exists(file) &&
+                      options.rerun != RunOptions::Rerun::kAll && earlier.Open(options.out);
   bool resumed = false;
-  Result<journal::Past> past = add.ReadPast(file, prints, &resumed);
+  rates::LlmUsage settled_llm;
+  Result<journal::Past> past = add.ReadPast(file, prints, settle ? &earlier : nullptr, &settled_llm, &resumed);
   if (!past.ok()) return past.status();
+  if (settle) {
+    // This run's jobs.jsonl now, so that the copied lines go out as they come.
+    if (Status st = earlier.MoveAside(); !st.ok()) return st;
+    if (Status st = lines->Open(options.out / "jobs.jsonl"); !st.ok()) return st;
+    if (Status st = lines->OpenIndex(options.out / ".baton" / "jobs.index"); !st.ok()) return st;
+  }
   Result<std::unique_ptr<JournalStore>> opened = add.OpenJournal(file, *past, resumed, prints, lock);
   if (!opened.ok()) return opened.status();
   std::unique_ptr<JournalStore> store = std::move(*opened);
-  if (options.next_input && past->jobs.empty()) {  // nothing to match: jobs come as the run admits them
-    store->set_streaming();
-    d.SetStore(store.get());
-    return store;
-  }
-  // A resume matches every input to an earlier job: a stream is read whole first.
-  const std::vector<std::string>* inputs = &options.inputs;
-  std::vector<std::string> drained;
-  if (options.next_input) {
-    for (std::string in; options.next_input(&in);) drained.push_back(std::move(in));
-    inputs = &drained;
-  }
-  store->Reserve(inputs->size());
-  const ResumeCounts counts = add.Match(*store, *past, *inputs, resumed);
-  if (resumed) add.SayResumed(file, counts, inputs->size(), past->jobs.size());
+  store->AddReleasedLlm(settled_llm);
+  Result<ResumeCounts> counts = add.Match(*store, *past, earlier, resumed);
+  if (!counts.ok()) return counts.status();
+  if (resumed && !(options.next_input && past->jobs.empty())) add.SayResumed(file, *counts);
   d.SetStore(store.get());
   return store;
 }

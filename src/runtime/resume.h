@@ -44,7 +44,11 @@ class JournalStore final : public driver::JobStore {
   // without earlier jobs); false when AddJobs took them all at once (a resume, which matches every
   // input to an earlier job).
   bool streaming() const { return streaming_; }
-  void set_streaming() { streaming_ = true; }
+  // From now on jobs come from the input stream, numbered on from `next_number`.
+  void set_streaming(uint32_t next_number = 0) {
+    streaming_ = true;
+    next_number_ = next_number;
+  }
   // Where every attempt recorded from now on is drawn as it ends (--trace), or nullptr.
   void SetTrace(TraceWriter* trace) { trace_ = trace; }
   void Append(const journal::Encoder& e) {
@@ -62,8 +66,10 @@ class JournalStore final : public driver::JobStore {
   journal::WriterStats stats() const { return writer_ ? writer_->stats() : journal::WriterStats{}; }
   // Jobs written to jobs.jsonl whose detail may now be released (Driver::ReleaseDetail).
   std::vector<uint32_t>& released() { return released_; }
-  // The LLM usage of released jobs (their results are gone from the final report).
+  // The LLM usage of released jobs (their results are gone from the final report), and of the
+  // jobs a resume skipped without restoring them.
   const rates::LlmUsage& released_llm() const { return released_llm_; }
+  void AddReleasedLlm(const rates::LlmUsage& u) { released_llm_.Add(u); }
   // What LLM requests of earlier runs of this output folder cost (the journal's `spent` records;
   // 0 without a journal, after --rerun all, or for a new folder): where the budget starts.
   double spent_before() const { return spent_before_; }
