@@ -17,9 +17,9 @@ JobLines::~JobLines() {
   if (index_fd_ >= 0) ::close(index_fd_);
 }
 
-Status JobLines::OpenIndex(const std::filesystem::path& file) {
+Status JobLines::OpenIndex(const std::filesystem::path& file, bool keep) {
   if (index_fd_ >= 0) return Status::Ok();
-  index_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  index_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | (keep ? 0 : O_TRUNC) | O_CLOEXEC, 0644);
   if (index_fd_ < 0) return Status::Unavailable(file.string() + ": cannot write: " + std::strerror(errno));
   return Status::Ok();
 }
@@ -67,12 +67,62 @@ Status JobLines::ReadNumber(uint32_t number, std::string* out) {
   return ReadAt(at, n, out);
 }
 
-Status JobLines::Open(const std::filesystem::path& file) {
+Status JobLines::Open(const std::filesystem::path& file, bool keep) {
   if (fd_ >= 0) return Status::Ok();
   file_ = file;
-  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | (keep ? 0 : O_TRUNC) | O_CLOEXEC, 0644);
   if (fd_ < 0) return error_ = Status::Unavailable(file.string() + ": cannot write: " + std::strerror(errno));
+  if (!keep) return Status::Ok();
+  // Back to the end of the last whole line: a torn one (never indexed) goes.
+  const off_t size = ::lseek(fd_, 0, SEEK_END);
+  uint64_t end = size > 0 ? static_cast<uint64_t>(size) : 0;
+  char tail[4096];
+  while (end > 0) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(end, sizeof tail));
+    if (::pread(fd_, tail, n, static_cast<off_t>(end - n)) != static_cast<ssize_t>(n)) {
+      end = 0;
+      break;
+    }
+    const void* nl = ::memrchr(tail, '\n', n);
+    if (nl != nullptr) {
+      end -= n - 1 - static_cast<size_t>(static_cast<const char*>(nl) - tail);
+      break;
+    }
+    end -= n;
+  }
+  if (end != static_cast<uint64_t>(size) && ::ftruncate(fd_, static_cast<off_t>(end)) != 0)
+    return error_ = Status::Unavailable(file.string() + ": cannot cut its torn last line: " + std::strerror(errno));
+  if (::lseek(fd_, static_cast<off_t>(end), SEEK_SET) < 0)
+    return error_ = Status::Unavailable(file.string() + ": cannot seek: " + std::strerror(errno));
+  flushed_ = kept_bytes_ = end;
   return Status::Ok();
+}
+
+Status JobLines::Reset() {
+  if ((fd_ >= 0 && (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) < 0)) ||
+      (index_fd_ >= 0 && ::ftruncate(index_fd_, 0) != 0))
+    return error_ = Status::Unavailable(file_.string() + ": cannot empty it: " + std::strerror(errno));
+  flushed_ = kept_bytes_ = 0;
+  window_.clear();
+  return Status::Ok();
+}
+
+bool JobLines::Kept(uint32_t number) {
+  constexpr size_t kWindow = 1u << 20;
+  const uint64_t at = static_cast<uint64_t>(number) * 12;
+  if (index_fd_ < 0) return false;
+  if (at < window_at_ || at + 12 > window_at_ + window_.size()) {
+    window_.resize(kWindow);
+    const ssize_t got = ::pread(index_fd_, window_.data(), kWindow, static_cast<off_t>(at));
+    window_.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    window_at_ = at;
+    if (window_.size() < 12) return false;
+  }
+  uint64_t offset;
+  uint32_t length;
+  std::memcpy(&offset, window_.data() + (at - window_at_), 8);
+  std::memcpy(&length, window_.data() + (at - window_at_) + 8, 4);
+  return length > 0 && offset + length < kept_bytes_;  // the newline after it is there too
 }
 
 void JobLines::Write(uint32_t job, const JobReport& report, const Json& results) {
@@ -84,13 +134,6 @@ void JobLines::Write(uint32_t job, const JobReport& report, const Json& results)
   AppendJobJson(report, results, &buf_);
   offset_[job] = flushed_ + start;
   length_[job] = static_cast<uint32_t>(buf_.size() - start);
-  buf_.push_back('\n');
-  if (buf_.size() >= (1u << 20)) Flush().IgnoreError();
-}
-
-void JobLines::Copy(uint32_t number, std::string_view line) {
-  pending_.push_back({number, flushed_ + buf_.size(), static_cast<uint32_t>(line.size())});
-  buf_.append(line);
   buf_.push_back('\n');
   if (buf_.size() >= (1u << 20)) Flush().IgnoreError();
 }
@@ -133,87 +176,6 @@ Status JobLines::ReadAt(uint64_t at, size_t n, std::string* out) {
     got += static_cast<size_t>(r);
   }
   return Status::Ok();
-}
-
-EarlierLines::~EarlierLines() {
-  if (lines_.fd >= 0) ::close(lines_.fd);
-  if (index_.fd >= 0) ::close(index_.fd);
-}
-
-bool EarlierLines::Open(const std::filesystem::path& out) {
-  lines_file_ = out / ".baton" / "jobs.jsonl.before";
-  index_file_ = out / ".baton" / "jobs.index.before";
-  // The files a resume killed while copying left aside are whole (the ones in OUT are its
-  // half-written ones); else this folder's own.
-  std::error_code ec;
-  in_place_ = !std::filesystem::exists(lines_file_, ec) || !std::filesystem::exists(index_file_, ec);
-  const auto lines = in_place_ ? out / "jobs.jsonl" : lines_file_;
-  const auto index = in_place_ ? out / ".baton" / "jobs.index" : index_file_;
-  lines_.fd = ::open(lines.c_str(), O_RDONLY | O_CLOEXEC);
-  index_.fd = ::open(index.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in_place_) {
-    moves_ = {{lines, lines_file_}, {index, index_file_}};
-  }
-  return lines_.fd >= 0 && index_.fd >= 0;
-}
-
-Status EarlierLines::MoveAside() {
-  for (const auto& [from, to] : moves_) {
-    std::error_code ec;
-    std::filesystem::rename(from, to, ec);
-    if (ec) return Status::Unavailable(from.string() + ": cannot move it to " + to.string() + ": " + ec.message());
-  }
-  moves_.clear();
-  return Status::Ok();
-}
-
-bool EarlierLines::Window::Get(uint64_t at, size_t n, std::string* out) {
-  constexpr size_t kWindow = 1u << 20;
-  if (at < start || at + n > start + bytes.size()) {
-    bytes.resize(std::max(kWindow, n));
-    size_t got = 0;
-    while (got < bytes.size()) {
-      const ssize_t r = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(at + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
-    bytes.resize(got);
-    start = at;
-    if (n > got) return false;
-  }
-  out->append(bytes, at - start, n);
-  return true;
-}
-
-bool EarlierLines::Entry(uint32_t number, uint64_t* at, uint32_t* length) {
-  std::string rec;
-  if (index_.fd < 0 || !index_.Get(static_cast<uint64_t>(number) * 12, 12, &rec)) return false;
-  std::memcpy(at, rec.data(), 8);
-  std::memcpy(length, rec.data() + 8, 4);
-  return *length > 0;
-}
-
-bool EarlierLines::Has(uint32_t number) {
-  uint64_t at;
-  uint32_t length;
-  return Entry(number, &at, &length);
-}
-
-Status EarlierLines::Read(uint32_t number, std::string* out) {
-  uint64_t at;
-  uint32_t length;
-  if (!Entry(number, &at, &length) || !lines_.Get(at, length, out))
-    return Status::Unavailable(lines_file_.string() + ": cannot read job number " + std::to_string(number) +
-                               "'s line");
-  return Status::Ok();
-}
-
-void EarlierLines::Done() {
-  if (lines_file_.empty() || !moves_.empty()) return;  // not opened, or never moved aside
-  std::error_code ec;
-  std::filesystem::remove(lines_file_, ec);
-  std::filesystem::remove(index_file_, ec);
 }
 
 }  // namespace baton::runtime

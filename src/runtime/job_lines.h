@@ -7,8 +7,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
-#include <string_view>
-#include <utility>
 #include <vector>
 
 #include "baton/runtime.h"
@@ -23,8 +21,10 @@ class JobLines {
   JobLines(const JobLines&) = delete;
   JobLines& operator=(const JobLines&) = delete;
 
-  Status Open(const std::filesystem::path& file);  // truncates; a no-op when already open
-  bool is_open() const { return fd_ >= 0; }
+  // Truncates; with `keep`, appends to what earlier runs wrote instead (a resume: the lines of
+  // the jobs it skips stay where they are), after cutting a torn last line (a kill mid-write).
+  // A no-op when already open.
+  Status Open(const std::filesystem::path& file, bool keep = false);
   // Appends `job`'s line (buffered).
   void Write(uint32_t job, const JobReport& report, const Json& results);
   bool Has(uint32_t job) const { return job < offset_.size() && offset_[job] != kNone; }
@@ -37,11 +37,16 @@ class JobLines {
   // The index by job number (its id's suffix): per number, 12 bytes in `file` (where its last line
   // starts, u64, and its length, u32; zeros: no line), written as lines are flushed, so a job that
   // left memory is read back by its number from disk (Runtime::JobDetail, JobsPage).
-  Status OpenIndex(const std::filesystem::path& file);  // truncates; a no-op when already open
+  // Truncates, unless `keep` (a resume). A no-op when already open.
+  Status OpenIndex(const std::filesystem::path& file, bool keep = false);
   // Records that `job`'s line (just written) is job number `number`'s.
   void Index(uint32_t number, uint32_t job);
-  // Appends a line kept from an earlier run (EarlierLines) as job number `number`'s, indexed.
-  void Copy(uint32_t number, std::string_view line);
+  // Empties the file and the index (a resume that found nothing to resume after all).
+  Status Reset();
+  // Whether job number `number` has a whole line in the file as it was opened with `keep` (the
+  // index read through a 1 MiB window: numbers are asked in about increasing order). For a
+  // resume, before this run writes anything.
+  bool Kept(uint32_t number);
   // Number `number`'s last line, appended to `out`; NotFound when it has none.
   Status ReadNumber(uint32_t number, std::string* out);
   Status Flush();
@@ -64,45 +69,9 @@ class JobLines {
   std::vector<uint64_t> offset_;  // per job: where its last line starts
   std::vector<uint32_t> length_;
   Status error_;
-};
-
-// The jobs.jsonl and jobs.index of the runs before this one, moved aside while a resume copies the
-// lines of the jobs it skips (JobLines::Copy): a succeeded job of a large journal then needs no
-// memory (journal::ReplayOptions::settle). Reads go through a 1 MiB window (lines are read roughly
-// in the order they were written). The files are removed when the copy is complete (Done); a
-// resume that finds them still there (it was killed while copying) takes them again, not the
-// half-written jobs.jsonl, whose jobs it restores from the journal instead.
-class EarlierLines {
- public:
-  EarlierLines() = default;
-  ~EarlierLines();
-  EarlierLines(const EarlierLines&) = delete;
-  EarlierLines& operator=(const EarlierLines&) = delete;
-  // Opens OUT/jobs.jsonl and OUT/.baton/jobs.index (or, when a resume killed while copying left
-  // them in OUT/.baton as jobs.*.before, those). False when there are none.
-  bool Open(const std::filesystem::path& out);
-  // Moves them aside (OUT/.baton/jobs.*.before; open, they stay readable) before this run writes
-  // its own.
-  Status MoveAside();
-  // Whether job number `number` has a line there.
-  bool Has(uint32_t number);
-  // Its last line (without the newline).
-  Status Read(uint32_t number, std::string* out);
-  // Removes the files (call once the copied lines are flushed).
-  void Done();
-
- private:
-  struct Window {
-    int fd = -1;
-    uint64_t start = 0;
-    std::string bytes;
-    bool Get(uint64_t at, size_t n, std::string* out);
-  };
-  bool Entry(uint32_t number, uint64_t* at, uint32_t* length);
-  Window lines_, index_;
-  std::filesystem::path lines_file_, index_file_;
-  bool in_place_ = false;
-  std::vector<std::pair<std::filesystem::path, std::filesystem::path>> moves_;  // MoveAside's renames
+  uint64_t kept_bytes_ = 0;  // the whole lines earlier runs left (Open with keep)
+  uint64_t window_at_ = 0;   // Kept's window into the index
+  std::string window_;
 };
 
 }  // namespace baton::runtime

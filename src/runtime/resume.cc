@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <unordered_map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -195,43 +196,55 @@ struct ResumeCounts {
 };
 
 // Earlier jobs by input, for matching a resume's inputs to them: the n-th input with a given text
-// is the n-th earlier job whose input had that text. Job numbers sorted by (input hash, number),
-// and each number's place in that order: 8 bytes per earlier job besides Past::input_hash (10M
-// jobs: 160 MB in all, not their inputs). Within one hash the jobs are taken in number order, so
-// what is taken of a hash is always a prefix of its range: an input that is the next job in
-// number order (a resume of the same inputs) is checked in O(1), without a search.
+// is the n-th earlier job whose input had that text. The common resume gives the same inputs in
+// the same order: while every job before it is taken, an input whose hash is the next job's takes
+// it in O(1), and nothing more is built. Otherwise (an input inserted, removed or moved) the job
+// numbers sorted by (input hash, number) are built once, 4 bytes per earlier job, and searched;
+// within one hash the jobs are taken in number order, a cursor per repeated input.
 class PastIndex {
  public:
-  explicit PastIndex(const std::vector<uint64_t>& hash)
-      : hash_(hash), order_(hash.size()), place_(hash.size()), taken_(hash.size()) {
-    for (uint32_t n = 0; n < order_.size(); ++n) order_[n] = n;
-    std::sort(order_.begin(), order_.end(),
-              [&](uint32_t a, uint32_t b) { return hash_[a] != hash_[b] ? hash_[a] < hash_[b] : a < b; });
-    for (uint32_t p = 0; p < order_.size(); ++p) place_[order_[p]] = p;
-  }
+  explicit PastIndex(const std::vector<uint64_t>& hash) : hash_(hash), taken_(hash.size()) {}
   // The earliest job with this hash not taken yet (taken now), or -1.
   int64_t Take(uint64_t h) {
-    const uint32_t next = last_ + 1;  // the job after the last one taken: a resume of the same inputs
-    if (next < hash_.size() && hash_[next] == h && !taken_[next]) {
-      const uint32_t p = place_[next];
-      if (p == 0 || hash_[order_[p - 1]] != h || taken_[order_[p - 1]]) return Mark(next);
+    const uint32_t next = last_ + 1;
+    if (next == untaken_ && next < hash_.size() && hash_[next] == h) return Mark(next);
+    if (order_.empty()) Build();
+    auto cursor = cursors_.find(h);
+    size_t at;
+    if (cursor != cursors_.end()) {
+      at = cursor->second;
+    } else {
+      const auto it =
+          std::lower_bound(order_.begin(), order_.end(), h, [&](uint32_t n, uint64_t v) { return hash_[n] < v; });
+      if (it == order_.end() || hash_[*it] != h) return -1;  // a new input: nothing kept for it
+      at = static_cast<size_t>(it - order_.begin());
     }
-    auto it = std::lower_bound(order_.begin(), order_.end(), h, [&](uint32_t n, uint64_t v) { return hash_[n] < v; });
-    for (; it != order_.end() && hash_[*it] == h; ++it)  // a hash's taken jobs are a prefix of its range
-      if (!taken_[*it]) return Mark(*it);
-    return -1;
+    while (at < order_.size() && hash_[order_[at]] == h && taken_[order_[at]]) ++at;
+    if (at >= order_.size() || hash_[order_[at]] != h) return -1;
+    const bool repeated = at + 1 < order_.size() && hash_[order_[at + 1]] == h;
+    if (repeated || cursor != cursors_.end()) cursors_[h] = at + 1;
+    return Mark(order_[at]);
   }
 
  private:
+  void Build() {
+    std::vector<std::pair<uint64_t, uint32_t>> sorted(hash_.size());
+    for (uint32_t n = 0; n < hash_.size(); ++n) sorted[n] = {hash_[n], n};
+    std::sort(sorted.begin(), sorted.end());
+    order_.resize(sorted.size());
+    for (size_t i = 0; i < sorted.size(); ++i) order_[i] = sorted[i].second;
+  }
   int64_t Mark(uint32_t n) {
     taken_[n] = true;
     last_ = n;
+    while (untaken_ < taken_.size() && taken_[untaken_]) ++untaken_;
     return n;
   }
   const std::vector<uint64_t>& hash_;
-  std::vector<uint32_t> order_, place_;
   std::vector<bool> taken_;  // by job number
-  uint32_t last_ = UINT32_MAX;
+  uint32_t last_ = UINT32_MAX, untaken_ = 0;  // the job taken last; the first not taken
+  std::vector<uint32_t> order_;               // job numbers by (hash, number), built when needed
+  std::unordered_map<uint64_t, size_t> cursors_;  // repeated inputs: where in `order_` to go on
 };
 
 // AddJobs's parts, over what they share. Flow: lock OUT -> without a journal, submit (or stream)
@@ -265,19 +278,19 @@ struct Adder {
   }
 
   // The journal's past, rebased on today's pipeline; `resumed` false when there is none to follow.
-  // With `earlier` (the jobs.jsonl of earlier runs, moved aside), a job that succeeded and has its
-  // line there is settled: dropped from the replay, its LLM usage added to `settled_llm`.
+  // With `settle`, a job that succeeded and whose line earlier runs left in jobs.jsonl (opened
+  // with keep) is settled: dropped from the replay, its LLM usage added to `settled_llm`.
   Result<journal::Past> ReadPast(const std::filesystem::path& file, const std::vector<journal::StepPrint>& prints,
-                                 EarlierLines* earlier, rates::LlmUsage* settled_llm, bool* resumed) {
+                                 bool settle, rates::LlmUsage* settled_llm, bool* resumed) {
     if (options.rerun == RunOptions::Rerun::kAll && std::filesystem::exists(file)) {
       const auto aside = FreeName(file);
       std::filesystem::rename(file, aside);
       notices->push_back(fmt::format("--rerun all: every job starts over; the old journal is now {}", aside.string()));
     }
     journal::ReplayOptions settling;
-    if (earlier)
+    if (settle)
       settling.settle = [&](uint32_t number, const journal::PastJob& job) {
-        if (!earlier->Has(number)) return false;  // its line was lost (a kill before it was written)
+        if (!lines->Kept(number)) return false;  // its line was lost (a kill before it was written)
         for (const auto& s : job.steps)
           if (s.result.find("\"usage\"") != std::string::npos) {
             Json results = Json::object();
@@ -298,7 +311,7 @@ struct Adder {
     };
     journal::Past past;
     *resumed = false;
-    if (auto r = replay(earlier != nullptr); r.ok()) {
+    if (auto r = replay(settle); r.ok()) {
       past = std::move(*r);
       *resumed = true;
     } else if (r.status().code() != StatusCode::kNotFound) {
@@ -404,17 +417,16 @@ struct Adder {
   }
 
   // Every input matched to an earlier job (by its text and occurrence: PastIndex) and restored,
-  // skipped (a settled job: its line copied from the earlier jobs.jsonl), or submitted as a new
-  // one. A stream is read only until every earlier job has its input; the rest of it is admitted
-  // as the run goes (JournalStore::set_streaming), so a resume holds the jobs in flight, not the run.
-  Result<ResumeCounts> Match(JournalStore& store, journal::Past& past, EarlierLines& earlier, bool resumed) {
+  // skipped (a settled job: its line stays in jobs.jsonl), or submitted as a new one. A stream is
+  // read only until every earlier job has its input; the rest of it is admitted as the run goes
+  // (JournalStore::set_streaming), so a resume holds the jobs in flight, not the run.
+  ResumeCounts Match(JournalStore& store, journal::Past& past, bool resumed) {
     PastIndex index(past.input_hash);
     ResumeCounts counts;
     journal::Encoder e;
     uint32_t next_number = static_cast<uint32_t>(past.jobs.size());
     size_t position = 0, matched = 0, settled = 0;
-    std::string input, line;
-    rates::LlmUsage unused;
+    std::string input;
     auto next = [&](std::string* in) {
       if (options.next_input) return matched < past.jobs.size() && options.next_input(in);
       if (position >= options.inputs.size()) return false;
@@ -436,10 +448,7 @@ struct Adder {
         continue;
       }
       ++matched;
-      if (!past.jobs[number]) {  // settled: succeeded, its line in the earlier jobs.jsonl
-        line.clear();
-        if (Status st = earlier.Read(static_cast<uint32_t>(number), &line); !st.ok()) return st;
-        lines->Copy(static_cast<uint32_t>(number), line);
+      if (!past.jobs[number]) {  // settled: succeeded, its line in jobs.jsonl
         ++counts.skipped;
         ++settled;
         continue;
@@ -463,8 +472,6 @@ struct Adder {
       store.set_streaming(next_number);
       counts.stream_goes_on = matched == past.jobs.size();
     }
-    if (Status st = lines->Flush(); !st.ok()) return st;
-    earlier.Done();  // every settled job's line is in this run's jobs.jsonl now
     return counts;
   }
 
@@ -514,27 +521,26 @@ Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeli
                     spec.steps.size(), journal::kMaxSteps));
   const auto prints = journal::Fingerprint(spec);
   // A run that lets ended jobs leave memory (baton run) settles the succeeded jobs of a large
-  // journal: skipped without being restored, their lines copied from the earlier jobs.jsonl.
-  EarlierLines earlier;
-  const bool settle = !options.keep_finished && std::filesystem::exists(file) &&
-                      options.rerun != RunOptions::Rerun::kAll && earlier.Open(options.out);
+  // journal: skipped without being restored, their lines left where they are in jobs.jsonl, which
+  // this run appends to.
+  const bool settle = !options.keep_finished && options.rerun != RunOptions::Rerun::kAll &&
+                      std::filesystem::exists(file);
+  if (settle) {
+    if (Status st = lines->Open(options.out / "jobs.jsonl", true); !st.ok()) return st;
+    if (Status st = lines->OpenIndex(options.out / ".baton" / "jobs.index", true); !st.ok()) return st;
+  }
   bool resumed = false;
   rates::LlmUsage settled_llm;
-  Result<journal::Past> past = add.ReadPast(file, prints, settle ? &earlier : nullptr, &settled_llm, &resumed);
+  Result<journal::Past> past = add.ReadPast(file, prints, settle, &settled_llm, &resumed);
   if (!past.ok()) return past.status();
-  if (settle) {
-    // This run's jobs.jsonl now, so that the copied lines go out as they come.
-    if (Status st = earlier.MoveAside(); !st.ok()) return st;
-    if (Status st = lines->Open(options.out / "jobs.jsonl"); !st.ok()) return st;
-    if (Status st = lines->OpenIndex(options.out / ".baton" / "jobs.index"); !st.ok()) return st;
-  }
+  if (settle && past->jobs.empty())  // another pipeline's journal, set aside: this run starts afresh
+    if (Status st = lines->Reset(); !st.ok()) return st;
   Result<std::unique_ptr<JournalStore>> opened = add.OpenJournal(file, *past, resumed, prints, lock);
   if (!opened.ok()) return opened.status();
   std::unique_ptr<JournalStore> store = std::move(*opened);
   store->AddReleasedLlm(settled_llm);
-  Result<ResumeCounts> counts = add.Match(*store, *past, earlier, resumed);
-  if (!counts.ok()) return counts.status();
-  if (resumed && !(options.next_input && past->jobs.empty())) add.SayResumed(file, *counts);
+  const ResumeCounts counts = add.Match(*store, *past, resumed);
+  if (resumed && !(options.next_input && past->jobs.empty())) add.SayResumed(file, counts);
   d.SetStore(store.get());
   return store;
 }
