@@ -566,7 +566,8 @@ void Head::Impl::PublishOverview() {
   }
   if (last_publish >= 0 && (t - last_publish < 0.25 || (!stale && t - last_publish < 1.0))) return;
   const auto& pipelines = driver->pipelines();
-  auto view = std::make_shared<const Json>(driver->Overview(pipelines.empty() ? "" : pipelines.back().spec.name, Now()));
+  auto view =
+      std::make_shared<const Json>(driver->Overview(pipelines.empty() ? "" : pipelines.back().spec.name, Now()));
   last_publish = t;
   published_count.fetch_add(1);
   MutexLock guard(&view_mu);
