@@ -573,6 +573,7 @@ void Head::Impl::PublishOverview() {
   MutexLock guard(&view_mu);
   published = std::move(view);
   published_events = events;
+  published_at = t;
   view_cv.SignalAll();
 }
 
@@ -637,15 +638,17 @@ Json Head::Snapshot() const {
 
 Json Head::Overview() const {
   const Impl& m = *impl_;
-  m.overview_asked.store(m.clock.Monotonic());
+  const double asked = m.clock.Monotonic();
+  m.overview_asked.store(asked);
   // Events this caller may have seen (the dashboard's) are counted before it saw them: an
-  // overview built before them is waited past, up to a second (the loop publishes after its
-  // turn; a caller on the loop's own thread, a sink, gets the older one after that second).
+  // overview built before them, or more than a second ago (nobody asked for a while), is waited
+  // past, up to a second (the loop publishes after its turn; a caller on the loop's own thread, a
+  // sink, gets the older one after that second).
   const uint64_t events = m.events_seen.load();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   const bool loaded = m.generation.load() > 0;  // a standby has nothing to publish: no wait
   MutexLock lock(&m.view_mu);
-  while (loaded && (!m.published || m.published_events < events)) {
+  while (loaded && (!m.published || m.published_events < events || m.published_at + 1.0 < asked)) {
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= std::chrono::steady_clock::duration::zero()) break;
     m.view_cv.WaitFor(&m.view_mu, left);

@@ -39,7 +39,8 @@ struct Head::Impl : driver::Transport {
   std::atomic<bool> stop{false};
 
   // Guards the driver, its store and the requests: the loop thread holds it for a turn; Snapshot(),
-  // JobDetail(), CancelJob() and RetryJob() take it from other threads. The loop's steps say so
+  // JobsPage() (a page at a time), JobDetail(), CancelJob() and RetryJob() take it from other
+  // threads, after the loop when it waits for it (loop_waiting); Overview() never does. The loop's steps say so
   // with REQUIRES(mu) (checked by Clang's -Wthread-safety, include/baton/thread_annotations.h).
   mutable Mutex mu;
   std::unique_ptr<driver::Driver> driver GUARDED_BY(mu);
@@ -88,6 +89,7 @@ struct Head::Impl : driver::Transport {
   mutable CondVar view_cv;
   std::shared_ptr<const Json> published GUARDED_BY(view_mu);
   uint64_t published_events GUARDED_BY(view_mu) = 0;  // events_seen when it was built
+  double published_at GUARDED_BY(view_mu) = 0;        // the head's monotonic time it was built
   std::atomic<uint64_t> events_seen{0};  // events the driver emitted (counted before any other sink sees them)
   mutable std::atomic<double> overview_asked{-1};  // the head's monotonic time of the last Overview(); -1 never
   double last_publish = -1;                        // monotonic, loop thread
