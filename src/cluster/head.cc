@@ -358,8 +358,8 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
-bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got, bool* deferred) {
-  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
+bool Head::Impl::ReadInbox(bool pending, size_t count, long block_ms, size_t* got, size_t* applied) {
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(count)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
   argv.insert(argv.end(), {"STREAMS", keys.inbox(), pending ? "0" : ">"});
   db.SetTimeout(2.0 + block_ms / 1000.0);
@@ -369,7 +369,7 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got, bool* defer
   MutexLock guard(&mu);
   loop_waiting.fetch_sub(1);
   *got = 0;
-  *deferred = false;
+  *applied = 0;
   admit_left = std::max<size_t>(1, opts.turn_jobs);
   admitted = 0;
   const size_t read = r.is_array() && r.size() > 0 ? r.at(0).at(1).size() : 0;
@@ -386,13 +386,13 @@ bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got, bool* defer
       if (lease_lost || !db.ok()) return false;
       // This turn's budget is spent: this entry (in part) and those after it stay in the pending
       // list, unacknowledged, and are read again (from "0") on the next turn, in order.
-      *deferred = true;
       break;
     }
+    ++*applied;
   }
   // Read to the end, and applied: what agents reported before now has been seen (the fence's
   // reconciliation waits for this before it calls an attempt lost).
-  if (!pending && !*deferred && read < kInboxBatch) fence.InboxDrained();
+  if (!pending && *applied == read && read < count) fence.InboxDrained();
   return true;
 }
 
@@ -491,6 +491,7 @@ bool Head::Impl::FlushTurn(double now) {
 void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
   bool read_pending = false;  // the last turn read the pending list
+  size_t pending_count = kInboxBatch;  // entries a read of the pending list asks for
   double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
   // The same abandon as the embedded runtime's (driver::Driver::AbandonOverdue): an attempt told
@@ -516,13 +517,19 @@ void Head::Impl::Serve() {
     // then, fenced, could not acknowledge are this head's to apply. Never twice in a row: when
     // every turn takes longer than the interval, new entries are still read every other turn.
     if (!pending && !read_pending && clock.Monotonic() >= next_pending) pending = true;
-    size_t got = 0;
-    bool deferred = false;
+    size_t got = 0, applied = 0;
     read_pending = pending;
-    if (!ReadInbox(pending, std::clamp<long>(static_cast<long>(wait * 1000), 1, 100), &got, &deferred)) return;
-    if (deferred) {
-      pending = true;  // what this turn left is in the pending list: the next turn reads it first
+    const long block = std::clamp<long>(static_cast<long>(wait * 1000), 1, 100);
+    if (!ReadInbox(pending, pending ? pending_count : kInboxBatch, block, &got, &applied)) return;
+    if (applied < got) {
+      // What this turn left is in the pending list: the next turn reads it first, fewer entries
+      // when they were large (a backlog of 5,000-job submissions is not re-read whole each turn).
+      pending = true;
+      pending_count = std::clamp<size_t>(2 * (applied + 1), 16, kInboxBatch);
+    } else if (pending && got > 0) {
+      pending_count = std::min(kInboxBatch, 2 * pending_count);
     } else if (pending && got == 0) {
+      pending_count = kInboxBatch;
       pending = false;
       next_pending = clock.Monotonic() + 1.0;
     }

@@ -126,9 +126,10 @@ struct Head::Impl : driver::Transport {
   std::map<int, std::vector<std::string>> removals;  // node -> jobs whose folders go this turn
   std::vector<int8_t> makes_work;  // per pipeline: 1 when a step makes a work folder, -1 unknown yet
   bool MakesWork(uint32_t pipeline) REQUIRES(mu);
-  // Reads and applies inbox entries. `*deferred`: some read were left for the next turn (they stay
-  // in this consumer's pending list). False on a Redis error or a lost lease.
-  bool ReadInbox(bool pending, long block_ms, size_t* got, bool* deferred) EXCLUDES(mu);
+  // Reads up to `count` inbox entries and applies them. `*applied` < `*got`: the rest were left for
+  // the next turn (they stay in this consumer's pending list). False on a Redis error or a lost
+  // lease.
+  bool ReadInbox(bool pending, size_t count, long block_ms, size_t* got, size_t* applied) EXCLUDES(mu);
   void ApplyRequests(double now) REQUIRES(mu);
   void SweepRetention(double now) REQUIRES(mu);
   bool FlushTurn(double now) REQUIRES(mu);
