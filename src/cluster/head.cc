@@ -296,7 +296,7 @@ bool Head::Impl::KeepLease() {
   const uint64_t before = lock.renewals();
   if (!lock.RenewIfDue(db)) {
     lease_lost = true;
-    Say("lost the head lock inside a turn; writing nothing and reloading");
+    Say("lost the head lock; this turn writes nothing; reloading");
     return false;
   }
   renewals.fetch_add(lock.renewals() - before);
@@ -502,10 +502,7 @@ void Head::Impl::Serve() {
   lease_lost = false;
   while (!stop && db.ok()) {
     const uint64_t renewed_before = renewals.load();
-    if (!KeepLease()) {
-      Say("lost the head lock; reloading");
-      return;
-    }
+    if (!KeepLease()) return;
     double wait;
     {
       loop_waiting.fetch_add(1);

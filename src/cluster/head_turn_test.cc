@@ -189,6 +189,7 @@ TEST_F(HeadTurnTest, ALongAdmissionRenewsTheLeaseBetweenItsChunks) {
   const cluster::Keys keys(prefix_);
   const std::string pid = db_.Command({"HGET", keys.job(Submit(1).at(0)), "pipeline"}).str();
   ASSERT_FALSE(pid.empty());
+  ASSERT_TRUE(WaitFor([&] { return head_->GetCounters().most_admitted_in_a_turn == 1; }, 30));  // its own turn
   std::vector<std::string> ids, push = {"RPUSH", keys.jobs()};
   for (int i = 0; i < 10000; ++i) ids.push_back("big-" + std::to_string(i));
   for (const auto& id : ids) {
