@@ -36,6 +36,7 @@ struct ClusterArgs {
   // head
   std::string heartbeat_timeout = "5s";
   int max_node_losses = 3;
+  int turn_jobs = 20000;
   std::string cancel_grace = "10s";
   std::string retain = "7d", export_file;
   std::string dashboard, token, token_file;
@@ -100,6 +101,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
         std::tuple{"--cancel-grace", &g_args.cancel_grace, &o.cancel_grace}})
     if (Status st = FlagValue(flag, *text, ParseDuration, out); !st.ok()) return Fail(st);
   o.max_node_losses = g_args.max_node_losses;
+  o.turn_jobs = static_cast<size_t>(g_args.turn_jobs);
   o.export_file = g_args.export_file;
   o.keep_work = g_args.keep_work;
   o.log_format = Format();
@@ -362,6 +364,10 @@ void AddClusterCommands(CLI::App& app) {
   g_head->add_option("--max-node-losses", g_args.max_node_losses,
                      "A step whose node is lost this many times while running it fails (0: never)")
       ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  g_head->add_option("--turn-jobs", g_args.turn_jobs,
+                     "Submitted jobs one turn admits at most; the rest wait for the next turns (the lease is kept)")
+      ->check(CLI::Range(1, 100000000))
       ->capture_default_str();
   g_head->add_option("--cancel-grace", g_args.cancel_grace,
                      "An attempt told to stop (cancel, timeout) that its agent still runs this long after is given up")

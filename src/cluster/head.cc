@@ -17,7 +17,20 @@
 
 namespace baton::cluster {
 
+namespace {
 
+// Counts the driver's events before any other sink sees them: Head::Overview() knows whether
+// the published overview predates an event its caller may have seen.
+class CountingSink : public EventSink {
+ public:
+  explicit CountingSink(std::atomic<uint64_t>& n) : n_(n) {}
+  void OnEvent(const Event&) override { n_.fetch_add(1); }
+
+ private:
+  std::atomic<uint64_t>& n_;
+};
+
+}  // namespace
 
 Head::Head(HeadOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   impl_->log = std::make_shared<LogSink>(impl_->opts.log_stream, impl_->opts.log_format, false);
@@ -27,7 +40,12 @@ Head::~Head() = default;
 void Head::AddSink(std::shared_ptr<EventSink> sink) { impl_->sinks.push_back(std::move(sink)); }
 void Head::RequestStop() { impl_->stop = true; }
 
+void Head::Impl::YieldToLoop(const std::atomic<int>& waiting) {
+  for (int i = 0; i < 1000 && waiting.load() > 0; ++i) std::this_thread::yield();
+}
+
 bool Head::CancelJob(const std::string& id) {
+  Impl::YieldToLoop(impl_->loop_waiting);
   MutexLock lock(&impl_->mu);
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
@@ -37,6 +55,7 @@ bool Head::CancelJob(const std::string& id) {
 }
 
 bool Head::RetryJob(const std::string& id) {
+  Impl::YieldToLoop(impl_->loop_waiting);
   MutexLock lock(&impl_->mu);
   if (!impl_->driver) return false;
   const int j = impl_->driver->JobIndex(id);
@@ -65,7 +84,11 @@ Status Head::Impl::Load() {
         return w;
     return Json();
   });
+  driver->AddSink(std::make_shared<CountingSink>(events_seen));  // first: before any sink sees an event
   for (const auto& s : sinks) driver->AddSink(s);
+  generation.fetch_add(1);
+  partial_entry.clear();  // a submission admitted in part is read again from its start (known jobs skipped)
+  partial_done = 0;
   liveness.Reset();
   incarnation.clear();
   outgoing.clear();
@@ -232,28 +255,63 @@ void Head::Impl::OnResults(const protocol::AttemptResults& m, double now) {
   }
 }
 
-void Head::Impl::OnSubmit(const protocol::SubmitJobs& m, double now) {
+// A submission's jobs not yet known, at most admit_left of them this turn; the rest of the entry
+// waits, unacknowledged, for the next turns, which go on from where this one stopped (jobs known
+// by then are skipped, so none is admitted twice, and a job refused here is not asked again).
+// The hashes are read kAdmitChunk at a time, the lease renewed between chunks.
+bool Head::Impl::OnSubmit(const std::string& entry_id, const protocol::SubmitJobs& m, double now) {
+  size_t next = entry_id == partial_entry ? std::min(partial_done, m.jobs.size()) : 0;
   std::vector<std::string> fresh;
-  for (const auto& id : m.jobs)
-    if (driver->JobIndex(id) < 0) fresh.push_back(id);
-  for (const auto& id : fresh) db.Append({"HGETALL", keys.job(id)});
-  std::vector<Hash> hashes;
-  for (size_t i = 0; i < fresh.size(); ++i) hashes.push_back(ToHash(db.Read()));
-  for (size_t i = 0; i < fresh.size() && db.ok(); ++i) {
-    if (hashes[i].empty()) continue;
-    if (Status st = store->AddSubmitted(db, fresh[i], hashes[i], now); !st.ok())
-      Say(fmt::format("job {} refused: {}", fresh[i], st.message()));
+  for (; next < m.jobs.size(); ++next) {
+    if (driver->JobIndex(m.jobs[next]) >= 0) continue;
+    if (fresh.size() >= admit_left) break;
+    fresh.push_back(m.jobs[next]);
   }
+  for (size_t start = 0; start < fresh.size(); start += kAdmitChunk) {
+    if (!KeepLease()) return false;
+    const size_t end = std::min(fresh.size(), start + kAdmitChunk);
+    for (size_t i = start; i < end; ++i) db.Append({"HGETALL", keys.job(fresh[i])});
+    std::vector<Hash> hashes;
+    for (size_t i = start; i < end; ++i) hashes.push_back(ToHash(db.Read()));
+    for (size_t i = start; i < end && db.ok(); ++i) {
+      if (hashes[i - start].empty()) continue;
+      if (Status st = store->AddSubmitted(db, fresh[i], hashes[i - start], now); !st.ok())
+        Say(fmt::format("job {} refused: {}", fresh[i], st.message()));
+    }
+    if (!db.ok()) return false;
+  }
+  admit_left -= fresh.size();
+  admitted += fresh.size();
+  if (next == m.jobs.size()) {
+    partial_entry.clear();
+    return true;
+  }
+  partial_entry = entry_id;
+  partial_done = next;
+  return false;
 }
 
-void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
-  acks.push_back(entry_id);
+bool Head::Impl::KeepLease() {
+  if (lease_lost) return false;
+  const uint64_t before = lock.renewals();
+  if (!lock.RenewIfDue(db)) {
+    lease_lost = true;
+    Say("lost the head lock; this turn writes nothing; reloading");
+    return false;
+  }
+  renewals.fetch_add(lock.renewals() - before);
+  return true;
+}
+
+bool Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
   auto msg = protocol::DecodeInboxMessage(text);
   if (!msg.ok()) {
     Say("inbox entry " + entry_id + " ignored: " + msg.error());
-    return;
+    acks.push_back(entry_id);
+    return true;
   }
   const double now = Now();
+  bool whole = true;
   std::visit(
       [&](const auto& m) {
         mu.AssertHeld();  // std::visit calls it here, under this thread's lock
@@ -261,7 +319,7 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
         if constexpr (std::is_same_v<T, protocol::AttemptResults>) {
           OnResults(m, now);
         } else if constexpr (std::is_same_v<T, protocol::SubmitJobs>) {
-          OnSubmit(m, now);
+          whole = OnSubmit(entry_id, m, now);
         } else if constexpr (std::is_same_v<T, protocol::JobCommand>) {
           const int j = driver->JobIndex(m.job);
           if (j < 0) return;
@@ -273,6 +331,8 @@ void Head::Impl::OnInbox(const std::string& entry_id, std::string_view text) {
         }
       },
       *msg);
+  if (whole) acks.push_back(entry_id);  // acknowledged with the turn's fenced write
+  return whole;
 }
 
 void Head::Impl::Start(const core::Placement& p, double now) {
@@ -298,30 +358,41 @@ void Head::Impl::Start(const core::Placement& p, double now) {
   outgoing.push_back({n.name, protocol::Encode(m, store->ResultsText(p.job), store->HistoryText(p.job)), p.job});
 }
 
-bool Head::Impl::ReadInbox(bool pending, long block_ms, size_t* got) {
-  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(kInboxBatch)};
+bool Head::Impl::ReadInbox(bool pending, size_t count, long block_ms, size_t* got, size_t* applied) {
+  std::vector<std::string> argv = {"XREADGROUP", "GROUP", "head", "head", "COUNT", std::to_string(count)};
   if (!pending) argv.insert(argv.end(), {"BLOCK", std::to_string(block_ms)});
   argv.insert(argv.end(), {"STREAMS", keys.inbox(), pending ? "0" : ">"});
   db.SetTimeout(2.0 + block_ms / 1000.0);
   Reply r = db.Command(argv);
   if (!db.ok()) return false;
+  loop_waiting.fetch_add(1);
   MutexLock guard(&mu);
+  loop_waiting.fetch_sub(1);
   *got = 0;
-  // Read to the end: what agents reported before now has been seen (the fence's reconciliation
-  // waits for this before it calls an attempt lost).
-  const bool drained = !pending && (!r.is_array() || r.size() == 0 || r.at(0).at(1).size() < kInboxBatch);
-  if (drained) fence.InboxDrained();
-  if (!r.is_array() || r.size() == 0) return true;
-  Reply entries = r.at(0).at(1);
-  *got = entries.size();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    Reply e = entries.at(i);
+  *applied = 0;
+  admit_left = std::max<size_t>(1, opts.turn_jobs);
+  admitted = 0;
+  const size_t read = r.is_array() && r.size() > 0 ? r.at(0).at(1).size() : 0;
+  *got = read;
+  for (size_t i = 0; i < read; ++i) {
+    // Between entries: a turn that applies thousands of results or submissions keeps its lease.
+    if (!KeepLease()) return false;
+    Reply e = r.at(0).at(1).at(i);
     Reply fields = e.at(1);
     std::string text;
     for (size_t f = 0; f + 1 < fields.size(); f += 2)
       if (fields.at(f).str() == "m") text = fields.at(f + 1).str();
-    OnInbox(e.at(0).str(), text);
+    if (!OnInbox(e.at(0).str(), text)) {
+      if (lease_lost || !db.ok()) return false;
+      // This turn's budget is spent: this entry (in part) and those after it stay in the pending
+      // list, unacknowledged, and are read again (from "0") on the next turn, in order.
+      break;
+    }
+    ++*applied;
   }
+  // Read to the end, and applied: what agents reported before now has been seen (the fence's
+  // reconciliation waits for this before it calls an attempt lost).
+  if (!pending && *applied == read && read < count) fence.InboxDrained();
   return true;
 }
 
@@ -360,6 +431,11 @@ bool Head::Impl::FlushTurn(double now) {
   if (cmds.empty()) {
     outgoing.clear();
     return true;
+  }
+  // A long turn renews before its write (not between: the write is one script).
+  if (!KeepLease()) {
+    outgoing.clear();
+    return false;
   }
   // Fenced (LeaderLock::WriteFenced): a head that stalled past its lease, and woke after a
   // standby took over, writes nothing. A script runs atomically: a head killed at any moment
@@ -414,6 +490,8 @@ bool Head::Impl::FlushTurn(double now) {
 // Turns until the connection or the lock is lost, or Stop.
 void Head::Impl::Serve() {
   bool pending = true;  // first re-read what this consumer received but never acknowledged
+  bool read_pending = false;  // the last turn read the pending list
+  size_t pending_count = kInboxBatch;  // entries a read of the pending list asks for
   double next_check = 0, next_pending = 0;
   const double check_every = std::min(0.25, opts.heartbeat_timeout / 4);
   // The same abandon as the embedded runtime's (driver::Driver::AbandonOverdue): an attempt told
@@ -421,41 +499,86 @@ void Head::Impl::Serve() {
   driver::Driver::TurnOptions turn;
   turn.grace = opts.cancel_grace;
   turn.abandon = opts.cancel_grace < core::kNever;
+  lease_lost = false;
   while (!stop && db.ok()) {
-    if (!lock.RenewIfDue(db)) {
-      Say("lost the head lock; reloading");
-      return;
-    }
+    const uint64_t renewed_before = renewals.load();
+    if (!KeepLease()) return;
     double wait;
     {
+      loop_waiting.fetch_add(1);
       MutexLock guard(&mu);
+      loop_waiting.fetch_sub(1);
       wait = std::min(driver->NextWakeup() - Now(), next_check - clock.Monotonic());
     }
     // Now and then the pending list again: entries a stalled head (same consumer name) read and
-    // then, fenced, could not acknowledge are this head's to apply.
-    if (!pending && clock.Monotonic() >= next_pending) pending = true;
-    size_t got = 0;
-    if (!ReadInbox(pending, std::clamp<long>(static_cast<long>(wait * 1000), 1, 100), &got)) return;
-    if (pending && got == 0) {
+    // then, fenced, could not acknowledge are this head's to apply. Never twice in a row: when
+    // every turn takes longer than the interval, new entries are still read every other turn.
+    if (!pending && !read_pending && clock.Monotonic() >= next_pending) pending = true;
+    size_t got = 0, applied = 0;
+    read_pending = pending;
+    const long block = std::clamp<long>(static_cast<long>(wait * 1000), 1, 100);
+    if (!ReadInbox(pending, pending ? pending_count : kInboxBatch, block, &got, &applied)) return;
+    if (applied < got) {
+      // What this turn left is in the pending list: the next turn reads it first, fewer entries
+      // when they were large (a backlog of 5,000-job submissions is not re-read whole each turn).
+      pending = true;
+      pending_count = std::clamp<size_t>(2 * (applied + 1), 16, kInboxBatch);
+    } else if (pending && got > 0) {
+      pending_count = std::min(kInboxBatch, 2 * pending_count);
+    } else if (pending && got == 0) {
+      pending_count = kInboxBatch;
       pending = false;
       next_pending = clock.Monotonic() + 1.0;
     }
+    loop_waiting.fetch_add(1);
     MutexLock guard(&mu);
+    loop_waiting.fetch_sub(1);
     double now = Now();
     ApplyRequests(now);
     if (check_nodes_now || clock.Monotonic() >= next_check) {
       check_nodes_now = false;
+      if (!KeepLease()) return;
       CheckNodes();
       next_check = clock.Monotonic() + check_every;
     }
     if (opts.retain > 0 && clock.Monotonic() >= next_sweep) {
+      if (!KeepLease()) return;
       SweepRetention(Now());
       next_sweep = clock.Monotonic() + std::min(60.0, opts.retain / 4);
     }
     now = Now();
     driver->Turn(*this, now, turn);
     if (!FlushTurn(now)) return;
+    turns.fetch_add(1);
+    const uint64_t renewed = renewals.load() - renewed_before;
+    if (renewed > most_renewals.load()) most_renewals.store(renewed);
+    if (admitted > most_admitted.load()) most_admitted.store(admitted);
+    PublishOverview();
   }
+}
+
+// After a committed turn, while someone looks (Head::Overview in the last minute): a new overview
+// when events happened since the last one, or a second passed; at most 4 a second.
+void Head::Impl::PublishOverview() {
+  const double t = clock.Monotonic(), asked = overview_asked.load();
+  if (asked < 0 || t - asked > 60) return;
+  const uint64_t events = events_seen.load();
+  bool stale;
+  {
+    MutexLock guard(&view_mu);
+    stale = !published || published_events < events;
+  }
+  if (last_publish >= 0 && (t - last_publish < 0.25 || (!stale && t - last_publish < 1.0))) return;
+  const auto& pipelines = driver->pipelines();
+  auto view =
+      std::make_shared<const Json>(driver->Overview(pipelines.empty() ? "" : pipelines.back().spec.name, Now()));
+  last_publish = t;
+  published_count.fetch_add(1);
+  MutexLock guard(&view_mu);
+  published = std::move(view);
+  published_events = events;
+  published_at = t;
+  view_cv.SignalAll();
 }
 
 // Redis that evicts keys when full loses the cluster's state (a job's hash, a stream) without an
@@ -517,9 +640,69 @@ Json Head::Snapshot() const {
   return m.driver->Snapshot(pipelines.empty() ? "" : pipelines.back().spec.name, m.Now());
 }
 
+Json Head::Overview() const {
+  const Impl& m = *impl_;
+  const double asked = m.clock.Monotonic();
+  m.overview_asked.store(asked);
+  // Events this caller may have seen (the dashboard's) are counted before it saw them: an
+  // overview built before them, or more than a second ago (nobody asked for a while), is waited
+  // past, up to a second (the loop publishes after its turn; a caller on the loop's own thread, a
+  // sink, gets the older one after that second).
+  const uint64_t events = m.events_seen.load();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  const bool loaded = m.generation.load() > 0;  // a standby has nothing to publish: no wait
+  MutexLock lock(&m.view_mu);
+  while (loaded && (!m.published || m.published_events < events || m.published_at + 1.0 < asked)) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) break;
+    m.view_cv.WaitFor(&m.view_mu, left);
+  }
+  if (!m.published) return driver::Driver().Overview("", 0);  // not loaded yet
+  return *m.published;
+}
+
+Json Head::JobsPage(const JobsQuery& query) const {
+  const Impl& m = *impl_;
+  Impl::YieldToLoop(m.loop_waiting);
+  MutexLock lock(&m.mu);
+  if (!m.driver) return driver::Driver().JobsPage(query, 0);
+  if (query.states.empty() && query.text.empty()) return m.driver->JobsPage(query, m.Now());  // one page's jobs
+  // A filtered page scans every job: in slices, the lock let go between them (the loop goes
+  // first when it waits). A reload in between (a new driver) starts the scan again.
+  size_t matched = 0, from = 0;
+  Json page = Json::array();
+  uint64_t generation = m.generation.load();
+  while (from < m.driver->job_count()) {
+    m.driver->ScanJobs(query, m.Now(), from, from + kPageSlice, &matched, &page);
+    from += kPageSlice;
+    lock.Unlock();
+    Impl::YieldToLoop(m.loop_waiting);
+    lock.Lock();
+    if (!m.driver) return driver::Driver().JobsPage(query, 0);
+    if (m.generation.load() != generation) {
+      generation = m.generation.load();
+      matched = from = 0;
+      page = Json::array();
+    }
+  }
+  return {{"total", matched}, {"jobs", std::move(page)}};
+}
+
+Head::Counters Head::GetCounters() const {
+  const Impl& m = *impl_;
+  Counters c;
+  c.turns = m.turns.load();
+  c.lease_renewals = m.renewals.load();
+  c.most_renewals_in_a_turn = m.most_renewals.load();
+  c.most_admitted_in_a_turn = m.most_admitted.load();
+  c.overviews_published = m.published_count.load();
+  return c;
+}
+
 Json Head::JobDetail(const std::string& id) const {
   const Impl& m = *impl_;
   {
+    Impl::YieldToLoop(m.loop_waiting);
     MutexLock lock(&m.mu);
     if (!m.driver) return Json();
     const int j = m.driver->JobIndex(id);

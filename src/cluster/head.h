@@ -9,9 +9,13 @@
 // error also makes the head reconnect and rebuild. One head leads per prefix (PREFIX:head lease);
 // others wait as standbys.
 //
-// Run() blocks on the calling thread; RequestStop(), CancelJob(), RetryJob(), Snapshot() and
-// JobDetail() may be called from any thread. AddSink before Run. Sinks get events on the Run
-// thread, with real node names.
+// A turn is bounded (HeadOptions::turn_jobs submitted jobs at most; the rest of the inbox waits,
+// unacknowledged, for the next turns) and the lease is renewed inside it between chunks of work
+// that scale with jobs, so a large submission cannot make the head lose its lease mid-turn.
+//
+// Run() blocks on the calling thread; RequestStop(), CancelJob(), RetryJob(), Snapshot(),
+// Overview(), JobsPage() and JobDetail() may be called from any thread. AddSink before Run. Sinks
+// get events on the Run thread, with real node names.
 #pragma once
 
 #include <cstdio>
@@ -20,6 +24,7 @@
 #include <string>
 
 #include "baton/events.h"
+#include "baton/report.h"
 #include "redis/redis.h"
 #include "util/clock.h"
 
@@ -45,6 +50,11 @@ struct HeadOptions {
   bool keep_work = false;
   LogFormat log_format = LogFormat::kText;
   FILE* log_stream = stderr;
+  // Submitted jobs one turn admits at most: the inbox entries past it stay unacknowledged and are
+  // read again on the next turns (one SubmitJobs entry larger than this is admitted in slices).
+  // Bounds a turn's work and its fenced write, so a million-job submission does not stall the
+  // head for longer than its lease.
+  size_t turn_jobs = 20000;
   const Clock* clock = nullptr;    // null: the real clock (tests pass a FakeClock)
   // Called on the Run thread each time the head is up: lock held and state loaded from Redis
   // (again after a reconnect). `baton head` tells systemd (sd_notify READY=1) there.
@@ -65,9 +75,29 @@ class Head {
 
   bool CancelJob(const std::string& job_id);
   bool RetryJob(const std::string& job_id);
-  // Same shapes as baton::Runtime::Snapshot() and JobDetail().
+  // Same shapes as baton::Runtime::Snapshot() and JobDetail(). Snapshot() builds a JSON object
+  // per job under the head's lock: for small clusters and tests; views of a large cluster use
+  // Overview() and JobsPage().
   Json Snapshot() const;
   Json JobDetail(const std::string& job_id) const;
+  // Same shapes as baton::Runtime::Overview() and JobsPage(). Overview() never takes the head's
+  // lock: the loop publishes an immutable overview after a committed turn (at most 4 times a
+  // second of the head's clock, only while someone asked in the last minute); a call that
+  // knows of events the published one predates waits (up to 1 s) for the next. JobsPage() holds
+  // the lock for one page's worth of jobs at a time (a filtered page scans in slices, letting the
+  // loop in between), never for a JSON object per job of the whole cluster.
+  Json Overview() const;
+  Json JobsPage(const JobsQuery& query) const;
+
+  // What the loop did, for tests and diagnostics.
+  struct Counters {
+    uint64_t turns = 0;                   // committed turns
+    uint64_t lease_renewals = 0;          // renewals of the lease, in and between turns
+    uint64_t most_renewals_in_a_turn = 0;
+    size_t most_admitted_in_a_turn = 0;   // submitted jobs one turn admitted, at most
+    uint64_t overviews_published = 0;
+  };
+  Counters GetCounters() const;
 
  private:
   struct Impl;

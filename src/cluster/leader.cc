@@ -43,6 +43,7 @@ bool LeaderLock::RenewIfDue(Redis& db) {
                         "1", key_, token_, ttl_ms_});
   if (r.integer() != 1) return false;
   next_renew_ = now + ttl_ / 3;
+  ++renewals_;
   return true;
 }
 

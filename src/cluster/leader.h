@@ -6,6 +6,7 @@
 // Not thread-safe: used by the head's loop thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ class LeaderLock {
   Reply WriteFenced(Redis& db, const CommandBatch& cmds) const;
   // When RenewIfDue next talks to Redis (monotonic seconds).
   double next_renewal() const { return next_renew_; }
+  // How many times RenewIfDue renewed the lease (the head's counters, tests).
+  uint64_t renewals() const { return renewals_; }
   const std::string& token() const { return token_; }
 
  private:
@@ -37,6 +40,7 @@ class LeaderLock {
   double ttl_;
   const Clock& clock_;
   double next_renew_ = 0;
+  uint64_t renewals_ = 0;
 };
 
 // 2*bytes random hex characters.

@@ -280,6 +280,10 @@ class Driver {
   // over the scheduler's job states and a JSON object only for the jobs of the page.
   Json Overview(const std::string& pipeline_name, double now) const;
   Json JobsPage(const JobsQuery& query, double now) const;
+  // JobsPage's filtered scan over job indices [from, to) only, so that a caller can scan a large
+  // run in slices, letting go of its lock between them (the cluster head): `*matched` counts the
+  // matching jobs seen so far, `*page` gets those at positions [offset, offset + limit).
+  void ScanJobs(const JobsQuery& query, double now, size_t from, size_t to, size_t* matched, Json* page) const;
   // Moves every job's report into `out` (results included); views keep working from it. With
   // `all` false (a run whose ended jobs left memory): counts every job and copies only the failed
   // jobs' reports (their ids, errors, attempts); views keep working from the records.

@@ -41,7 +41,13 @@ Json Driver::JobsPage(const JobsQuery& q, double now) const {
       page.push_back(JobJson(static_cast<uint32_t>(i), now, false));
     return {{"total", total}, {"jobs", std::move(page)}};
   }
-  for (uint32_t i = 0; i < jobs_.size(); ++i) {
+  ScanJobs(q, now, 0, jobs_.size(), &total, &page);
+  return {{"total", total}, {"jobs", std::move(page)}};
+}
+
+void Driver::ScanJobs(const JobsQuery& q, double now, size_t from, size_t to, size_t* matched, Json* page) const {
+  for (size_t k = from; k < std::min(to, jobs_.size()); ++k) {
+    const auto i = static_cast<uint32_t>(k);
     if (!q.states.empty()) {
       const std::string state = core::PhaseName(sched_.Job(i).phase);
       if (std::find(q.states.begin(), q.states.end(), state) == q.states.end()) continue;
@@ -50,10 +56,9 @@ Json Driver::JobsPage(const JobsQuery& q, double now) const {
       const JobReport& rep = ReportOf(i);
       if (rep.id.find(q.text) == std::string::npos && rep.input.find(q.text) == std::string::npos) continue;
     }
-    if (total >= q.offset && page.size() < q.limit) page.push_back(JobJson(i, now, false));
-    ++total;
+    if (*matched >= q.offset && page->size() < q.limit) page->push_back(JobJson(i, now, false));
+    ++*matched;
   }
-  return {{"total", total}, {"jobs", std::move(page)}};
 }
 
 }  // namespace baton::driver
