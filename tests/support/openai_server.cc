@@ -448,7 +448,8 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
     res.set_content(it->second.content, "application/jsonl");
   });
   // Anthropic's Messages API and Message Batches (see the header).
-  m.server.Post("/v1/messages", [&m](const httplib::Request& req, httplib::Response& res) { m.Handle(req, res, true); });
+  m.server.Post("/v1/messages",
+                [&m](const httplib::Request& req, httplib::Response& res) { m.Handle(req, res, true); });
   m.server.Post("/v1/messages/batches", [&m](const httplib::Request& req, httplib::Response& res) {
     if (!Impl::AnthropicAuth(req, res)) return;
     const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
