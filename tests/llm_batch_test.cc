@@ -363,5 +363,35 @@ TEST_F(LlmAnthropicBatchTest, KilledBatonRunResumesPollingTheSameMessageBatch) {
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), Cost(0.5, 2.5), 1e-12);
 }
 
+// The crash Anthropic's API leaves open: killed after the batch was created but before its id
+// came back (the create's reply is held back). The rerun has only the items' note; it finds the
+// batch among those created since, by the nonce in its results, and joins it: still one batch.
+TEST_F(LlmAnthropicBatchTest, KilledBeforeTheCreateAnsweredTheRerunFindsTheBatchByItsNonce) {
+  std::ofstream(dir / "p.yaml") << AnthropicYaml("{max_requests: 6, collect: 60s, poll: 0.05}");
+  std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  plan.create_reply_delay = 60;
+  server.SetNextBatchPlan(plan);
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const std::vector<std::string> argv = {baton, "run", "p.yaml", "--cluster", "n.yaml", "--jobs", "6",
+                                         "--out", "out", "--log-format", "none"};
+  pid_t pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-1");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 1; }, 60));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::WaitExit(pid), 128 + SIGKILL);
+  server.FinishBatches();
+  pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-2");
+  ASSERT_EQ(testing::WaitExit(pid), 0) << testing::ReadFile(dir / "stderr-2");
+  EXPECT_EQ(server.batches_created(), 1u);
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.batch_usage().size(), 6u);
+  const Json summary = Json::parse(testing::ReadFile(dir / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 6);
+  for (const auto& b : summary["llm"]["batches"]) EXPECT_EQ(b.value("batch", ""), "msgbatch_1") << b.dump();
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), Cost(0.5, 2.5), 1e-12);
+}
+
 }  // namespace
 }  // namespace baton

@@ -469,10 +469,11 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
         return Impl::AnthropicError(res, 400, "invalid_request_error", "params: model, max_tokens, messages required");
       b.lines.push_back(r);
     }
-    std::lock_guard lock(m.mu);
+    std::unique_lock lock(m.mu);
     const std::string id = "msgbatch_" + std::to_string(++m.batches_made);
     b.plan = m.next_plan;
     m.next_plan = BatchPlan{};
+    const double delay = b.plan.create_reply_delay;
     const auto now = std::chrono::system_clock::now();
     b.object = {{"id", id}, {"type", "message_batch"}, {"processing_status", "in_progress"},
                 {"request_counts", {{"processing", b.lines.size()}, {"succeeded", 0}, {"errored", 0},
@@ -483,6 +484,10 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
     res.set_content(b.object.dump(), "application/json");
     m.batch_order.push_back(id);
     m.batches[id] = std::move(b);
+    lock.unlock();
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(delay);
+    while (!m.stopping && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   });
   m.server.Get("/v1/messages/batches", [&m](const httplib::Request& req, httplib::Response& res) {
     if (!Impl::AnthropicAuth(req, res)) return;

@@ -113,6 +113,8 @@ class OpenAiServer {
     std::string fail_custom_id;      // the item whose custom_id starts with this ends in the error file
     std::set<size_t> errored_items;  // Anthropic: the items at these positions (request order) end errored
     std::set<size_t> expired_items;  // Anthropic: ... end expired
+    double create_reply_delay = 0;   // Anthropic: the batch exists at once, its create's reply comes
+                                     // this many seconds later (a create whose answer is lost)
   };
   // Anthropic batches created so far (the ids, oldest first).
   std::vector<std::string> message_batches() const;
