@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <ctime>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -36,7 +39,8 @@ struct OpenAiServer::Impl {
   bool any_arrival = false;
   size_t rate_limited = 0;
 
-  void Handle(const httplib::Request& req, httplib::Response& res);
+  void Handle(const httplib::Request& req, httplib::Response& res, bool anthropic = false);
+  std::string base;  // "http://127.0.0.1:PORT"
 
   // The Batch API (see the header).
   struct File {
@@ -44,9 +48,11 @@ struct OpenAiServer::Impl {
   };
   struct Batch {
     nlohmann::json object;
-    std::vector<nlohmann::json> lines;  // the input file's lines
+    std::vector<nlohmann::json> lines;  // the input file's lines (Anthropic: the requests)
     BatchPlan plan;
     int polls = 0;
+    bool anthropic = false;
+    std::string results;  // Anthropic: the results JSONL once ended
   };
   std::map<std::string, File> files;
   std::vector<std::string> batch_order;
@@ -55,6 +61,32 @@ struct OpenAiServer::Impl {
   size_t files_made = 0, batches_made = 0;
   std::vector<nlohmann::json> usage_answered;
   void EndBatch(Batch& b, const std::string& status);  // REQUIRES: mu held
+  void EndMessageBatch(Batch& b);                      // REQUIRES: mu held
+  // Anthropic's headers; false with `res` set to the error when they are missing.
+  static bool AnthropicAuth(const httplib::Request& req, httplib::Response& res) {
+    if (req.get_header_value("x-api-key").empty()) {
+      AnthropicError(res, 401, "authentication_error", "x-api-key header is required");
+      return false;
+    }
+    if (req.get_header_value("anthropic-version").empty()) {
+      AnthropicError(res, 400, "invalid_request_error", "anthropic-version header is required");
+      return false;
+    }
+    return true;
+  }
+  static void AnthropicError(httplib::Response& res, int status, const std::string& type, const std::string& message) {
+    res.status = status;
+    res.set_content(nlohmann::json{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}}.dump(),
+                    "application/json");
+  }
+  static std::string Rfc3339(std::chrono::system_clock::time_point t) {
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
   static void Error(httplib::Response& res, int status, const std::string& message) {
     res.status = status;
     res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", "invalid_request_error"}}}}.dump(),
@@ -118,6 +150,51 @@ void OpenAiServer::Impl::EndBatch(Batch& b, const std::string& status) {
   b.object["request_counts"] = {{"total", n}, {"completed", completed}, {"failed", failed}};
 }
 
+void OpenAiServer::Impl::EndMessageBatch(Batch& b) {
+  const bool canceled = b.object["processing_status"] == "canceling";
+  const size_t n = b.lines.size();
+  const size_t done = canceled || b.plan.expire_half ? n / 2 : n;
+  std::string out;
+  nlohmann::json counts = {{"processing", 0}, {"succeeded", 0}, {"errored", 0}, {"canceled", 0}, {"expired", 0}};
+  // In reverse order: results must be mapped back by custom_id, never by position.
+  for (size_t k = n; k-- > 0;) {
+    const nlohmann::json& line = b.lines[k];
+    const std::string id = line.value("custom_id", "");
+    nlohmann::json result;
+    if (b.plan.errored_items.count(k)) {
+      result = {{"type", "errored"},
+                {"error", {{"type", "error"}, {"error", {{"type", "api_error"}, {"message", "the item failed"}}}}}};
+    } else if (b.plan.expired_items.count(k) || (k >= done && !canceled)) {
+      result = {{"type", "expired"}};
+    } else if (k >= done) {
+      result = {{"type", "canceled"}};
+    } else {
+      Request r;
+      r.body = line.value("params", nlohmann::json::object());
+      const nlohmann::json usage = {{"input_tokens", r.body.dump().size() / 4}, {"output_tokens", 7}};
+      usage_answered.push_back({{"prompt_tokens", usage["input_tokens"]}, {"completion_tokens", 7}});
+      result = {{"type", "succeeded"},
+                {"message",
+                 {{"id", "msg_b" + std::to_string(k)},
+                  {"type", "message"},
+                  {"role", "assistant"},
+                  {"model", r.body.value("model", "")},
+                  {"content", {{{"type", "text"}, {"text", MarkerFor(r.user_message())}}}},
+                  {"stop_reason", "end_turn"},
+                  {"usage", usage}}}};
+    }
+    const std::string type = result["type"];
+    counts[type] = counts[type].get<int>() + 1;
+    out += nlohmann::json{{"custom_id", id}, {"result", result}}.dump() + "\n";
+  }
+  b.results = out;
+  const std::string id = b.object["id"];
+  b.object["processing_status"] = "ended";
+  b.object["request_counts"] = counts;
+  b.object["ended_at"] = Rfc3339(std::chrono::system_clock::now());
+  b.object["results_url"] = base + "/v1/messages/batches/" + id + "/results";
+}
+
 std::string OpenAiServer::Request::user_message() const {
   if (!body.is_object() || !body.contains("messages") || !body["messages"].is_array()) return "";
   std::string last;
@@ -136,8 +213,10 @@ std::string OpenAiServer::MarkerFor(const std::string& user) {
   return "SUMMARY of " + std::to_string(user.size()) + " chars: " + first;
 }
 
-void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& res) {
+void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& res, bool anthropic) {
+  if (anthropic && !AnthropicAuth(req, res)) return;
   Request r;
+  r.path = req.path;
   for (const auto& [name, value] : req.headers) {
     std::string lower = name;
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -218,6 +297,7 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
     slow_now = slow_seconds;
   }
   auto error = [&](int status, const std::string& type, const std::string& message) {
+    if (anthropic) return AnthropicError(res, status, type, message);
     res.status = status;
     res.set_content(nlohmann::json{{"error", {{"message", message}, {"type", type}}}}.dump(), "application/json");
   };
@@ -230,6 +310,7 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
     case Fault::kUnauthorized: {
       std::string token = r.headers.count("authorization") ? r.headers["authorization"] : "(none)";
       if (token.rfind("Bearer ", 0) == 0) token = token.substr(7);
+      if (anthropic) token = r.headers["x-api-key"];
       return error(401, "invalid_request_error", "Incorrect API key provided: " + token);
     }
     case Fault::kMalformed:
@@ -247,6 +328,28 @@ void OpenAiServer::Impl::Handle(const httplib::Request& req, httplib::Response& 
       break;
   }
   if (!r.body.is_object()) return error(400, "invalid_request_error", "body is not JSON");
+  if (anthropic) {
+    if (!r.body.contains("max_tokens") || !r.body.contains("messages"))
+      return error(400, "invalid_request_error", "max_tokens and messages are required");
+    nlohmann::json content = nlohmann::json::array();
+    if (f != Fault::kEmptyChoices)
+      content.push_back({{"type", "text"}, {"text", f == Fault::kEmptyContent ? "" : MarkerFor(r.user_message())}});
+    const nlohmann::json reply = {{"id", "msg_test"},
+                                  {"type", "message"},
+                                  {"role", "assistant"},
+                                  {"model", r.body.value("model", "")},
+                                  {"content", content},
+                                  {"stop_reason", "end_turn"},
+                                  {"usage", {{"input_tokens", req.body.size() / 4}, {"output_tokens", 7}}}};
+    res.status = 200;
+    for (const auto& [k, v] : limit_headers) res.set_header(k, v);
+    res.set_content(reply.dump(), "application/json");
+    if (f == Fault::kNone || f == Fault::kSlow) {
+      std::lock_guard lock(mu);
+      requests[index].usage = reply["usage"];
+    }
+    return;
+  }
   nlohmann::json message = {{"role", "assistant"}, {"content", MarkerFor(r.user_message())}};
   nlohmann::json choices = nlohmann::json::array();
   if (f == Fault::kEmptyContent) message["content"] = "";
@@ -318,7 +421,8 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
   m.server.Get("/v1/batches", [&m](const httplib::Request&, httplib::Response& res) {
     std::lock_guard lock(m.mu);
     nlohmann::json data = nlohmann::json::array();
-    for (auto it = m.batch_order.rbegin(); it != m.batch_order.rend(); ++it) data.push_back(m.batches[*it].object);
+    for (auto it = m.batch_order.rbegin(); it != m.batch_order.rend(); ++it)
+      if (!m.batches[*it].anthropic) data.push_back(m.batches[*it].object);
     res.set_content(nlohmann::json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump(), "application/json");
   });
   m.server.Get(R"(/v1/batches/([^/]+))", [&m](const httplib::Request& req, httplib::Response& res) {
@@ -343,7 +447,112 @@ OpenAiServer::OpenAiServer() : impl_(std::make_unique<Impl>()) {
     if (it == m.files.end()) return Impl::Error(res, 404, "no such file");
     res.set_content(it->second.content, "application/jsonl");
   });
+  // Anthropic's Messages API and Message Batches (see the header).
+  m.server.Post("/v1/messages",
+                [&m](const httplib::Request& req, httplib::Response& res) { m.Handle(req, res, true); });
+  m.server.Post("/v1/messages/batches", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!Impl::AnthropicAuth(req, res)) return;
+    const nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.value("requests", nlohmann::json()).is_array() || body["requests"].empty())
+      return Impl::AnthropicError(res, 400, "invalid_request_error", "requests: a non-empty list is required");
+    static const std::regex kCustomId("^[a-zA-Z0-9_-]{1,64}$");
+    Impl::Batch b;
+    b.anthropic = true;
+    std::set<std::string> seen;
+    for (const auto& r : body["requests"]) {
+      const std::string id = r.is_object() && r.value("custom_id", nlohmann::json()).is_string()
+                                 ? r["custom_id"].get<std::string>() : "";
+      if (!std::regex_match(id, kCustomId) || !seen.insert(id).second)
+        return Impl::AnthropicError(res, 400, "invalid_request_error", "requests: bad or repeated custom_id: " + id);
+      const nlohmann::json p = r.value("params", nlohmann::json());
+      if (!p.is_object() || !p.contains("model") || !p.contains("max_tokens") || !p.contains("messages"))
+        return Impl::AnthropicError(res, 400, "invalid_request_error", "params: model, max_tokens, messages required");
+      b.lines.push_back(r);
+    }
+    std::unique_lock lock(m.mu);
+    const std::string id = "msgbatch_" + std::to_string(++m.batches_made);
+    b.plan = m.next_plan;
+    m.next_plan = BatchPlan{};
+    const double delay = b.plan.create_reply_delay;
+    const auto now = std::chrono::system_clock::now();
+    b.object = {{"id", id}, {"type", "message_batch"}, {"processing_status", "in_progress"},
+                {"request_counts", {{"processing", b.lines.size()}, {"succeeded", 0}, {"errored", 0},
+                                    {"canceled", 0}, {"expired", 0}}},
+                {"ended_at", nullptr}, {"created_at", Impl::Rfc3339(now)},
+                {"expires_at", Impl::Rfc3339(now + std::chrono::hours(24))}, {"archived_at", nullptr},
+                {"cancel_initiated_at", nullptr}, {"results_url", nullptr}};
+    res.set_content(b.object.dump(), "application/json");
+    m.batch_order.push_back(id);
+    m.batches[id] = std::move(b);
+    lock.unlock();
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(delay);
+    while (!m.stopping && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  });
+  m.server.Get("/v1/messages/batches", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!Impl::AnthropicAuth(req, res)) return;
+    const size_t limit = req.has_param("limit") ? std::stoul(req.get_param_value("limit")) : 20;
+    const std::string after = req.get_param_value("after_id");
+    std::lock_guard lock(m.mu);
+    nlohmann::json data = nlohmann::json::array();
+    bool started = after.empty(), more = false;
+    for (auto it = m.batch_order.rbegin(); it != m.batch_order.rend(); ++it) {
+      Impl::Batch& b = m.batches[*it];
+      if (!b.anthropic) continue;
+      // A batch due to end (FinishBatches) has ended by the time it is listed.
+      if (b.object["processing_status"] == "in_progress" && b.polls >= b.plan.polls) m.EndMessageBatch(b);
+      if (!started) {
+        started = *it == after;
+        continue;
+      }
+      if (data.size() == limit) {
+        more = true;
+        break;
+      }
+      data.push_back(b.object);
+    }
+    res.set_content(nlohmann::json{{"data", data},
+                                   {"has_more", more},
+                                   {"first_id", data.empty() ? nlohmann::json() : data.front()["id"]},
+                                   {"last_id", data.empty() ? nlohmann::json() : data.back()["id"]}}
+                        .dump(),
+                    "application/json");
+  });
+  m.server.Get(R"(/v1/messages/batches/([^/]+))", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!Impl::AnthropicAuth(req, res)) return;
+    std::lock_guard lock(m.mu);
+    auto it = m.batches.find(req.matches[1]);
+    if (it == m.batches.end() || !it->second.anthropic)
+      return Impl::AnthropicError(res, 404, "not_found_error", "no such batch");
+    Impl::Batch& b = it->second;
+    if (b.object["processing_status"] == "canceling" ||
+        (b.object["processing_status"] == "in_progress" && ++b.polls >= b.plan.polls))
+      m.EndMessageBatch(b);
+    res.set_content(b.object.dump(), "application/json");
+  });
+  m.server.Post(R"(/v1/messages/batches/([^/]+)/cancel)", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!Impl::AnthropicAuth(req, res)) return;
+    std::lock_guard lock(m.mu);
+    auto it = m.batches.find(req.matches[1]);
+    if (it == m.batches.end() || !it->second.anthropic)
+      return Impl::AnthropicError(res, 404, "not_found_error", "no such batch");
+    nlohmann::json& o = it->second.object;
+    if (o["processing_status"] == "in_progress") {
+      o["processing_status"] = "canceling";
+      o["cancel_initiated_at"] = Impl::Rfc3339(std::chrono::system_clock::now());
+    }
+    res.set_content(o.dump(), "application/json");
+  });
+  m.server.Get(R"(/v1/messages/batches/([^/]+)/results)", [&m](const httplib::Request& req, httplib::Response& res) {
+    if (!Impl::AnthropicAuth(req, res)) return;
+    std::lock_guard lock(m.mu);
+    auto it = m.batches.find(req.matches[1]);
+    if (it == m.batches.end() || !it->second.anthropic || it->second.object["processing_status"] != "ended")
+      return Impl::AnthropicError(res, 404, "not_found_error", "no results for this batch (yet)");
+    res.set_content(it->second.results, "application/binary");
+  });
   port_ = impl_->server.bind_to_any_port("127.0.0.1");
+  impl_->base = "http://127.0.0.1:" + std::to_string(port_);
   if (port_ <= 0) throw std::runtime_error("OpenAiServer: cannot bind 127.0.0.1");
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
   for (int i = 0; i < 500 && !impl_->server.is_running(); ++i) {
@@ -430,6 +639,14 @@ std::vector<std::vector<std::string>> OpenAiServer::batch_items() const {
     out.emplace_back();
     for (const auto& l : impl_->batches.at(id).lines) out.back().push_back(l.value("custom_id", ""));
   }
+  return out;
+}
+
+std::vector<std::string> OpenAiServer::message_batches() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<std::string> out;
+  for (const auto& id : impl_->batch_order)
+    if (impl_->batches.at(id).anthropic) out.push_back(id);
   return out;
 }
 

@@ -26,6 +26,23 @@
 // names). Each plan applies to the next batch created, then the default plan (done after 1 poll)
 // comes back.
 //
+// Anthropic's API on the same server (as Anthropic's docs describe it; x-api-key and
+// anthropic-version required, else 401/400 with {type: "error", error: {type, message}}): POST
+// /v1/messages ({model, max_tokens, system?, messages}: the same faults, rate limits and
+// recording as chat completions; reply {type: "message", content: [{type: "text", text:
+// MarkerFor(user)}], stop_reason, usage: {input_tokens: body size / 4, output_tokens: 7}}), and
+// Message Batches: POST /v1/messages/batches ({requests: [{custom_id, params}]}, custom_ids
+// checked against ^[a-zA-Z0-9_-]{1,64}$ and unique), GET /v1/messages/batches (newest first,
+// limit and after_id, has_more/last_id), GET /v1/messages/batches/{id} (processing_status
+// in_progress until `polls` GETs, then ended; a cancel makes it canceling until the next GET; one
+// FinishBatches made due has ended by the time it is listed),
+// POST /v1/messages/batches/{id}/cancel, GET /v1/messages/batches/{id}/results (its results_url:
+// JSONL of {custom_id, result: {type: succeeded, message} | {type: errored, error} | {type:
+// expired} | {type: canceled}}, in reverse order). The same BatchPlan applies (expire_half: the
+// second half expired; a cancel: the second half canceled), with errored_items/expired_items.
+// batches_created, batch_items and batch_usage count both APIs' batches (an Anthropic item's
+// usage as prompt_tokens = input_tokens, completion_tokens = output_tokens).
+//
 // Thread-safety: all methods may be called from any thread while the server runs.
 #pragma once
 
@@ -34,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +78,7 @@ class OpenAiServer {
     nlohmann::json body;                         // null when the body was not JSON
     std::string raw_body;
     std::chrono::steady_clock::time_point at;
+    std::string path;                            // "/v1/chat/completions" or "/v1/messages"
     int status = 200;                            // 429 when the rate limits refused it
     nlohmann::json usage;                        // the `usage` of a normal 200 reply, else null
     std::string user_message() const;            // content of the last "user" message
@@ -92,7 +111,13 @@ class OpenAiServer {
     int polls = 1;                   // GETs before it ends
     bool expire_half = false;        // ends `expired`, its first half done
     std::string fail_custom_id;      // the item whose custom_id starts with this ends in the error file
+    std::set<size_t> errored_items;  // Anthropic: the items at these positions (request order) end errored
+    std::set<size_t> expired_items;  // Anthropic: ... end expired
+    double create_reply_delay = 0;   // Anthropic: the batch exists at once, its create's reply comes
+                                     // this many seconds later (a create whose answer is lost)
   };
+  // Anthropic batches created so far (the ids, oldest first).
+  std::vector<std::string> message_batches() const;
   void SetNextBatchPlan(BatchPlan plan);
   // Every batch still in progress ends at its next poll.
   void FinishBatches();

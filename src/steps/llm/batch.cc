@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
+#include <random>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -42,7 +44,8 @@ size_t OnBody(char* p, size_t size, size_t n, void* out) {
   return size * n;
 }
 
-// One request. `json`: a JSON body to POST; `file`: a multipart upload (purpose=batch) instead.
+// One request. `path` is appended to base_url unless it is a whole URL; `json`: a JSON body to
+// POST; `file`: a multipart upload (purpose=batch) instead.
 Http Call(const LlmConfig& c, const std::string& key, const std::string& method, const std::string& path,
           const std::string* json = nullptr, const std::string* file = nullptr) {
   Http h;
@@ -52,14 +55,12 @@ Http Call(const LlmConfig& c, const std::string& key, const std::string& method,
     return h;
   }
   curl_slist* headers = nullptr;
-  std::string auth;
-  if (!key.empty()) {
-    auth = "Authorization: Bearer " + key;
-    headers = curl_slist_append(headers, auth.c_str());
-  }
+  std::vector<std::string> auth = AuthHeaders(c, key);
+  for (const auto& line : auth) headers = curl_slist_append(headers, line.c_str());
   if (json) headers = curl_slist_append(headers, "Content-Type: application/json");
   curl_mime* mime = nullptr;
-  const std::string url = c.base_url + path;
+  const bool whole = path.rfind("http://", 0) == 0 || path.rfind("https://", 0) == 0;
+  const std::string url = whole ? path : c.base_url + path;
   char errbuf[CURL_ERROR_SIZE] = {0};
   const long timeout_ms = std::max(1L, std::lround(c.timeout * 1000));
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -95,16 +96,12 @@ Http Call(const LlmConfig& c, const std::string& key, const std::string& method,
   if (mime) curl_mime_free(mime);
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
-  std::fill(auth.begin(), auth.end(), '\0');
+  for (auto& line : auth) std::fill(line.begin(), line.end(), '\0');
   if (!key.empty()) {  // never a key in a message
     for (std::string* s : {&h.error, &h.body})
       for (size_t pos = 0; (pos = s->find(key, pos)) != std::string::npos;) s->replace(pos, key.size(), "[redacted]");
   }
   return h;
-}
-
-bool Terminal(const std::string& status) {
-  return status == "completed" || status == "expired" || status == "cancelled" || status == "failed";
 }
 
 void Log(ParkContext& ctx, LogLevel level, const std::string& msg) {
@@ -113,13 +110,338 @@ void Log(ParkContext& ctx, LogLevel level, const std::string& msg) {
 
 bool Note(ParkContext& ctx, const Json& note) { return !ctx.note || ctx.note(note); }
 
+std::string NewNonce() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(SteadyNow() * 1e9));
+  return fmt::format("{:016x}", rng());
+}
+
+// "scheme://host[:port]" of a URL ("" when it has none).
+std::string Origin(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "";
+  return url.substr(0, url.find('/', scheme + 3));
+}
+
+// An RFC 3339 time ("2025-06-01T12:00:30.123Z") as wall seconds; < 0 when unparsable.
+double ParseTime(const Json& v) {
+  if (!v.is_string()) return -1;
+  std::tm tm{};
+  if (strptime(v.get<std::string>().c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return -1;
+  return static_cast<double>(timegm(&tm));
+}
+
 }  // namespace
 
-std::string BatchBook::Key() const {
-  if (c_.api_key_env.empty()) return "";
-  const char* v = std::getenv(c_.api_key_env.c_str());
-  return v ? v : "";
-}
+// One provider's batch endpoints; BatchBook keeps the bookkeeping (collections, notes, budget,
+// outcomes). Each call is one or a few HTTP requests; `why` says what failed (key scrubbed).
+class BatchApi {
+ public:
+  enum class Found { kNone, kFound, kUndecided };
+  struct Answer {
+    std::string why;  // "" when `reply` holds the answer
+    ChatReply reply;
+  };
+
+  explicit BatchApi(const LlmConfig& c) : c_(c) {}
+  virtual ~BatchApi() = default;
+
+  // The item's custom_id, from the one the step asks for (JOB/STEP/ATTEMPT).
+  virtual std::string CustomId(const BatchBook::Collection& col, size_t index, const std::string& job,
+                               const std::string& wanted) const = 0;
+  // The item's request as it goes into the batch (what max_bytes counts).
+  virtual std::string Line(const std::string& custom_id, const Json& body) const = 0;
+  // What must exist before the items are noted (OpenAI: the input file); false when it failed.
+  virtual bool Upload(BatchBook::Collection& col, std::string* why) = 0;
+  // A batch created for `col` before a crash, or by a create whose answer was lost.
+  virtual Found Find(BatchBook::Collection& col, std::string* id, std::string* why) = 0;
+  // Whether Create can send `col` (a restored Anthropic item's request is not journaled).
+  virtual bool CanCreate(const BatchBook::Collection& col) const = 0;
+  virtual bool Create(const BatchBook::Collection& col, std::string* id, std::string* why) = 0;
+  // The batch object; false when it cannot be read now.
+  virtual bool Poll(const std::string& id, Json* batch, std::string* why) = 0;
+  virtual std::string Status(const Json& batch) const = 0;
+  virtual bool Ended(const Json& batch) const = 0;
+  Json Counts(const Json& batch) const { return batch.value("request_counts", Json()); }
+  virtual void Cancel(const std::string& id) = 0;
+  // An ended batch's answers by custom_id; false when they cannot be read now.
+  virtual bool Results(const Json& batch, std::map<std::string, Answer>* out, std::string* why) = 0;
+
+  std::string Key() const {
+    if (c_.api_key_env.empty()) return "";
+    const char* v = std::getenv(c_.api_key_env.c_str());
+    return v ? v : "";
+  }
+
+ protected:
+  const LlmConfig& c_;
+};
+
+namespace {
+
+// OpenAI's Batch API: a JSONL input file (POST /files, purpose=batch), POST /batches with it, GET
+// /batches/{id} until completed/expired/cancelled/failed, then its output and error files.
+class OpenAiBatchApi final : public BatchApi {
+ public:
+  using BatchApi::BatchApi;
+
+  std::string CustomId(const BatchBook::Collection&, size_t, const std::string&,
+                       const std::string& wanted) const override {
+    return wanted;
+  }
+  std::string Line(const std::string& custom_id, const Json& body) const override {
+    return Json{{"custom_id", custom_id}, {"method", "POST"}, {"url", "/v1/chat/completions"}, {"body", body}}.dump(
+               -1, ' ', false, Json::error_handler_t::replace) +
+           "\n";
+  }
+  bool Upload(BatchBook::Collection& col, std::string* why) override {
+    std::string file;
+    for (const auto& item : col.items) file += item.line;
+    const Http up = Call(c_, Key(), "POST", "/files", nullptr, &file);
+    const Json fj = Json::parse(up.body, nullptr, false);
+    if (!up.ok() || !fj.is_object() || !fj.value("id", Json()).is_string()) {
+      *why = up.Why();
+      return false;
+    }
+    col.file_id = fj["id"].get<std::string>();
+    return true;
+  }
+  // The batch made from this very input file, if any (a list that cannot be read: none).
+  Found Find(BatchBook::Collection& col, std::string* id, std::string*) override {
+    const Http list = Call(c_, Key(), "GET", "/batches?limit=100");
+    const Json lj = Json::parse(list.body, nullptr, false);
+    if (list.ok() && lj.is_object() && lj.value("data", Json()).is_array())
+      for (const auto& b : lj["data"])
+        if (b.is_object() && b.value("input_file_id", "") == col.file_id && b.value("id", Json()).is_string()) {
+          *id = b["id"].get<std::string>();
+          return Found::kFound;
+        }
+    return Found::kNone;
+  }
+  bool CanCreate(const BatchBook::Collection& col) const override { return !col.file_id.empty(); }
+  bool Create(const BatchBook::Collection& col, std::string* id, std::string* why) override {
+    const std::string body = Json{{"input_file_id", col.file_id},
+                                  {"endpoint", "/v1/chat/completions"},
+                                  {"completion_window", "24h"},
+                                  {"metadata", {{"baton", col.id}}}}
+                                 .dump();
+    const Http made = Call(c_, Key(), "POST", "/batches", &body);
+    const Json bj = Json::parse(made.body, nullptr, false);
+    if (!made.ok() || !bj.is_object() || !bj.value("id", Json()).is_string()) {
+      *why = made.Why();
+      return false;
+    }
+    *id = bj["id"].get<std::string>();
+    return true;
+  }
+  bool Poll(const std::string& id, Json* batch, std::string* why) override {
+    const Http h = Call(c_, Key(), "GET", "/batches/" + id);
+    *batch = Json::parse(h.body, nullptr, false);
+    if (h.ok() && batch->is_object()) return true;
+    *why = h.Why();
+    return false;
+  }
+  std::string Status(const Json& batch) const override { return batch.value("status", ""); }
+  bool Ended(const Json& batch) const override {
+    const std::string s = Status(batch);
+    return s == "completed" || s == "expired" || s == "cancelled" || s == "failed";
+  }
+  void Cancel(const std::string& id) override { Call(c_, Key(), "POST", "/batches/" + id + "/cancel"); }
+  bool Results(const Json& batch, std::map<std::string, Answer>* out, std::string* why) override {
+    std::map<std::string, Json> lines;  // custom_id -> its output or error line
+    for (const char* field : {"output_file_id", "error_file_id"}) {
+      const Json fid = batch.value(field, Json());
+      if (!fid.is_string() || fid.get<std::string>().empty()) continue;
+      const Http f = Call(c_, Key(), "GET", "/files/" + fid.get<std::string>() + "/content");
+      if (!f.ok()) {
+        *why = fmt::format("reading {}: {}", field, f.Why());
+        return false;
+      }
+      std::istringstream in(f.body);
+      for (std::string line; std::getline(in, line);) {
+        Json j = Json::parse(line, nullptr, false);
+        if (!j.is_object() || !j.value("custom_id", Json()).is_string()) continue;
+        const std::string id = j["custom_id"].get<std::string>();
+        // An answer beats an error for the same item.
+        if (!lines.count(id) || (j.value("response", Json()).is_object() && j.value("error", Json()).is_null()))
+          lines[id] = std::move(j);
+      }
+    }
+    for (const auto& [id, l] : lines) {
+      Answer& a = (*out)[id];
+      const Json resp = l.value("response", Json());
+      const Json err = l.value("error", Json());
+      if (err.is_object()) a.why = fmt::format("{}: {}", err.value("code", "error"), err.value("message", ""));
+      else if (!resp.is_object() || resp.value("status_code", 0) != 200)
+        a.why = fmt::format("status {}", resp.is_object() ? resp.value("status_code", 0) : 0);
+      if (!a.why.empty()) continue;
+      a.reply = ParseChatReply(resp.value("body", Json()).dump());
+      if (a.reply.problem != ChatReply::Problem::kNone) a.why = "the answer has no message";
+    }
+    return true;
+  }
+};
+
+// Anthropic's Message Batches: POST /messages/batches {requests: [{custom_id, params}]}, GET
+// /messages/batches/{id} until processing_status is ended, then the JSONL at its results_url.
+// Its batches carry no metadata and no input file; they are known as ours by the nonce in the
+// custom_ids of their results.
+class AnthropicBatchApi final : public BatchApi {
+ public:
+  using BatchApi::BatchApi;
+  // Find: batches created this long before the items' note are still looked at (clock skew).
+  static constexpr double kSkew = 600;
+  static constexpr int kPages = 20;  // of 100 batches each
+
+  // Anthropic allows ^[a-zA-Z0-9_-]{1,64}$: the nonce, the item's index, what fits of the job.
+  std::string CustomId(const BatchBook::Collection& col, size_t index, const std::string& job,
+                       const std::string&) const override {
+    std::string id = fmt::format("{}-{}-", col.nonce, index);
+    for (char ch : job) {
+      if (id.size() >= 64) break;
+      id += std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ? ch : '_';
+    }
+    if (id.back() == '-') id.pop_back();
+    return id;
+  }
+  std::string Line(const std::string& custom_id, const Json& body) const override {
+    return Json{{"custom_id", custom_id}, {"params", body}}.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
+  bool Upload(BatchBook::Collection&, std::string*) override { return true; }
+  // Only after a create that may have reached Anthropic (a restart, a lost answer): the batches
+  // created since the note (newest first) with as many requests as ours; one that has ended is
+  // ours when its results carry our nonce; one still running cannot be told yet (kUndecided).
+  Found Find(BatchBook::Collection& col, std::string* id, std::string* why) override {
+    if (!col.maybe_created) return Found::kNone;
+    const std::string key = Key();
+    bool undecided = false;
+    std::string after;
+    for (int page = 0; page < kPages; ++page) {
+      const Http list =
+          Call(c_, key, "GET", "/messages/batches?limit=100" + (after.empty() ? "" : "&after_id=" + after));
+      const Json lj = Json::parse(list.body, nullptr, false);
+      if (!list.ok() || !lj.is_object() || !lj.value("data", Json()).is_array()) {
+        *why = "listing the batches: " + list.Why();
+        return Found::kUndecided;
+      }
+      bool older = false;
+      for (const auto& b : lj["data"]) {
+        if (!b.is_object() || !b.value("id", Json()).is_string()) continue;
+        const std::string bid = b["id"].get<std::string>();
+        const double created = ParseTime(b.value("created_at", Json()));
+        if (created >= 0 && created < col.noted_at - kSkew) {
+          older = true;
+          break;
+        }
+        if (col.not_ours.count(bid) || Total(Counts(b)) != static_cast<long long>(col.items.size())) continue;
+        if (!Ended(b)) {
+          undecided = true;
+          *why = fmt::format("batch {} ({} requests, created since the note) is still running: whether it is ours "
+                             "shows once it has ended",
+                             bid, col.items.size());
+          continue;
+        }
+        std::map<std::string, Answer> answers;
+        std::string fail;
+        if (!Results(b, &answers, &fail)) {
+          undecided = true;
+          *why = fmt::format("reading the results of {}: {}", bid, fail);
+          continue;
+        }
+        if (!answers.empty() && answers.begin()->first.rfind(col.nonce + "-", 0) == 0) {
+          *id = bid;
+          return Found::kFound;
+        }
+        col.not_ours.insert(bid);
+      }
+      if (older || !lj.value("has_more", false) || !lj.value("last_id", Json()).is_string()) break;
+      after = lj["last_id"].get<std::string>();
+      if (page + 1 == kPages) {
+        undecided = true;
+        *why = fmt::format("more than {} batches created since the note; not all looked at", kPages * 100);
+      }
+    }
+    return undecided ? Found::kUndecided : Found::kNone;
+  }
+  bool CanCreate(const BatchBook::Collection& col) const override {
+    for (const auto& item : col.items)
+      if (item.line.empty()) return false;
+    return true;
+  }
+  bool Create(const BatchBook::Collection& col, std::string* id, std::string* why) override {
+    std::string body = "{\"requests\":[";
+    for (size_t i = 0; i < col.items.size(); ++i) body += (i ? "," : "") + col.items[i].line;
+    body += "]}";
+    const Http made = Call(c_, Key(), "POST", "/messages/batches", &body);
+    const Json bj = Json::parse(made.body, nullptr, false);
+    if (!made.ok() || !bj.is_object() || !bj.value("id", Json()).is_string()) {
+      *why = made.Why();
+      return false;
+    }
+    *id = bj["id"].get<std::string>();
+    return true;
+  }
+  bool Poll(const std::string& id, Json* batch, std::string* why) override {
+    const Http h = Call(c_, Key(), "GET", "/messages/batches/" + id);
+    *batch = Json::parse(h.body, nullptr, false);
+    if (h.ok() && batch->is_object()) return true;
+    *why = h.Why();
+    return false;
+  }
+  std::string Status(const Json& batch) const override { return batch.value("processing_status", ""); }
+  bool Ended(const Json& batch) const override { return Status(batch) == "ended"; }
+  void Cancel(const std::string& id) override { Call(c_, Key(), "POST", "/messages/batches/" + id + "/cancel"); }
+  bool Results(const Json& batch, std::map<std::string, Answer>* out, std::string* why) override {
+    // results_url when it is on the API's own host (the key goes nowhere else), else the
+    // documented GET /messages/batches/{id}/results.
+    const Json url = batch.value("results_url", Json());
+    const bool same = url.is_string() && !Origin(url.get<std::string>()).empty() &&
+                      Origin(url.get<std::string>()) == Origin(c_.base_url);
+    const std::string path = same ? url.get<std::string>() : "/messages/batches/" + batch.value("id", "") + "/results";
+    const Http f = Call(c_, Key(), "GET", path);
+    if (!f.ok()) {
+      *why = "reading the results: " + f.Why();
+      return false;
+    }
+    std::istringstream in(f.body);
+    for (std::string line; std::getline(in, line);) {
+      const Json j = Json::parse(line, nullptr, false);
+      if (!j.is_object() || !j.value("custom_id", Json()).is_string()) continue;
+      const Json r = j.value("result", Json());
+      const std::string type = r.is_object() ? r.value("type", "") : "";
+      Answer& a = (*out)[j["custom_id"].get<std::string>()];
+      if (type == "succeeded") {
+        a.reply = ParseMessagesReply(r.value("message", Json()).dump());
+        if (a.reply.problem != ChatReply::Problem::kNone) a.why = "the answer has no text";
+      } else if (type == "errored") {  // error: {type: "error", error: {type, message}} (or flat)
+        Json e = r.value("error", Json());
+        if (e.is_object() && e.value("error", Json()).is_object()) e = e["error"];
+        a.why = e.is_object() ? fmt::format("errored: {}: {}", e.value("type", "error"), e.value("message", ""))
+                              : "errored";
+      } else {
+        a.why = type.empty() ? "no result" : type;  // canceled, expired
+      }
+    }
+    return true;
+  }
+
+ private:
+  static long long Total(const Json& counts) {
+    if (!counts.is_object()) return -1;
+    long long n = 0;
+    for (const char* k : {"processing", "succeeded", "errored", "canceled", "expired"})
+      if (counts.value(k, Json()).is_number_integer()) n += counts[k].get<long long>();
+    return n;
+  }
+};
+
+}  // namespace
+
+BatchBook::BatchBook(const LlmConfig& config)
+    : c_(config),
+      api_(config.api == LlmApi::kAnthropic ? std::unique_ptr<BatchApi>(std::make_unique<AnthropicBatchApi>(config))
+                                            : std::make_unique<OpenAiBatchApi>(config)) {}
+
+BatchBook::~BatchBook() = default;
 
 std::optional<BatchBook::Join> BatchBook::Pending(const std::string& job) {
   std::lock_guard lock(mu_);
@@ -134,28 +456,29 @@ bool BatchBook::TakeSyncFallback(const std::string& job) {
 }
 
 BatchBook::Join BatchBook::Add(const std::string& job, const std::string& custom_id, Json body, double est_usd) {
-  Item item{job, custom_id, "", est_usd, false};
-  item.line = Json{{"custom_id", custom_id}, {"method", "POST"}, {"url", "/v1/chat/completions"}, {"body", body}}
-                  .dump(-1, ' ', false, Json::error_handler_t::replace) +
-              "\n";
   std::lock_guard lock(mu_);
   const double now = SteadyNow();
   std::shared_ptr<Collection> col;
+  // The line's size before it has its custom_id: a custom_id is at most 64 bytes longer.
+  const size_t size = api_->Line(custom_id, body).size() + 64;
   if (!open_.empty()) {
     col = cols_[open_];
     if (col->closed || col->items.size() >= static_cast<size_t>(c_.batch_config.max_requests) ||
-        col->bytes + item.line.size() > static_cast<size_t>(c_.batch_config.max_bytes))
+        col->bytes + size > static_cast<size_t>(c_.batch_config.max_bytes))
       col.reset();
   }
   if (!col) {
     if (!open_.empty()) cols_[open_]->closed = true;
     col = std::make_shared<Collection>();
     col->id = "batch-" + std::to_string(++seq_);
+    col->nonce = NewNonce();
     col->first_at = now;
     cols_[col->id] = col;
     open_ = col->id;
   }
-  col->bytes += item.line.size();
+  Item item{job, api_->CustomId(*col, col->items.size(), job, custom_id), "", est_usd, false};
+  item.line = api_->Line(item.custom_id, body);
+  col->bytes += item.line.size() + 1;
   col->items.push_back(std::move(item));
   by_job_[job] = col->id;
   const bool full = col->items.size() >= static_cast<size_t>(c_.batch_config.max_requests);
@@ -205,11 +528,9 @@ ParkCheck BatchBook::Check(ParkContext& ctx) {
 ParkCheck BatchBook::Submit(ParkContext& ctx, Collection& col) {
   ParkCheck later;
   later.poll_in = c_.batch_config.poll;
-  const std::string key = Key();
-  if (col.file_id.empty()) {
+  if (!col.noted) {
     // The budget: a batch's estimated cost is reserved before it exists; what does not fit fails.
     ParkCheck refused;
-    std::string file;
     std::vector<Item> kept;
     for (auto& item : col.items) {
       if (!item.reserved && ctx.rates) {
@@ -226,7 +547,6 @@ ParkCheck BatchBook::Submit(ParkContext& ctx, Collection& col) {
         item.reserved = true;
         col.reserved_usd += item.est_usd;
       }
-      file += item.line;
       kept.push_back(std::move(item));
     }
     {
@@ -247,38 +567,36 @@ ParkCheck BatchBook::Submit(ParkContext& ctx, Collection& col) {
       col.outcomes = refused.outcomes;
       return refused;
     }
-    const Http up = Call(c_, key, "POST", "/files", nullptr, &file);
-    const Json fj = Json::parse(up.body, nullptr, false);
-    if (!up.ok() || !fj.is_object() || !fj.contains("id")) {
-      Log(ctx, LogLevel::kWarn, fmt::format("llm: uploading {} failed ({}); trying again", col.id, up.Why()));
+    std::string why;
+    if (col.file_id.empty() && !api_->Upload(col, &why)) {
+      Log(ctx, LogLevel::kWarn, fmt::format("llm: uploading {} failed ({}); trying again", col.id, why));
       return later;
     }
-    col.file_id = fj.value("id", "");
+    col.noted_at = WallNow();
     Json items = Json::array();
     for (const auto& i : col.items) items.push_back({i.job, i.custom_id, i.est_usd});
-    if (!Note(ctx, {{"c", col.id}, {"file", col.file_id}, {"items", items}, {"reserved", col.reserved_usd}}))
-      Log(ctx, LogLevel::kWarn, "llm: the journal did not take the batch's file id");
+    Json note = {{"c", col.id}, {"nonce", col.nonce}, {"noted_at", col.noted_at}, {"items", items},
+                 {"reserved", col.reserved_usd}};
+    if (!col.file_id.empty()) note["file"] = col.file_id;
+    if (!Note(ctx, note)) Log(ctx, LogLevel::kWarn, "llm: the journal did not take the batch's items");
+    col.noted = true;
+    std::lock_guard lock(mu_);
+    col.status = col.file_id.empty() ? "noted" : "uploaded";
   }
-  // Created before a crash with this very file? Then that is the batch (never a second one).
-  const Http list = Call(c_, key, "GET", "/batches?limit=100");
-  const Json lj = Json::parse(list.body, nullptr, false);
-  std::string id;
-  if (list.ok() && lj.is_object() && lj.value("data", Json()).is_array())
-    for (const auto& b : lj["data"])
-      if (b.is_object() && b.value("input_file_id", "") == col.file_id) id = b.value("id", "");
-  if (id.empty()) {
-    const std::string body = Json{{"input_file_id", col.file_id},
-                                  {"endpoint", "/v1/chat/completions"},
-                                  {"completion_window", "24h"},
-                                  {"metadata", {{"baton", col.id}}}}
-                                 .dump();
-    const Http made = Call(c_, key, "POST", "/batches", &body);
-    const Json bj = Json::parse(made.body, nullptr, false);
-    if (!made.ok() || !bj.is_object() || !bj.contains("id")) {
-      Log(ctx, LogLevel::kWarn, fmt::format("llm: creating {} failed ({}); trying again", col.id, made.Why()));
+  // Created before a crash (or by a create whose answer was lost)? Then that is the batch.
+  std::string id, why;
+  const BatchApi::Found found = api_->Find(col, &id, &why);
+  if (found == BatchApi::Found::kUndecided) {
+    Log(ctx, LogLevel::kInfo, fmt::format("llm: {}: not created again yet: {}", col.id, why));
+    return later;
+  }
+  if (found == BatchApi::Found::kNone) {
+    if (!api_->CanCreate(col)) return Release(ctx, col);
+    col.maybe_created = true;  // from here on, a batch may exist without its id
+    if (!api_->Create(col, &id, &why)) {
+      Log(ctx, LogLevel::kWarn, fmt::format("llm: creating {} failed ({}); trying again", col.id, why));
       return later;
     }
-    id = bj.value("id", "");
   }
   col.created_at = WallNow();
   if (!Note(ctx, {{"c", col.id}, {"batch", id}, {"created_at", col.created_at}}))
@@ -289,102 +607,97 @@ ParkCheck BatchBook::Submit(ParkContext& ctx, Collection& col) {
     col.status = "in_progress";
   }
   Log(ctx, LogLevel::kInfo,
-      fmt::format("llm: {} sent as {} ({} requests, file {})", col.id, id, col.items.size(), col.file_id));
+      fmt::format("llm: {} {} {} ({} requests{})", col.id, found == BatchApi::Found::kFound ? "found as" : "sent as",
+                  id, col.items.size(), col.file_id.empty() ? "" : ", file " + col.file_id));
   return later;
+}
+
+// A restored collection that no batch was made from, and whose requests are not journaled: its
+// reservation is given back and its jobs run again (into a new collection).
+ParkCheck BatchBook::Release(ParkContext& ctx, Collection& col) {
+  if (ctx.rates && !col.settled) ctx.rates->Settle(col.reserved_usd, 0);
+  Note(ctx, {{"c", col.id}, {"ended", "not created"}});
+  Log(ctx, LogLevel::kInfo,
+      fmt::format("llm: {} was never created before the restart; its {} requests are queued again", col.id,
+                  col.items.size()));
+  ParkCheck done;
+  done.done = true;
+  std::lock_guard lock(mu_);
+  col.settled = true;
+  col.status = "ended";
+  col.counts = {{"batch_status", "not created"}};
+  for (const auto& item : col.items) {
+    auto it = by_job_.find(item.job);
+    if (it != by_job_.end() && it->second == col.id) by_job_.erase(it);
+  }
+  done.outcomes = col.outcomes;  // refused by the budget earlier, if any
+  return done;
 }
 
 ParkCheck BatchBook::Poll(ParkContext& ctx, Collection& col) {
   ParkCheck later;
   later.poll_in = c_.batch_config.poll;
-  const std::string key = Key();
-  const Http h = Call(c_, key, "GET", "/batches/" + col.batch_id);
-  const Json b = Json::parse(h.body, nullptr, false);
-  if (!h.ok() || !b.is_object()) {
-    Log(ctx, LogLevel::kWarn, fmt::format("llm: polling {} failed ({}); trying again", col.batch_id, h.Why()));
+  Json b;
+  std::string why;
+  if (!api_->Poll(col.batch_id, &b, &why)) {
+    Log(ctx, LogLevel::kWarn, fmt::format("llm: polling {} failed ({}); trying again", col.batch_id, why));
     return later;
   }
-  const std::string status = b.value("status", "");
+  const std::string status = api_->Status(b);
   {
     std::lock_guard lock(mu_);
     col.status = status.empty() ? col.status : status;
-    col.counts = b.value("request_counts", Json());
+    col.counts = api_->Counts(b);
   }
-  if (Terminal(status)) return End(ctx, col, b);
+  if (api_->Ended(b)) return End(ctx, col, b);
   if (!col.cancel_sent && WallNow() - col.created_at > c_.batch_config.expire) {
     Log(ctx, LogLevel::kWarn, fmt::format("llm: {} not done after with.batch.expire; cancelling it", col.batch_id));
-    Call(c_, key, "POST", "/batches/" + col.batch_id + "/cancel");
+    api_->Cancel(col.batch_id);
     col.cancel_sent = true;
   }
   return later;
 }
 
 ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
-  const std::string key = Key();
-  const std::string status = batch.value("status", "");
-  std::map<std::string, Json> lines;  // custom_id -> its output or error line
-  for (const char* field : {"output_file_id", "error_file_id"}) {
-    const Json fid = batch.value(field, Json());
-    if (!fid.is_string() || fid.get<std::string>().empty()) continue;
-    const Http f = Call(c_, key, "GET", "/files/" + fid.get<std::string>() + "/content");
-    if (!f.ok()) {
-      Log(ctx, LogLevel::kWarn, fmt::format("llm: reading {} of {} failed ({}); trying again", field, col.batch_id,
-                                            f.Why()));
-      ParkCheck later;
-      later.poll_in = c_.batch_config.poll;
-      return later;
-    }
-    std::istringstream in(f.body);
-    for (std::string line; std::getline(in, line);) {
-      Json j = Json::parse(line, nullptr, false);
-      if (!j.is_object() || !j.value("custom_id", Json()).is_string()) continue;
-      const std::string id = j["custom_id"].get<std::string>();
-      // An answer beats an error for the same item.
-      if (!lines.count(id) || (j.value("response", Json()).is_object() && j.value("error", Json()).is_null()))
-        lines[id] = std::move(j);
-    }
+  const std::string status = api_->Status(batch);
+  std::map<std::string, BatchApi::Answer> answers;
+  std::string why_not;
+  if (!api_->Results(batch, &answers, &why_not)) {
+    Log(ctx, LogLevel::kWarn, fmt::format("llm: {} of {} failed; trying again", why_not, col.batch_id));
+    ParkCheck later;
+    later.poll_in = c_.batch_config.poll;
+    return later;
   }
   ParkCheck done;
   done.done = true;
   double cost = 0;
   int ok = 0, failed = 0;
   for (const auto& item : col.items) {
-    std::string why;
-    auto found = lines.find(item.custom_id);
-    if (found == lines.end()) {
-      why = fmt::format("batch {} {} without an answer for it", col.batch_id, status);
-    } else {
-      const Json& l = found->second;
-      const Json resp = l.value("response", Json());
-      const Json err = l.value("error", Json());
-      if (err.is_object()) why = fmt::format("{}: {}", err.value("code", "error"), err.value("message", ""));
-      else if (!resp.is_object() || resp.value("status_code", 0) != 200)
-        why = fmt::format("status {}", resp.is_object() ? resp.value("status_code", 0) : 0);
-      if (why.empty()) {
-        const ChatReply r = ParseChatReply(resp.value("body", Json()).dump());
-        if (r.problem != ChatReply::Problem::kNone) {
-          why = "the answer has no message";
-        } else {
-          rates::LlmUsage u;
-          u.requests = 1;
-          u.prompt_tokens = r.prompt_tokens;
-          u.completion_tokens = r.completion_tokens;
-          u.cached_tokens = r.cached_tokens;
-          u.cost_usd = rates::CostUsd(c_.batch_price, r.prompt_tokens, r.cached_tokens, r.completion_tokens);
-          cost += u.cost_usd;
-          Json call = {{"request", 1}, {"phase", "summary"}, {"tries", 1}, {"prompt_tokens", r.prompt_tokens},
-                       {"completion_tokens", r.completion_tokens}, {"batch", col.batch_id}};
-          done.outcomes[item.job] = StepOutcome::Ok({{"summary", r.content},
-                                                     {"provider", c_.provider},
-                                                     {"model", c_.model},
-                                                     {"extractive", false},
-                                                     {"chunks", 1},
-                                                     {"calls", Json::array({call})},
-                                                     {"batch", {{"id", col.batch_id}, {"custom_id", item.custom_id}}},
-                                                     {"usage", u.ToJson()}});
-          ++ok;
-          continue;
-        }
-      }
+    auto found = answers.find(item.custom_id);
+    std::string why = found == answers.end() ? fmt::format("batch {} {} without an answer for it", col.batch_id, status)
+                                             : found->second.why;
+    if (why.empty()) {
+      const ChatReply& r = found->second.reply;
+      rates::LlmUsage u;
+      u.requests = 1;
+      u.prompt_tokens = r.prompt_tokens;
+      u.completion_tokens = r.completion_tokens;
+      u.cached_tokens = r.cached_tokens;
+      u.cost_usd = rates::CostUsd(c_.batch_price, r.prompt_tokens, r.cached_tokens, r.completion_tokens);
+      cost += u.cost_usd;
+      Json call = {{"request", 1}, {"phase", "summary"}, {"tries", 1}, {"prompt_tokens", r.prompt_tokens},
+                   {"completion_tokens", r.completion_tokens}, {"batch", col.batch_id}};
+      if (r.cached_tokens > 0) call["cached_tokens"] = r.cached_tokens;
+      done.outcomes[item.job] = StepOutcome::Ok({{"summary", r.content},
+                                                 {"provider", c_.provider},
+                                                 {"model", c_.model},
+                                                 {"extractive", false},
+                                                 {"chunks", 1},
+                                                 {"calls", Json::array({call})},
+                                                 {"batch", {{"id", col.batch_id}, {"custom_id", item.custom_id}}},
+                                                 {"usage", u.ToJson()}});
+      ++ok;
+      continue;
     }
     ++failed;
     const std::string& fb = c_.batch_config.fallback;
@@ -411,6 +724,7 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
   col.outcomes = done.outcomes;
   col.cost_usd = cost;
   col.status = "ended";
+  if (!col.counts.is_object()) col.counts = Json::object();
   col.counts["batch_status"] = status;
   // A job with an answer keeps pointing here: its attempt may park after the batch ended (a resumed
   // run's attempts park one by one) and then gets the answer at once. The others run again afresh.
@@ -436,14 +750,18 @@ void BatchBook::Restore(const std::vector<Json>& notes) {
     }
     if (const size_t dash = id.rfind('-'); dash != std::string::npos)
       seq_ = std::max(seq_, std::atoi(id.c_str() + dash + 1));
-    if (n.contains("file")) {
+    if (n.contains("items")) {
       col->file_id = n.value("file", "");
+      col->nonce = n.value("nonce", "");
+      col->noted_at = n.value("noted_at", 0.0);
+      col->noted = true;
+      col->maybe_created = true;  // created or not: Find tells
       col->reserved_usd = n.value("reserved", 0.0);
       col->restored_reservation = col->reserved_usd > 0;
-      col->status = "uploaded";
+      col->status = col->file_id.empty() ? "noted" : "uploaded";
       col->items.clear();
       for (const auto& i : n.value("items", Json::array())) {
-        if (!i.is_array() || i.size() < 3 || !i[0].is_string() || !i[1].is_string()) continue;
+        if (!i.is_array() || i.size() < 3 || !i[0].is_string() || !i[1].is_string() || !i[2].is_number()) continue;
         col->items.push_back({i[0].get<std::string>(), i[1].get<std::string>(), "", i[2].get<double>(), true});
         by_job_[i[0].get<std::string>()] = id;
       }
@@ -456,11 +774,18 @@ void BatchBook::Restore(const std::vector<Json>& notes) {
     if (n.contains("ended")) {  // settled already: a re-read maps the answers, bills nothing again
       col->settled = true;
       col->restored_reservation = false;
+      if (col->batch_id.empty()) {  // released, never created: its jobs run again
+        for (const auto& item : col->items) {
+          auto it = by_job_.find(item.job);
+          if (it != by_job_.end() && it->second == id) by_job_.erase(it);
+        }
+        col->noted = false;
+      }
     }
   }
-  // A collection that was never uploaded has nothing outside: its jobs simply queue again.
+  // A collection whose items were never noted has nothing outside: its jobs simply queue again.
   for (auto it = cols_.begin(); it != cols_.end();) {
-    if (it->second->file_id.empty()) it = cols_.erase(it);
+    if (!it->second->noted) it = cols_.erase(it);
     else ++it;
   }
 }

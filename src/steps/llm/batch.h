@@ -1,21 +1,26 @@
-// The llm step's `mode: batch`: requests go through a provider's Batch API (OpenAI's /v1/files +
-// /v1/batches, and any base_url that speaks it) at the batch price, their attempts parked
-// meanwhile (docs/design.md "Parked attempts", docs/steps/llm.md "Batch mode").
+// The llm step's `mode: batch`: requests go through a provider's batch API at the batch price,
+// their attempts parked meanwhile (docs/design.md "Parked attempts", docs/steps/llm.md "Batch
+// mode"). Two APIs, behind one small interface in batch.cc (BatchApi): OpenAI's Batch API
+// (/v1/files + /v1/batches, and any base_url that speaks it) and Anthropic's Message Batches
+// (/v1/messages/batches: the requests go in the create call itself, no file).
 //
 //   Run (an attempt)  ──Add──> the open collection (park id "batch-N")  ──> StepOutcome::Park
 //   CheckPark(id)     ──collecting, `collect` not over and not full──> ask again later
 //                     ──reserve the budget item by item (what does not fit fails, not retryable),
-//                       upload the JSONL input file, note {file, items}, create the batch (or find
-//                       the one created with that file before a crash), note {batch}
+//                       upload the JSONL input file (OpenAI), note {file?, nonce, noted_at, items},
+//                       find a batch created for them before a crash (OpenAI: by its input file;
+//                       Anthropic: among the batches created since noted_at, by the nonce in its
+//                       custom_ids once it has ended), else create the batch, note {batch}
 //                     ──poll: not ended──> ask again after `poll` (cancel once past `expire`)
-//                     ──ended──> output and error files mapped back by custom_id (never by order);
-//                       settle the budget from the output's usage; note {ended}; outcomes: a done
-//                       item ends its attempt, a failed/expired/cancelled one follows `fallback`
-//                       (sync or batch: woken to run again; fail: fails)
+//                     ──ended──> results mapped back by custom_id (never by order); settle the
+//                       budget from their usage; note {ended}; outcomes: a done item ends its
+//                       attempt, a failed/expired/cancelled one follows `fallback` (sync or batch:
+//                       woken to run again; fail: fails)
 //
 // Notes (ParkContext::note) are journaled before what they describe can be lost, and handed back
 // by RestoreNotes after a restart: a restarted run's attempts join the same batch, so nothing is
-// uploaded, submitted or billed twice.
+// uploaded, submitted or billed twice. (An Anthropic collection noted but never created is
+// released: its requests are not journaled, so its jobs simply run again.)
 //
 // Thread-safety: every method may be called from any thread; one CheckPark per id at a time.
 #pragma once
@@ -33,9 +38,12 @@
 
 namespace baton::llm {
 
+class BatchApi;  // batch.cc: one provider's batch endpoints
+
 class BatchBook {
  public:
-  explicit BatchBook(const LlmConfig& config) : c_(config) {}
+  explicit BatchBook(const LlmConfig& config);
+  ~BatchBook();
 
   struct Join {
     std::string id;
@@ -52,32 +60,40 @@ class BatchBook {
   void Restore(const std::vector<Json>& notes);
   Json States() const;
 
- private:
+  // The book's records (BatchApi reads them).
   struct Item {
     std::string job, custom_id;
-    std::string line;  // the JSONL input line ("" for a restored item: it is in the uploaded file)
+    std::string line;  // the request as the API sends it ("" for a restored item: never journaled)
     double est_usd = 0;
     bool reserved = false;
   };
   struct Collection {
     std::string id;
+    std::string nonce;  // random; in an Anthropic item's custom_id: how a batch is known as ours
     double first_at = 0;  // steady seconds
     bool closed = false;  // full, or being sent: new requests go to a new collection
     size_t bytes = 0;
     std::vector<Item> items;
     std::string file_id, batch_id, status = "collecting";
+    bool noted = false;          // its items are journaled (sent, or maybe sent)
+    bool maybe_created = false;  // a create may have reached the provider without its id coming back
+    double noted_at = 0;         // wall seconds of the items' note
     double created_at = 0;  // wall seconds (journaled: expiry survives restarts)
     bool cancel_sent = false, settled = false, restored_reservation = false;
     double reserved_usd = 0, cost_usd = 0;
     Json counts;  // the provider's request_counts
+    std::set<std::string> not_ours;  // batches looked at by Find and known to be someone else's
     std::map<std::string, StepOutcome> outcomes;  // once ended, by job
   };
+
+ private:
   ParkCheck Submit(ParkContext& ctx, Collection& col);
   ParkCheck Poll(ParkContext& ctx, Collection& col);
   ParkCheck End(ParkContext& ctx, Collection& col, const Json& batch);
-  std::string Key() const;
+  ParkCheck Release(ParkContext& ctx, Collection& col);
 
   const LlmConfig& c_;
+  const std::unique_ptr<BatchApi> api_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Collection>> cols_;
   std::string open_;                          // the collecting one, "" none

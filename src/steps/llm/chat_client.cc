@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <ctime>
 #include <mutex>
@@ -78,7 +79,8 @@ std::string OneLine(std::string s, size_t max) {
   return s;
 }
 
-// The server's own explanation: OpenAI's {"error": {"message"}}, or {"error": "..."},
+// The server's own explanation: OpenAI's {"error": {"message"}} (Anthropic's {"type": "error",
+// "error": {"type", "message"}} too), or {"error": "..."},
 // {"message"}, {"detail"}; else the start of the body.
 std::string ServerMessage(const std::string& body) {
   const Json j = Json::parse(body, nullptr, false);
@@ -152,8 +154,72 @@ ChatReply ParseChatReply(std::string_view body) {
   return out;
 }
 
+ChatReply ParseMessagesReply(std::string_view body) {
+  ChatReply out;
+  const Json j = Json::parse(body, nullptr, false);
+  const Json usage = j.is_object() ? j.value("usage", Json()) : Json();
+  out.has_usage = usage.is_object() && usage.value("input_tokens", Json()).is_number_integer();
+  if (out.has_usage) {
+    const auto count = [&usage](const char* key) {
+      const Json v = usage.value(key, Json());  // a string here must not throw
+      return v.is_number_integer() ? std::max(0LL, v.get<long long>()) : 0LL;
+    };
+    out.cached_tokens = count("cache_read_input_tokens");
+    out.prompt_tokens = static_cast<int>(
+        std::min<long long>(INT_MAX, count("input_tokens") + out.cached_tokens + count("cache_creation_input_tokens")));
+    out.completion_tokens = static_cast<int>(std::min<long long>(INT_MAX, count("output_tokens")));
+  }
+  if (j.is_discarded() || !j.is_object()) {
+    out.problem = ChatReply::Problem::kNotObject;
+    return out;
+  }
+  const auto content = j.find("content");
+  if (content == j.end() || !content->is_array() || content->empty()) {
+    out.problem = ChatReply::Problem::kNoChoices;
+    return out;
+  }
+  out.finish_reason = j.value("stop_reason", Json()).is_string() ? j["stop_reason"].get<std::string>() : "";
+  for (const auto& block : *content) {  // [{"type": "text", "text": "..."}], other block types skipped
+    if (block.is_object() && block.value("type", Json()) == "text" && block.value("text", Json()).is_string())
+      out.content += block["text"].get<std::string>();
+  }
+  if (out.content.find_first_not_of(" \t\r\n") == std::string::npos) out.problem = ChatReply::Problem::kEmptyContent;
+  return out;
+}
+
+ChatReply ParseReply(LlmApi api, std::string_view body) {
+  return api == LlmApi::kAnthropic ? ParseMessagesReply(body) : ParseChatReply(body);
+}
+
+Json ChatRequest(const LlmConfig& c, const std::string& system, const std::string& user) {
+  if (c.api == LlmApi::kAnthropic) {
+    Json request = {{"model", c.model}, {"max_tokens", c.max_tokens}};
+    if (!system.empty()) request["system"] = system;
+    request["messages"] = Json::array({{{"role", "user"}, {"content", user}}});
+    request["temperature"] = c.temperature;
+    return request;
+  }
+  Json messages = Json::array();
+  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+  messages.push_back({{"role", "user"}, {"content", user}});
+  return {{"model", c.model}, {"messages", messages}, {"max_tokens", c.max_tokens}, {"temperature", c.temperature}};
+}
+
+const char* ChatPath(const LlmConfig& c) { return c.api == LlmApi::kAnthropic ? "/messages" : "/chat/completions"; }
+
+std::vector<std::string> AuthHeaders(const LlmConfig& c, const std::string& key) {
+  std::vector<std::string> lines;
+  if (c.api == LlmApi::kAnthropic) {
+    if (!key.empty()) lines.push_back("x-api-key: " + key);
+    lines.push_back("anthropic-version: 2023-06-01");
+  } else if (!key.empty()) {
+    lines.push_back("Authorization: Bearer " + key);
+  }
+  return lines;
+}
+
 ChatClient::ChatClient(const LlmConfig& config, std::string api_key, const StepContext& ctx, RequestGate* gate)
-    : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + "/chat/completions"),
+    : config_(config), api_key_(std::move(api_key)), ctx_(ctx), url_(config.base_url + ChatPath(config)),
       gate_(gate) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -184,11 +250,8 @@ ChatClient::HttpReply ChatClient::PostOnce(const std::string& body) const {
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Accept: application/json");
-  std::string auth;
-  if (!api_key_.empty()) {
-    auth = "Authorization: Bearer " + api_key_;
-    headers = curl_slist_append(headers, auth.c_str());
-  }
+  std::vector<std::string> auth = AuthHeaders(config_, api_key_);
+  for (const auto& line : auth) headers = curl_slist_append(headers, line.c_str());
   char errbuf[CURL_ERROR_SIZE] = {0};
   Transfer t{&reply.body, &reply.limits, &ctx_};
   const long timeout_ms = std::max(1L, std::lround(config_.timeout * 1000));
@@ -217,8 +280,8 @@ ChatClient::HttpReply ChatClient::PostOnce(const std::string& body) const {
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
-  // The Authorization line lived in `auth`; wipe it rather than leave the key in freed memory.
-  std::fill(auth.begin(), auth.end(), '\0');
+  // The key's header lines lived in `auth`; wipe them rather than leave the key in freed memory.
+  for (auto& line : auth) std::fill(line.begin(), line.end(), '\0');
   return reply;
 }
 
@@ -266,14 +329,8 @@ ChatResult ChatClient::Complete(const std::string& system, const std::string& us
 }
 
 std::string ChatClient::RequestBody(const std::string& system, const std::string& user) const {
-  Json messages = Json::array();
-  if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
-  messages.push_back({{"role", "user"}, {"content", user}});
-  const Json request = {{"model", config_.model},
-                        {"messages", messages},
-                        {"max_tokens", config_.max_tokens},
-                        {"temperature", config_.temperature},
-                        {"stream", false}};
+  Json request = ChatRequest(config_, system, user);
+  request["stream"] = false;
   return request.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
@@ -339,7 +396,7 @@ bool ChatClient::WaitToRetry(const HttpReply& reply, int attempt, int max_tries,
 // HTTP 2xx: the reply must be a chat completion with non-empty content.
 void ChatClient::ReadReply(const HttpReply& reply, const RequestGate::Ticket& ticket, const std::string& system,
                            const std::string& user, const std::string& label, ChatResult* result) const {
-  ChatReply parsed = ParseChatReply(reply.body);
+  ChatReply parsed = ParseReply(config_.api, reply.body);
   // Usage is billed whatever the content: settle it first.
   if (parsed.has_usage) {
     result->prompt_tokens = parsed.prompt_tokens;
@@ -359,14 +416,15 @@ void ChatClient::ReadReply(const HttpReply& reply, const RequestGate::Ticket& ti
                                         url_, reply.status, OneLine(reply.body, 120)));
       return;
     case ChatReply::Problem::kNoChoices:
-      result->error = Scrub(fmt::format("llm: malformed response from {}: no choices", url_));
+      result->error = Scrub(fmt::format("llm: malformed response from {}: no {}", url_,
+                                        config_.api == LlmApi::kAnthropic ? "content" : "choices"));
       return;
     case ChatReply::Problem::kEmptyContent:
       result->error = Scrub(fmt::format("llm: empty message content in the response from {}{}", url_,
                                         finish.empty() ? "" : " (finish_reason: " + finish + ")"));
       return;
   }
-  if (finish == "length") {
+  if (finish == "length" || finish == "max_tokens") {  // OpenAI's finish_reason, Anthropic's stop_reason
     Log(LogLevel::kWarn, fmt::format("llm: {}: reply cut at max_tokens ({})", label, config_.max_tokens));
   }
   result->kind = ChatResult::Kind::kOk;

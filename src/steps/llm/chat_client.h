@@ -1,5 +1,8 @@
-// ChatClient: one OpenAI-compatible Chat Completions call (POST {base_url}/chat/completions) over
-// libcurl, with the llm step's retry policy.
+// ChatClient: one chat call over libcurl, with the llm step's retry policy: an OpenAI-compatible
+// Chat Completions call (POST {base_url}/chat/completions, Authorization: Bearer), or for
+// provider anthropic a Messages call (POST {base_url}/messages, x-api-key and anthropic-version).
+// The two differ only in the request body, the reply's shape and the auth headers (ChatRequest,
+// ParseReply, AuthHeaders: shared with batch.cc); the request path, retries and usage are one.
 //
 // Retries with exponential backoff and jitter on HTTP 408/429/5xx, timeouts and connection
 // errors, waiting at least the server's Retry-After (capped at max_backoff). Each request first
@@ -15,6 +18,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "baton/step.h"
 #include "steps/llm/llm_config.h"
@@ -50,6 +54,21 @@ struct ChatReply {
   std::string finish_reason;   // "" when absent
 };
 ChatReply ParseChatReply(std::string_view body);
+// The same for an Anthropic Messages reply: content[].text joined, stop_reason, and usage
+// (prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens, of which
+// cache_read_input_tokens are cached; completion_tokens = output_tokens). kNoChoices: no content.
+ChatReply ParseMessagesReply(std::string_view body);
+ChatReply ParseReply(LlmApi api, std::string_view body);
+
+// The request body (no `stream`) for `system` + `user` in the config's API shape: Chat
+// Completions {model, messages: [system, user], max_tokens, temperature}, or Messages {model,
+// max_tokens, system, messages: [user], temperature}.
+Json ChatRequest(const LlmConfig& config, const std::string& system, const std::string& user);
+// "/chat/completions" or "/messages" (appended to base_url).
+const char* ChatPath(const LlmConfig& config);
+// The header lines that carry `key` ("Authorization: Bearer …", or "x-api-key: …" and
+// "anthropic-version: …"); none for an empty key but Anthropic's version. The caller wipes them.
+std::vector<std::string> AuthHeaders(const LlmConfig& config, const std::string& key);
 
 class ChatClient {
  public:

@@ -235,13 +235,7 @@ class LlmStep final : public Step {
       const std::string user =
           Render(config_.summary_template, MakeValues(config_, material, RenderTexts(material, Zh(config_))));
       if (EstimateTokens(user) <= budget) {
-        Json messages = Json::array();
-        if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
-        messages.push_back({{"role", "user"}, {"content", user}});
-        Json body = {{"model", config_.model},
-                     {"messages", messages},
-                     {"max_tokens", config_.max_tokens},
-                     {"temperature", config_.temperature}};
+        Json body = llm::ChatRequest(config_, system, user);  // the API's request shape
         const double est = rates::CostUsd(config_.batch_price,
                                           EstimateTokens(body.dump(-1, ' ', false, Json::error_handler_t::replace)), 0,
                                           config_.max_tokens);

@@ -15,10 +15,11 @@
 namespace baton::llm {
 namespace {
 
-// Base URLs as each vendor documents its OpenAI-compatible endpoint. Default models are cheap,
-// current general models; users override with `model:`.
+// Base URLs as each vendor documents its OpenAI-compatible endpoint (Anthropic: its own Messages
+// API). Default models are cheap, current general models; users override with `model:`.
 constexpr ProviderPreset kPresets[] = {
     {"openai", "https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY"},
+    {"anthropic", "https://api.anthropic.com/v1", "claude-haiku-4-5", "ANTHROPIC_API_KEY", true},
     {"deepseek", "https://api.deepseek.com/v1", "deepseek-chat", "DEEPSEEK_API_KEY"},
     {"qwen", "https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus", "DASHSCOPE_API_KEY"},
     {"gemini", "https://generativelanguage.googleapis.com/v1beta/openai", "gemini-2.0-flash",
@@ -116,6 +117,7 @@ struct DefaultPriceEntry {
 };
 constexpr DefaultPriceEntry kDefaultPrices[] = {
     {"openai", "gpt-4o-mini", 0.15, 0.60, 0.075},
+    {"anthropic", "claude-haiku-4-5", 1.00, 5.00, 0.10},
     {"deepseek", "deepseek-chat", 0.28, 0.42, 0.028},
     {"qwen", "qwen-plus", 0.40, 1.20, -1},
     {"gemini", "gemini-2.0-flash", 0.10, 0.40, 0.025},
@@ -184,8 +186,12 @@ double GetDuration(const Json& j, const std::string& key, double fallback) {
   return v;
 }
 
-BatchConfig ParseBatch(const Json& with) {
+BatchConfig ParseBatch(const Json& with, LlmApi api) {
   BatchConfig b;
+  if (api == LlmApi::kAnthropic) {  // Message Batches: 100,000 requests or 256 MB, whichever first
+    b.max_requests = 100000;
+    b.max_bytes = 256'000'000;
+  }
   auto it = with.find("batch");
   if (it == with.end() || it->is_null()) return b;
   if (!it->is_object()) Bad("batch", "must be a mapping {max_requests, max_bytes, collect, poll, expire, fallback}");
@@ -254,6 +260,7 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
     Bad("provider", "unknown provider '" + c.provider + "' (known: " + known + ")");
   }
   c.extractive = c.provider == "extractive";
+  c.api = preset->anthropic ? LlmApi::kAnthropic : LlmApi::kOpenAi;
   c.base_url = GetString(with, "base_url", preset->base_url);
   while (!c.base_url.empty() && c.base_url.back() == '/') c.base_url.pop_back();
   c.model = GetString(with, "model", preset->model);
@@ -294,7 +301,7 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
     Bad("max_tokens", "must be less than half of context_tokens (" + std::to_string(c.context_tokens) +
                           ") so a prompt and its reply fit");
   }
-  c.temperature = GetNumber(with, "temperature", 0.2, 0, 2);
+  c.temperature = GetNumber(with, "temperature", 0.2, 0, c.api == LlmApi::kAnthropic ? 1 : 2);
   c.timeout = GetNumber(with, "timeout", 120, 0.001, 86400);
   c.retries = GetInt(with, "retries", 4, 0, 100);
   c.backoff = GetNumber(with, "backoff", 1, 0, 3600);
@@ -327,7 +334,7 @@ LlmConfig ParseLlmConfig(const Json& with_in) {
   if (mode != "sync" && mode != "batch") Bad("mode", "must be sync or batch (got " + mode + ")");
   c.batch = mode == "batch" && !c.extractive;
   if (with.contains("batch") && mode != "batch") Bad("batch", "is only read with mode: batch");
-  c.batch_config = ParseBatch(with);
+  c.batch_config = ParseBatch(with, c.api);
   return c;
 }
 

@@ -16,6 +16,7 @@ struct ProviderPreset {
   const char* base_url;     // "" when the user must give one
   const char* model;        // "" when the user must give one
   const char* api_key_env;  // "" when the API needs no key
+  bool anthropic = false;   // speaks Anthropic's Messages API (POST /messages), not Chat Completions
 };
 
 // The known providers, in documentation order (extractive last).
@@ -26,21 +27,28 @@ const ProviderPreset* FindPreset(const std::string& name);
 rates::Price DefaultPrice(const std::string& provider, const std::string& model);
 
 // `mode: batch`: requests go through the provider's Batch API at its batch price (docs/steps/llm.md).
+// The size limits default to the provider's: OpenAI's (50,000 requests, 200 MB input file), or
+// Anthropic's Message Batches' (100,000 requests, 256 MB).
 struct BatchConfig {
-  long long max_requests = 50000;     // per batch (OpenAI's limit)
-  long long max_bytes = 200'000'000;  // per input file (OpenAI's limit)
+  long long max_requests = 50000;     // per batch
+  long long max_bytes = 200'000'000;  // per input file (OpenAI) or batch request body (Anthropic)
   double collect = 60;                // seconds after the first request before the batch is sent
   double poll = 60;                   // seconds between polls
   double expire = 86400;              // seconds after creation: unfinished items follow `fallback`
   std::string fallback = "batch";     // sync | batch | fail: a failed, expired or cancelled item
 };
 
+// The wire shape of a provider's API: OpenAI's Chat Completions (and Batch API), or Anthropic's
+// Messages (and Message Batches), which also differ in their auth headers.
+enum class LlmApi { kOpenAi, kAnthropic };
+
 struct LlmConfig {
   std::string provider = "extractive";
   bool extractive = true;
+  LlmApi api = LlmApi::kOpenAi;
   std::string base_url;     // without trailing '/'
   std::string model;
-  std::string api_key_env;  // the variable's NAME; "" = send no Authorization header
+  std::string api_key_env;  // the variable's NAME; "" = send no Authorization (x-api-key) header
   std::string summary_template;
   std::string map_template;
   std::string reduce_template;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "steps/llm/batch.h"
+#include "steps/llm/chat_client.h"
 #include "steps/llm/llm_config.h"
 #include "steps/llm/prompt.h"
 #include "support/openai_server.h"
@@ -425,6 +426,152 @@ TEST_F(LlmTest, ARestoredBatchWithoutItsIdIsFoundByItsInputFile) {
   ASSERT_EQ(polled.outcomes.count("job-0"), 1u);
   EXPECT_TRUE(polled.outcomes["job-0"].ok());
   EXPECT_EQ(polled.outcomes["job-0"].result["summary"], OpenAiServer::MarkerFor("hi"));
+}
+
+// provider: anthropic speaks Anthropic's Messages API: POST /v1/messages with x-api-key and
+// anthropic-version (no Authorization), the system prompt apart; reply content[].text and usage
+// (input_tokens, output_tokens) give the summary and the cost at the preset's price.
+TEST_F(LlmTest, AnthropicSummarisesThroughTheMessagesApi) {
+  setenv("ANTHROPIC_API_KEY", kKey, 1);
+  StepOutcome out = RunWith({{"provider", "anthropic"}, {"base_url", server.base_url()}});
+  unsetenv("ANTHROPIC_API_KEY");
+  ASSERT_TRUE(out.ok()) << out.error;
+  ASSERT_EQ(server.request_count(), 1u);
+  const auto req = server.requests()[0];
+  EXPECT_EQ(req.path, "/v1/messages");
+  EXPECT_EQ(req.headers.at("x-api-key"), kKey);
+  EXPECT_EQ(req.headers.at("anthropic-version"), "2023-06-01");
+  EXPECT_EQ(req.headers.count("authorization"), 0u);
+  EXPECT_EQ(req.body["model"], "claude-haiku-4-5");
+  EXPECT_EQ(req.body["max_tokens"], 1024);
+  EXPECT_NE(req.body.value("system", "").find("You summarise videos"), std::string::npos);
+  ASSERT_EQ(req.body["messages"].size(), 1u);
+  EXPECT_EQ(req.body["messages"][0]["role"], "user");
+  const std::string user = req.user_message();
+  EXPECT_NE(user.find("Scheduler Lecture"), std::string::npos);
+  EXPECT_EQ(out.result["summary"], OpenAiServer::MarkerFor(user));
+  EXPECT_EQ(out.result["provider"], "anthropic");
+  const long long prompt = static_cast<long long>(req.raw_body.size() / 4);
+  EXPECT_EQ(out.result["calls"][0]["prompt_tokens"], prompt);
+  EXPECT_EQ(out.result["calls"][0]["completion_tokens"], 7);
+  EXPECT_EQ(out.result["usage"]["requests"], 1);
+  EXPECT_EQ(out.result["usage"]["prompt_tokens"], prompt);
+  EXPECT_EQ(out.result["usage"]["completion_tokens"], 7);
+  // claude-haiku-4-5's list price: $1 in, $5 out per million tokens.
+  EXPECT_NEAR(out.result["usage"]["cost_usd"].get<double>(), (prompt * 1.0 + 7 * 5.0) / 1e6, 1e-12);
+  EXPECT_EQ(Logs().find(kKey), std::string::npos);
+}
+
+// Anthropic's errors ({type: error, error: {type, message}}) are read, retried or not like
+// OpenAI's, and a key the server echoes is scrubbed.
+TEST_F(LlmTest, AnthropicErrorsAreReadAndTheKeyHidden) {
+  setenv("ANTHROPIC_API_KEY", kKey, 1);
+  server.SetFault(Fault::kServerError, 1);
+  StepOutcome out = RunWith({{"provider", "anthropic"}, {"base_url", server.base_url()}, {"backoff", 0.01}});
+  ASSERT_TRUE(out.ok()) << out.error;
+  EXPECT_EQ(server.request_count(), 2u);
+  server.SetFault(Fault::kUnauthorized, 1);
+  out = RunWith({{"provider", "anthropic"}, {"base_url", server.base_url()}});
+  unsetenv("ANTHROPIC_API_KEY");
+  EXPECT_FALSE(out.ok());
+  EXPECT_FALSE(out.retryable);
+  EXPECT_NE(out.error.find("HTTP 401: Incorrect API key provided: [redacted]"), std::string::npos) << out.error;
+  EXPECT_EQ(out.error.find(kKey), std::string::npos);
+  ExpectConfigError({{"provider", "anthropic"}, {"temperature", 1.5}}, "with.temperature: must be between 0 and 1");
+}
+
+TEST(LlmReplyTest, AMessagesReplysCacheReadsArePartOfItsPromptAndCached) {
+  const llm::ChatReply r = llm::ParseMessagesReply(
+      R"({"content": [{"type": "text", "text": "A "}, {"type": "tool_use"}, {"type": "text", "text": "summary"}],
+          "stop_reason": "max_tokens",
+          "usage": {"input_tokens": 100, "cache_read_input_tokens": 50, "output_tokens": 7}})");
+  EXPECT_EQ(r.problem, llm::ChatReply::Problem::kNone);
+  EXPECT_EQ(r.content, "A summary");
+  EXPECT_EQ(r.finish_reason, "max_tokens");
+  EXPECT_EQ(r.prompt_tokens, 150);
+  EXPECT_EQ(r.cached_tokens, 50);
+  EXPECT_EQ(r.completion_tokens, 7);
+  EXPECT_EQ(llm::ParseMessagesReply(R"({"content": []})").problem, llm::ChatReply::Problem::kNoChoices);
+  EXPECT_EQ(llm::ParseMessagesReply("[1]").problem, llm::ChatReply::Problem::kNotObject);
+  EXPECT_FALSE(llm::ParseMessagesReply(R"({"usage": {"input_tokens": "9"}})").has_usage);
+}
+
+// Anthropic's batches have no input file: a crash between creating one and journaling its id
+// leaves only the items' note (their custom_ids carry the collection's nonce). The restarted run
+// looks at the batches created since the note with as many requests; it waits while they run,
+// then takes the one whose results carry its nonce, never someone else's of the same size; a
+// collection that was never created is released and its jobs queue again.
+TEST_F(LlmTest, ARestoredAnthropicBatchWithoutItsIdIsFoundByTheNonceInItsResults) {
+  setenv("ANTHROPIC_API_KEY", kKey, 1);
+  llm::LlmConfig c = llm::ParseLlmConfig({{"provider", "anthropic"}, {"base_url", server.base_url()},
+                                          {"mode", "batch"}, {"batch", {{"poll", 0}, {"collect", 0}}}});
+  EXPECT_EQ(c.batch_config.max_requests, 100000);
+  EXPECT_EQ(c.batch_config.max_bytes, 256'000'000);
+  const auto add = [&c](llm::BatchBook& book, const std::string& job) {
+    book.Add(job, job + "/summarize/1", llm::ChatRequest(c, "sys", "hi " + job), 0);
+  };
+  OpenAiServer::BatchPlan running;
+  running.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(running);
+  llm::BatchBook first(c);
+  add(first, "job-0");
+  add(first, "job-1");
+  ParkContext pc;
+  pc.id = "batch-1";
+  std::vector<Json> notes;
+  pc.note = [&notes](const Json& n) {
+    notes.push_back(n);
+    return true;
+  };
+  ASSERT_FALSE(first.Check(pc).done);
+  ASSERT_EQ(server.batches_created(), 1u);
+  ASSERT_EQ(notes.size(), 2u);  // {nonce, items}, then {batch}
+  ASSERT_TRUE(notes[0].contains("items"));
+  ASSERT_TRUE(notes[1].contains("batch"));
+  const std::string nonce = notes[0]["nonce"];
+  for (const auto& item : notes[0]["items"]) EXPECT_EQ(item[1].get<std::string>().rfind(nonce + "-", 0), 0u);
+  // Someone else's batch of the same size, created after the note.
+  server.SetNextBatchPlan(running);
+  llm::BatchBook other(c);
+  add(other, "x-0");
+  add(other, "x-1");
+  ParkContext opc;
+  opc.id = "batch-1";
+  ASSERT_FALSE(other.Check(opc).done);
+  ASSERT_EQ(server.batches_created(), 2u);
+
+  // The restarted run has only the items' note.
+  llm::BatchBook second(c);
+  second.Restore({notes[0]});
+  ASSERT_TRUE(second.Pending("job-0").has_value());
+  ParkCheck polled = second.Check(pc);  // both candidates still run: it cannot tell yet
+  EXPECT_FALSE(polled.done);
+  EXPECT_EQ(second.States()[0]["status"], "noted");
+  server.FinishBatches();
+  for (int i = 0; i < 5 && !polled.done; ++i) polled = second.Check(pc);
+  ASSERT_TRUE(polled.done);
+  EXPECT_EQ(server.batches_created(), 2u);  // found, not created again
+  ASSERT_EQ(polled.outcomes.count("job-0"), 1u);
+  ASSERT_TRUE(polled.outcomes["job-0"].ok());
+  EXPECT_EQ(polled.outcomes["job-0"].result["batch"]["id"], "msgbatch_1");
+  EXPECT_EQ(polled.outcomes["job-1"].result["summary"], OpenAiServer::MarkerFor("hi job-1"));
+  EXPECT_EQ(polled.outcomes.count("x-0"), 0u);
+
+  // Noted, never created: released, its job queues again; nothing is created.
+  llm::BatchBook third(c);
+  third.Restore({{{"c", "batch-7"}, {"nonce", "feedfacefeedface"}, {"noted_at", notes[0]["noted_at"]},
+                  {"items", {{"job-9", "feedfacefeedface-0-job-9", 0.0}}}, {"reserved", 0.0}}});
+  ASSERT_TRUE(third.Pending("job-9").has_value());
+  pc.id = "batch-7";
+  notes.clear();
+  const ParkCheck released = third.Check(pc);
+  unsetenv("ANTHROPIC_API_KEY");
+  EXPECT_TRUE(released.done);
+  EXPECT_TRUE(released.outcomes.empty());
+  EXPECT_FALSE(third.Pending("job-9").has_value());
+  EXPECT_EQ(server.batches_created(), 2u);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0]["ended"], "not created");
 }
 
 TEST(LlmPromptTest, RenderIsOnePass) {
