@@ -6,14 +6,16 @@
 #                              error (BATON_THREAD_SAFETY): core, driver, runtime, rates, config,
 #                              protocol, liveness, dashboard tests
 #   scripts/sanitize.sh asan   build-asan: clang++ -fsanitize=address,undefined (no recovery) with
-#                              libFuzzer hooks (BATON_FUZZ): the same tests plus the download, llm
-#                              and document steps' tests and the fuzz targets' replay
+#                              libFuzzer hooks (BATON_FUZZ), at -O0 (a third of -O1's build time):
+#                              the same tests plus the download, llm and document steps' tests, the
+#                              multi-process cluster tests (head, agents and redis-server as
+#                              separate processes, each an ASan `baton`) and the fuzz targets' replay
 #   scripts/sanitize.sh fuzz   the libFuzzer targets of build-asan, FUZZ_SECONDS each (default 20)
 #   scripts/sanitize.sh all    tsan, asan, then fuzz (the default)
 #
 # Both builds use -DBATON_SKIP_STEPS=ON (no media libraries; the analyze step is left out: its
 # tests are long media runs that exercise FFmpeg/Tesseract more than Baton). SANITIZE_FULL=1 adds
-# the multi-process cluster tests. Set SANITIZE_JOBS to change the build's parallelism (default:
+# the multi-process cluster tests to the TSan run too. Set SANITIZE_JOBS to change the build's parallelism (default:
 # nproc), SANITIZE_TESTS to a ctest -R regex.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,13 +25,17 @@ mode=${1:-all}
 jobs=${SANITIZE_JOBS:-$(nproc)}
 CXX=${SANITIZE_CXX:-clang++}
 
-# The engine's tests; the steps' own tests are added to the ASan run. The multi-process cluster
-# tests (head, agents and redis-server as separate processes, and the `baton` binary they run)
-# only with SANITIZE_FULL=1: they double the build and the run, and CI's time does not allow it.
+# The engine's tests; the steps' own tests and the cluster's are added to the ASan run. The
+# multi-process cluster tests (head, agents and redis-server as separate processes, and the `baton`
+# binary they run) go into the TSan run only with SANITIZE_FULL=1: TSan's -O1 build of them does
+# not fit CI's 30 minutes next to ASan's.
 engine_targets=(baton_core_test baton_driver_test baton_runtime_test baton_rates_test baton_config_test
   baton_protocol_test baton_liveness_test dashboard_test baton_worker_step_test)
+cluster_targets=(baton baton_cluster_test baton_node_test baton_head_turn_test baton_operations_test
+  baton_scenario_test baton_work_cleanup_test)
+tsan_targets=("${engine_targets[@]}")
 if [[ ${SANITIZE_FULL:-0} == 1 ]]; then
-  engine_targets+=(baton baton_cluster_test baton_scenario_test baton_operations_test)
+  tsan_targets+=("${cluster_targets[@]}")
 fi
 step_targets=(baton_download_test llm_test document_test)
 
@@ -66,15 +72,15 @@ tsan() {
   # -O1 keeps TSan's slowdown near 5x; -g1 gives line numbers in reports at little build cost.
   stage "tsan configure" configure build-tsan -DBATON_THREAD_SAFETY=ON \
     -DCMAKE_CXX_FLAGS="-fsanitize=thread -O1 -g1" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
-  stage "tsan build" cmake --build build-tsan -j "$jobs" --target "${engine_targets[@]}"
+  stage "tsan build" cmake --build build-tsan -j "$jobs" --target "${tsan_targets[@]}"
   stage "tsan tests" run_tests build-tsan "^fuzz_"
 }
 
 asan() {
   stage "asan configure" configure build-asan -DBATON_FUZZ=ON -DBATON_LIGHT_STEPS=ON \
-    -DCMAKE_CXX_FLAGS="-O1 -g1 -fno-omit-frame-pointer"
+    -DCMAKE_CXX_FLAGS="-O0 -g1 -fno-omit-frame-pointer"
   stage "asan build" cmake --build build-asan -j "$jobs" --target "${engine_targets[@]}" \
-    "${step_targets[@]}" fuzz_all
+    "${cluster_targets[@]}" "${step_targets[@]}" fuzz_all
   stage "asan tests" run_tests build-asan ""
 }
 
