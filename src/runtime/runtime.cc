@@ -601,25 +601,73 @@ Json Runtime::Overview() const {
   return view;
 }
 
-// A streamed run's jobs are numbered in input order: a page without a filter is read by number, a
-// live job from the driver, one that left memory from jobs.jsonl (its index). A filtered page
-// covers the jobs in memory (live, failed and recently ended ones).
+// A streamed run's jobs are numbered in input order: a page is read by number, a live job from the
+// driver, one that left memory from jobs.jsonl (its index). A filtered page walks the numbers too:
+// a line is checked as text first (its `"state": "..."`, the text anywhere in it) and parsed only
+// when it may match. A filter of states that stay in memory (ready, backoff, running, failed)
+// reads nothing from disk; one that needs disk stops reading once its page is full when the
+// counts give its total (states only), and reads every line for a text (about a second per
+// million jobs).
 Json Runtime::JobsPage(const JobsQuery& query) const {
   Impl& m = *impl_;
   RecursiveLock lock(&m.state_mu);
-  if (!m.journal->streaming() || !query.states.empty() || !query.text.empty())
-    return m.driver.JobsPage(query, m.Now());
-  const size_t total = m.driver.submitted_count();
+  if (!m.journal->streaming()) return m.driver.JobsPage(query, m.Now());
+  const double now = m.Now();
+  const size_t jobs = m.driver.submitted_count();
+  const bool filtered = !query.states.empty() || !query.text.empty();
+  auto wanted = [&](const std::string& state) {
+    return query.states.empty() || std::find(query.states.begin(), query.states.end(), state) != query.states.end();
+  };
+  // Succeeded and cancelled jobs leave memory; the other states are all in the driver.
+  const bool on_disk = !filtered || wanted("succeeded") || wanted("cancelled");
+  size_t known_total = SIZE_MAX;  // matches, when the counts give them without reading every line
+  if (!filtered) {
+    known_total = jobs;
+  } else if (query.text.empty()) {
+    const Json counts = m.driver.Overview("", now).value("counts", Json::object());
+    known_total = 0;
+    for (const auto& s : query.states) known_total += counts.value(s, size_t{0});
+  }
   Json page = Json::array();
-  for (size_t n = query.offset; n < total && page.size() < query.limit; ++n) {
+  size_t matched = 0;
+  std::string line;
+  auto take = [&](Json job) {
+    if (matched++ >= query.offset && page.size() < query.limit) {
+      job.erase("results");
+      page.push_back(std::move(job));
+    }
+  };
+  if (!on_disk) return m.driver.JobsPage(query, now);  // every match is in memory
+  if (!filtered) matched = query.offset;               // a page by number starts at its offset
+  for (size_t n = matched; n < jobs; ++n) {
+    if (page.size() >= query.limit && known_total != SIZE_MAX) break;  // the counts give the total
     const std::string id = m.options.job_prefix + std::to_string(n);
     const int j = m.driver.JobIndex(id);
-    Json job = j >= 0 ? m.driver.JobJson(static_cast<uint32_t>(j), m.Now(), false) : m.SavedJob(id);
-    if (!job.is_object()) continue;
-    job.erase("results");
-    page.push_back(std::move(job));
+    if (j >= 0) {
+      Json job = m.driver.JobJson(static_cast<uint32_t>(j), now, false);
+      if (!job.is_object() || !wanted(job.value("state", ""))) continue;
+      if (!query.text.empty() && job.value("id", "").find(query.text) == std::string::npos &&
+          job.value("input", "").find(query.text) == std::string::npos)
+        continue;
+      take(std::move(job));
+      continue;
+    }
+    line.clear();
+    if (!m.lines.ReadNumber(static_cast<uint32_t>(n), &line).ok()) continue;
+    if (filtered) {
+      if (!query.text.empty() && line.find(query.text) == std::string::npos) continue;
+      bool may = query.states.empty();
+      for (const auto& s : query.states) may = may || line.find("\"state\": \"" + s + "\"") != std::string::npos;
+      if (!may) continue;
+    }
+    Json job = Json::parse(line, nullptr, false);
+    if (!job.is_object() || job.value("id", "") != id || !wanted(job.value("state", ""))) continue;
+    if (!query.text.empty() && job.value("id", "").find(query.text) == std::string::npos &&
+        job.value("input", "").find(query.text) == std::string::npos)
+      continue;
+    take(std::move(job));
   }
-  return {{"total", total}, {"jobs", std::move(page)}};
+  return {{"total", known_total != SIZE_MAX ? known_total : matched}, {"jobs", std::move(page)}};
 }
 
 Json Runtime::Impl::SavedJob(const std::string& id) {

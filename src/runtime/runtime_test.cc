@@ -593,8 +593,8 @@ TEST_F(RuntimeTest, FinishedJobsLeaveMemoryButNotTheSummary) {
 
 // Streaming admission (RunOptions::next_input, what `baton run` does): inputs are read as the
 // window has room, an ended job's place goes to the next one, and every job still ends in
-// jobs.jsonl; a failed job keeps its place and is in the summary. A second run in the folder
-// resumes from the journal (the stream is then read whole, to match inputs to jobs).
+// jobs.jsonl; a failed job keeps its place and is in the summary; pages, filtered or not, read the
+// jobs that left memory from jobs.jsonl. A second run in the folder resumes from the journal.
 TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
   const auto pipeline = ParsePipeline(
       "name: s\nsteps:\n  - {name: a, uses: command, retries: 0, with: {argv: [test, '{input}', '!=', in-7]},"
@@ -640,6 +640,31 @@ TEST_F(RuntimeTest, StreamedJobsTakeThePlacesOfEndedOnes) {
     for (int i = 0; i < 10; ++i) EXPECT_EQ(page["jobs"][i]["id"], "job-" + std::to_string(5 + i));
     EXPECT_EQ(page["jobs"][2]["state"], "failed");  // job-7, still in memory
     EXPECT_TRUE(rt.JobDetail("job-50").is_null());
+    // Filtered pages cover the jobs that left memory too (their lines, by number).
+    auto ids = [](const Json& p) {
+      std::vector<std::string> out;
+      for (const auto& j : p["jobs"]) out.push_back(j["id"].get<std::string>());
+      return out;
+    };
+    JobsQuery ok;
+    ok.states = {"succeeded"};
+    ok.offset = 6;
+    ok.limit = 3;
+    const Json succeeded = rt.JobsPage(ok);
+    EXPECT_EQ(succeeded["total"], 49);  // from the counts
+    EXPECT_EQ(ids(succeeded), (std::vector<std::string>{"job-6", "job-8", "job-9"}));
+    EXPECT_EQ(succeeded["jobs"][0]["attempts"].size(), 1u);
+    JobsQuery failed;
+    failed.states = {"failed"};
+    EXPECT_EQ(ids(rt.JobsPage(failed)), std::vector<std::string>{"job-7"});
+    JobsQuery text;
+    text.text = "in-4";
+    text.limit = 4;
+    const Json by_text = rt.JobsPage(text);
+    EXPECT_EQ(by_text["total"], 11);  // in-4, in-40 .. in-49: every line read
+    EXPECT_EQ(ids(by_text), (std::vector<std::string>{"job-4", "job-40", "job-41", "job-42"}));
+    text.states = {"failed", "cancelled"};
+    EXPECT_EQ(rt.JobsPage(text)["total"], 0);
   }
   const Json jobs = testing::ReadJobs(o.out);
   ASSERT_EQ(jobs.size(), 50u);
