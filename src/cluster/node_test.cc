@@ -2,7 +2,8 @@
 // redis-server and the test in the head's place: a heartbeat is written every
 // `heartbeat` of the agent's clock and at no other time; a drain hands back what still runs once
 // `drain_timeout` of the agent's clock has passed, and not before. Nothing here waits for real
-// seconds to pass: real time only lets the agent's threads see what the test moved.
+// seconds to pass: after moving the clock the test waits until the agent's threads have looked
+// at it again (FakeClock::Settle).
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -25,13 +26,14 @@ namespace {
 using Json = nlohmann::json;
 using testing::WaitFor;
 
-// Runs until cancelled, looking every millisecond of real time (its own time is not the test's).
+// Runs until cancelled (woken by the cancel itself, not by polling).
 std::atomic<int> g_holds_started{0};
 class HoldStep : public Step {
  public:
   StepOutcome Run(StepContext& ctx) const override {
     ++g_holds_started;
-    while (!ctx.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (ctx.cancel != nullptr && ctx.cancel->sleep_for(3600)) {
+    }
     return StepOutcome::Cancelled();
   }
   bool NeedsWorkdir() const override { return false; }
@@ -91,8 +93,9 @@ class NodeClockTest : public ::testing::Test {
     return out;
   }
   Json Registration() { return Json::parse(Redis({"HGET", prefix_ + ":nodes", "a"}), nullptr, false); }
-  // Real time for the agent's threads to act on what the test did (they look every 200 ms at most).
-  static void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(400)); }
+  // The agent's threads have each looked at their clock twice since the test moved it (no real
+  // time is assumed to be enough).
+  void Settle() { clock_.Settle(); }
 
   testing::TempDir dir_;
   cluster::RedisUrl url_;

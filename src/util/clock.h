@@ -11,8 +11,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <thread>
 
 namespace baton {
 
@@ -53,8 +56,19 @@ class FakeClock final : public Clock {
   void Advance(double seconds);
   // Moves only the wall clock (an NTP step, a VM resumed): intervals must not notice.
   void JumpWall(double seconds) { wall_.store(wall_.load() + seconds); }
+  // Returns once every thread that is waiting on this clock (WaitFor in the last 100 ms of real
+  // time) has looked at it `looks` more times: what a test calls after Advance() to know that the
+  // code under test has seen the new time, instead of sleeping real time and hoping. Gives up
+  // after `real_seconds` (a thread that stopped waiting on the clock).
+  void Settle(int looks = 2, double real_seconds = 10) const;
 
  private:
+  struct Waiter {
+    uint64_t looks = 0;
+    std::chrono::steady_clock::time_point last;
+  };
+  mutable std::mutex waiters_mu_;
+  mutable std::map<std::thread::id, Waiter> waiters_;
   mutable std::atomic<double> mono_;
   mutable std::atomic<double> wall_;
   mutable std::atomic<double> slept_{0};
