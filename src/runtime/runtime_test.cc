@@ -479,7 +479,8 @@ namespace {
 class BlockUntilCancelledStep : public Step {
  public:
   StepOutcome Run(StepContext& ctx) const override {
-    while (!ctx.cancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (ctx.cancel != nullptr && ctx.cancel->sleep_for(3600)) {
+    }
     return StepOutcome::Cancelled();
   }
   bool NeedsWorkdir() const override { return false; }
@@ -518,12 +519,12 @@ TEST(RuntimeFakeClock, TimeoutsAndBackoffFollowTheInjectedClock) {
   std::thread run([&] { report = &rt.Run(); });
   ASSERT_TRUE(wait_for("running", 1));
   clock.Advance(29 * 60);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  clock.Settle();  // the driver has looked at the new time
   EXPECT_EQ(rt.Snapshot()["jobs"][0]["state"], "running");  // not yet
   clock.Advance(61);                                        // past 30 minutes: timed out
   ASSERT_TRUE(wait_for("backoff", 1));
   clock.Advance(3600);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  clock.Settle();
   EXPECT_EQ(rt.Snapshot()["jobs"][0]["state"], "backoff");  // 2 h backoff: 1 h is not enough
   clock.Advance(3601);
   ASSERT_TRUE(wait_for("running", 2));
