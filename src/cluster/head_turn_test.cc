@@ -21,6 +21,7 @@
 #include "cluster/node.h"
 #include "cluster/protocol.h"
 #include "dashboard/head_source.h"
+#include "support/agent_options.h"
 #include "support/child_process.h"
 #include "support/util.h"
 #include "util/clock.h"
@@ -112,17 +113,7 @@ class HeadTurnTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return ready_.load(); }, 10));
   }
   void StartAgent() {
-    cluster::NodeOptions o;
-    o.redis = url_;
-    o.prefix = prefix_;
-    o.name = "a";
-    o.cpus = 8;
-    o.workdir = dir_ / "work-a";
-    o.address = "127.0.0.1";
-    o.listen = "127.0.0.1";
-    o.heartbeat = 0.2;
-    o.log_format = LogFormat::kNone;
-    agent_ = std::make_unique<cluster::NodeAgent>(o);
+    agent_ = std::make_unique<cluster::NodeAgent>(testing::TestAgentOptions(url_, prefix_, dir_.path(), 8));
     agent_thread_ = std::thread([this] { agent_->Run(); });
   }
   std::vector<std::string> Submit(size_t n) {

@@ -16,6 +16,7 @@
 #include "cluster/keys.h"
 #include "cluster/node.h"
 #include "cluster/protocol.h"
+#include "support/agent_options.h"
 #include "support/child_process.h"
 #include "support/util.h"
 #include "util/clock.h"
@@ -59,17 +60,9 @@ class NodeClockTest : public ::testing::Test {
     }
   }
   void StartAgent(double heartbeat, double drain_timeout) {
-    cluster::NodeOptions o;
-    o.redis = url_;
-    o.prefix = prefix_;
-    o.name = "a";
-    o.cpus = 2;
-    o.workdir = dir_ / "work-a";
-    o.address = "127.0.0.1";
-    o.listen = "127.0.0.1";
+    cluster::NodeOptions o = testing::TestAgentOptions(url_, prefix_, dir_.path(), 2);
     o.heartbeat = heartbeat;
     o.drain_timeout = drain_timeout;
-    o.log_format = LogFormat::kNone;
     o.clock = &clock_;
     agent_ = std::make_unique<cluster::NodeAgent>(o);
     agent_thread_ = std::thread([this] { agent_rc_ = agent_->Run(); });

@@ -22,6 +22,7 @@
 #include "cluster/head.h"
 #include "cluster/leader.h"
 #include "cluster/node.h"
+#include "support/agent_options.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
@@ -523,17 +524,8 @@ TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
   ho.log_format = LogFormat::kNone;
   cluster::Head head(ho);
   std::thread head_thread([&] { head.Run(); });
-  cluster::NodeOptions no;
-  no.redis = url;
-  no.prefix = prefix_;
-  no.name = "a";
-  no.cpus = 2;
-  no.workdir = dir_ / "work-a";
-  no.address = "127.0.0.1";
-  no.listen = "127.0.0.1";
-  no.heartbeat = 0.2;
+  cluster::NodeOptions no = testing::TestAgentOptions(url, prefix_, dir_.path(), 2);
   no.drain_timeout = 0.2;
-  no.log_format = LogFormat::kNone;
   cluster::NodeAgent agent(no);
   std::thread agent_thread([&] { agent.Run(); });
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15));
