@@ -138,6 +138,7 @@ class HeadTurnTest : public ::testing::Test {
   std::unique_ptr<testing::ChildProcess> redis_;
   cluster::Redis db_;
   std::atomic<bool> ready_{false};
+  std::unique_ptr<TickingClock> ticking_;  // a test's clock, alive until the head has stopped
   std::unique_ptr<cluster::Head> head_;
   std::thread head_thread_;
   std::unique_ptr<cluster::NodeAgent> agent_;
@@ -171,10 +172,10 @@ TEST_F(HeadTurnTest, ASubmissionLargerThanTheTurnBudgetIsAdmittedOverSeveralTurn
 // read, the lease due every 1 s of a 3 s lease) renews the lease between its chunks of 1,000
 // jobs, not only at the top of the loop (at most once a turn).
 TEST_F(HeadTurnTest, ALongAdmissionRenewsTheLeaseBetweenItsChunks) {
-  TickingClock clock(1.0);
+  ticking_ = std::make_unique<TickingClock>(1.0);  // a member: it outlives the head (TearDown)
   cluster::HeadOptions o = HeadOpts();
   o.heartbeat_timeout = 3;
-  o.clock = &clock;
+  o.clock = ticking_.get();
   StartHead(o);
   // One SubmitJobs entry of 10,000 jobs (the client would send two), written as the client does.
   const cluster::Keys keys(prefix_);
