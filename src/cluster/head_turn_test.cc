@@ -21,7 +21,7 @@
 #include "cluster/node.h"
 #include "cluster/protocol.h"
 #include "dashboard/head_source.h"
-#include "support/agent_options.h"
+#include "support/in_process_cluster.h"
 #include "support/child_process.h"
 #include "support/util.h"
 #include "util/clock.h"
@@ -76,13 +76,10 @@ class HeadTurnTest : public ::testing::Test {
       std::lock_guard lock(g_runs_mu);
       g_runs.clear();
     }
-    const std::string port = std::to_string(testing::FreeLoopbackPort());
-    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + port).value();
+    testing::TestRedis redis = testing::StartTestRedis(dir_.path());
+    url_ = redis.url;
+    redis_ = std::move(redis.process);
     prefix_ = "t" + std::to_string(getpid());
-    redis_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                 "no"},
-        dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return db_.Connect(url_); }, 10));
   }
   void TearDown() override {

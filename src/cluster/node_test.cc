@@ -16,7 +16,7 @@
 #include "cluster/keys.h"
 #include "cluster/node.h"
 #include "cluster/protocol.h"
-#include "support/agent_options.h"
+#include "support/in_process_cluster.h"
 #include "support/child_process.h"
 #include "support/util.h"
 #include "util/clock.h"
@@ -43,13 +43,10 @@ class HoldStep : public Step {
 class NodeClockTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string port = std::to_string(testing::FreeLoopbackPort());
-    url_ = cluster::RedisUrl::Parse("redis://127.0.0.1:" + port).value();
+    testing::TestRedis redis = testing::StartTestRedis(dir_.path());
+    url_ = redis.url;
+    redis_ = std::move(redis.process);
     prefix_ = "n" + std::to_string(getpid());
-    redis_ = std::make_unique<testing::ChildProcess>(
-        std::vector<std::string>{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                 "no"},
-        dir_ / "redis.log");
     ASSERT_TRUE(WaitFor([&] { return db_.Connect(url_); }, 10));
   }
   void TearDown() override {

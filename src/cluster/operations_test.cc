@@ -22,7 +22,7 @@
 #include "cluster/head.h"
 #include "cluster/leader.h"
 #include "cluster/node.h"
-#include "support/agent_options.h"
+#include "support/in_process_cluster.h"
 #include "support/child_process.h"
 #include "support/util.h"
 
