@@ -448,10 +448,7 @@ void Head::Impl::Serve() {
       CheckNodes();
       next_check = clock.Monotonic() + check_every;
     }
-    if (opts.retain > 0 && clock.Monotonic() >= next_sweep) {
-      SweepRetention(Now());
-      next_sweep = clock.Monotonic() + std::min(60.0, opts.retain / 4);
-    }
+    if (clock.Monotonic() >= next_sweep) Sweep();  // retention, pipelines, dead agents (head_cleanup.cc)
     now = Now();
     driver->Turn(*this, now, turn);
     if (!FlushTurn(now)) return;
