@@ -185,15 +185,18 @@ void Head::Impl::SweepPipelines() {
     if (refs[p] == 0 && !pipes[p].id.empty()) candidates.push_back(pipes[p].id);
   if (candidates.empty()) return;
   for (const auto& id : candidates) db.Append({"HMGET", keys.pipeline(id), "used", "name"});
+  std::vector<Reply> stored;
+  for (size_t i = 0; i < candidates.size(); ++i) stored.push_back(db.Read());
+  if (!db.ok()) return;
   std::vector<std::pair<std::string, std::string>> removable;  // id, used
   std::vector<std::string> names;
-  for (const auto& id : candidates) {
-    Reply r = db.Read();
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Reply& r = stored[i];
     if (r.size() < 2 || r.at(1).null()) continue;  // gone already
     const std::string used = r.at(0).str();
     if (!used.empty() && driver->JobIndex(used) < 0 && db.Command({"EXISTS", keys.job(used)}).integer() != 0)
       continue;  // its last submission is stored, not yet read from the inbox: it is referred to
-    removable.emplace_back(id, used);
+    removable.emplace_back(candidates[i], used);
     names.push_back(r.at(1).str());
   }
   if (!db.ok() || removable.empty()) return;

@@ -611,7 +611,7 @@ class VirtualHead {
 TEST_F(OperationsTest, PipelinesNoJobRefersToLeaveRedisReferencedOnesStay) {
   head_->Kill(SIGKILL);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
-  VirtualHead head(url_, prefix_, dir_ / "head.log", /*retain=*/100, /*forget_nodes=*/0);
+  VirtualHead head(url_, prefix_, dir_ / "head.log", /*retain=*/200, /*forget_nodes=*/0);
   auto a = Agent("a", "30s");
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
   std::ofstream(dir_ / "old.yaml") << "name: old\nsteps:\n  - name: quick\n    uses: sleep\n"
@@ -619,20 +619,29 @@ TEST_F(OperationsTest, PipelinesNoJobRefersToLeaveRedisReferencedOnesStay) {
   std::ofstream(dir_ / "new.yaml") << "name: new\nsteps:\n  - name: quick\n    uses: sleep\n"
                                       "    with: {seconds: 0.02}\n";
   ASSERT_EQ(Cli({"submit", (dir_ / "old.yaml").string(), "--jobs", "2", "--wait"}), 0) << Logs();  // pipeline 1
-  head.clock.Advance(50);
+  head.clock.Advance(150);
   ASSERT_EQ(Cli({"submit", (dir_ / "new.yaml").string(), "--jobs", "1", "--wait"}), 0) << Logs();  // pipeline 2
   EXPECT_EQ(RedisCli({"LRANGE", prefix_ + ":pipelines", "0", "-1"}), "1\n2");
-  // 110 s after the old jobs ended (retention 100 s): they leave; the new one (60 s) stays.
+  // 210 s after the old jobs ended (retention 200 s, a sweep every 50 s): they leave; the new one
+  // (60 s) stays.
   head.clock.Advance(60);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"LLEN", prefix_ + ":jobs"}) == "1"; }, 15)) << Logs();
   EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:job-2"}), "1");
-  // The next sweep: the old pipeline, no longer referred to, goes; the new one stays.
-  head.clock.Advance(30);
+  // A submission of the old pipeline stored but not yet read by the head (its MULTI sets `used`
+  // to its last job): the pipeline is referred to, and stays.
+  ASSERT_EQ(RedisCli({"HSET", prefix_ + ":job:job-99", "pipeline", "1", "state", "ready"}), "2");
+  ASSERT_EQ(RedisCli({"HSET", prefix_ + ":pipeline:1", "used", "job-99"}), "0");
+  head.clock.Advance(55);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few turns of the head
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":pipeline:1"}), "1") << Logs();
+  // That job gone, the next sweep: the old pipeline, no longer referred to, goes; the new one stays.
+  ASSERT_EQ(RedisCli({"DEL", prefix_ + ":job:job-99"}), "1");
+  head.clock.Advance(55);
   ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":pipeline:1"}) == "0"; }, 15)) << Logs();
   EXPECT_EQ(RedisCli({"LRANGE", prefix_ + ":pipelines", "0", "-1"}), "2");
   EXPECT_EQ(RedisCli({"HVALS", prefix_ + ":pipeline:by-digest"}), "2");
   EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":pipeline:2"}), "1");
-  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:job-2"}), "1") << "the new job is 140 s old: kept";
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:job-2"}), "1") << "the new job ended 170 s ago: kept";
   EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("pipeline 1 (old) removed from redis"), std::string::npos)
       << Logs();
   // Submitted again, the old pipeline is stored again (a new id) and its job runs.
