@@ -370,8 +370,9 @@ void AddClusterCommands(CLI::App& app) {
       ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
       ->capture_default_str();
-  g_head->add_option("--forget-nodes", g_args.forget_nodes,
-                     "An agent dead this long has its keys removed from Redis (registration, stream; 0: never)")
+  g_head
+      ->add_option("--forget-nodes", g_args.forget_nodes,
+                   "An agent dead this long has its keys removed from Redis (registration, stream; 0: never)")
       ->capture_default_str();
   g_head->add_option("--export", g_args.export_file,
                      "Append each finished job's detail (JSON lines) to FILE before it leaves Redis");

@@ -72,8 +72,8 @@ Result<std::vector<std::string>> SubmitJobs(Redis& db, const Keys& keys, const s
       n += 3;
     } else if (start == 0) {
       // Stored before: stored again if the head removed it after the look-up above (fields kept).
-      for (const auto& [field, value] : {std::pair<std::string, std::string>{"name", spec.name},
-                                         {"file", pipeline_file.string()}, {"yaml", yaml}})
+      for (const auto& [field, value] :
+           {std::pair<std::string, std::string>{"name", spec.name}, {"file", pipeline_file.string()}, {"yaml", yaml}})
         db.Append({"HSETNX", keys.pipeline(pid), field, value});
       db.Append({"HSET", keys.pipeline(pid), "used", ids[end - 1]});
       db.Append({"LREM", keys.pipelines(), "0", pid});

@@ -117,7 +117,6 @@ void Head::Impl::SweepRetention(double now) {
                   opts.export_file.empty() ? "" : " (exported to " + opts.export_file + ")"));
 }
 
-
 void Head::Impl::Sweep() {
   if (swept_term != fence.term()) {  // a reload: a new driver, whose jobs and nodes are seen afresh
     swept_term = fence.term();

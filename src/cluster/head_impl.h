@@ -96,9 +96,9 @@ struct Head::Impl : driver::Transport {
   void Sweep() REQUIRES(mu);
   void SweepPipelines() REQUIRES(mu);
   void SweepDeadNodes() REQUIRES(mu);
-  std::string swept_term;                      // fence.term() the two below belong to (Load resets)
-  std::vector<bool> forgotten;                 // per driver job: removed from Redis by retention
-  std::map<std::string, double> dead_since;    // node name -> monotonic time first seen dead
+  std::string swept_term;                    // fence.term() the two below belong to (Load resets)
+  std::vector<bool> forgotten;               // per driver job: removed from Redis by retention
+  std::map<std::string, double> dead_since;  // node name -> monotonic time first seen dead
   bool FlushTurn(double now) REQUIRES(mu);
   void Serve() EXCLUDES(mu);
   void WarnIfRedisEvicts();

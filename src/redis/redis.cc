@@ -22,8 +22,9 @@ Result<RedisUrl> ParseUnix(const std::string& url) {
     u.db = static_cast<int>(v);
   }
   if (rest.empty() || rest[0] != '/' || rest.find('@') != std::string::npos)
-    return Status::Invalid("--redis: expected unix:///ABSOLUTE/PATH[?db=N] (a password comes from "
-                           "--redis-password-file or BATON_REDIS_PASSWORD)");
+    return Status::Invalid(
+        "--redis: expected unix:///ABSOLUTE/PATH[?db=N] (a password comes from "
+        "--redis-password-file or BATON_REDIS_PASSWORD)");
   u.socket = rest;
   if (const char* env = std::getenv("BATON_REDIS_PASSWORD")) u.password = env;
   return u;
