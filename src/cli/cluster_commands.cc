@@ -39,6 +39,7 @@ struct ClusterArgs {
   int turn_jobs = 20000;
   std::string cancel_grace = "10s";
   std::string retain = "7d", export_file;
+  std::string forget_nodes = "1d";
   std::string dashboard, token, token_file;
   bool dashboard_requested = false;
   bool keep_work = false;  // head and node: --keep-work
@@ -98,6 +99,7 @@ int HeadCommand(const cluster::RedisUrl& url) {
   for (const auto& [flag, text, out] :
        {std::tuple{"--heartbeat-timeout", &g_args.heartbeat_timeout, &o.heartbeat_timeout},
         std::tuple{"--retain", &g_args.retain, &o.retain},
+        std::tuple{"--forget-nodes", &g_args.forget_nodes, &o.forget_nodes},
         std::tuple{"--cancel-grace", &g_args.cancel_grace, &o.cancel_grace}})
     if (Status st = FlagValue(flag, *text, ParseDuration, out); !st.ok()) return Fail(st);
   o.max_node_losses = g_args.max_node_losses;
@@ -373,6 +375,10 @@ void AddClusterCommands(CLI::App& app) {
                      "An attempt told to stop (cancel, timeout) that its agent still runs this long after is given up")
       ->capture_default_str();
   g_head->add_option("--retain", g_args.retain, "Finished jobs leave Redis this long after they ended (0: never)")
+      ->capture_default_str();
+  g_head
+      ->add_option("--forget-nodes", g_args.forget_nodes,
+                   "An agent dead this long has its keys removed from Redis (registration, stream; 0: never)")
       ->capture_default_str();
   g_head->add_option("--export", g_args.export_file,
                      "Append each finished job's detail (JSON lines) to FILE before it leaves Redis");

@@ -62,11 +62,27 @@ Result<std::vector<std::string>> SubmitJobs(Redis& db, const Keys& keys, const s
     const size_t end = std::min(ids.size(), start + kChunk);
     size_t n = 0;
     db.Append({"MULTI"});
+    // `used`: the last job stored with the pipeline. The head removes a pipeline no job refers to
+    // only while `used` is what it decided on (head_cleanup.cc), so this chunk's jobs keep it.
     if (start == 0 && fresh) {
-      db.Append({"HSET", keys.pipeline(pid), "name", spec.name, "file", pipeline_file.string(), "yaml", yaml});
+      db.Append({"HSET", keys.pipeline(pid), "name", spec.name, "file", pipeline_file.string(), "yaml", yaml, "used",
+                 ids[end - 1]});
       db.Append({"RPUSH", keys.pipelines(), pid});
       db.Append({"HSET", keys.pipeline_index(), digest, pid});
       n += 3;
+    } else if (start == 0) {
+      // Stored before: stored again if the head removed it after the look-up above (fields kept).
+      for (const auto& [field, value] :
+           {std::pair<std::string, std::string>{"name", spec.name}, {"file", pipeline_file.string()}, {"yaml", yaml}})
+        db.Append({"HSETNX", keys.pipeline(pid), field, value});
+      db.Append({"HSET", keys.pipeline(pid), "used", ids[end - 1]});
+      db.Append({"LREM", keys.pipelines(), "0", pid});
+      db.Append({"RPUSH", keys.pipelines(), pid});
+      db.Append({"HSET", keys.pipeline_index(), digest, pid});
+      n += 7;
+    } else {
+      db.Append({"HSET", keys.pipeline(pid), "used", ids[end - 1]});
+      ++n;
     }
     std::vector<std::string> push = {"RPUSH", keys.jobs()};
     std::vector<std::string> list;

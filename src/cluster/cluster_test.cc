@@ -467,6 +467,33 @@ TEST_F(ClusterTest, RedisPasswordWorksAndNeverReachesALog) {
   EXPECT_EQ(testing::ReadFile(refused).find("pw-typo"), std::string::npos) << testing::ReadFile(refused);
 }
 
+// Redis on a Unix socket only (no TCP port), as scripts/slurm/baton.sbatch runs it on one node:
+// head, agent and submit reach it by unix:///PATH with the password from a file; a relative path or
+// a password in such a URL is refused, naming what is wrong.
+TEST_F(ClusterTest, AUnixSocketRedisRunsTheClusterAndBadSocketUrlsAreRefused) {
+  const std::string sock = (dir_ / "redis.sock").string();
+  std::ofstream(dir_ / "redis.pass") << "socket-pw\n";
+  std::ofstream(dir_ / "redis.conf") << "port 0\nunixsocket " << sock << "\nunixsocketperm 700\nrequirepass socket-pw\n"
+                                     << "save \"\"\nappendonly no\ndir " << dir_.path().string() << "\n";
+  setenv("BATON_REDIS_PASSWORD_FILE", (dir_ / "redis.pass").c_str(), 1);
+  url_ = "unix://" + sock;
+  redis_ = std::make_unique<Proc>(std::vector<std::string>{"redis-server", (dir_ / "redis.conf").string()},
+                                  dir_ / "redis.log");
+  ASSERT_TRUE(WaitFor([&] { return Run({"nodes"}) == 0; }, 5)) << testing::ReadFile(dir_ / "redis.log");
+  StartHead();
+  StartNode("a", {"--gpus", "1", "--resources", "download_slot=1", "--labels", "role=head"});
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 10)) << Logs();
+  ASSERT_EQ(Submit(WritePipeline(kSeed, 0.05), 2)->Wait(60), 0) << Logs();
+  ExpectEachStepOnceOk(2);
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("unix://" + sock), std::string::npos) << Logs();
+  unsetenv("BATON_REDIS_PASSWORD_FILE");
+  const auto out = dir_ / "refused.log";
+  EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", "unix://redis.sock"}, out.string()), 2);
+  EXPECT_NE(testing::ReadFile(out).find("expected unix:///ABSOLUTE/PATH"), std::string::npos) << testing::ReadFile(out);
+  EXPECT_EQ(testing::RunProgram({baton_, "status", "--redis", "unix://:pw-in-url@" + sock}, out.string()), 2);
+  EXPECT_EQ(testing::ReadFile(out).find("pw-in-url"), std::string::npos) << testing::ReadFile(out);
+}
+
 // Two agents with one --name: the second is refused while the first beats (before the name lease, each start reset
 // the other's placement stream and incarnation, and attempts were lost over and over); an agent restarted after the
 // holder died takes the name over, at once when the dead holder ran on this machine, else when its lease expires.

@@ -541,10 +541,9 @@ void Head::Impl::Serve() {
       CheckNodes();
       next_check = clock.Monotonic() + check_every;
     }
-    if (opts.retain > 0 && clock.Monotonic() >= next_sweep) {
+    if (clock.Monotonic() >= next_sweep) {  // retention, pipelines, dead agents (head_cleanup.cc)
       if (!KeepLease()) return;
-      SweepRetention(Now());
-      next_sweep = clock.Monotonic() + std::min(60.0, opts.retain / 4);
+      Sweep();
     }
     now = Now();
     driver->Turn(*this, now, turn);

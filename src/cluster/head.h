@@ -45,6 +45,10 @@ struct HeadOptions {
   // JSON lines (the job detail of `baton status JOB --json`) to `export_file` when set.
   double retain = 7 * 86400.0;
   std::string export_file;
+  // An agent dead this long (no heartbeat, or left) has its keys removed from Redis (its P:nodes
+  // and P:hb entries, its placement stream P:place:NODE) once no live job's attempt or artifact
+  // points at it (0: kept forever). The agent, back later, registers afresh (head_cleanup.cc).
+  double forget_nodes = 86400.0;
   // When a job ends, its nodes remove its work folder (WORKDIR/JOB/): succeeded or cancelled at
   // once, failed when retention forgets it. `keep_work` (`baton head --keep-work`) tells none.
   bool keep_work = false;

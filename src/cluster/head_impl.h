@@ -132,6 +132,15 @@ struct Head::Impl : driver::Transport {
   bool ReadInbox(bool pending, size_t count, long block_ms, size_t* got, size_t* applied) EXCLUDES(mu);
   void ApplyRequests(double now) REQUIRES(mu);
   void SweepRetention(double now) REQUIRES(mu);
+  // What the head forgets besides jobs (head_cleanup.cc): each sweep, pipelines no job in Redis
+  // refers to any more, then finished jobs past --retain, then the keys of agents dead past
+  // --forget-nodes. Sets next_sweep.
+  void Sweep() REQUIRES(mu);
+  void SweepPipelines() REQUIRES(mu);
+  void SweepDeadNodes() REQUIRES(mu);
+  std::string swept_term;                    // fence.term() the two below belong to (Load resets)
+  std::vector<bool> forgotten;               // per driver job: removed from Redis by retention
+  std::map<std::string, double> dead_since;  // node name -> monotonic time first seen dead
   bool FlushTurn(double now) REQUIRES(mu);
   void Serve() EXCLUDES(mu);
   void WarnIfRedisEvicts();

@@ -5,7 +5,9 @@
 //   PREFIX:epoch             unix seconds when the cluster's first head started (times are relative)
 //   PREFIX:token             shared secret nodes require to serve artifacts
 //   PREFIX:head              lock held by the running head (SET NX PX, renewed)
-//   PREFIX:pipeline:seq      counter;  PREFIX:pipeline:ID  hash {name, file, yaml}
+//   PREFIX:pipeline:seq      counter;  PREFIX:pipeline:ID  hash {name, file, yaml, used} (used: the
+//                            last job submitted with it; the head removes a pipeline no job in
+//                            Redis refers to any more only while `used` is what it decided on)
 //   PREFIX:pipelines         list of pipeline ids
 //   PREFIX:pipeline:by-digest  hash sha256(name, yaml) -> pipeline id: identical pipelines stored once
 //   PREFIX:job:seq           counter;  PREFIX:jobs  list of job ids in submission order
@@ -21,6 +23,9 @@
 //   PREFIX:view:nodes        the head's view of nodes (alive, resources used/total), JSON
 //   PREFIX:inbox             stream to the head (group "head"): results, submits, cancels, joins
 //   PREFIX:place:NODE        stream to one node agent (group "node"): attempts to run, cancels
+// A node's P:nodes and P:hb entries and P:lease:NODE go when its agent leaves cleanly; those of one
+// that died, and every P:place:NODE, go once the node has been dead for --forget-nodes
+// (head_cleanup.cc). Jobs go after --retain, pipelines when no job refers to them any more.
 //
 // Plain functions; thread-compatible.
 #pragma once

@@ -25,6 +25,7 @@
 #include "support/in_process_cluster.h"
 #include "support/child_process.h"
 #include "support/util.h"
+#include "util/clock.h"
 
 namespace baton {
 namespace {
@@ -553,6 +554,135 @@ TEST_F(OperationsTest, TheHeadAbandonsAStepThatIgnoresCancel) {
   EXPECT_EQ(d["attempts"][0].value("status", ""), "failed") << d.dump();
   EXPECT_NE(d["attempts"][0].value("error", "").find("did not stop when told to; abandoned"), std::string::npos)
       << d.dump();
+}
+
+// A head in this process on virtual time (HeadOptions::clock), for what it does after days:
+// retention, forgetting pipelines and dead agents. Its lease (the heartbeat timeout, real
+// milliseconds in Redis) outlasts the test; agents are lost only when the test moves the clock
+// past the heartbeat timeout.
+class VirtualHead {
+ public:
+  VirtualHead(const std::string& url, const std::string& prefix, const std::filesystem::path& log, double retain,
+              double forget_nodes) {
+    log_ = std::fopen(log.c_str(), "a");
+    cluster::HeadOptions ho;
+    ho.redis = cluster::RedisUrl::Parse(url).value();
+    ho.prefix = prefix;
+    ho.heartbeat_timeout = 1000;
+    ho.retain = retain;
+    ho.forget_nodes = forget_nodes;
+    ho.log_stream = log_;
+    ho.clock = &clock;
+    head_ = std::make_unique<cluster::Head>(ho);
+    thread_ = std::thread([this] { head_->Run(); });
+  }
+  ~VirtualHead() {
+    head_->RequestStop();
+    thread_.join();
+    std::fclose(log_);
+  }
+  FakeClock clock;
+  // Moves the clock in 10 s steps, 10 ms apart: a live agent (heartbeat 0.2 s) is seen beating
+  // within every heartbeat timeout (1,000 s here, 1 s of real time), a killed one is lost.
+  void Advance(double seconds) {
+    for (double done = 0; done < seconds; done += 10) {
+      clock.Advance(std::min(10.0, seconds - done));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+ private:
+  FILE* log_;
+  std::unique_ptr<cluster::Head> head_;
+  std::thread thread_;
+};
+
+// Issue 20 item 18: a pipeline no job in Redis refers to any more (its jobs removed by retention)
+// leaves Redis with its index entries; one a retained job still refers to stays; the first one
+// submitted again is stored again and runs.
+TEST_F(OperationsTest, PipelinesNoJobRefersToLeaveRedisReferencedOnesStay) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  VirtualHead head(url_, prefix_, dir_ / "head.log", /*retain=*/200, /*forget_nodes=*/0);
+  auto a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  std::ofstream(dir_ / "old.yaml") << "name: old\nsteps:\n  - name: quick\n    uses: sleep\n"
+                                      "    with: {seconds: 0.01}\n";
+  std::ofstream(dir_ / "new.yaml") << "name: new\nsteps:\n  - name: quick\n    uses: sleep\n"
+                                      "    with: {seconds: 0.02}\n";
+  ASSERT_EQ(Cli({"submit", (dir_ / "old.yaml").string(), "--jobs", "2", "--wait"}), 0) << Logs();  // pipeline 1
+  head.clock.Advance(150);
+  ASSERT_EQ(Cli({"submit", (dir_ / "new.yaml").string(), "--jobs", "1", "--wait"}), 0) << Logs();  // pipeline 2
+  EXPECT_EQ(RedisCli({"LRANGE", prefix_ + ":pipelines", "0", "-1"}), "1\n2");
+  // 210 s after the old jobs ended (retention 200 s, a sweep every 50 s): they leave; the new one
+  // (60 s) stays.
+  head.clock.Advance(60);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"LLEN", prefix_ + ":jobs"}) == "1"; }, 15)) << Logs();
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:job-2"}), "1");
+  // A submission of the old pipeline stored but not yet read by the head (its MULTI sets `used`
+  // to its last job): the pipeline is referred to, and stays.
+  ASSERT_EQ(RedisCli({"HSET", prefix_ + ":job:job-99", "pipeline", "1", "state", "ready"}), "2");
+  ASSERT_EQ(RedisCli({"HSET", prefix_ + ":pipeline:1", "used", "job-99"}), "0");
+  head.clock.Advance(55);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few turns of the head
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":pipeline:1"}), "1") << Logs();
+  // That job gone, the next sweep: the old pipeline, no longer referred to, goes; the new one stays.
+  ASSERT_EQ(RedisCli({"DEL", prefix_ + ":job:job-99"}), "1");
+  head.clock.Advance(55);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":pipeline:1"}) == "0"; }, 15)) << Logs();
+  EXPECT_EQ(RedisCli({"LRANGE", prefix_ + ":pipelines", "0", "-1"}), "2");
+  EXPECT_EQ(RedisCli({"HVALS", prefix_ + ":pipeline:by-digest"}), "2");
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":pipeline:2"}), "1");
+  EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":job:job-2"}), "1") << "the new job ended 170 s ago: kept";
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("pipeline 1 (old) removed from redis"), std::string::npos)
+      << Logs();
+  // Submitted again, the old pipeline is stored again (a new id) and its job runs.
+  ASSERT_EQ(Cli({"submit", (dir_ / "old.yaml").string(), "--jobs", "1", "--wait"}), 0) << Logs();
+  EXPECT_EQ(RedisCli({"LRANGE", prefix_ + ":pipelines", "0", "-1"}), "2\n3");
+  EXPECT_EQ(RedisCli({"HGET", prefix_ + ":job:job-3", "pipeline"}), "3");
+  EXPECT_EQ(RedisCli({"HGET", prefix_ + ":job:job-3", "state"}), "succeeded");
+}
+
+// Issue 20 item 18: an agent killed (no clean exit) leaves its registration, heartbeat counter and
+// placement stream in Redis; the head removes them once it has been dead for --forget-nodes, not
+// before, and leaves the live agent's alone. The agent started again later registers afresh and
+// runs a job.
+TEST_F(OperationsTest, AKilledAgentsKeysLeaveRedisAfterForgetNodesAndItComesBackAfresh) {
+  head_->Kill(SIGKILL);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":head"}) == "0"; }, 10));
+  VirtualHead head(url_, prefix_, dir_ / "head.log", /*retain=*/0, /*forget_nodes=*/5000);
+  auto a = Agent("a", "30s");
+  auto b = Agent("b", "30s");
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(2); }, 15)) << Logs();
+  auto keys_of = [&](const std::string& node) {
+    return RedisCli({"HEXISTS", prefix_ + ":nodes", node}) + RedisCli({"HEXISTS", prefix_ + ":hb", node}) +
+           RedisCli({"EXISTS", prefix_ + ":place:" + node});
+  };
+  ASSERT_EQ(keys_of("a"), "111");
+  a->Kill(SIGKILL);
+  a->Wait(10);
+  ASSERT_TRUE(WaitFor([&] { return RedisCli({"EXISTS", prefix_ + ":lease:a"}) == "0"; }, 15));  // 5 heartbeats
+  // Past the heartbeat timeout (twice: the head may first see a's last beat only now): a is lost.
+  head.Advance(2100);
+  ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
+  head.Advance(3000);  // dead for at most about 4,100 s of the 5,000: kept
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few turns of the head
+  EXPECT_EQ(keys_of("a"), "111") << "removed before --forget-nodes";
+  head.Advance(3000);  // dead for at least about 7,000 s: removed
+  ASSERT_TRUE(WaitFor([&] { return keys_of("a") == "000"; }, 15)) << keys_of("a") << Logs();
+  EXPECT_EQ(keys_of("b"), "111") << "the live agent's keys";
+  EXPECT_NE(testing::ReadFile(dir_ / "head.log").find("node a dead for longer than 5000s: its keys removed"),
+            std::string::npos)
+      << Logs();
+  // Back: a registers afresh and runs the job (b has left).
+  b->Signal(SIGTERM);
+  ASSERT_EQ(b->Wait(30), 0) << Logs();
+  a = Agent("a", "30s");
+  ASSERT_TRUE(WaitFor([&] { return keys_of("a") == "111"; }, 15)) << Logs();
+  ASSERT_EQ(Submit(0.05, 1)->Wait(60), 0) << Logs();
+  const Json d = JsonOf({"status", "job-0", "--json"});
+  EXPECT_EQ(d.value("state", ""), "succeeded") << d.dump();
+  for (const auto& at : d["attempts"]) EXPECT_EQ(at.value("node", ""), "a") << d.dump();
 }
 
 }  // namespace

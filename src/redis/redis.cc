@@ -6,13 +6,41 @@
 
 namespace baton::cluster {
 
+namespace {
+
+// unix:///PATH[?db=N]: no password in it (that comes from a file or the environment).
+Result<RedisUrl> ParseUnix(const std::string& url) {
+  RedisUrl u;
+  std::string rest = url.substr(std::string("unix://").size());
+  if (size_t q = rest.find('?'); q != std::string::npos) {
+    const std::string query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+    char* end = nullptr;
+    const long v = query.rfind("db=", 0) == 0 ? std::strtol(query.c_str() + 3, &end, 10) : -1;
+    if (v < 0 || end == nullptr || end == query.c_str() + 3 || *end != '\0')
+      return Status::Invalid("--redis: after unix://PATH only ?db=N may follow");
+    u.db = static_cast<int>(v);
+  }
+  if (rest.empty() || rest[0] != '/' || rest.find('@') != std::string::npos)
+    return Status::Invalid(
+        "--redis: expected unix:///ABSOLUTE/PATH[?db=N] (a password comes from "
+        "--redis-password-file or BATON_REDIS_PASSWORD)");
+  u.socket = rest;
+  if (const char* env = std::getenv("BATON_REDIS_PASSWORD")) u.password = env;
+  return u;
+}
+
+}  // namespace
+
 Result<RedisUrl> RedisUrl::Parse(const std::string& url) {
+  if (url.rfind("unix://", 0) == 0) return ParseUnix(url);
   RedisUrl u;
   const std::string scheme = "redis://";
   // The value itself is never echoed: it may hold a password.
   if (url.rfind(scheme, 0) != 0)
     return Status::Invalid(
-        "--redis: expected redis://HOST:PORT[/DB] (the value given is not shown: it may hold a password)");
+        "--redis: expected redis://HOST:PORT[/DB] or unix:///PATH (the value given is not shown: it may hold a "
+        "password)");
   std::string rest = url.substr(scheme.size());
   if (size_t at = rest.rfind('@'); at != std::string::npos) {
     std::string auth = rest.substr(0, at);
@@ -48,10 +76,11 @@ Result<RedisUrl> RedisUrl::Parse(const std::string& url) {
 }
 
 bool RedisUrl::loopback() const {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+  return !socket.empty() || host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
 }
 
 std::string RedisUrl::Redacted() const {
+  if (!socket.empty()) return "unix://" + socket + (db ? "?db=" + std::to_string(db) : "");
   return "redis://" + std::string(password.empty() ? "" : ":***@") + host + ":" + std::to_string(port) +
          (db ? "/" + std::to_string(db) : "");
 }
@@ -94,7 +123,8 @@ bool Redis::Connect(const RedisUrl& url, double timeout_seconds) {
   pending_ = 0;
   timeval tv{static_cast<time_t>(timeout_seconds),
              static_cast<suseconds_t>((timeout_seconds - static_cast<long>(timeout_seconds)) * 1e6)};
-  ctx_ = redisConnectWithTimeout(url.host.c_str(), url.port, tv);
+  ctx_ = url.socket.empty() ? redisConnectWithTimeout(url.host.c_str(), url.port, tv)
+                            : redisConnectUnixWithTimeout(url.socket.c_str(), tv);
   if (ctx_ == nullptr || ctx_->err) {
     error_ = "cannot connect to " + url.Redacted() + ": " + (ctx_ ? ctx_->errstr : "out of memory");
     return false;

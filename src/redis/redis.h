@@ -20,17 +20,20 @@ struct redisReply;
 
 namespace baton::cluster {
 
-// redis://[:PASSWORD@]HOST[:PORT][/DB]. The password may also come from BATON_REDIS_PASSWORD.
+// redis://[:PASSWORD@]HOST[:PORT][/DB], or unix:///PATH/TO/redis.sock[?db=N] (a Unix socket: Redis
+// on this machine, reached by those the socket's folder lets in). The password may also come from
+// BATON_REDIS_PASSWORD.
 struct RedisUrl {
   std::string host = "127.0.0.1";
   int port = 6379;
+  std::string socket;  // the Unix socket's path (unix://); host and port are then unused
   int db = 0;
   std::string password;
   bool password_in_url = false;  // given as :PASSWORD@ (visible in `ps` when on a command line)
   // The parsed URL, or an error naming what is wrong (never echoing the URL: it may hold a
   // password).
   static Result<RedisUrl> Parse(const std::string& url);
-  bool loopback() const;  // 127.0.0.0/8, ::1, localhost
+  bool loopback() const;  // 127.0.0.0/8, ::1, localhost, a Unix socket
   // The URL with the password shown as *** (for logs and messages).
   std::string Redacted() const;
 };

@@ -5,6 +5,7 @@
 #      agent per node with srun; every job ends with its report, its analysis saw a Slurm GPU;
 #   2. scancel of an allocation whose agents run attempts: the agents drain and hand them back;
 #      no job is cancelled, and an agent started afterwards finishes every job.
+#   3. a one-node allocation that names no TCP address runs Redis on a Unix socket only.
 # Needs root (daemons, device nodes); exits 77 (skipped) without it.
 #   tests/slurm/slurm_test.sh BATON_BINARY
 set -euo pipefail
@@ -177,3 +178,15 @@ import json, sys
 sys.exit(0 if all(j["state"] == "succeeded" for j in json.load(sys.stdin)["jobs"]) else 1)'; }
 wait_for 60 done2 || fail "the handed-back jobs did not finish"
 echo "ok 2 - scancel drained the agent: attempts handed back, no job cancelled, all finished later"
+
+# 3. A one-node allocation that names no TCP address: Redis listens only on a Unix socket in a
+# private folder, which the head and the srun agent reach (unix://), and which goes at the end.
+env -u BATON_REDIS_HOST -u BATON_REDIS_BIND BATON_STATE="$dir/run3" BATON_WORKDIR="$dir/work3" BATON_JOBS=2 \
+  BATON_PREFIX=three TMPDIR="$dir" sbatch --wait -N1 --gres=gpu:2 -o "$dir/run3.log" -e "$dir/run3.log" \
+  "$repo/scripts/slurm/baton.sbatch" "$dir/p.yaml" > /dev/null || fail "the one-node run on a Unix socket did not succeed"
+reports=$(find "$dir/work3" -name report.md | wc -l)
+[ "$reports" -eq 2 ] || fail "expected 2 reports on the Unix socket run, found $reports"
+grep -q '^port 0$' "$dir/run3/redis.conf" || fail "one node: Redis listened on TCP"
+grep -q "registered at unix://$dir/baton-redis\." "$dir/run3.log" || fail "the agent did not use the Unix socket"
+if compgen -G "$dir/baton-redis.*" > /dev/null; then fail "the socket's folder outlived the allocation"; fi
+echo "ok 3 - one node: Redis on a Unix socket in a private folder, reached by the head and the srun agent"
