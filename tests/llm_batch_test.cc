@@ -2,7 +2,8 @@
 // API (tests/support/openai_server.h): parked attempts that hold no slot, results mapped back by
 // custom_id, the batch price, expiry and error lines following `fallback`, the budget, and a real
 // `baton run` killed with SIGKILL that resumes polling the same batch; the same for Anthropic's
-// Message Batches (provider: anthropic).
+// Message Batches (provider: anthropic). An input too long for one request: its map-reduce rounds,
+// each in a batch, and a rerun after SIGKILL that sends no finished part again.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -356,6 +357,39 @@ TEST_F(LlmMapReduceBatchTest, ShortJobsEndAfterTheFirstBatchLongOnesAfterTheRedu
   }
 }
 
+TEST_F(LlmMapReduceBatchTest, AFailedMapRequestGoesAloneInALaterBatchThenTheReduce) {
+  OpenAiServer::BatchPlan plan;
+  plan.fail_custom_id = "job-0/summarize/1/map0.2";  // the second map request ends in the error file
+  server.SetNextBatchPlan(plan);
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05, fallback: sync}"),
+                                {Input("long.json", 80)});
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);  // fallback: sync too sends a map-reduce part in a later batch
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 3u);
+  ASSERT_GE(batches[0].size(), 3u);
+  ASSERT_LT(batches[0].size(), 10u);  // map0.2 names one request
+  EXPECT_EQ(batches[1], std::vector<std::string>{"job-0/summarize/1/map0.2/2"});
+  ASSERT_EQ(batches[2].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[2][0])) << batches[2][0];
+  const Json& s = r.jobs[0].results["summarize"];
+  EXPECT_EQ(s["calls"].size(), batches[0].size() + 1);  // the failed one made no completion
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+TEST_F(LlmMapReduceBatchTest, WithFallbackFailAFailedMapRequestFailsTheAttempt) {
+  OpenAiServer::BatchPlan plan;
+  plan.fail_custom_id = "job-0/summarize/1/map0.1";
+  server.SetNextBatchPlan(plan);
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05, fallback: fail}"),
+                                {Input("long.json", 80)});
+  EXPECT_EQ(r.failed, 1);
+  ASSERT_EQ(r.jobs.size(), 1u);
+  EXPECT_NE(r.jobs[0].error.find("batch item job-0/summarize/1/map0.1 failed"), std::string::npos) << r.jobs[0].error;
+  EXPECT_EQ(server.batch_items().size(), 1u);  // no reduce
+}
+
 TEST_F(LlmMapReduceBatchTest, KilledAfterTheMapBatchWasCreatedTheRerunSendsOnlyTheReduce) {
   std::ofstream(dir / "p.yaml") << MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
   std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
@@ -389,6 +423,42 @@ TEST_F(LlmMapReduceBatchTest, KilledAfterTheMapBatchWasCreatedTheRerunSendsOnlyT
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
 }
 
+
+// Killed while the reduce batch runs, after the map batch ended: the rerun has the map answers
+// from the journal and joins the reduce batch; the map requests are neither sent nor read again.
+TEST_F(LlmMapReduceBatchTest, KilledDuringTheReduceBatchTheRerunKeepsTheJournaledMapAnswers) {
+  std::ofstream(dir / "p.yaml") << MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
+  std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
+  std::ofstream(dir / "inputs.txt") << Input("long.json", 80) << "\n";
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const std::vector<std::string> argv = {baton, "run", "p.yaml", "--cluster", "n.yaml", "--inputs", "inputs.txt",
+                                         "--out", "out", "--log-format", "none"};
+  pid_t pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-1");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 1; }, 60));
+  server.SetNextBatchPlan(plan);  // the reduce batch: not done until FinishBatches either
+  server.FinishBatches();         // the map batch ends
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 2; }, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its id journaled (or found by its file)
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::WaitExit(pid), 128 + SIGKILL);
+  server.FinishBatches();
+  pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-2");
+  ASSERT_EQ(testing::WaitExit(pid), 0) << testing::ReadFile(dir / "stderr-2");
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  ASSERT_EQ(batches[1].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[1][0])) << batches[1][0];
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  const Json summary = Json::parse(testing::ReadFile(dir / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 1);
+  EXPECT_EQ(summary["llm"]["requests"], batches[0].size() + 1);
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
 
 // provider: anthropic: Anthropic's Message Batches (/v1/messages/batches) with the preset's model
 // and price; the server's results_url serves the results.

@@ -16,6 +16,11 @@
 //                       budget from their usage; note {ended}; outcomes: a done item ends its
 //                       attempt, a failed/expired/cancelled one follows `fallback` (sync or batch:
 //                       woken to run again; fail: fails)
+//   MapReduce (an attempt whose input needs map-reduce) ──> its map round's requests together in
+//                     the open collection ──> park; when a collection ends, each map-reduce job's
+//                     answers are kept (and noted); Advance replays its rounds (NextRound, llm.cc)
+//                     over them: the next round's requests go in the open collection and the
+//                     attempt parks again on it, or the final reduce's answer ends it
 //
 // Notes (ParkContext::note) are journaled before what they describe can be lost, and handed back
 // by RestoreNotes after a restart: a restarted run's attempts join the same batch, so nothing is
