@@ -252,7 +252,7 @@ class LlmMapReduceBatchTest : public LlmBatchTest {
     std::ofstream(path) << Json{{"transcript", transcript}}.dump() << "\n";
     return path.string();
   }
-  std::string MapReduceYaml(const std::string& batch) {
+  std::string MapReduceYaml(const std::string& batch, int context_tokens = 600) {
     std::ofstream(dir / "prompt.md") << "Summarise {{title}}:\n{{transcript}}";
     return R"(
 steps:
@@ -268,7 +268,7 @@ steps:
       base_url: )" + server.base_url() + R"(
       model: m
       max_tokens: 16
-      context_tokens: 600
+      context_tokens: )" + std::to_string(context_tokens) + R"(
       prompt_file: prompt.md
       mode: batch
       batch: )" + batch + R"(
@@ -355,6 +355,51 @@ TEST_F(LlmMapReduceBatchTest, ShortJobsEndAfterTheFirstBatchLongOnesAfterTheRedu
       EXPECT_NE(s["summary"].get<std::string>().find(": Below are summaries"), std::string::npos) << s.dump();
     }
   }
+}
+
+TEST_F(LlmMapReduceBatchTest, SeveralReduceLevelsEachInItsOwnBatch) {
+  // Many chunks and a small budget: the partials do not fit one reduce, so they are reduced in
+  // groups first (level 1), then all together (level 2), as the synchronous path does.
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 1000, collect: 0.2, poll: 0.05}", 512),
+                                {Input("long.json", 600)});
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);
+  const auto batches = server.batch_items();
+  ASSERT_GE(batches.size(), 3u);
+  for (const auto& id : batches[0]) EXPECT_TRUE(IsMap(id)) << id;
+  EXPECT_GE(batches[1].size(), 2u);
+  for (const auto& id : batches[1]) EXPECT_TRUE(IsReduce(id)) << id;
+  ASSERT_EQ(batches.back().size(), 1u);
+  EXPECT_NE(batches.back()[0].find("/reduce" + std::to_string(batches.size() - 1) + ".1"), std::string::npos)
+      << batches.back()[0];
+  const Json& s = r.jobs[0].results["summarize"];
+  size_t requests = 0;
+  for (const auto& b : batches) requests += b.size();
+  EXPECT_EQ(s["calls"].size(), requests);
+  EXPECT_EQ(s["chunks"], batches[0].size());
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+TEST_F(LlmMapReduceBatchTest, AnthropicMessageBatchesCarryTheMapThenTheReduce) {
+  setenv("ANTHROPIC_API_KEY", "sk-ant-test-key", 1);
+  std::string yaml = MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"provider: custom", "provider: anthropic"}, {"      model: m\n", ""},
+           {"      price: {input: 0.5, output: 1.5}\n", ""}})
+    yaml.replace(yaml.find(from), from.size(), to);
+  const RunReport r = RunInputs(yaml, {Input("long.json", 80)});
+  unsetenv("ANTHROPIC_API_KEY");
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.message_batches().size(), 2u);  // custom_ids the server checked: [a-zA-Z0-9_-]{1,64}
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_GE(batches[0].size(), 3u);
+  EXPECT_EQ(batches[1].size(), 1u);
+  const Json& s = r.jobs[0].results["summarize"];
+  EXPECT_NE(s["summary"].get<std::string>().find(": Below are summaries"), std::string::npos) << s.dump();
+  EXPECT_EQ(s["calls"].size(), batches[0].size() + 1);
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
 }
 
 TEST_F(LlmMapReduceBatchTest, AFailedMapRequestGoesAloneInALaterBatchThenTheReduce) {

@@ -520,7 +520,7 @@ std::optional<StepOutcome> BatchBook::MapReduce(const std::string& job, const st
   m.base_id = base_id;
   m.attempt = attempt;
   StepOutcome out = Advance(job, m);
-  if (out.kind == StepOutcome::Kind::kFailed) mr_.erase(job);
+  if (out.kind != StepOutcome::Kind::kParked) mr_.erase(job);
   return out;
 }
 
@@ -874,7 +874,8 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
     }
     if (m == mr_.end() || !m->second.next) continue;
     done.outcomes[job] = Advance(job, m->second);
-    if (done.outcomes[job].kind == StepOutcome::Kind::kFailed) mr_.erase(job);
+    // Ended: a late parker gets the outcome from col.outcomes; a rerun replays it from the notes.
+    if (done.outcomes[job].kind != StepOutcome::Kind::kParked) mr_.erase(job);
   }
   for (auto& [job, o] : col.outcomes) done.outcomes.emplace(job, o);  // refused by the budget earlier
   col.outcomes = done.outcomes;
@@ -932,7 +933,8 @@ void BatchBook::Restore(const std::vector<Json>& notes) {
     if (n.contains("answers") && n["answers"].is_array()) {  // map-reduce answers of this collection's batch
       for (const auto& a : n["answers"]) {
         if (!a.is_array() || a.size() < 7 || !a[0].is_string() || !a[1].is_number_integer() ||
-            !a[2].is_number_integer() || !a[3].is_string())
+            !a[2].is_number_integer() || !a[3].is_string() || !a[4].is_number_integer() ||
+            !a[5].is_number_integer() || !a[6].is_number_integer())
           continue;
         MapReduceJob& m = mr_[a[0].get<std::string>()];
         if (m.Has(a[1].get<int>(), a[2].get<int>())) continue;
