@@ -2,11 +2,13 @@
 // API (tests/support/openai_server.h): parked attempts that hold no slot, results mapped back by
 // custom_id, the batch price, expiry and error lines following `fallback`, the budget, and a real
 // `baton run` killed with SIGKILL that resumes polling the same batch; the same for Anthropic's
-// Message Batches (provider: anthropic).
+// Message Batches (provider: anthropic). An input too long for one request: its map-reduce rounds,
+// each in a batch, and a rerun after SIGKILL that sends no finished part again.
 #include <gtest/gtest.h>
 
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -234,6 +236,274 @@ TEST_F(LlmBatchTest, KilledBatonRunResumesPollingTheSameBatch) {
   EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
 }
 
+// Map-reduce in batch mode: an input too long for one request. The analyze step prints a job's
+// analysis (a transcript) from its input file; the prompt carries the whole transcript, so a long
+// one does not fit context_tokens and is summarised map-reduce, each round in a batch.
+class LlmMapReduceBatchTest : public LlmBatchTest {
+ protected:
+  // An input file whose transcript has `segments` lines; its path is the job's input.
+  std::string Input(const std::string& name, int segments) {
+    Json transcript = Json::array();
+    for (int i = 0; i < segments; ++i)
+      transcript.push_back({{"start", i * 4.0}, {"end", i * 4.0 + 3.5},
+                            {"text", "A scheduler places every step where its resources fit, segment " +
+                                         std::to_string(i) + " of the lecture."}});
+    const std::filesystem::path path = dir / name;
+    std::ofstream(path) << Json{{"transcript", transcript}}.dump() << "\n";
+    return path.string();
+  }
+  std::string MapReduceYaml(const std::string& batch, int context_tokens = 600) {
+    std::ofstream(dir / "prompt.md") << "Summarise {{title}}:\n{{transcript}}";
+    return R"(
+steps:
+  - name: analyze
+    uses: command
+    with: {argv: [cat, "{input}"]}
+    resources: {cpu: 1}
+  - name: summarize
+    uses: llm
+    resources: {cpu: 1}
+    with:
+      provider: custom
+      base_url: )" + server.base_url() + R"(
+      model: m
+      max_tokens: 16
+      context_tokens: )" + std::to_string(context_tokens) + R"(
+      prompt_file: prompt.md
+      mode: batch
+      batch: )" + batch + R"(
+      price: {input: 0.5, output: 1.5}
+)";
+  }
+  RunReport RunInputs(const std::string& yaml, const std::vector<std::string>& inputs) {
+    RunOptions o;
+    o.inputs = inputs;
+    o.out = dir / ("out-" + std::to_string(++runs));
+    o.log_format = RunOptions::LogFormat::kNone;
+    const std::unique_ptr<Runtime> rt = Runtime::Create(ParsePipeline(yaml, (dir / "p.yaml").string()).value(),
+        ParseCluster("nodes: [{name: n, cpus: 2}]\n", "c.yaml").value(), o).value();
+    return rt->Run();
+  }
+  // The synchronous price (0.5/1.5 per Mtok) of every batch item the server answered.
+  double SyncCost() const {
+    double usd = 0;
+    for (const auto& u : server.batch_usage())
+      usd += (u["prompt_tokens"].get<double>() * 0.5 + u["completion_tokens"].get<double>() * 1.5) / 1e6;
+    return usd;
+  }
+  static bool IsMap(const std::string& custom_id) { return custom_id.find("/map0.") != std::string::npos; }
+  static bool IsReduce(const std::string& custom_id) { return custom_id.find("/reduce1.") != std::string::npos; }
+};
+
+TEST_F(LlmMapReduceBatchTest, ALongInputGoesThroughAMapBatchThenAReduceBatch) {
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}"),
+                                {Input("long.json", 80)});
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);  // no synchronous request
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_GE(batches[0].size(), 3u);
+  for (const auto& id : batches[0]) EXPECT_TRUE(IsMap(id)) << id;
+  ASSERT_EQ(batches[1].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[1][0])) << batches[1][0];
+  const Json& s = r.jobs[0].results["summarize"];
+  // The reduce's reply (the server answers with the first words of the prompt it was sent).
+  const std::string summary = s["summary"];
+  EXPECT_EQ(summary.rfind("SUMMARY of ", 0), 0u) << summary;
+  EXPECT_NE(summary.find(": Below are summaries"), std::string::npos) << summary;
+  EXPECT_EQ(s["chunks"], batches[0].size());
+  ASSERT_EQ(s["calls"].size(), batches[0].size() + 1);
+  EXPECT_EQ(s["calls"][0]["phase"], "map");
+  EXPECT_EQ(s["calls"].back()["phase"], "reduce");
+  EXPECT_EQ(s["calls"].back()["batch"], "batch_2");
+  // Every request billed once, at half the synchronous price.
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  EXPECT_EQ(s["usage"]["requests"], batches[0].size() + 1);
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>() * 2, SyncCost(), 1e-12);
+  const Json run = Json::parse(testing::ReadFile(dir / "out-1" / "summary.json"));
+  EXPECT_NEAR(run["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+TEST_F(LlmMapReduceBatchTest, ShortJobsEndAfterTheFirstBatchLongOnesAfterTheReduceBatch) {
+  // Two short and two long inputs (the long ones alike: the same number of map requests each).
+  const std::vector<std::string> inputs = {Input("long-0.json", 80), Input("short-1.json", 2),
+                                           Input("long-2.json", 80), Input("short-3.json", 2)};
+  // How many map requests a long one makes: the first run alone.
+  RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}"), {inputs[0]});
+  const size_t maps = server.batch_items().at(0).size();
+  ASSERT_GE(maps, 3u);
+  // Full (sent at once) when the four jobs' first requests are in; the reduces wait `collect`.
+  const RunReport r = RunInputs(
+      MapReduceYaml("{max_requests: " + std::to_string(2 + 2 * maps) + ", collect: 1s, poll: 0.05}"), inputs);
+  EXPECT_EQ(r.succeeded, 4);
+  EXPECT_EQ(server.request_count(), 0u);
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 4u);  // the first run's two, then this run's two
+  EXPECT_EQ(batches[2].size(), 2 + 2 * maps);
+  ASSERT_EQ(batches[3].size(), 2u);
+  for (const auto& id : batches[3]) EXPECT_TRUE(IsReduce(id)) << id;
+  for (const auto& job : r.jobs) {
+    const Json& s = job.results["summarize"];
+    if (job.input.find("short") != std::string::npos) {
+      EXPECT_EQ(s["batch"]["id"], "batch_3") << job.id;
+      EXPECT_EQ(s["chunks"], 1);
+      EXPECT_NE(s["summary"].get<std::string>().find(": Summarise short-"), std::string::npos) << s.dump();
+    } else {
+      EXPECT_EQ(s["batch"]["ids"], Json({"batch_3", "batch_4"})) << job.id;
+      EXPECT_EQ(s["chunks"], maps);
+      EXPECT_NE(s["summary"].get<std::string>().find(": Below are summaries"), std::string::npos) << s.dump();
+    }
+  }
+}
+
+TEST_F(LlmMapReduceBatchTest, SeveralReduceLevelsEachInItsOwnBatch) {
+  // Many chunks and a small budget: the partials do not fit one reduce, so they are reduced in
+  // groups first (level 1), then all together (level 2), as the synchronous path does.
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 1000, collect: 0.2, poll: 0.05}", 512),
+                                {Input("long.json", 600)});
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);
+  const auto batches = server.batch_items();
+  ASSERT_GE(batches.size(), 3u);
+  for (const auto& id : batches[0]) EXPECT_TRUE(IsMap(id)) << id;
+  EXPECT_GE(batches[1].size(), 2u);
+  for (const auto& id : batches[1]) EXPECT_TRUE(IsReduce(id)) << id;
+  ASSERT_EQ(batches.back().size(), 1u);
+  EXPECT_NE(batches.back()[0].find("/reduce" + std::to_string(batches.size() - 1) + ".1"), std::string::npos)
+      << batches.back()[0];
+  const Json& s = r.jobs[0].results["summarize"];
+  size_t requests = 0;
+  for (const auto& b : batches) requests += b.size();
+  EXPECT_EQ(s["calls"].size(), requests);
+  EXPECT_EQ(s["chunks"], batches[0].size());
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+TEST_F(LlmMapReduceBatchTest, AnthropicMessageBatchesCarryTheMapThenTheReduce) {
+  setenv("ANTHROPIC_API_KEY", "sk-ant-test-key", 1);
+  std::string yaml = MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"provider: custom", "provider: anthropic"}, {"      model: m\n", ""},
+           {"      price: {input: 0.5, output: 1.5}\n", ""}})
+    yaml.replace(yaml.find(from), from.size(), to);
+  const RunReport r = RunInputs(yaml, {Input("long.json", 80)});
+  unsetenv("ANTHROPIC_API_KEY");
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.message_batches().size(), 2u);  // custom_ids the server checked: [a-zA-Z0-9_-]{1,64}
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  EXPECT_GE(batches[0].size(), 3u);
+  EXPECT_EQ(batches[1].size(), 1u);
+  const Json& s = r.jobs[0].results["summarize"];
+  EXPECT_NE(s["summary"].get<std::string>().find(": Below are summaries"), std::string::npos) << s.dump();
+  EXPECT_EQ(s["calls"].size(), batches[0].size() + 1);
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+}
+
+TEST_F(LlmMapReduceBatchTest, AFailedMapRequestGoesAloneInALaterBatchThenTheReduce) {
+  OpenAiServer::BatchPlan plan;
+  plan.fail_custom_id = "job-0/summarize/1/map0.2";  // the second map request ends in the error file
+  server.SetNextBatchPlan(plan);
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05, fallback: sync}"),
+                                {Input("long.json", 80)});
+  ASSERT_EQ(r.succeeded, 1) << (r.jobs.empty() ? "" : r.jobs[0].error);
+  EXPECT_EQ(server.request_count(), 0u);  // fallback: sync too sends a map-reduce part in a later batch
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 3u);
+  ASSERT_GE(batches[0].size(), 3u);
+  ASSERT_LT(batches[0].size(), 10u);  // map0.2 names one request
+  EXPECT_EQ(batches[1], std::vector<std::string>{"job-0/summarize/1/map0.2/2"});
+  ASSERT_EQ(batches[2].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[2][0])) << batches[2][0];
+  const Json& s = r.jobs[0].results["summarize"];
+  EXPECT_EQ(s["calls"].size(), batches[0].size() + 1);  // the failed one made no completion
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  EXPECT_NEAR(s["usage"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+TEST_F(LlmMapReduceBatchTest, WithFallbackFailAFailedMapRequestFailsTheAttempt) {
+  OpenAiServer::BatchPlan plan;
+  plan.fail_custom_id = "job-0/summarize/1/map0.1";
+  server.SetNextBatchPlan(plan);
+  const RunReport r = RunInputs(MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05, fallback: fail}"),
+                                {Input("long.json", 80)});
+  EXPECT_EQ(r.failed, 1);
+  ASSERT_EQ(r.jobs.size(), 1u);
+  EXPECT_NE(r.jobs[0].error.find("batch item job-0/summarize/1/map0.1 failed"), std::string::npos) << r.jobs[0].error;
+  EXPECT_EQ(server.batch_items().size(), 1u);  // no reduce
+}
+
+TEST_F(LlmMapReduceBatchTest, KilledAfterTheMapBatchWasCreatedTheRerunSendsOnlyTheReduce) {
+  std::ofstream(dir / "p.yaml") << MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
+  std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
+  std::ofstream(dir / "inputs.txt") << Input("long.json", 80) << "\n";
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const std::vector<std::string> argv = {baton, "run", "p.yaml", "--cluster", "n.yaml", "--inputs", "inputs.txt",
+                                         "--out", "out", "--log-format", "none"};
+  pid_t pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-1");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 1; }, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::WaitExit(pid), 128 + SIGKILL);
+  server.FinishBatches();
+  pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-2");
+  ASSERT_EQ(testing::WaitExit(pid), 0) << testing::ReadFile(dir / "stderr-2");
+  // The same map batch, then one reduce batch: nothing sent twice, nothing synchronous.
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  for (const auto& id : batches[0]) EXPECT_TRUE(IsMap(id)) << id;
+  ASSERT_EQ(batches[1].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[1][0])) << batches[1][0];
+  EXPECT_EQ(server.files_created(), 2u);
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  const Json summary = Json::parse(testing::ReadFile(dir / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 1);
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
+
+
+// Killed while the reduce batch runs, after the map batch ended: the rerun has the map answers
+// from the journal and joins the reduce batch; the map requests are neither sent nor read again.
+TEST_F(LlmMapReduceBatchTest, KilledDuringTheReduceBatchTheRerunKeepsTheJournaledMapAnswers) {
+  std::ofstream(dir / "p.yaml") << MapReduceYaml("{max_requests: 100, collect: 0.2, poll: 0.05}");
+  std::ofstream(dir / "n.yaml") << "nodes: [{name: n, cpus: 2}]\n";
+  std::ofstream(dir / "inputs.txt") << Input("long.json", 80) << "\n";
+  OpenAiServer::BatchPlan plan;
+  plan.polls = 1000000;  // not done until FinishBatches
+  server.SetNextBatchPlan(plan);
+  const std::string baton = (testing::BinaryDir() / "src" / "cli" / "baton").string();
+  const std::vector<std::string> argv = {baton, "run", "p.yaml", "--cluster", "n.yaml", "--inputs", "inputs.txt",
+                                         "--out", "out", "--log-format", "none"};
+  pid_t pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-1");
+  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 1; }, 60));
+  server.SetNextBatchPlan(plan);  // the reduce batch: not done until FinishBatches either
+  server.FinishBatches();         // the map batch ends
+  ASSERT_TRUE(testing::WaitFor([&] { return server.batches_created() == 2; }, 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its id journaled (or found by its file)
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  ASSERT_EQ(testing::WaitExit(pid), 128 + SIGKILL);
+  server.FinishBatches();
+  pid = testing::SpawnIn(dir.path(), argv, dir / "stderr-2");
+  ASSERT_EQ(testing::WaitExit(pid), 0) << testing::ReadFile(dir / "stderr-2");
+  const auto batches = server.batch_items();
+  ASSERT_EQ(batches.size(), 2u);
+  ASSERT_EQ(batches[1].size(), 1u);
+  EXPECT_TRUE(IsReduce(batches[1][0])) << batches[1][0];
+  EXPECT_EQ(server.request_count(), 0u);
+  EXPECT_EQ(server.batch_usage().size(), batches[0].size() + 1);
+  const Json summary = Json::parse(testing::ReadFile(dir / "out" / "summary.json"));
+  EXPECT_EQ(summary["succeeded"], 1);
+  EXPECT_EQ(summary["llm"]["requests"], batches[0].size() + 1);
+  EXPECT_NEAR(summary["llm"]["cost_usd"].get<double>(), BatchCost(), 1e-12);
+}
 
 // provider: anthropic: Anthropic's Message Batches (/v1/messages/batches) with the preset's model
 // and price; the server's results_url serves the results.

@@ -14,6 +14,7 @@
 #include "baton/rates.h"
 #include "rates/llm_usage.h"
 #include "steps/llm/chat_client.h"
+#include "steps/llm/prompt.h"
 
 namespace baton::llm {
 namespace {
@@ -457,13 +458,20 @@ bool BatchBook::TakeSyncFallback(const std::string& job) {
 
 BatchBook::Join BatchBook::Add(const std::string& job, const std::string& custom_id, Json body, double est_usd) {
   std::lock_guard lock(mu_);
+  std::vector<Request> one;
+  one.push_back({custom_id, std::move(body), est_usd, -1, -1});
+  return AddLocked(job, std::move(one));
+}
+
+BatchBook::Join BatchBook::AddLocked(const std::string& job, std::vector<Request> requests) {
   const double now = SteadyNow();
   std::shared_ptr<Collection> col;
-  // The line's size before it has its custom_id: a custom_id is at most 64 bytes longer.
-  const size_t size = api_->Line(custom_id, body).size() + 64;
+  // The lines' size before they have their custom_ids: a custom_id is at most 64 bytes longer.
+  size_t size = 0;
+  for (const auto& r : requests) size += api_->Line(r.custom_id, r.body).size() + 64;
   if (!open_.empty()) {
     col = cols_[open_];
-    if (col->closed || col->items.size() >= static_cast<size_t>(c_.batch_config.max_requests) ||
+    if (col->closed || col->items.size() + requests.size() > static_cast<size_t>(c_.batch_config.max_requests) ||
         col->bytes + size > static_cast<size_t>(c_.batch_config.max_bytes))
       col.reset();
   }
@@ -476,10 +484,12 @@ BatchBook::Join BatchBook::Add(const std::string& job, const std::string& custom
     cols_[col->id] = col;
     open_ = col->id;
   }
-  Item item{job, api_->CustomId(*col, col->items.size(), job, custom_id), "", est_usd, false};
-  item.line = api_->Line(item.custom_id, body);
-  col->bytes += item.line.size() + 1;
-  col->items.push_back(std::move(item));
+  for (auto& r : requests) {
+    Item item{job, api_->CustomId(*col, col->items.size(), job, r.custom_id), "", r.est_usd, false, r.level, r.part};
+    item.line = api_->Line(item.custom_id, r.body);
+    col->bytes += item.line.size() + 1;
+    col->items.push_back(std::move(item));
+  }
   by_job_[job] = col->id;
   const bool full = col->items.size() >= static_cast<size_t>(c_.batch_config.max_requests);
   if (full) {
@@ -487,6 +497,99 @@ BatchBook::Join BatchBook::Add(const std::string& job, const std::string& custom
     open_.clear();
   }
   return {col->id, full ? 0 : std::max(0.0, col->first_at + c_.batch_config.collect - now)};
+}
+
+bool BatchBook::MapReduceJob::Has(int level, int part) const {
+  for (const auto& a : answers)
+    if (a.level == level && a.part == part) return true;
+  return false;
+}
+
+std::optional<StepOutcome> BatchBook::MapReduce(const std::string& job, const std::string& base_id, int attempt,
+                                                NextRound next) {
+  std::lock_guard lock(mu_);
+  auto it = mr_.find(job);
+  if (it == mr_.end()) {  // a new one: its map round must fit one collection
+    const Round map = next(0, {});
+    if (map.error.empty() && map.entries.size() > static_cast<size_t>(c_.batch_config.max_requests))
+      return std::nullopt;
+    it = mr_.emplace(job, MapReduceJob{}).first;
+  }
+  MapReduceJob& m = it->second;
+  m.next = std::move(next);
+  m.base_id = base_id;
+  m.attempt = attempt;
+  StepOutcome out = Advance(job, m);
+  if (out.kind != StepOutcome::Kind::kParked) mr_.erase(job);
+  return out;
+}
+
+StepOutcome BatchBook::Advance(const std::string& job, MapReduceJob& m) {
+  std::vector<std::string> partials;
+  int chunks = 0;
+  for (int level = 0;; ++level) {
+    const Round r = m.next(level, partials);
+    if (!r.error.empty()) return StepOutcome::Failure(r.error, false);
+    if (level == 0) chunks = static_cast<int>(r.entries.size());
+    std::vector<std::string> texts;
+    std::vector<size_t> missing;
+    for (size_t i = 0; i < r.entries.size(); ++i) {
+      const Round::Entry& e = r.entries[i];
+      const Answer* got = nullptr;
+      for (const auto& a : m.answers)
+        if (a.level == level && a.part == static_cast<int>(i)) got = &a;
+      if (e.text) texts.push_back(*e.text);
+      else if (got) texts.push_back(got->text);
+      else missing.push_back(i);
+    }
+    if (!missing.empty()) {
+      if (auto pending = by_job_.find(job); pending != by_job_.end()) return StepOutcome::Park(pending->second, 0);
+      std::vector<Request> adds;
+      const int tries = m.tries++;
+      for (size_t i : missing) {
+        Json body = ChatRequest(c_, c_.system_prompt, r.entries[i].prompt);
+        const double est = rates::CostUsd(
+            c_.batch_price, EstimateTokens(body.dump(-1, ' ', false, Json::error_handler_t::replace)), 0,
+            c_.max_tokens);
+        std::string id = fmt::format("{}/{}{}.{}", m.base_id, level == 0 ? "map" : "reduce", level, i + 1);
+        if (tries > 0) id += fmt::format("/{}", tries + 1);
+        adds.push_back({std::move(id), std::move(body), est, level, static_cast<int>(i)});
+      }
+      const Join j = AddLocked(job, std::move(adds));
+      return StepOutcome::Park(j.id, j.poll_in);
+    }
+    if (!r.final) {
+      partials = std::move(texts);
+      continue;
+    }
+    // The summary: every request's usage at the batch price, a call record per completion.
+    rates::LlmUsage usage;
+    Json calls = Json::array();
+    std::set<std::string> batches;
+    for (const auto& a : m.answers) {
+      rates::LlmUsage u;
+      u.requests = 1;
+      u.prompt_tokens = a.prompt_tokens;
+      u.completion_tokens = a.completion_tokens;
+      u.cached_tokens = a.cached_tokens;
+      u.cost_usd = rates::CostUsd(c_.batch_price, a.prompt_tokens, a.cached_tokens, a.completion_tokens);
+      usage.Add(u);
+      Json call = {{"attempt", m.attempt}, {"request", calls.size() + 1}, {"phase", a.level == 0 ? "map" : "reduce"},
+                   {"tries", 1}, {"prompt_tokens", a.prompt_tokens}, {"completion_tokens", a.completion_tokens},
+                   {"batch", a.batch}};
+      if (a.cached_tokens > 0) call["cached_tokens"] = a.cached_tokens;
+      calls.push_back(std::move(call));
+      batches.insert(a.batch);
+    }
+    return StepOutcome::Ok({{"summary", texts.at(0)},
+                            {"provider", c_.provider},
+                            {"model", c_.model},
+                            {"extractive", false},
+                            {"chunks", chunks},
+                            {"calls", std::move(calls)},
+                            {"batch", {{"ids", Json(batches)}}},
+                            {"usage", usage.ToJson()}});
+  }
 }
 
 ParkCheck BatchBook::Check(ParkContext& ctx) {
@@ -574,7 +677,10 @@ ParkCheck BatchBook::Submit(ParkContext& ctx, Collection& col) {
     }
     col.noted_at = WallNow();
     Json items = Json::array();
-    for (const auto& i : col.items) items.push_back({i.job, i.custom_id, i.est_usd});
+    for (const auto& i : col.items) {
+      if (i.part >= 0) items.push_back({i.job, i.custom_id, i.est_usd, i.level, i.part});
+      else items.push_back({i.job, i.custom_id, i.est_usd});
+    }
     Json note = {{"c", col.id}, {"nonce", col.nonce}, {"noted_at", col.noted_at}, {"items", items},
                  {"reserved", col.reserved_usd}};
     if (!col.file_id.empty()) note["file"] = col.file_id;
@@ -672,10 +778,37 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
   done.done = true;
   double cost = 0;
   int ok = 0, failed = 0;
+  std::set<std::string> mr_jobs;  // map-reduce jobs with requests here
+  std::map<std::string, std::string> mr_failed;  // with fallback: fail, by job
+  Json mr_note = Json::array();  // their answers: [job, level, part, text, prompt, completion, cached]
   for (const auto& item : col.items) {
     auto found = answers.find(item.custom_id);
     std::string why = found == answers.end() ? fmt::format("batch {} {} without an answer for it", col.batch_id, status)
                                              : found->second.why;
+    if (item.part >= 0) {  // a map-reduce request: its answer is kept for the job's next round
+      mr_jobs.insert(item.job);
+      if (!why.empty()) {
+        ++failed;
+        if (c_.batch_config.fallback == "fail") {
+          mr_failed.emplace(item.job, fmt::format("llm: batch item {} failed: {}", item.custom_id, why));
+        } else {
+          Log(ctx, LogLevel::kWarn,
+              fmt::format("llm: batch item {} failed ({}); it goes in a later batch", item.custom_id, why));
+        }
+        continue;
+      }
+      const ChatReply& r = found->second.reply;
+      cost += rates::CostUsd(c_.batch_price, r.prompt_tokens, r.cached_tokens, r.completion_tokens);
+      ++ok;
+      mr_note.push_back({item.job, item.level, item.part, r.content, r.prompt_tokens, r.completion_tokens,
+                         r.cached_tokens});
+      std::lock_guard lock(mu_);
+      MapReduceJob& m = mr_[item.job];
+      if (!m.Has(item.level, item.part))
+        m.answers.push_back({item.level, item.part, r.content, col.batch_id, r.prompt_tokens, r.completion_tokens,
+                             r.cached_tokens});
+      continue;
+    }
     if (why.empty()) {
       const ChatReply& r = found->second.reply;
       rates::LlmUsage u;
@@ -713,6 +846,10 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
     }
   }
   if (!col.settled) {
+    // The map-reduce answers are journaled before the batch is noted as ended: a restarted run
+    // continues from them and never sends those requests again.
+    if (!mr_note.empty() && !Note(ctx, {{"c", col.id}, {"answers", mr_note}}))
+      Log(ctx, LogLevel::kWarn, "llm: the journal did not take the map-reduce answers");
     if (ctx.rates) ctx.rates->Settle(col.reserved_usd, cost);
     col.settled = true;
     Note(ctx, {{"c", col.id}, {"ended", status}});
@@ -720,6 +857,26 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
   Log(ctx, LogLevel::kInfo, fmt::format("llm: {} ({}) {}: {} answered, {} failed, ${:.6f}", col.id, col.batch_id,
                                         status, ok, failed, cost));
   std::lock_guard lock(mu_);
+  // A map-reduce job goes on with its next round (or ends); one not attached to an attempt since a
+  // restart has no outcome: its attempt runs again and continues from the answers.
+  for (const auto& job : mr_jobs) {
+    auto pending = by_job_.find(job);
+    if (pending != by_job_.end() && pending->second == col.id) by_job_.erase(pending);
+    auto m = mr_.find(job);
+    if (auto refused = col.outcomes.find(job); refused != col.outcomes.end()) {  // by the budget
+      if (m != mr_.end()) mr_.erase(m);
+      continue;
+    }
+    if (auto f = mr_failed.find(job); f != mr_failed.end()) {
+      done.outcomes[job] = StepOutcome::Failure(f->second, false);
+      if (m != mr_.end()) mr_.erase(m);
+      continue;
+    }
+    if (m == mr_.end() || !m->second.next) continue;
+    done.outcomes[job] = Advance(job, m->second);
+    // Ended: a late parker gets the outcome from col.outcomes; a rerun replays it from the notes.
+    if (done.outcomes[job].kind != StepOutcome::Kind::kParked) mr_.erase(job);
+  }
   for (auto& [job, o] : col.outcomes) done.outcomes.emplace(job, o);  // refused by the budget earlier
   col.outcomes = done.outcomes;
   col.cost_usd = cost;
@@ -729,6 +886,7 @@ ParkCheck BatchBook::End(ParkContext& ctx, Collection& col, const Json& batch) {
   // A job with an answer keeps pointing here: its attempt may park after the batch ended (a resumed
   // run's attempts park one by one) and then gets the answer at once. The others run again afresh.
   for (const auto& item : col.items) {
+    if (item.part >= 0) continue;
     auto it = by_job_.find(item.job);
     auto answer = done.outcomes.find(item.job);
     if (it != by_job_.end() && it->second == col.id && (answer == done.outcomes.end() || !answer->second.ok()))
@@ -762,8 +920,26 @@ void BatchBook::Restore(const std::vector<Json>& notes) {
       col->items.clear();
       for (const auto& i : n.value("items", Json::array())) {
         if (!i.is_array() || i.size() < 3 || !i[0].is_string() || !i[1].is_string() || !i[2].is_number()) continue;
-        col->items.push_back({i[0].get<std::string>(), i[1].get<std::string>(), "", i[2].get<double>(), true});
-        by_job_[i[0].get<std::string>()] = id;
+        Item item{i[0].get<std::string>(), i[1].get<std::string>(), "", i[2].get<double>(), true};
+        if (i.size() >= 5 && i[3].is_number_integer() && i[4].is_number_integer()) {
+          item.level = i[3].get<int>();
+          item.part = i[4].get<int>();
+          mr_[item.job];  // a map-reduce job: its attempt re-attaches its rounds when it runs again
+        }
+        by_job_[item.job] = id;
+        col->items.push_back(std::move(item));
+      }
+    }
+    if (n.contains("answers") && n["answers"].is_array()) {  // map-reduce answers of this collection's batch
+      for (const auto& a : n["answers"]) {
+        if (!a.is_array() || a.size() < 7 || !a[0].is_string() || !a[1].is_number_integer() ||
+            !a[2].is_number_integer() || !a[3].is_string() || !a[4].is_number_integer() ||
+            !a[5].is_number_integer() || !a[6].is_number_integer())
+          continue;
+        MapReduceJob& m = mr_[a[0].get<std::string>()];
+        if (m.Has(a[1].get<int>(), a[2].get<int>())) continue;
+        m.answers.push_back({a[1].get<int>(), a[2].get<int>(), a[3].get<std::string>(), col->batch_id,
+                             a[4].get<long long>(), a[5].get<long long>(), a[6].get<long long>()});
       }
     }
     if (n.contains("batch")) {
@@ -774,6 +950,10 @@ void BatchBook::Restore(const std::vector<Json>& notes) {
     if (n.contains("ended")) {  // settled already: a re-read maps the answers, bills nothing again
       col->settled = true;
       col->restored_reservation = false;
+      for (const auto& item : col->items) {  // map-reduce answers are journaled: the job goes on from them
+        auto it = by_job_.find(item.job);
+        if (item.part >= 0 && it != by_job_.end() && it->second == id) by_job_.erase(it);
+      }
       if (col->batch_id.empty()) {  // released, never created: its jobs run again
         for (const auto& item : col->items) {
           auto it = by_job_.find(item.job);

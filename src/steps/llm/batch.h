@@ -16,6 +16,11 @@
 //                       budget from their usage; note {ended}; outcomes: a done item ends its
 //                       attempt, a failed/expired/cancelled one follows `fallback` (sync or batch:
 //                       woken to run again; fail: fails)
+//   MapReduce (an attempt whose input needs map-reduce) ──> its map round's requests together in
+//                     the open collection ──> park; when a collection ends, each map-reduce job's
+//                     answers are kept (and noted); Advance replays its rounds (NextRound, llm.cc)
+//                     over them: the next round's requests go in the open collection and the
+//                     attempt parks again on it, or the final reduce's answer ends it
 //
 // Notes (ParkContext::note) are journaled before what they describe can be lost, and handed back
 // by RestoreNotes after a restart: a restarted run's attempts join the same batch, so nothing is
@@ -25,6 +30,7 @@
 // Thread-safety: every method may be called from any thread; one CheckPark per id at a time.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +45,23 @@
 namespace baton::llm {
 
 class BatchApi;  // batch.cc: one provider's batch endpoints
+
+// One round of a map-reduce summary (llm.cc renders it; the synchronous path and the batch run the
+// same rounds): level 0 is the map round (one request per chunk), each later level a reduce round
+// over the previous round's texts. An entry is a request (`prompt`) or a text passed through as it
+// is (`text`: a partial with nothing to combine it with at this budget). `final`: the round is one
+// reduce of everything, whose answer is the summary. `error`: the input cannot be summarised so.
+struct Round {
+  struct Entry {
+    std::string prompt, label;
+    std::optional<std::string> text;
+  };
+  std::vector<Entry> entries;
+  bool final = false;
+  std::string error;
+};
+// Round `level` from the texts of round level-1 (none for level 0).
+using NextRound = std::function<Round(int level, const std::vector<std::string>& partials)>;
 
 class BatchBook {
  public:
@@ -56,6 +79,13 @@ class BatchBook {
   bool TakeSyncFallback(const std::string& job);
   // Adds `job`'s request (a chat completion body) to the open collection.
   Join Add(const std::string& job, const std::string& custom_id, Json body, double est_usd);
+  // A job whose input needs map-reduce: its rounds (`next`) go through batches, each round's
+  // requests together in one collection. Returns what the attempt does now: park on the
+  // collection that holds the round's requests, end with the summary (every round answered
+  // already: a restarted run), or fail. Nullopt when the map round alone has more requests than
+  // with.batch.max_requests (the attempt then runs synchronously). `base_id`: JOB/STEP/ATTEMPT.
+  std::optional<StepOutcome> MapReduce(const std::string& job, const std::string& base_id, int attempt,
+                                       NextRound next);
   ParkCheck Check(ParkContext& ctx);
   void Restore(const std::vector<Json>& notes);
   Json States() const;
@@ -66,6 +96,7 @@ class BatchBook {
     std::string line;  // the request as the API sends it ("" for a restored item: never journaled)
     double est_usd = 0;
     bool reserved = false;
+    int level = -1, part = -1;  // a map-reduce request: its round and entry; -1: the job's one request
   };
   struct Collection {
     std::string id;
@@ -92,6 +123,31 @@ class BatchBook {
   ParkCheck End(ParkContext& ctx, Collection& col, const Json& batch);
   ParkCheck Release(ParkContext& ctx, Collection& col);
 
+  // A map-reduce job's answers so far (journaled as they come) and how to render its rounds.
+  struct Answer {
+    int level = 0, part = 0;
+    std::string text, batch;
+    long long prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  };
+  struct MapReduceJob {
+    NextRound next;  // empty for a restored job until its attempt runs again
+    std::string base_id;
+    int attempt = 1, tries = 0;
+    std::vector<Answer> answers;  // in the order they came
+    bool Has(int level, int part) const;
+  };
+  struct Request {
+    std::string custom_id;
+    Json body;
+    double est_usd = 0;
+    int level = -1, part = -1;
+  };
+  // mu_ held. Adds requests of one job together (a new collection when the open one cannot take them all).
+  Join AddLocked(const std::string& job, std::vector<Request> requests);
+  // mu_ held. Replays the job's rounds over its answers: the first round with an unanswered request
+  // parks (on the collection that has them, else they are added now), a final round answered ends it.
+  StepOutcome Advance(const std::string& job, MapReduceJob& m);
+
   const LlmConfig& c_;
   const std::unique_ptr<BatchApi> api_;
   mutable std::mutex mu_;
@@ -99,6 +155,7 @@ class BatchBook {
   std::string open_;                          // the collecting one, "" none
   std::map<std::string, std::string> by_job_;  // job -> collection of its pending item
   std::set<std::string> sync_next_;
+  std::map<std::string, MapReduceJob> mr_;  // by job
   int seq_ = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -181,6 +182,103 @@ Values MakeValues(const LlmConfig& c, const Material& m, const Texts& texts) {
           {"annotations", texts.annotations}};
 }
 
+// Tokens one user message may take.
+int Budget(const LlmConfig& c) {
+  return c.context_tokens - c.max_tokens - EstimateTokens(c.system_prompt) - kMarginTokens;
+}
+
+// "### Part i of n" sections of partials [first, first + count).
+std::string JoinParts(const std::vector<std::string>& parts, size_t first, size_t count, size_t total) {
+  std::string out;
+  for (size_t i = first; i < first + count; ++i)
+    out += fmt::format("### Part {} of {}\n\n{}\n\n", i + 1, total, parts[i]);
+  return out;
+}
+
+// The map round of an input too long for one request: one request per chunk of the timeline.
+llm::Round MapRound(const LlmConfig& c, const Values& values, const Texts& texts) {
+  llm::Round r;
+  Values probe = values;
+  probe["part"] = probe["parts"] = "9999";
+  const int chunk_budget = Budget(c) - EstimateTokens(Render(c.map_template, probe));
+  if (chunk_budget < 64) {
+    r.error = "llm: with.context_tokens leaves no room for input in the map template; raise context_tokens or "
+              "lower max_tokens";
+    return r;
+  }
+  const std::vector<std::string> pieces = llm::SplitToFit(texts.timeline, chunk_budget);
+  if (pieces.empty()) {
+    r.error = "llm: the summary prompt does not fit with.context_tokens and there is no transcript or on-screen "
+              "text to split";
+    return r;
+  }
+  const size_t chunks = pieces.size();
+  for (size_t i = 0; i < chunks; ++i) {
+    Values v = values;
+    v["chunk"] = pieces[i];
+    v["part"] = std::to_string(i + 1);
+    v["parts"] = std::to_string(chunks);
+    r.entries.push_back({Render(c.map_template, v), fmt::format("map part {}/{}", i + 1, chunks), std::nullopt});
+  }
+  return r;
+}
+
+// Reduce level `level` over `partials`: one request of everything when it fits (final), else
+// consecutive groups that fit (a partial alone passes through), to be reduced again a level up.
+llm::Round ReduceRound(const LlmConfig& c, const Values& values, const std::vector<std::string>& partials,
+                       int level) {
+  llm::Round r;
+  const std::string too_small = "llm: partial summaries do not fit with.context_tokens even in pairs; raise "
+                                "context_tokens or lower max_tokens";
+  if (level > kMaxReduceLevels) {
+    r.error = too_small;
+    return r;
+  }
+  const int budget = Budget(c);
+  Values v = values;
+  v["summaries"] = JoinParts(partials, 0, partials.size(), partials.size());
+  v["parts"] = std::to_string(partials.size());
+  std::string prompt = Render(c.reduce_template, v);
+  if (EstimateTokens(prompt) <= budget) {
+    r.final = true;
+    r.entries.push_back({std::move(prompt), fmt::format("reduce level {}", level), std::nullopt});
+    return r;
+  }
+  // Too long for one request: reduce consecutive groups that fit, then go up a level.
+  Values probe = values;
+  probe["parts"] = "9999";
+  const int group_budget = budget - EstimateTokens(Render(c.reduce_template, probe));
+  size_t i = 0;
+  while (i < partials.size()) {
+    size_t n = 0;
+    int used = 0;
+    while (i + n < partials.size()) {
+      const int t = EstimateTokens(JoinParts(partials, i + n, 1, partials.size()));
+      if (n > 0 && used + t > group_budget) break;
+      used += t;
+      ++n;
+    }
+    if (n == 1) {  // a single partial: nothing to combine it with at this budget
+      r.entries.push_back({"", "", partials[i]});
+    } else {
+      Values g = values;
+      g["summaries"] = JoinParts(partials, i, n, partials.size());
+      g["parts"] = std::to_string(n);
+      r.entries.push_back({Render(c.reduce_template, g),
+                           fmt::format("reduce level {} parts {}-{}", level, i + 1, i + n), std::nullopt});
+    }
+    i += n;
+  }
+  if (r.entries.size() >= partials.size()) r.error = too_small;  // no progress: budget too small
+  return r;
+}
+
+// Round `level` of one job's map-reduce (level 0: map).
+llm::Round NextRound(const LlmConfig& c, const Values& values, const Texts& texts, int level,
+                     const std::vector<std::string>& partials) {
+  return level == 0 ? MapRound(c, values, texts) : ReduceRound(c, values, partials, level);
+}
+
 class LlmStep final : public Step {
  public:
   explicit LlmStep(LlmConfig config)
@@ -225,26 +323,39 @@ class LlmStep final : public Step {
       key = value;
     }
     if (config_.batch && !book_->TakeSyncFallback(ctx.job)) {
-      if (auto pending = book_->Pending(ctx.job)) {  // a restarted run: its request is already in a batch
-        ctx.info(fmt::format("llm: the request is in {} already; waiting for it", pending->id));
-        return StepOutcome::Park(pending->id, pending->poll_in);
-      }
-      // One request per job goes in a batch; an input that needs map-reduce runs synchronously.
       const std::string system = config_.system_prompt;
-      const int budget = config_.context_tokens - config_.max_tokens - EstimateTokens(system) - kMarginTokens;
-      const std::string user =
-          Render(config_.summary_template, MakeValues(config_, material, RenderTexts(material, Zh(config_))));
-      if (EstimateTokens(user) <= budget) {
+      const Texts texts = RenderTexts(material, Zh(config_));
+      const Values values = MakeValues(config_, material, texts);
+      const std::string user = Render(config_.summary_template, values);
+      const std::string base_id = fmt::format("{}/{}/{}", ctx.job, ctx.step, ctx.attempt);
+      if (EstimateTokens(user) <= Budget(config_)) {  // one request
+        if (auto pending = book_->Pending(ctx.job)) {  // a restarted run: its request is already in a batch
+          ctx.info(fmt::format("llm: the request is in {} already; waiting for it", pending->id));
+          return StepOutcome::Park(pending->id, pending->poll_in);
+        }
         Json body = llm::ChatRequest(config_, system, user);  // the API's request shape
         const double est = rates::CostUsd(config_.batch_price,
                                           EstimateTokens(body.dump(-1, ' ', false, Json::error_handler_t::replace)), 0,
                                           config_.max_tokens);
-        const std::string custom_id = fmt::format("{}/{}/{}", ctx.job, ctx.step, ctx.attempt);
-        const llm::BatchBook::Join join = book_->Add(ctx.job, custom_id, std::move(body), est);
-        ctx.info(fmt::format("llm: request {} queued in {} (batch mode)", custom_id, join.id));
+        const llm::BatchBook::Join join = book_->Add(ctx.job, base_id, std::move(body), est);
+        ctx.info(fmt::format("llm: request {} queued in {} (batch mode)", base_id, join.id));
         return StepOutcome::Park(join.id, join.poll_in);
       }
-      ctx.info("llm: input too long for one request: map-reduce runs synchronously, not in a batch");
+      // Map-reduce: each round's requests go in a batch; the book renders the next round when one ends.
+      const LlmConfig& c = config_;
+      std::optional<StepOutcome> out = book_->MapReduce(
+          ctx.job, base_id, ctx.attempt,
+          [&c, values, texts](int level, const std::vector<std::string>& partials) {
+            return NextRound(c, values, texts, level, partials);
+          });
+      if (out) {
+        if (out->kind == StepOutcome::Kind::kParked)
+          ctx.info(fmt::format("llm: input too long for one request: map-reduce in batches; waiting in {}",
+                               out->park_id));
+        return *out;
+      }
+      ctx.info(fmt::format("llm: the map round has more requests than with.batch.max_requests ({}): map-reduce "
+                           "runs synchronously", config_.batch_config.max_requests));
     }
     llm::RequestGate gate(config_, ctx);
     Attempt attempt(config_, ctx, ChatClient(config_, key, ctx, &gate));
@@ -295,7 +406,7 @@ class LlmStep final : public Step {
 
     StepOutcome Summarise(const Material& m) {
       system = c.system_prompt;  // in the job's language (llm_config.cc)
-      budget = c.context_tokens - c.max_tokens - EstimateTokens(system) - kMarginTokens;
+      budget = Budget(c);
       const Texts texts = RenderTexts(m, Zh(c));
       Values values = MakeValues(c, m, texts);
       StepOutcome failure;
@@ -306,33 +417,16 @@ class LlmStep final : public Step {
         ctx.info(fmt::format("llm: one request to {} ({} prompt tokens est.)", c.model, EstimateTokens(single)));
         if (!Ask("summary", "summary", single, &summary, &failure)) return failure;
       } else {
-        Values probe = values;
-        probe["part"] = probe["parts"] = "9999";
-        const int chunk_budget = budget - EstimateTokens(Render(c.map_template, probe));
-        if (chunk_budget < 64) {
-          return StepOutcome::Failure("llm: with.context_tokens leaves no room for input in the map template; "
-                                      "raise context_tokens or lower max_tokens", false);
-        }
-        const std::vector<std::string> pieces = llm::SplitToFit(texts.timeline, chunk_budget);
-        if (pieces.empty()) {
-          return StepOutcome::Failure("llm: the summary prompt does not fit with.context_tokens and there is "
-                                      "no transcript or on-screen text to split", false);
-        }
-        chunks = static_cast<int>(pieces.size());
+        const llm::Round map = MapRound(c, values, texts);
+        if (!map.error.empty()) return StepOutcome::Failure(map.error, false);
+        chunks = static_cast<int>(map.entries.size());
         ctx.info(
             fmt::format("llm: input too long for one request ({} tokens est., budget {}): map-reduce over {} chunks",
                         EstimateTokens(single), budget, chunks));
         std::vector<std::string> partials;
         for (int i = 0; i < chunks; ++i) {
-          Values v = values;
-          v["chunk"] = pieces[i];
-          v["part"] = std::to_string(i + 1);
-          v["parts"] = std::to_string(chunks);
           std::string partial;
-          if (!Ask("map", fmt::format("map part {}/{}", i + 1, chunks), Render(c.map_template, v), &partial,
-                   &failure)) {
-            return failure;
-          }
+          if (!Ask("map", map.entries[i].label, map.entries[i].prompt, &partial, &failure)) return failure;
           partials.push_back(std::move(partial));
           if (ctx.progress) ctx.progress({{"chunks_done", i + 1}, {"chunks", chunks}});
         }
@@ -346,62 +440,27 @@ class LlmStep final : public Step {
                               {"calls", calls}});
     }
 
-    static std::string Join(const std::vector<std::string>& parts, size_t first, size_t count, size_t total) {
-      std::string out;
-      for (size_t i = first; i < first + count; ++i) {
-        out += fmt::format("### Part {} of {}\n\n{}\n\n", i + 1, total, parts[i]);
-      }
-      return out;
-    }
-
-    // Combines partial summaries, in groups that fit the budget, until one is left.
+    // Combines partial summaries, round by round (ReduceRound), until one is left.
     bool Reduce(const Values& values, std::vector<std::string> partials, std::string* summary, StepOutcome* failure) {
-      for (int level = 1; level <= kMaxReduceLevels; ++level) {
-        Values v = values;
-        v["summaries"] = Join(partials, 0, partials.size(), partials.size());
-        v["parts"] = std::to_string(partials.size());
-        std::string prompt = Render(c.reduce_template, v);
-        if (EstimateTokens(prompt) <= budget) {
-          return Ask("reduce", fmt::format("reduce level {}", level), prompt, summary, failure);
+      for (int level = 1;; ++level) {
+        const llm::Round r = ReduceRound(c, values, partials, level);
+        if (!r.error.empty()) {
+          *failure = StepOutcome::Failure(r.error, false);
+          return false;
         }
-        // Too long for one request: reduce consecutive groups that fit, then go up a level.
-        Values probe = values;
-        probe["parts"] = "9999";
-        const int group_budget = budget - EstimateTokens(Render(c.reduce_template, probe));
         std::vector<std::string> next;
-        size_t i = 0;
-        while (i < partials.size()) {
-          size_t n = 0;
-          int used = 0;
-          while (i + n < partials.size()) {
-            const int t = EstimateTokens(Join(partials, i + n, 1, partials.size()));
-            if (n > 0 && used + t > group_budget) break;
-            used += t;
-            ++n;
-          }
-          if (n == 1) {  // a single partial: nothing to combine it with at this budget
-            next.push_back(partials[i]);
-          } else {
-            Values g = values;
-            g["summaries"] = Join(partials, i, n, partials.size());
-            g["parts"] = std::to_string(n);
-            std::string combined;
-            if (!Ask("reduce", fmt::format("reduce level {} parts {}-{}", level, i + 1, i + n),
-                     Render(c.reduce_template, g), &combined, failure)) {
-              return false;
-            }
-            next.push_back(std::move(combined));
-          }
-          i += n;
+        for (const auto& e : r.entries) {
+          std::string text;
+          if (e.text) text = *e.text;
+          else if (!Ask("reduce", e.label, e.prompt, &text, failure)) return false;
+          next.push_back(std::move(text));
         }
-        if (next.size() >= partials.size()) break;  // no progress: budget too small
+        if (r.final) {
+          *summary = std::move(next.at(0));
+          return true;
+        }
         partials = std::move(next);
       }
-      *failure = StepOutcome::Failure(
-          "llm: partial summaries do not fit with.context_tokens even in pairs; raise context_tokens or lower "
-          "max_tokens",
-          false);
-      return false;
     }
   };
 
