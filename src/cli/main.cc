@@ -134,6 +134,14 @@ int RunCommand(const RunArgs& a) {
       return true;
     };
   }
+  if (a.dashboard_requested) {
+    // The dashboard lists, counts and pages every job of the run, live: it needs every job known
+    // from the start and each ended one's entry (its detail still leaves memory). So a run with a
+    // dashboard reads its inputs whole, as before streaming admission: memory per job again.
+    for (std::string in; opts.next_input(&in);) opts.inputs.push_back(std::move(in));
+    if (stream && !stream->status().ok()) return Fail(stream->status());
+    opts.next_input = nullptr;
+  }
   opts.out = a.out;
   opts.trace = a.trace;
   opts.journal = !a.no_journal;

@@ -520,10 +520,10 @@ Result<std::unique_ptr<JournalStore>> AddJobs(driver::Driver& d, uint32_t pipeli
         fmt::format("pipeline '{}' has {} steps; a journaled run takes at most {} (or use --no-journal)", spec.name,
                     spec.steps.size(), journal::kMaxSteps));
   const auto prints = journal::Fingerprint(spec);
-  // A run that lets ended jobs leave memory (baton run) settles the succeeded jobs of a large
+  // A run whose jobs stream and leave memory (baton run) settles the succeeded jobs of a large
   // journal: skipped without being restored, their lines left where they are in jobs.jsonl, which
-  // this run appends to.
-  const bool settle = !options.keep_finished && options.rerun != RunOptions::Rerun::kAll &&
+  // this run appends to. (One that lists every job, `baton run --dashboard`, restores them all.)
+  const bool settle = options.next_input && !options.keep_finished && options.rerun != RunOptions::Rerun::kAll &&
                       std::filesystem::exists(file);
   if (settle) {
     if (Status st = lines->Open(options.out / "jobs.jsonl", true); !st.ok()) return st;
