@@ -83,8 +83,10 @@ asan() {
     -DCMAKE_CXX_FLAGS="-O0 -g1 -fno-omit-frame-pointer"
   stage "asan build" cmake --build build-asan -j "$jobs" --target "${engine_targets[@]}" \
     "${cluster_targets[@]}" "${step_targets[@]}" fuzz_all
-  # Tests of whole video jobs need the media steps this build leaves out (BATON_SKIP_STEPS).
-  stage "asan tests" run_tests build-asan "VideoReport"
+  # Tests of whole video jobs need the media steps this build leaves out (BATON_SKIP_STEPS); the
+  # pacing test measures a 20 ms margin against a server's clock, which an -O0 ASan build on a
+  # busy machine does not keep (it runs in the plain build's tests).
+  stage "asan tests" run_tests build-asan "VideoReport|PacedAtTheProvidersExactRate"
 }
 
 fuzz() {
