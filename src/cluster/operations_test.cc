@@ -582,6 +582,12 @@ class VirtualHead {
     std::fclose(log_);
   }
   FakeClock clock;
+  // Returns once the head has committed two more turns: one begun after whatever the test just
+  // did (moved the clock) has run its sweep and written (no real time assumed to be enough).
+  void Turns() {
+    const uint64_t before = head_->GetCounters().turns;
+    ASSERT_TRUE(testing::WaitFor([&] { return head_->GetCounters().turns >= before + 2; }, 15));
+  }
   // Moves the clock in 10 s steps, 10 ms apart: a live agent (heartbeat 0.2 s) is seen beating
   // within every heartbeat timeout (1,000 s here, 1 s of real time), a killed one is lost.
   void Advance(double seconds) {
@@ -624,7 +630,7 @@ TEST_F(OperationsTest, PipelinesNoJobRefersToLeaveRedisReferencedOnesStay) {
   ASSERT_EQ(RedisCli({"HSET", prefix_ + ":job:job-99", "pipeline", "1", "state", "ready"}), "2");
   ASSERT_EQ(RedisCli({"HSET", prefix_ + ":pipeline:1", "used", "job-99"}), "0");
   head.clock.Advance(55);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few turns of the head
+  head.Turns();  // a sweep past the retention has run
   EXPECT_EQ(RedisCli({"EXISTS", prefix_ + ":pipeline:1"}), "1") << Logs();
   // That job gone, the next sweep: the old pipeline, no longer referred to, goes; the new one stays.
   ASSERT_EQ(RedisCli({"DEL", prefix_ + ":job:job-99"}), "1");
@@ -666,7 +672,7 @@ TEST_F(OperationsTest, AKilledAgentsKeysLeaveRedisAfterForgetNodesAndItComesBack
   head.Advance(2100);
   ASSERT_TRUE(WaitFor([&] { return NodesAlive(1); }, 15)) << Logs();
   head.Advance(3000);  // dead for at most about 4,100 s of the 5,000: kept
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few turns of the head
+  head.Turns();        // a sweep at that time has run
   EXPECT_EQ(keys_of("a"), "111") << "removed before --forget-nodes";
   head.Advance(3000);  // dead for at least about 7,000 s: removed
   ASSERT_TRUE(WaitFor([&] { return keys_of("a") == "000"; }, 15)) << keys_of("a") << Logs();
